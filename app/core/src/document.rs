@@ -1,0 +1,786 @@
+//! Documents: rows of the `documents` table, their properties, relations and containment.
+//!
+//! Every function here takes a connection so that callers compose them inside one
+//! transaction; [`crate::portal::Portal`] is the convenient entry point.
+
+use std::collections::BTreeMap;
+
+use chrono::{NaiveDateTime, Utc};
+use diesel::prelude::*;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::db::DbConnection;
+use crate::error::{CoreError, CoreResult};
+use crate::property::{check_value, relation_targets};
+use crate::schema::{documents, relations};
+use crate::types::{PortalType, PropertyType, Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
+
+/// Fields every document has; a schema may not redeclare them.
+pub const CORE_FIELDS: &[&str] = &[
+    "uid",
+    "path",
+    "id",
+    "portal_type",
+    "module",
+    "title",
+    "reference",
+    "description",
+    "owner",
+    "creation_date",
+    "modification_date",
+    "serial",
+    "parent",
+];
+
+/// A stored object: the portal root, a module folder, a document or a sub-document.
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = documents)]
+pub struct Document {
+    /// Unique, never reused number.
+    pub uid: i64,
+    /// Container's uid; none for the portal root.
+    #[serde(skip)]
+    pub parent_uid: Option<i64>,
+    /// Path from the portal: `data_ingestion_module/3/line_1` ("" for the portal).
+    pub path: String,
+    /// Id, unique within its container.
+    pub id: String,
+    /// Top-level module folder the document lives in.
+    pub module: String,
+    /// Portal type name.
+    pub portal_type: String,
+    /// Title.
+    pub title: String,
+    /// Reference, unique per portal type.
+    pub reference: Option<String>,
+    /// Description.
+    pub description: String,
+    /// Login of the creator.
+    pub owner: String,
+    /// Creation time (UTC).
+    #[serde(serialize_with = "ser_time")]
+    pub creation_date: NaiveDateTime,
+    /// Last modification time (UTC).
+    #[serde(serialize_with = "ser_time")]
+    pub modification_date: NaiveDateTime,
+    /// Incremented by every write; a write based on an older serial is refused.
+    pub serial: i64,
+    /// Typed properties as JSON text (relations excluded).
+    #[serde(skip)]
+    pub properties: String,
+}
+
+fn ser_time<S: serde::Serializer>(t: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_time(t))
+}
+
+/// RFC 3339 UTC with microseconds, as the API shows times.
+pub fn format_time(t: &NaiveDateTime) -> String {
+    t.and_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+impl Document {
+    /// The typed properties (relations excluded).
+    pub fn property_map(&self) -> CoreResult<Map<String, Value>> {
+        serde_json::from_str(&self.properties).map_err(|e| {
+            CoreError::Internal(format!(
+                "stored properties of {} unreadable: {e}",
+                self.path
+            ))
+        })
+    }
+
+    /// One property value, or a core field by name.
+    pub fn get(&self, name: &str) -> CoreResult<Option<Value>> {
+        let core = match name {
+            "uid" => Some(Value::from(self.uid)),
+            "path" => Some(Value::from(self.path.clone())),
+            "id" => Some(Value::from(self.id.clone())),
+            "portal_type" => Some(Value::from(self.portal_type.clone())),
+            "module" => Some(Value::from(self.module.clone())),
+            "title" => Some(Value::from(self.title.clone())),
+            "reference" => Some(
+                self.reference
+                    .clone()
+                    .map(Value::from)
+                    .unwrap_or(Value::Null),
+            ),
+            "description" => Some(Value::from(self.description.clone())),
+            "owner" => Some(Value::from(self.owner.clone())),
+            "creation_date" => Some(Value::from(format_time(&self.creation_date))),
+            "modification_date" => Some(Value::from(format_time(&self.modification_date))),
+            "serial" => Some(Value::from(self.serial)),
+            _ => None,
+        };
+        match core {
+            Some(v) => Ok(Some(v)),
+            None => Ok(self.property_map()?.remove(name)),
+        }
+    }
+
+    /// The container's path ("" is the portal); none for the portal itself.
+    pub fn parent_path(&self) -> Option<&str> {
+        if self.path.is_empty() {
+            return None;
+        }
+        Some(self.path.rsplit_once('/').map(|(p, _)| p).unwrap_or(""))
+    }
+}
+
+/// What a caller gives to create a document.
+#[derive(Debug, Clone, Default)]
+pub struct NewDocument {
+    /// Portal type; may be omitted when the container allows exactly one type.
+    pub portal_type: Option<String>,
+    /// Id; auto-numbered ("1", "2", …) when absent.
+    pub id: Option<String>,
+    /// Title.
+    pub title: String,
+    /// Reference, unique per portal type.
+    pub reference: Option<String>,
+    /// Description.
+    pub description: String,
+    /// Typed properties and relations (relations as paths).
+    pub properties: Map<String, Value>,
+}
+
+impl NewDocument {
+    /// Splits a JSON object into core fields and properties.
+    pub fn from_json(body: Value) -> CoreResult<NewDocument> {
+        let Value::Object(mut map) = body else {
+            return Err(CoreError::BadRequest(
+                "the request body must be a JSON object".into(),
+            ));
+        };
+        let mut doc = NewDocument {
+            portal_type: take_string(&mut map, "portal_type")?,
+            id: take_string(&mut map, "id")?,
+            title: take_string(&mut map, "title")?.unwrap_or_default(),
+            reference: take_string(&mut map, "reference")?,
+            description: take_string(&mut map, "description")?.unwrap_or_default(),
+            properties: Map::new(),
+        };
+        reject_read_only(&map)?;
+        doc.properties = map;
+        Ok(doc)
+    }
+}
+
+/// A partial update: only the given fields change.
+#[derive(Debug, Clone, Default)]
+pub struct DocumentPatch {
+    /// The serial the change is based on.
+    pub serial: Option<i64>,
+    /// New title.
+    pub title: Option<String>,
+    /// New reference (`Some(None)` clears it).
+    pub reference: Option<Option<String>>,
+    /// New description.
+    pub description: Option<String>,
+    /// Properties to set; a null value removes the property.
+    pub properties: Map<String, Value>,
+}
+
+impl DocumentPatch {
+    /// Splits a JSON object into the serial, core fields and properties.
+    pub fn from_json(body: Value) -> CoreResult<DocumentPatch> {
+        let Value::Object(mut map) = body else {
+            return Err(CoreError::BadRequest(
+                "the request body must be a JSON object".into(),
+            ));
+        };
+        let serial = match map.remove("serial") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_i64().ok_or_else(|| {
+                CoreError::BadRequest(format!("serial must be an integer, got {v}"))
+            })?),
+        };
+        let reference = match map.remove("reference") {
+            None => None,
+            Some(Value::Null) => Some(None),
+            Some(Value::String(s)) => Some(Some(s)),
+            Some(v) => {
+                return Err(CoreError::Invalid(format!(
+                    "reference must be a string, got {v}"
+                )))
+            }
+        };
+        let patch = DocumentPatch {
+            serial,
+            title: take_string(&mut map, "title")?,
+            reference,
+            description: take_string(&mut map, "description")?,
+            properties: Map::new(),
+        };
+        for key in ["id", "portal_type"] {
+            if map.contains_key(key) {
+                return Err(CoreError::Invalid(format!(
+                    "{key} cannot be changed by an edit"
+                )));
+            }
+        }
+        reject_read_only(&map)?;
+        Ok(DocumentPatch {
+            properties: map,
+            ..patch
+        })
+    }
+}
+
+fn take_string(map: &mut Map<String, Value>, key: &str) -> CoreResult<Option<String>> {
+    match map.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(v) => Err(CoreError::Invalid(format!(
+            "{key} must be a string, got {v}"
+        ))),
+    }
+}
+
+fn reject_read_only(map: &Map<String, Value>) -> CoreResult<()> {
+    for key in map.keys() {
+        if CORE_FIELDS.contains(&key.as_str()) {
+            return Err(CoreError::Invalid(format!("{key} is read-only")));
+        }
+    }
+    Ok(())
+}
+
+/// Checks an id given by a user: it becomes a path segment and a URL segment.
+pub fn check_id(id: &str) -> CoreResult<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 200
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(CoreError::Invalid(format!(
+            "id '{id}' is not allowed: use 1 to 200 letters, digits, '_', '-' or '.', not starting with '.'"
+        )))
+    }
+}
+
+/// The object at `path` ("" is the portal), if any.
+pub fn find(conn: &mut DbConnection, path: &str) -> CoreResult<Option<Document>> {
+    Ok(documents::table
+        .filter(documents::path.eq(path))
+        .select(Document::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// The object at `path`, or [`CoreError::NotFound`].
+pub fn get(conn: &mut DbConnection, path: &str) -> CoreResult<Document> {
+    find(conn, path)?.ok_or_else(|| CoreError::NotFound(format!("no document at /{path}")))
+}
+
+/// The object with `uid`, or [`CoreError::NotFound`].
+pub fn get_by_uid(conn: &mut DbConnection, uid: i64) -> CoreResult<Document> {
+    documents::table
+        .find(uid)
+        .select(Document::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| CoreError::NotFound(format!("no document with uid {uid}")))
+}
+
+/// Sub-objects of `parent_uid` in creation order, with their total count.
+pub fn children(
+    conn: &mut DbConnection,
+    parent_uid: i64,
+    limit: i64,
+    offset: i64,
+) -> CoreResult<(Vec<Document>, i64)> {
+    let items = documents::table
+        .filter(documents::parent_uid.eq(parent_uid))
+        .order(documents::uid.asc())
+        .limit(limit)
+        .offset(offset)
+        .select(Document::as_select())
+        .load(conn)?;
+    let total = documents::table
+        .filter(documents::parent_uid.eq(parent_uid))
+        .count()
+        .get_result(conn)?;
+    Ok((items, total))
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = documents)]
+struct NewRow<'a> {
+    parent_uid: Option<i64>,
+    path: &'a str,
+    id: &'a str,
+    module: &'a str,
+    portal_type: &'a str,
+    title: &'a str,
+    reference: Option<&'a str>,
+    description: &'a str,
+    owner: &'a str,
+    creation_date: NaiveDateTime,
+    modification_date: NaiveDateTime,
+    serial: i64,
+    properties: &'a str,
+}
+
+fn now() -> NaiveDateTime {
+    Utc::now().naive_utc()
+}
+
+/// Creates the portal root and one folder per registered module folder, when missing.
+pub fn ensure_structure(conn: &mut DbConnection, registry: &Registry) -> CoreResult<()> {
+    let root = match find(conn, "")? {
+        Some(root) => root,
+        None => insert_row(conn, None, "", "", "", PORTAL_TYPE, "Wendelin", "", "{}")?,
+    };
+    for folder in registry.folders() {
+        if find(conn, &folder.id)?.is_none() {
+            insert_row(
+                conn,
+                Some(root.uid),
+                &folder.id,
+                &folder.id,
+                &folder.id,
+                MODULE_FOLDER_TYPE,
+                &folder.title,
+                "",
+                "{}",
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn insert_row(
+    conn: &mut DbConnection,
+    parent_uid: Option<i64>,
+    path: &str,
+    id: &str,
+    module: &str,
+    portal_type: &str,
+    title: &str,
+    owner: &str,
+    properties: &str,
+) -> CoreResult<Document> {
+    let t = now();
+    diesel::insert_into(documents::table)
+        .values(NewRow {
+            parent_uid,
+            path,
+            id,
+            module,
+            portal_type,
+            title,
+            reference: None,
+            description: "",
+            owner,
+            creation_date: t,
+            modification_date: t,
+            serial: 1,
+            properties,
+        })
+        .execute(conn)
+        .map_err(|e| CoreError::from_write(e, &format!("/{path}")))?;
+    get(conn, path)
+}
+
+/// Which portal types may be created inside `container`.
+pub fn allowed_types<'r>(registry: &'r Registry, container: &Document) -> Vec<&'r str> {
+    let names: Vec<String> = match container.portal_type.as_str() {
+        MODULE_FOLDER_TYPE => registry
+            .folder(&container.id)
+            .map(|f| f.allowed_content_types.clone())
+            .unwrap_or_default(),
+        PORTAL_TYPE => Vec::new(),
+        other => registry
+            .portal_type(other)
+            .map(|t| t.allowed_content_types.clone())
+            .unwrap_or_default(),
+    };
+    names
+        .iter()
+        .filter_map(|n| registry.portal_type(n).map(|t| t.name.as_str()))
+        .collect()
+}
+
+/// Creates a document inside `container_path`; the caller holds a write transaction.
+pub fn create(
+    conn: &mut DbConnection,
+    registry: &Registry,
+    container_path: &str,
+    new: NewDocument,
+    owner: &str,
+) -> CoreResult<Document> {
+    let container = get(conn, container_path)?;
+    let allowed = allowed_types(registry, &container);
+    let type_name = match &new.portal_type {
+        Some(name) => name.clone(),
+        None if allowed.len() == 1 => allowed[0].to_owned(),
+        None => {
+            return Err(CoreError::Invalid(format!(
+                "portal_type is required in /{container_path}; allowed: {}",
+                allowed.join(", ")
+            )))
+        }
+    };
+    let portal_type = registry
+        .portal_type(&type_name)
+        .ok_or_else(|| CoreError::Invalid(format!("unknown portal type '{type_name}'")))?;
+    if !allowed.contains(&portal_type.name.as_str()) {
+        return Err(CoreError::Invalid(format!(
+            "portal type {type_name} is not allowed in /{container_path}; allowed: {}",
+            if allowed.is_empty() {
+                "none".to_owned()
+            } else {
+                allowed.join(", ")
+            }
+        )));
+    }
+    let (mut props, rels) = split_properties(portal_type, new.properties)?;
+    for def in &portal_type.properties {
+        if def.kind == PropertyType::Relation {
+            if def.required && rels.get(&def.name).is_none_or(Vec::is_empty) {
+                return Err(missing(portal_type, &def.name));
+            }
+            continue;
+        }
+        if !props.contains_key(&def.name) {
+            match &def.default {
+                Some(v) => {
+                    props.insert(def.name.clone(), v.clone());
+                }
+                None if def.required => return Err(missing(portal_type, &def.name)),
+                None => {}
+            }
+        }
+    }
+    let id = match new.id {
+        Some(id) => {
+            check_id(&id)?;
+            id
+        }
+        None => next_id(conn, &container)?,
+    };
+    let path = if container_path.is_empty() {
+        id.clone()
+    } else {
+        format!("{container_path}/{id}")
+    };
+    let module = if container.portal_type == MODULE_FOLDER_TYPE {
+        container.id.clone()
+    } else {
+        container.module.clone()
+    };
+    let properties = Value::Object(props).to_string();
+    let t = now();
+    diesel::insert_into(documents::table)
+        .values(NewRow {
+            parent_uid: Some(container.uid),
+            path: &path,
+            id: &id,
+            module: &module,
+            portal_type: &portal_type.name,
+            title: &new.title,
+            reference: new.reference.as_deref(),
+            description: &new.description,
+            owner,
+            creation_date: t,
+            modification_date: t,
+            serial: 1,
+            properties: &properties,
+        })
+        .execute(conn)
+        .map_err(|e| match CoreError::from_write(e, &format!("/{path}")) {
+            CoreError::Conflict(_)
+                if new.reference.is_some() && find(conn, &path).ok().flatten().is_none() =>
+            {
+                CoreError::Conflict(format!(
+                    "a {} with reference '{}' already exists",
+                    portal_type.name,
+                    new.reference.as_deref().unwrap_or_default()
+                ))
+            }
+            other => other,
+        })?;
+    let doc = get(conn, &path)?;
+    set_relations(conn, &doc, rels)?;
+    Ok(doc)
+}
+
+fn missing(portal_type: &PortalType, name: &str) -> CoreError {
+    CoreError::Invalid(format!(
+        "property '{name}' is required for portal type {}",
+        portal_type.name
+    ))
+}
+
+/// The next free auto-number in `container`. The counter update comes first so that it
+/// locks the container row on PostgreSQL: two concurrent creations never get one id.
+fn next_id(conn: &mut DbConnection, container: &Document) -> CoreResult<String> {
+    loop {
+        diesel::update(documents::table.find(container.uid))
+            .set(documents::next_child_id.eq(documents::next_child_id + 1))
+            .execute(conn)?;
+        let n: i64 = documents::table
+            .find(container.uid)
+            .select(documents::next_child_id)
+            .first(conn)?;
+        let id = n.to_string();
+        let taken = documents::table
+            .filter(documents::parent_uid.eq(container.uid))
+            .filter(documents::id.eq(&id))
+            .count()
+            .get_result::<i64>(conn)?
+            > 0;
+        if !taken {
+            return Ok(id);
+        }
+    }
+}
+
+/// Splits given properties into checked plain values and relation targets (as paths).
+fn split_properties(
+    portal_type: &PortalType,
+    given: Map<String, Value>,
+) -> CoreResult<(Map<String, Value>, BTreeMap<String, Vec<String>>)> {
+    let mut props = Map::new();
+    let mut rels = BTreeMap::new();
+    for (name, value) in given {
+        let def = portal_type.property_def(&name).ok_or_else(|| {
+            CoreError::Invalid(format!(
+                "unknown property '{name}' for portal type {}",
+                portal_type.name
+            ))
+        })?;
+        if def.kind == PropertyType::Relation {
+            rels.insert(name, relation_targets(portal_type, def, &value)?);
+        } else if value.is_null() {
+            if def.required {
+                return Err(missing(portal_type, &name));
+            }
+        } else {
+            props.insert(name, check_value(portal_type, def, value)?);
+        }
+    }
+    Ok((props, rels))
+}
+
+/// Replaces the named relations of `doc` with the given targets (paths must exist).
+fn set_relations(
+    conn: &mut DbConnection,
+    doc: &Document,
+    rels: BTreeMap<String, Vec<String>>,
+) -> CoreResult<()> {
+    for (name, paths) in rels {
+        diesel::delete(
+            relations::table
+                .filter(relations::source_uid.eq(doc.uid))
+                .filter(relations::name.eq(&name)),
+        )
+        .execute(conn)?;
+        for (position, path) in paths.iter().enumerate() {
+            let target = find(conn, path)?.ok_or_else(|| {
+                CoreError::Invalid(format!(
+                    "relation '{name}' names a missing document /{path}"
+                ))
+            })?;
+            let position = i32::try_from(position).map_err(|_| {
+                CoreError::Invalid(format!("relation '{name}' has too many targets"))
+            })?;
+            diesel::insert_into(relations::table)
+                .values((
+                    relations::source_uid.eq(doc.uid),
+                    relations::name.eq(&name),
+                    relations::target_uid.eq(target.uid),
+                    relations::position.eq(position),
+                ))
+                .execute(conn)
+                .map_err(|e| CoreError::from_write(e, &format!("relation '{name}' to /{path}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies `patch` to the document at `path` if its serial still matches; the caller
+/// holds a write transaction.
+pub fn update(
+    conn: &mut DbConnection,
+    registry: &Registry,
+    path: &str,
+    patch: DocumentPatch,
+) -> CoreResult<Document> {
+    let doc = get(conn, path)?;
+    let portal_type = registry.portal_type(&doc.portal_type).ok_or_else(|| {
+        CoreError::Invalid(format!(
+            "/{path} is a {} and cannot be edited",
+            doc.portal_type
+        ))
+    })?;
+    let serial = patch.serial.ok_or_else(|| {
+        CoreError::BadRequest(format!(
+            "an edit must say which serial it is based on (current serial of /{path} is {})",
+            doc.serial
+        ))
+    })?;
+    let mut props = doc.property_map()?;
+    let mut removed = Vec::new();
+    for (name, value) in &patch.properties {
+        if value.is_null() {
+            removed.push(name.clone());
+        }
+    }
+    let (changed, rels) = split_properties(portal_type, patch.properties)?;
+    for name in removed {
+        props.remove(&name);
+    }
+    props.extend(changed);
+    let reference = match patch.reference {
+        Some(r) => r,
+        None => doc.reference.clone(),
+    };
+    let updated = diesel::update(
+        documents::table
+            .filter(documents::uid.eq(doc.uid))
+            .filter(documents::serial.eq(serial)),
+    )
+    .set((
+        documents::title.eq(patch.title.unwrap_or_else(|| doc.title.clone())),
+        documents::reference.eq(&reference),
+        documents::description.eq(patch.description.unwrap_or_else(|| doc.description.clone())),
+        documents::properties.eq(Value::Object(props).to_string()),
+        documents::modification_date.eq(now()),
+        documents::serial.eq(documents::serial + 1),
+    ))
+    .execute(conn)
+    .map_err(|e| match CoreError::from_write(e, &format!("/{path}")) {
+        CoreError::Conflict(_) => CoreError::Conflict(format!(
+            "a {} with reference '{}' already exists",
+            doc.portal_type,
+            reference.clone().unwrap_or_default()
+        )),
+        other => other,
+    })?;
+    if updated == 0 {
+        return Err(stale(&doc, serial));
+    }
+    set_relations(conn, &doc, rels)?;
+    get(conn, path)
+}
+
+fn stale(doc: &Document, serial: i64) -> CoreError {
+    CoreError::Conflict(format!(
+        "/{} was changed meanwhile: the edit is based on serial {serial}, the current serial is {}",
+        doc.path, doc.serial
+    ))
+}
+
+/// Deletes the document at `path` with its sub-documents and relations. With a serial,
+/// refuses when the document changed meanwhile.
+pub fn delete(conn: &mut DbConnection, path: &str, serial: Option<i64>) -> CoreResult<()> {
+    let doc = get(conn, path)?;
+    if matches!(doc.portal_type.as_str(), PORTAL_TYPE | MODULE_FOLDER_TYPE) {
+        return Err(CoreError::Invalid(format!(
+            "/{path} is a {} and cannot be deleted",
+            doc.portal_type
+        )));
+    }
+    if let Some(s) = serial {
+        if s != doc.serial {
+            return Err(stale(&doc, s));
+        }
+    }
+    diesel::delete(documents::table.find(doc.uid)).execute(conn)?;
+    Ok(())
+}
+
+/// Paths of the targets of relation `name` from `doc` (`None`: every relation), by name.
+pub fn relations_from(
+    conn: &mut DbConnection,
+    uid: i64,
+    name: Option<&str>,
+) -> CoreResult<BTreeMap<String, Vec<String>>> {
+    let mut query = relations::table
+        .inner_join(documents::table.on(documents::uid.eq(relations::target_uid)))
+        .filter(relations::source_uid.eq(uid))
+        .into_boxed();
+    if let Some(n) = name {
+        query = query.filter(relations::name.eq(n.to_owned()));
+    }
+    let rows: Vec<(String, String)> = query
+        .order((relations::name.asc(), relations::position.asc()))
+        .select((relations::name, documents::path))
+        .load(conn)?;
+    Ok(group(rows))
+}
+
+/// Paths of the documents whose relation `name` points at `uid`, by relation name.
+pub fn relations_to(
+    conn: &mut DbConnection,
+    uid: i64,
+    name: Option<&str>,
+) -> CoreResult<BTreeMap<String, Vec<String>>> {
+    let mut query = relations::table
+        .inner_join(documents::table.on(documents::uid.eq(relations::source_uid)))
+        .filter(relations::target_uid.eq(uid))
+        .into_boxed();
+    if let Some(n) = name {
+        query = query.filter(relations::name.eq(n.to_owned()));
+    }
+    let rows: Vec<(String, String)> = query
+        .order((relations::name.asc(), documents::uid.asc()))
+        .select((relations::name, documents::path))
+        .load(conn)?;
+    Ok(group(rows))
+}
+
+fn group(rows: Vec<(String, String)>) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, path) in rows {
+        out.entry(name).or_default().push(path);
+    }
+    out
+}
+
+/// The document as the API shows it: core fields, properties, and outgoing relations
+/// (a path, or a list of paths for multiple relations).
+pub fn to_json(conn: &mut DbConnection, registry: &Registry, doc: &Document) -> CoreResult<Value> {
+    let mut out = match serde_json::to_value(doc) {
+        Ok(Value::Object(m)) => m,
+        _ => {
+            return Err(CoreError::Internal(
+                "document did not serialize to an object".into(),
+            ))
+        }
+    };
+    if let Some(parent) = doc.parent_path() {
+        out.insert("parent".into(), Value::from(parent));
+    }
+    out.extend(doc.property_map()?);
+    if let Some(t) = registry.portal_type(&doc.portal_type) {
+        let rels = relations_from(conn, doc.uid, None)?;
+        for def in t
+            .properties
+            .iter()
+            .filter(|d| d.kind == PropertyType::Relation)
+        {
+            let targets = rels.get(&def.name).cloned().unwrap_or_default();
+            let value = if def.multiple {
+                Value::from(targets)
+            } else {
+                targets
+                    .into_iter()
+                    .next()
+                    .map(Value::from)
+                    .unwrap_or(Value::Null)
+            };
+            out.insert(def.name.clone(), value);
+        }
+    }
+    Ok(Value::Object(out))
+}

@@ -1,0 +1,22 @@
+//! The Wendelin object server kernel: portal types, documents, containment, relations,
+//! acquisition-style dispatch and storage on SQLite or PostgreSQL.
+//!
+//! Invariant: the kernel names no module; modules describe themselves with
+//! [`types::Module`] and `app/server` assembles the [`types::Registry`].
+
+pub mod base;
+pub mod db;
+pub mod dispatch;
+pub mod document;
+pub mod error;
+pub mod portal;
+pub mod property;
+pub mod schema;
+pub mod types;
+pub mod users;
+
+pub use dispatch::{Call, Method, MethodOutput, Mutating, Step};
+pub use document::{Document, DocumentPatch, NewDocument};
+pub use error::{CoreError, CoreResult};
+pub use portal::{Portal, Traversal};
+pub use types::{Module, PortalType, PropertyDef, PropertyType, Registry};

@@ -1,0 +1,384 @@
+//! Portal types and the registry assembled from modules at start-up.
+//!
+//! A module crate describes what it brings with one [`Module`] value: module folders
+//! (ERP5's `data_stream_module`), portal types with their property schema, and scripts
+//! (`DataStream_view`). The registry is built once, checked for consistency, then shared
+//! read-only.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::dispatch::{Method, ScriptSource};
+use crate::error::{CoreError, CoreResult};
+
+/// The type of a property value, as declared in a schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PropertyType {
+    /// A short, single-line string.
+    String,
+    /// Long text.
+    Text,
+    /// A 64-bit signed integer.
+    Int,
+    /// A 64-bit float.
+    Float,
+    /// true or false.
+    Bool,
+    /// A calendar date, `YYYY-MM-DD`.
+    Date,
+    /// A point in time, RFC 3339; stored in UTC.
+    DateTime,
+    /// Any JSON value.
+    Json,
+    /// Named links to other documents, given by path; stored in the relations table.
+    Relation,
+}
+
+/// One property of a portal type's schema.
+#[derive(Debug, Clone, Serialize)]
+pub struct PropertyDef {
+    /// Property id, e.g. `size` or `source`.
+    pub name: String,
+    /// Value type.
+    #[serde(rename = "type")]
+    pub kind: PropertyType,
+    /// A create without this property (and without a default) is refused.
+    pub required: bool,
+    /// Value given at creation when the property is absent.
+    pub default: Option<serde_json::Value>,
+    /// The catalog keeps a column for it (used by the catalog issue).
+    pub indexed: bool,
+    /// Its text goes to the full-text index (used by the catalog issue).
+    pub full_text: bool,
+    /// For relations: whether several targets are allowed.
+    pub multiple: bool,
+    /// Human description, shown in forms and the OpenAPI document.
+    pub description: String,
+}
+
+impl PropertyDef {
+    /// A property of the given name and type, optional, not indexed.
+    pub fn new(name: &str, kind: PropertyType) -> Self {
+        PropertyDef {
+            name: name.to_owned(),
+            kind,
+            required: false,
+            default: None,
+            indexed: false,
+            full_text: false,
+            multiple: false,
+            description: String::new(),
+        }
+    }
+    /// Marks the property as required.
+    pub fn required(mut self) -> Self {
+        self.required = true;
+        self
+    }
+    /// Sets the default value.
+    pub fn default_value(mut self, value: serde_json::Value) -> Self {
+        self.default = Some(value);
+        self
+    }
+    /// Marks the property as indexed by the catalog.
+    pub fn indexed(mut self) -> Self {
+        self.indexed = true;
+        self
+    }
+    /// Marks the property for full-text indexing.
+    pub fn full_text(mut self) -> Self {
+        self.full_text = true;
+        self
+    }
+    /// Allows several relation targets.
+    pub fn multiple(mut self) -> Self {
+        self.multiple = true;
+        self
+    }
+    /// Sets the description.
+    pub fn describe(mut self, text: &str) -> Self {
+        self.description = text.to_owned();
+        self
+    }
+}
+
+/// A portal type: the class of a document, its schema and its built-in methods.
+#[derive(Clone)]
+pub struct PortalType {
+    /// Type name, e.g. "Data Stream".
+    pub name: String,
+    /// Module folder its documents live in, e.g. `data_stream_module`.
+    pub module: String,
+    /// One-line description.
+    pub description: String,
+    /// Property schema (core fields title/reference/description are always present).
+    pub properties: Vec<PropertyDef>,
+    /// Workflow chain, by workflow id (definitions arrive with the security issue).
+    pub workflows: Vec<String>,
+    /// Portal types allowed as sub-documents.
+    pub allowed_content_types: Vec<String>,
+    /// Built-in methods of the type class, by method name (`getSize`).
+    pub methods: BTreeMap<String, Arc<dyn Method>>,
+}
+
+impl std::fmt::Debug for PortalType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortalType")
+            .field("name", &self.name)
+            .field("module", &self.module)
+            .field("methods", &self.methods.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PortalType {
+    /// A type with no properties, workflows, sub-types or methods yet.
+    pub fn new(name: &str, module: &str) -> Self {
+        PortalType {
+            name: name.to_owned(),
+            module: module.to_owned(),
+            description: String::new(),
+            properties: Vec::new(),
+            workflows: Vec::new(),
+            allowed_content_types: Vec::new(),
+            methods: BTreeMap::new(),
+        }
+    }
+    /// Sets the description.
+    pub fn describe(mut self, text: &str) -> Self {
+        self.description = text.to_owned();
+        self
+    }
+    /// Adds a property to the schema.
+    pub fn property(mut self, def: PropertyDef) -> Self {
+        self.properties.push(def);
+        self
+    }
+    /// Appends a workflow to the chain.
+    pub fn workflow(mut self, id: &str) -> Self {
+        self.workflows.push(id.to_owned());
+        self
+    }
+    /// Allows a sub-document type.
+    pub fn allow(mut self, portal_type: &str) -> Self {
+        self.allowed_content_types.push(portal_type.to_owned());
+        self
+    }
+    /// Adds a built-in method of the type class.
+    pub fn method(mut self, name: &str, method: impl Method + 'static) -> Self {
+        self.methods.insert(name.to_owned(), Arc::new(method));
+        self
+    }
+    /// The schema entry of a property.
+    pub fn property_def(&self, name: &str) -> Option<&PropertyDef> {
+        self.properties.iter().find(|p| p.name == name)
+    }
+    /// The type name without spaces, the prefix of its scripts: "Data Stream" → "DataStream".
+    pub fn script_prefix(&self) -> String {
+        script_prefix(&self.name)
+    }
+}
+
+/// "Data Stream" → "DataStream": the prefix of a type's scripts.
+pub fn script_prefix(type_name: &str) -> String {
+    type_name.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+/// A module folder (ERP5's `data_stream_module`): a top-level container of documents.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModuleFolder {
+    /// Folder id, the first path segment: `data_stream_module`.
+    pub id: String,
+    /// Human title: "Data Streams".
+    pub title: String,
+    /// Portal types that may be created directly in the folder.
+    pub allowed_content_types: Vec<String>,
+}
+
+/// Everything one module crate contributes; returned by its `module()` function.
+#[derive(Default)]
+pub struct Module {
+    /// Crate-level name, e.g. "data_stream".
+    pub name: String,
+    /// Module folders it owns.
+    pub folders: Vec<ModuleFolder>,
+    /// Portal types it declares.
+    pub types: Vec<PortalType>,
+    /// Named scripts (`DataStream_view`, `Base_getSize`), found by exact name.
+    pub scripts: Vec<(String, Arc<dyn Method>)>,
+}
+
+impl Module {
+    /// An empty module contribution.
+    pub fn new(name: &str) -> Self {
+        Module {
+            name: name.to_owned(),
+            ..Module::default()
+        }
+    }
+    /// Adds a module folder.
+    pub fn folder(mut self, id: &str, title: &str, allowed: &[&str]) -> Self {
+        self.folders.push(ModuleFolder {
+            id: id.to_owned(),
+            title: title.to_owned(),
+            allowed_content_types: allowed.iter().map(|s| (*s).to_owned()).collect(),
+        });
+        self
+    }
+    /// Adds a portal type.
+    pub fn portal_type(mut self, portal_type: PortalType) -> Self {
+        self.types.push(portal_type);
+        self
+    }
+    /// Adds a named script.
+    pub fn script(mut self, name: &str, method: impl Method + 'static) -> Self {
+        self.scripts.push((name.to_owned(), Arc::new(method)));
+        self
+    }
+}
+
+/// The portal type of the portal root object.
+pub const PORTAL_TYPE: &str = "Portal";
+/// The portal type of module folders.
+pub const MODULE_FOLDER_TYPE: &str = "Module";
+
+/// Every portal type, folder and script, assembled once at start-up.
+pub struct Registry {
+    types: BTreeMap<String, PortalType>,
+    folders: BTreeMap<String, ModuleFolder>,
+    scripts: BTreeMap<String, Arc<dyn Method>>,
+    sources: Vec<Arc<dyn ScriptSource>>,
+    modules: Vec<String>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("modules", &self.modules)
+            .field("types", &self.types.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    /// Assembles the registry from module contributions and checks it: names are unique,
+    /// every type lives in a declared folder, every allowed sub-type exists.
+    pub fn build(modules: Vec<Module>) -> CoreResult<Registry> {
+        let mut registry = Registry {
+            types: BTreeMap::new(),
+            folders: BTreeMap::new(),
+            scripts: BTreeMap::new(),
+            sources: Vec::new(),
+            modules: Vec::new(),
+        };
+        for module in modules {
+            registry.modules.push(module.name.clone());
+            for folder in module.folders {
+                if registry.folders.contains_key(&folder.id) {
+                    return Err(CoreError::Internal(format!(
+                        "module folder {} declared twice (again by module {})",
+                        folder.id, module.name
+                    )));
+                }
+                registry.folders.insert(folder.id.clone(), folder);
+            }
+            for portal_type in module.types {
+                if registry.types.contains_key(&portal_type.name) {
+                    return Err(CoreError::Internal(format!(
+                        "portal type {} declared twice (again by module {})",
+                        portal_type.name, module.name
+                    )));
+                }
+                registry.types.insert(portal_type.name.clone(), portal_type);
+            }
+            for (name, method) in module.scripts {
+                if registry.scripts.insert(name.clone(), method).is_some() {
+                    return Err(CoreError::Internal(format!(
+                        "script {name} declared twice (again by module {})",
+                        module.name
+                    )));
+                }
+            }
+        }
+        registry.check()?;
+        Ok(registry)
+    }
+
+    fn check(&self) -> CoreResult<()> {
+        for t in self.types.values() {
+            if !self.folders.contains_key(&t.module) {
+                return Err(CoreError::Internal(format!(
+                    "portal type {} names undeclared module folder {}",
+                    t.name, t.module
+                )));
+            }
+            for sub in &t.allowed_content_types {
+                if !self.types.contains_key(sub) {
+                    return Err(CoreError::Internal(format!(
+                        "portal type {} allows unknown type {sub}",
+                        t.name
+                    )));
+                }
+            }
+            for p in &t.properties {
+                if crate::document::CORE_FIELDS.contains(&p.name.as_str()) {
+                    return Err(CoreError::Internal(format!(
+                        "portal type {} redeclares core field {}",
+                        t.name, p.name
+                    )));
+                }
+            }
+        }
+        for f in self.folders.values() {
+            for sub in &f.allowed_content_types {
+                if !self.types.contains_key(sub) {
+                    return Err(CoreError::Internal(format!(
+                        "module folder {} allows unknown type {sub}",
+                        f.id
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a source of scripts consulted before the modules' own scripts (user scripts).
+    pub fn add_script_source(&mut self, source: Arc<dyn ScriptSource>) {
+        self.sources.push(source);
+    }
+
+    /// A portal type by name.
+    pub fn portal_type(&self, name: &str) -> Option<&PortalType> {
+        self.types.get(name)
+    }
+    /// All portal types, by name.
+    pub fn portal_types(&self) -> impl Iterator<Item = &PortalType> {
+        self.types.values()
+    }
+    /// A module folder by id.
+    pub fn folder(&self, id: &str) -> Option<&ModuleFolder> {
+        self.folders.get(id)
+    }
+    /// All module folders, by id.
+    pub fn folders(&self) -> impl Iterator<Item = &ModuleFolder> {
+        self.folders.values()
+    }
+    /// Names of the modules the registry was built from, in order.
+    pub fn modules(&self) -> &[String] {
+        &self.modules
+    }
+    /// A script by exact name: pluggable sources first, then the modules' scripts.
+    pub fn script(&self, name: &str) -> Option<Arc<dyn Method>> {
+        self.sources
+            .iter()
+            .find_map(|s| s.find(name))
+            .or_else(|| self.scripts.get(name).cloned())
+    }
+    /// Names of the modules' own scripts.
+    pub fn script_names(&self) -> impl Iterator<Item = &String> {
+        self.scripts.keys()
+    }
+}

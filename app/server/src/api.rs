@@ -1,0 +1,291 @@
+//! HTTP routes: health, the JSON API over documents, the OpenAPI document, and URL
+//! traversal (`/data_stream_module/1/getSize`). Handlers are thin: they extract, call the
+//! portal on the blocking pool, and render.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use wendelin_core::types::MODULE_FOLDER_TYPE;
+use wendelin_core::{DocumentPatch, MethodOutput, NewDocument, Portal, Traversal};
+
+use crate::error::ServerError;
+
+/// The owner recorded on documents until authentication lands.
+const ANONYMOUS_OWNER: &str = "";
+
+/// Registers every route.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(health))
+        .route("/api/v1/openapi.json", web::get().to(openapi))
+        .route("/api/v1/types", web::get().to(types))
+        .route("/api/v1/{path:.*}", web::get().to(api_get))
+        .route("/api/v1/{path:.*}", web::post().to(api_post))
+        .route("/api/v1/{path:.*}", web::patch().to(api_patch))
+        .route("/api/v1/{path:.*}", web::delete().to(api_delete))
+        .route("/{path:.*}", web::get().to(traverse_get))
+        .route("/{path:.*}", web::post().to(traverse_post));
+}
+
+/// Runs blocking kernel work off the async workers.
+async fn blocking(
+    f: impl FnOnce() -> Result<Reply, ServerError> + Send + 'static,
+) -> Result<HttpResponse, ServerError> {
+    web::block(f)
+        .await
+        .map_err(|e| ServerError::Internal(format!("blocking task failed: {e}")))?
+        .map(HttpResponse::from)
+}
+
+async fn health(portal: web::Data<Portal>) -> Result<HttpResponse, ServerError> {
+    blocking(move || {
+        let root = portal.get("")?;
+        Ok(json_reply(json!({
+            "status": "ok",
+            "backend": format!("{:?}", portal.db.backend()).to_lowercase(),
+            "portal": root.title,
+        })))
+    })
+    .await
+}
+
+async fn openapi(portal: web::Data<Portal>) -> HttpResponse {
+    HttpResponse::Ok().json(crate::openapi::document(&portal.registry))
+}
+
+async fn types(portal: web::Data<Portal>) -> HttpResponse {
+    HttpResponse::Ok().json(crate::openapi::types(&portal.registry))
+}
+
+/// Listing parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<i64>,
+    offset: Option<i64>,
+    contents: Option<bool>,
+}
+
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 1000;
+
+fn query_map(req: &HttpRequest) -> Result<Map<String, Value>, ServerError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded_pairs(req.query_string())?;
+    Ok(pairs
+        .into_iter()
+        .map(|(k, v)| (k, Value::from(v)))
+        .collect())
+}
+
+fn serde_urlencoded_pairs(qs: &str) -> Result<Vec<(String, String)>, ServerError> {
+    web::Query::<Vec<(String, String)>>::from_query(qs)
+        .map(|q| q.into_inner())
+        .map_err(|e| ServerError::BadRequest(format!("malformed query string: {e}")))
+}
+
+/// What a blocking handler body produces; turned into a response on the async side
+/// (responses are not `Send`).
+enum Reply {
+    Ok(MethodOutput),
+    Created(String, Value),
+    NoContent,
+}
+
+impl From<Reply> for HttpResponse {
+    fn from(reply: Reply) -> HttpResponse {
+        match reply {
+            Reply::Ok(MethodOutput::Json(v)) => HttpResponse::Ok().json(v),
+            Reply::Ok(MethodOutput::Html(h)) => HttpResponse::Ok()
+                .content_type("text/html; charset=utf-8")
+                .body(h),
+            Reply::Created(location, v) => HttpResponse::Created()
+                .insert_header((header::LOCATION, location))
+                .json(v),
+            Reply::NoContent => HttpResponse::NoContent().finish(),
+        }
+    }
+}
+
+fn render(out: MethodOutput) -> Reply {
+    Reply::Ok(out)
+}
+
+fn json_reply(v: Value) -> Reply {
+    Reply::Ok(MethodOutput::Json(v))
+}
+
+async fn api_get(
+    portal: web::Data<Portal>,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ServerError> {
+    let path = path.into_inner();
+    let args = query_map(&req)?;
+    let query_string = req.query_string().to_owned();
+    blocking(move || match portal.traverse(&path)? {
+        Traversal::Object(doc) => {
+            let listing = doc.portal_type == MODULE_FOLDER_TYPE || doc.path.is_empty();
+            let q: ListQuery = web::Query::from_query(&query_string)
+                .map(|q: web::Query<ListQuery>| q.into_inner())
+                .map_err(|e| ServerError::BadRequest(format!("bad listing parameters: {e}")))?;
+            if listing || q.contents.unwrap_or(false) {
+                let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+                let offset = q.offset.unwrap_or(0);
+                if !(1..=MAX_LIMIT).contains(&limit) || offset < 0 {
+                    return Err(ServerError::BadRequest(format!(
+                        "limit must be 1..={MAX_LIMIT} and offset ≥ 0 (got limit={limit}, offset={offset})"
+                    )));
+                }
+                let (items, total) = portal.children(&doc.path, limit, offset)?;
+                let items = portal.db.read(|c| {
+                    items
+                        .iter()
+                        .map(|d| wendelin_core::document::to_json(c, &portal.registry, d))
+                        .collect::<Result<Vec<_>, _>>()
+                })?;
+                Ok(json_reply(json!({
+                    "items": items, "total": total, "limit": limit, "offset": offset,
+                })))
+            } else {
+                Ok(json_reply(portal.get_json(&doc.path)?))
+            }
+        }
+        Traversal::Name(doc, name) => Ok(render(portal.call(&doc.path, &name, &args, false)?)),
+    })
+    .await
+}
+
+async fn api_post(
+    portal: web::Data<Portal>,
+    path: web::Path<String>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ServerError> {
+    let path = path.into_inner();
+    let body = body.into_inner();
+    blocking(move || match portal.traverse(&path)? {
+        Traversal::Object(container) => {
+            let doc = portal.create(
+                &container.path,
+                NewDocument::from_json(body)?,
+                ANONYMOUS_OWNER,
+            )?;
+            let json = portal.get_json(&doc.path)?;
+            Ok(Reply::Created(format!("/api/v1/{}", doc.path), json))
+        }
+        Traversal::Name(doc, name) => {
+            let args = match body {
+                Value::Object(m) => m,
+                Value::Null => Map::new(),
+                _ => {
+                    return Err(ServerError::BadRequest(
+                        "method arguments must be a JSON object".into(),
+                    ))
+                }
+            };
+            Ok(render(portal.call(&doc.path, &name, &args, true)?))
+        }
+    })
+    .await
+}
+
+/// The serial a write is based on: the body's `serial`, else an `If-Match: "N"` header.
+fn if_match(req: &HttpRequest) -> Result<Option<i64>, ServerError> {
+    match req.headers().get(header::IF_MATCH) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .map(|s| s.trim().trim_start_matches("W/").trim_matches('"'))
+            .and_then(|s| s.parse().ok())
+            .map(Some)
+            .ok_or_else(|| {
+                ServerError::BadRequest("If-Match must hold the document serial, e.g. \"3\"".into())
+            }),
+    }
+}
+
+async fn api_patch(
+    portal: web::Data<Portal>,
+    path: web::Path<String>,
+    body: web::Json<Value>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ServerError> {
+    let path = path.into_inner();
+    let mut patch = DocumentPatch::from_json(body.into_inner())?;
+    if patch.serial.is_none() {
+        patch.serial = if_match(&req)?;
+    }
+    blocking(move || {
+        let doc = portal.update(&path, patch)?;
+        Ok(json_reply(portal.get_json(&doc.path)?))
+    })
+    .await
+}
+
+/// Deletion parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteQuery {
+    serial: Option<i64>,
+}
+
+async fn api_delete(
+    portal: web::Data<Portal>,
+    path: web::Path<String>,
+    query: web::Query<DeleteQuery>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ServerError> {
+    let path = path.into_inner();
+    let serial = match query.serial {
+        Some(s) => Some(s),
+        None => if_match(&req)?,
+    };
+    blocking(move || {
+        portal.delete(&path, serial)?;
+        Ok(Reply::NoContent)
+    })
+    .await
+}
+
+async fn traverse_get(
+    portal: web::Data<Portal>,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ServerError> {
+    let path = path.into_inner();
+    let args = query_map(&req)?;
+    blocking(move || {
+        let (target, name) = match portal.traverse(&path)? {
+            Traversal::Object(doc) => (doc.path, "view".to_owned()),
+            Traversal::Name(doc, name) => (doc.path, name),
+        };
+        Ok(render(portal.call(&target, &name, &args, false)?))
+    })
+    .await
+}
+
+/// POST by traversal takes JSON only: a cross-site HTML form cannot send it, so no CSRF
+/// token is needed on this path (forms with tokens arrive with the admin UI).
+async fn traverse_post(
+    portal: web::Data<Portal>,
+    path: web::Path<String>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ServerError> {
+    let path = path.into_inner();
+    let args = match body.into_inner() {
+        Value::Object(m) => m,
+        _ => {
+            return Err(ServerError::BadRequest(
+                "method arguments must be a JSON object".into(),
+            ))
+        }
+    };
+    blocking(move || match portal.traverse(&path)? {
+        Traversal::Name(doc, name) => Ok(render(portal.call(&doc.path, &name, &args, true)?)),
+        Traversal::Object(doc) => Err(ServerError::BadRequest(format!(
+            "POST /{} names a document, not a method; use POST /api/v1/{} to create inside it",
+            doc.path, doc.path
+        ))),
+    })
+    .await
+}

@@ -1,0 +1,241 @@
+//! The `wendelin` command line: `serve`, `init`, `migrate`, `user add`.
+
+use std::io::{BufRead, IsTerminal};
+use std::net::ToSocketAddrs;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use actix_web::{web, App, HttpServer};
+use clap::{Parser, Subcommand};
+use wendelin_core::{users, Portal};
+
+use crate::config::Config;
+use crate::error::ServerError;
+
+/// Wendelin: an object server for industrial data.
+#[derive(Debug, Parser)]
+#[command(name = "wendelin", version, about)]
+pub struct Cli {
+    /// Configuration file (default: ./wendelin.toml when it exists).
+    #[arg(long, global = true, env = "WENDELIN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (initialises the data directory on first run).
+    Serve {
+        /// Listen address, overriding the configuration.
+        #[arg(long)]
+        bind: Option<String>,
+    },
+    /// Create the data directory and database, and the first Manager account.
+    Init,
+    /// Apply pending database migrations.
+    Migrate,
+    /// Manage users.
+    User {
+        /// What to do with users.
+        #[command(subcommand)]
+        action: UserAction,
+    },
+}
+
+/// User sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Add a user; the password is read from stdin, or generated and printed once.
+    Add {
+        /// Login name.
+        login: String,
+        /// Global role (repeatable), e.g. Manager, Author, Auditor.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Read the password from the first line of stdin instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+/// Parses the command line, runs the command, reports errors on stderr.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wendelin: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A second initialisation (tests) is harmless.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs a parsed command.
+pub fn run(cli: Cli) -> Result<(), ServerError> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    init_logging(&config);
+    match cli.command {
+        Command::Serve { bind } => {
+            if let Some(b) = bind {
+                config.bind = b;
+            }
+            check_bind(&config.bind)?;
+            let portal = open(&config)?;
+            serve(config, portal)
+        }
+        Command::Init => open(&config).map(|_| ()),
+        Command::Migrate => {
+            let portal = open(&config)?;
+            let n = portal.db.migrate()?;
+            println!("{n} migrations applied; the database is up to date");
+            Ok(())
+        }
+        Command::User { action } => match action {
+            UserAction::Add {
+                login,
+                roles,
+                password_stdin,
+            } => {
+                let portal = open(&config)?;
+                let (password, generated) = if password_stdin {
+                    let mut line = String::new();
+                    std::io::stdin().lock().read_line(&mut line)?;
+                    (line.trim_end_matches(['\r', '\n']).to_owned(), false)
+                } else {
+                    (users::generate_password(), true)
+                };
+                let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
+                portal
+                    .db
+                    .write(|c| users::add_user(c, &login, &password, &roles))?;
+                if generated {
+                    println!("user {login} added; password (shown once): {password}");
+                } else {
+                    println!("user {login} added");
+                }
+                Ok(())
+            }
+        },
+    }
+}
+
+/// Opens (and on first run creates) the data directory, database and Manager account.
+pub fn open(config: &Config) -> Result<Portal, ServerError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        ServerError::Config(format!(
+            "cannot create data directory {}: {e}",
+            config.data_dir.display()
+        ))
+    })?;
+    let registry = crate::registry()?;
+    let portal = Portal::open(registry, &config.database_url(), config.db_pool_size)?;
+    let first_run = portal.db.read(users::count_users)? == 0;
+    if first_run {
+        let password = users::generate_password();
+        portal
+            .db
+            .write(|c| users::add_user(c, "manager", &password, &["Manager"]))?;
+        println!("first run: created user 'manager' with role Manager");
+        println!("password (shown once, store it now): {password}");
+        if !std::io::stdout().is_terminal() {
+            tracing::info!("the manager password was printed on stdout");
+        }
+    }
+    Ok(portal)
+}
+
+/// Until authentication is enforced (security issue), only loopback addresses are served.
+fn check_bind(bind: &str) -> Result<(), ServerError> {
+    let addrs: Vec<_> = bind
+        .to_socket_addrs()
+        .map_err(|e| ServerError::Config(format!("bad bind address {bind}: {e}")))?
+        .collect();
+    if addrs.is_empty() || addrs.iter().any(|a| !a.ip().is_loopback()) {
+        return Err(ServerError::Config(format!(
+            "refusing to bind {bind}: requests are not authenticated yet, so only loopback \
+             addresses (127.0.0.1, ::1) are allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// Serves HTTP until SIGTERM or Ctrl-C, then finishes in-flight requests and exits.
+fn serve(config: Config, portal: Portal) -> Result<(), ServerError> {
+    let workers = if config.workers == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    } else {
+        config.workers
+    };
+    let data = web::Data::new(portal);
+    let max_body = config.max_body_bytes;
+    let bind = config.bind.clone();
+    actix_web::rt::System::new().block_on(async move {
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(json_config(max_body))
+                .app_data(web::PayloadConfig::new(max_body))
+                .app_data(query_config())
+                .app_data(path_config())
+                .service(actix_files_static())
+                .configure(crate::api::routes)
+        })
+        .workers(workers)
+        .shutdown_timeout(30)
+        .bind(&bind)
+        .map_err(|e| ServerError::Config(format!("cannot listen on {bind}: {e}")))?;
+        for addr in server.addrs() {
+            tracing::info!(%addr, "listening");
+            println!("listening on http://{addr}");
+        }
+        server.run().await.map_err(ServerError::Io)?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(|err, _req| {
+            let msg = match &err {
+                actix_web::error::JsonPayloadError::ContentType => {
+                    "the request body must be JSON (Content-Type: application/json)".to_owned()
+                }
+                other => format!("bad JSON body: {other}"),
+            };
+            ServerError::BadRequest(msg).into()
+        })
+}
+
+fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err, _req| {
+        ServerError::BadRequest(format!("bad query string: {err}")).into()
+    })
+}
+
+fn path_config() -> web::PathConfig {
+    web::PathConfig::default()
+        .error_handler(|err, _req| ServerError::BadRequest(format!("bad path: {err}")).into())
+}
+
+/// Serves `static/` (CSS, vendored JS) from the files compiled into the binary, so the
+/// server works from any directory and offline.
+fn actix_files_static() -> actix_web::Resource {
+    web::resource("/static/{file}").route(web::get().to(crate::assets::serve))
+}

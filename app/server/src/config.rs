@@ -1,0 +1,111 @@
+//! Typed configuration: `wendelin.toml` (every option optional), then `WENDELIN_*`
+//! environment variables. `wendelin.example.toml` at the repository root lists every
+//! option with its default; a test keeps the two in sync.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ServerError;
+
+/// Server configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address and port to listen on (`WENDELIN_BIND`).
+    pub bind: String,
+    /// Directory for the database and local data files (`WENDELIN_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// Database URL: a SQLite file path or `postgres://…`; empty means
+    /// `<data_dir>/wendelin.sqlite` (`WENDELIN_DATABASE_URL`).
+    pub database_url: String,
+    /// HTTP worker threads; 0 means one per CPU (`WENDELIN_WORKERS`).
+    pub workers: usize,
+    /// Maximum pooled database connections (`WENDELIN_DB_POOL_SIZE`).
+    pub db_pool_size: u32,
+    /// Largest accepted request body, in bytes (`WENDELIN_MAX_BODY_BYTES`).
+    pub max_body_bytes: usize,
+    /// Log filter, e.g. `info` or `wendelin_server=debug` (`WENDELIN_LOG`).
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("var"),
+            database_url: String::new(),
+            workers: 0,
+            db_pool_size: 8,
+            max_body_bytes: 16 * 1024 * 1024,
+            log: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path` if given (it must exist), else `./wendelin.toml` if present, then
+    /// applies environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<Config, ServerError> {
+        let file = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(PathBuf::from("wendelin.toml")).filter(|p| p.exists()),
+        };
+        let mut config = match file {
+            Some(p) => {
+                let text = std::fs::read_to_string(&p).map_err(|e| {
+                    ServerError::Config(format!("cannot read {}: {e}", p.display()))
+                })?;
+                Config::parse(&text)
+                    .map_err(|e| ServerError::Config(format!("{}: {e}", p.display())))?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|k| std::env::var(k).ok())?;
+        Ok(config)
+    }
+
+    /// Parses TOML text; unknown options are errors.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Applies `WENDELIN_*` overrides read through `var`.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ServerError> {
+        fn num<T: std::str::FromStr>(key: &str, v: String) -> Result<T, ServerError> {
+            v.parse()
+                .map_err(|_| ServerError::Config(format!("{key}={v} is not a valid number")))
+        }
+        if let Some(v) = var("WENDELIN_BIND") {
+            self.bind = v;
+        }
+        if let Some(v) = var("WENDELIN_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = var("WENDELIN_DATABASE_URL") {
+            self.database_url = v;
+        }
+        if let Some(v) = var("WENDELIN_WORKERS") {
+            self.workers = num("WENDELIN_WORKERS", v)?;
+        }
+        if let Some(v) = var("WENDELIN_DB_POOL_SIZE") {
+            self.db_pool_size = num("WENDELIN_DB_POOL_SIZE", v)?;
+        }
+        if let Some(v) = var("WENDELIN_MAX_BODY_BYTES") {
+            self.max_body_bytes = num("WENDELIN_MAX_BODY_BYTES", v)?;
+        }
+        if let Some(v) = var("WENDELIN_LOG") {
+            self.log = v;
+        }
+        Ok(())
+    }
+
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            self.data_dir.join("wendelin.sqlite").display().to_string()
+        } else {
+            self.database_url.clone()
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! The Wendelin server: the composition root that lists the modules, the HTTP app and the
+//! `wendelin` command line.
+
+pub mod api;
+pub mod assets;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod openapi;
+pub mod views;
+
+use wendelin_core::{CoreResult, Module, Registry};
+
+/// Every module compiled into this server, in dependency order.
+pub fn modules() -> Vec<Module> {
+    vec![
+        wendelin_core::base::module(),
+        views::module(),
+        wendelin_person::module(),
+        wendelin_data_stream::module(),
+        wendelin_data_array::module(),
+        wendelin_ingestion::module(),
+        wendelin_data_operation::module(),
+        wendelin_notebook::module(),
+        wendelin_image::module(),
+        wendelin_web::module(),
+    ]
+}
+
+/// The registry of everything compiled in, assembled once at start-up.
+pub fn registry() -> CoreResult<Registry> {
+    Registry::build(modules())
+}
