@@ -1,1 +1,443 @@
+//! Test support shared by the workspace's tests: private PostgreSQL servers started from
+//! the installed binaries, and the `wendelin` binary run as a child process.
+//!
+//! PostgreSQL: when no server binaries are found, tests print `skipped: postgres not found`
+//! and run on SQLite only; with `CI=true` they fail instead.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Whether we run under CI, where skipping is failing.
+pub fn in_ci() -> bool {
+    std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
+}
+
+/// The directory holding `initdb` and `pg_ctl`, if PostgreSQL is installed.
+pub fn postgres_bindir() -> Option<PathBuf> {
+    if let Ok(dir) = std::env::var("WENDELIN_PG_BINDIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .collect();
+    candidates.sort();
+    candidates.reverse();
+    if let Ok(path) = std::env::var("PATH") {
+        candidates.extend(std::env::split_paths(&path));
+    }
+    candidates.into_iter().find(|d| {
+        d.join("initdb").is_file() && d.join("pg_ctl").is_file() && d.join("postgres").is_file()
+    })
+}
+
+/// A private PostgreSQL server in a temporary directory, listening on a unix socket only.
+/// It is stopped when the test process exits (a guardian shell waits for our end of a
+/// pipe to close, then runs `pg_ctl stop` and removes the directory).
+pub struct PgServer {
+    socket_dir: PathBuf,
+    counter: AtomicUsize,
+    _guardian: Mutex<Child>,
+}
+
+impl PgServer {
+    fn start(bindir: &Path) -> PgServer {
+        let dir = tempfile::Builder::new()
+            .prefix("wendelin-pg-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        let data = dir.join("data");
+        let as_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout.trim_ascii() == b"0")
+            .unwrap_or(false);
+        // initdb refuses to run as root: run the server as the postgres system user.
+        let run = |args: &[&str]| {
+            let mut cmd = if as_root {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]);
+                c.args(args);
+                c
+            } else {
+                let mut c = Command::new(args[0]);
+                c.args(&args[1..]);
+                c
+            };
+            let out = cmd
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+            assert!(
+                out.status.success(),
+                "{args:?} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        if as_root {
+            let st = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .unwrap();
+            assert!(
+                st.success(),
+                "chown of {} to postgres failed",
+                dir.display()
+            );
+        }
+        let initdb = bindir.join("initdb").display().to_string();
+        let pg_ctl = bindir.join("pg_ctl").display().to_string();
+        let data_s = data.display().to_string();
+        let dir_s = dir.display().to_string();
+        run(&[
+            &initdb,
+            "-D",
+            &data_s,
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ]);
+        let opts = format!("-k {dir_s} -c listen_addresses='' -c fsync=off -c max_connections=200");
+        run(&[
+            &pg_ctl,
+            "-D",
+            &data_s,
+            "-o",
+            &opts,
+            "-l",
+            &format!("{dir_s}/log"),
+            "-w",
+            "start",
+        ]);
+        let stop = if as_root {
+            format!("runuser -u postgres -- {pg_ctl} -D {data_s} -m immediate stop >/dev/null 2>&1; rm -rf {dir_s}")
+        } else {
+            format!("{pg_ctl} -D {data_s} -m immediate stop >/dev/null 2>&1; rm -rf {dir_s}")
+        };
+        let guardian = Command::new("sh")
+            .arg("-c")
+            .arg(format!("cat >/dev/null; {stop}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        PgServer {
+            socket_dir: dir,
+            counter: AtomicUsize::new(0),
+            _guardian: Mutex::new(guardian),
+        }
+    }
+
+    /// A fresh, empty database on this server; returns its URL.
+    pub fn new_database(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::SeqCst);
+        let name = format!("t{}_{n}", std::process::id());
+        let admin = self.url("postgres");
+        let psql = postgres_bindir()
+            .map(|b| b.join("psql"))
+            .filter(|p| p.is_file())
+            .unwrap_or_else(|| "psql".into());
+        let out = Command::new(psql)
+            .args([&admin, "-q", "-c", &format!("CREATE DATABASE {name}")])
+            .output()
+            .expect("psql must be installed with the server");
+        assert!(
+            out.status.success(),
+            "CREATE DATABASE failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.url(&name)
+    }
+
+    fn url(&self, db: &str) -> String {
+        let host = self.socket_dir.display().to_string().replace('/', "%2F");
+        format!("postgres://postgres@{host}/{db}")
+    }
+}
+
+static PG: OnceLock<Option<PgServer>> = OnceLock::new();
+
+/// The shared private PostgreSQL server of this test process, started on first use;
+/// `None` (after printing `skipped: postgres not found`) when PostgreSQL is not installed,
+/// a panic under CI.
+pub fn postgres() -> Option<&'static PgServer> {
+    PG.get_or_init(|| match postgres_bindir() {
+        Some(bindir) => Some(PgServer::start(&bindir)),
+        None => None,
+    })
+    .as_ref()
+    .or_else(|| {
+        if in_ci() {
+            panic!("postgres not found, and CI=true: install the postgresql package (see .ci/run)");
+        }
+        println!("skipped: postgres not found (install postgresql to run the PostgreSQL half)");
+        None
+    })
+}
+
+/// Database URLs to run a backend-agnostic test against: a fresh SQLite file, and a fresh
+/// PostgreSQL database when available. The temporary directory must outlive the test.
+pub fn backends(dir: &Path) -> Vec<(&'static str, String)> {
+    let mut out = vec![("sqlite", dir.join("test.sqlite").display().to_string())];
+    if let Some(pg) = postgres() {
+        out.push(("postgres", pg.new_database()));
+    }
+    out
+}
+
+/// The `wendelin` binary built by this `cargo test` run (next to the test executable).
+pub fn wendelin_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("WENDELIN_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = profile_dir.join("wendelin");
+    assert!(
+        bin.is_file(),
+        "{} not found: run the tests with `cargo test --workspace` so the binary is built",
+        bin.display()
+    );
+    bin
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `wendelin serve` child process on a temporary data directory.
+pub struct TestServer {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    database_url: Option<String>,
+    port: u16,
+    /// Everything the process printed on stdout in its life so far.
+    pub stdout_path: PathBuf,
+}
+
+impl TestServer {
+    /// Starts a server on `data_dir` (created if missing), optionally on a database URL.
+    pub fn start(data_dir: &Path, database_url: Option<String>) -> TestServer {
+        let mut s = TestServer {
+            child: None,
+            base: String::new(),
+            data_dir: data_dir.to_path_buf(),
+            database_url,
+            port: free_port(),
+            stdout_path: data_dir.with_extension("stdout"),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        std::fs::create_dir_all(&self.data_dir).unwrap();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stdout_path)
+            .unwrap();
+        let mut cmd = Command::new(wendelin_bin());
+        cmd.arg("serve")
+            .arg("--bind")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .env("WENDELIN_DATA_DIR", &self.data_dir)
+            .env("WENDELIN_WORKERS", "2")
+            .env("WENDELIN_LOG", "warn")
+            .env_remove("WENDELIN_DATABASE_URL")
+            .stdout(out)
+            .stderr(Stdio::inherit());
+        if let Some(url) = &self.database_url {
+            cmd.env("WENDELIN_DATABASE_URL", url);
+        }
+        self.child = Some(cmd.spawn().unwrap());
+        self.base = format!("http://127.0.0.1:{}", self.port);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if ureq::get(&format!("{}/health", self.base)).call().is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("wendelin serve exited with {status} before answering /health");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wendelin serve did not answer /health within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        let st = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        child.wait().unwrap()
+    }
+
+    /// Kills the process without warning (SIGKILL) and starts it again on the same data.
+    pub fn kill_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        self.spawn();
+    }
+
+    /// Stops gracefully and starts again on the same data.
+    pub fn restart(&mut self) {
+        let status = self.terminate();
+        assert!(status.success(), "graceful stop failed: {status}");
+        self.spawn();
+    }
+
+    /// What the server printed on stdout so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout_path).unwrap_or_default()
+    }
+
+    /// A full URL for `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// An HTTP response: status and body parsed as JSON when it is JSON.
+#[derive(Debug)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Body as text.
+    pub text: String,
+    /// Headers we look at.
+    pub location: Option<String>,
+    /// Content type.
+    pub content_type: String,
+}
+
+impl Reply {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+    /// The error message of an error envelope.
+    pub fn error_message(&self) -> String {
+        self.json()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+fn reply(r: Result<ureq::Response, ureq::Error>) -> Reply {
+    let resp = match r {
+        Ok(resp) => resp,
+        Err(ureq::Error::Status(_, resp)) => resp,
+        Err(e) => panic!("request failed: {e}"),
+    };
+    let status = resp.status();
+    let location = resp.header("location").map(str::to_owned);
+    let content_type = resp.content_type().to_owned();
+    let text = resp.into_string().unwrap();
+    Reply {
+        status,
+        text,
+        location,
+        content_type,
+    }
+}
+
+/// Sends a request with an optional JSON body.
+pub fn request(method: &str, url: &str, body: Option<&serde_json::Value>) -> Reply {
+    request_with(method, url, body, &[])
+}
+
+/// Sends a request with an optional JSON body and extra headers.
+pub fn request_with(
+    method: &str,
+    url: &str,
+    body: Option<&serde_json::Value>,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut req = ureq::request(method, url);
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    reply(match body {
+        Some(b) => req.send_json(b.clone()),
+        None => req.call(),
+    })
+}
+
+/// Sends a raw body with a content type.
+pub fn request_raw(method: &str, url: &str, content_type: &str, body: &[u8]) -> Reply {
+    reply(
+        ureq::request(method, url)
+            .set("content-type", content_type)
+            .send_bytes(body),
+    )
+}
+
+/// Runs the `wendelin` binary with arguments, environment and stdin; returns
+/// (success, stdout, stderr).
+pub fn run_cli(args: &[&str], env: &[(&str, &str)], stdin: &str) -> (bool, String, String) {
+    let mut cmd = Command::new(wendelin_bin());
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.env_remove("WENDELIN_DATABASE_URL");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,622 @@
+//! Kernel behaviour on every backend: SQLite always, PostgreSQL when installed (CI fails
+//! when it is not). Each test builds its own small registry so that what it asserts is
+//! visible in the test itself.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::{json, Map, Value};
+use wendelin_core::dispatch::Step;
+use wendelin_core::{
+    Call, CoreError, DocumentPatch, MethodOutput, Module, NewDocument, Portal, PortalType,
+    PropertyDef, PropertyType, Registry,
+};
+
+fn text(
+    s: &str,
+) -> impl Fn(&mut Call<'_>) -> wendelin_core::CoreResult<MethodOutput> + Send + Sync + 'static {
+    let s = s.to_owned();
+    move |_call: &mut Call<'_>| Ok(MethodOutput::Json(Value::from(s.clone())))
+}
+
+/// A registry with three sensor-like types that exercise each step of the chain,
+/// a container type with a property its sub-documents lack, and a Base_ script.
+fn registry() -> Registry {
+    let module = Module::new("lab")
+        .folder(
+            "sensor_module",
+            "Sensors",
+            &["Alpha", "Beta", "Gamma", "Rack"],
+        )
+        .folder("other_module", "Others", &["Alpha"])
+        .portal_type(
+            PortalType::new("Alpha", "sensor_module")
+                .property(PropertyDef::new("size", PropertyType::Int).default_value(json!(0)))
+                .property(PropertyDef::new("serial_number", PropertyType::String).required())
+                .property(PropertyDef::new("ratio", PropertyType::Float))
+                .property(PropertyDef::new("active", PropertyType::Bool))
+                .property(PropertyDef::new("installed", PropertyType::Date))
+                .property(PropertyDef::new("seen", PropertyType::DateTime))
+                .property(PropertyDef::new("extra", PropertyType::Json))
+                .property(PropertyDef::new("notes", PropertyType::Text))
+                .property(PropertyDef::new("peer", PropertyType::Relation))
+                .property(PropertyDef::new("feeds", PropertyType::Relation).multiple())
+                .method("whoami", text("built-in of Alpha")),
+        )
+        .portal_type(
+            PortalType::new("Beta", "sensor_module").method("whoami", text("built-in of Beta")),
+        )
+        .portal_type(PortalType::new("Gamma", "sensor_module"))
+        .portal_type(
+            PortalType::new("Rack", "sensor_module")
+                .property(PropertyDef::new("location", PropertyType::String))
+                .method("rackOnly", |call: &mut Call<'_>| {
+                    Ok(MethodOutput::Json(json!({
+                        "context": call.context.path, "holder": call.holder.path
+                    })))
+                })
+                .allow("Gamma")
+                .allow("Rack"),
+        )
+        .script("Alpha_whoami", text("type script of Alpha"))
+        .script("Base_whoami", text("Base_whoami"))
+        .script("Portal_motto", text("acquired from the portal"))
+        .script("Gamma_view", text("skin-style script"));
+    Registry::build(vec![wendelin_core::base::module(), module]).unwrap()
+}
+
+fn new(portal_type: &str, fields: Value) -> NewDocument {
+    let mut body = fields;
+    body["portal_type"] = Value::from(portal_type);
+    NewDocument::from_json(body).unwrap()
+}
+
+/// Runs `f` against a fresh portal on each backend.
+fn each_backend(f: impl Fn(&str, Portal)) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, url) in wendelin_tests::backends(dir.path()) {
+        println!("backend: {name}");
+        let portal = Portal::open(registry(), &url, 4).unwrap();
+        f(name, portal);
+    }
+}
+
+fn call(portal: &Portal, path: &str, name: &str) -> Value {
+    match portal.call(path, name, &Map::new(), false).unwrap() {
+        MethodOutput::Json(v) => v,
+        MethodOutput::Html(h) => Value::from(h),
+    }
+}
+
+#[test]
+fn dispatch_order_type_script_then_builtin_then_base() {
+    each_backend(|backend, portal| {
+        let a = portal
+            .create(
+                "sensor_module",
+                new("Alpha", json!({"serial_number": "A1"})),
+                "u",
+            )
+            .unwrap();
+        let b = portal
+            .create("sensor_module", new("Beta", json!({})), "u")
+            .unwrap();
+        let g = portal
+            .create("sensor_module", new("Gamma", json!({})), "u")
+            .unwrap();
+        assert_eq!(
+            call(&portal, &a.path, "whoami"),
+            json!("type script of Alpha"),
+            "{backend}"
+        );
+        assert_eq!(
+            call(&portal, &b.path, "whoami"),
+            json!("built-in of Beta"),
+            "{backend}"
+        );
+        assert_eq!(
+            call(&portal, &g.path, "whoami"),
+            json!("Base_whoami"),
+            "{backend}"
+        );
+        let r = portal.resolve(&a.path, "whoami").unwrap().unwrap();
+        assert_eq!(
+            (r.step, r.name.as_str()),
+            (Step::TypeScript, "Alpha_whoami")
+        );
+        let r = portal.resolve(&b.path, "whoami").unwrap().unwrap();
+        assert_eq!((r.step, r.name.as_str()), (Step::BuiltIn, "whoami"));
+        let r = portal.resolve(&g.path, "whoami").unwrap().unwrap();
+        assert_eq!((r.step, r.name.as_str()), (Step::Base, "Base_whoami"));
+        // A Base_ script outranks a property of the same meaning: getSize is a method
+        // (the size of the stored record), not the `size` property (0).
+        let r = portal.resolve(&a.path, "getSize").unwrap().unwrap();
+        assert_eq!((r.step, r.name.as_str()), (Step::Base, "Base_getSize"));
+        assert!(call(&portal, &a.path, "getSize").as_i64().unwrap() > 100);
+        // Properties and ERP5-style accessors come after methods.
+        assert_eq!(call(&portal, &a.path, "serial_number"), json!("A1"));
+        assert_eq!(call(&portal, &a.path, "getSerialNumber"), json!("A1"));
+        // A script named exactly as called (a skin) is bound to the document it is called on.
+        assert_eq!(
+            call(&portal, &g.path, "Gamma_view"),
+            json!("skin-style script")
+        );
+        let err = portal
+            .call(&g.path, "noSuchThing", &Map::new(), false)
+            .unwrap_err();
+        assert!(
+            matches!(err, CoreError::NotFound(ref m) if m.contains("noSuchThing")),
+            "{err}"
+        );
+    });
+}
+
+#[test]
+fn containment_acquisition_up_to_the_portal() {
+    each_backend(|backend, portal| {
+        let rack = portal
+            .create(
+                "sensor_module",
+                new("Rack", json!({"id": "rack", "location": "hall 3"})),
+                "u",
+            )
+            .unwrap();
+        let inner = portal
+            .create(
+                "sensor_module/rack",
+                new("Rack", json!({"id": "inner"})),
+                "u",
+            )
+            .unwrap();
+        let leaf = portal
+            .create(
+                "sensor_module/rack/inner",
+                new("Gamma", json!({"id": "g"})),
+                "u",
+            )
+            .unwrap();
+        assert_eq!(leaf.path, "sensor_module/rack/inner/g");
+        // `location` is not a property of Gamma nor set on the inner rack: acquired from `rack`.
+        assert_eq!(
+            call(&portal, &leaf.path, "location"),
+            json!("hall 3"),
+            "{backend}"
+        );
+        let r = portal.resolve(&leaf.path, "location").unwrap().unwrap();
+        assert_eq!(r.holder.path, rack.path);
+        // A built-in found on a container runs with the container as holder and the
+        // original document as context.
+        assert_eq!(
+            call(&portal, &leaf.path, "rackOnly"),
+            json!({"context": leaf.path, "holder": inner.path})
+        );
+        // Up to the portal root.
+        assert_eq!(
+            call(&portal, &leaf.path, "motto"),
+            json!("acquired from the portal")
+        );
+        let r = portal.resolve(&leaf.path, "motto").unwrap().unwrap();
+        assert_eq!(
+            (r.holder.path.as_str(), r.name.as_str()),
+            ("", "Portal_motto")
+        );
+        // Deleting the container deletes what it contains.
+        portal.delete("sensor_module/rack", None).unwrap();
+        assert!(matches!(
+            portal.get(&leaf.path),
+            Err(CoreError::NotFound(_))
+        ));
+    });
+}
+
+#[test]
+fn ids_are_numbered_per_container_or_given() {
+    each_backend(|_, portal| {
+        let a = portal
+            .create("sensor_module", new("Gamma", json!({})), "u")
+            .unwrap();
+        let b = portal
+            .create("sensor_module", new("Gamma", json!({})), "u")
+            .unwrap();
+        let c = portal
+            .create(
+                "other_module",
+                new("Alpha", json!({"serial_number": "x"})),
+                "u",
+            )
+            .unwrap();
+        assert_eq!(
+            (a.id.as_str(), b.id.as_str(), c.id.as_str()),
+            ("1", "2", "1")
+        );
+        // A given id that the counter would reach later is skipped by the counter.
+        portal
+            .create("sensor_module", new("Gamma", json!({"id": "3"})), "u")
+            .unwrap();
+        let d = portal
+            .create("sensor_module", new("Gamma", json!({})), "u")
+            .unwrap();
+        assert_eq!(d.id, "4");
+        let dup = portal
+            .create("sensor_module", new("Gamma", json!({"id": "3"})), "u")
+            .unwrap_err();
+        assert!(matches!(dup, CoreError::Conflict(_)), "{dup}");
+        let bad = portal
+            .create("sensor_module", new("Gamma", json!({"id": "../etc"})), "u")
+            .unwrap_err();
+        assert!(matches!(bad, CoreError::Invalid(_)), "{bad}");
+        assert_eq!(a.owner, "u");
+        assert_eq!(a.module, "sensor_module");
+    });
+}
+
+#[test]
+fn schema_validation_names_the_problem_and_writes_nothing() {
+    each_backend(|_, portal| {
+        let before = portal.children("sensor_module", 100, 0).unwrap().1;
+        let cases = [
+            (
+                json!({"serial_number": "s", "bogus": 1}),
+                "unknown property 'bogus'",
+            ),
+            (
+                json!({"serial_number": 5}),
+                "'serial_number' of portal type Alpha must be a string",
+            ),
+            (json!({}), "property 'serial_number' is required"),
+            (
+                json!({"serial_number": "s", "size": "big"}),
+                "'size' of portal type Alpha must be an integer",
+            ),
+            (
+                json!({"serial_number": "s", "ratio": "x"}),
+                "must be a number",
+            ),
+            (
+                json!({"serial_number": "s", "active": 1}),
+                "must be true or false",
+            ),
+            (
+                json!({"serial_number": "s", "installed": "2026-13-01"}),
+                "must be a date",
+            ),
+            (
+                json!({"serial_number": "s", "seen": "yesterday"}),
+                "RFC 3339",
+            ),
+            (
+                json!({"serial_number": "s", "peer": "sensor_module/404"}),
+                "missing document /sensor_module/404",
+            ),
+            (
+                json!({"serial_number": "s", "peer": ["a", "b"]}),
+                "takes a document path",
+            ),
+        ];
+        for (body, expected) in cases {
+            let err = portal
+                .create("sensor_module", new("Alpha", body.clone()), "u")
+                .unwrap_err();
+            assert!(matches!(err, CoreError::Invalid(_)), "{body}: {err}");
+            assert!(
+                err.to_string().contains(expected),
+                "{body}: {err} should say {expected}"
+            );
+        }
+        let err = NewDocument::from_json(json!({"serial_number": "s", "uid": 3})).unwrap_err();
+        assert!(err.to_string().contains("uid is read-only"), "{err}");
+        let err = portal
+            .create("sensor_module", new("Nope", json!({})), "u")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown portal type 'Nope'"),
+            "{err}"
+        );
+        let err = portal
+            .create("other_module", new("Beta", json!({})), "u")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("not allowed in /other_module"),
+            "{err}"
+        );
+        assert_eq!(portal.children("sensor_module", 100, 0).unwrap().1, before);
+        // Canonical forms and defaults.
+        let d = portal
+            .create(
+                "sensor_module",
+                new(
+                    "Alpha",
+                    json!({"serial_number": "s", "ratio": 2, "seen": "2026-01-02T03:04:05+02:00", "installed": "2026-01-02", "extra": {"k": [1]}}),
+                ),
+                "u",
+            )
+            .unwrap();
+        let v = portal.get_json(&d.path).unwrap();
+        assert_eq!(v["size"], json!(0));
+        assert_eq!(v["ratio"], json!(2.0));
+        assert_eq!(v["seen"], json!("2026-01-02T01:04:05Z"));
+        assert_eq!(v["extra"], json!({"k": [1]}));
+    });
+}
+
+#[test]
+fn stale_serial_is_a_conflict_and_changes_nothing() {
+    each_backend(|_, portal| {
+        let d = portal
+            .create(
+                "sensor_module",
+                new("Alpha", json!({"serial_number": "s", "title": "t0"})),
+                "u",
+            )
+            .unwrap();
+        assert_eq!(d.serial, 1);
+        let patch = |serial, title: &str| {
+            DocumentPatch::from_json(json!({"serial": serial, "title": title})).unwrap()
+        };
+        let d2 = portal.update(&d.path, patch(1, "t1")).unwrap();
+        assert_eq!((d2.serial, d2.title.as_str()), (2, "t1"));
+        assert!(d2.modification_date >= d.modification_date);
+        let err = portal.update(&d.path, patch(1, "lost update")).unwrap_err();
+        assert!(
+            matches!(err, CoreError::Conflict(ref m) if m.contains("serial 1") && m.contains("current serial is 2")),
+            "{err}"
+        );
+        assert_eq!(portal.get(&d.path).unwrap().title, "t1");
+        let err = portal
+            .update(
+                &d.path,
+                DocumentPatch::from_json(json!({"title": "x"})).unwrap(),
+            )
+            .unwrap_err();
+        assert!(matches!(err, CoreError::BadRequest(_)), "{err}");
+        // Invalid edits change nothing, not even the serial.
+        let err = portal
+            .update(
+                &d.path,
+                DocumentPatch::from_json(json!({"serial": 2, "size": "x"})).unwrap(),
+            )
+            .unwrap_err();
+        assert!(matches!(err, CoreError::Invalid(_)));
+        assert_eq!(portal.get(&d.path).unwrap().serial, 2);
+        // Removing a required property is refused; removing an optional one works.
+        let err = portal
+            .update(
+                &d.path,
+                DocumentPatch::from_json(json!({"serial": 2, "serial_number": null})).unwrap(),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("required"), "{err}");
+        let d3 = portal
+            .update(
+                &d.path,
+                DocumentPatch::from_json(json!({"serial": 2, "size": null, "notes": "n"})).unwrap(),
+            )
+            .unwrap();
+        let v = portal.get_json(&d3.path).unwrap();
+        assert!(v.get("size").is_none());
+        assert_eq!(v["notes"], json!("n"));
+        let err = portal.delete(&d.path, Some(1)).unwrap_err();
+        assert!(matches!(err, CoreError::Conflict(_)));
+        portal.delete(&d.path, Some(3)).unwrap();
+    });
+}
+
+#[test]
+fn concurrent_edits_on_one_serial_let_exactly_one_win() {
+    each_backend(|backend, portal| {
+        let d = portal
+            .create("sensor_module", new("Gamma", json!({})), "u")
+            .unwrap();
+        let wins: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let portal = portal.clone();
+                    let path = d.path.clone();
+                    s.spawn(move || {
+                        portal
+                            .update(
+                                &path,
+                                DocumentPatch::from_json(
+                                    json!({"serial": 1, "title": format!("w{i}")}),
+                                )
+                                .unwrap(),
+                            )
+                            .is_ok() as usize
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(wins, 1, "{backend}");
+        assert_eq!(portal.get(&d.path).unwrap().serial, 2);
+        // Concurrent creations never share an auto-numbered id.
+        let ids: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let portal = portal.clone();
+                    s.spawn(move || {
+                        portal
+                            .create(
+                                "other_module",
+                                new("Alpha", json!({"serial_number": "c"})),
+                                "u",
+                            )
+                            .unwrap()
+                            .id
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 8, "{ids:?}");
+    });
+}
+
+#[test]
+fn reference_is_unique_per_portal_type() {
+    each_backend(|_, portal| {
+        portal
+            .create(
+                "sensor_module",
+                new("Beta", json!({"reference": "r1"})),
+                "u",
+            )
+            .unwrap();
+        let err = portal
+            .create(
+                "sensor_module",
+                new("Beta", json!({"reference": "r1"})),
+                "u",
+            )
+            .unwrap_err();
+        assert!(
+            matches!(err, CoreError::Conflict(ref m) if m.contains("reference 'r1'")),
+            "{err}"
+        );
+        // Same reference on another type is fine; no reference at all is fine many times.
+        portal
+            .create(
+                "sensor_module",
+                new("Gamma", json!({"reference": "r1"})),
+                "u",
+            )
+            .unwrap();
+        portal
+            .create("sensor_module", new("Beta", json!({})), "u")
+            .unwrap();
+        portal
+            .create("sensor_module", new("Beta", json!({})), "u")
+            .unwrap();
+        let b = portal
+            .create(
+                "sensor_module",
+                new("Beta", json!({"reference": "r2"})),
+                "u",
+            )
+            .unwrap();
+        let err = portal
+            .update(
+                &b.path,
+                DocumentPatch::from_json(json!({"serial": 1, "reference": "r1"})).unwrap(),
+            )
+            .unwrap_err();
+        assert!(matches!(err, CoreError::Conflict(_)), "{err}");
+    });
+}
+
+#[test]
+fn relations_are_queried_both_ways() {
+    each_backend(|_, portal| {
+        let g1 = portal
+            .create("sensor_module", new("Gamma", json!({})), "u")
+            .unwrap();
+        let g2 = portal
+            .create("sensor_module", new("Gamma", json!({})), "u")
+            .unwrap();
+        let a = portal
+            .create(
+                "sensor_module",
+                new(
+                    "Alpha",
+                    json!({"serial_number": "s", "peer": g1.path, "feeds": [g1.path, g2.path]}),
+                ),
+                "u",
+            )
+            .unwrap();
+        let a2 = portal
+            .create(
+                "other_module",
+                new("Alpha", json!({"serial_number": "t", "feeds": [g2.path]})),
+                "u",
+            )
+            .unwrap();
+        let v = portal.get_json(&a.path).unwrap();
+        assert_eq!(v["peer"], json!(g1.path));
+        assert_eq!(v["feeds"], json!([g1.path, g2.path]));
+        let args: Map<String, Value> = [("name".to_owned(), json!("feeds"))].into_iter().collect();
+        let back = portal
+            .call(&g2.path, "getBackRelationList", &args, false)
+            .unwrap();
+        assert_eq!(back, MethodOutput::Json(json!([a.path, a2.path])));
+        let fwd = portal
+            .call(&a.path, "getRelationList", &args, false)
+            .unwrap();
+        assert_eq!(fwd, MethodOutput::Json(json!([g1.path, g2.path])));
+        // Replacing a relation replaces its targets; deleting a target removes the link.
+        portal
+            .update(
+                &a.path,
+                DocumentPatch::from_json(json!({"serial": 1, "feeds": [g2.path]})).unwrap(),
+            )
+            .unwrap();
+        assert_eq!(portal.get_json(&a.path).unwrap()["feeds"], json!([g2.path]));
+        portal.delete(&g2.path, None).unwrap();
+        assert_eq!(portal.get_json(&a.path).unwrap()["feeds"], json!([]));
+        assert_eq!(portal.get_json(&a.path).unwrap()["peer"], json!(g1.path));
+    });
+}
+
+#[test]
+fn documents_survive_reopening_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, url) in wendelin_tests::backends(dir.path()) {
+        let path = {
+            let portal = Portal::open(registry(), &url, 2).unwrap();
+            portal
+                .create("sensor_module", new("Beta", json!({"title": "kept"})), "u")
+                .unwrap()
+                .path
+        };
+        let portal = Portal::open(registry(), &url, 2).unwrap();
+        assert_eq!(portal.get(&path).unwrap().title, "kept", "{backend}");
+        // Re-opening does not duplicate the structure.
+        assert_eq!(portal.children("", 100, 0).unwrap().1, 2);
+        assert_eq!(portal.db.migrate().unwrap(), 0);
+    }
+}
+
+#[test]
+fn registry_refuses_inconsistent_modules() {
+    let twice = Registry::build(vec![
+        Module::new("a")
+            .folder("x_module", "X", &[])
+            .portal_type(PortalType::new("T", "x_module")),
+        Module::new("b").portal_type(PortalType::new("T", "x_module")),
+    ]);
+    assert!(twice
+        .unwrap_err()
+        .to_string()
+        .contains("portal type T declared twice"));
+    let orphan = Registry::build(vec![
+        Module::new("a").portal_type(PortalType::new("T", "nowhere"))
+    ]);
+    assert!(orphan
+        .unwrap_err()
+        .to_string()
+        .contains("undeclared module folder nowhere"));
+    let core = Registry::build(vec![Module::new("a")
+        .folder("x_module", "X", &["T"])
+        .portal_type(
+            PortalType::new("T", "x_module")
+                .property(PropertyDef::new("title", PropertyType::String)),
+        )]);
+    assert!(core
+        .unwrap_err()
+        .to_string()
+        .contains("redeclares core field title"));
+}
+
+#[test]
+fn passwords_are_argon2id_and_verified() {
+    let hash = wendelin_core::users::hash_password("correct horse").unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(wendelin_core::users::verify_password(
+        "correct horse",
+        &hash
+    ));
+    assert!(!wendelin_core::users::verify_password("wrong horse", &hash));
+    let p = wendelin_core::users::generate_password();
+    assert_eq!(p.len(), 24);
+    assert_ne!(p, wendelin_core::users::generate_password());
+}
