@@ -177,18 +177,17 @@ static PG: OnceLock<Option<PgServer>> = OnceLock::new();
 /// `None` (after printing `skipped: postgres not found`) when PostgreSQL is not installed,
 /// a panic under CI.
 pub fn postgres() -> Option<&'static PgServer> {
-    PG.get_or_init(|| match postgres_bindir() {
-        Some(bindir) => Some(PgServer::start(&bindir)),
-        None => None,
-    })
-    .as_ref()
-    .or_else(|| {
-        if in_ci() {
-            panic!("postgres not found, and CI=true: install the postgresql package (see .ci/run)");
-        }
-        println!("skipped: postgres not found (install postgresql to run the PostgreSQL half)");
-        None
-    })
+    PG.get_or_init(|| postgres_bindir().map(|bindir| PgServer::start(&bindir)))
+        .as_ref()
+        .or_else(|| {
+            if in_ci() {
+                panic!(
+                    "postgres not found, and CI=true: install the postgresql package (see .ci/run)"
+                );
+            }
+            println!("skipped: postgres not found (install postgresql to run the PostgreSQL half)");
+            None
+        })
 }
 
 /// Database URLs to run a backend-agnostic test against: a fresh SQLite file, and a fresh

@@ -16,6 +16,9 @@ use crate::property::{check_value, relation_targets};
 use crate::schema::{documents, relations};
 use crate::types::{PortalType, PropertyType, Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
 
+/// Relation name → target paths.
+pub type RelationTargets = BTreeMap<String, Vec<String>>;
+
 /// Fields every document has; a schema may not redeclare them.
 pub const CORE_FIELDS: &[&str] = &[
     "uid",
@@ -356,7 +359,10 @@ pub fn ensure_structure(conn: &mut DbConnection, registry: &Registry) -> CoreRes
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one row's columns, used twice in this file"
+)]
 fn insert_row(
     conn: &mut DbConnection,
     parent_uid: Option<i64>,
@@ -548,7 +554,7 @@ fn next_id(conn: &mut DbConnection, container: &Document) -> CoreResult<String> 
 fn split_properties(
     portal_type: &PortalType,
     given: Map<String, Value>,
-) -> CoreResult<(Map<String, Value>, BTreeMap<String, Vec<String>>)> {
+) -> CoreResult<(Map<String, Value>, RelationTargets)> {
     let mut props = Map::new();
     let mut rels = BTreeMap::new();
     for (name, value) in given {
