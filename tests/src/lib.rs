@@ -234,8 +234,14 @@ pub struct TestServer {
     pub data_dir: PathBuf,
     database_url: Option<String>,
     port: u16,
+    /// Extra environment for the server process (set before a restart).
+    pub extra_env: Vec<(String, String)>,
     /// Everything the process printed on stdout in its life so far.
     pub stdout_path: PathBuf,
+    /// Everything it logged on stderr.
+    pub stderr_path: PathBuf,
+    /// An API token of the `manager` account created on first start.
+    pub manager_token: String,
 }
 
 impl TestServer {
@@ -246,11 +252,70 @@ impl TestServer {
             base: String::new(),
             data_dir: data_dir.to_path_buf(),
             database_url,
+            extra_env: Vec::new(),
             port: free_port(),
             stdout_path: data_dir.with_extension("stdout"),
+            stderr_path: data_dir.with_extension("stderr"),
+            manager_token: String::new(),
         };
         s.spawn();
+        let (ok, out, err) = run_cli(
+            &["user", "token", "add", "manager", "--name", "e2e"],
+            &s.cli_env(),
+            "",
+        );
+        assert!(ok, "cannot create the manager's token: {err}");
+        s.manager_token = out.rsplit(' ').next().unwrap_or_default().trim().to_owned();
+        assert!(s.manager_token.starts_with("wdl_"), "{out}");
         s
+    }
+
+    /// Environment for running the CLI on this server's data.
+    pub fn cli_env(&self) -> Vec<(&str, &str)> {
+        let mut env = vec![
+            ("WENDELIN_DATA_DIR", self.data_dir.to_str().unwrap()),
+            ("WENDELIN_LOG", "warn"),
+        ];
+        if let Some(url) = &self.database_url {
+            env.push(("WENDELIN_DATABASE_URL", url.as_str()));
+        }
+        env
+    }
+
+    /// A request as the manager (bearer token).
+    pub fn req(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> Reply {
+        self.req_with(method, path, body, &[])
+    }
+
+    /// A request as the manager with extra headers.
+    pub fn req_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let auth = format!("Bearer {}", self.manager_token);
+        let mut all = vec![("Authorization", auth.as_str())];
+        all.extend_from_slice(headers);
+        request_with(method, &self.url(path), body, &all)
+    }
+
+    /// A raw-body request as the manager.
+    pub fn raw(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> Reply {
+        let auth = format!("Bearer {}", self.manager_token);
+        reply(
+            agent()
+                .request(method, &self.url(path))
+                .set("content-type", content_type)
+                .set("authorization", &auth)
+                .send_bytes(body),
+        )
+    }
+
+    /// A request without credentials.
+    pub fn anon(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> Reply {
+        request(method, &self.url(path), body)
     }
 
     fn spawn(&mut self) {
@@ -260,16 +325,22 @@ impl TestServer {
             .append(true)
             .open(&self.stdout_path)
             .unwrap();
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stderr_path)
+            .unwrap();
         let mut cmd = Command::new(wendelin_bin());
         cmd.arg("serve")
             .arg("--bind")
             .arg(format!("127.0.0.1:{}", self.port))
             .env("WENDELIN_DATA_DIR", &self.data_dir)
             .env("WENDELIN_WORKERS", "2")
-            .env("WENDELIN_LOG", "warn")
+            .env("WENDELIN_LOG", "info")
             .env_remove("WENDELIN_DATABASE_URL")
+            .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(out)
-            .stderr(Stdio::inherit());
+            .stderr(err);
         if let Some(url) = &self.database_url {
             cmd.env("WENDELIN_DATABASE_URL", url);
         }
@@ -313,9 +384,16 @@ impl TestServer {
 
     /// Stops gracefully and starts again on the same data.
     pub fn restart(&mut self) {
-        let status = self.terminate();
-        assert!(status.success(), "graceful stop failed: {status}");
+        if self.child.is_some() {
+            let status = self.terminate();
+            assert!(status.success(), "graceful stop failed: {status}");
+        }
         self.spawn();
+    }
+
+    /// What the server logged on stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
     /// What the server printed on stdout so far.
@@ -345,8 +423,12 @@ pub struct Reply {
     pub status: u16,
     /// Body as text.
     pub text: String,
-    /// Headers we look at.
+    /// Location header.
     pub location: Option<String>,
+    /// Set-Cookie header.
+    pub set_cookie: Option<String>,
+    /// Retry-After header.
+    pub retry_after: Option<String>,
     /// Content type.
     pub content_type: String,
 }
@@ -365,6 +447,12 @@ impl Reply {
     }
 }
 
+/// The HTTP client of the tests: redirects are not followed, so tests see them.
+fn agent() -> &'static ureq::Agent {
+    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
+    AGENT.get_or_init(|| ureq::AgentBuilder::new().redirects(0).build())
+}
+
 fn reply(r: Result<ureq::Response, ureq::Error>) -> Reply {
     let resp = match r {
         Ok(resp) => resp,
@@ -373,12 +461,16 @@ fn reply(r: Result<ureq::Response, ureq::Error>) -> Reply {
     };
     let status = resp.status();
     let location = resp.header("location").map(str::to_owned);
+    let set_cookie = resp.header("set-cookie").map(str::to_owned);
+    let retry_after = resp.header("retry-after").map(str::to_owned);
     let content_type = resp.content_type().to_owned();
     let text = resp.into_string().unwrap();
     Reply {
         status,
         text,
         location,
+        set_cookie,
+        retry_after,
         content_type,
     }
 }
@@ -395,7 +487,7 @@ pub fn request_with(
     body: Option<&serde_json::Value>,
     headers: &[(&str, &str)],
 ) -> Reply {
-    let mut req = ureq::request(method, url);
+    let mut req = agent().request(method, url);
     for (k, v) in headers {
         req = req.set(k, v);
     }
@@ -405,13 +497,21 @@ pub fn request_with(
     })
 }
 
-/// Sends a raw body with a content type.
-pub fn request_raw(method: &str, url: &str, content_type: &str, body: &[u8]) -> Reply {
-    reply(
-        ureq::request(method, url)
-            .set("content-type", content_type)
-            .send_bytes(body),
-    )
+/// Sends a raw body with a content type and extra headers.
+pub fn request_raw(
+    method: &str,
+    url: &str,
+    content_type: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut req = agent()
+        .request(method, url)
+        .set("content-type", content_type);
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    reply(req.send_bytes(body))
 }
 
 /// Runs the `wendelin` binary with arguments, environment and stdin; returns

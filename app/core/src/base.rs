@@ -2,14 +2,97 @@
 
 use serde_json::Value;
 
-use crate::dispatch::{Call, MethodOutput};
+use crate::dispatch::{Call, MethodOutput, Protected};
 use crate::document;
 use crate::error::{CoreError, CoreResult};
+use crate::security::{self, permission_map, Permission};
 use crate::types::Module;
+use crate::workflow::{Transition, Workflow};
 
-/// The kernel's own contribution to the registry: the generic `Base_` scripts.
+/// The kernel's own contribution to the registry: the generic `Base_` scripts and the
+/// standard workflows (`validation_workflow`, `publication_workflow`).
 pub fn module() -> Module {
     Module::new("base")
+        .workflow(validation_workflow())
+        .workflow(publication_workflow())
+        .script(
+            "Base_getLocalRoles",
+            Protected::read(Permission::ChangeLocalRoles, |call: &mut Call<'_>| {
+                let roles = security::local_roles_of(call.conn, call.context.uid)?;
+                Ok(MethodOutput::Json(serde_json::json!({
+                    "local_roles": roles,
+                    "block_acquisition": call.context.block_acquisition,
+                })))
+            }),
+        )
+        .script(
+            "Base_setLocalRoles",
+            Protected::write(Permission::ChangeLocalRoles, |call: &mut Call<'_>| {
+                let principal = call
+                    .arg_str("principal")
+                    .ok_or_else(|| {
+                        CoreError::BadRequest(
+                            "argument 'principal' (user:<login> or group:<id>) is required".into(),
+                        )
+                    })?
+                    .to_owned();
+                let roles: Vec<String> = match call.args.get("roles") {
+                    Some(Value::Array(items)) => items
+                        .iter()
+                        .map(|v| {
+                            v.as_str().map(str::to_owned).ok_or_else(|| {
+                                CoreError::Invalid(format!("roles must be strings, got {v}"))
+                            })
+                        })
+                        .collect::<CoreResult<_>>()?,
+                    _ => {
+                        return Err(CoreError::BadRequest(
+                            "argument 'roles' (a list of role names) is required".into(),
+                        ))
+                    }
+                };
+                security::set_local_roles(
+                    call.conn,
+                    &call.portal.registry,
+                    call.context,
+                    &principal,
+                    &roles,
+                )?;
+                Ok(MethodOutput::Json(Value::from(
+                    security::local_roles_of(call.conn, call.context.uid)?
+                        .get(&principal)
+                        .cloned()
+                        .unwrap_or_default(),
+                )))
+            }),
+        )
+        .script(
+            "Base_setBlockAcquisition",
+            Protected::write(Permission::ChangeLocalRoles, |call: &mut Call<'_>| {
+                let block = call
+                    .args
+                    .get("block")
+                    .and_then(Value::as_bool)
+                    .ok_or_else(|| {
+                        CoreError::BadRequest("argument 'block' (true or false) is required".into())
+                    })?;
+                security::set_block_acquisition(
+                    call.conn,
+                    &call.portal.registry,
+                    call.context,
+                    block,
+                )?;
+                Ok(MethodOutput::Json(Value::from(block)))
+            }),
+        )
+        .script("Base_getWorkflowHistory", |call: &mut Call<'_>| {
+            let workflow = call.arg_str("workflow").map(str::to_owned);
+            let entries =
+                crate::workflow::history(call.conn, call.context.uid, workflow.as_deref())?;
+            Ok(MethodOutput::Json(
+                serde_json::to_value(entries).map_err(|e| CoreError::Internal(e.to_string()))?,
+            ))
+        })
         .script("Base_getSize", |call: &mut Call<'_>| {
             // A document's own size is the size of its stored record; types holding
             // payloads (data streams, arrays, images) override getSize.
@@ -49,4 +132,240 @@ fn relation_name(call: &Call<'_>) -> CoreResult<String> {
     call.arg_str("name").map(str::to_owned).ok_or_else(|| {
         CoreError::BadRequest("argument 'name' (the relation name) is required".into())
     })
+}
+
+const READERS: &[&str] = &[
+    "Manager",
+    "Owner",
+    "Assignor",
+    "Assignee",
+    "Associate",
+    "Auditor",
+];
+const EDITORS: &[&str] = &["Manager", "Owner", "Assignor", "Assignee"];
+
+/// draft → validated → invalidated, and back: for master data (persons, streams, arrays,
+/// policies). Validated documents are frozen for their owner and readable by authors.
+pub fn validation_workflow() -> Workflow {
+    Workflow::new("validation_workflow", "Validation", "draft")
+        .state(
+            "draft",
+            "Draft",
+            permission_map(&[
+                (Permission::View, READERS),
+                (Permission::AccessContentsInformation, READERS),
+                (Permission::ModifyPortalContent, EDITORS),
+                (Permission::DeleteObjects, &["Manager", "Owner", "Assignor"]),
+            ]),
+        )
+        .state(
+            "validated",
+            "Validated",
+            permission_map(&[
+                (
+                    Permission::View,
+                    &[
+                        "Manager",
+                        "Owner",
+                        "Assignor",
+                        "Assignee",
+                        "Associate",
+                        "Auditor",
+                        "Author",
+                    ],
+                ),
+                (
+                    Permission::AccessContentsInformation,
+                    &[
+                        "Manager",
+                        "Owner",
+                        "Assignor",
+                        "Assignee",
+                        "Associate",
+                        "Auditor",
+                        "Author",
+                    ],
+                ),
+                (Permission::ModifyPortalContent, &["Manager", "Assignor"]),
+                (Permission::DeleteObjects, &["Manager"]),
+            ]),
+        )
+        .state(
+            "invalidated",
+            "Invalidated",
+            permission_map(&[
+                (Permission::View, READERS),
+                (Permission::AccessContentsInformation, READERS),
+                (Permission::ModifyPortalContent, &["Manager"]),
+                (Permission::DeleteObjects, &["Manager", "Owner"]),
+            ]),
+        )
+        .transition(
+            Transition::new(
+                "validate",
+                "Validate",
+                &["draft", "invalidated"],
+                "validated",
+            )
+            .roles(&["Manager", "Owner", "Assignor"]),
+        )
+        .transition(
+            Transition::new(
+                "invalidate",
+                "Invalidate",
+                &["draft", "validated"],
+                "invalidated",
+            )
+            .roles(&["Manager", "Assignor"]),
+        )
+}
+
+/// Web content: draft → published (frozen) or published_alive (still editable) →
+/// archived; deleted is a state, not a removal. Published content is visible to Anonymous.
+pub fn publication_workflow() -> Workflow {
+    const PUBLIC: &[&str] = &[
+        "Anonymous",
+        "Authenticated",
+        "Manager",
+        "Owner",
+        "Assignor",
+        "Assignee",
+        "Associate",
+        "Auditor",
+    ];
+    let needs_title = |doc: &document::Document| {
+        doc.title
+            .trim()
+            .is_empty()
+            .then(|| "a document needs a title to be published".to_owned())
+    };
+    Workflow::new("publication_workflow", "Publication", "draft")
+        .state(
+            "draft",
+            "Draft",
+            permission_map(&[
+                (Permission::View, READERS),
+                (Permission::AccessContentsInformation, READERS),
+                (Permission::ModifyPortalContent, EDITORS),
+            ]),
+        )
+        .state(
+            "published",
+            "Published",
+            permission_map(&[
+                (Permission::View, PUBLIC),
+                (Permission::AccessContentsInformation, PUBLIC),
+                (Permission::ModifyPortalContent, &["Manager"]),
+                (Permission::DeleteObjects, &["Manager"]),
+            ]),
+        )
+        .state(
+            "published_alive",
+            "Published (alive)",
+            permission_map(&[
+                (Permission::View, PUBLIC),
+                (Permission::AccessContentsInformation, PUBLIC),
+                (Permission::ModifyPortalContent, EDITORS),
+                (Permission::DeleteObjects, &["Manager"]),
+            ]),
+        )
+        .state(
+            "archived",
+            "Archived",
+            permission_map(&[
+                (Permission::View, &["Authenticated", "Manager"]),
+                (
+                    Permission::AccessContentsInformation,
+                    &["Authenticated", "Manager"],
+                ),
+                (Permission::ModifyPortalContent, &["Manager"]),
+                (Permission::DeleteObjects, &["Manager"]),
+            ]),
+        )
+        .state(
+            "deleted",
+            "Deleted",
+            permission_map(&[
+                (Permission::View, &["Manager", "Owner"]),
+                (Permission::AccessContentsInformation, &["Manager", "Owner"]),
+                (Permission::ModifyPortalContent, &["Manager"]),
+                (Permission::DeleteObjects, &["Manager", "Owner"]),
+            ]),
+        )
+        .transition(
+            Transition::new("publish", "Publish", &["draft"], "published")
+                .roles(&["Manager", "Assignor", "Owner"])
+                .expression(needs_title),
+        )
+        .transition(
+            Transition::new(
+                "publish_alive",
+                "Publish alive",
+                &["draft"],
+                "published_alive",
+            )
+            .roles(&["Manager", "Assignor", "Owner"])
+            .expression(needs_title),
+        )
+        .transition(
+            Transition::new(
+                "reject",
+                "Back to draft",
+                &["published", "published_alive"],
+                "draft",
+            )
+            .roles(&["Manager", "Assignor", "Owner"]),
+        )
+        .transition(
+            Transition::new(
+                "archive",
+                "Archive",
+                &["published", "published_alive"],
+                "archived",
+            )
+            .roles(&["Manager", "Assignor"]),
+        )
+        .transition(
+            Transition::new("delete", "Delete", &["draft", "archived"], "deleted")
+                .roles(&["Manager", "Assignor", "Owner"]),
+        )
+        .transition(
+            Transition::new("undelete", "Restore", &["deleted"], "draft").roles(&["Manager"]),
+        )
+}
+
+/// started → stopped → delivered: the life of an ingestion or an analysis. Delivered
+/// documents are frozen.
+pub fn lifecycle_workflow(id: &str, title: &str) -> Workflow {
+    Workflow::new(id, title, "started")
+        .state(
+            "started",
+            "Started",
+            permission_map(&[(Permission::ModifyPortalContent, EDITORS)]),
+        )
+        .state(
+            "stopped",
+            "Stopped",
+            permission_map(&[(Permission::ModifyPortalContent, EDITORS)]),
+        )
+        .state(
+            "delivered",
+            "Delivered",
+            permission_map(&[
+                (Permission::ModifyPortalContent, &["Manager"]),
+                (Permission::DeleteObjects, &["Manager"]),
+            ]),
+        )
+        .transition(
+            Transition::new("stop", "Stop", &["started"], "stopped")
+                .roles(&["Manager", "Owner", "Assignor", "Assignee"]),
+        )
+        .transition(
+            Transition::new("restart", "Restart", &["stopped"], "started")
+                .roles(&["Manager", "Owner", "Assignor", "Assignee"]),
+        )
+        .transition(
+            Transition::new("deliver", "Deliver", &["stopped"], "delivered")
+                .roles(&["Manager", "Assignor"]),
+        )
 }

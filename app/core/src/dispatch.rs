@@ -20,6 +20,7 @@ use crate::db::DbConnection;
 use crate::document::{self, Document};
 use crate::error::CoreResult;
 use crate::portal::Portal;
+use crate::security::{Permission, User};
 use crate::types::{script_prefix, Registry};
 
 /// What a method returns.
@@ -43,6 +44,8 @@ pub struct Call<'a> {
     pub holder: &'a Document,
     /// Arguments (query string or JSON body).
     pub args: &'a Map<String, Value>,
+    /// Who calls.
+    pub user: &'a User,
 }
 
 impl Call<'_> {
@@ -59,6 +62,14 @@ pub trait Method: Send + Sync {
     /// Whether the method changes nothing; mutating methods are refused on GET.
     fn read_only(&self) -> bool {
         true
+    }
+    /// The permission the caller needs on the document the method is called on.
+    fn permission(&self) -> Permission {
+        if self.read_only() {
+            Permission::View
+        } else {
+            Permission::ModifyPortalContent
+        }
     }
 }
 
@@ -83,6 +94,47 @@ where
     }
     fn read_only(&self) -> bool {
         false
+    }
+}
+
+/// A method that needs a specific permission (and may change data).
+pub struct Protected<F> {
+    permission: Permission,
+    read_only: bool,
+    f: F,
+}
+
+impl<F> Protected<F> {
+    /// A read-only method needing `permission`.
+    pub fn read(permission: Permission, f: F) -> Self {
+        Protected {
+            permission,
+            read_only: true,
+            f,
+        }
+    }
+    /// A mutating method needing `permission`.
+    pub fn write(permission: Permission, f: F) -> Self {
+        Protected {
+            permission,
+            read_only: false,
+            f,
+        }
+    }
+}
+
+impl<F> Method for Protected<F>
+where
+    F: Fn(&mut Call<'_>) -> CoreResult<MethodOutput> + Send + Sync,
+{
+    fn call(&self, call: &mut Call<'_>) -> CoreResult<MethodOutput> {
+        (self.f)(call)
+    }
+    fn read_only(&self) -> bool {
+        self.read_only
+    }
+    fn permission(&self) -> Permission {
+        self.permission
     }
 }
 

@@ -13,8 +13,9 @@ use serde_json::{Map, Value};
 use crate::db::DbConnection;
 use crate::error::{CoreError, CoreResult};
 use crate::property::{check_value, relation_targets};
-use crate::schema::{documents, relations};
+use crate::schema::{document_viewers, documents, local_roles, relations};
 use crate::types::{PortalType, PropertyType, Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
+use crate::{security, workflow};
 
 /// Relation name → target paths.
 pub type RelationTargets = BTreeMap<String, Vec<String>>;
@@ -34,6 +35,7 @@ pub const CORE_FIELDS: &[&str] = &[
     "modification_date",
     "serial",
     "parent",
+    "workflow_states",
 ];
 
 /// A stored object: the portal root, a module folder, a document or a sub-document.
@@ -72,6 +74,9 @@ pub struct Document {
     /// Typed properties as JSON text (relations excluded).
     #[serde(skip)]
     pub properties: String,
+    /// Local roles are not acquired from containers.
+    #[serde(skip)]
+    pub block_acquisition: bool,
 }
 
 fn ser_time<S: serde::Serializer>(t: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
@@ -251,9 +256,13 @@ fn reject_read_only(map: &Map<String, Value>) -> CoreResult<()> {
     Ok(())
 }
 
+/// Ids that name API sub-resources and cannot be document ids.
+pub const RESERVED_IDS: &[&str] = &["workflows", "transitions", "local_roles"];
+
 /// Checks an id given by a user: it becomes a path segment and a URL segment.
 pub fn check_id(id: &str) -> CoreResult<()> {
     let ok = !id.is_empty()
+        && !RESERVED_IDS.contains(&id)
         && id.len() <= 200
         && !id.starts_with('.')
         && id
@@ -263,7 +272,8 @@ pub fn check_id(id: &str) -> CoreResult<()> {
         Ok(())
     } else {
         Err(CoreError::Invalid(format!(
-            "id '{id}' is not allowed: use 1 to 200 letters, digits, '_', '-' or '.', not starting with '.'"
+            "id '{id}' is not allowed: use 1 to 200 letters, digits, '_', '-' or '.', not starting with '.', and not {}",
+            RESERVED_IDS.join(", ")
         )))
     }
 }
@@ -292,24 +302,38 @@ pub fn get_by_uid(conn: &mut DbConnection, uid: i64) -> CoreResult<Document> {
         .ok_or_else(|| CoreError::NotFound(format!("no document with uid {uid}")))
 }
 
-/// Sub-objects of `parent_uid` in creation order, with their total count.
+/// Sub-objects of `parent_uid` in creation order, with their total count. With
+/// `viewers`, only documents one of those principals may View are listed and counted
+/// (filtered in SQL, before LIMIT).
 pub fn children(
     conn: &mut DbConnection,
     parent_uid: i64,
+    viewers: Option<&[String]>,
     limit: i64,
     offset: i64,
 ) -> CoreResult<(Vec<Document>, i64)> {
-    let items = documents::table
+    let visible = |principals: &[String]| {
+        document_viewers::table
+            .filter(document_viewers::principal.eq_any(principals.to_vec()))
+            .select(document_viewers::uid)
+    };
+    let mut items = documents::table
         .filter(documents::parent_uid.eq(parent_uid))
+        .into_boxed();
+    let mut count = documents::table
+        .filter(documents::parent_uid.eq(parent_uid))
+        .into_boxed();
+    if let Some(p) = viewers {
+        items = items.filter(documents::uid.eq_any(visible(p)));
+        count = count.filter(documents::uid.eq_any(visible(p)));
+    }
+    let items = items
         .order(documents::uid.asc())
         .limit(limit)
         .offset(offset)
         .select(Document::as_select())
         .load(conn)?;
-    let total = documents::table
-        .filter(documents::parent_uid.eq(parent_uid))
-        .count()
-        .get_result(conn)?;
+    let total = count.count().get_result(conn)?;
     Ok((items, total))
 }
 
@@ -341,9 +365,12 @@ pub fn ensure_structure(conn: &mut DbConnection, registry: &Registry) -> CoreRes
         Some(root) => root,
         None => insert_row(conn, None, "", "", "", PORTAL_TYPE, "Wendelin", "", "{}")?,
     };
+    security::update_viewers(conn, registry, &root)?;
     for folder in registry.folders() {
-        if find(conn, &folder.id)?.is_none() {
-            insert_row(
+        if let Some(existing) = find(conn, &folder.id)? {
+            security::update_viewers(conn, registry, &existing)?;
+        } else {
+            let created = insert_row(
                 conn,
                 Some(root.uid),
                 &folder.id,
@@ -354,6 +381,7 @@ pub fn ensure_structure(conn: &mut DbConnection, registry: &Registry) -> CoreRes
                 "",
                 "{}",
             )?;
+            security::update_viewers(conn, registry, &created)?;
         }
     }
     Ok(())
@@ -516,6 +544,18 @@ pub fn create(
         })?;
     let doc = get(conn, &path)?;
     set_relations(conn, &doc, rels)?;
+    workflow::init_states(conn, registry, &doc)?;
+    if !owner.is_empty() {
+        // The creator is Owner of what they create, locally.
+        diesel::insert_into(local_roles::table)
+            .values((
+                local_roles::uid.eq(doc.uid),
+                local_roles::principal.eq(format!("user:{owner}")),
+                local_roles::role.eq("Owner"),
+            ))
+            .execute(conn)?;
+    }
+    security::update_viewers(conn, registry, &doc)?;
     Ok(doc)
 }
 
@@ -766,6 +806,13 @@ pub fn to_json(conn: &mut DbConnection, registry: &Registry, doc: &Document) -> 
     };
     if let Some(parent) = doc.parent_path() {
         out.insert("parent".into(), Value::from(parent));
+    }
+    let states = security::workflow_states(conn, doc.uid)?;
+    if !states.is_empty() {
+        out.insert(
+            "workflow_states".into(),
+            serde_json::to_value(states).map_err(|e| CoreError::Internal(e.to_string()))?,
+        );
     }
     out.extend(doc.property_map()?);
     if let Some(t) = registry.portal_type(&doc.portal_type) {

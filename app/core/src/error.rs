@@ -19,9 +19,15 @@ pub enum CoreError {
     /// A method exists but cannot be called this way.
     #[error("method not allowed: {0}")]
     MethodNotAllowed(String),
-    /// Wrong credentials.
+    /// No credentials, or wrong ones.
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// Known user, missing permission (or a workflow guard said no).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// Too many failed logins: wait this many seconds.
+    #[error("too many attempts: {0}")]
+    Throttled(String, u64),
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] diesel::result::Error),

@@ -12,11 +12,15 @@ pub mod error;
 pub mod portal;
 pub mod property;
 pub mod schema;
+pub mod security;
 pub mod types;
 pub mod users;
+pub mod workflow;
 
-pub use dispatch::{Call, Method, MethodOutput, Mutating, Step};
+pub use dispatch::{Call, Method, MethodOutput, Mutating, Protected, Step};
 pub use document::{Document, DocumentPatch, NewDocument};
 pub use error::{CoreError, CoreResult};
 pub use portal::{Portal, Traversal};
+pub use security::{Permission, User};
 pub use types::{Module, PortalType, PropertyDef, PropertyType, Registry};
+pub use workflow::{Transition, Workflow};

@@ -1,4 +1,5 @@
-//! The portal: the registry plus the database, and the operations callers use.
+//! The portal: the registry plus the database, and the operations callers use. Every
+//! operation takes the [`User`] asking and goes through [`security::check`].
 
 use std::sync::Arc;
 
@@ -8,12 +9,14 @@ use crate::db::{write_tx, Database, DbConnection};
 use crate::dispatch::{self, Call, MethodOutput, Resolution, Target};
 use crate::document::{self, Document, DocumentPatch, NewDocument};
 use crate::error::{CoreError, CoreResult};
+use crate::security::{self, Permission, User};
 use crate::types::Registry;
+use crate::workflow::{self, WorkflowStatus};
 
 /// The object server: every read and write of documents goes through here.
 #[derive(Clone)]
 pub struct Portal {
-    /// Portal types, folders and scripts.
+    /// Portal types, folders, workflows and scripts.
     pub registry: Arc<Registry>,
     /// Where documents are stored.
     pub db: Database,
@@ -45,50 +48,78 @@ impl Portal {
         Ok(Portal { registry, db })
     }
 
-    /// The object at `path`.
-    pub fn get(&self, path: &str) -> CoreResult<Document> {
-        self.db.read(|c| document::get(c, clean(path)))
+    fn visible(
+        &self,
+        c: &mut DbConnection,
+        user: &User,
+        path: &str,
+        p: Permission,
+    ) -> CoreResult<Document> {
+        let doc = document::get(c, clean(path))?;
+        security::check(c, &self.registry, user, &doc, p)?;
+        Ok(doc)
     }
 
-    /// The object at `path` as JSON.
-    pub fn get_json(&self, path: &str) -> CoreResult<Value> {
+    /// The object at `path`, if `user` may View it.
+    pub fn get(&self, user: &User, path: &str) -> CoreResult<Document> {
+        self.db
+            .read(|c| self.visible(c, user, path, Permission::View))
+    }
+
+    /// The object at `path` as JSON, if `user` may access its contents.
+    pub fn get_json(&self, user: &User, path: &str) -> CoreResult<Value> {
         self.db.read(|c| {
-            let doc = document::get(c, clean(path))?;
+            let doc = self.visible(c, user, path, Permission::AccessContentsInformation)?;
             document::to_json(c, &self.registry, &doc)
         })
     }
 
-    /// Creates a document in the container at `container`.
-    pub fn create(&self, container: &str, new: NewDocument, owner: &str) -> CoreResult<Document> {
-        self.db
-            .write(|c| document::create(c, &self.registry, clean(container), new, owner))
+    /// Creates a document in the container at `container`; `user` becomes its Owner.
+    pub fn create(&self, user: &User, container: &str, new: NewDocument) -> CoreResult<Document> {
+        self.db.write(|c| {
+            let parent = self.visible(c, user, container, Permission::AddPortalContent)?;
+            document::create(
+                c,
+                &self.registry,
+                &parent.path,
+                new,
+                user.login.as_deref().unwrap_or(""),
+            )
+        })
     }
 
     /// Edits the document at `path`; fails with a conflict on a stale serial.
-    pub fn update(&self, path: &str, patch: DocumentPatch) -> CoreResult<Document> {
-        self.db
-            .write(|c| document::update(c, &self.registry, clean(path), patch))
+    pub fn update(&self, user: &User, path: &str, patch: DocumentPatch) -> CoreResult<Document> {
+        self.db.write(|c| {
+            let doc = self.visible(c, user, path, Permission::ModifyPortalContent)?;
+            document::update(c, &self.registry, &doc.path, patch)
+        })
     }
 
     /// Deletes the document at `path` and everything it contains.
-    pub fn delete(&self, path: &str, serial: Option<i64>) -> CoreResult<()> {
-        self.db.write(|c| document::delete(c, clean(path), serial))
+    pub fn delete(&self, user: &User, path: &str, serial: Option<i64>) -> CoreResult<()> {
+        self.db.write(|c| {
+            let doc = self.visible(c, user, path, Permission::DeleteObjects)?;
+            document::delete(c, &doc.path, serial)
+        })
     }
 
-    /// Sub-objects of the container at `path`, with their total count.
+    /// Sub-objects of the container at `path` that `user` may View, with their count.
     pub fn children(
         &self,
+        user: &User,
         path: &str,
         limit: i64,
         offset: i64,
     ) -> CoreResult<(Vec<Document>, i64)> {
         self.db.read(|c| {
-            let container = document::get(c, clean(path))?;
-            document::children(c, container.uid, limit, offset)
+            let container = self.visible(c, user, path, Permission::AccessContentsInformation)?;
+            document::children(c, container.uid, Some(&user.principals()), limit, offset)
         })
     }
 
-    /// Tells whether `path` names a stored object or a name on one.
+    /// Tells whether `path` names a stored object or a name on one (no permission check:
+    /// callers check on what they do next).
     pub fn traverse(&self, path: &str) -> CoreResult<Traversal> {
         let path = clean(path);
         self.db.read(|c| {
@@ -104,17 +135,19 @@ impl Portal {
     }
 
     /// Resolves `name` on the object at `path` without calling it.
-    pub fn resolve(&self, path: &str, name: &str) -> CoreResult<Option<Resolution>> {
+    pub fn resolve(&self, user: &User, path: &str, name: &str) -> CoreResult<Option<Resolution>> {
         self.db.read(|c| {
-            let doc = document::get(c, clean(path))?;
+            let doc = self.visible(c, user, path, Permission::View)?;
             dispatch::resolve(c, &self.registry, &doc, name)
         })
     }
 
-    /// Calls `name` on the object at `path`. With `allow_writes` false (HTTP GET), methods
-    /// that change data are refused; mutating methods run in one write transaction.
+    /// Calls `name` on the object at `path` for `user`, after checking the permission the
+    /// method declares. With `allow_writes` false (HTTP GET), methods that change data
+    /// are refused; mutating methods run in one write transaction.
     pub fn call(
         &self,
+        user: &User,
         path: &str,
         name: &str,
         args: &Map<String, Value>,
@@ -123,13 +156,33 @@ impl Portal {
         let path = clean(path);
         let mut conn = self.db.conn()?;
         let doc = document::get(&mut conn, path)?;
+        // Resolve before checking, so that a missing name is a 404 for everyone, exactly
+        // like a missing document (an anonymous 401 here would tell the two apart).
         let found = dispatch::resolve(&mut conn, &self.registry, &doc, name)?.ok_or_else(|| {
             CoreError::NotFound(format!("/{path} has no method or property '{name}'"))
         })?;
+        security::check(&mut conn, &self.registry, user, &doc, Permission::View)?;
         match &found.target {
-            Target::Value(v) => Ok(MethodOutput::Json(v.clone())),
+            Target::Value(v) => {
+                security::check(
+                    &mut conn,
+                    &self.registry,
+                    user,
+                    &doc,
+                    Permission::AccessContentsInformation,
+                )?;
+                Ok(MethodOutput::Json(v.clone()))
+            }
             Target::Method(m) if m.read_only() => {
-                self.invoke(&mut conn, &doc, &found, m.as_ref(), args)
+                security::check(&mut conn, &self.registry, user, &doc, m.permission())?;
+                m.call(&mut Call {
+                    portal: self,
+                    conn: &mut conn,
+                    context: &doc,
+                    holder: &found.holder,
+                    args,
+                    user,
+                })
             }
             Target::Method(_) if !allow_writes => Err(CoreError::MethodNotAllowed(format!(
                 "{} changes data: call it with POST",
@@ -138,9 +191,11 @@ impl Portal {
             Target::Method(m) => write_tx(&mut conn, |c| {
                 // Re-read inside the transaction so the method sees the committed state.
                 let doc = document::get(c, path)?;
-                let holder = match found.holder.path == doc.path {
-                    true => doc.clone(),
-                    false => document::get(c, &found.holder.path)?,
+                security::check(c, &self.registry, user, &doc, m.permission())?;
+                let holder = if found.holder.path == doc.path {
+                    doc.clone()
+                } else {
+                    document::get(c, &found.holder.path)?
                 };
                 m.call(&mut Call {
                     portal: self,
@@ -148,25 +203,40 @@ impl Portal {
                     context: &doc,
                     holder: &holder,
                     args,
+                    user,
                 })
             }),
         }
     }
 
-    fn invoke(
+    /// The workflows of the document at `path`: states, the transitions `user` may fire
+    /// now, and history.
+    pub fn workflows(&self, user: &User, path: &str) -> CoreResult<Vec<WorkflowStatus>> {
+        self.db.read(|c| {
+            let doc = self.visible(c, user, path, Permission::View)?;
+            workflow::status(c, &self.registry, user, &doc)
+        })
+    }
+
+    /// Fires `transition` on the document at `path`.
+    pub fn fire(
         &self,
-        conn: &mut DbConnection,
-        doc: &Document,
-        found: &Resolution,
-        method: &dyn crate::dispatch::Method,
-        args: &Map<String, Value>,
-    ) -> CoreResult<MethodOutput> {
-        method.call(&mut Call {
-            portal: self,
-            conn,
-            context: doc,
-            holder: &found.holder,
-            args,
+        user: &User,
+        path: &str,
+        transition: &str,
+        variables: &Map<String, Value>,
+    ) -> CoreResult<Document> {
+        self.db.write(|c| {
+            let doc = document::get(c, clean(path))?;
+            workflow::fire(c, &self.registry, user, &doc, transition, variables)
+        })
+    }
+
+    /// Whether `user` holds `permission` on the object at `path` (false when it is missing).
+    pub fn allowed(&self, user: &User, path: &str, permission: Permission) -> CoreResult<bool> {
+        self.db.read(|c| match document::find(c, clean(path))? {
+            Some(doc) => security::has_permission(c, &self.registry, user, &doc, permission),
+            None => Ok(false),
         })
     }
 }

@@ -17,6 +17,7 @@ diesel::table! {
         serial -> BigInt,
         properties -> Text,
         next_child_id -> BigInt,
+        block_acquisition -> Bool,
     }
 }
 
@@ -35,7 +36,98 @@ diesel::table! {
         password_hash -> Text,
         roles -> Text,
         creation_date -> Timestamp,
+        group_ids -> Text,
+        person_uid -> Nullable<BigInt>,
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(documents, relations, users);
+diesel::table! {
+    local_roles (uid, principal, role) {
+        uid -> BigInt,
+        principal -> Text,
+        role -> Text,
+    }
+}
+
+diesel::table! {
+    document_viewers (uid, principal) {
+        uid -> BigInt,
+        principal -> Text,
+    }
+}
+
+diesel::table! {
+    workflow_states (uid, workflow) {
+        uid -> BigInt,
+        workflow -> Text,
+        state -> Text,
+    }
+}
+
+diesel::table! {
+    workflow_history (id) {
+        id -> BigInt,
+        uid -> BigInt,
+        workflow -> Text,
+        transition -> Text,
+        from_state -> Text,
+        to_state -> Text,
+        actor -> Text,
+        time -> Timestamp,
+        comment -> Text,
+        variables -> Text,
+    }
+}
+
+diesel::table! {
+    user_groups (id) {
+        id -> Text,
+        title -> Text,
+        roles -> Text,
+    }
+}
+
+diesel::table! {
+    sessions (token_hash) {
+        token_hash -> Text,
+        login -> Text,
+        csrf_token -> Text,
+        creation_date -> Timestamp,
+        expiration_date -> Timestamp,
+        revoked -> Bool,
+    }
+}
+
+diesel::table! {
+    api_tokens (id) {
+        id -> BigInt,
+        login -> Text,
+        name -> Text,
+        token_hash -> Text,
+        creation_date -> Timestamp,
+        last_used -> Nullable<Timestamp>,
+        revoked -> Bool,
+    }
+}
+
+diesel::table! {
+    login_failures (key) {
+        key -> Text,
+        failures -> Integer,
+        last_failure -> Timestamp,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    documents,
+    relations,
+    users,
+    local_roles,
+    document_viewers,
+    workflow_states,
+    workflow_history,
+    user_groups,
+    sessions,
+    api_tokens,
+    login_failures,
+);

@@ -12,6 +12,8 @@ use serde::Serialize;
 
 use crate::dispatch::{Method, ScriptSource};
 use crate::error::{CoreError, CoreResult};
+use crate::security::{default_document_map, Permission, PermissionMap};
+use crate::workflow::Workflow;
 
 /// The type of a property value, as declared in a schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -122,6 +124,8 @@ pub struct PortalType {
     pub allowed_content_types: Vec<String>,
     /// Built-in methods of the type class, by method name (`getSize`).
     pub methods: BTreeMap<String, Arc<dyn Method>>,
+    /// Role → permission map, overridden per permission by workflow states.
+    pub permissions: PermissionMap,
 }
 
 impl std::fmt::Debug for PortalType {
@@ -145,7 +149,14 @@ impl PortalType {
             workflows: Vec::new(),
             allowed_content_types: Vec::new(),
             methods: BTreeMap::new(),
+            permissions: default_document_map(),
         }
+    }
+    /// Sets which roles hold `permission` on documents of this type.
+    pub fn permission(mut self, permission: Permission, roles: &[&str]) -> Self {
+        self.permissions
+            .insert(permission, roles.iter().map(|r| (*r).to_owned()).collect());
+        self
     }
     /// Sets the description.
     pub fn describe(mut self, text: &str) -> Self {
@@ -209,6 +220,8 @@ pub struct Module {
     pub types: Vec<PortalType>,
     /// Named scripts (`DataStream_view`, `Base_getSize`), found by exact name.
     pub scripts: Vec<(String, Arc<dyn Method>)>,
+    /// Workflow definitions it owns.
+    pub workflows: Vec<Workflow>,
 }
 
 impl Module {
@@ -238,6 +251,11 @@ impl Module {
         self.scripts.push((name.to_owned(), Arc::new(method)));
         self
     }
+    /// Adds a workflow definition.
+    pub fn workflow(mut self, workflow: Workflow) -> Self {
+        self.workflows.push(workflow);
+        self
+    }
 }
 
 /// The portal type of the portal root object.
@@ -252,6 +270,7 @@ pub struct Registry {
     scripts: BTreeMap<String, Arc<dyn Method>>,
     sources: Vec<Arc<dyn ScriptSource>>,
     modules: Vec<String>,
+    workflows: BTreeMap<String, Workflow>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -273,6 +292,7 @@ impl Registry {
             scripts: BTreeMap::new(),
             sources: Vec::new(),
             modules: Vec::new(),
+            workflows: BTreeMap::new(),
         };
         for module in modules {
             registry.modules.push(module.name.clone());
@@ -293,6 +313,16 @@ impl Registry {
                     )));
                 }
                 registry.types.insert(portal_type.name.clone(), portal_type);
+            }
+            for wf in module.workflows {
+                wf.check()?;
+                if registry.workflows.contains_key(&wf.id) {
+                    return Err(CoreError::Internal(format!(
+                        "workflow {} declared twice (again by module {})",
+                        wf.id, module.name
+                    )));
+                }
+                registry.workflows.insert(wf.id.clone(), wf);
             }
             for (name, method) in module.scripts {
                 if registry.scripts.insert(name.clone(), method).is_some() {
@@ -321,6 +351,19 @@ impl Registry {
                         "portal type {} allows unknown type {sub}",
                         t.name
                     )));
+                }
+            }
+            for wf in &t.workflows {
+                if !self.workflows.contains_key(wf) {
+                    return Err(CoreError::Internal(format!(
+                        "portal type {} names undeclared workflow {wf}",
+                        t.name
+                    )));
+                }
+            }
+            for roles in t.permissions.values() {
+                for r in roles {
+                    crate::security::check_role(r)?;
                 }
             }
             for p in &t.properties {
@@ -376,6 +419,14 @@ impl Registry {
             .iter()
             .find_map(|s| s.find(name))
             .or_else(|| self.scripts.get(name).cloned())
+    }
+    /// A workflow definition by id.
+    pub fn workflow(&self, id: &str) -> Option<&Workflow> {
+        self.workflows.get(id)
+    }
+    /// All workflow definitions, by id.
+    pub fn workflows(&self) -> impl Iterator<Item = &Workflow> {
+        self.workflows.values()
     }
     /// Names of the modules' own scripts.
     pub fn script_names(&self) -> impl Iterator<Item = &String> {

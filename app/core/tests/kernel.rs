@@ -7,8 +7,13 @@ use serde_json::{json, Map, Value};
 use wendelin_core::dispatch::Step;
 use wendelin_core::{
     Call, CoreError, DocumentPatch, MethodOutput, Module, NewDocument, Portal, PortalType,
-    PropertyDef, PropertyType, Registry,
+    PropertyDef, PropertyType, Registry, User,
 };
+
+/// The server itself: a Manager, so these tests see everything.
+fn sys() -> User {
+    User::system()
+}
 
 fn text(
     s: &str,
@@ -80,7 +85,7 @@ fn each_backend(f: impl Fn(&str, Portal)) {
 }
 
 fn call(portal: &Portal, path: &str, name: &str) -> Value {
-    match portal.call(path, name, &Map::new(), false).unwrap() {
+    match portal.call(&sys(), path, name, &Map::new(), false).unwrap() {
         MethodOutput::Json(v) => v,
         MethodOutput::Html(h) => Value::from(h),
     }
@@ -91,16 +96,16 @@ fn dispatch_order_type_script_then_builtin_then_base() {
     each_backend(|backend, portal| {
         let a = portal
             .create(
+                &sys(),
                 "sensor_module",
                 new("Alpha", json!({"serial_number": "A1"})),
-                "u",
             )
             .unwrap();
         let b = portal
-            .create("sensor_module", new("Beta", json!({})), "u")
+            .create(&sys(), "sensor_module", new("Beta", json!({})))
             .unwrap();
         let g = portal
-            .create("sensor_module", new("Gamma", json!({})), "u")
+            .create(&sys(), "sensor_module", new("Gamma", json!({})))
             .unwrap();
         assert_eq!(
             call(&portal, &a.path, "whoami"),
@@ -117,18 +122,18 @@ fn dispatch_order_type_script_then_builtin_then_base() {
             json!("Base_whoami"),
             "{backend}"
         );
-        let r = portal.resolve(&a.path, "whoami").unwrap().unwrap();
+        let r = portal.resolve(&sys(), &a.path, "whoami").unwrap().unwrap();
         assert_eq!(
             (r.step, r.name.as_str()),
             (Step::TypeScript, "Alpha_whoami")
         );
-        let r = portal.resolve(&b.path, "whoami").unwrap().unwrap();
+        let r = portal.resolve(&sys(), &b.path, "whoami").unwrap().unwrap();
         assert_eq!((r.step, r.name.as_str()), (Step::BuiltIn, "whoami"));
-        let r = portal.resolve(&g.path, "whoami").unwrap().unwrap();
+        let r = portal.resolve(&sys(), &g.path, "whoami").unwrap().unwrap();
         assert_eq!((r.step, r.name.as_str()), (Step::Base, "Base_whoami"));
         // A Base_ script outranks a property of the same meaning: getSize is a method
         // (the size of the stored record), not the `size` property (0).
-        let r = portal.resolve(&a.path, "getSize").unwrap().unwrap();
+        let r = portal.resolve(&sys(), &a.path, "getSize").unwrap().unwrap();
         assert_eq!((r.step, r.name.as_str()), (Step::Base, "Base_getSize"));
         assert!(call(&portal, &a.path, "getSize").as_i64().unwrap() > 100);
         // Properties and ERP5-style accessors come after methods.
@@ -140,7 +145,7 @@ fn dispatch_order_type_script_then_builtin_then_base() {
             json!("skin-style script")
         );
         let err = portal
-            .call(&g.path, "noSuchThing", &Map::new(), false)
+            .call(&sys(), &g.path, "noSuchThing", &Map::new(), false)
             .unwrap_err();
         assert!(
             matches!(err, CoreError::NotFound(ref m) if m.contains("noSuchThing")),
@@ -154,23 +159,23 @@ fn containment_acquisition_up_to_the_portal() {
     each_backend(|backend, portal| {
         let rack = portal
             .create(
+                &sys(),
                 "sensor_module",
                 new("Rack", json!({"id": "rack", "location": "hall 3"})),
-                "u",
             )
             .unwrap();
         let inner = portal
             .create(
+                &sys(),
                 "sensor_module/rack",
                 new("Rack", json!({"id": "inner"})),
-                "u",
             )
             .unwrap();
         let leaf = portal
             .create(
+                &sys(),
                 "sensor_module/rack/inner",
                 new("Gamma", json!({"id": "g"})),
-                "u",
             )
             .unwrap();
         assert_eq!(leaf.path, "sensor_module/rack/inner/g");
@@ -180,7 +185,10 @@ fn containment_acquisition_up_to_the_portal() {
             json!("hall 3"),
             "{backend}"
         );
-        let r = portal.resolve(&leaf.path, "location").unwrap().unwrap();
+        let r = portal
+            .resolve(&sys(), &leaf.path, "location")
+            .unwrap()
+            .unwrap();
         assert_eq!(r.holder.path, rack.path);
         // A built-in found on a container runs with the container as holder and the
         // original document as context.
@@ -193,15 +201,18 @@ fn containment_acquisition_up_to_the_portal() {
             call(&portal, &leaf.path, "motto"),
             json!("acquired from the portal")
         );
-        let r = portal.resolve(&leaf.path, "motto").unwrap().unwrap();
+        let r = portal
+            .resolve(&sys(), &leaf.path, "motto")
+            .unwrap()
+            .unwrap();
         assert_eq!(
             (r.holder.path.as_str(), r.name.as_str()),
             ("", "Portal_motto")
         );
         // Deleting the container deletes what it contains.
-        portal.delete("sensor_module/rack", None).unwrap();
+        portal.delete(&sys(), "sensor_module/rack", None).unwrap();
         assert!(matches!(
-            portal.get(&leaf.path),
+            portal.get(&sys(), &leaf.path),
             Err(CoreError::NotFound(_))
         ));
     });
@@ -211,16 +222,16 @@ fn containment_acquisition_up_to_the_portal() {
 fn ids_are_numbered_per_container_or_given() {
     each_backend(|_, portal| {
         let a = portal
-            .create("sensor_module", new("Gamma", json!({})), "u")
+            .create(&sys(), "sensor_module", new("Gamma", json!({})))
             .unwrap();
         let b = portal
-            .create("sensor_module", new("Gamma", json!({})), "u")
+            .create(&sys(), "sensor_module", new("Gamma", json!({})))
             .unwrap();
         let c = portal
             .create(
+                &sys(),
                 "other_module",
                 new("Alpha", json!({"serial_number": "x"})),
-                "u",
             )
             .unwrap();
         assert_eq!(
@@ -229,21 +240,25 @@ fn ids_are_numbered_per_container_or_given() {
         );
         // A given id that the counter would reach later is skipped by the counter.
         portal
-            .create("sensor_module", new("Gamma", json!({"id": "3"})), "u")
+            .create(&sys(), "sensor_module", new("Gamma", json!({"id": "3"})))
             .unwrap();
         let d = portal
-            .create("sensor_module", new("Gamma", json!({})), "u")
+            .create(&sys(), "sensor_module", new("Gamma", json!({})))
             .unwrap();
         assert_eq!(d.id, "4");
         let dup = portal
-            .create("sensor_module", new("Gamma", json!({"id": "3"})), "u")
+            .create(&sys(), "sensor_module", new("Gamma", json!({"id": "3"})))
             .unwrap_err();
         assert!(matches!(dup, CoreError::Conflict(_)), "{dup}");
         let bad = portal
-            .create("sensor_module", new("Gamma", json!({"id": "../etc"})), "u")
+            .create(
+                &sys(),
+                "sensor_module",
+                new("Gamma", json!({"id": "../etc"})),
+            )
             .unwrap_err();
         assert!(matches!(bad, CoreError::Invalid(_)), "{bad}");
-        assert_eq!(a.owner, "u");
+        assert_eq!(a.owner, "system");
         assert_eq!(a.module, "sensor_module");
     });
 }
@@ -251,7 +266,7 @@ fn ids_are_numbered_per_container_or_given() {
 #[test]
 fn schema_validation_names_the_problem_and_writes_nothing() {
     each_backend(|_, portal| {
-        let before = portal.children("sensor_module", 100, 0).unwrap().1;
+        let before = portal.children(&sys(), "sensor_module", 100, 0).unwrap().1;
         let cases = [
             (
                 json!({"serial_number": "s", "bogus": 1}),
@@ -293,7 +308,7 @@ fn schema_validation_names_the_problem_and_writes_nothing() {
         ];
         for (body, expected) in cases {
             let err = portal
-                .create("sensor_module", new("Alpha", body.clone()), "u")
+                .create(&sys(), "sensor_module", new("Alpha", body.clone()))
                 .unwrap_err();
             assert!(matches!(err, CoreError::Invalid(_)), "{body}: {err}");
             assert!(
@@ -304,32 +319,31 @@ fn schema_validation_names_the_problem_and_writes_nothing() {
         let err = NewDocument::from_json(json!({"serial_number": "s", "uid": 3})).unwrap_err();
         assert!(err.to_string().contains("uid is read-only"), "{err}");
         let err = portal
-            .create("sensor_module", new("Nope", json!({})), "u")
+            .create(&sys(), "sensor_module", new("Nope", json!({})))
             .unwrap_err();
         assert!(
             err.to_string().contains("unknown portal type 'Nope'"),
             "{err}"
         );
         let err = portal
-            .create("other_module", new("Beta", json!({})), "u")
+            .create(&sys(), "other_module", new("Beta", json!({})))
             .unwrap_err();
         assert!(
             err.to_string().contains("not allowed in /other_module"),
             "{err}"
         );
-        assert_eq!(portal.children("sensor_module", 100, 0).unwrap().1, before);
+        assert_eq!(
+            portal.children(&sys(), "sensor_module", 100, 0).unwrap().1,
+            before
+        );
         // Canonical forms and defaults.
-        let d = portal
-            .create(
-                "sensor_module",
-                new(
+        let d = portal.create(&sys(), "sensor_module", new(
                     "Alpha",
                     json!({"serial_number": "s", "ratio": 2, "seen": "2026-01-02T03:04:05+02:00", "installed": "2026-01-02", "extra": {"k": [1]}}),
                 ),
-                "u",
             )
             .unwrap();
-        let v = portal.get_json(&d.path).unwrap();
+        let v = portal.get_json(&sys(), &d.path).unwrap();
         assert_eq!(v["size"], json!(0));
         assert_eq!(v["ratio"], json!(2.0));
         assert_eq!(v["seen"], json!("2026-01-02T01:04:05Z"));
@@ -342,26 +356,29 @@ fn stale_serial_is_a_conflict_and_changes_nothing() {
     each_backend(|_, portal| {
         let d = portal
             .create(
+                &sys(),
                 "sensor_module",
                 new("Alpha", json!({"serial_number": "s", "title": "t0"})),
-                "u",
             )
             .unwrap();
         assert_eq!(d.serial, 1);
         let patch = |serial, title: &str| {
             DocumentPatch::from_json(json!({"serial": serial, "title": title})).unwrap()
         };
-        let d2 = portal.update(&d.path, patch(1, "t1")).unwrap();
+        let d2 = portal.update(&sys(), &d.path, patch(1, "t1")).unwrap();
         assert_eq!((d2.serial, d2.title.as_str()), (2, "t1"));
         assert!(d2.modification_date >= d.modification_date);
-        let err = portal.update(&d.path, patch(1, "lost update")).unwrap_err();
+        let err = portal
+            .update(&sys(), &d.path, patch(1, "lost update"))
+            .unwrap_err();
         assert!(
             matches!(err, CoreError::Conflict(ref m) if m.contains("serial 1") && m.contains("current serial is 2")),
             "{err}"
         );
-        assert_eq!(portal.get(&d.path).unwrap().title, "t1");
+        assert_eq!(portal.get(&sys(), &d.path).unwrap().title, "t1");
         let err = portal
             .update(
+                &sys(),
                 &d.path,
                 DocumentPatch::from_json(json!({"title": "x"})).unwrap(),
             )
@@ -370,15 +387,17 @@ fn stale_serial_is_a_conflict_and_changes_nothing() {
         // Invalid edits change nothing, not even the serial.
         let err = portal
             .update(
+                &sys(),
                 &d.path,
                 DocumentPatch::from_json(json!({"serial": 2, "size": "x"})).unwrap(),
             )
             .unwrap_err();
         assert!(matches!(err, CoreError::Invalid(_)));
-        assert_eq!(portal.get(&d.path).unwrap().serial, 2);
+        assert_eq!(portal.get(&sys(), &d.path).unwrap().serial, 2);
         // Removing a required property is refused; removing an optional one works.
         let err = portal
             .update(
+                &sys(),
                 &d.path,
                 DocumentPatch::from_json(json!({"serial": 2, "serial_number": null})).unwrap(),
             )
@@ -386,16 +405,17 @@ fn stale_serial_is_a_conflict_and_changes_nothing() {
         assert!(err.to_string().contains("required"), "{err}");
         let d3 = portal
             .update(
+                &sys(),
                 &d.path,
                 DocumentPatch::from_json(json!({"serial": 2, "size": null, "notes": "n"})).unwrap(),
             )
             .unwrap();
-        let v = portal.get_json(&d3.path).unwrap();
+        let v = portal.get_json(&sys(), &d3.path).unwrap();
         assert!(v.get("size").is_none());
         assert_eq!(v["notes"], json!("n"));
-        let err = portal.delete(&d.path, Some(1)).unwrap_err();
+        let err = portal.delete(&sys(), &d.path, Some(1)).unwrap_err();
         assert!(matches!(err, CoreError::Conflict(_)));
-        portal.delete(&d.path, Some(3)).unwrap();
+        portal.delete(&sys(), &d.path, Some(3)).unwrap();
     });
 }
 
@@ -403,7 +423,7 @@ fn stale_serial_is_a_conflict_and_changes_nothing() {
 fn concurrent_edits_on_one_serial_let_exactly_one_win() {
     each_backend(|backend, portal| {
         let d = portal
-            .create("sensor_module", new("Gamma", json!({})), "u")
+            .create(&sys(), "sensor_module", new("Gamma", json!({})))
             .unwrap();
         let wins: usize = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8)
@@ -413,6 +433,7 @@ fn concurrent_edits_on_one_serial_let_exactly_one_win() {
                     s.spawn(move || {
                         portal
                             .update(
+                                &sys(),
                                 &path,
                                 DocumentPatch::from_json(
                                     json!({"serial": 1, "title": format!("w{i}")}),
@@ -426,7 +447,7 @@ fn concurrent_edits_on_one_serial_let_exactly_one_win() {
             handles.into_iter().map(|h| h.join().unwrap()).sum()
         });
         assert_eq!(wins, 1, "{backend}");
-        assert_eq!(portal.get(&d.path).unwrap().serial, 2);
+        assert_eq!(portal.get(&sys(), &d.path).unwrap().serial, 2);
         // Concurrent creations never share an auto-numbered id.
         let ids: Vec<String> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8)
@@ -435,9 +456,9 @@ fn concurrent_edits_on_one_serial_let_exactly_one_win() {
                     s.spawn(move || {
                         portal
                             .create(
+                                &sys(),
                                 "other_module",
                                 new("Alpha", json!({"serial_number": "c"})),
-                                "u",
                             )
                             .unwrap()
                             .id
@@ -458,16 +479,16 @@ fn reference_is_unique_per_portal_type() {
     each_backend(|_, portal| {
         portal
             .create(
+                &sys(),
                 "sensor_module",
                 new("Beta", json!({"reference": "r1"})),
-                "u",
             )
             .unwrap();
         let err = portal
             .create(
+                &sys(),
                 "sensor_module",
                 new("Beta", json!({"reference": "r1"})),
-                "u",
             )
             .unwrap_err();
         assert!(
@@ -477,26 +498,27 @@ fn reference_is_unique_per_portal_type() {
         // Same reference on another type is fine; no reference at all is fine many times.
         portal
             .create(
+                &sys(),
                 "sensor_module",
                 new("Gamma", json!({"reference": "r1"})),
-                "u",
             )
             .unwrap();
         portal
-            .create("sensor_module", new("Beta", json!({})), "u")
+            .create(&sys(), "sensor_module", new("Beta", json!({})))
             .unwrap();
         portal
-            .create("sensor_module", new("Beta", json!({})), "u")
+            .create(&sys(), "sensor_module", new("Beta", json!({})))
             .unwrap();
         let b = portal
             .create(
+                &sys(),
                 "sensor_module",
                 new("Beta", json!({"reference": "r2"})),
-                "u",
             )
             .unwrap();
         let err = portal
             .update(
+                &sys(),
                 &b.path,
                 DocumentPatch::from_json(json!({"serial": 1, "reference": "r1"})).unwrap(),
             )
@@ -509,51 +531,61 @@ fn reference_is_unique_per_portal_type() {
 fn relations_are_queried_both_ways() {
     each_backend(|_, portal| {
         let g1 = portal
-            .create("sensor_module", new("Gamma", json!({})), "u")
+            .create(&sys(), "sensor_module", new("Gamma", json!({})))
             .unwrap();
         let g2 = portal
-            .create("sensor_module", new("Gamma", json!({})), "u")
+            .create(&sys(), "sensor_module", new("Gamma", json!({})))
             .unwrap();
         let a = portal
             .create(
+                &sys(),
                 "sensor_module",
                 new(
                     "Alpha",
                     json!({"serial_number": "s", "peer": g1.path, "feeds": [g1.path, g2.path]}),
                 ),
-                "u",
             )
             .unwrap();
         let a2 = portal
             .create(
+                &sys(),
                 "other_module",
                 new("Alpha", json!({"serial_number": "t", "feeds": [g2.path]})),
-                "u",
             )
             .unwrap();
-        let v = portal.get_json(&a.path).unwrap();
+        let v = portal.get_json(&sys(), &a.path).unwrap();
         assert_eq!(v["peer"], json!(g1.path));
         assert_eq!(v["feeds"], json!([g1.path, g2.path]));
         let args: Map<String, Value> = [("name".to_owned(), json!("feeds"))].into_iter().collect();
         let back = portal
-            .call(&g2.path, "getBackRelationList", &args, false)
+            .call(&sys(), &g2.path, "getBackRelationList", &args, false)
             .unwrap();
         assert_eq!(back, MethodOutput::Json(json!([a.path, a2.path])));
         let fwd = portal
-            .call(&a.path, "getRelationList", &args, false)
+            .call(&sys(), &a.path, "getRelationList", &args, false)
             .unwrap();
         assert_eq!(fwd, MethodOutput::Json(json!([g1.path, g2.path])));
         // Replacing a relation replaces its targets; deleting a target removes the link.
         portal
             .update(
+                &sys(),
                 &a.path,
                 DocumentPatch::from_json(json!({"serial": 1, "feeds": [g2.path]})).unwrap(),
             )
             .unwrap();
-        assert_eq!(portal.get_json(&a.path).unwrap()["feeds"], json!([g2.path]));
-        portal.delete(&g2.path, None).unwrap();
-        assert_eq!(portal.get_json(&a.path).unwrap()["feeds"], json!([]));
-        assert_eq!(portal.get_json(&a.path).unwrap()["peer"], json!(g1.path));
+        assert_eq!(
+            portal.get_json(&sys(), &a.path).unwrap()["feeds"],
+            json!([g2.path])
+        );
+        portal.delete(&sys(), &g2.path, None).unwrap();
+        assert_eq!(
+            portal.get_json(&sys(), &a.path).unwrap()["feeds"],
+            json!([])
+        );
+        assert_eq!(
+            portal.get_json(&sys(), &a.path).unwrap()["peer"],
+            json!(g1.path)
+        );
     });
 }
 
@@ -564,14 +596,22 @@ fn documents_survive_reopening_the_database() {
         let path = {
             let portal = Portal::open(registry(), &url, 2).unwrap();
             portal
-                .create("sensor_module", new("Beta", json!({"title": "kept"})), "u")
+                .create(
+                    &sys(),
+                    "sensor_module",
+                    new("Beta", json!({"title": "kept"})),
+                )
                 .unwrap()
                 .path
         };
         let portal = Portal::open(registry(), &url, 2).unwrap();
-        assert_eq!(portal.get(&path).unwrap().title, "kept", "{backend}");
+        assert_eq!(
+            portal.get(&sys(), &path).unwrap().title,
+            "kept",
+            "{backend}"
+        );
         // Re-opening does not duplicate the structure.
-        assert_eq!(portal.children("", 100, 0).unwrap().1, 2);
+        assert_eq!(portal.children(&sys(), "", 100, 0).unwrap().1, 2);
         assert_eq!(portal.db.migrate().unwrap(), 0);
     }
 }

@@ -7,18 +7,25 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use wendelin_core::types::MODULE_FOLDER_TYPE;
-use wendelin_core::{DocumentPatch, MethodOutput, NewDocument, Portal, Traversal};
+use wendelin_core::{DocumentPatch, MethodOutput, NewDocument, Portal, Traversal, User};
 
+use crate::auth::{self, Auth};
 use crate::error::ServerError;
-
-/// The owner recorded on documents until authentication lands.
-const ANONYMOUS_OWNER: &str = "";
 
 /// Registers every route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health))
+        .route("/login", web::get().to(auth::login_page))
+        .route("/login", web::post().to(auth::login))
+        .route("/logout", web::post().to(auth::logout))
+        .route("/api/v1/me", web::get().to(auth::me))
         .route("/api/v1/openapi.json", web::get().to(openapi))
         .route("/api/v1/types", web::get().to(types))
+        .route("/api/v1/{path:.*}/workflows", web::get().to(workflows))
+        .route(
+            "/api/v1/{path:.*}/transitions/{transition}",
+            web::post().to(fire),
+        )
         .route("/api/v1/{path:.*}", web::get().to(api_get))
         .route("/api/v1/{path:.*}", web::post().to(api_post))
         .route("/api/v1/{path:.*}", web::patch().to(api_patch))
@@ -39,7 +46,7 @@ async fn blocking(
 
 async fn health(portal: web::Data<Portal>) -> Result<HttpResponse, ServerError> {
     blocking(move || {
-        let root = portal.get("")?;
+        let root = portal.get(&User::anonymous(), "")?;
         Ok(json_reply(json!({
             "status": "ok",
             "backend": format!("{:?}", portal.db.backend()).to_lowercase(),
@@ -118,7 +125,9 @@ async fn api_get(
     portal: web::Data<Portal>,
     path: web::Path<String>,
     req: HttpRequest,
+    auth: Auth,
 ) -> Result<HttpResponse, ServerError> {
+    let user = auth.user;
     let path = path.into_inner();
     let args = query_map(&req)?;
     let query_string = req.query_string().to_owned();
@@ -136,7 +145,7 @@ async fn api_get(
                         "limit must be 1..={MAX_LIMIT} and offset ≥ 0 (got limit={limit}, offset={offset})"
                     )));
                 }
-                let (items, total) = portal.children(&doc.path, limit, offset)?;
+                let (items, total) = portal.children(&user, &doc.path, limit, offset)?;
                 let items = portal.db.read(|c| {
                     items
                         .iter()
@@ -147,10 +156,10 @@ async fn api_get(
                     "items": items, "total": total, "limit": limit, "offset": offset,
                 })))
             } else {
-                Ok(json_reply(portal.get_json(&doc.path)?))
+                Ok(json_reply(portal.get_json(&user, &doc.path)?))
             }
         }
-        Traversal::Name(doc, name) => Ok(render(portal.call(&doc.path, &name, &args, false)?)),
+        Traversal::Name(doc, name) => Ok(render(portal.call(&user, &doc.path, &name, &args, false)?)),
     })
     .await
 }
@@ -158,18 +167,16 @@ async fn api_get(
 async fn api_post(
     portal: web::Data<Portal>,
     path: web::Path<String>,
+    auth: Auth,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ServerError> {
+    let user = auth.user;
     let path = path.into_inner();
     let body = body.into_inner();
     blocking(move || match portal.traverse(&path)? {
         Traversal::Object(container) => {
-            let doc = portal.create(
-                &container.path,
-                NewDocument::from_json(body)?,
-                ANONYMOUS_OWNER,
-            )?;
-            let json = portal.get_json(&doc.path)?;
+            let doc = portal.create(&user, &container.path, NewDocument::from_json(body)?)?;
+            let json = portal.get_json(&user, &doc.path)?;
             Ok(Reply::Created(format!("/api/v1/{}", doc.path), json))
         }
         Traversal::Name(doc, name) => {
@@ -182,7 +189,7 @@ async fn api_post(
                     ))
                 }
             };
-            Ok(render(portal.call(&doc.path, &name, &args, true)?))
+            Ok(render(portal.call(&user, &doc.path, &name, &args, true)?))
         }
     })
     .await
@@ -207,17 +214,19 @@ fn if_match(req: &HttpRequest) -> Result<Option<i64>, ServerError> {
 async fn api_patch(
     portal: web::Data<Portal>,
     path: web::Path<String>,
+    auth: Auth,
     body: web::Json<Value>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ServerError> {
+    let user = auth.user;
     let path = path.into_inner();
     let mut patch = DocumentPatch::from_json(body.into_inner())?;
     if patch.serial.is_none() {
         patch.serial = if_match(&req)?;
     }
     blocking(move || {
-        let doc = portal.update(&path, patch)?;
-        Ok(json_reply(portal.get_json(&doc.path)?))
+        let doc = portal.update(&user, &path, patch)?;
+        Ok(json_reply(portal.get_json(&user, &doc.path)?))
     })
     .await
 }
@@ -233,15 +242,17 @@ async fn api_delete(
     portal: web::Data<Portal>,
     path: web::Path<String>,
     query: web::Query<DeleteQuery>,
+    auth: Auth,
     req: HttpRequest,
 ) -> Result<HttpResponse, ServerError> {
+    let user = auth.user;
     let path = path.into_inner();
     let serial = match query.serial {
         Some(s) => Some(s),
         None => if_match(&req)?,
     };
     blocking(move || {
-        portal.delete(&path, serial)?;
+        portal.delete(&user, &path, serial)?;
         Ok(Reply::NoContent)
     })
     .await
@@ -251,7 +262,9 @@ async fn traverse_get(
     portal: web::Data<Portal>,
     path: web::Path<String>,
     req: HttpRequest,
+    auth: Auth,
 ) -> Result<HttpResponse, ServerError> {
+    let user = auth.user;
     let path = path.into_inner();
     let args = query_map(&req)?;
     blocking(move || {
@@ -259,18 +272,20 @@ async fn traverse_get(
             Traversal::Object(doc) => (doc.path, "view".to_owned()),
             Traversal::Name(doc, name) => (doc.path, name),
         };
-        Ok(render(portal.call(&target, &name, &args, false)?))
+        Ok(render(portal.call(&user, &target, &name, &args, false)?))
     })
     .await
 }
 
-/// POST by traversal takes JSON only: a cross-site HTML form cannot send it, so no CSRF
-/// token is needed on this path (forms with tokens arrive with the admin UI).
+/// POST by traversal takes JSON only; with a session cookie the CSRF header is required
+/// (see [`Auth`]).
 async fn traverse_post(
     portal: web::Data<Portal>,
     path: web::Path<String>,
+    auth: Auth,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ServerError> {
+    let user = auth.user;
     let path = path.into_inner();
     let args = match body.into_inner() {
         Value::Object(m) => m,
@@ -281,11 +296,52 @@ async fn traverse_post(
         }
     };
     blocking(move || match portal.traverse(&path)? {
-        Traversal::Name(doc, name) => Ok(render(portal.call(&doc.path, &name, &args, true)?)),
+        Traversal::Name(doc, name) => {
+            Ok(render(portal.call(&user, &doc.path, &name, &args, true)?))
+        }
         Traversal::Object(doc) => Err(ServerError::BadRequest(format!(
             "POST /{} names a document, not a method; use POST /api/v1/{} to create inside it",
             doc.path, doc.path
         ))),
+    })
+    .await
+}
+
+async fn workflows(
+    portal: web::Data<Portal>,
+    path: web::Path<String>,
+    auth: Auth,
+) -> Result<HttpResponse, ServerError> {
+    let path = path.into_inner();
+    blocking(move || {
+        let status = portal.workflows(&auth.user, &path)?;
+        Ok(json_reply(json!({ "workflows": status })))
+    })
+    .await
+}
+
+async fn fire(
+    portal: web::Data<Portal>,
+    params: web::Path<(String, String)>,
+    auth: Auth,
+    body: Option<web::Json<Value>>,
+) -> Result<HttpResponse, ServerError> {
+    let (path, transition) = params.into_inner();
+    let vars = match body.map(web::Json::into_inner) {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(_) => {
+            return Err(ServerError::BadRequest(
+                "transition variables must be a JSON object".into(),
+            ))
+        }
+    };
+    blocking(move || {
+        let doc = portal.fire(&auth.user, &path, &transition, &vars)?;
+        let status = portal.workflows(&auth.user, &doc.path)?;
+        Ok(json_reply(
+            json!({ "path": doc.path, "serial": doc.serial, "workflows": status }),
+        ))
     })
     .await
 }

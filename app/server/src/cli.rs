@@ -1,7 +1,6 @@
 //! The `wendelin` command line: `serve`, `init`, `migrate`, `user add`.
 
 use std::io::{BufRead, IsTerminal};
-use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -43,6 +42,17 @@ pub enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Create or update a group and its global roles.
+    Group {
+        /// Group id.
+        id: String,
+        /// Human title.
+        #[arg(long, default_value = "")]
+        title: String,
+        /// Global role of every member (repeatable).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
 }
 
 /// User sub-commands.
@@ -55,9 +65,52 @@ pub enum UserAction {
         /// Global role (repeatable), e.g. Manager, Author, Auditor.
         #[arg(long = "role")]
         roles: Vec<String>,
+        /// Group (repeatable); the group must exist (`wendelin group set`).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Path of the Person document describing the user, e.g. person_module/3.
+        #[arg(long)]
+        person: Option<String>,
         /// Read the password from the first line of stdin instead of generating one.
         #[arg(long)]
         password_stdin: bool,
+    },
+    /// Change a user's password (ends their sessions).
+    Passwd {
+        /// Login name.
+        login: String,
+        /// Read the password from the first line of stdin instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Manage a user's API tokens.
+    Token {
+        /// What to do with tokens.
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+/// API token sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Create a token for a user; it is printed once.
+    Add {
+        /// Login name.
+        login: String,
+        /// A label, e.g. the machine using it.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List a user's tokens (never the tokens themselves).
+    List {
+        /// Login name.
+        login: String,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        /// Token id, as listed.
+        id: i64,
     },
 }
 
@@ -92,7 +145,6 @@ pub fn run(cli: Cli) -> Result<(), ServerError> {
             if let Some(b) = bind {
                 config.bind = b;
             }
-            check_bind(&config.bind)?;
             let portal = open(&config)?;
             serve(config, portal)
         }
@@ -103,29 +155,103 @@ pub fn run(cli: Cli) -> Result<(), ServerError> {
             println!("{n} migrations applied; the database is up to date");
             Ok(())
         }
-        Command::User { action } => match action {
-            UserAction::Add {
-                login,
-                roles,
-                password_stdin,
-            } => {
-                let portal = open(&config)?;
-                let (password, generated) = if password_stdin {
-                    let mut line = String::new();
-                    std::io::stdin().lock().read_line(&mut line)?;
-                    (line.trim_end_matches(['\r', '\n']).to_owned(), false)
-                } else {
-                    (users::generate_password(), true)
-                };
-                let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
+        Command::User { action } => {
+            let portal = open(&config)?;
+            user_command(&portal, action)
+        }
+        Command::Group { id, title, roles } => {
+            let portal = open(&config)?;
+            let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
+            portal
+                .db
+                .write(|c| users::set_group(c, &id, &title, &roles))?;
+            println!("group {id} saved");
+            Ok(())
+        }
+    }
+}
+
+fn read_or_generate_password(from_stdin: bool) -> Result<(String, bool), ServerError> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        Ok((line.trim_end_matches(['\r', '\n']).to_owned(), false))
+    } else {
+        Ok((users::generate_password(), true))
+    }
+}
+
+fn user_command(portal: &Portal, action: UserAction) -> Result<(), ServerError> {
+    match action {
+        UserAction::Add {
+            login,
+            roles,
+            groups,
+            person,
+            password_stdin,
+        } => {
+            let (password, generated) = read_or_generate_password(password_stdin)?;
+            let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
+            let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+            let system = wendelin_core::User::system();
+            portal.db.write(|c| {
+                users::add_user(c, &login, &password, &roles)?;
+                if !groups.is_empty() {
+                    users::set_user_groups(c, &login, &groups)?;
+                }
+                Ok(())
+            })?;
+            if let Some(path) = person {
+                let doc = portal.get(&system, &path)?;
                 portal
                     .db
-                    .write(|c| users::add_user(c, &login, &password, &roles))?;
-                if generated {
-                    println!("user {login} added; password (shown once): {password}");
-                } else {
-                    println!("user {login} added");
+                    .write(|c| users::set_person(c, &login, Some(doc.uid)))?;
+            }
+            if generated {
+                println!("user {login} added; password (shown once): {password}");
+            } else {
+                println!("user {login} added");
+            }
+            Ok(())
+        }
+        UserAction::Passwd {
+            login,
+            password_stdin,
+        } => {
+            let (password, generated) = read_or_generate_password(password_stdin)?;
+            portal
+                .db
+                .write(|c| users::set_password(c, &login, &password))?;
+            if generated {
+                println!("password of {login} changed; new password (shown once): {password}");
+            } else {
+                println!("password of {login} changed; their sessions were ended");
+            }
+            Ok(())
+        }
+        UserAction::Token { action } => match action {
+            TokenAction::Add { login, name } => {
+                let (id, token) = portal.db.write(|c| users::create_token(c, &login, &name))?;
+                println!("token {id} for {login} (shown once): {token}");
+                Ok(())
+            }
+            TokenAction::List { login } => {
+                for t in portal.db.read(|c| users::list_tokens(c, &login))? {
+                    println!(
+                        "{}\t{}\t{}\tcreated {}\tlast used {}{}",
+                        t.id,
+                        t.login,
+                        t.name,
+                        t.creation_date,
+                        t.last_used.as_deref().unwrap_or("never"),
+                        if t.revoked { "\trevoked" } else { "" }
+                    );
                 }
+                Ok(())
+            }
+            TokenAction::Revoke { id } => {
+                portal.db.write(|c| users::revoke_token(c, id))?;
+                println!("token {id} revoked");
                 Ok(())
             }
         },
@@ -157,21 +283,6 @@ pub fn open(config: &Config) -> Result<Portal, ServerError> {
     Ok(portal)
 }
 
-/// Until authentication is enforced (security issue), only loopback addresses are served.
-fn check_bind(bind: &str) -> Result<(), ServerError> {
-    let addrs: Vec<_> = bind
-        .to_socket_addrs()
-        .map_err(|e| ServerError::Config(format!("bad bind address {bind}: {e}")))?
-        .collect();
-    if addrs.is_empty() || addrs.iter().any(|a| !a.ip().is_loopback()) {
-        return Err(ServerError::Config(format!(
-            "refusing to bind {bind}: requests are not authenticated yet, so only loopback \
-             addresses (127.0.0.1, ::1) are allowed"
-        )));
-    }
-    Ok(())
-}
-
 /// Serves HTTP until SIGTERM or Ctrl-C, then finishes in-flight requests and exits.
 fn serve(config: Config, portal: Portal) -> Result<(), ServerError> {
     let workers = if config.workers == 0 {
@@ -184,10 +295,12 @@ fn serve(config: Config, portal: Portal) -> Result<(), ServerError> {
     let data = web::Data::new(portal);
     let max_body = config.max_body_bytes;
     let bind = config.bind.clone();
+    let config = web::Data::new(config);
     actix_web::rt::System::new().block_on(async move {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(config.clone())
                 .app_data(json_config(max_body))
                 .app_data(web::PayloadConfig::new(max_body))
                 .app_data(query_config())

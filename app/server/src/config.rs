@@ -27,6 +27,11 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Log filter, e.g. `info` or `wendelin_server=debug` (`WENDELIN_LOG`).
     pub log: String,
+    /// Lifetime of a login session, in hours (`WENDELIN_SESSION_TTL_HOURS`).
+    pub session_ttl_hours: u32,
+    /// Mark session cookies Secure even when the request did not arrive over https
+    /// (set it behind a TLS-terminating proxy) (`WENDELIN_COOKIE_SECURE`).
+    pub cookie_secure: bool,
 }
 
 impl Default for Config {
@@ -39,6 +44,8 @@ impl Default for Config {
             db_pool_size: 8,
             max_body_bytes: 16 * 1024 * 1024,
             log: "info".into(),
+            session_ttl_hours: 24,
+            cookie_secure: false,
         }
     }
 }
@@ -96,6 +103,20 @@ impl Config {
         }
         if let Some(v) = var("WENDELIN_LOG") {
             self.log = v;
+        }
+        if let Some(v) = var("WENDELIN_SESSION_TTL_HOURS") {
+            self.session_ttl_hours = num("WENDELIN_SESSION_TTL_HOURS", v)?;
+        }
+        if let Some(v) = var("WENDELIN_COOKIE_SECURE") {
+            self.cookie_secure = match v.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => {
+                    return Err(ServerError::Config(format!(
+                        "WENDELIN_COOKIE_SECURE={v} must be true or false"
+                    )))
+                }
+            };
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 //! every handler returns `Result<_, ServerError>`, and [`ResponseError`] below maps
 //! kinds to statuses and renders the JSON envelope `{"error": {"code", "message"}}`.
 
-use actix_web::http::StatusCode;
+use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 use wendelin_core::CoreError;
@@ -41,6 +41,8 @@ impl ServerError {
                     (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
                 }
                 CoreError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+                CoreError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+                CoreError::Throttled(..) => (StatusCode::TOO_MANY_REQUESTS, "throttled"),
                 CoreError::Pool(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
                 CoreError::Database(_)
                 | CoreError::Migration(_)
@@ -72,7 +74,18 @@ impl ResponseError for ServerError {
                 other => other.to_string(),
             }
         };
-        HttpResponse::build(status).json(json!({"error": {"code": code, "message": message}}))
+        let mut response = HttpResponse::build(status);
+        match self {
+            ServerError::Core(CoreError::Throttled(_, seconds)) => {
+                response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+            }
+            ServerError::Core(CoreError::Unauthorized(_)) => {
+                response
+                    .insert_header((header::WWW_AUTHENTICATE, "Bearer, Basic realm=\"wendelin\""));
+            }
+            _ => {}
+        }
+        response.json(json!({"error": {"code": code, "message": message}}))
     }
 }
 

@@ -46,7 +46,13 @@ fn base_view(call: &mut Call<'_>) -> wendelin_core::CoreResult<MethodOutput> {
             fields.push((def.name.clone(), value));
         }
     }
-    let (items, total) = document::children(call.conn, doc.uid, LISTED_CHILDREN, 0)?;
+    let (items, total) = document::children(
+        call.conn,
+        doc.uid,
+        Some(&call.user.principals()),
+        LISTED_CHILDREN,
+        0,
+    )?;
     let mut children: Vec<(String, String)> = items
         .into_iter()
         .map(|c| {

@@ -6,6 +6,10 @@ use wendelin_core::{Module, PortalType, PropertyDef, PropertyType};
 /// The data operation module: operations, transformations and analyses.
 pub fn module() -> Module {
     Module::new("data_operation")
+        .workflow(wendelin_core::base::lifecycle_workflow(
+            "data_analysis_workflow",
+            "Data Analysis",
+        ))
         .folder(
             "data_operation_module",
             "Data Operations",

@@ -2,11 +2,14 @@
 //! (the fluentd-compatible endpoints arrive with their own issue).
 
 use serde_json::Value;
-use wendelin_core::{Module, PortalType, PropertyDef, PropertyType};
+use wendelin_core::base::lifecycle_workflow;
+use wendelin_core::workflow::HookContext;
+use wendelin_core::{CoreResult, DocumentPatch, Module, PortalType, PropertyDef, PropertyType};
 
 /// The ingestion module: ingestion policies and data ingestions with their lines.
 pub fn module() -> Module {
     Module::new("ingestion")
+        .workflow(lifecycle_workflow("data_ingestion_workflow", "Data Ingestion").after("stop", record_stop_date))
         .folder("portal_ingestion_policies", "Ingestion Policies", &["Ingestion Policy"])
         .folder("data_ingestion_module", "Data Ingestions", &["Data Ingestion"])
         .portal_type(
@@ -37,4 +40,13 @@ pub fn module() -> Module {
                 .property(PropertyDef::new("aggregate", PropertyType::Relation).multiple().describe("the Data Streams written"))
                 .property(PropertyDef::new("data_operation", PropertyType::Relation)),
         )
+}
+
+/// Stopping an ingestion records when it stopped.
+fn record_stop_date(ctx: &mut HookContext<'_>) -> CoreResult<()> {
+    let doc = wendelin_core::document::get_by_uid(ctx.conn, ctx.document.uid)?;
+    let stamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let patch =
+        DocumentPatch::from_json(serde_json::json!({"serial": doc.serial, "stop_date": stamp}))?;
+    wendelin_core::document::update(ctx.conn, ctx.registry, &doc.path, patch).map(|_| ())
 }

@@ -1,0 +1,513 @@
+//! Roles, permissions and the one enforcement point, [`check`].
+//!
+//! A user's roles on a document are their global roles (their own and their groups'),
+//! plus local roles given on the document and, unless a document blocks acquisition, on
+//! each of its containers. Which roles hold a permission comes from the portal type's map,
+//! overridden per permission by the current state of each workflow in its chain (later
+//! workflows in the chain win). The principals allowed to View each document are kept in
+//! `document_viewers`, so listings filter in SQL before LIMIT.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::db::DbConnection;
+use crate::document::{self, Document};
+use crate::error::{CoreError, CoreResult};
+use crate::schema::{document_viewers, documents, local_roles, workflow_states};
+use crate::types::{Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
+
+/// The permissions every decision is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Permission {
+    /// See the document.
+    #[serde(rename = "View")]
+    View,
+    /// Read its properties and list its contents.
+    #[serde(rename = "Access contents information")]
+    AccessContentsInformation,
+    /// Edit it.
+    #[serde(rename = "Modify portal content")]
+    ModifyPortalContent,
+    /// Create documents inside it.
+    #[serde(rename = "Add portal content")]
+    AddPortalContent,
+    /// Delete it.
+    #[serde(rename = "Delete objects")]
+    DeleteObjects,
+    /// Give and take local roles on it.
+    #[serde(rename = "Change local roles")]
+    ChangeLocalRoles,
+    /// Administer the portal.
+    #[serde(rename = "Manage portal")]
+    ManagePortal,
+}
+
+impl Permission {
+    /// Every permission.
+    pub const ALL: [Permission; 7] = [
+        Permission::View,
+        Permission::AccessContentsInformation,
+        Permission::ModifyPortalContent,
+        Permission::AddPortalContent,
+        Permission::DeleteObjects,
+        Permission::ChangeLocalRoles,
+        Permission::ManagePortal,
+    ];
+
+    /// The Zope name, e.g. "Modify portal content".
+    pub fn name(self) -> &'static str {
+        match self {
+            Permission::View => "View",
+            Permission::AccessContentsInformation => "Access contents information",
+            Permission::ModifyPortalContent => "Modify portal content",
+            Permission::AddPortalContent => "Add portal content",
+            Permission::DeleteObjects => "Delete objects",
+            Permission::ChangeLocalRoles => "Change local roles",
+            Permission::ManagePortal => "Manage portal",
+        }
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Every role the platform knows.
+pub const ROLES: [&str; 9] = [
+    "Anonymous",
+    "Authenticated",
+    "Owner",
+    "Manager",
+    "Assignor",
+    "Assignee",
+    "Associate",
+    "Auditor",
+    "Author",
+];
+
+/// Checks a role name against [`ROLES`].
+pub fn check_role(role: &str) -> CoreResult<()> {
+    if ROLES.contains(&role) {
+        Ok(())
+    } else {
+        Err(CoreError::Invalid(format!(
+            "unknown role '{role}'; roles are {}",
+            ROLES.join(", ")
+        )))
+    }
+}
+
+/// Which roles hold each permission.
+pub type PermissionMap = BTreeMap<Permission, BTreeSet<String>>;
+
+/// Builds a map from `(permission, roles)` pairs.
+pub fn permission_map(entries: &[(Permission, &[&str])]) -> PermissionMap {
+    entries
+        .iter()
+        .map(|(p, roles)| (*p, roles.iter().map(|r| (*r).to_owned()).collect()))
+        .collect()
+}
+
+/// The map of a document type that declares none (ERP5's defaults, roughly): owners and
+/// assignees work on it, auditors and associates read it, managers do everything.
+pub fn default_document_map() -> PermissionMap {
+    const READERS: &[&str] = &[
+        "Manager",
+        "Owner",
+        "Assignor",
+        "Assignee",
+        "Associate",
+        "Auditor",
+    ];
+    const WRITERS: &[&str] = &["Manager", "Owner", "Assignor", "Assignee"];
+    permission_map(&[
+        (Permission::View, READERS),
+        (Permission::AccessContentsInformation, READERS),
+        (Permission::ModifyPortalContent, WRITERS),
+        (Permission::AddPortalContent, WRITERS),
+        (Permission::DeleteObjects, &["Manager", "Owner", "Assignor"]),
+        (
+            Permission::ChangeLocalRoles,
+            &["Manager", "Owner", "Assignor"],
+        ),
+        (Permission::ManagePortal, &["Manager"]),
+    ])
+}
+
+/// Module folders: every logged-in user sees the folder (documents inside are filtered
+/// one by one); authors, assignors and managers create in it.
+pub fn module_folder_map() -> PermissionMap {
+    const ALL: &[&str] = &["Authenticated", "Manager"];
+    permission_map(&[
+        (Permission::View, ALL),
+        (Permission::AccessContentsInformation, ALL),
+        (Permission::ModifyPortalContent, &["Manager"]),
+        (
+            Permission::AddPortalContent,
+            &["Manager", "Author", "Assignor"],
+        ),
+        (Permission::DeleteObjects, &["Manager"]),
+        (Permission::ChangeLocalRoles, &["Manager"]),
+        (Permission::ManagePortal, &["Manager"]),
+    ])
+}
+
+/// The portal root: anyone may reach it (it only lists what they may see).
+pub fn portal_map() -> PermissionMap {
+    const ALL: &[&str] = &["Anonymous", "Authenticated", "Manager"];
+    permission_map(&[
+        (Permission::View, ALL),
+        (Permission::AccessContentsInformation, ALL),
+        (Permission::ModifyPortalContent, &["Manager"]),
+        (Permission::AddPortalContent, &["Manager"]),
+        (Permission::DeleteObjects, &["Manager"]),
+        (Permission::ChangeLocalRoles, &["Manager"]),
+        (Permission::ManagePortal, &["Manager"]),
+    ])
+}
+
+/// Who is asking: a login (none for Anonymous), global roles and groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Login; `None` for anonymous visitors.
+    pub login: Option<String>,
+    /// Global roles, including the groups' roles, Anonymous and (when logged in) Authenticated.
+    pub roles: BTreeSet<String>,
+    /// Groups the user belongs to.
+    pub groups: Vec<String>,
+}
+
+impl User {
+    /// A visitor without credentials.
+    pub fn anonymous() -> User {
+        User {
+            login: None,
+            roles: ["Anonymous".to_owned()].into_iter().collect(),
+            groups: Vec::new(),
+        }
+    }
+
+    /// A logged-in user with global `roles` (their own and their groups').
+    pub fn authenticated(
+        login: &str,
+        roles: impl IntoIterator<Item = String>,
+        groups: Vec<String>,
+    ) -> User {
+        let mut all: BTreeSet<String> = roles.into_iter().collect();
+        all.insert("Anonymous".into());
+        all.insert("Authenticated".into());
+        User {
+            login: Some(login.to_owned()),
+            roles: all,
+            groups,
+        }
+    }
+
+    /// The server itself (command line, start-up): a Manager named `system`.
+    pub fn system() -> User {
+        User::authenticated("system", ["Manager".to_owned()], Vec::new())
+    }
+
+    /// The name recorded as actor and owner ("Anonymous User" when not logged in).
+    pub fn actor(&self) -> &str {
+        self.login.as_deref().unwrap_or("Anonymous User")
+    }
+
+    /// Principals local roles can be given to: `user:<login>` and `group:<id>`.
+    pub fn local_principals(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.groups.iter().map(|g| format!("group:{g}")).collect();
+        if let Some(l) = &self.login {
+            out.push(format!("user:{l}"));
+        }
+        out
+    }
+
+    /// Every principal that can appear in a document's View set.
+    pub fn principals(&self) -> Vec<String> {
+        let mut out = self.local_principals();
+        out.extend(self.roles.iter().map(|r| format!("role:{r}")));
+        out
+    }
+}
+
+/// Checks a principal given for a local role: `user:<login>` or `group:<id>`.
+pub fn check_principal(principal: &str) -> CoreResult<()> {
+    match principal.split_once(':') {
+        Some(("user" | "group", name)) if !name.is_empty() => Ok(()),
+        _ => Err(CoreError::Invalid(format!(
+            "principal '{principal}' must be user:<login> or group:<id>"
+        ))),
+    }
+}
+
+/// Current state of each workflow of a document.
+pub fn workflow_states(conn: &mut DbConnection, uid: i64) -> CoreResult<BTreeMap<String, String>> {
+    Ok(workflow_states::table
+        .filter(workflow_states::uid.eq(uid))
+        .select((workflow_states::workflow, workflow_states::state))
+        .load::<(String, String)>(conn)?
+        .into_iter()
+        .collect())
+}
+
+/// The permission map in force on `doc` given its workflow `states`.
+pub fn effective_map(
+    registry: &Registry,
+    doc: &Document,
+    states: &BTreeMap<String, String>,
+) -> PermissionMap {
+    match doc.portal_type.as_str() {
+        PORTAL_TYPE => portal_map(),
+        MODULE_FOLDER_TYPE => module_folder_map(),
+        type_name => {
+            let Some(t) = registry.portal_type(type_name) else {
+                // A type no longer compiled in: only managers may touch its documents.
+                return permission_map(&Permission::ALL.map(|p| (p, &["Manager"][..])));
+            };
+            let mut map = t.permissions.clone();
+            for wf_id in &t.workflows {
+                let state = states
+                    .get(wf_id)
+                    .and_then(|s| registry.workflow(wf_id).and_then(|w| w.get_state(s)));
+                if let Some(state) = state {
+                    for (p, roles) in &state.permissions {
+                        map.insert(*p, roles.clone());
+                    }
+                }
+            }
+            map
+        }
+    }
+}
+
+/// Local role assignments on `doc` and, unless blocked, on its containers:
+/// `(principal, role)` pairs.
+pub fn acquired_local_roles(
+    conn: &mut DbConnection,
+    doc: &Document,
+) -> CoreResult<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut holder = doc.clone();
+    loop {
+        let rows: Vec<(String, String)> = local_roles::table
+            .filter(local_roles::uid.eq(holder.uid))
+            .select((local_roles::principal, local_roles::role))
+            .load(conn)?;
+        out.extend(rows);
+        if holder.block_acquisition {
+            break;
+        }
+        match holder.parent_path() {
+            Some(parent) => holder = document::get(conn, parent)?,
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Every role `user` has on `doc`: global roles plus acquired local roles.
+pub fn roles_on(
+    conn: &mut DbConnection,
+    user: &User,
+    doc: &Document,
+) -> CoreResult<BTreeSet<String>> {
+    let mine = user.local_principals();
+    let mut roles = user.roles.clone();
+    for (principal, role) in acquired_local_roles(conn, doc)? {
+        if mine.contains(&principal) {
+            roles.insert(role);
+        }
+    }
+    Ok(roles)
+}
+
+/// Whether `user` holds `permission` on `doc`.
+pub fn has_permission(
+    conn: &mut DbConnection,
+    registry: &Registry,
+    user: &User,
+    doc: &Document,
+    permission: Permission,
+) -> CoreResult<bool> {
+    let states = workflow_states(conn, doc.uid)?;
+    let map = effective_map(registry, doc, &states);
+    let roles = roles_on(conn, user, doc)?;
+    Ok(map
+        .get(&permission)
+        .is_some_and(|allowed| !allowed.is_disjoint(&roles)))
+}
+
+/// The one enforcement point. Fails with NotFound when the user may not even View the
+/// document (its existence must not leak), Unauthorized for anonymous visitors, and
+/// Forbidden with the reason otherwise.
+pub fn check(
+    conn: &mut DbConnection,
+    registry: &Registry,
+    user: &User,
+    doc: &Document,
+    permission: Permission,
+) -> CoreResult<()> {
+    let states = workflow_states(conn, doc.uid)?;
+    let map = effective_map(registry, doc, &states);
+    let roles = roles_on(conn, user, doc)?;
+    let allowed = |p: Permission| map.get(&p).is_some_and(|a| !a.is_disjoint(&roles));
+    if allowed(permission) {
+        return Ok(());
+    }
+    let container = matches!(doc.portal_type.as_str(), PORTAL_TYPE | MODULE_FOLDER_TYPE);
+    if !container && !allowed(Permission::View) {
+        return Err(CoreError::NotFound(format!("no document at /{}", doc.path)));
+    }
+    if user.login.is_none() {
+        return Err(CoreError::Unauthorized(format!(
+            "log in to get '{permission}' on /{}",
+            doc.path
+        )));
+    }
+    let needed: Vec<&str> = map
+        .get(&permission)
+        .map(|s| s.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    Err(CoreError::Forbidden(format!(
+        "{} lacks permission '{permission}' on /{} (roles there: {}; roles allowed: {})",
+        user.actor(),
+        doc.path,
+        roles
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
+        if needed.is_empty() {
+            "none".to_owned()
+        } else {
+            needed.join(", ")
+        }
+    )))
+}
+
+/// Recomputes who may View `doc`: every role holding View, and every user or group
+/// holding such a role locally (acquired).
+pub fn update_viewers(
+    conn: &mut DbConnection,
+    registry: &Registry,
+    doc: &Document,
+) -> CoreResult<()> {
+    let states = workflow_states(conn, doc.uid)?;
+    let map = effective_map(registry, doc, &states);
+    let view_roles = map.get(&Permission::View).cloned().unwrap_or_default();
+    let mut principals: BTreeSet<String> = view_roles.iter().map(|r| format!("role:{r}")).collect();
+    for (principal, role) in acquired_local_roles(conn, doc)? {
+        if view_roles.contains(&role) {
+            principals.insert(principal);
+        }
+    }
+    diesel::delete(document_viewers::table.filter(document_viewers::uid.eq(doc.uid)))
+        .execute(conn)?;
+    // One row per statement: diesel's multi-backend connection has no batch insert.
+    for p in &principals {
+        diesel::insert_into(document_viewers::table)
+            .values((
+                document_viewers::uid.eq(doc.uid),
+                document_viewers::principal.eq(p),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Recomputes the View sets of `doc` and everything it contains (after a local role or
+/// acquisition change, which every descendant may acquire).
+pub fn update_viewers_subtree(
+    conn: &mut DbConnection,
+    registry: &Registry,
+    doc: &Document,
+) -> CoreResult<()> {
+    update_viewers(conn, registry, doc)?;
+    // Paths below `p` sort between "p/" and "p0" ('0' follows '/').
+    let (low, high) = if doc.path.is_empty() {
+        (String::new(), "\u{10ffff}".to_owned())
+    } else {
+        (format!("{}/", doc.path), format!("{}0", doc.path))
+    };
+    let below: Vec<Document> = documents::table
+        .filter(documents::path.gt(low))
+        .filter(documents::path.lt(high))
+        .order(documents::path.asc())
+        .select(Document::as_select())
+        .load(conn)?;
+    for d in below {
+        update_viewers(conn, registry, &d)?;
+    }
+    Ok(())
+}
+
+/// Gives `principal` exactly `roles` on `doc` (an empty list removes them).
+pub fn set_local_roles(
+    conn: &mut DbConnection,
+    registry: &Registry,
+    doc: &Document,
+    principal: &str,
+    roles: &[String],
+) -> CoreResult<()> {
+    check_principal(principal)?;
+    for r in roles {
+        check_role(r)?;
+        if matches!(r.as_str(), "Anonymous" | "Authenticated") {
+            return Err(CoreError::Invalid(format!(
+                "{r} cannot be given as a local role"
+            )));
+        }
+    }
+    diesel::delete(
+        local_roles::table
+            .filter(local_roles::uid.eq(doc.uid))
+            .filter(local_roles::principal.eq(principal)),
+    )
+    .execute(conn)?;
+    for r in roles {
+        diesel::insert_into(local_roles::table)
+            .values((
+                local_roles::uid.eq(doc.uid),
+                local_roles::principal.eq(principal),
+                local_roles::role.eq(r),
+            ))
+            .execute(conn)?;
+    }
+    update_viewers_subtree(conn, registry, doc)
+}
+
+/// Local roles given on `doc` itself, by principal.
+pub fn local_roles_of(
+    conn: &mut DbConnection,
+    uid: i64,
+) -> CoreResult<BTreeMap<String, Vec<String>>> {
+    let rows: Vec<(String, String)> = local_roles::table
+        .filter(local_roles::uid.eq(uid))
+        .order((local_roles::principal.asc(), local_roles::role.asc()))
+        .select((local_roles::principal, local_roles::role))
+        .load(conn)?;
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (p, r) in rows {
+        out.entry(p).or_default().push(r);
+    }
+    Ok(out)
+}
+
+/// Blocks (or restores) acquisition of local roles from containers.
+pub fn set_block_acquisition(
+    conn: &mut DbConnection,
+    registry: &Registry,
+    doc: &Document,
+    block: bool,
+) -> CoreResult<()> {
+    diesel::update(documents::table.find(doc.uid))
+        .set(documents::block_acquisition.eq(block))
+        .execute(conn)?;
+    let doc = document::get_by_uid(conn, doc.uid)?;
+    update_viewers_subtree(conn, registry, &doc)
+}

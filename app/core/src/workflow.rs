@@ -1,0 +1,556 @@
+//! State-machine workflows (ERP5's DCWorkflow): declarative definitions owned by modules,
+//! a state per document and workflow, guarded transitions with hooks, and a history.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use diesel::prelude::*;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::db::DbConnection;
+use crate::document::{self, format_time, Document};
+use crate::error::{CoreError, CoreResult};
+use crate::schema::{documents, workflow_history, workflow_states};
+use crate::security::{self, Permission, PermissionMap, User};
+use crate::types::Registry;
+
+/// A workflow definition.
+#[derive(Clone)]
+pub struct Workflow {
+    /// Id used in portal types' chains, e.g. `validation_workflow`.
+    pub id: String,
+    /// Human title.
+    pub title: String,
+    /// Its states; the first one given to [`Workflow::new`] is the initial state.
+    pub states: Vec<State>,
+    /// State of newly created documents.
+    pub initial: String,
+    /// Transitions.
+    pub transitions: Vec<Transition>,
+    /// Names of extra variables a transition call may record in the history.
+    pub variables: Vec<String>,
+}
+
+/// One state and the permissions it overrides.
+#[derive(Debug, Clone, Serialize)]
+pub struct State {
+    /// State id, e.g. `validated`.
+    pub id: String,
+    /// Human title.
+    pub title: String,
+    /// Permission → roles, overriding the portal type's map for those permissions.
+    pub permissions: PermissionMap,
+}
+
+/// What a hook sees; it runs inside the transition's transaction.
+pub struct HookContext<'a> {
+    /// The connection (and transaction).
+    pub conn: &'a mut DbConnection,
+    /// The registry.
+    pub registry: &'a Registry,
+    /// The document, as it was before the transition.
+    pub document: &'a Document,
+    /// Who fires the transition.
+    pub user: &'a User,
+    /// Workflow id.
+    pub workflow: &'a str,
+    /// Transition id.
+    pub transition: &'a str,
+}
+
+/// A before or after hook; an error from a before hook refuses the transition.
+pub type Hook = Arc<dyn Fn(&mut HookContext<'_>) -> CoreResult<()> + Send + Sync>;
+
+/// A named check on the document; returns the reason to refuse, if any.
+pub type Expression = Arc<dyn Fn(&Document) -> Option<String> + Send + Sync>;
+
+/// Who may fire a transition: any of the roles (if given), all of the permissions (if
+/// given), and the expression (if given).
+#[derive(Clone, Default)]
+pub struct Guard {
+    /// Roles, any of which suffices (global or local).
+    pub roles: Vec<String>,
+    /// Permissions the user must all hold on the document.
+    pub permissions: Vec<Permission>,
+    /// A condition on the document.
+    pub expression: Option<Expression>,
+}
+
+/// A transition between states.
+#[derive(Clone)]
+pub struct Transition {
+    /// Id, e.g. `validate`.
+    pub id: String,
+    /// Human title, e.g. "Validate".
+    pub title: String,
+    /// States it can be fired from.
+    pub from: Vec<String>,
+    /// State it leads to.
+    pub to: String,
+    /// Who may fire it.
+    pub guard: Guard,
+    /// Run before the state changes; may refuse.
+    pub before: Vec<Hook>,
+    /// Run after the state changed, in the same transaction.
+    pub after: Vec<Hook>,
+}
+
+impl Transition {
+    /// A transition with no guard and no hooks.
+    pub fn new(id: &str, title: &str, from: &[&str], to: &str) -> Transition {
+        Transition {
+            id: id.to_owned(),
+            title: title.to_owned(),
+            from: from.iter().map(|s| (*s).to_owned()).collect(),
+            to: to.to_owned(),
+            guard: Guard::default(),
+            before: Vec::new(),
+            after: Vec::new(),
+        }
+    }
+    /// Requires one of these roles.
+    pub fn roles(mut self, roles: &[&str]) -> Self {
+        self.guard.roles = roles.iter().map(|s| (*s).to_owned()).collect();
+        self
+    }
+    /// Requires these permissions.
+    pub fn permissions(mut self, permissions: &[Permission]) -> Self {
+        self.guard.permissions = permissions.to_vec();
+        self
+    }
+    /// Requires a condition on the document.
+    pub fn expression(
+        mut self,
+        check: impl Fn(&Document) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.guard.expression = Some(Arc::new(check));
+        self
+    }
+    /// Adds a before hook.
+    pub fn before(
+        mut self,
+        hook: impl Fn(&mut HookContext<'_>) -> CoreResult<()> + Send + Sync + 'static,
+    ) -> Self {
+        self.before.push(Arc::new(hook));
+        self
+    }
+    /// Adds an after hook.
+    pub fn after(
+        mut self,
+        hook: impl Fn(&mut HookContext<'_>) -> CoreResult<()> + Send + Sync + 'static,
+    ) -> Self {
+        self.after.push(Arc::new(hook));
+        self
+    }
+}
+
+impl Workflow {
+    /// A workflow whose initial state is `initial`.
+    pub fn new(id: &str, title: &str, initial: &str) -> Workflow {
+        Workflow {
+            id: id.to_owned(),
+            title: title.to_owned(),
+            states: Vec::new(),
+            initial: initial.to_owned(),
+            transitions: Vec::new(),
+            variables: Vec::new(),
+        }
+    }
+    /// Adds a state with its permission overrides.
+    pub fn state(mut self, id: &str, title: &str, permissions: PermissionMap) -> Self {
+        self.states.push(State {
+            id: id.to_owned(),
+            title: title.to_owned(),
+            permissions,
+        });
+        self
+    }
+    /// Adds a transition.
+    pub fn transition(mut self, t: Transition) -> Self {
+        self.transitions.push(t);
+        self
+    }
+    /// Declares an extra history variable.
+    pub fn variable(mut self, name: &str) -> Self {
+        self.variables.push(name.to_owned());
+        self
+    }
+    /// Adds an after hook to an existing transition (modules extending a shared shape).
+    pub fn after(
+        mut self,
+        transition: &str,
+        hook: impl Fn(&mut HookContext<'_>) -> CoreResult<()> + Send + Sync + 'static,
+    ) -> Self {
+        if let Some(t) = self.transitions.iter_mut().find(|t| t.id == transition) {
+            t.after.push(Arc::new(hook));
+        }
+        self
+    }
+    /// A state by id.
+    pub fn get_state(&self, id: &str) -> Option<&State> {
+        self.states.iter().find(|s| s.id == id)
+    }
+
+    /// Checks that the definition is closed: states and transitions refer to each other.
+    pub fn check(&self) -> CoreResult<()> {
+        let bad = |m: String| Err(CoreError::Internal(format!("workflow {}: {m}", self.id)));
+        if self.get_state(&self.initial).is_none() {
+            return bad(format!("initial state {} is not declared", self.initial));
+        }
+        for t in &self.transitions {
+            for s in t.from.iter().chain([&t.to]) {
+                if self.get_state(s).is_none() {
+                    return bad(format!("transition {} names unknown state {s}", t.id));
+                }
+            }
+            for r in &t.guard.roles {
+                security::check_role(r)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Workflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workflow")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sets the initial state of every workflow in the chain of a new document.
+pub fn init_states(conn: &mut DbConnection, registry: &Registry, doc: &Document) -> CoreResult<()> {
+    let Some(t) = registry.portal_type(&doc.portal_type) else {
+        return Ok(());
+    };
+    for wf_id in &t.workflows {
+        if let Some(wf) = registry.workflow(wf_id) {
+            diesel::insert_into(workflow_states::table)
+                .values((
+                    workflow_states::uid.eq(doc.uid),
+                    workflow_states::workflow.eq(wf_id),
+                    workflow_states::state.eq(&wf.initial),
+                ))
+                .execute(conn)?;
+        }
+    }
+    Ok(())
+}
+
+/// Why a guard refuses `user`, or `None` when it lets them through.
+pub fn guard_refusal(
+    conn: &mut DbConnection,
+    registry: &Registry,
+    user: &User,
+    doc: &Document,
+    t: &Transition,
+) -> CoreResult<Option<String>> {
+    if !t.guard.roles.is_empty() {
+        let roles = security::roles_on(conn, user, doc)?;
+        if !t.guard.roles.iter().any(|r| roles.contains(r)) {
+            return Ok(Some(format!(
+                "transition '{}' needs one of the roles {} on /{}",
+                t.id,
+                t.guard.roles.join(", "),
+                doc.path
+            )));
+        }
+    }
+    for p in &t.guard.permissions {
+        if !security::has_permission(conn, registry, user, doc, *p)? {
+            return Ok(Some(format!(
+                "transition '{}' needs permission '{p}' on /{}",
+                t.id, doc.path
+            )));
+        }
+    }
+    if let Some(expr) = &t.guard.expression {
+        if let Some(reason) = expr(doc) {
+            return Ok(Some(format!("transition '{}' refused: {reason}", t.id)));
+        }
+    }
+    Ok(None)
+}
+
+/// One workflow of a document as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct WorkflowStatus {
+    /// Workflow id.
+    pub workflow: String,
+    /// Current state id.
+    pub state: String,
+    /// Current state title.
+    pub state_title: String,
+    /// Transitions the user may fire now.
+    pub transitions: Vec<AvailableTransition>,
+    /// Past transitions, oldest first.
+    pub history: Vec<HistoryEntry>,
+}
+
+/// A transition the user may fire.
+#[derive(Debug, Serialize)]
+pub struct AvailableTransition {
+    /// Id to POST.
+    pub id: String,
+    /// Title to show.
+    pub title: String,
+    /// State it leads to.
+    pub to: String,
+}
+
+/// One history entry.
+#[derive(Debug, Serialize)]
+pub struct HistoryEntry {
+    /// Entry number, increasing with time.
+    pub id: i64,
+    /// Transition fired.
+    pub transition: String,
+    /// State before.
+    pub from: String,
+    /// State after.
+    pub to: String,
+    /// Who fired it.
+    pub actor: String,
+    /// When (RFC 3339, UTC).
+    pub time: String,
+    /// The comment given.
+    pub comment: String,
+    /// Extra variables recorded.
+    pub variables: Value,
+}
+
+/// The workflows of `doc` with the transitions `user` may fire and their history.
+pub fn status(
+    conn: &mut DbConnection,
+    registry: &Registry,
+    user: &User,
+    doc: &Document,
+) -> CoreResult<Vec<WorkflowStatus>> {
+    let states = security::workflow_states(conn, doc.uid)?;
+    let chain = registry
+        .portal_type(&doc.portal_type)
+        .map(|t| t.workflows.clone())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for wf_id in chain {
+        let (Some(wf), Some(state)) = (registry.workflow(&wf_id), states.get(&wf_id)) else {
+            continue;
+        };
+        let mut transitions = Vec::new();
+        for t in wf.transitions.iter().filter(|t| t.from.contains(state)) {
+            if guard_refusal(conn, registry, user, doc, t)?.is_none() {
+                transitions.push(AvailableTransition {
+                    id: t.id.clone(),
+                    title: t.title.clone(),
+                    to: t.to.clone(),
+                });
+            }
+        }
+        out.push(WorkflowStatus {
+            workflow: wf_id.clone(),
+            state: state.clone(),
+            state_title: wf
+                .get_state(state)
+                .map(|s| s.title.clone())
+                .unwrap_or_default(),
+            transitions,
+            history: history(conn, doc.uid, Some(&wf_id))?,
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Queryable)]
+struct HistoryRow {
+    id: i64,
+    transition: String,
+    from_state: String,
+    to_state: String,
+    actor: String,
+    time: chrono::NaiveDateTime,
+    comment: String,
+    variables: String,
+}
+
+/// History entries of `uid`, oldest first (one workflow, or all).
+pub fn history(
+    conn: &mut DbConnection,
+    uid: i64,
+    workflow: Option<&str>,
+) -> CoreResult<Vec<HistoryEntry>> {
+    let mut q = workflow_history::table
+        .filter(workflow_history::uid.eq(uid))
+        .into_boxed();
+    if let Some(w) = workflow {
+        q = q.filter(workflow_history::workflow.eq(w.to_owned()));
+    }
+    let rows: Vec<HistoryRow> = q
+        .order(workflow_history::id.asc())
+        .select((
+            workflow_history::id,
+            workflow_history::transition,
+            workflow_history::from_state,
+            workflow_history::to_state,
+            workflow_history::actor,
+            workflow_history::time,
+            workflow_history::comment,
+            workflow_history::variables,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| HistoryEntry {
+            id: r.id,
+            transition: r.transition,
+            from: r.from_state,
+            to: r.to_state,
+            actor: r.actor,
+            time: format_time(&r.time),
+            comment: r.comment,
+            variables: serde_json::from_str(&r.variables).unwrap_or(Value::Null),
+        })
+        .collect())
+}
+
+/// Fires `transition` on `doc` for `user`; the caller holds a write transaction.
+/// `variables` may hold `comment` and the workflow's declared variables.
+pub fn fire(
+    conn: &mut DbConnection,
+    registry: &Registry,
+    user: &User,
+    doc: &Document,
+    transition: &str,
+    variables: &Map<String, Value>,
+) -> CoreResult<Document> {
+    security::check(conn, registry, user, doc, Permission::View)?;
+    let states = security::workflow_states(conn, doc.uid)?;
+    let chain = registry
+        .portal_type(&doc.portal_type)
+        .map(|t| t.workflows.clone())
+        .unwrap_or_default();
+    let mut known = false;
+    let mut target = None;
+    for wf_id in &chain {
+        let Some(wf) = registry.workflow(wf_id) else {
+            continue;
+        };
+        if let Some(t) = wf.transitions.iter().find(|t| t.id == transition) {
+            known = true;
+            if states.get(wf_id).is_some_and(|s| t.from.contains(s)) {
+                target = Some((wf, t));
+                break;
+            }
+        }
+    }
+    let (wf, t) = match target {
+        Some(found) => found,
+        None if known => {
+            return Err(CoreError::Conflict(format!(
+                "transition '{transition}' cannot be fired from the current state of /{} ({})",
+                doc.path,
+                states
+                    .iter()
+                    .map(|(w, s)| format!("{w}: {s}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
+        }
+        None => {
+            return Err(CoreError::NotFound(format!(
+                "no transition '{transition}' in the workflows of {}",
+                doc.portal_type
+            )))
+        }
+    };
+    if let Some(reason) = guard_refusal(conn, registry, user, doc, t)? {
+        return Err(if user.login.is_none() {
+            CoreError::Unauthorized(reason)
+        } else {
+            CoreError::Forbidden(reason)
+        });
+    }
+    let comment = match variables.get("comment") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => {
+            return Err(CoreError::Invalid(format!(
+                "comment must be a string, got {v}"
+            )))
+        }
+    };
+    let mut recorded = Map::new();
+    for (k, v) in variables {
+        if k == "comment" {
+            continue;
+        }
+        if !wf.variables.contains(k) {
+            return Err(CoreError::Invalid(format!(
+                "workflow {} has no variable '{k}'{}",
+                wf.id,
+                if wf.variables.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (it has: {})", wf.variables.join(", "))
+                }
+            )));
+        }
+        recorded.insert(k.clone(), v.clone());
+    }
+    let mut ctx = HookContext {
+        conn,
+        registry,
+        document: doc,
+        user,
+        workflow: &wf.id,
+        transition: &t.id,
+    };
+    for hook in &t.before {
+        hook(&mut ctx)?;
+    }
+    let from = states.get(&wf.id).cloned().unwrap_or_default();
+    diesel::update(
+        workflow_states::table
+            .filter(workflow_states::uid.eq(doc.uid))
+            .filter(workflow_states::workflow.eq(&wf.id)),
+    )
+    .set(workflow_states::state.eq(&t.to))
+    .execute(conn)?;
+    diesel::insert_into(workflow_history::table)
+        .values((
+            workflow_history::uid.eq(doc.uid),
+            workflow_history::workflow.eq(&wf.id),
+            workflow_history::transition.eq(&t.id),
+            workflow_history::from_state.eq(&from),
+            workflow_history::to_state.eq(&t.to),
+            workflow_history::actor.eq(user.actor()),
+            workflow_history::time.eq(Utc::now().naive_utc()),
+            workflow_history::comment.eq(&comment),
+            workflow_history::variables.eq(Value::Object(recorded).to_string()),
+        ))
+        .execute(conn)?;
+    // A state change is a change of the document: concurrent edits see a new serial.
+    diesel::update(documents::table.find(doc.uid))
+        .set(documents::serial.eq(documents::serial + 1))
+        .execute(conn)?;
+    let mut ctx = HookContext {
+        conn,
+        registry,
+        document: doc,
+        user,
+        workflow: &wf.id,
+        transition: &t.id,
+    };
+    for hook in &t.after {
+        hook(&mut ctx)?;
+    }
+    security::update_viewers(conn, registry, doc)?;
+    document::get_by_uid(conn, doc.uid)
+}
+
+/// Current workflow states of `uid` (for the API).
+pub fn states_of(conn: &mut DbConnection, uid: i64) -> CoreResult<BTreeMap<String, String>> {
+    security::workflow_states(conn, uid)
+}

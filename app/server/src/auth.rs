@@ -1,0 +1,388 @@
+//! Who is asking: the [`Auth`] extractor reads a bearer API token, HTTP Basic
+//! credentials or the session cookie, and enforces CSRF tokens on cookie-authenticated
+//! state-changing requests. Login and logout handlers live here too.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::{header, Method};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+use serde_json::json;
+use wendelin_core::users::{self, LoginOutcome};
+use wendelin_core::{CoreError, Portal, User};
+
+use crate::config::Config;
+use crate::error::ServerError;
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "wendelin_session";
+/// Header carrying the CSRF token on cookie-authenticated API writes.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// How the request was authenticated.
+#[derive(Debug, Clone)]
+pub enum Via {
+    /// No credentials.
+    Anonymous,
+    /// Session cookie (browsers); carries the session's CSRF token.
+    Session {
+        /// The session's CSRF token.
+        csrf: String,
+        /// The session token itself (for logout).
+        token: String,
+    },
+    /// `Authorization: Bearer` API token.
+    Token,
+    /// `Authorization: Basic` (fluentd and other machine clients).
+    Basic,
+}
+
+/// The authenticated user of a request.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    /// Who.
+    pub user: User,
+    /// How.
+    pub via: Via,
+}
+
+fn client_address(req: &HttpRequest) -> String {
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn is_form(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.starts_with("application/x-www-form-urlencoded")
+                || ct.starts_with("multipart/form-data")
+        })
+}
+
+impl FromRequest for Auth {
+    type Error = ServerError;
+    type Future = Pin<Box<dyn Future<Output = Result<Auth, ServerError>>>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let portal = req.app_data::<web::Data<Portal>>().cloned();
+        let authorization = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().map(str::to_owned));
+        let cookie = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
+        let csrf_header = req
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let safe_method = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+        let form = is_form(req);
+        let address = client_address(req);
+        Box::pin(async move {
+            let portal = portal
+                .ok_or_else(|| ServerError::Internal("portal missing from app data".into()))?;
+            let auth = match authorization {
+                Some(Err(_)) => {
+                    return Err(unauthorized("the Authorization header is not valid text"))
+                }
+                Some(Ok(value)) => {
+                    let (scheme, rest) = value.split_once(' ').unwrap_or((value.as_str(), ""));
+                    if scheme.eq_ignore_ascii_case("bearer") {
+                        let token = rest.trim().to_owned();
+                        let user =
+                            blocking(move || portal.db.read(|c| users::token_user(c, &token)))
+                                .await?;
+                        Auth {
+                            user,
+                            via: Via::Token,
+                        }
+                    } else if scheme.eq_ignore_ascii_case("basic") {
+                        let (login, password) = decode_basic(rest.trim())?;
+                        let user =
+                            blocking(move || login_checked(&portal, &login, &password, &address))
+                                .await?;
+                        Auth {
+                            user,
+                            via: Via::Basic,
+                        }
+                    } else {
+                        return Err(unauthorized("use Authorization: Bearer <token> or Basic"));
+                    }
+                }
+                None => match cookie {
+                    Some(token) => {
+                        let t = token.clone();
+                        let (user, csrf) =
+                            blocking(move || portal.db.read(|c| users::session_user(c, &t)))
+                                .await?;
+                        Auth {
+                            user,
+                            via: Via::Session { csrf, token },
+                        }
+                    }
+                    None => Auth {
+                        user: User::anonymous(),
+                        via: Via::Anonymous,
+                    },
+                },
+            };
+            // Cookies ride along on cross-site requests: writes made with a session must
+            // prove they come from our pages. Form posts are checked by their handler
+            // (the token is in the body), every other write here.
+            if let Via::Session { csrf, .. } = &auth.via {
+                if !safe_method && !form && csrf_header.as_deref() != Some(csrf.as_str()) {
+                    return Err(ServerError::Core(CoreError::Forbidden(format!(
+                        "missing or wrong CSRF token: send the session's token in the {CSRF_HEADER} header"
+                    ))));
+                }
+            }
+            Ok(auth)
+        })
+    }
+}
+
+fn unauthorized(msg: &str) -> ServerError {
+    ServerError::Core(CoreError::Unauthorized(msg.to_owned()))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CoreError> + Send + 'static,
+) -> Result<T, ServerError> {
+    web::block(f)
+        .await
+        .map_err(|e| ServerError::Internal(format!("blocking task failed: {e}")))?
+        .map_err(ServerError::Core)
+}
+
+fn decode_basic(encoded: &str) -> Result<(String, String), ServerError> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| unauthorized("Basic credentials are not valid base64"))?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| unauthorized("Basic credentials are not UTF-8"))?;
+    let (login, password) = text
+        .split_once(':')
+        .ok_or_else(|| unauthorized("Basic credentials must be login:password"))?;
+    Ok((login.to_owned(), password.to_owned()))
+}
+
+/// Checks a password with throttling; the failure count is committed even when the
+/// attempt fails.
+fn login_checked(
+    portal: &Portal,
+    login: &str,
+    password: &str,
+    address: &str,
+) -> Result<User, CoreError> {
+    match portal
+        .db
+        .write(|c| users::attempt_login(c, login, password, address))?
+    {
+        LoginOutcome::Success(user) => Ok(user),
+        LoginOutcome::Failure(e) => Err(e),
+    }
+}
+
+/// Login credentials, as JSON or as a form.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginForm {
+    login: String,
+    password: String,
+    /// Where a browser goes after logging in (a local path).
+    came_from: Option<String>,
+}
+
+/// The logout form: its CSRF token.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutForm {
+    csrf_token: Option<String>,
+}
+
+fn session_cookie(
+    config: &Config,
+    req: &HttpRequest,
+    value: String,
+    max_age_seconds: i64,
+) -> Cookie<'static> {
+    let secure = config.cookie_secure || req.connection_info().scheme() == "https";
+    Cookie::build(SESSION_COOKIE, value)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .max_age(actix_web::cookie::time::Duration::seconds(max_age_seconds))
+        .finish()
+}
+
+/// A local path to go back to; anything else (other sites, `//host`) becomes "/".
+fn safe_redirect(came_from: Option<&str>) -> String {
+    match came_from {
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_owned(),
+        _ => "/".to_owned(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    came_from: &'a str,
+    message: &'a str,
+}
+
+/// `GET /login`: the login form.
+pub async fn login_page(req: HttpRequest) -> Result<HttpResponse, ServerError> {
+    let query =
+        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+            .map(|q| q.into_inner())
+            .unwrap_or_default();
+    let came_from = safe_redirect(query.get("came_from").map(String::as_str));
+    let page = LoginPage {
+        came_from: &came_from,
+        message: "",
+    }
+    .render()
+    .map_err(|e| ServerError::Internal(format!("login page: {e}")))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(page))
+}
+
+/// `POST /login` with JSON `{login, password}` or a form: opens a session.
+pub async fn login(
+    req: HttpRequest,
+    portal: web::Data<Portal>,
+    config: web::Data<Config>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ServerError> {
+    let form = is_form(&req);
+    let creds: LoginForm = if form {
+        serde_urlencoded_form(&body)?
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ServerError::BadRequest(format!("bad login body: {e}")))?
+    };
+    let address = client_address(&req);
+    let came_from = creds.came_from.clone();
+    let ttl = chrono::Duration::hours(config.session_ttl_hours.into());
+    let p = portal.clone();
+    let login = creds.login.clone();
+    let result = blocking(move || {
+        let user = login_checked(&p, &creds.login, &creds.password, &address)?;
+        let (token, csrf) =
+            p.db.write(|c| users::create_session(c, &creds.login, ttl))?;
+        Ok((user, token, csrf))
+    })
+    .await;
+    let (user, token, csrf) = match result {
+        Ok(ok) => ok,
+        Err(e) if form => {
+            tracing::info!(%login, "login refused");
+            return login_form_error(&e, came_from);
+        }
+        Err(e) => return Err(e),
+    };
+    tracing::info!(%login, "login");
+    let cookie = session_cookie(&config, &req, token, ttl.num_seconds());
+    if form {
+        let target = safe_redirect(came_from.as_deref());
+        return Ok(HttpResponse::SeeOther()
+            .cookie(cookie)
+            .insert_header((header::LOCATION, target))
+            .finish());
+    }
+    Ok(HttpResponse::Ok().cookie(cookie).json(json!({
+        "login": user.login,
+        "roles": user.roles,
+        "groups": user.groups,
+        "csrf_token": csrf,
+    })))
+}
+
+fn login_form_error(
+    e: &ServerError,
+    came_from: Option<String>,
+) -> Result<HttpResponse, ServerError> {
+    let status = actix_web::ResponseError::status_code(e);
+    let message = match e {
+        ServerError::Core(CoreError::Throttled(m, _)) => m.clone(),
+        _ => "wrong login or password".to_owned(),
+    };
+    let came_from = safe_redirect(came_from.as_deref());
+    let page = LoginPage {
+        came_from: &came_from,
+        message: &message,
+    }
+    .render()
+    .map_err(|e| ServerError::Internal(format!("login page: {e}")))?;
+    Ok(HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(page))
+}
+
+fn serde_urlencoded_form<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ServerError> {
+    web::Query::<T>::from_query(&String::from_utf8_lossy(body))
+        .map(|q| q.into_inner())
+        .map_err(|e| ServerError::BadRequest(format!("bad form: {e}")))
+}
+
+/// `POST /logout`: ends the session. A form must carry the session's `csrf_token`; JSON
+/// callers send it in the header (checked by [`Auth`]).
+pub async fn logout(
+    req: HttpRequest,
+    auth: Auth,
+    portal: web::Data<Portal>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ServerError> {
+    let Via::Session { csrf, token } = auth.via else {
+        return Err(ServerError::BadRequest(
+            "no session to end (send the session cookie)".into(),
+        ));
+    };
+    if is_form(&req) {
+        let form: LogoutForm = serde_urlencoded_form(&body)?;
+        if form.csrf_token.as_deref() != Some(csrf.as_str()) {
+            return Err(ServerError::Core(CoreError::Forbidden(
+                "missing or wrong CSRF token in the form".into(),
+            )));
+        }
+    }
+    blocking(move || portal.db.write(|c| users::revoke_session(c, &token))).await?;
+    let mut gone = Cookie::build(SESSION_COOKIE, "")
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .finish();
+    gone.make_removal();
+    if is_form(&req) {
+        return Ok(HttpResponse::SeeOther()
+            .cookie(gone)
+            .insert_header((header::LOCATION, "/login"))
+            .finish());
+    }
+    Ok(HttpResponse::Ok()
+        .cookie(gone)
+        .json(json!({"logged_out": true})))
+}
+
+/// `GET /api/v1/me`: who the credentials belong to.
+pub async fn me(auth: Auth) -> HttpResponse {
+    let csrf = match &auth.via {
+        Via::Session { csrf, .. } => Some(csrf.clone()),
+        _ => None,
+    };
+    HttpResponse::Ok().json(json!({
+        "login": auth.user.login,
+        "roles": auth.user.roles,
+        "groups": auth.user.groups,
+        "csrf_token": csrf,
+    }))
+}

@@ -1,0 +1,11 @@
+DROP TABLE login_failures;
+DROP TABLE api_tokens;
+DROP TABLE sessions;
+ALTER TABLE users DROP COLUMN person_uid;
+ALTER TABLE users DROP COLUMN group_ids;
+DROP TABLE user_groups;
+DROP TABLE workflow_history;
+DROP TABLE workflow_states;
+DROP TABLE document_viewers;
+DROP TABLE local_roles;
+ALTER TABLE documents DROP COLUMN block_acquisition;
