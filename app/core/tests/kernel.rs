@@ -660,3 +660,208 @@ fn passwords_are_argon2id_and_verified() {
     assert_eq!(p.len(), 24);
     assert_ne!(p, wendelin_core::users::generate_password());
 }
+
+/// A type with two workflows plus one of its own with guards and hooks.
+fn workflow_registry() -> Registry {
+    use wendelin_core::workflow::Transition;
+    use wendelin_core::{Permission, Workflow};
+    let review = Workflow::new("review_workflow", "Review", "open")
+        .state("open", "Open", Default::default())
+        .state("closed", "Closed", Default::default())
+        .variable("score")
+        .transition(
+            Transition::new("close", "Close", &["open"], "closed")
+                .permissions(&[Permission::ModifyPortalContent])
+                .before(|ctx| {
+                    if ctx.document.description == "frozen" {
+                        return Err(CoreError::Forbidden(
+                            "frozen documents cannot be closed".into(),
+                        ));
+                    }
+                    Ok(())
+                })
+                .after(|ctx| {
+                    let doc = wendelin_core::document::get_by_uid(ctx.conn, ctx.document.uid)?;
+                    let patch = DocumentPatch::from_json(
+                        json!({"serial": doc.serial, "title": "closed by hook"}),
+                    )?;
+                    wendelin_core::document::update(ctx.conn, ctx.registry, &doc.path, patch)
+                        .map(|_| ())
+                }),
+        );
+    let module = Module::new("paper")
+        .folder("paper_module", "Papers", &["Paper"])
+        .workflow(review)
+        .portal_type(
+            PortalType::new("Paper", "paper_module")
+                .workflow("validation_workflow")
+                .workflow("publication_workflow")
+                .workflow("review_workflow"),
+        );
+    Registry::build(vec![wendelin_core::base::module(), module]).unwrap()
+}
+
+#[test]
+fn several_workflows_guards_hooks_and_history() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, url) in wendelin_tests::backends(dir.path()) {
+        let portal = Portal::open(workflow_registry(), &url, 4).unwrap();
+        let alice = User::authenticated("alice", ["Author".to_owned()], vec![]);
+        let bob = User::authenticated("bob", ["Author".to_owned()], vec![]);
+        let doc = portal
+            .create(&alice, "paper_module", new("Paper", json!({"title": "t"})))
+            .unwrap();
+        let status = portal.workflows(&alice, &doc.path).unwrap();
+        let states: Vec<(&str, &str)> = status
+            .iter()
+            .map(|s| (s.workflow.as_str(), s.state.as_str()))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("validation_workflow", "draft"),
+                ("publication_workflow", "draft"),
+                ("review_workflow", "open")
+            ],
+            "{backend}"
+        );
+        // Each workflow keeps its own state and history.
+        portal
+            .fire(&alice, &doc.path, "publish_alive", &Map::new())
+            .unwrap();
+        let status = portal.workflows(&alice, &doc.path).unwrap();
+        assert_eq!(status[0].state, "draft");
+        assert_eq!(status[1].state, "published_alive");
+        assert!(status[0].history.is_empty());
+        assert_eq!(status[1].history.len(), 1);
+        assert_eq!(status[1].history[0].actor, "alice");
+        // The later workflow in the chain decides View: published content is public.
+        assert!(portal.get(&User::anonymous(), &doc.path).is_ok());
+        assert!(portal.get(&bob, &doc.path).is_ok());
+        // Guard by permission: bob can see but not modify, so he may not close.
+        let err = portal
+            .fire(&bob, &doc.path, "close", &Map::new())
+            .unwrap_err();
+        assert!(
+            matches!(err, CoreError::Forbidden(ref m) if m.contains("needs permission 'Modify portal content'")),
+            "{err}"
+        );
+        // A before hook refuses; nothing changes.
+        let d = portal.get(&alice, &doc.path).unwrap();
+        portal
+            .update(
+                &alice,
+                &doc.path,
+                DocumentPatch::from_json(json!({"serial": d.serial, "description": "frozen"}))
+                    .unwrap(),
+            )
+            .unwrap();
+        let err = portal
+            .fire(&alice, &doc.path, "close", &Map::new())
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("frozen documents cannot be closed"),
+            "{err}"
+        );
+        assert_eq!(
+            portal.workflows(&alice, &doc.path).unwrap()[2].state,
+            "open"
+        );
+        // Variables: declared ones are recorded, unknown ones refused.
+        let d = portal.get(&alice, &doc.path).unwrap();
+        portal
+            .update(
+                &alice,
+                &doc.path,
+                DocumentPatch::from_json(json!({"serial": d.serial, "description": ""})).unwrap(),
+            )
+            .unwrap();
+        let bad: Map<String, Value> = [("mood".to_owned(), json!("good"))].into_iter().collect();
+        let err = portal.fire(&alice, &doc.path, "close", &bad).unwrap_err();
+        assert!(err.to_string().contains("no variable 'mood'"), "{err}");
+        let vars: Map<String, Value> = [
+            ("score".to_owned(), json!(7)),
+            ("comment".to_owned(), json!("fine")),
+        ]
+        .into_iter()
+        .collect();
+        let closed = portal.fire(&alice, &doc.path, "close", &vars).unwrap();
+        // The after hook ran in the same transaction.
+        assert_eq!(closed.title, "closed by hook");
+        let h = &portal.workflows(&alice, &doc.path).unwrap()[2].history[0];
+        assert_eq!(
+            (h.comment.as_str(), &h.variables),
+            ("fine", &json!({"score": 7}))
+        );
+        // Firing from the wrong state is a conflict; an unknown transition is not found.
+        assert!(matches!(
+            portal.fire(&alice, &doc.path, "close", &Map::new()),
+            Err(CoreError::Conflict(_))
+        ));
+        assert!(matches!(
+            portal.fire(&alice, &doc.path, "fly", &Map::new()),
+            Err(CoreError::NotFound(_))
+        ));
+    }
+}
+
+#[test]
+fn group_roles_and_local_roles_on_containers() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, url) in wendelin_tests::backends(dir.path()) {
+        let portal = Portal::open(workflow_registry(), &url, 4).unwrap();
+        portal
+            .db
+            .write(|c| {
+                wendelin_core::users::add_user(c, "ivy", "ivy-password-1", &[])?;
+                wendelin_core::users::set_group(c, "auditors", "Auditors", &["Auditor"])?;
+                wendelin_core::users::set_user_groups(c, "ivy", &["auditors"])
+            })
+            .unwrap();
+        let ivy = portal
+            .db
+            .read(|c| wendelin_core::users::load_user(c, "ivy"))
+            .unwrap();
+        assert!(
+            ivy.roles.contains("Auditor"),
+            "{backend}: group roles are global roles"
+        );
+        let doc = portal
+            .create(&sys(), "paper_module", new("Paper", json!({})))
+            .unwrap();
+        // Auditor may view drafts (validation_workflow) — but publication_workflow comes
+        // later in the chain and its draft state gives View to the usual readers too.
+        assert!(portal.get(&ivy, &doc.path).is_ok());
+        let joe = User::authenticated("joe", [], vec![]);
+        assert!(matches!(
+            portal.get(&joe, &doc.path),
+            Err(CoreError::NotFound(_))
+        ));
+        assert_eq!(portal.children(&joe, "paper_module", 10, 0).unwrap().1, 0);
+        // A local role on the module is acquired by the documents inside...
+        let args: Map<String, Value> = [
+            ("principal".to_owned(), json!("user:joe")),
+            ("roles".to_owned(), json!(["Assignee"])),
+        ]
+        .into_iter()
+        .collect();
+        portal
+            .call(&sys(), "paper_module", "setLocalRoles", &args, true)
+            .unwrap();
+        assert!(portal.get(&joe, &doc.path).is_ok());
+        assert_eq!(portal.children(&joe, "paper_module", 10, 0).unwrap().1, 1);
+        // ...unless the document blocks acquisition.
+        let block: Map<String, Value> = [("block".to_owned(), json!(true))].into_iter().collect();
+        portal
+            .call(&sys(), &doc.path, "setBlockAcquisition", &block, true)
+            .unwrap();
+        assert!(portal.get(&joe, &doc.path).is_err());
+        assert_eq!(portal.children(&joe, "paper_module", 10, 0).unwrap().1, 0);
+        // Changing local roles needs the permission.
+        let err = portal
+            .call(&joe, "paper_module", "setLocalRoles", &args, true)
+            .unwrap_err();
+        assert!(matches!(err, CoreError::Forbidden(_)), "{err}");
+    }
+}
