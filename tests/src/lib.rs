@@ -540,3 +540,30 @@ pub fn run_cli(args: &[&str], env: &[(&str, &str)], stdin: &str) -> (bool, Strin
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Turns functions `fn name(backend: &str, url: &str)` into tests `sqlite::name` and
+/// `postgres::name`, each on a fresh database, so the test log shows which backend ran.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[test]
+                fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let url = dir.path().join("test.sqlite").display().to_string();
+                    super::$name("sqlite", &url);
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[test]
+                fn $name() {
+                    let Some(pg) = $crate::postgres() else { return };
+                    super::$name("postgres", &pg.new_database());
+                }
+            )*
+        }
+    };
+}

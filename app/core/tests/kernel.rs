@@ -74,16 +74,6 @@ fn new(portal_type: &str, fields: Value) -> NewDocument {
     NewDocument::from_json(body).unwrap()
 }
 
-/// Runs `f` against a fresh portal on each backend.
-fn each_backend(f: impl Fn(&str, Portal)) {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, url) in wendelin_tests::backends(dir.path()) {
-        println!("backend: {name}");
-        let portal = Portal::open(registry(), &url, 4).unwrap();
-        f(name, portal);
-    }
-}
-
 fn call(portal: &Portal, path: &str, name: &str) -> Value {
     match portal.call(&sys(), path, name, &Map::new(), false).unwrap() {
         MethodOutput::Json(v) => v,
@@ -91,529 +81,509 @@ fn call(portal: &Portal, path: &str, name: &str) -> Value {
     }
 }
 
-#[test]
-fn dispatch_order_type_script_then_builtin_then_base() {
-    each_backend(|backend, portal| {
-        let a = portal
-            .create(
-                &sys(),
-                "sensor_module",
-                new("Alpha", json!({"serial_number": "A1"})),
-            )
-            .unwrap();
-        let b = portal
-            .create(&sys(), "sensor_module", new("Beta", json!({})))
-            .unwrap();
-        let g = portal
-            .create(&sys(), "sensor_module", new("Gamma", json!({})))
-            .unwrap();
-        assert_eq!(
-            call(&portal, &a.path, "whoami"),
-            json!("type script of Alpha"),
-            "{backend}"
-        );
-        assert_eq!(
-            call(&portal, &b.path, "whoami"),
-            json!("built-in of Beta"),
-            "{backend}"
-        );
-        assert_eq!(
-            call(&portal, &g.path, "whoami"),
-            json!("Base_whoami"),
-            "{backend}"
-        );
-        let r = portal.resolve(&sys(), &a.path, "whoami").unwrap().unwrap();
-        assert_eq!(
-            (r.step, r.name.as_str()),
-            (Step::TypeScript, "Alpha_whoami")
-        );
-        let r = portal.resolve(&sys(), &b.path, "whoami").unwrap().unwrap();
-        assert_eq!((r.step, r.name.as_str()), (Step::BuiltIn, "whoami"));
-        let r = portal.resolve(&sys(), &g.path, "whoami").unwrap().unwrap();
-        assert_eq!((r.step, r.name.as_str()), (Step::Base, "Base_whoami"));
-        // A Base_ script outranks a property of the same meaning: getSize is a method
-        // (the size of the stored record), not the `size` property (0).
-        let r = portal.resolve(&sys(), &a.path, "getSize").unwrap().unwrap();
-        assert_eq!((r.step, r.name.as_str()), (Step::Base, "Base_getSize"));
-        assert!(call(&portal, &a.path, "getSize").as_i64().unwrap() > 100);
-        // Properties and ERP5-style accessors come after methods.
-        assert_eq!(call(&portal, &a.path, "serial_number"), json!("A1"));
-        assert_eq!(call(&portal, &a.path, "getSerialNumber"), json!("A1"));
-        // A script named exactly as called (a skin) is bound to the document it is called on.
-        assert_eq!(
-            call(&portal, &g.path, "Gamma_view"),
-            json!("skin-style script")
-        );
+fn dispatch_order_type_script_then_builtin_then_base(backend: &str, url: &str) {
+    let portal = Portal::open(registry(), url, 4).unwrap();
+    let a = portal
+        .create(
+            &sys(),
+            "sensor_module",
+            new("Alpha", json!({"serial_number": "A1"})),
+        )
+        .unwrap();
+    let b = portal
+        .create(&sys(), "sensor_module", new("Beta", json!({})))
+        .unwrap();
+    let g = portal
+        .create(&sys(), "sensor_module", new("Gamma", json!({})))
+        .unwrap();
+    assert_eq!(
+        call(&portal, &a.path, "whoami"),
+        json!("type script of Alpha"),
+        "{backend}"
+    );
+    assert_eq!(
+        call(&portal, &b.path, "whoami"),
+        json!("built-in of Beta"),
+        "{backend}"
+    );
+    assert_eq!(
+        call(&portal, &g.path, "whoami"),
+        json!("Base_whoami"),
+        "{backend}"
+    );
+    let r = portal.resolve(&sys(), &a.path, "whoami").unwrap().unwrap();
+    assert_eq!(
+        (r.step, r.name.as_str()),
+        (Step::TypeScript, "Alpha_whoami")
+    );
+    let r = portal.resolve(&sys(), &b.path, "whoami").unwrap().unwrap();
+    assert_eq!((r.step, r.name.as_str()), (Step::BuiltIn, "whoami"));
+    let r = portal.resolve(&sys(), &g.path, "whoami").unwrap().unwrap();
+    assert_eq!((r.step, r.name.as_str()), (Step::Base, "Base_whoami"));
+    // A Base_ script outranks a property of the same meaning: getSize is a method
+    // (the size of the stored record), not the `size` property (0).
+    let r = portal.resolve(&sys(), &a.path, "getSize").unwrap().unwrap();
+    assert_eq!((r.step, r.name.as_str()), (Step::Base, "Base_getSize"));
+    assert!(call(&portal, &a.path, "getSize").as_i64().unwrap() > 100);
+    // Properties and ERP5-style accessors come after methods.
+    assert_eq!(call(&portal, &a.path, "serial_number"), json!("A1"));
+    assert_eq!(call(&portal, &a.path, "getSerialNumber"), json!("A1"));
+    // A script named exactly as called (a skin) is bound to the document it is called on.
+    assert_eq!(
+        call(&portal, &g.path, "Gamma_view"),
+        json!("skin-style script")
+    );
+    let err = portal
+        .call(&sys(), &g.path, "noSuchThing", &Map::new(), false)
+        .unwrap_err();
+    assert!(
+        matches!(err, CoreError::NotFound(ref m) if m.contains("noSuchThing")),
+        "{err}"
+    );
+}
+
+fn containment_acquisition_up_to_the_portal(backend: &str, url: &str) {
+    let portal = Portal::open(registry(), url, 4).unwrap();
+    let rack = portal
+        .create(
+            &sys(),
+            "sensor_module",
+            new("Rack", json!({"id": "rack", "location": "hall 3"})),
+        )
+        .unwrap();
+    let inner = portal
+        .create(
+            &sys(),
+            "sensor_module/rack",
+            new("Rack", json!({"id": "inner"})),
+        )
+        .unwrap();
+    let leaf = portal
+        .create(
+            &sys(),
+            "sensor_module/rack/inner",
+            new("Gamma", json!({"id": "g"})),
+        )
+        .unwrap();
+    assert_eq!(leaf.path, "sensor_module/rack/inner/g");
+    // `location` is not a property of Gamma nor set on the inner rack: acquired from `rack`.
+    assert_eq!(
+        call(&portal, &leaf.path, "location"),
+        json!("hall 3"),
+        "{backend}"
+    );
+    let r = portal
+        .resolve(&sys(), &leaf.path, "location")
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.holder.path, rack.path);
+    // A built-in found on a container runs with the container as holder and the
+    // original document as context.
+    assert_eq!(
+        call(&portal, &leaf.path, "rackOnly"),
+        json!({"context": leaf.path, "holder": inner.path})
+    );
+    // Up to the portal root.
+    assert_eq!(
+        call(&portal, &leaf.path, "motto"),
+        json!("acquired from the portal")
+    );
+    let r = portal
+        .resolve(&sys(), &leaf.path, "motto")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (r.holder.path.as_str(), r.name.as_str()),
+        ("", "Portal_motto")
+    );
+    // Deleting the container deletes what it contains.
+    portal.delete(&sys(), "sensor_module/rack", None).unwrap();
+    assert!(matches!(
+        portal.get(&sys(), &leaf.path),
+        Err(CoreError::NotFound(_))
+    ));
+}
+
+fn ids_are_numbered_per_container_or_given(_backend: &str, url: &str) {
+    let portal = Portal::open(registry(), url, 4).unwrap();
+    let a = portal
+        .create(&sys(), "sensor_module", new("Gamma", json!({})))
+        .unwrap();
+    let b = portal
+        .create(&sys(), "sensor_module", new("Gamma", json!({})))
+        .unwrap();
+    let c = portal
+        .create(
+            &sys(),
+            "other_module",
+            new("Alpha", json!({"serial_number": "x"})),
+        )
+        .unwrap();
+    assert_eq!(
+        (a.id.as_str(), b.id.as_str(), c.id.as_str()),
+        ("1", "2", "1")
+    );
+    // A given id that the counter would reach later is skipped by the counter.
+    portal
+        .create(&sys(), "sensor_module", new("Gamma", json!({"id": "3"})))
+        .unwrap();
+    let d = portal
+        .create(&sys(), "sensor_module", new("Gamma", json!({})))
+        .unwrap();
+    assert_eq!(d.id, "4");
+    let dup = portal
+        .create(&sys(), "sensor_module", new("Gamma", json!({"id": "3"})))
+        .unwrap_err();
+    assert!(matches!(dup, CoreError::Conflict(_)), "{dup}");
+    let bad = portal
+        .create(
+            &sys(),
+            "sensor_module",
+            new("Gamma", json!({"id": "../etc"})),
+        )
+        .unwrap_err();
+    assert!(matches!(bad, CoreError::Invalid(_)), "{bad}");
+    assert_eq!(a.owner, "system");
+    assert_eq!(a.module, "sensor_module");
+}
+
+fn schema_validation_names_the_problem_and_writes_nothing(_backend: &str, url: &str) {
+    let portal = Portal::open(registry(), url, 4).unwrap();
+    let before = portal.children(&sys(), "sensor_module", 100, 0).unwrap().1;
+    let cases = [
+        (
+            json!({"serial_number": "s", "bogus": 1}),
+            "unknown property 'bogus'",
+        ),
+        (
+            json!({"serial_number": 5}),
+            "'serial_number' of portal type Alpha must be a string",
+        ),
+        (json!({}), "property 'serial_number' is required"),
+        (
+            json!({"serial_number": "s", "size": "big"}),
+            "'size' of portal type Alpha must be an integer",
+        ),
+        (
+            json!({"serial_number": "s", "ratio": "x"}),
+            "must be a number",
+        ),
+        (
+            json!({"serial_number": "s", "active": 1}),
+            "must be true or false",
+        ),
+        (
+            json!({"serial_number": "s", "installed": "2026-13-01"}),
+            "must be a date",
+        ),
+        (
+            json!({"serial_number": "s", "seen": "yesterday"}),
+            "RFC 3339",
+        ),
+        (
+            json!({"serial_number": "s", "peer": "sensor_module/404"}),
+            "missing document /sensor_module/404",
+        ),
+        (
+            json!({"serial_number": "s", "peer": ["a", "b"]}),
+            "takes a document path",
+        ),
+    ];
+    for (body, expected) in cases {
         let err = portal
-            .call(&sys(), &g.path, "noSuchThing", &Map::new(), false)
+            .create(&sys(), "sensor_module", new("Alpha", body.clone()))
             .unwrap_err();
+        assert!(matches!(err, CoreError::Invalid(_)), "{body}: {err}");
         assert!(
-            matches!(err, CoreError::NotFound(ref m) if m.contains("noSuchThing")),
-            "{err}"
+            err.to_string().contains(expected),
+            "{body}: {err} should say {expected}"
         );
-    });
-}
-
-#[test]
-fn containment_acquisition_up_to_the_portal() {
-    each_backend(|backend, portal| {
-        let rack = portal
-            .create(
-                &sys(),
-                "sensor_module",
-                new("Rack", json!({"id": "rack", "location": "hall 3"})),
-            )
-            .unwrap();
-        let inner = portal
-            .create(
-                &sys(),
-                "sensor_module/rack",
-                new("Rack", json!({"id": "inner"})),
-            )
-            .unwrap();
-        let leaf = portal
-            .create(
-                &sys(),
-                "sensor_module/rack/inner",
-                new("Gamma", json!({"id": "g"})),
-            )
-            .unwrap();
-        assert_eq!(leaf.path, "sensor_module/rack/inner/g");
-        // `location` is not a property of Gamma nor set on the inner rack: acquired from `rack`.
-        assert_eq!(
-            call(&portal, &leaf.path, "location"),
-            json!("hall 3"),
-            "{backend}"
-        );
-        let r = portal
-            .resolve(&sys(), &leaf.path, "location")
-            .unwrap()
-            .unwrap();
-        assert_eq!(r.holder.path, rack.path);
-        // A built-in found on a container runs with the container as holder and the
-        // original document as context.
-        assert_eq!(
-            call(&portal, &leaf.path, "rackOnly"),
-            json!({"context": leaf.path, "holder": inner.path})
-        );
-        // Up to the portal root.
-        assert_eq!(
-            call(&portal, &leaf.path, "motto"),
-            json!("acquired from the portal")
-        );
-        let r = portal
-            .resolve(&sys(), &leaf.path, "motto")
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (r.holder.path.as_str(), r.name.as_str()),
-            ("", "Portal_motto")
-        );
-        // Deleting the container deletes what it contains.
-        portal.delete(&sys(), "sensor_module/rack", None).unwrap();
-        assert!(matches!(
-            portal.get(&sys(), &leaf.path),
-            Err(CoreError::NotFound(_))
-        ));
-    });
-}
-
-#[test]
-fn ids_are_numbered_per_container_or_given() {
-    each_backend(|_, portal| {
-        let a = portal
-            .create(&sys(), "sensor_module", new("Gamma", json!({})))
-            .unwrap();
-        let b = portal
-            .create(&sys(), "sensor_module", new("Gamma", json!({})))
-            .unwrap();
-        let c = portal
-            .create(
-                &sys(),
-                "other_module",
-                new("Alpha", json!({"serial_number": "x"})),
-            )
-            .unwrap();
-        assert_eq!(
-            (a.id.as_str(), b.id.as_str(), c.id.as_str()),
-            ("1", "2", "1")
-        );
-        // A given id that the counter would reach later is skipped by the counter.
-        portal
-            .create(&sys(), "sensor_module", new("Gamma", json!({"id": "3"})))
-            .unwrap();
-        let d = portal
-            .create(&sys(), "sensor_module", new("Gamma", json!({})))
-            .unwrap();
-        assert_eq!(d.id, "4");
-        let dup = portal
-            .create(&sys(), "sensor_module", new("Gamma", json!({"id": "3"})))
-            .unwrap_err();
-        assert!(matches!(dup, CoreError::Conflict(_)), "{dup}");
-        let bad = portal
-            .create(
-                &sys(),
-                "sensor_module",
-                new("Gamma", json!({"id": "../etc"})),
-            )
-            .unwrap_err();
-        assert!(matches!(bad, CoreError::Invalid(_)), "{bad}");
-        assert_eq!(a.owner, "system");
-        assert_eq!(a.module, "sensor_module");
-    });
-}
-
-#[test]
-fn schema_validation_names_the_problem_and_writes_nothing() {
-    each_backend(|_, portal| {
-        let before = portal.children(&sys(), "sensor_module", 100, 0).unwrap().1;
-        let cases = [
-            (
-                json!({"serial_number": "s", "bogus": 1}),
-                "unknown property 'bogus'",
-            ),
-            (
-                json!({"serial_number": 5}),
-                "'serial_number' of portal type Alpha must be a string",
-            ),
-            (json!({}), "property 'serial_number' is required"),
-            (
-                json!({"serial_number": "s", "size": "big"}),
-                "'size' of portal type Alpha must be an integer",
-            ),
-            (
-                json!({"serial_number": "s", "ratio": "x"}),
-                "must be a number",
-            ),
-            (
-                json!({"serial_number": "s", "active": 1}),
-                "must be true or false",
-            ),
-            (
-                json!({"serial_number": "s", "installed": "2026-13-01"}),
-                "must be a date",
-            ),
-            (
-                json!({"serial_number": "s", "seen": "yesterday"}),
-                "RFC 3339",
-            ),
-            (
-                json!({"serial_number": "s", "peer": "sensor_module/404"}),
-                "missing document /sensor_module/404",
-            ),
-            (
-                json!({"serial_number": "s", "peer": ["a", "b"]}),
-                "takes a document path",
-            ),
-        ];
-        for (body, expected) in cases {
-            let err = portal
-                .create(&sys(), "sensor_module", new("Alpha", body.clone()))
-                .unwrap_err();
-            assert!(matches!(err, CoreError::Invalid(_)), "{body}: {err}");
-            assert!(
-                err.to_string().contains(expected),
-                "{body}: {err} should say {expected}"
-            );
-        }
-        let err = NewDocument::from_json(json!({"serial_number": "s", "uid": 3})).unwrap_err();
-        assert!(err.to_string().contains("uid is read-only"), "{err}");
-        let err = portal
-            .create(&sys(), "sensor_module", new("Nope", json!({})))
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("unknown portal type 'Nope'"),
-            "{err}"
-        );
-        let err = portal
-            .create(&sys(), "other_module", new("Beta", json!({})))
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("not allowed in /other_module"),
-            "{err}"
-        );
-        assert_eq!(
-            portal.children(&sys(), "sensor_module", 100, 0).unwrap().1,
-            before
-        );
-        // Canonical forms and defaults.
-        let d = portal.create(&sys(), "sensor_module", new(
-                    "Alpha",
-                    json!({"serial_number": "s", "ratio": 2, "seen": "2026-01-02T03:04:05+02:00", "installed": "2026-01-02", "extra": {"k": [1]}}),
-                ),
-            )
-            .unwrap();
-        let v = portal.get_json(&sys(), &d.path).unwrap();
-        assert_eq!(v["size"], json!(0));
-        assert_eq!(v["ratio"], json!(2.0));
-        assert_eq!(v["seen"], json!("2026-01-02T01:04:05Z"));
-        assert_eq!(v["extra"], json!({"k": [1]}));
-    });
-}
-
-#[test]
-fn stale_serial_is_a_conflict_and_changes_nothing() {
-    each_backend(|_, portal| {
-        let d = portal
-            .create(
-                &sys(),
-                "sensor_module",
-                new("Alpha", json!({"serial_number": "s", "title": "t0"})),
-            )
-            .unwrap();
-        assert_eq!(d.serial, 1);
-        let patch = |serial, title: &str| {
-            DocumentPatch::from_json(json!({"serial": serial, "title": title})).unwrap()
-        };
-        let d2 = portal.update(&sys(), &d.path, patch(1, "t1")).unwrap();
-        assert_eq!((d2.serial, d2.title.as_str()), (2, "t1"));
-        assert!(d2.modification_date >= d.modification_date);
-        let err = portal
-            .update(&sys(), &d.path, patch(1, "lost update"))
-            .unwrap_err();
-        assert!(
-            matches!(err, CoreError::Conflict(ref m) if m.contains("serial 1") && m.contains("current serial is 2")),
-            "{err}"
-        );
-        assert_eq!(portal.get(&sys(), &d.path).unwrap().title, "t1");
-        let err = portal
-            .update(
-                &sys(),
-                &d.path,
-                DocumentPatch::from_json(json!({"title": "x"})).unwrap(),
-            )
-            .unwrap_err();
-        assert!(matches!(err, CoreError::BadRequest(_)), "{err}");
-        // Invalid edits change nothing, not even the serial.
-        let err = portal
-            .update(
-                &sys(),
-                &d.path,
-                DocumentPatch::from_json(json!({"serial": 2, "size": "x"})).unwrap(),
-            )
-            .unwrap_err();
-        assert!(matches!(err, CoreError::Invalid(_)));
-        assert_eq!(portal.get(&sys(), &d.path).unwrap().serial, 2);
-        // Removing a required property is refused; removing an optional one works.
-        let err = portal
-            .update(
-                &sys(),
-                &d.path,
-                DocumentPatch::from_json(json!({"serial": 2, "serial_number": null})).unwrap(),
-            )
-            .unwrap_err();
-        assert!(err.to_string().contains("required"), "{err}");
-        let d3 = portal
-            .update(
-                &sys(),
-                &d.path,
-                DocumentPatch::from_json(json!({"serial": 2, "size": null, "notes": "n"})).unwrap(),
-            )
-            .unwrap();
-        let v = portal.get_json(&sys(), &d3.path).unwrap();
-        assert!(v.get("size").is_none());
-        assert_eq!(v["notes"], json!("n"));
-        let err = portal.delete(&sys(), &d.path, Some(1)).unwrap_err();
-        assert!(matches!(err, CoreError::Conflict(_)));
-        portal.delete(&sys(), &d.path, Some(3)).unwrap();
-    });
-}
-
-#[test]
-fn concurrent_edits_on_one_serial_let_exactly_one_win() {
-    each_backend(|backend, portal| {
-        let d = portal
-            .create(&sys(), "sensor_module", new("Gamma", json!({})))
-            .unwrap();
-        let wins: usize = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..8)
-                .map(|i| {
-                    let portal = portal.clone();
-                    let path = d.path.clone();
-                    s.spawn(move || {
-                        portal
-                            .update(
-                                &sys(),
-                                &path,
-                                DocumentPatch::from_json(
-                                    json!({"serial": 1, "title": format!("w{i}")}),
-                                )
-                                .unwrap(),
-                            )
-                            .is_ok() as usize
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).sum()
-        });
-        assert_eq!(wins, 1, "{backend}");
-        assert_eq!(portal.get(&sys(), &d.path).unwrap().serial, 2);
-        // Concurrent creations never share an auto-numbered id.
-        let ids: Vec<String> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..8)
-                .map(|_| {
-                    let portal = portal.clone();
-                    s.spawn(move || {
-                        portal
-                            .create(
-                                &sys(),
-                                "other_module",
-                                new("Alpha", json!({"serial_number": "c"})),
-                            )
-                            .unwrap()
-                            .id
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        let mut sorted = ids.clone();
-        sorted.sort();
-        sorted.dedup();
-        assert_eq!(sorted.len(), 8, "{ids:?}");
-    });
-}
-
-#[test]
-fn reference_is_unique_per_portal_type() {
-    each_backend(|_, portal| {
-        portal
-            .create(
-                &sys(),
-                "sensor_module",
-                new("Beta", json!({"reference": "r1"})),
-            )
-            .unwrap();
-        let err = portal
-            .create(
-                &sys(),
-                "sensor_module",
-                new("Beta", json!({"reference": "r1"})),
-            )
-            .unwrap_err();
-        assert!(
-            matches!(err, CoreError::Conflict(ref m) if m.contains("reference 'r1'")),
-            "{err}"
-        );
-        // Same reference on another type is fine; no reference at all is fine many times.
-        portal
-            .create(
-                &sys(),
-                "sensor_module",
-                new("Gamma", json!({"reference": "r1"})),
-            )
-            .unwrap();
-        portal
-            .create(&sys(), "sensor_module", new("Beta", json!({})))
-            .unwrap();
-        portal
-            .create(&sys(), "sensor_module", new("Beta", json!({})))
-            .unwrap();
-        let b = portal
-            .create(
-                &sys(),
-                "sensor_module",
-                new("Beta", json!({"reference": "r2"})),
-            )
-            .unwrap();
-        let err = portal
-            .update(
-                &sys(),
-                &b.path,
-                DocumentPatch::from_json(json!({"serial": 1, "reference": "r1"})).unwrap(),
-            )
-            .unwrap_err();
-        assert!(matches!(err, CoreError::Conflict(_)), "{err}");
-    });
-}
-
-#[test]
-fn relations_are_queried_both_ways() {
-    each_backend(|_, portal| {
-        let g1 = portal
-            .create(&sys(), "sensor_module", new("Gamma", json!({})))
-            .unwrap();
-        let g2 = portal
-            .create(&sys(), "sensor_module", new("Gamma", json!({})))
-            .unwrap();
-        let a = portal
-            .create(
-                &sys(),
-                "sensor_module",
-                new(
-                    "Alpha",
-                    json!({"serial_number": "s", "peer": g1.path, "feeds": [g1.path, g2.path]}),
-                ),
-            )
-            .unwrap();
-        let a2 = portal
-            .create(
-                &sys(),
-                "other_module",
-                new("Alpha", json!({"serial_number": "t", "feeds": [g2.path]})),
-            )
-            .unwrap();
-        let v = portal.get_json(&sys(), &a.path).unwrap();
-        assert_eq!(v["peer"], json!(g1.path));
-        assert_eq!(v["feeds"], json!([g1.path, g2.path]));
-        let args: Map<String, Value> = [("name".to_owned(), json!("feeds"))].into_iter().collect();
-        let back = portal
-            .call(&sys(), &g2.path, "getBackRelationList", &args, false)
-            .unwrap();
-        assert_eq!(back, MethodOutput::Json(json!([a.path, a2.path])));
-        let fwd = portal
-            .call(&sys(), &a.path, "getRelationList", &args, false)
-            .unwrap();
-        assert_eq!(fwd, MethodOutput::Json(json!([g1.path, g2.path])));
-        // Replacing a relation replaces its targets; deleting a target removes the link.
-        portal
-            .update(
-                &sys(),
-                &a.path,
-                DocumentPatch::from_json(json!({"serial": 1, "feeds": [g2.path]})).unwrap(),
-            )
-            .unwrap();
-        assert_eq!(
-            portal.get_json(&sys(), &a.path).unwrap()["feeds"],
-            json!([g2.path])
-        );
-        portal.delete(&sys(), &g2.path, None).unwrap();
-        assert_eq!(
-            portal.get_json(&sys(), &a.path).unwrap()["feeds"],
-            json!([])
-        );
-        assert_eq!(
-            portal.get_json(&sys(), &a.path).unwrap()["peer"],
-            json!(g1.path)
-        );
-    });
-}
-
-#[test]
-fn documents_survive_reopening_the_database() {
-    let dir = tempfile::tempdir().unwrap();
-    for (backend, url) in wendelin_tests::backends(dir.path()) {
-        let path = {
-            let portal = Portal::open(registry(), &url, 2).unwrap();
-            portal
-                .create(
-                    &sys(),
-                    "sensor_module",
-                    new("Beta", json!({"title": "kept"})),
-                )
-                .unwrap()
-                .path
-        };
-        let portal = Portal::open(registry(), &url, 2).unwrap();
-        assert_eq!(
-            portal.get(&sys(), &path).unwrap().title,
-            "kept",
-            "{backend}"
-        );
-        // Re-opening does not duplicate the structure.
-        assert_eq!(portal.children(&sys(), "", 100, 0).unwrap().1, 2);
-        assert_eq!(portal.db.migrate().unwrap(), 0);
     }
+    let err = NewDocument::from_json(json!({"serial_number": "s", "uid": 3})).unwrap_err();
+    assert!(err.to_string().contains("uid is read-only"), "{err}");
+    let err = portal
+        .create(&sys(), "sensor_module", new("Nope", json!({})))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("unknown portal type 'Nope'"),
+        "{err}"
+    );
+    let err = portal
+        .create(&sys(), "other_module", new("Beta", json!({})))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("not allowed in /other_module"),
+        "{err}"
+    );
+    assert_eq!(
+        portal.children(&sys(), "sensor_module", 100, 0).unwrap().1,
+        before
+    );
+    // Canonical forms and defaults.
+    let d = portal.create(&sys(), "sensor_module", new(
+                "Alpha",
+                json!({"serial_number": "s", "ratio": 2, "seen": "2026-01-02T03:04:05+02:00", "installed": "2026-01-02", "extra": {"k": [1]}}),
+            ),
+        )
+        .unwrap();
+    let v = portal.get_json(&sys(), &d.path).unwrap();
+    assert_eq!(v["size"], json!(0));
+    assert_eq!(v["ratio"], json!(2.0));
+    assert_eq!(v["seen"], json!("2026-01-02T01:04:05Z"));
+    assert_eq!(v["extra"], json!({"k": [1]}));
+}
+
+fn stale_serial_is_a_conflict_and_changes_nothing(_backend: &str, url: &str) {
+    let portal = Portal::open(registry(), url, 4).unwrap();
+    let d = portal
+        .create(
+            &sys(),
+            "sensor_module",
+            new("Alpha", json!({"serial_number": "s", "title": "t0"})),
+        )
+        .unwrap();
+    assert_eq!(d.serial, 1);
+    let patch = |serial, title: &str| {
+        DocumentPatch::from_json(json!({"serial": serial, "title": title})).unwrap()
+    };
+    let d2 = portal.update(&sys(), &d.path, patch(1, "t1")).unwrap();
+    assert_eq!((d2.serial, d2.title.as_str()), (2, "t1"));
+    assert!(d2.modification_date >= d.modification_date);
+    let err = portal
+        .update(&sys(), &d.path, patch(1, "lost update"))
+        .unwrap_err();
+    assert!(
+        matches!(err, CoreError::Conflict(ref m) if m.contains("serial 1") && m.contains("current serial is 2")),
+        "{err}"
+    );
+    assert_eq!(portal.get(&sys(), &d.path).unwrap().title, "t1");
+    let err = portal
+        .update(
+            &sys(),
+            &d.path,
+            DocumentPatch::from_json(json!({"title": "x"})).unwrap(),
+        )
+        .unwrap_err();
+    assert!(matches!(err, CoreError::BadRequest(_)), "{err}");
+    // Invalid edits change nothing, not even the serial.
+    let err = portal
+        .update(
+            &sys(),
+            &d.path,
+            DocumentPatch::from_json(json!({"serial": 2, "size": "x"})).unwrap(),
+        )
+        .unwrap_err();
+    assert!(matches!(err, CoreError::Invalid(_)));
+    assert_eq!(portal.get(&sys(), &d.path).unwrap().serial, 2);
+    // Removing a required property is refused; removing an optional one works.
+    let err = portal
+        .update(
+            &sys(),
+            &d.path,
+            DocumentPatch::from_json(json!({"serial": 2, "serial_number": null})).unwrap(),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("required"), "{err}");
+    let d3 = portal
+        .update(
+            &sys(),
+            &d.path,
+            DocumentPatch::from_json(json!({"serial": 2, "size": null, "notes": "n"})).unwrap(),
+        )
+        .unwrap();
+    let v = portal.get_json(&sys(), &d3.path).unwrap();
+    assert!(v.get("size").is_none());
+    assert_eq!(v["notes"], json!("n"));
+    let err = portal.delete(&sys(), &d.path, Some(1)).unwrap_err();
+    assert!(matches!(err, CoreError::Conflict(_)));
+    portal.delete(&sys(), &d.path, Some(3)).unwrap();
+}
+
+fn concurrent_edits_on_one_serial_let_exactly_one_win(backend: &str, url: &str) {
+    let portal = Portal::open(registry(), url, 4).unwrap();
+    let d = portal
+        .create(&sys(), "sensor_module", new("Gamma", json!({})))
+        .unwrap();
+    let wins: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let portal = portal.clone();
+                let path = d.path.clone();
+                s.spawn(move || {
+                    portal
+                        .update(
+                            &sys(),
+                            &path,
+                            DocumentPatch::from_json(
+                                json!({"serial": 1, "title": format!("w{i}")}),
+                            )
+                            .unwrap(),
+                        )
+                        .is_ok() as usize
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(wins, 1, "{backend}");
+    assert_eq!(portal.get(&sys(), &d.path).unwrap().serial, 2);
+    // Concurrent creations never share an auto-numbered id.
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let portal = portal.clone();
+                s.spawn(move || {
+                    portal
+                        .create(
+                            &sys(),
+                            "other_module",
+                            new("Alpha", json!({"serial_number": "c"})),
+                        )
+                        .unwrap()
+                        .id
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 8, "{ids:?}");
+}
+
+fn reference_is_unique_per_portal_type(_backend: &str, url: &str) {
+    let portal = Portal::open(registry(), url, 4).unwrap();
+    portal
+        .create(
+            &sys(),
+            "sensor_module",
+            new("Beta", json!({"reference": "r1"})),
+        )
+        .unwrap();
+    let err = portal
+        .create(
+            &sys(),
+            "sensor_module",
+            new("Beta", json!({"reference": "r1"})),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, CoreError::Conflict(ref m) if m.contains("reference 'r1'")),
+        "{err}"
+    );
+    // Same reference on another type is fine; no reference at all is fine many times.
+    portal
+        .create(
+            &sys(),
+            "sensor_module",
+            new("Gamma", json!({"reference": "r1"})),
+        )
+        .unwrap();
+    portal
+        .create(&sys(), "sensor_module", new("Beta", json!({})))
+        .unwrap();
+    portal
+        .create(&sys(), "sensor_module", new("Beta", json!({})))
+        .unwrap();
+    let b = portal
+        .create(
+            &sys(),
+            "sensor_module",
+            new("Beta", json!({"reference": "r2"})),
+        )
+        .unwrap();
+    let err = portal
+        .update(
+            &sys(),
+            &b.path,
+            DocumentPatch::from_json(json!({"serial": 1, "reference": "r1"})).unwrap(),
+        )
+        .unwrap_err();
+    assert!(matches!(err, CoreError::Conflict(_)), "{err}");
+}
+
+fn relations_are_queried_both_ways(_backend: &str, url: &str) {
+    let portal = Portal::open(registry(), url, 4).unwrap();
+    let g1 = portal
+        .create(&sys(), "sensor_module", new("Gamma", json!({})))
+        .unwrap();
+    let g2 = portal
+        .create(&sys(), "sensor_module", new("Gamma", json!({})))
+        .unwrap();
+    let a = portal
+        .create(
+            &sys(),
+            "sensor_module",
+            new(
+                "Alpha",
+                json!({"serial_number": "s", "peer": g1.path, "feeds": [g1.path, g2.path]}),
+            ),
+        )
+        .unwrap();
+    let a2 = portal
+        .create(
+            &sys(),
+            "other_module",
+            new("Alpha", json!({"serial_number": "t", "feeds": [g2.path]})),
+        )
+        .unwrap();
+    let v = portal.get_json(&sys(), &a.path).unwrap();
+    assert_eq!(v["peer"], json!(g1.path));
+    assert_eq!(v["feeds"], json!([g1.path, g2.path]));
+    let args: Map<String, Value> = [("name".to_owned(), json!("feeds"))].into_iter().collect();
+    let back = portal
+        .call(&sys(), &g2.path, "getBackRelationList", &args, false)
+        .unwrap();
+    assert_eq!(back, MethodOutput::Json(json!([a.path, a2.path])));
+    let fwd = portal
+        .call(&sys(), &a.path, "getRelationList", &args, false)
+        .unwrap();
+    assert_eq!(fwd, MethodOutput::Json(json!([g1.path, g2.path])));
+    // Replacing a relation replaces its targets; deleting a target removes the link.
+    portal
+        .update(
+            &sys(),
+            &a.path,
+            DocumentPatch::from_json(json!({"serial": 1, "feeds": [g2.path]})).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(
+        portal.get_json(&sys(), &a.path).unwrap()["feeds"],
+        json!([g2.path])
+    );
+    portal.delete(&sys(), &g2.path, None).unwrap();
+    assert_eq!(
+        portal.get_json(&sys(), &a.path).unwrap()["feeds"],
+        json!([])
+    );
+    assert_eq!(
+        portal.get_json(&sys(), &a.path).unwrap()["peer"],
+        json!(g1.path)
+    );
+}
+
+fn documents_survive_reopening_the_database(backend: &str, url: &str) {
+    let path = {
+        let portal = Portal::open(registry(), &url, 2).unwrap();
+        portal
+            .create(
+                &sys(),
+                "sensor_module",
+                new("Beta", json!({"title": "kept"})),
+            )
+            .unwrap()
+            .path
+    };
+    let portal = Portal::open(registry(), &url, 2).unwrap();
+    assert_eq!(
+        portal.get(&sys(), &path).unwrap().title,
+        "kept",
+        "{backend}"
+    );
+    // Re-opening does not duplicate the structure.
+    assert_eq!(portal.children(&sys(), "", 100, 0).unwrap().1, 2);
+    assert_eq!(portal.db.migrate().unwrap(), 0);
 }
 
 #[test]
@@ -701,167 +671,172 @@ fn workflow_registry() -> Registry {
     Registry::build(vec![wendelin_core::base::module(), module]).unwrap()
 }
 
-#[test]
-fn several_workflows_guards_hooks_and_history() {
-    let dir = tempfile::tempdir().unwrap();
-    for (backend, url) in wendelin_tests::backends(dir.path()) {
-        let portal = Portal::open(workflow_registry(), &url, 4).unwrap();
-        let alice = User::authenticated("alice", ["Author".to_owned()], vec![]);
-        let bob = User::authenticated("bob", ["Author".to_owned()], vec![]);
-        let doc = portal
-            .create(&alice, "paper_module", new("Paper", json!({"title": "t"})))
-            .unwrap();
-        let status = portal.workflows(&alice, &doc.path).unwrap();
-        let states: Vec<(&str, &str)> = status
-            .iter()
-            .map(|s| (s.workflow.as_str(), s.state.as_str()))
-            .collect();
-        assert_eq!(
-            states,
-            [
-                ("validation_workflow", "draft"),
-                ("publication_workflow", "draft"),
-                ("review_workflow", "open")
-            ],
-            "{backend}"
-        );
-        // Each workflow keeps its own state and history.
-        portal
-            .fire(&alice, &doc.path, "publish_alive", &Map::new())
-            .unwrap();
-        let status = portal.workflows(&alice, &doc.path).unwrap();
-        assert_eq!(status[0].state, "draft");
-        assert_eq!(status[1].state, "published_alive");
-        assert!(status[0].history.is_empty());
-        assert_eq!(status[1].history.len(), 1);
-        assert_eq!(status[1].history[0].actor, "alice");
-        // The later workflow in the chain decides View: published content is public.
-        assert!(portal.get(&User::anonymous(), &doc.path).is_ok());
-        assert!(portal.get(&bob, &doc.path).is_ok());
-        // Guard by permission: bob can see but not modify, so he may not close.
-        let err = portal
-            .fire(&bob, &doc.path, "close", &Map::new())
-            .unwrap_err();
-        assert!(
-            matches!(err, CoreError::Forbidden(ref m) if m.contains("needs permission 'Modify portal content'")),
-            "{err}"
-        );
-        // A before hook refuses; nothing changes.
-        let d = portal.get(&alice, &doc.path).unwrap();
-        portal
-            .update(
-                &alice,
-                &doc.path,
-                DocumentPatch::from_json(json!({"serial": d.serial, "description": "frozen"}))
-                    .unwrap(),
-            )
-            .unwrap();
-        let err = portal
-            .fire(&alice, &doc.path, "close", &Map::new())
-            .unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("frozen documents cannot be closed"),
-            "{err}"
-        );
-        assert_eq!(
-            portal.workflows(&alice, &doc.path).unwrap()[2].state,
-            "open"
-        );
-        // Variables: declared ones are recorded, unknown ones refused.
-        let d = portal.get(&alice, &doc.path).unwrap();
-        portal
-            .update(
-                &alice,
-                &doc.path,
-                DocumentPatch::from_json(json!({"serial": d.serial, "description": ""})).unwrap(),
-            )
-            .unwrap();
-        let bad: Map<String, Value> = [("mood".to_owned(), json!("good"))].into_iter().collect();
-        let err = portal.fire(&alice, &doc.path, "close", &bad).unwrap_err();
-        assert!(err.to_string().contains("no variable 'mood'"), "{err}");
-        let vars: Map<String, Value> = [
-            ("score".to_owned(), json!(7)),
-            ("comment".to_owned(), json!("fine")),
-        ]
-        .into_iter()
+fn several_workflows_guards_hooks_and_history(backend: &str, url: &str) {
+    let portal = Portal::open(workflow_registry(), &url, 4).unwrap();
+    let alice = User::authenticated("alice", ["Author".to_owned()], vec![]);
+    let bob = User::authenticated("bob", ["Author".to_owned()], vec![]);
+    let doc = portal
+        .create(&alice, "paper_module", new("Paper", json!({"title": "t"})))
+        .unwrap();
+    let status = portal.workflows(&alice, &doc.path).unwrap();
+    let states: Vec<(&str, &str)> = status
+        .iter()
+        .map(|s| (s.workflow.as_str(), s.state.as_str()))
         .collect();
-        let closed = portal.fire(&alice, &doc.path, "close", &vars).unwrap();
-        // The after hook ran in the same transaction.
-        assert_eq!(closed.title, "closed by hook");
-        let h = &portal.workflows(&alice, &doc.path).unwrap()[2].history[0];
-        assert_eq!(
-            (h.comment.as_str(), &h.variables),
-            ("fine", &json!({"score": 7}))
-        );
-        // Firing from the wrong state is a conflict; an unknown transition is not found.
-        assert!(matches!(
-            portal.fire(&alice, &doc.path, "close", &Map::new()),
-            Err(CoreError::Conflict(_))
-        ));
-        assert!(matches!(
-            portal.fire(&alice, &doc.path, "fly", &Map::new()),
-            Err(CoreError::NotFound(_))
-        ));
-    }
+    assert_eq!(
+        states,
+        [
+            ("validation_workflow", "draft"),
+            ("publication_workflow", "draft"),
+            ("review_workflow", "open")
+        ],
+        "{backend}"
+    );
+    // Each workflow keeps its own state and history.
+    portal
+        .fire(&alice, &doc.path, "publish_alive", &Map::new())
+        .unwrap();
+    let status = portal.workflows(&alice, &doc.path).unwrap();
+    assert_eq!(status[0].state, "draft");
+    assert_eq!(status[1].state, "published_alive");
+    assert!(status[0].history.is_empty());
+    assert_eq!(status[1].history.len(), 1);
+    assert_eq!(status[1].history[0].actor, "alice");
+    // The later workflow in the chain decides View: published content is public.
+    assert!(portal.get(&User::anonymous(), &doc.path).is_ok());
+    assert!(portal.get(&bob, &doc.path).is_ok());
+    // Guard by permission: bob can see but not modify, so he may not close.
+    let err = portal
+        .fire(&bob, &doc.path, "close", &Map::new())
+        .unwrap_err();
+    assert!(
+        matches!(err, CoreError::Forbidden(ref m) if m.contains("needs permission 'Modify portal content'")),
+        "{err}"
+    );
+    // A before hook refuses; nothing changes.
+    let d = portal.get(&alice, &doc.path).unwrap();
+    portal
+        .update(
+            &alice,
+            &doc.path,
+            DocumentPatch::from_json(json!({"serial": d.serial, "description": "frozen"})).unwrap(),
+        )
+        .unwrap();
+    let err = portal
+        .fire(&alice, &doc.path, "close", &Map::new())
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("frozen documents cannot be closed"),
+        "{err}"
+    );
+    assert_eq!(
+        portal.workflows(&alice, &doc.path).unwrap()[2].state,
+        "open"
+    );
+    // Variables: declared ones are recorded, unknown ones refused.
+    let d = portal.get(&alice, &doc.path).unwrap();
+    portal
+        .update(
+            &alice,
+            &doc.path,
+            DocumentPatch::from_json(json!({"serial": d.serial, "description": ""})).unwrap(),
+        )
+        .unwrap();
+    let bad: Map<String, Value> = [("mood".to_owned(), json!("good"))].into_iter().collect();
+    let err = portal.fire(&alice, &doc.path, "close", &bad).unwrap_err();
+    assert!(err.to_string().contains("no variable 'mood'"), "{err}");
+    let vars: Map<String, Value> = [
+        ("score".to_owned(), json!(7)),
+        ("comment".to_owned(), json!("fine")),
+    ]
+    .into_iter()
+    .collect();
+    let closed = portal.fire(&alice, &doc.path, "close", &vars).unwrap();
+    // The after hook ran in the same transaction.
+    assert_eq!(closed.title, "closed by hook");
+    let h = &portal.workflows(&alice, &doc.path).unwrap()[2].history[0];
+    assert_eq!(
+        (h.comment.as_str(), &h.variables),
+        ("fine", &json!({"score": 7}))
+    );
+    // Firing from the wrong state is a conflict; an unknown transition is not found.
+    assert!(matches!(
+        portal.fire(&alice, &doc.path, "close", &Map::new()),
+        Err(CoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        portal.fire(&alice, &doc.path, "fly", &Map::new()),
+        Err(CoreError::NotFound(_))
+    ));
 }
 
-#[test]
-fn group_roles_and_local_roles_on_containers() {
-    let dir = tempfile::tempdir().unwrap();
-    for (backend, url) in wendelin_tests::backends(dir.path()) {
-        let portal = Portal::open(workflow_registry(), &url, 4).unwrap();
-        portal
-            .db
-            .write(|c| {
-                wendelin_core::users::add_user(c, "ivy", "ivy-password-1", &[])?;
-                wendelin_core::users::set_group(c, "auditors", "Auditors", &["Auditor"])?;
-                wendelin_core::users::set_user_groups(c, "ivy", &["auditors"])
-            })
-            .unwrap();
-        let ivy = portal
-            .db
-            .read(|c| wendelin_core::users::load_user(c, "ivy"))
-            .unwrap();
-        assert!(
-            ivy.roles.contains("Auditor"),
-            "{backend}: group roles are global roles"
-        );
-        let doc = portal
-            .create(&sys(), "paper_module", new("Paper", json!({})))
-            .unwrap();
-        // Auditor may view drafts (validation_workflow) — but publication_workflow comes
-        // later in the chain and its draft state gives View to the usual readers too.
-        assert!(portal.get(&ivy, &doc.path).is_ok());
-        let joe = User::authenticated("joe", [], vec![]);
-        assert!(matches!(
-            portal.get(&joe, &doc.path),
-            Err(CoreError::NotFound(_))
-        ));
-        assert_eq!(portal.children(&joe, "paper_module", 10, 0).unwrap().1, 0);
-        // A local role on the module is acquired by the documents inside...
-        let args: Map<String, Value> = [
-            ("principal".to_owned(), json!("user:joe")),
-            ("roles".to_owned(), json!(["Assignee"])),
-        ]
-        .into_iter()
-        .collect();
-        portal
-            .call(&sys(), "paper_module", "setLocalRoles", &args, true)
-            .unwrap();
-        assert!(portal.get(&joe, &doc.path).is_ok());
-        assert_eq!(portal.children(&joe, "paper_module", 10, 0).unwrap().1, 1);
-        // ...unless the document blocks acquisition.
-        let block: Map<String, Value> = [("block".to_owned(), json!(true))].into_iter().collect();
-        portal
-            .call(&sys(), &doc.path, "setBlockAcquisition", &block, true)
-            .unwrap();
-        assert!(portal.get(&joe, &doc.path).is_err());
-        assert_eq!(portal.children(&joe, "paper_module", 10, 0).unwrap().1, 0);
-        // Changing local roles needs the permission.
-        let err = portal
-            .call(&joe, "paper_module", "setLocalRoles", &args, true)
-            .unwrap_err();
-        assert!(matches!(err, CoreError::Forbidden(_)), "{err}");
-    }
+fn group_roles_and_local_roles_on_containers(backend: &str, url: &str) {
+    let portal = Portal::open(workflow_registry(), &url, 4).unwrap();
+    portal
+        .db
+        .write(|c| {
+            wendelin_core::users::add_user(c, "ivy", "ivy-password-1", &[])?;
+            wendelin_core::users::set_group(c, "auditors", "Auditors", &["Auditor"])?;
+            wendelin_core::users::set_user_groups(c, "ivy", &["auditors"])
+        })
+        .unwrap();
+    let ivy = portal
+        .db
+        .read(|c| wendelin_core::users::load_user(c, "ivy"))
+        .unwrap();
+    assert!(
+        ivy.roles.contains("Auditor"),
+        "{backend}: group roles are global roles"
+    );
+    let doc = portal
+        .create(&sys(), "paper_module", new("Paper", json!({})))
+        .unwrap();
+    // Auditor may view drafts (validation_workflow) — but publication_workflow comes
+    // later in the chain and its draft state gives View to the usual readers too.
+    assert!(portal.get(&ivy, &doc.path).is_ok());
+    let joe = User::authenticated("joe", [], vec![]);
+    assert!(matches!(
+        portal.get(&joe, &doc.path),
+        Err(CoreError::NotFound(_))
+    ));
+    assert_eq!(portal.children(&joe, "paper_module", 10, 0).unwrap().1, 0);
+    // A local role on the module is acquired by the documents inside...
+    let args: Map<String, Value> = [
+        ("principal".to_owned(), json!("user:joe")),
+        ("roles".to_owned(), json!(["Assignee"])),
+    ]
+    .into_iter()
+    .collect();
+    portal
+        .call(&sys(), "paper_module", "setLocalRoles", &args, true)
+        .unwrap();
+    assert!(portal.get(&joe, &doc.path).is_ok());
+    assert_eq!(portal.children(&joe, "paper_module", 10, 0).unwrap().1, 1);
+    // ...unless the document blocks acquisition.
+    let block: Map<String, Value> = [("block".to_owned(), json!(true))].into_iter().collect();
+    portal
+        .call(&sys(), &doc.path, "setBlockAcquisition", &block, true)
+        .unwrap();
+    assert!(portal.get(&joe, &doc.path).is_err());
+    assert_eq!(portal.children(&joe, "paper_module", 10, 0).unwrap().1, 0);
+    // Changing local roles needs the permission.
+    let err = portal
+        .call(&joe, "paper_module", "setLocalRoles", &args, true)
+        .unwrap_err();
+    assert!(matches!(err, CoreError::Forbidden(_)), "{err}");
 }
+
+wendelin_tests::on_every_backend!(
+    dispatch_order_type_script_then_builtin_then_base,
+    containment_acquisition_up_to_the_portal,
+    ids_are_numbered_per_container_or_given,
+    schema_validation_names_the_problem_and_writes_nothing,
+    stale_serial_is_a_conflict_and_changes_nothing,
+    concurrent_edits_on_one_serial_let_exactly_one_win,
+    reference_is_unique_per_portal_type,
+    relations_are_queried_both_ways,
+    documents_survive_reopening_the_database,
+    several_workflows_guards_hooks_and_history,
+    group_roles_and_local_roles_on_containers,
+);
