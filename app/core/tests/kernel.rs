@@ -565,7 +565,7 @@ fn relations_are_queried_both_ways(_backend: &str, url: &str) {
 
 fn documents_survive_reopening_the_database(backend: &str, url: &str) {
     let path = {
-        let portal = Portal::open(registry(), &url, 2).unwrap();
+        let portal = Portal::open(registry(), url, 2).unwrap();
         portal
             .create(
                 &sys(),
@@ -575,7 +575,7 @@ fn documents_survive_reopening_the_database(backend: &str, url: &str) {
             .unwrap()
             .path
     };
-    let portal = Portal::open(registry(), &url, 2).unwrap();
+    let portal = Portal::open(registry(), url, 2).unwrap();
     assert_eq!(
         portal.get(&sys(), &path).unwrap().title,
         "kept",
@@ -672,7 +672,7 @@ fn workflow_registry() -> Registry {
 }
 
 fn several_workflows_guards_hooks_and_history(backend: &str, url: &str) {
-    let portal = Portal::open(workflow_registry(), &url, 4).unwrap();
+    let portal = Portal::open(workflow_registry(), url, 4).unwrap();
     let alice = User::authenticated("alice", ["Author".to_owned()], vec![]);
     let bob = User::authenticated("bob", ["Author".to_owned()], vec![]);
     let doc = portal
@@ -772,7 +772,7 @@ fn several_workflows_guards_hooks_and_history(backend: &str, url: &str) {
 }
 
 fn group_roles_and_local_roles_on_containers(backend: &str, url: &str) {
-    let portal = Portal::open(workflow_registry(), &url, 4).unwrap();
+    let portal = Portal::open(workflow_registry(), url, 4).unwrap();
     portal
         .db
         .write(|c| {
