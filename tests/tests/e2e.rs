@@ -343,3 +343,43 @@ fn the_same_binary_runs_on_postgresql() {
     );
     assert_eq!(stale.status, 409);
 }
+
+#[test]
+fn catalog_queries_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("var"), None);
+    for (title, reference) in [
+        ("Boiler sensor", "b1"),
+        ("Pump sensor", "p1"),
+        ("Pump motor", "p2"),
+    ] {
+        let r = server.req(
+            "POST",
+            "/api/v1/data_stream_module",
+            Some(&json!({"title": title, "reference": reference})),
+        );
+        assert_eq!(r.status, 201);
+    }
+    let q = "/api/v1/catalog?q=portal_type%3A%22Data%20Stream%22%20AND%20title%3A%25sensor%25&sort_on=title%20desc";
+    let r = server.req("GET", q, None).json();
+    assert_eq!(r["total"], 2);
+    assert_eq!(r["items"][0]["title"], "Pump sensor");
+    assert_eq!(r["items"][1]["title"], "Boiler sensor");
+    let r = server
+        .req("GET", "/api/v1/catalog?q=pump&limit=1", None)
+        .json();
+    assert_eq!(
+        (r["total"].as_i64(), r["items"].as_array().unwrap().len()),
+        (Some(2), 1)
+    );
+    let bad = server.req("GET", "/api/v1/catalog?q=title%3A(a%2C", None);
+    assert_eq!(bad.status, 400);
+    assert!(bad.error_message().contains("position"), "{}", bad.text);
+    let bad = server.req("GET", "/api/v1/catalog?q=colour%3Ared", None);
+    assert_eq!(bad.status, 400);
+    assert!(bad.error_message().contains("colour"));
+    assert_eq!(
+        server.anon("GET", "/api/v1/catalog?q=pump", None).json()["total"],
+        0
+    );
+}

@@ -361,6 +361,7 @@ fn now() -> NaiveDateTime {
 
 /// Creates the portal root and one folder per registered module folder, when missing.
 pub fn ensure_structure(conn: &mut DbConnection, registry: &Registry) -> CoreResult<()> {
+    crate::catalog::ensure_columns(conn, registry)?;
     let root = match find(conn, "")? {
         Some(root) => root,
         None => insert_row(conn, None, "", "", "", PORTAL_TYPE, "Wendelin", "", "{}")?,
@@ -556,6 +557,7 @@ pub fn create(
             .execute(conn)?;
     }
     security::update_viewers(conn, registry, &doc)?;
+    crate::catalog::index_document(conn, registry, &doc)?;
     Ok(doc)
 }
 
@@ -716,7 +718,9 @@ pub fn update(
         return Err(stale(&doc, serial));
     }
     set_relations(conn, &doc, rels)?;
-    get(conn, path)
+    let doc = get(conn, path)?;
+    crate::catalog::index_document(conn, registry, &doc)?;
+    Ok(doc)
 }
 
 fn stale(doc: &Document, serial: i64) -> CoreError {

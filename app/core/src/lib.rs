@@ -5,12 +5,14 @@
 //! [`types::Module`] and `app/server` assembles the [`types::Registry`].
 
 pub mod base;
+pub mod catalog;
 pub mod db;
 pub mod dispatch;
 pub mod document;
 pub mod error;
 pub mod portal;
 pub mod property;
+pub mod query;
 pub mod schema;
 pub mod security;
 pub mod types;

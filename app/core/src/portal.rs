@@ -232,6 +232,16 @@ impl Portal {
         })
     }
 
+    /// Searches the catalog; only what `user` may View is returned and counted.
+    pub fn search(
+        &self,
+        user: &User,
+        search: &crate::catalog::Search,
+    ) -> CoreResult<crate::catalog::SearchResult> {
+        self.db
+            .read(|c| crate::catalog::search(c, &self.registry, &user.principals(), search))
+    }
+
     /// Whether `user` holds `permission` on the object at `path` (false when it is missing).
     pub fn allowed(&self, user: &User, path: &str, permission: Permission) -> CoreResult<bool> {
         self.db.read(|c| match document::find(c, clean(path))? {

@@ -271,6 +271,7 @@ pub struct Registry {
     sources: Vec<Arc<dyn ScriptSource>>,
     modules: Vec<String>,
     workflows: BTreeMap<String, Workflow>,
+    catalog: crate::catalog::CatalogSchema,
 }
 
 impl std::fmt::Debug for Registry {
@@ -293,6 +294,7 @@ impl Registry {
             sources: Vec::new(),
             modules: Vec::new(),
             workflows: BTreeMap::new(),
+            catalog: Default::default(),
         };
         for module in modules {
             registry.modules.push(module.name.clone());
@@ -334,6 +336,7 @@ impl Registry {
             }
         }
         registry.check()?;
+        registry.catalog = crate::catalog::CatalogSchema::from_registry(&registry)?;
         Ok(registry)
     }
 
@@ -419,6 +422,10 @@ impl Registry {
             .iter()
             .find_map(|s| s.find(name))
             .or_else(|| self.scripts.get(name).cloned())
+    }
+    /// The catalog's keys and columns.
+    pub fn catalog(&self) -> &crate::catalog::CatalogSchema {
+        &self.catalog
     }
     /// A workflow definition by id.
     pub fn workflow(&self, id: &str) -> Option<&Workflow> {

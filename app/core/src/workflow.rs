@@ -188,6 +188,13 @@ impl Workflow {
         }
         self
     }
+    /// The catalog key of its state: `validation_workflow` → `validation_state`.
+    pub fn state_variable(&self) -> String {
+        format!(
+            "{}_state",
+            self.id.strip_suffix("_workflow").unwrap_or(&self.id)
+        )
+    }
     /// A state by id.
     pub fn get_state(&self, id: &str) -> Option<&State> {
         self.states.iter().find(|s| s.id == id)
@@ -547,7 +554,9 @@ pub fn fire(
         hook(&mut ctx)?;
     }
     security::update_viewers(conn, registry, doc)?;
-    document::get_by_uid(conn, doc.uid)
+    let doc = document::get_by_uid(conn, doc.uid)?;
+    crate::catalog::index_document(conn, registry, &doc)?;
+    Ok(doc)
 }
 
 /// Current workflow states of `uid` (for the API).

@@ -21,6 +21,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/me", web::get().to(auth::me))
         .route("/api/v1/openapi.json", web::get().to(openapi))
         .route("/api/v1/types", web::get().to(types))
+        .route("/api/v1/catalog", web::get().to(catalog))
         .route("/api/v1/{path:.*}/workflows", web::get().to(workflows))
         .route(
             "/api/v1/{path:.*}/transitions/{transition}",
@@ -341,6 +342,54 @@ async fn fire(
         let status = portal.workflows(&auth.user, &doc.path)?;
         Ok(json_reply(
             json!({ "path": doc.path, "serial": doc.serial, "workflows": status }),
+        ))
+    })
+    .await
+}
+
+/// Catalog parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogQuery {
+    q: Option<String>,
+    sort_on: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// `GET /api/v1/catalog?q=…&sort_on=…&limit=…&offset=…`: documents the caller may View.
+async fn catalog(
+    portal: web::Data<Portal>,
+    auth: Auth,
+    req: HttpRequest,
+) -> Result<HttpResponse, ServerError> {
+    let q: CatalogQuery = web::Query::from_query(req.query_string())
+        .map(|q: web::Query<CatalogQuery>| q.into_inner())
+        .map_err(|e| ServerError::BadRequest(format!("bad catalog parameters: {e}")))?;
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    let offset = q.offset.unwrap_or(0);
+    if !(1..=MAX_LIMIT).contains(&limit) || offset < 0 {
+        return Err(ServerError::BadRequest(format!(
+            "limit must be 1..={MAX_LIMIT} and offset ≥ 0 (got limit={limit}, offset={offset})"
+        )));
+    }
+    let search = wendelin_core::catalog::Search {
+        query: q.q.unwrap_or_default(),
+        sort_on: q.sort_on.unwrap_or_default(),
+        limit,
+        offset,
+    };
+    blocking(move || {
+        let found = portal.search(&auth.user, &search)?;
+        let items = portal.db.read(|c| {
+            found
+                .documents
+                .iter()
+                .map(|d| wendelin_core::document::to_json(c, &portal.registry, d))
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        Ok(json_reply(
+            json!({"items": items, "total": found.total, "limit": limit, "offset": offset}),
         ))
     })
     .await

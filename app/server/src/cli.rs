@@ -36,6 +36,8 @@ pub enum Command {
     Init,
     /// Apply pending database migrations.
     Migrate,
+    /// Rebuild the catalog columns of every document from the documents themselves.
+    Reindex,
     /// Manage users.
     User {
         /// What to do with users.
@@ -153,6 +155,14 @@ pub fn run(cli: Cli) -> Result<(), ServerError> {
             let portal = open(&config)?;
             let n = portal.db.migrate()?;
             println!("{n} migrations applied; the database is up to date");
+            Ok(())
+        }
+        Command::Reindex => {
+            let portal = open(&config)?;
+            let n = portal
+                .db
+                .write(|c| wendelin_core::catalog::reindex_all(c, &portal.registry))?;
+            println!("{n} documents reindexed");
             Ok(())
         }
         Command::User { action } => {

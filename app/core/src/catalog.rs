@@ -1,0 +1,554 @@
+//! The SQL catalog: which keys a query may filter and sort on, the columns behind them,
+//! and query execution with the caller's View filter applied in SQL before LIMIT.
+//!
+//! Core fields are columns of `documents`. Every property declared `indexed` by some
+//! portal type gets a typed column `p_<name>`, and every workflow a column `s_<workflow>`
+//! queried by its state variable (`validation_state`); these columns are added at start-up
+//! when missing and kept up to date in the same transaction as the change they reflect.
+
+use std::collections::BTreeMap;
+
+use chrono::{NaiveDate, NaiveDateTime};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Double, Nullable, Text, Timestamp};
+
+use crate::db::{DbConnection, MultiBackend};
+use crate::document::{self, Document};
+use crate::error::{CoreError, CoreResult};
+use crate::query::{self, Expr, Op};
+use crate::types::{PropertyType, Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
+
+/// How a catalog column's values are typed and compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Text, compared as text; LIKE allowed.
+    Text,
+    /// 64-bit integer.
+    Int,
+    /// Float.
+    Float,
+    /// true/false.
+    Bool,
+    /// A core timestamp column (UTC).
+    Timestamp,
+    /// A date or datetime property, stored as canonical ISO text (sorts like time).
+    IsoText,
+}
+
+/// A key queries may use.
+#[derive(Debug, Clone)]
+pub struct Column {
+    /// Name in queries, e.g. `title`, `size`, `validation_state`.
+    pub key: String,
+    /// SQL column.
+    pub sql: String,
+    /// Value type.
+    pub kind: Kind,
+}
+
+/// The catalog's keys, derived from the registry.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogSchema {
+    columns: BTreeMap<String, Column>,
+    /// property name → column, for maintenance.
+    properties: BTreeMap<String, Column>,
+    /// workflow id → column.
+    workflows: BTreeMap<String, Column>,
+}
+
+fn col(key: &str, sql: &str, kind: Kind) -> Column {
+    Column {
+        key: key.to_owned(),
+        sql: sql.to_owned(),
+        kind,
+    }
+}
+
+impl CatalogSchema {
+    /// Builds the schema; fails when two types index one property name with two types.
+    pub fn from_registry(registry: &Registry) -> CoreResult<CatalogSchema> {
+        let mut schema = CatalogSchema::default();
+        for c in [
+            col("uid", "uid", Kind::Int),
+            col("id", "id", Kind::Text),
+            col("path", "path", Kind::Text),
+            col("portal_type", "portal_type", Kind::Text),
+            col("module", "module", Kind::Text),
+            col("title", "title", Kind::Text),
+            col("reference", "reference", Kind::Text),
+            col("description", "description", Kind::Text),
+            col("owner", "owner", Kind::Text),
+            col("creation_date", "creation_date", Kind::Timestamp),
+            col("modification_date", "modification_date", Kind::Timestamp),
+            col("parent_uid", "parent_uid", Kind::Int),
+        ] {
+            schema.columns.insert(c.key.clone(), c);
+        }
+        let mut owners: BTreeMap<String, (String, PropertyType)> = BTreeMap::new();
+        for t in registry.portal_types() {
+            for p in t.properties.iter().filter(|p| p.indexed) {
+                let kind = match p.kind {
+                    PropertyType::String | PropertyType::Text => Kind::Text,
+                    PropertyType::Int => Kind::Int,
+                    PropertyType::Float => Kind::Float,
+                    PropertyType::Bool => Kind::Bool,
+                    PropertyType::Date | PropertyType::DateTime => Kind::IsoText,
+                    PropertyType::Json | PropertyType::Relation => {
+                        return Err(CoreError::Internal(format!(
+                            "property {} of {} cannot be indexed: {:?} has no catalog column type",
+                            p.name, t.name, p.kind
+                        )))
+                    }
+                };
+                if let Some((other, k)) = owners.get(&p.name) {
+                    if *k != p.kind {
+                        return Err(CoreError::Internal(format!(
+                            "indexed property {} is {:?} in {other} but {:?} in {}",
+                            p.name, k, p.kind, t.name
+                        )));
+                    }
+                }
+                owners.insert(p.name.clone(), (t.name.clone(), p.kind));
+                if schema.columns.contains_key(&p.name) {
+                    continue;
+                }
+                let c = col(&p.name, &format!("p_{}", p.name), kind);
+                schema.columns.insert(p.name.clone(), c.clone());
+                schema.properties.insert(p.name.clone(), c);
+            }
+        }
+        for wf in registry.workflows() {
+            let key = wf.state_variable();
+            let c = col(&key, &format!("s_{}", wf.id), Kind::Text);
+            schema.columns.insert(key, c.clone());
+            schema.workflows.insert(wf.id.clone(), c);
+        }
+        Ok(schema)
+    }
+
+    /// A key, or a 400 naming it and the keys there are.
+    pub fn column(&self, key: &str) -> CoreResult<&Column> {
+        self.columns.get(key).ok_or_else(|| {
+            CoreError::BadRequest(format!(
+                "unknown catalog key '{key}'; keys: {}",
+                self.columns.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+
+    /// Every key.
+    pub fn keys(&self) -> impl Iterator<Item = &Column> {
+        self.columns.values()
+    }
+}
+
+fn sql_type(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Text | Kind::IsoText => "TEXT",
+        Kind::Int => "BIGINT",
+        Kind::Float => "DOUBLE PRECISION",
+        Kind::Bool => "BOOLEAN",
+        Kind::Timestamp => "TIMESTAMP",
+    }
+}
+
+#[derive(QueryableByName)]
+struct ColumnName {
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
+/// Adds missing catalog columns (with an index each) and fills them for existing rows.
+pub fn ensure_columns(conn: &mut DbConnection, registry: &Registry) -> CoreResult<()> {
+    let schema = registry.catalog();
+    let sql = match conn {
+        DbConnection::Sqlite(_) => "SELECT name FROM pragma_table_info('documents')",
+        DbConnection::Postgres(_) => {
+            "SELECT column_name AS name FROM information_schema.columns WHERE table_name = 'documents'"
+        }
+    };
+    let existing: Vec<String> = diesel::sql_query(sql)
+        .load::<ColumnName>(conn)?
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    let mut added = false;
+    for c in schema.properties.values().chain(schema.workflows.values()) {
+        if existing.contains(&c.sql) {
+            continue;
+        }
+        conn.batch_execute(&format!(
+            "ALTER TABLE documents ADD COLUMN {col} {ty}; CREATE INDEX documents_{col} ON documents ({col});",
+            col = c.sql,
+            ty = sql_type(c.kind)
+        ))?;
+        tracing::info!(column = %c.sql, "catalog column added");
+        added = true;
+    }
+    if added {
+        reindex_all(conn, registry)?;
+    }
+    Ok(())
+}
+
+/// Refills every catalog column of every document (after columns were added).
+pub fn reindex_all(conn: &mut DbConnection, registry: &Registry) -> CoreResult<usize> {
+    use crate::schema::documents;
+    let uids: Vec<i64> = documents::table.select(documents::uid).load(conn)?;
+    for uid in &uids {
+        let doc = document::get_by_uid(conn, *uid)?;
+        index_document(conn, registry, &doc)?;
+    }
+    Ok(uids.len())
+}
+
+/// One value bound into a catalog statement.
+#[derive(Debug, Clone)]
+enum Bind {
+    Text(Option<String>),
+    Int(Option<i64>),
+    Float(Option<f64>),
+    Bool(Option<bool>),
+    Timestamp(NaiveDateTime),
+}
+
+/// A statement with `?` placeholders, rewritten to `$n` for PostgreSQL.
+struct Statement {
+    sql: String,
+    binds: Vec<Bind>,
+}
+
+impl Statement {
+    fn run(
+        &self,
+        conn: &mut DbConnection,
+    ) -> CoreResult<
+        diesel::query_builder::BoxedSqlQuery<
+            'static,
+            MultiBackend,
+            diesel::query_builder::SqlQuery,
+        >,
+    > {
+        let sql = match conn {
+            DbConnection::Sqlite(_) => self.sql.clone(),
+            DbConnection::Postgres(_) => {
+                let mut out = String::with_capacity(self.sql.len() + 8);
+                let mut n = 0;
+                for ch in self.sql.chars() {
+                    if ch == '?' {
+                        n += 1;
+                        out.push_str(&format!("${n}"));
+                    } else {
+                        out.push(ch);
+                    }
+                }
+                out
+            }
+        };
+        let mut q = diesel::sql_query(sql).into_boxed::<MultiBackend>();
+        for b in &self.binds {
+            q = match b.clone() {
+                Bind::Text(v) => q.bind::<Nullable<Text>, _>(v),
+                Bind::Int(v) => q.bind::<Nullable<BigInt>, _>(v),
+                Bind::Float(v) => q.bind::<Nullable<Double>, _>(v),
+                Bind::Bool(v) => q.bind::<Nullable<Bool>, _>(v),
+                Bind::Timestamp(v) => q.bind::<Timestamp, _>(v),
+            };
+        }
+        Ok(q)
+    }
+}
+
+fn property_bind(kind: Kind, value: Option<&serde_json::Value>) -> Bind {
+    match kind {
+        Kind::Text | Kind::IsoText | Kind::Timestamp => {
+            Bind::Text(value.and_then(|v| v.as_str()).map(str::to_owned))
+        }
+        Kind::Int => Bind::Int(value.and_then(serde_json::Value::as_i64)),
+        Kind::Float => Bind::Float(value.and_then(serde_json::Value::as_f64)),
+        Kind::Bool => Bind::Bool(value.and_then(serde_json::Value::as_bool)),
+    }
+}
+
+/// Writes the catalog columns of `doc` (indexed properties and workflow states); called in
+/// the transaction that changed it.
+pub fn index_document(
+    conn: &mut DbConnection,
+    registry: &Registry,
+    doc: &Document,
+) -> CoreResult<()> {
+    let schema = registry.catalog();
+    let Some(t) = registry.portal_type(&doc.portal_type) else {
+        return Ok(());
+    };
+    let props = doc.property_map()?;
+    let mut sets = Vec::new();
+    let mut binds = Vec::new();
+    for p in t.properties.iter().filter(|p| p.indexed) {
+        if let Some(c) = schema.properties.get(&p.name) {
+            sets.push(format!("{} = ?", c.sql));
+            binds.push(property_bind(c.kind, props.get(&p.name)));
+        }
+    }
+    let states = crate::security::workflow_states(conn, doc.uid)?;
+    for wf in &t.workflows {
+        if let Some(c) = schema.workflows.get(wf) {
+            sets.push(format!("{} = ?", c.sql));
+            binds.push(Bind::Text(states.get(wf).cloned()));
+        }
+    }
+    if sets.is_empty() {
+        return Ok(());
+    }
+    binds.push(Bind::Int(Some(doc.uid)));
+    let st = Statement {
+        sql: format!("UPDATE documents SET {} WHERE uid = ?", sets.join(", ")),
+        binds,
+    };
+    st.run(conn)?.execute(conn)?;
+    Ok(())
+}
+
+/// A catalog search.
+#[derive(Debug, Clone, Default)]
+pub struct Search {
+    /// Query string (see [`crate::query`]).
+    pub query: String,
+    /// Sort keys, e.g. `modification_date desc, title`.
+    pub sort_on: String,
+    /// Page size.
+    pub limit: i64,
+    /// Rows to skip.
+    pub offset: i64,
+}
+
+/// A page of results with the exact count of everything that matched.
+#[derive(Debug)]
+pub struct SearchResult {
+    /// The page.
+    pub documents: Vec<Document>,
+    /// Every match the caller may View.
+    pub total: i64,
+}
+
+fn literal(c: &Column, value: &str) -> CoreResult<Bind> {
+    let bad =
+        |what: &str| CoreError::BadRequest(format!("value '{value}' for {} is not {what}", c.key));
+    Ok(match c.kind {
+        Kind::Text => Bind::Text(Some(value.to_owned())),
+        Kind::Int => Bind::Int(Some(value.parse().map_err(|_| bad("an integer"))?)),
+        Kind::Float => Bind::Float(Some(value.parse().map_err(|_| bad("a number"))?)),
+        Kind::Bool => Bind::Bool(Some(match value {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            _ => return Err(bad("true or false")),
+        })),
+        Kind::Timestamp => Bind::Timestamp(
+            parse_time(value).ok_or_else(|| bad("a date (YYYY-MM-DD) or date-time"))?,
+        ),
+        Kind::IsoText => {
+            let t = parse_time(value).ok_or_else(|| bad("a date (YYYY-MM-DD) or date-time"))?;
+            // Dates compare as their own text; date-times as the canonical UTC form.
+            if value.len() == 10 {
+                Bind::Text(Some(value.to_owned()))
+            } else {
+                Bind::Text(Some(
+                    t.and_utc()
+                        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                ))
+            }
+        }
+    })
+}
+
+fn parse_time(value: &str) -> Option<NaiveDateTime> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
+        return Some(t.naive_utc());
+    }
+    for f in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(value, f) {
+            return Some(t);
+        }
+    }
+    NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+}
+
+fn compile(schema: &CatalogSchema, e: &Expr, binds: &mut Vec<Bind>) -> CoreResult<String> {
+    Ok(match e {
+        Expr::And(items) => format!(
+            "({})",
+            items
+                .iter()
+                .map(|i| compile(schema, i, binds))
+                .collect::<CoreResult<Vec<_>>>()?
+                .join(" AND ")
+        ),
+        Expr::Or(items) => format!(
+            "({})",
+            items
+                .iter()
+                .map(|i| compile(schema, i, binds))
+                .collect::<CoreResult<Vec<_>>>()?
+                .join(" OR ")
+        ),
+        // Absent values count as "not matching", so NOT includes documents without them.
+        Expr::Not(inner) => format!("(NOT COALESCE({}, FALSE))", compile(schema, inner, binds)?),
+        Expr::Compare { key, op, value } => {
+            let c = schema.column(key)?;
+            if *op == Op::Like {
+                if !matches!(c.kind, Kind::Text | Kind::IsoText) {
+                    return Err(CoreError::BadRequest(format!(
+                        "'%' patterns only apply to text keys, not {key}"
+                    )));
+                }
+                binds.push(Bind::Text(Some(value.to_lowercase())));
+                return Ok(format!("LOWER({}) LIKE ?", c.sql));
+            }
+            binds.push(literal(c, value)?);
+            if *op == Op::Ne {
+                return Ok(format!("({col} <> ? OR {col} IS NULL)", col = c.sql));
+            }
+            let sym = match op {
+                Op::Eq => "=",
+                Op::Ne => "<>",
+                Op::Lt => "<",
+                Op::Le => "<=",
+                Op::Gt => ">",
+                Op::Ge => ">=",
+                Op::Like => "LIKE",
+            };
+            format!("{} {sym} ?", c.sql)
+        }
+        Expr::In { key, values } => {
+            let c = schema.column(key)?;
+            for v in values {
+                binds.push(literal(c, v)?);
+            }
+            format!("{} IN ({})", c.sql, vec!["?"; values.len()].join(", "))
+        }
+        Expr::Range { key, low, high } => {
+            let c = schema.column(key)?;
+            binds.push(literal(c, low)?);
+            binds.push(literal(c, high)?);
+            format!("({col} >= ? AND {col} <= ?)", col = c.sql)
+        }
+        Expr::IsNull { key, negated } => {
+            let c = schema.column(key)?;
+            format!("{} IS {}NULL", c.sql, if *negated { "NOT " } else { "" })
+        }
+        Expr::Text(words) => {
+            // Until the full-text index lands: every word must appear in the title,
+            // reference or description (case-insensitive).
+            let mut parts = Vec::new();
+            for w in words.split_whitespace() {
+                let pattern = format!("%{}%", w.to_lowercase().replace(['\\', '%', '_'], ""));
+                for _ in 0..3 {
+                    binds.push(Bind::Text(Some(pattern.clone())));
+                }
+                parts.push(
+                    "(LOWER(title) LIKE ? OR LOWER(COALESCE(reference, '')) LIKE ? OR LOWER(description) LIKE ?)"
+                        .to_owned(),
+                );
+            }
+            if parts.is_empty() {
+                "(1 = 1)".to_owned()
+            } else {
+                format!("({})", parts.join(" AND "))
+            }
+        }
+    })
+}
+
+fn order_by(schema: &CatalogSchema, sort_on: &str) -> CoreResult<String> {
+    let mut parts = Vec::new();
+    for item in sort_on.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let mut words = item.split_whitespace();
+        let key = words.next().unwrap_or_default();
+        let dir = match words.next().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("asc") | Some("ascending") => "ASC",
+            Some("desc") | Some("descending") | Some("reverse") => "DESC",
+            Some(other) => {
+                return Err(CoreError::BadRequest(format!(
+                    "sort direction '{other}' for {key}: use asc or desc"
+                )))
+            }
+        };
+        parts.push(format!("{} {dir}", schema.column(key)?.sql));
+    }
+    // A unique last key makes pages stable.
+    parts.push("uid ASC".to_owned());
+    Ok(parts.join(", "))
+}
+
+#[derive(QueryableByName)]
+struct UidRow {
+    #[diesel(sql_type = BigInt)]
+    uid: i64,
+}
+
+#[derive(QueryableByName)]
+struct CountRow {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Runs a search for the holder of `principals`: only documents they may View are
+/// returned and counted, filtered in SQL before LIMIT.
+pub fn search(
+    conn: &mut DbConnection,
+    registry: &Registry,
+    principals: &[String],
+    s: &Search,
+) -> CoreResult<SearchResult> {
+    let schema = registry.catalog();
+    let mut binds = Vec::new();
+    let mut clauses = vec![format!(
+        "portal_type NOT IN ('{PORTAL_TYPE}', '{MODULE_FOLDER_TYPE}')"
+    )];
+    if let Some(expr) = query::parse(&s.query)? {
+        clauses.push(compile(schema, &expr, &mut binds)?);
+    }
+    clauses.push(format!(
+        "uid IN (SELECT uid FROM document_viewers WHERE principal IN ({}))",
+        vec!["?"; principals.len().max(1)].join(", ")
+    ));
+    if principals.is_empty() {
+        binds.push(Bind::Text(Some(String::new())));
+    }
+    binds.extend(principals.iter().map(|p| Bind::Text(Some(p.clone()))));
+    let filter = clauses.join(" AND ");
+    let count = Statement {
+        sql: format!("SELECT COUNT(*) AS n FROM documents WHERE {filter}"),
+        binds: binds.clone(),
+    };
+    let total = count.run(conn)?.get_result::<CountRow>(conn)?.n;
+    let mut page_binds = binds;
+    page_binds.push(Bind::Int(Some(s.limit)));
+    page_binds.push(Bind::Int(Some(s.offset)));
+    let page = Statement {
+        sql: format!(
+            "SELECT uid FROM documents WHERE {filter} ORDER BY {} LIMIT ? OFFSET ?",
+            order_by(schema, &s.sort_on)?
+        ),
+        binds: page_binds,
+    };
+    let uids: Vec<i64> = page
+        .run(conn)?
+        .load::<UidRow>(conn)?
+        .into_iter()
+        .map(|r| r.uid)
+        .collect();
+    let mut documents = Vec::with_capacity(uids.len());
+    for uid in uids {
+        documents.push(document::get_by_uid(conn, uid)?);
+    }
+    Ok(SearchResult { documents, total })
+}

@@ -1,0 +1,341 @@
+//! Catalog queries on every backend: each operator, grouping, sorting, paging and exact
+//! counts, compared with the same filter computed in Rust over the data that was written;
+//! and the View filter: a user never sees nor counts a hidden document.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::{json, Map};
+use wendelin_core::catalog::Search;
+use wendelin_core::{
+    CoreError, Module, NewDocument, Portal, PortalType, PropertyDef, PropertyType, Registry, User,
+};
+
+fn registry() -> Registry {
+    let module = Module::new("plant")
+        .folder("sensor_module", "Sensors", &["Sensor"])
+        .portal_type(
+            PortalType::new("Sensor", "sensor_module")
+                .property(PropertyDef::new("size", PropertyType::Int).indexed())
+                .property(PropertyDef::new("ratio", PropertyType::Float).indexed())
+                .property(PropertyDef::new("active", PropertyType::Bool).indexed())
+                .property(PropertyDef::new("installed", PropertyType::Date).indexed())
+                .property(PropertyDef::new("seen", PropertyType::DateTime).indexed())
+                .property(PropertyDef::new("site", PropertyType::String).indexed())
+                .property(PropertyDef::new("notes", PropertyType::Text))
+                .workflow("validation_workflow"),
+        );
+    Registry::build(vec![wendelin_core::base::module(), module]).unwrap()
+}
+
+#[derive(Debug, Clone)]
+struct Row {
+    i: i64,
+    uid: i64,
+    title: String,
+    reference: Option<String>,
+    size: i64,
+    ratio: f64,
+    active: bool,
+    installed: String,
+    site: Option<String>,
+    owner: &'static str,
+    validated: bool,
+}
+
+const N: i64 = 40;
+
+/// The same filter as a query, written in Rust.
+type Filter = Box<dyn Fn(&Row) -> bool>;
+
+fn fill(portal: &Portal) -> Vec<Row> {
+    let alice = User::authenticated("alice", ["Author".to_owned()], vec![]);
+    let bob = User::authenticated("bob", ["Author".to_owned()], vec![]);
+    let mut rows = Vec::new();
+    for i in 0..N {
+        let (user, owner) = if i % 4 == 0 {
+            (&bob, "bob")
+        } else {
+            (&alice, "alice")
+        };
+        let title = format!("{} {i}", if i % 3 == 0 { "Pump" } else { "Valve" });
+        let reference = (i % 5 != 0).then(|| format!("ref-{i:02}"));
+        let site = (i % 7 != 0).then(|| format!("hall{}", i % 3));
+        let installed = format!("2026-{:02}-{:02}", 1 + i % 12, 1 + i % 28);
+        let mut body = json!({
+            "portal_type": "Sensor", "title": title, "size": (i * 37) % 23, "ratio": i as f64 / 8.0,
+            "active": i % 2 == 0, "installed": installed, "seen": format!("2026-03-01T{:02}:00:00+01:00", i % 24),
+        });
+        if let Some(r) = &reference {
+            body["reference"] = json!(r);
+        }
+        if let Some(s) = &site {
+            body["site"] = json!(s);
+        }
+        let doc = portal
+            .create(user, "sensor_module", NewDocument::from_json(body).unwrap())
+            .unwrap();
+        let validated = i % 3 == 1;
+        if validated {
+            portal
+                .fire(user, &doc.path, "validate", &Map::new())
+                .unwrap();
+        }
+        rows.push(Row {
+            i,
+            uid: doc.uid,
+            title,
+            reference,
+            size: (i * 37) % 23,
+            ratio: i as f64 / 8.0,
+            active: i % 2 == 0,
+            installed,
+            site,
+            owner,
+            validated,
+        });
+    }
+    rows
+}
+
+fn search(
+    portal: &Portal,
+    user: &User,
+    q: &str,
+    sort_on: &str,
+    limit: i64,
+    offset: i64,
+) -> (Vec<i64>, i64) {
+    let r = portal
+        .search(
+            user,
+            &Search {
+                query: q.into(),
+                sort_on: sort_on.into(),
+                limit,
+                offset,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{q}: {e}"));
+    (r.documents.iter().map(|d| d.uid).collect(), r.total)
+}
+
+fn operators_groups_sorting_and_counts(backend: &str, url: &str) {
+    let portal = Portal::open(registry(), url, 4).unwrap();
+    let rows = fill(&portal);
+    let sys = User::system();
+    let cases: Vec<(&str, Filter)> = vec![
+        ("", Box::new(|_| true)),
+        ("size:7", Box::new(|r| r.size == 7)),
+        ("size:=7", Box::new(|r| r.size == 7)),
+        ("size:!=7", Box::new(|r| r.size != 7)),
+        ("size:<5", Box::new(|r| r.size < 5)),
+        ("size:<=5", Box::new(|r| r.size <= 5)),
+        ("size:>15", Box::new(|r| r.size > 15)),
+        ("size:>=15", Box::new(|r| r.size >= 15)),
+        ("size:[5 TO 10]", Box::new(|r| (5..=10).contains(&r.size))),
+        ("size:(1, 2, 3)", Box::new(|r| [1, 2, 3].contains(&r.size))),
+        ("ratio:>2.5", Box::new(|r| r.ratio > 2.5)),
+        ("active:true", Box::new(|r| r.active)),
+        (
+            "installed:>=2026-06-01",
+            Box::new(|r| r.installed.as_str() >= "2026-06-01"),
+        ),
+        (
+            "installed:[2026-03-01 TO 2026-05-31]",
+            Box::new(|r| ("2026-03-01".."2026-06-01").contains(&r.installed.as_str())),
+        ),
+        // seen is written at hour i % 24 in UTC+1: 05:00Z or later is i % 24 >= 6.
+        ("seen:>=2026-03-01T05:00:00Z", Box::new(|r| r.i % 24 >= 6)),
+        (
+            "seen:<2026-03-01T06:30:00+01:00",
+            Box::new(|r| r.i % 24 <= 6),
+        ),
+        (
+            "creation_date:>=2000-01-01 AND modification_date:<2100-01-01",
+            Box::new(|_| true),
+        ),
+        ("title:%pump%", Box::new(|r| r.title.starts_with("Pump"))),
+        (
+            "title:\"%PUMP 1%\"",
+            Box::new(|r| r.title.starts_with("Pump 1")),
+        ),
+        ("reference:NULL", Box::new(|r| r.reference.is_none())),
+        ("reference:!=NULL", Box::new(|r| r.reference.is_some())),
+        (
+            "site:hall1 OR site:hall2",
+            Box::new(|r| matches!(r.site.as_deref(), Some("hall1" | "hall2"))),
+        ),
+        (
+            "NOT site:hall1",
+            Box::new(|r| r.site.as_deref() != Some("hall1")),
+        ),
+        (
+            "site:NULL OR (size:<3 AND active:false)",
+            Box::new(|r| r.site.is_none() || (r.size < 3 && !r.active)),
+        ),
+        ("validation_state:validated", Box::new(|r| r.validated)),
+        (
+            "validation_state:draft owner:bob",
+            Box::new(|r| !r.validated && r.owner == "bob"),
+        ),
+        (
+            "portal_type:\"Sensor\" AND title:%valve% AND size:>=10",
+            Box::new(|r| r.title.starts_with("Valve") && r.size >= 10),
+        ),
+        ("pump", Box::new(|r| r.title.starts_with("Pump"))),
+        (
+            "valve ref-1",
+            Box::new(|r| {
+                r.title.starts_with("Valve")
+                    && r.reference
+                        .as_deref()
+                        .is_some_and(|x| x.starts_with("ref-1"))
+            }),
+        ),
+    ];
+    for (q, f) in &cases {
+        let mut expected: Vec<i64> = rows.iter().filter(|r| f(r)).map(|r| r.uid).collect();
+        let (mut got, total) = search(&portal, &sys, q, "", 1000, 0);
+        expected.sort();
+        got.sort();
+        assert_eq!(got, expected, "{backend}: {q}");
+        assert_eq!(total, expected.len() as i64, "{backend}: count of {q}");
+    }
+    // Sorting (with uid as the tie-breaker) and paging.
+    let mut by_size: Vec<&Row> = rows.iter().collect();
+    by_size.sort_by(|a, b| b.size.cmp(&a.size).then(a.uid.cmp(&b.uid)));
+    let expected: Vec<i64> = by_size.iter().map(|r| r.uid).collect();
+    let (page1, total) = search(&portal, &sys, "", "size desc", 15, 0);
+    let (page2, _) = search(&portal, &sys, "", "size desc", 15, 15);
+    let (page3, _) = search(&portal, &sys, "", "size desc", 15, 30);
+    assert_eq!(total, N);
+    assert_eq!(
+        [page1, page2, page3].concat(),
+        expected,
+        "{backend}: size desc"
+    );
+    let mut by_title: Vec<&Row> = rows.iter().collect();
+    by_title.sort_by(|a, b| a.title.cmp(&b.title).then(a.uid.cmp(&b.uid)));
+    let (got, _) = search(&portal, &sys, "", "title asc", 100, 0);
+    assert_eq!(got, by_title.iter().map(|r| r.uid).collect::<Vec<_>>());
+    let (got, _) = search(&portal, &sys, "site:!=NULL", "site, installed desc", 100, 0);
+    let mut by_site: Vec<&Row> = rows.iter().filter(|r| r.site.is_some()).collect();
+    by_site.sort_by(|a, b| {
+        a.site
+            .cmp(&b.site)
+            .then(b.installed.cmp(&a.installed))
+            .then(a.uid.cmp(&b.uid))
+    });
+    assert_eq!(got, by_site.iter().map(|r| r.uid).collect::<Vec<_>>());
+
+    // Security: bob sees and counts only his own sensors and validated ones (which
+    // validation_workflow opens to Authors), whatever the query and page.
+    let bob = User::authenticated("bob", ["Author".to_owned()], vec![]);
+    let bobs: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.owner == "bob" || r.validated)
+        .map(|r| r.uid)
+        .collect();
+    assert!(bobs.len() < rows.len() / 2 + 1);
+    let (mut got, total) = search(&portal, &bob, "", "", 1000, 0);
+    got.sort();
+    assert_eq!((got, total), (bobs.clone(), bobs.len() as i64));
+    let (got, total) = search(&portal, &bob, "size:>=0", "size desc", 3, 0);
+    assert_eq!(total, bobs.len() as i64);
+    assert_eq!(got.len(), 3);
+    assert!(got.iter().all(|u| bobs.contains(u)));
+    let (got, total) = search(&portal, &User::anonymous(), "", "", 100, 0);
+    assert_eq!((got.len(), total), (0, 0));
+    // Validated sensors become visible to every Author (validation_workflow's map).
+    let (mut got, _) = search(&portal, &bob, "validation_state:validated", "", 1000, 0);
+    let mut validated: Vec<i64> = rows.iter().filter(|r| r.validated).map(|r| r.uid).collect();
+    got.sort();
+    validated.sort();
+    assert_eq!(got, validated);
+
+    // Bad queries: 400 naming the problem.
+    for (q, message) in [
+        ("colour:red", "unknown catalog key 'colour'"),
+        ("size:big", "value 'big' for size is not an integer"),
+        ("installed:>=soon", "is not a date"),
+        ("size:%3%", "only apply to text keys"),
+        ("(size:3", "position 8"),
+    ] {
+        let err = portal
+            .search(
+                &sys,
+                &Search {
+                    query: q.into(),
+                    limit: 10,
+                    ..Search::default()
+                },
+            )
+            .unwrap_err();
+        assert!(matches!(err, CoreError::BadRequest(_)), "{q}: {err}");
+        assert!(err.to_string().contains(message), "{q}: {err}");
+    }
+    let err = portal
+        .search(
+            &sys,
+            &Search {
+                sort_on: "size sideways".into(),
+                limit: 10,
+                ..Search::default()
+            },
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("sideways"));
+}
+
+fn edits_and_reindex_keep_the_catalog_true(backend: &str, url: &str) {
+    let portal = Portal::open(registry(), url, 4).unwrap();
+    let sys = User::system();
+    let doc = portal
+        .create(
+            &sys,
+            "sensor_module",
+            NewDocument::from_json(json!({"portal_type": "Sensor", "size": 3})).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(search(&portal, &sys, "size:3", "", 10, 0).1, 1, "{backend}");
+    portal
+        .update(
+            &sys,
+            &doc.path,
+            wendelin_core::DocumentPatch::from_json(json!({"serial": 1, "size": 4})).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(search(&portal, &sys, "size:3", "", 10, 0).1, 0);
+    assert_eq!(search(&portal, &sys, "size:4", "", 10, 0).1, 1);
+    portal
+        .fire(&sys, &doc.path, "invalidate", &Map::new())
+        .unwrap();
+    assert_eq!(
+        search(&portal, &sys, "validation_state:invalidated", "", 10, 0).1,
+        1
+    );
+    // Reindexing from the documents gives the same answers.
+    let n = portal
+        .db
+        .write(|c| wendelin_core::catalog::reindex_all(c, &portal.registry))
+        .unwrap();
+    assert!(n >= 1);
+    assert_eq!(
+        search(
+            &portal,
+            &sys,
+            "size:4 validation_state:invalidated",
+            "",
+            10,
+            0
+        )
+        .1,
+        1
+    );
+    portal.delete(&sys, &doc.path, None).unwrap();
+    assert_eq!(search(&portal, &sys, "size:4", "", 10, 0).1, 0);
+}
+
+wendelin_tests::on_every_backend!(
+    operators_groups_sorting_and_counts,
+    edits_and_reindex_keep_the_catalog_true
+);
