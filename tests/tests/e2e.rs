@@ -365,9 +365,17 @@ fn catalog_queries_over_http() {
     assert_eq!(r["total"], 2);
     assert_eq!(r["items"][0]["title"], "Pump sensor");
     assert_eq!(r["items"][1]["title"], "Boiler sensor");
-    let r = server
-        .req("GET", "/api/v1/catalog?q=pump&limit=1", None)
-        .json();
+    // Full-text terms go to the index, which sees a committed change within a second.
+    let started = std::time::Instant::now();
+    let r = loop {
+        let r = server
+            .req("GET", "/api/v1/catalog?q=pump&limit=1", None)
+            .json();
+        if r["total"] == 2 || started.elapsed() > std::time::Duration::from_secs(1) {
+            break r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     assert_eq!(
         (r["total"].as_i64(), r["items"].as_array().unwrap().len()),
         (Some(2), 1)

@@ -500,11 +500,44 @@ struct CountRow {
     n: i64,
 }
 
+/// Most full-text matches a query may have (more: add words or filters).
+pub const MAX_FULLTEXT_MATCHES: usize = 50_000;
+
+/// Splits full-text terms joined by AND at the top of a query from the rest.
+fn split_text(expr: Option<Expr>) -> (Option<Expr>, Vec<String>) {
+    match expr {
+        Some(Expr::Text(t)) => (None, vec![t]),
+        Some(Expr::And(items)) => {
+            let (texts, mut rest): (Vec<Expr>, Vec<Expr>) =
+                items.into_iter().partition(|e| matches!(e, Expr::Text(_)));
+            let words = texts
+                .into_iter()
+                .filter_map(|e| match e {
+                    Expr::Text(t) => Some(t),
+                    _ => None,
+                })
+                .collect();
+            let rest = match rest.len() {
+                0 => None,
+                1 => rest.pop(),
+                _ => Some(Expr::And(rest)),
+            };
+            (rest, words)
+        }
+        other => (other, Vec::new()),
+    }
+}
+
 /// Runs a search for the holder of `principals`: only documents they may View are
-/// returned and counted, filtered in SQL before LIMIT.
+/// returned and counted, filtered before LIMIT (in SQL, and in the full-text index by
+/// the same principals). Full-text terms joined by AND at the top of the query go to the
+/// full-text index when it runs; results then sort by relevance unless `sort_on` is
+/// given. Elsewhere (under OR or NOT, or without the index) a term matches title,
+/// reference or description by substring.
 pub fn search(
     conn: &mut DbConnection,
     registry: &Registry,
+    fulltext: Option<&crate::fulltext::FullText>,
     principals: &[String],
     s: &Search,
 ) -> CoreResult<SearchResult> {
@@ -513,8 +546,37 @@ pub fn search(
     let mut clauses = vec![format!(
         "portal_type NOT IN ('{PORTAL_TYPE}', '{MODULE_FOLDER_TYPE}')"
     )];
-    if let Some(expr) = query::parse(&s.query)? {
+    let parsed = query::parse(&s.query)?;
+    let (structured, words) = match fulltext {
+        Some(_) => split_text(parsed),
+        None => (parsed, Vec::new()),
+    };
+    if let Some(expr) = structured {
         clauses.push(compile(schema, &expr, &mut binds)?);
+    }
+    let mut scores: BTreeMap<i64, f32> = BTreeMap::new();
+    if let (Some(ft), false) = (fulltext, words.is_empty()) {
+        let (hits, count) = ft.search(&words.join(" "), principals, MAX_FULLTEXT_MATCHES)?;
+        if count > hits.len() {
+            return Err(CoreError::BadRequest(format!(
+                "the words '{}' match {count} documents, more than {MAX_FULLTEXT_MATCHES}: add words or filters",
+                words.join(" ")
+            )));
+        }
+        scores = hits.into_iter().collect();
+        // Uids come from our own index: inlined, they need no bind variables.
+        clauses.push(if scores.is_empty() {
+            "1 = 0".to_owned()
+        } else {
+            format!(
+                "uid IN ({})",
+                scores
+                    .keys()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        });
     }
     clauses.push(format!(
         "uid IN (SELECT uid FROM document_viewers WHERE principal IN ({}))",
@@ -529,6 +591,36 @@ pub fn search(
         sql: format!("SELECT COUNT(*) AS n FROM documents WHERE {filter}"),
         binds: binds.clone(),
     };
+    if !words.is_empty() && fulltext.is_some() && s.sort_on.trim().is_empty() {
+        // Relevance order: every match is in `scores` already, so rank them here.
+        let all = Statement {
+            sql: format!("SELECT uid FROM documents WHERE {filter}"),
+            binds,
+        };
+        let mut uids: Vec<i64> = all
+            .run(conn)?
+            .load::<UidRow>(conn)?
+            .into_iter()
+            .map(|r| r.uid)
+            .collect();
+        uids.sort_by(|a, b| {
+            let (sa, sb) = (
+                scores.get(a).copied().unwrap_or(0.0),
+                scores.get(b).copied().unwrap_or(0.0),
+            );
+            sb.total_cmp(&sa).then(a.cmp(b))
+        });
+        let total = i64::try_from(uids.len()).unwrap_or(i64::MAX);
+        let start = usize::try_from(s.offset).unwrap_or(0).min(uids.len());
+        let end = start
+            .saturating_add(usize::try_from(s.limit).unwrap_or(0))
+            .min(uids.len());
+        let mut documents = Vec::with_capacity(end - start);
+        for uid in &uids[start..end] {
+            documents.push(document::get_by_uid(conn, *uid)?);
+        }
+        return Ok(SearchResult { documents, total });
+    }
     let total = count.run(conn)?.get_result::<CountRow>(conn)?.n;
     let mut page_binds = binds;
     page_binds.push(Bind::Int(Some(s.limit)));

@@ -720,6 +720,7 @@ pub fn update(
     set_relations(conn, &doc, rels)?;
     let doc = get(conn, path)?;
     crate::catalog::index_document(conn, registry, &doc)?;
+    crate::fulltext::enqueue(conn, doc.uid)?;
     Ok(doc)
 }
 
@@ -744,6 +745,15 @@ pub fn delete(conn: &mut DbConnection, path: &str, serial: Option<i64>) -> CoreR
         if s != doc.serial {
             return Err(stale(&doc, s));
         }
+    }
+    // The full-text entries of the document and of everything it contains go too.
+    let below: Vec<i64> = documents::table
+        .filter(documents::path.gt(format!("{}/", doc.path)))
+        .filter(documents::path.lt(format!("{}0", doc.path)))
+        .select(documents::uid)
+        .load(conn)?;
+    for uid in below.into_iter().chain([doc.uid]) {
+        crate::fulltext::enqueue(conn, uid)?;
     }
     diesel::delete(documents::table.find(doc.uid)).execute(conn)?;
     Ok(())

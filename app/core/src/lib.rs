@@ -10,6 +10,7 @@ pub mod db;
 pub mod dispatch;
 pub mod document;
 pub mod error;
+pub mod fulltext;
 pub mod portal;
 pub mod property;
 pub mod query;

@@ -9,6 +9,7 @@ use crate::db::{write_tx, Database, DbConnection};
 use crate::dispatch::{self, Call, MethodOutput, Resolution, Target};
 use crate::document::{self, Document, DocumentPatch, NewDocument};
 use crate::error::{CoreError, CoreResult};
+use crate::fulltext::FullText;
 use crate::security::{self, Permission, User};
 use crate::types::Registry;
 use crate::workflow::{self, WorkflowStatus};
@@ -20,6 +21,7 @@ pub struct Portal {
     pub registry: Arc<Registry>,
     /// Where documents are stored.
     pub db: Database,
+    fulltext: Arc<std::sync::OnceLock<FullText>>,
 }
 
 impl std::fmt::Debug for Portal {
@@ -45,7 +47,35 @@ impl Portal {
         let db = Database::open(url, max_connections)?;
         let registry = Arc::new(registry);
         db.write(|c| document::ensure_structure(c, &registry))?;
-        Ok(Portal { registry, db })
+        Ok(Portal {
+            registry,
+            db,
+            fulltext: Arc::default(),
+        })
+    }
+
+    /// Opens (or rebuilds) the full-text index in `dir` and starts its writer thread;
+    /// until then, full-text terms match by substring.
+    pub fn start_fulltext(&self, dir: &std::path::Path) -> CoreResult<()> {
+        let ft = FullText::start(dir, self.db.clone(), self.registry.clone())?;
+        self.fulltext
+            .set(ft)
+            .map_err(|_| CoreError::Internal("full-text index started twice".into()))
+    }
+
+    /// The full-text index, once started.
+    pub fn fulltext(&self) -> Option<&FullText> {
+        self.fulltext.get()
+    }
+
+    /// Tells the full-text writer that a transaction queued work.
+    fn written<T>(&self, result: CoreResult<T>) -> CoreResult<T> {
+        if result.is_ok() {
+            if let Some(ft) = self.fulltext.get() {
+                ft.nudge();
+            }
+        }
+        result
     }
 
     fn visible(
@@ -76,7 +106,7 @@ impl Portal {
 
     /// Creates a document in the container at `container`; `user` becomes its Owner.
     pub fn create(&self, user: &User, container: &str, new: NewDocument) -> CoreResult<Document> {
-        self.db.write(|c| {
+        self.written(self.db.write(|c| {
             let parent = self.visible(c, user, container, Permission::AddPortalContent)?;
             document::create(
                 c,
@@ -85,23 +115,23 @@ impl Portal {
                 new,
                 user.login.as_deref().unwrap_or(""),
             )
-        })
+        }))
     }
 
     /// Edits the document at `path`; fails with a conflict on a stale serial.
     pub fn update(&self, user: &User, path: &str, patch: DocumentPatch) -> CoreResult<Document> {
-        self.db.write(|c| {
+        self.written(self.db.write(|c| {
             let doc = self.visible(c, user, path, Permission::ModifyPortalContent)?;
             document::update(c, &self.registry, &doc.path, patch)
-        })
+        }))
     }
 
     /// Deletes the document at `path` and everything it contains.
     pub fn delete(&self, user: &User, path: &str, serial: Option<i64>) -> CoreResult<()> {
-        self.db.write(|c| {
+        self.written(self.db.write(|c| {
             let doc = self.visible(c, user, path, Permission::DeleteObjects)?;
             document::delete(c, &doc.path, serial)
-        })
+        }))
     }
 
     /// Sub-objects of the container at `path` that `user` may View, with their count.
@@ -188,7 +218,7 @@ impl Portal {
                 "{} changes data: call it with POST",
                 found.name
             ))),
-            Target::Method(m) => write_tx(&mut conn, |c| {
+            Target::Method(m) => self.written(write_tx(&mut conn, |c| {
                 // Re-read inside the transaction so the method sees the committed state.
                 let doc = document::get(c, path)?;
                 security::check(c, &self.registry, user, &doc, m.permission())?;
@@ -205,7 +235,7 @@ impl Portal {
                     args,
                     user,
                 })
-            }),
+            })),
         }
     }
 
@@ -226,10 +256,10 @@ impl Portal {
         transition: &str,
         variables: &Map<String, Value>,
     ) -> CoreResult<Document> {
-        self.db.write(|c| {
+        self.written(self.db.write(|c| {
             let doc = document::get(c, clean(path))?;
             workflow::fire(c, &self.registry, user, &doc, transition, variables)
-        })
+        }))
     }
 
     /// Searches the catalog; only what `user` may View is returned and counted.
@@ -238,8 +268,15 @@ impl Portal {
         user: &User,
         search: &crate::catalog::Search,
     ) -> CoreResult<crate::catalog::SearchResult> {
-        self.db
-            .read(|c| crate::catalog::search(c, &self.registry, &user.principals(), search))
+        self.db.read(|c| {
+            crate::catalog::search(
+                c,
+                &self.registry,
+                self.fulltext(),
+                &user.principals(),
+                search,
+            )
+        })
     }
 
     /// Whether `user` holds `permission` on the object at `path` (false when it is missing).

@@ -131,3 +131,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     login_failures,
 );
+
+diesel::table! {
+    fulltext_outbox (id) {
+        id -> BigInt,
+        uid -> BigInt,
+    }
+}

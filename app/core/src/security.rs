@@ -417,7 +417,8 @@ pub fn update_viewers(
             ))
             .execute(conn)?;
     }
-    Ok(())
+    // The full-text index filters by the same principals: it must see the change.
+    crate::fulltext::enqueue(conn, doc.uid)
 }
 
 /// Recomputes the View sets of `doc` and everything it contains (after a local role or

@@ -148,6 +148,7 @@ pub fn run(cli: Cli) -> Result<(), ServerError> {
                 config.bind = b;
             }
             let portal = open(&config)?;
+            portal.start_fulltext(&config.data_dir.join("index"))?;
             serve(config, portal)
         }
         Command::Init => open(&config).map(|_| ()),
@@ -162,7 +163,35 @@ pub fn run(cli: Cli) -> Result<(), ServerError> {
             let n = portal
                 .db
                 .write(|c| wendelin_core::catalog::reindex_all(c, &portal.registry))?;
-            println!("{n} documents reindexed");
+            println!("catalog columns of {n} documents rewritten");
+            // The full-text index is derived data: drop it and let the writer rebuild it.
+            let dir = config.data_dir.join("index");
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)?;
+            }
+            portal.start_fulltext(&dir)?;
+            let ft = portal
+                .fulltext()
+                .ok_or_else(|| ServerError::Internal("full-text index did not start".into()))?;
+            let total = ft.pending()?.max(1);
+            loop {
+                let left = ft.pending()?;
+                let done = total - left;
+                let width = 40;
+                let filled = usize::try_from(done * width / total).unwrap_or(0);
+                eprint!(
+                    "\rfull-text [{}{}] {done}/{total}",
+                    "#".repeat(filled),
+                    " ".repeat(usize::try_from(width).unwrap_or(0).saturating_sub(filled))
+                );
+                if left == 0 {
+                    break;
+                }
+                ft.nudge();
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            eprintln!();
+            println!("full-text index rebuilt ({total} entries)");
             Ok(())
         }
         Command::User { action } => {

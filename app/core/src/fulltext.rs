@@ -1,0 +1,371 @@
+//! Full-text search: a tantivy index fed from the `fulltext_outbox` table by exactly one
+//! writer thread.
+//!
+//! Changes to documents enqueue their uid in the outbox inside the transaction that made
+//! them. The writer takes what is queued (waking on a nudge or every 250 ms), rewrites
+//! those documents' entries, and commits with the last outbox id as the commit payload, so
+//! a crash between the database commit and the index commit loses nothing (the rows are
+//! still queued) and indexes nothing twice (entries are replaced by uid). A committed change
+//! is searchable within about a second. The index is derived data: a missing or unreadable
+//! index is rebuilt from the database at start-up.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, Value as _, FAST, INDEXED, STORED, STRING, TEXT,
+};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+use crate::db::{Database, DbConnection};
+use crate::document;
+use crate::error::{CoreError, CoreResult};
+use crate::schema::{document_viewers, fulltext_outbox};
+use crate::types::{Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
+
+/// Documents taken from the outbox per commit at most.
+const BATCH: i64 = 5_000;
+/// How often the writer looks at the outbox without being nudged.
+const POLL: Duration = Duration::from_millis(250);
+
+#[derive(Clone, Copy)]
+struct Fields {
+    uid: Field,
+    title: Field,
+    reference: Field,
+    description: Field,
+    body: Field,
+    viewers: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let fields = Fields {
+        uid: b.add_u64_field("uid", INDEXED | STORED | FAST),
+        title: b.add_text_field("title", TEXT),
+        reference: b.add_text_field("reference", TEXT),
+        description: b.add_text_field("description", TEXT),
+        body: b.add_text_field("body", TEXT),
+        viewers: b.add_text_field("viewers", STRING),
+    };
+    (b.build(), fields)
+}
+
+/// Queues `uid` for (re)indexing; call it inside the transaction of the change.
+pub fn enqueue(conn: &mut DbConnection, uid: i64) -> CoreResult<()> {
+    diesel::insert_into(fulltext_outbox::table)
+        .values(fulltext_outbox::uid.eq(uid))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The full-text index and the handle of its writer thread.
+pub struct FullText {
+    index: Index,
+    reader: IndexReader,
+    fields: Fields,
+    nudge: Option<SyncSender<()>>,
+    indexed_up_to: Arc<AtomicI64>,
+    db: Database,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for FullText {
+    /// Stops the writer and waits for it, so the index directory is free again.
+    fn drop(&mut self) {
+        self.nudge.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for FullText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FullText").finish_non_exhaustive()
+    }
+}
+
+fn ft_err(e: tantivy::TantivyError) -> CoreError {
+    CoreError::Internal(format!("full-text index: {e}"))
+}
+
+fn open_index(dir: &Path) -> CoreResult<(Index, bool)> {
+    let (schema, _) = schema();
+    if dir.join("meta.json").exists() {
+        match Index::open_in_dir(dir) {
+            Ok(index) if index.schema() == schema => return Ok((index, false)),
+            Ok(_) => {
+                tracing::warn!(dir = %dir.display(), "full-text index has another schema; rebuilding it")
+            }
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "full-text index unreadable; rebuilding it")
+            }
+        }
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    let index = Index::create_in_dir(dir, schema).map_err(ft_err)?;
+    Ok((index, true))
+}
+
+impl FullText {
+    /// Opens (or rebuilds) the index in `dir` and starts its writer thread.
+    pub fn start(dir: &Path, db: Database, registry: Arc<Registry>) -> CoreResult<FullText> {
+        let (index, fresh) = open_index(dir)?;
+        let (_, fields) = schema();
+        let writer: IndexWriter = index.writer(50_000_000).map_err(ft_err)?;
+        let done: i64 = index
+            .load_metas()
+            .map_err(ft_err)?
+            .payload
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        if fresh {
+            // Everything goes through the outbox: the rebuild is an ordinary catch-up.
+            db.write(|c| {
+                c.batch_execute("INSERT INTO fulltext_outbox (uid) SELECT uid FROM documents")?;
+                Ok(())
+            })?;
+            tracing::info!("full-text index created; every document is queued for indexing");
+        }
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(ft_err)?;
+        let (nudge, wake) = sync_channel(1);
+        let indexed_up_to = Arc::new(AtomicI64::new(done));
+        let worker = Writer {
+            writer,
+            reader: Clone::clone(&reader),
+            fields,
+            db: db.clone(),
+            registry,
+            done,
+            indexed_up_to: indexed_up_to.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("fulltext-writer".into())
+            .spawn(move || worker.run(wake))?;
+        Ok(FullText {
+            index,
+            reader,
+            fields,
+            nudge: Some(nudge),
+            indexed_up_to,
+            db,
+            thread: Some(thread),
+        })
+    }
+
+    /// Wakes the writer (after a commit that queued work).
+    pub fn nudge(&self) {
+        if let Some(n) = &self.nudge {
+            let _ = n.try_send(());
+        }
+    }
+
+    /// Outbox entries not indexed yet.
+    pub fn pending(&self) -> CoreResult<i64> {
+        let done = self.indexed_up_to.load(Ordering::SeqCst);
+        self.db.read(|c| {
+            Ok(fulltext_outbox::table
+                .filter(fulltext_outbox::id.gt(done))
+                .count()
+                .get_result(c)?)
+        })
+    }
+
+    /// Waits until everything queued before the call is searchable (tests, `reindex`).
+    pub fn flush(&self, timeout: Duration) -> CoreResult<()> {
+        let target: Option<i64> = self.db.read(|c| {
+            Ok(fulltext_outbox::table
+                .select(diesel::dsl::max(fulltext_outbox::id))
+                .first(c)?)
+        })?;
+        let Some(target) = target else { return Ok(()) };
+        let deadline = Instant::now() + timeout;
+        while self.indexed_up_to.load(Ordering::SeqCst) < target {
+            self.nudge();
+            if Instant::now() > deadline {
+                return Err(CoreError::Internal(
+                    "full-text index did not catch up in time".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Documents matching `text` that one of `principals` may View: (uid, score) best
+    /// first, at most `limit`, and the exact number of matches.
+    pub fn search(
+        &self,
+        text: &str,
+        principals: &[String],
+        limit: usize,
+    ) -> CoreResult<(Vec<(i64, f32)>, usize)> {
+        let f = self.fields;
+        let mut parser = QueryParser::for_index(
+            &self.index,
+            vec![f.title, f.reference, f.description, f.body],
+        );
+        parser.set_conjunction_by_default();
+        parser.set_field_boost(f.title, 3.0);
+        parser.set_field_boost(f.reference, 2.0);
+        let (text_query, _ignored_errors) = parser.parse_query_lenient(text);
+        let viewers: Vec<(Occur, Box<dyn Query>)> = principals
+            .iter()
+            .map(|p| {
+                let q: Box<dyn Query> = Box::new(TermQuery::new(
+                    Term::from_field_text(f.viewers, p),
+                    IndexRecordOption::Basic,
+                ));
+                (Occur::Should, q)
+            })
+            .collect();
+        let query = BooleanQuery::new(vec![
+            (Occur::Must, text_query),
+            (Occur::Must, Box::new(BooleanQuery::new(viewers))),
+        ]);
+        let searcher = self.reader.searcher();
+        let (top, count) = searcher
+            .search(&query, &(TopDocs::with_limit(limit.max(1)), Count))
+            .map_err(ft_err)?;
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            let doc: TantivyDocument = searcher.doc(addr).map_err(ft_err)?;
+            if let Some(uid) = doc.get_first(f.uid).and_then(|v| v.as_u64()) {
+                hits.push((i64::try_from(uid).unwrap_or_default(), score));
+            }
+        }
+        Ok((hits, count))
+    }
+}
+
+struct Writer {
+    writer: IndexWriter,
+    reader: IndexReader,
+    fields: Fields,
+    db: Database,
+    registry: Arc<Registry>,
+    done: i64,
+    indexed_up_to: Arc<AtomicI64>,
+}
+
+impl Writer {
+    fn run(mut self, wake: Receiver<()>) {
+        loop {
+            match wake.recv_timeout(POLL) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            loop {
+                match self.batch() {
+                    Ok(0) => break,
+                    Ok(_) => continue,
+                    Err(e) => {
+                        tracing::error!(error = %e, "full-text indexing failed; retrying");
+                        let _ = self.writer.rollback();
+                        std::thread::sleep(Duration::from_secs(1));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Indexes one batch from the outbox; returns how many rows it took.
+    fn batch(&mut self) -> CoreResult<usize> {
+        let done = self.done;
+        let rows: Vec<(i64, i64)> = self.db.read(|c| {
+            Ok(fulltext_outbox::table
+                .filter(fulltext_outbox::id.gt(done))
+                .order(fulltext_outbox::id.asc())
+                .limit(BATCH)
+                .select((fulltext_outbox::id, fulltext_outbox::uid))
+                .load(c)?)
+        })?;
+        let Some(&(last, _)) = rows.last() else {
+            return Ok(0);
+        };
+        let mut uids: Vec<i64> = rows.iter().map(|(_, u)| *u).collect();
+        uids.sort_unstable();
+        uids.dedup();
+        let f = self.fields;
+        let entries = self.db.read(|c| {
+            let mut out = Vec::new();
+            for uid in &uids {
+                out.push((*uid, entry(c, &self.registry, f, *uid)?));
+            }
+            Ok(out)
+        })?;
+        for (uid, doc) in entries {
+            let key = u64::try_from(uid).unwrap_or_default();
+            self.writer.delete_term(Term::from_field_u64(f.uid, key));
+            if let Some(doc) = doc {
+                self.writer.add_document(doc).map_err(ft_err)?;
+            }
+        }
+        let mut commit = self.writer.prepare_commit().map_err(ft_err)?;
+        commit.set_payload(&last.to_string());
+        commit.commit().map_err(ft_err)?;
+        self.reader.reload().map_err(ft_err)?;
+        self.done = last;
+        self.indexed_up_to.store(last, Ordering::SeqCst);
+        self.db.write(|c| {
+            diesel::delete(fulltext_outbox::table.filter(fulltext_outbox::id.le(last)))
+                .execute(c)?;
+            Ok(())
+        })?;
+        Ok(rows.len())
+    }
+}
+
+/// The index entry of a document, or `None` when it is gone or not a document.
+fn entry(
+    conn: &mut DbConnection,
+    registry: &Registry,
+    f: Fields,
+    uid: i64,
+) -> CoreResult<Option<TantivyDocument>> {
+    let doc = match document::get_by_uid(conn, uid) {
+        Ok(d) => d,
+        Err(CoreError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if matches!(doc.portal_type.as_str(), PORTAL_TYPE | MODULE_FOLDER_TYPE) {
+        return Ok(None);
+    }
+    let mut out = TantivyDocument::default();
+    out.add_u64(f.uid, u64::try_from(uid).unwrap_or_default());
+    out.add_text(f.title, &doc.title);
+    if let Some(r) = &doc.reference {
+        out.add_text(f.reference, r);
+    }
+    out.add_text(f.description, &doc.description);
+    if let Some(t) = registry.portal_type(&doc.portal_type) {
+        let props = doc.property_map()?;
+        for p in t.properties.iter().filter(|p| p.full_text) {
+            if let Some(text) = props.get(&p.name).and_then(|v| v.as_str()) {
+                out.add_text(f.body, text);
+            }
+        }
+    }
+    let viewers: Vec<String> = document_viewers::table
+        .filter(document_viewers::uid.eq(uid))
+        .select(document_viewers::principal)
+        .load(conn)?;
+    for v in viewers {
+        out.add_text(f.viewers, &v);
+    }
+    Ok(Some(out))
+}
