@@ -165,6 +165,25 @@ impl PgServer {
         self.url(&name)
     }
 
+    /// Runs one SQL statement on the database at `url` with psql; returns its rows, one
+    /// per line, columns separated by `|`.
+    pub fn psql(&self, url: &str, sql: &str) -> String {
+        let psql = postgres_bindir()
+            .map(|b| b.join("psql"))
+            .filter(|p| p.is_file())
+            .unwrap_or_else(|| "psql".into());
+        let out = Command::new(psql)
+            .args([url, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .expect("psql must be installed with the server");
+        assert!(
+            out.status.success(),
+            "psql failed on {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     fn url(&self, db: &str) -> String {
         let host = self.socket_dir.display().to_string().replace('/', "%2F");
         format!("postgres://postgres@{host}/{db}")

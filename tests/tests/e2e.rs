@@ -391,3 +391,121 @@ fn catalog_queries_over_http() {
         0
     );
 }
+
+/// Two `wendelin activities work` processes drain one PostgreSQL queue together: every
+/// activity runs exactly once, and activities sharing a serialization tag never overlap.
+#[test]
+fn two_worker_processes_share_the_postgres_queue() {
+    let Some(pg) = wendelin_tests::postgres() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = pg.new_database();
+    let mut server = TestServer::start(&dir.path().join("var"), Some(url.clone()));
+    // The server's own workers stay idle so that the two CLI processes do the work.
+    server
+        .extra_env
+        .push(("WENDELIN_ACTIVITY_WORKERS".into(), "0".into()));
+    server.restart();
+    let docs = 4;
+    let per_doc = 8;
+    let mut serials = Vec::new();
+    for d in 1..=docs {
+        let r = server.req(
+            "POST",
+            "/api/v1/data_stream_module",
+            Some(&json!({"title": format!("stream {d}")})),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        serials.push(r.json()["serial"].as_i64().unwrap());
+        for n in 0..per_doc {
+            let r = server.req(
+                "POST",
+                &format!("/data_stream_module/{d}/Base_activate"),
+                Some(&json!({
+                    "method": "Base_edit",
+                    "args": {"description": format!("edit {n}")},
+                    "tag": format!("stream-{d}"),
+                })),
+            );
+            assert_eq!(r.status, 200, "{}", r.text);
+        }
+    }
+    let queued = server.req("GET", "/api/v1/activities", None).json();
+    assert_eq!(
+        queued["activities"].as_array().unwrap().len(),
+        docs * per_doc
+    );
+
+    let env: Vec<(String, String)> = server
+        .cli_env()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let env = env.clone();
+            std::thread::spawn(move || {
+                let env: Vec<(&str, &str)> =
+                    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                run_cli(&["activities", "work", "--threads", "2"], &env, "")
+            })
+        })
+        .collect();
+    for w in workers {
+        let (ok, out, err) = w.join().unwrap();
+        assert!(ok, "worker failed: {out} {err}");
+    }
+
+    // Nothing left, nothing failed.
+    let left = server.req("GET", "/api/v1/activities", None).json();
+    assert_eq!(left["activities"], json!([]), "{left}");
+    let runs = pg.psql(
+        &url,
+        "SELECT activity_id, tag, worker, ok, \
+         extract(epoch from started)::text, extract(epoch from finished)::text \
+         FROM activity_runs ORDER BY started",
+    );
+    let rows: Vec<Vec<&str>> = runs.lines().map(|l| l.split('|').collect()).collect();
+    assert_eq!(
+        rows.len(),
+        docs * per_doc,
+        "each activity runs exactly once"
+    );
+    assert!(rows.iter().all(|r| r[3] == "t"), "{runs}");
+    let mut ids: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), docs * per_doc);
+    let processes: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .map(|r| r[2].split('/').next().unwrap())
+        .collect();
+    println!("worker processes that ran activities: {processes:?}");
+    for d in 1..=docs {
+        let tag = format!("stream-{d}");
+        let mut spans: Vec<(f64, f64)> = rows
+            .iter()
+            .filter(|r| r[1] == tag)
+            .map(|r| (r[4].parse().unwrap(), r[5].parse().unwrap()))
+            .collect();
+        spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+        assert_eq!(spans.len(), per_doc);
+        for w in spans.windows(2) {
+            assert!(w[0].1 <= w[1].0, "runs of {tag} overlap: {spans:?}");
+        }
+        // Every edit went through: the document carries one of them, with its serial
+        // advanced once per run.
+        let doc = server
+            .req("GET", &format!("/api/v1/data_stream_module/{d}"), None)
+            .json();
+        assert!(
+            doc["description"].as_str().unwrap().starts_with("edit "),
+            "{doc}"
+        );
+        assert_eq!(
+            doc["serial"].as_i64().unwrap(),
+            serials[d - 1] + per_doc as i64
+        );
+    }
+}

@@ -85,6 +85,58 @@ pub fn module() -> Module {
                 Ok(MethodOutput::Json(Value::from(block)))
             }),
         )
+        .script(
+            "Base_edit",
+            // ERP5's edit(): change properties without naming a serial (activities use it).
+            Protected::write(Permission::ModifyPortalContent, |call: &mut Call<'_>| {
+                let mut body = Value::Object(call.args.clone());
+                body["serial"] = Value::from(call.context.serial);
+                let patch = document::DocumentPatch::from_json(body)?;
+                let doc =
+                    document::update(call.conn, &call.portal.registry, &call.context.path, patch)?;
+                Ok(MethodOutput::Json(document::to_json(
+                    call.conn,
+                    &call.portal.registry,
+                    &doc,
+                )?))
+            }),
+        )
+        .script(
+            "Base_activate",
+            // Queue a method call on this document: {"method", "args", "priority", "tag",
+            // "delay_seconds", "max_attempts"}.
+            Protected::write(Permission::View, |call: &mut Call<'_>| {
+                let method = call
+                    .arg_str("method")
+                    .ok_or_else(|| CoreError::BadRequest("argument 'method' is required".into()))?
+                    .to_owned();
+                let args = match call.args.get("args") {
+                    None | Some(Value::Null) => serde_json::Map::new(),
+                    Some(Value::Object(m)) => m.clone(),
+                    Some(v) => {
+                        return Err(CoreError::BadRequest(format!(
+                            "args must be an object, got {v}"
+                        )))
+                    }
+                };
+                let int = |k: &str| call.args.get(k).and_then(Value::as_i64);
+                let options = crate::activity::Activate {
+                    priority: int("priority")
+                        .and_then(|v| i32::try_from(v).ok())
+                        .unwrap_or(0),
+                    tag: call.arg_str("tag").map(str::to_owned),
+                    delay_seconds: int("delay_seconds").unwrap_or(0),
+                    max_attempts: int("max_attempts")
+                        .and_then(|v| i32::try_from(v).ok())
+                        .unwrap_or(5),
+                };
+                let actor = call.user.actor_login().to_owned();
+                let path = call.context.path.clone();
+                let id =
+                    crate::activity::activate(call.conn, &actor, &path, &method, &args, &options)?;
+                Ok(MethodOutput::Json(serde_json::json!({"activity": id})))
+            }),
+        )
         .script("Base_getWorkflowHistory", |call: &mut Call<'_>| {
             let workflow = call.arg_str("workflow").map(str::to_owned);
             let entries =

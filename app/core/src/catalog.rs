@@ -205,7 +205,7 @@ pub fn reindex_all(conn: &mut DbConnection, registry: &Registry) -> CoreResult<u
 
 /// One value bound into a catalog statement.
 #[derive(Debug, Clone)]
-enum Bind {
+pub(crate) enum Bind {
     Text(Option<String>),
     Int(Option<i64>),
     Float(Option<f64>),
@@ -214,13 +214,13 @@ enum Bind {
 }
 
 /// A statement with `?` placeholders, rewritten to `$n` for PostgreSQL.
-struct Statement {
-    sql: String,
-    binds: Vec<Bind>,
+pub(crate) struct Statement {
+    pub(crate) sql: String,
+    pub(crate) binds: Vec<Bind>,
 }
 
 impl Statement {
-    fn run(
+    pub(crate) fn run(
         &self,
         conn: &mut DbConnection,
     ) -> CoreResult<

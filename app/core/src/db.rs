@@ -103,16 +103,38 @@ impl Database {
 
     /// Applies pending migrations; returns how many ran.
     pub fn migrate(&self) -> CoreResult<usize> {
+        self.exclusive(|conn| {
+            let applied = match conn {
+                DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+                DbConnection::Postgres(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
+            }
+            .map_err(|e| CoreError::Migration(e.to_string()))?;
+            for version in &applied {
+                tracing::info!(%version, "migration applied");
+            }
+            Ok(applied.len())
+        })
+    }
+
+    /// Runs `f` while no other process runs an `exclusive` section on this database:
+    /// start-up work (migrations, module folders, catalog columns) of several processes
+    /// starting at once. PostgreSQL: a session advisory lock; SQLite: the write lock that
+    /// each of those steps takes anyway.
+    pub fn exclusive<T>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> CoreResult<T>,
+    ) -> CoreResult<T> {
+        const STARTUP_LOCK: i64 = 0x5745_4e44_454c_494e; // "WENDELIN"
         let mut conn = self.conn()?;
-        let applied = match &mut *conn {
-            DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
-            DbConnection::Postgres(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
+        let postgres = matches!(&*conn, DbConnection::Postgres(_));
+        if postgres {
+            conn.batch_execute(&format!("SELECT pg_advisory_lock({STARTUP_LOCK})"))?;
         }
-        .map_err(|e| CoreError::Migration(e.to_string()))?;
-        for version in &applied {
-            tracing::info!(%version, "migration applied");
+        let out = f(&mut conn);
+        if postgres {
+            conn.batch_execute(&format!("SELECT pg_advisory_unlock({STARTUP_LOCK})"))?;
         }
-        Ok(applied.len())
+        out
     }
 
     /// A connection from the pool.

@@ -4,6 +4,7 @@
 //! Invariant: the kernel names no module; modules describe themselves with
 //! [`types::Module`] and `app/server` assembles the [`types::Registry`].
 
+pub mod activity;
 pub mod base;
 pub mod catalog;
 pub mod db;

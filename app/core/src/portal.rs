@@ -46,7 +46,7 @@ impl Portal {
     pub fn open(registry: Registry, url: &str, max_connections: u32) -> CoreResult<Portal> {
         let db = Database::open(url, max_connections)?;
         let registry = Arc::new(registry);
-        db.write(|c| document::ensure_structure(c, &registry))?;
+        db.exclusive(|c| crate::db::write_tx(c, |c| document::ensure_structure(c, &registry)))?;
         Ok(Portal {
             registry,
             db,
@@ -276,6 +276,22 @@ impl Portal {
                 &user.principals(),
                 search,
             )
+        })
+    }
+
+    /// Queues `method(args)` on the document at `path` to run later as `user` (who must be
+    /// able to View it now; the method's own permission is checked when it runs).
+    pub fn activate(
+        &self,
+        user: &User,
+        path: &str,
+        method: &str,
+        args: &Map<String, Value>,
+        options: &crate::activity::Activate,
+    ) -> CoreResult<i64> {
+        self.db.write(|c| {
+            let doc = self.visible(c, user, path, Permission::View)?;
+            crate::activity::activate(c, user.actor_login(), &doc.path, method, args, options)
         })
     }
 

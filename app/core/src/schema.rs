@@ -138,3 +138,44 @@ diesel::table! {
         uid -> BigInt,
     }
 }
+
+diesel::table! {
+    activities (id) {
+        id -> BigInt,
+        path -> Text,
+        method -> Text,
+        args -> Text,
+        actor -> Text,
+        priority -> Integer,
+        tag -> Nullable<Text>,
+        not_before -> Timestamp,
+        state -> Text,
+        attempts -> Integer,
+        max_attempts -> Integer,
+        claimed_by -> Nullable<Text>,
+        claimed_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        creation_date -> Timestamp,
+    }
+}
+
+diesel::table! {
+    activity_tags (tag) {
+        tag -> Text,
+        activity_id -> BigInt,
+        claimed_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    activity_runs (id) {
+        id -> BigInt,
+        activity_id -> BigInt,
+        tag -> Nullable<Text>,
+        worker -> Text,
+        started -> Timestamp,
+        finished -> Timestamp,
+        ok -> Bool,
+        error -> Nullable<Text>,
+    }
+}

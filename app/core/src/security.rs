@@ -218,6 +218,11 @@ impl User {
         self.login.as_deref().unwrap_or("Anonymous User")
     }
 
+    /// The login an activity runs as: the user's, "system" for the server, "" for Anonymous.
+    pub fn actor_login(&self) -> &str {
+        self.login.as_deref().unwrap_or("")
+    }
+
     /// Principals local roles can be given to: `user:<login>` and `group:<id>`.
     pub fn local_principals(&self) -> Vec<String> {
         let mut out: Vec<String> = self.groups.iter().map(|g| format!("group:{g}")).collect();

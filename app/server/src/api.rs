@@ -22,6 +22,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/openapi.json", web::get().to(openapi))
         .route("/api/v1/types", web::get().to(types))
         .route("/api/v1/catalog", web::get().to(catalog))
+        .route("/api/v1/activities", web::get().to(list_activities))
+        .route(
+            "/api/v1/activities/{id}/retry",
+            web::post().to(retry_activity),
+        )
         .route("/api/v1/{path:.*}/workflows", web::get().to(workflows))
         .route(
             "/api/v1/{path:.*}/transitions/{transition}",
@@ -391,6 +396,60 @@ async fn catalog(
         Ok(json_reply(
             json!({"items": items, "total": found.total, "limit": limit, "offset": offset}),
         ))
+    })
+    .await
+}
+
+/// Activity listing parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActivityQuery {
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+/// Activities are an operator's view of the whole portal: Manage portal is required.
+fn require_manager(portal: &Portal, user: &User) -> Result<(), ServerError> {
+    if portal.allowed(user, "", wendelin_core::Permission::ManagePortal)? {
+        return Ok(());
+    }
+    Err(ServerError::Core(if user.login.is_none() {
+        wendelin_core::CoreError::Unauthorized("log in as a manager to see activities".into())
+    } else {
+        wendelin_core::CoreError::Forbidden("activities need the permission 'Manage portal'".into())
+    }))
+}
+
+async fn list_activities(
+    portal: web::Data<Portal>,
+    auth: Auth,
+    q: web::Query<ActivityQuery>,
+) -> Result<HttpResponse, ServerError> {
+    let q = q.into_inner();
+    blocking(move || {
+        require_manager(&portal, &auth.user)?;
+        let items = portal.db.read(|c| {
+            wendelin_core::activity::list(
+                c,
+                q.state.as_deref(),
+                q.limit.unwrap_or(1000).clamp(1, 10_000),
+            )
+        })?;
+        Ok(json_reply(json!({ "activities": items })))
+    })
+    .await
+}
+
+async fn retry_activity(
+    portal: web::Data<Portal>,
+    auth: Auth,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ServerError> {
+    let id = id.into_inner();
+    blocking(move || {
+        require_manager(&portal, &auth.user)?;
+        portal.db.write(|c| wendelin_core::activity::retry(c, id))?;
+        Ok(json_reply(json!({ "activity": id, "state": "queued" })))
     })
     .await
 }

@@ -38,6 +38,12 @@ pub enum Command {
     Migrate,
     /// Rebuild the catalog columns of every document from the documents themselves.
     Reindex,
+    /// Inspect and run background activities.
+    Activities {
+        /// What to do.
+        #[command(subcommand)]
+        action: ActivityAction,
+    },
     /// Manage users.
     User {
         /// What to do with users.
@@ -54,6 +60,28 @@ pub enum Command {
         /// Global role of every member (repeatable).
         #[arg(long = "role")]
         roles: Vec<String>,
+    },
+}
+
+/// Activity sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum ActivityAction {
+    /// List activities (all, or those in one state: queued, running, failed).
+    List {
+        /// Only this state.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Put a failed activity back in the queue.
+    Retry {
+        /// Activity id.
+        id: i64,
+    },
+    /// Run activities in this process until none is runnable.
+    Work {
+        /// Worker threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
     },
 }
 
@@ -149,6 +177,13 @@ pub fn run(cli: Cli) -> Result<(), ServerError> {
             }
             let portal = open(&config)?;
             portal.start_fulltext(&config.data_dir.join("index"))?;
+            let node = format!("{}#{}", config.bind, std::process::id());
+            wendelin_core::activity::spawn_workers(
+                portal.clone(),
+                &node,
+                config.activity_workers,
+                std::time::Duration::from_millis(500),
+            )?;
             serve(config, portal)
         }
         Command::Init => open(&config).map(|_| ()),
@@ -194,6 +229,10 @@ pub fn run(cli: Cli) -> Result<(), ServerError> {
             println!("full-text index rebuilt ({total} entries)");
             Ok(())
         }
+        Command::Activities { action } => {
+            let portal = open(&config)?;
+            activities_command(&portal, action)
+        }
         Command::User { action } => {
             let portal = open(&config)?;
             user_command(&portal, action)
@@ -205,6 +244,56 @@ pub fn run(cli: Cli) -> Result<(), ServerError> {
                 .db
                 .write(|c| users::set_group(c, &id, &title, &roles))?;
             println!("group {id} saved");
+            Ok(())
+        }
+    }
+}
+
+fn activities_command(portal: &Portal, action: ActivityAction) -> Result<(), ServerError> {
+    use wendelin_core::activity;
+    match action {
+        ActivityAction::List { state } => {
+            for a in portal
+                .db
+                .read(|c| activity::list(c, state.as_deref(), 10_000))?
+            {
+                println!(
+                    "{}\t{}\t/{}\t{}\tpriority {}\tattempts {}{}{}",
+                    a.id,
+                    a.state,
+                    a.path,
+                    a.method,
+                    a.priority,
+                    a.attempts,
+                    a.tag.map(|t| format!("\ttag {t}")).unwrap_or_default(),
+                    a.last_error
+                        .map(|e| format!("\terror: {e}"))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        ActivityAction::Retry { id } => {
+            portal.db.write(|c| activity::retry(c, id))?;
+            println!("activity {id} queued again");
+            Ok(())
+        }
+        ActivityAction::Work { threads } => {
+            let node = format!("cli#{}", std::process::id());
+            let handles: Vec<_> = (0..threads.max(1))
+                .map(|i| {
+                    let portal = portal.clone();
+                    let worker = format!("{node}/{i}");
+                    std::thread::spawn(move || activity::run_until_idle(&portal, &worker))
+                })
+                .collect();
+            let mut ran = 0;
+            for h in handles {
+                ran += h
+                    .join()
+                    .map_err(|_| ServerError::Internal("an activity worker panicked".into()))??;
+            }
+            println!("{ran} activities run");
             Ok(())
         }
     }

@@ -32,6 +32,8 @@ pub struct Config {
     /// Mark session cookies Secure even when the request did not arrive over https
     /// (set it behind a TLS-terminating proxy) (`WENDELIN_COOKIE_SECURE`).
     pub cookie_secure: bool,
+    /// Activity worker threads in this process; 0 runs none (`WENDELIN_ACTIVITY_WORKERS`).
+    pub activity_workers: usize,
 }
 
 impl Default for Config {
@@ -46,6 +48,7 @@ impl Default for Config {
             log: "info".into(),
             session_ttl_hours: 24,
             cookie_secure: false,
+            activity_workers: 1,
         }
     }
 }
@@ -106,6 +109,9 @@ impl Config {
         }
         if let Some(v) = var("WENDELIN_SESSION_TTL_HOURS") {
             self.session_ttl_hours = num("WENDELIN_SESSION_TTL_HOURS", v)?;
+        }
+        if let Some(v) = var("WENDELIN_ACTIVITY_WORKERS") {
+            self.activity_workers = num("WENDELIN_ACTIVITY_WORKERS", v)?;
         }
         if let Some(v) = var("WENDELIN_COOKIE_SECURE") {
             self.cookie_secure = match v.as_str() {

@@ -1,0 +1,254 @@
+//! Activities on every backend: priority order, delays, serialization tags, retries with
+//! backoff, parking and manual retry.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use diesel::prelude::*;
+use serde_json::{json, Map, Value};
+use wendelin_core::activity::{self, Activate};
+use wendelin_core::{
+    CoreError, MethodOutput, Module, Mutating, NewDocument, Portal, PortalType, PropertyDef,
+    PropertyType, Registry, User,
+};
+
+fn registry() -> Registry {
+    let module = Module::new("lab")
+        .folder("job_module", "Jobs", &["Job"])
+        .portal_type(
+            PortalType::new("Job", "job_module")
+                .property(PropertyDef::new("log", PropertyType::Text)),
+        )
+        .script(
+            "Job_fail",
+            Mutating(
+                |_call: &mut wendelin_core::Call<'_>| -> wendelin_core::CoreResult<MethodOutput> {
+                    Err(CoreError::Invalid("the pump is not responding".into()))
+                },
+            ),
+        );
+    Registry::build(vec![wendelin_core::base::module(), module]).unwrap()
+}
+
+fn args(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+fn ran_ids(portal: &Portal) -> Vec<i64> {
+    use wendelin_core::schema::activity_runs::dsl::*;
+    portal
+        .db
+        .read(|c| {
+            Ok(activity_runs
+                .order(id.asc())
+                .select(activity_id)
+                .load::<i64>(c)?)
+        })
+        .unwrap()
+}
+
+fn queue_priorities_delays_retries_and_parking(backend: &str, url: &str) {
+    let portal = Portal::open(registry(), url, 4).unwrap();
+    let sys = User::system();
+    let job = portal
+        .create(
+            &sys,
+            "job_module",
+            NewDocument::from_json(json!({"title": "j"})).unwrap(),
+        )
+        .unwrap();
+    let edit = |log: &str| args(json!({"log": log}));
+    let low = portal
+        .activate(
+            &sys,
+            &job.path,
+            "edit",
+            &edit("low"),
+            &Activate {
+                priority: 5,
+                ..Activate::default()
+            },
+        )
+        .unwrap();
+    let high = portal
+        .activate(
+            &sys,
+            &job.path,
+            "edit",
+            &edit("high"),
+            &Activate {
+                priority: -5,
+                ..Activate::default()
+            },
+        )
+        .unwrap();
+    let later = portal
+        .activate(
+            &sys,
+            &job.path,
+            "edit",
+            &edit("later"),
+            &Activate {
+                delay_seconds: 3600,
+                ..Activate::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        activity::run_until_idle(&portal, "w1").unwrap(),
+        2,
+        "{backend}"
+    );
+    assert_eq!(ran_ids(&portal), [high, low], "priority order");
+    // Each ran once: the document was edited twice, the last edit wins.
+    let doc = portal.get(&sys, &job.path).unwrap();
+    assert_eq!(doc.serial, 3);
+    assert_eq!(portal.get_json(&sys, &job.path).unwrap()["log"], "low");
+    // The delayed one waits.
+    let queued = portal
+        .db
+        .read(|c| activity::list(c, Some("queued"), 10))
+        .unwrap();
+    assert_eq!(queued.iter().map(|a| a.id).collect::<Vec<_>>(), [later]);
+
+    // Failures are retried after a delay, then parked with their error.
+    let failing = portal
+        .activate(
+            &sys,
+            &job.path,
+            "fail",
+            &Map::new(),
+            &Activate {
+                max_attempts: 2,
+                ..Activate::default()
+            },
+        )
+        .unwrap();
+    assert!(activity::run_one(&portal, "w1").unwrap());
+    let a = portal
+        .db
+        .read(|c| activity::list(c, None, 10))
+        .unwrap()
+        .into_iter()
+        .find(|a| a.id == failing)
+        .unwrap();
+    assert_eq!((a.state.as_str(), a.attempts), ("queued", 1));
+    assert!(a.last_error.unwrap().contains("the pump is not responding"));
+    assert!(
+        !activity::run_one(&portal, "w1").unwrap(),
+        "the retry waits for its backoff"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert!(activity::run_one(&portal, "w1").unwrap());
+    let parked = portal
+        .db
+        .read(|c| activity::list(c, Some("failed"), 10))
+        .unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!((parked[0].id, parked[0].attempts), (failing, 2));
+    // A person retries it: it runs (and fails) again.
+    portal.db.write(|c| activity::retry(c, failing)).unwrap();
+    assert!(activity::run_one(&portal, "w1").unwrap());
+    assert!(matches!(
+        portal.db.write(|c| activity::retry(c, later)),
+        Err(CoreError::NotFound(_))
+    ));
+    // Activities run as who queued them: one who may not edit fails.
+    let reader = User::authenticated("reader", ["Auditor".to_owned()], vec![]);
+    portal
+        .db
+        .write(|c| wendelin_core::users::add_user(c, "reader", "reader-password", &["Auditor"]))
+        .unwrap();
+    let denied = portal
+        .activate(
+            &reader,
+            &job.path,
+            "edit",
+            &edit("x"),
+            &Activate {
+                max_attempts: 1,
+                ..Activate::default()
+            },
+        )
+        .unwrap();
+    activity::run_until_idle(&portal, "w1").unwrap();
+    let parked = portal
+        .db
+        .read(|c| activity::list(c, Some("failed"), 10))
+        .unwrap();
+    let d = parked.iter().find(|a| a.id == denied).unwrap();
+    assert!(
+        d.last_error
+            .as_deref()
+            .unwrap()
+            .contains("Modify portal content"),
+        "{:?}",
+        d.last_error
+    );
+}
+
+fn serialization_tags_admit_one_runner(backend: &str, url: &str) {
+    let portal = Portal::open(registry(), url, 4).unwrap();
+    let sys = User::system();
+    let job = portal
+        .create(
+            &sys,
+            "job_module",
+            NewDocument::from_json(json!({})).unwrap(),
+        )
+        .unwrap();
+    let tagged = Activate {
+        tag: Some("job-1".into()),
+        ..Activate::default()
+    };
+    let a = portal
+        .activate(&sys, &job.path, "edit", &args(json!({"log": "a"})), &tagged)
+        .unwrap();
+    let b = portal
+        .activate(&sys, &job.path, "edit", &args(json!({"log": "b"})), &tagged)
+        .unwrap();
+    let c = portal
+        .activate(
+            &sys,
+            &job.path,
+            "edit",
+            &args(json!({"log": "c"})),
+            &Activate::default(),
+        )
+        .unwrap();
+    let first = portal
+        .db
+        .write(|conn| activity::claim(conn, "w1"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.id, a, "{backend}");
+    // While `a` runs, another worker may not take `b` (same tag) but takes `c`.
+    let second = portal
+        .db
+        .write(|conn| activity::claim(conn, "w2"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.id, c);
+    assert!(portal
+        .db
+        .write(|conn| activity::claim(conn, "w3"))
+        .unwrap()
+        .is_none());
+    let now = chrono::Utc::now().naive_utc();
+    portal
+        .db
+        .write(|conn| activity::finish(conn, &first, "w1", now, Ok(())))
+        .unwrap();
+    let third = portal
+        .db
+        .write(|conn| activity::claim(conn, "w3"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(third.id, b);
+}
+
+wendelin_tests::on_every_backend!(
+    queue_priorities_delays_retries_and_parking,
+    serialization_tags_admit_one_runner
+);
