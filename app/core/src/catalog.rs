@@ -578,14 +578,7 @@ pub fn search(
             )
         });
     }
-    clauses.push(format!(
-        "uid IN (SELECT uid FROM document_viewers WHERE principal IN ({}))",
-        vec!["?"; principals.len().max(1)].join(", ")
-    ));
-    if principals.is_empty() {
-        binds.push(Bind::Text(Some(String::new())));
-    }
-    binds.extend(principals.iter().map(|p| Bind::Text(Some(p.clone()))));
+    clauses.push(crate::security::Visible::for_principals(conn, principals)?.sql());
     let filter = clauses.join(" AND ");
     let count = Statement {
         sql: format!("SELECT COUNT(*) AS n FROM documents WHERE {filter}"),

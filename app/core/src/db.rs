@@ -154,6 +154,19 @@ impl Database {
         write_tx(&mut conn, f)
     }
 
+    /// Runs `f` in a read-only transaction that sees one snapshot for all its statements
+    /// (a listing's count and page, and the security sets they filter on, agree).
+    pub fn snapshot<T>(&self, f: impl FnOnce(&mut DbConnection) -> CoreResult<T>) -> CoreResult<T> {
+        let mut conn = self.conn()?;
+        let conn: &mut DbConnection = &mut conn;
+        conn.transaction(|c| {
+            if let DbConnection::Postgres(_) = c {
+                c.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+            }
+            f(c)
+        })
+    }
+
     /// Runs `f` on a pooled connection outside an explicit transaction.
     pub fn read<T>(&self, f: impl FnOnce(&mut DbConnection) -> CoreResult<T>) -> CoreResult<T> {
         let mut conn = self.conn()?;

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::db::DbConnection;
 use crate::error::{CoreError, CoreResult};
 use crate::property::{check_value, relation_targets};
-use crate::schema::{document_viewers, documents, local_roles, relations};
+use crate::schema::{documents, local_roles, relations};
 use crate::types::{PortalType, PropertyType, Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
 use crate::{security, workflow};
 
@@ -312,11 +312,6 @@ pub fn children(
     limit: i64,
     offset: i64,
 ) -> CoreResult<(Vec<Document>, i64)> {
-    let visible = |principals: &[String]| {
-        document_viewers::table
-            .filter(document_viewers::principal.eq_any(principals.to_vec()))
-            .select(document_viewers::uid)
-    };
     let mut items = documents::table
         .filter(documents::parent_uid.eq(parent_uid))
         .into_boxed();
@@ -324,8 +319,9 @@ pub fn children(
         .filter(documents::parent_uid.eq(parent_uid))
         .into_boxed();
     if let Some(p) = viewers {
-        items = items.filter(documents::uid.eq_any(visible(p)));
-        count = count.filter(documents::uid.eq_any(visible(p)));
+        let visible = crate::security::Visible::for_principals(conn, p)?.sql();
+        items = items.filter(diesel::dsl::sql::<diesel::sql_types::Bool>(&visible));
+        count = count.filter(diesel::dsl::sql::<diesel::sql_types::Bool>(&visible));
     }
     let items = items
         .order(documents::uid.asc())
@@ -384,6 +380,10 @@ pub fn ensure_structure(conn: &mut DbConnection, registry: &Registry) -> CoreRes
             )?;
             security::update_viewers(conn, registry, &created)?;
         }
+    }
+    let filed = security::backfill_security_sets(conn, registry)?;
+    if filed > 0 {
+        tracing::info!(documents = filed, "security sets computed");
     }
     Ok(())
 }

@@ -27,7 +27,7 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Te
 use crate::db::{Database, DbConnection};
 use crate::document;
 use crate::error::{CoreError, CoreResult};
-use crate::schema::{document_viewers, fulltext_outbox};
+use crate::schema::{fulltext_outbox, security_set_principals};
 use crate::types::{Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
 
 /// Documents taken from the outbox per commit at most.
@@ -360,9 +360,10 @@ fn entry(
             }
         }
     }
-    let viewers: Vec<String> = document_viewers::table
-        .filter(document_viewers::uid.eq(uid))
-        .select(document_viewers::principal)
+    let set = crate::security::security_set_of(conn, uid)?;
+    let viewers: Vec<String> = security_set_principals::table
+        .filter(security_set_principals::set_id.eq(set))
+        .select(security_set_principals::principal)
         .load(conn)?;
     for v in viewers {
         out.add_text(f.viewers, &v);

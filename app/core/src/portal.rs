@@ -142,7 +142,7 @@ impl Portal {
         limit: i64,
         offset: i64,
     ) -> CoreResult<(Vec<Document>, i64)> {
-        self.db.read(|c| {
+        self.db.snapshot(|c| {
             let container = self.visible(c, user, path, Permission::AccessContentsInformation)?;
             document::children(c, container.uid, Some(&user.principals()), limit, offset)
         })
@@ -268,7 +268,7 @@ impl Portal {
         user: &User,
         search: &crate::catalog::Search,
     ) -> CoreResult<crate::catalog::SearchResult> {
-        self.db.read(|c| {
+        self.db.snapshot(|c| {
             crate::catalog::search(
                 c,
                 &self.registry,
