@@ -47,6 +47,7 @@ impl Portal {
         let db = Database::open(url, max_connections)?;
         let registry = Arc::new(registry);
         db.exclusive(|c| crate::db::write_tx(c, |c| document::ensure_structure(c, &registry)))?;
+        db.optimize()?;
         Ok(Portal {
             registry,
             db,
@@ -132,6 +133,25 @@ impl Portal {
             let doc = self.visible(c, user, path, Permission::DeleteObjects)?;
             document::delete(c, &doc.path, serial)
         }))
+    }
+
+    /// Creates many documents in the container at `container` in one transaction (all or
+    /// none); `user` becomes their Owner. Returns their uids.
+    pub fn create_many(
+        &self,
+        user: &User,
+        container: &str,
+        news: Vec<NewDocument>,
+    ) -> CoreResult<Vec<i64>> {
+        let many = news.len() >= 10_000;
+        let uids = self.written(self.db.write(|c| {
+            let parent = self.visible(c, user, container, Permission::AddPortalContent)?;
+            crate::bulk::create_many(c, &self.registry, &parent.path, news, user.actor_login())
+        }))?;
+        if many {
+            self.db.optimize()?;
+        }
+        Ok(uids)
     }
 
     /// Sub-objects of the container at `path` that `user` may View, with their count.
