@@ -180,7 +180,7 @@ pub fn create_many(
         });
     }
 
-    // Documents, with their catalog columns.
+    // Documents, with their catalog columns and security set.
     let mut columns: Vec<&str> = vec![
         "parent_uid",
         "path",
@@ -197,25 +197,48 @@ pub fn create_many(
         "properties",
     ];
     columns.extend(catalog_columns.iter().map(String::as_str));
-    let per_statement = (MAX_BINDS / columns.len()).max(1);
-    let mut uid_of: BTreeMap<String, i64> = BTreeMap::new();
-    for part in rows.chunks(per_statement) {
-        let st = Statement {
-            sql: format!(
-                "INSERT INTO documents ({}) VALUES {} RETURNING uid, id",
-                columns.join(", "),
-                placeholders(part.len(), columns.len())
-            ),
-            binds: part.iter().flat_map(|r| r.values.iter().cloned()).collect(),
-        };
-        let created = st.run(conn)?.load::<Created>(conn).map_err(|e| {
-            CoreError::from_write(
-                e,
-                &format!("one of the ids or references in /{container_path}"),
-            )
-        })?;
-        uid_of.extend(created.into_iter().map(|c| (c.id, c.uid)));
+    columns.push("security_set");
+    let what = format!("one of the ids or references in /{container_path}");
+
+    // The first document of each type goes in alone: its View principals, computed the
+    // ordinary way, give the security set of every other document of that type here.
+    let mut firsts: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        firsts.entry(row.type_name).or_insert(i);
     }
+    let first_rows: Vec<&Row> = firsts.values().map(|i| &rows[*i]).collect();
+    let mut uid_of = insert_documents(conn, &columns, &first_rows, |_| 0, &what)?;
+    add_states_and_owner(conn, &first_rows, &uid_of, &initial_states, owner)?;
+    let mut set_of: BTreeMap<&str, i64> = BTreeMap::new();
+    for row in &first_rows {
+        let uid = uid_of.get(&row.id).copied().unwrap_or_default();
+        let first = document::get_by_uid(conn, uid)?;
+        let principals = crate::security::viewer_principals(conn, registry, &first)?;
+        let set = crate::security::security_set(conn, &principals)?;
+        Statement {
+            sql: "UPDATE documents SET security_set = ? WHERE uid = ?".into(),
+            binds: vec![Bind::Int(Some(set)), Bind::Int(Some(uid))],
+        }
+        .run(conn)?
+        .execute(conn)?;
+        set_of.insert(row.type_name, set);
+    }
+    let first_ids: BTreeSet<usize> = firsts.values().copied().collect();
+    let rest: Vec<&Row> = rows
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !first_ids.contains(i))
+        .map(|(_, r)| r)
+        .collect();
+    let rest_uids = insert_documents(
+        conn,
+        &columns,
+        &rest,
+        |r| set_of.get(r.type_name).copied().unwrap_or_default(),
+        &what,
+    )?;
+    add_states_and_owner(conn, &rest, &rest_uids, &initial_states, owner)?;
+    uid_of.extend(rest_uids);
     let uids: Vec<i64> = rows
         .iter()
         .map(|r| {
@@ -225,42 +248,6 @@ pub fn create_many(
                 .ok_or_else(|| CoreError::Internal(format!("no uid returned for {}", r.id)))
         })
         .collect::<CoreResult<_>>()?;
-
-    // Workflow states, the creator's Owner role, the full-text outbox.
-    let mut states_rows = Vec::new();
-    for (row, uid) in rows.iter().zip(&uids) {
-        for (wf, state) in initial_states.get(row.type_name).into_iter().flatten() {
-            states_rows.push(vec![
-                Bind::Int(Some(*uid)),
-                Bind::Text(Some(wf.clone())),
-                Bind::Text(Some(state.clone())),
-            ]);
-        }
-    }
-    insert_rows(
-        conn,
-        "workflow_states",
-        &["uid", "workflow", "state"],
-        &states_rows,
-    )?;
-    if !owner.is_empty() {
-        let owner_rows: Vec<Vec<Bind>> = uids
-            .iter()
-            .map(|uid| {
-                vec![
-                    Bind::Int(Some(*uid)),
-                    Bind::Text(Some(format!("user:{owner}"))),
-                    Bind::Text(Some("Owner".into())),
-                ]
-            })
-            .collect();
-        insert_rows(
-            conn,
-            "local_roles",
-            &["uid", "principal", "role"],
-            &owner_rows,
-        )?;
-    }
     let outbox: Vec<Vec<Bind>> = uids.iter().map(|u| vec![Bind::Int(Some(*u))]).collect();
     insert_rows(conn, "fulltext_outbox", &["uid"], &outbox)?;
 
@@ -271,31 +258,82 @@ pub fn create_many(
             document::set_relations(conn, &doc, std::mem::take(&mut row.rels))?;
         }
     }
+    Ok(uids)
+}
 
-    // Security sets: equal for every document of one type here; computed on the first.
-    let mut by_type: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
-    for (row, uid) in rows.iter().zip(&uids) {
-        by_type.entry(row.type_name).or_default().push(*uid);
-    }
-    for same in by_type.values() {
-        let first = document::get_by_uid(conn, same[0])?;
-        let principals = crate::security::viewer_principals(conn, registry, &first)?;
-        let set = crate::security::security_set(conn, &principals)?;
-        for part in same.chunks(MAX_BINDS) {
-            let mut binds = vec![Bind::Int(Some(set))];
-            binds.extend(part.iter().map(|u| Bind::Int(Some(*u))));
-            Statement {
-                sql: format!(
-                    "UPDATE documents SET security_set = ? WHERE uid IN ({})",
-                    vec!["?"; part.len()].join(", ")
-                ),
-                binds,
-            }
+/// Inserts `rows` (values of `columns` but the last, the security set, which `set` gives);
+/// returns id → uid.
+fn insert_documents(
+    conn: &mut DbConnection,
+    columns: &[&str],
+    rows: &[&Row],
+    set: impl Fn(&Row) -> i64,
+    what: &str,
+) -> CoreResult<BTreeMap<String, i64>> {
+    let per_statement = (MAX_BINDS / columns.len()).max(1);
+    let mut uid_of = BTreeMap::new();
+    for part in rows.chunks(per_statement) {
+        let mut binds = Vec::with_capacity(part.len() * columns.len());
+        for r in part {
+            binds.extend(r.values.iter().cloned());
+            binds.push(Bind::Int(Some(set(r))));
+        }
+        let st = Statement {
+            sql: format!(
+                "INSERT INTO documents ({}) VALUES {} RETURNING uid, id",
+                columns.join(", "),
+                placeholders(part.len(), columns.len())
+            ),
+            binds,
+        };
+        let created = st
             .run(conn)?
-            .execute(conn)?;
+            .load::<Created>(conn)
+            .map_err(|e| CoreError::from_write(e, what))?;
+        uid_of.extend(created.into_iter().map(|c| (c.id, c.uid)));
+    }
+    Ok(uid_of)
+}
+
+/// The initial workflow states and the creator's Owner role of freshly inserted `rows`.
+fn add_states_and_owner(
+    conn: &mut DbConnection,
+    rows: &[&Row],
+    uid_of: &BTreeMap<String, i64>,
+    initial_states: &BTreeMap<&str, BTreeMap<String, String>>,
+    owner: &str,
+) -> CoreResult<()> {
+    let mut states_rows = Vec::new();
+    let mut owner_rows = Vec::new();
+    for row in rows {
+        let uid = Bind::Int(uid_of.get(&row.id).copied());
+        for (wf, state) in initial_states.get(row.type_name).into_iter().flatten() {
+            states_rows.push(vec![
+                uid.clone(),
+                Bind::Text(Some(wf.clone())),
+                Bind::Text(Some(state.clone())),
+            ]);
+        }
+        if !owner.is_empty() {
+            owner_rows.push(vec![
+                uid,
+                Bind::Text(Some(format!("user:{owner}"))),
+                Bind::Text(Some("Owner".into())),
+            ]);
         }
     }
-    Ok(uids)
+    insert_rows(
+        conn,
+        "workflow_states",
+        &["uid", "workflow", "state"],
+        &states_rows,
+    )?;
+    insert_rows(
+        conn,
+        "local_roles",
+        &["uid", "principal", "role"],
+        &owner_rows,
+    )
 }
 
 /// A NULL bound with the SQL type of `b`.
