@@ -395,7 +395,8 @@ pub fn open(config: &Config) -> Result<Portal, ServerError> {
         ))
     })?;
     let registry = crate::registry()?;
-    let portal = Portal::open(registry, &config.database_url(), config.db_pool_size)?;
+    let portal = Portal::open(registry, &config.database_url(), config.db_pool_size)?
+        .with_data_dir(&config.data_dir);
     let first_run = portal.db.read(users::count_users)? == 0;
     if first_run {
         let password = users::generate_password();
