@@ -91,12 +91,20 @@ fn require_stream(doc: &Document) -> CoreResult<()> {
     if doc.portal_type == DATA_STREAM {
         Ok(())
     } else {
-        Err(CoreError::NotFound(format!("/{} is not a Data Stream", doc.path)))
+        Err(CoreError::NotFound(format!(
+            "/{} is not a Data Stream",
+            doc.path
+        )))
     }
 }
 
 /// The Data Stream at `path` if `user` holds `permission` on it.
-pub fn checked(portal: &Portal, user: &User, path: &str, permission: Permission) -> CoreResult<Document> {
+pub fn checked(
+    portal: &Portal,
+    user: &User,
+    path: &str,
+    permission: Permission,
+) -> CoreResult<Document> {
     let doc = portal.get(user, path)?;
     require_stream(&doc)?;
     if !portal.allowed(user, &doc.path, permission)? {
@@ -112,7 +120,13 @@ pub fn checked(portal: &Portal, user: &User, path: &str, permission: Permission)
 
 /// Appends `data` to the stream `doc` (already permission-checked by the caller through
 /// [`checked`]); with `at`, only if the stream's size is `at`. Returns the new size.
-pub fn append_checked(portal: &Portal, doc: &Document, data: &[u8], at: Option<u64>, mode: Durability) -> CoreResult<u64> {
+pub fn append_checked(
+    portal: &Portal,
+    doc: &Document,
+    data: &[u8],
+    at: Option<u64>,
+    mode: Durability,
+) -> CoreResult<u64> {
     require_stream(doc)?;
     store(portal)?
         .append(stream_id(doc), data, at, mode)
@@ -120,7 +134,13 @@ pub fn append_checked(portal: &Portal, doc: &Document, data: &[u8], at: Option<u
 }
 
 /// Appends to the stream at `path` as `user` (permission *Modify portal content*).
-pub fn append(portal: &Portal, user: &User, path: &str, data: &[u8], at: Option<u64>) -> CoreResult<u64> {
+pub fn append(
+    portal: &Portal,
+    user: &User,
+    path: &str,
+    data: &[u8],
+    at: Option<u64>,
+) -> CoreResult<u64> {
     let doc = checked(portal, user, path, Permission::ModifyPortalContent)?;
     append_checked(portal, &doc, data, at, Durability::Durable)
 }
@@ -149,14 +169,22 @@ pub fn read_checked(portal: &Portal, doc: &Document, start: u64, len: u64) -> Co
 /// `readMsgpackChunkList(start, end)`: the complete msgpack values stored in
 /// `[start, end)` (a value cut by `end` is left for the next call) and the offset to
 /// continue from. `start` must be a value boundary (0 or a previous `next_offset`).
-pub fn read_msgpack_chunk_list(portal: &Portal, doc: &Document, start: u64, end: u64) -> CoreResult<(Vec<Value>, u64)> {
+pub fn read_msgpack_chunk_list(
+    portal: &Portal,
+    doc: &Document,
+    start: u64,
+    end: u64,
+) -> CoreResult<(Vec<Value>, u64)> {
     let end = end.min(size_of(portal, doc)?);
     if start >= end {
         return Ok((Vec::new(), start));
     }
     let bytes = read_checked(portal, doc, start, end - start)?;
     let (values, used) = msgpack::decode_prefix(&bytes).map_err(CoreError::BadRequest)?;
-    Ok((values.iter().map(msgpack::to_json).collect(), start + used as u64))
+    Ok((
+        values.iter().map(msgpack::to_json).collect(),
+        start + used as u64,
+    ))
 }
 
 /// The data stream module: `data_stream_module` holding Data Stream documents.
@@ -173,39 +201,63 @@ pub fn module() -> Module {
                 .property(PropertyDef::new("version", PropertyType::String))
                 .workflow("validation_workflow")
                 .method("getSize", |call: &mut Call<'_>| {
-                    Ok(MethodOutput::Json(Value::from(size_of(call.portal, call.context)?)))
+                    Ok(MethodOutput::Json(Value::from(size_of(
+                        call.portal,
+                        call.context,
+                    )?)))
                 })
                 .method(
                     "getLastAppendDate",
-                    Protected::read(Permission::AccessContentsInformation, |call: &mut Call<'_>| {
-                        Ok(MethodOutput::Json(last_append(call.portal, call.context)?.map_or(Value::Null, Value::from)))
-                    }),
+                    Protected::read(
+                        Permission::AccessContentsInformation,
+                        |call: &mut Call<'_>| {
+                            Ok(MethodOutput::Json(
+                                last_append(call.portal, call.context)?
+                                    .map_or(Value::Null, Value::from),
+                            ))
+                        },
+                    ),
                 )
                 .method(
                     "readMsgpackChunkList",
-                    Protected::read(Permission::AccessContentsInformation, |call: &mut Call<'_>| {
-                        let start = offset_arg(call, "start")?.unwrap_or(0);
-                        let end = match offset_arg(call, "end")? {
-                            Some(e) => e,
-                            None => size_of(call.portal, call.context)?,
-                        };
-                        let (records, next) = read_msgpack_chunk_list(call.portal, call.context, start, end)?;
-                        Ok(MethodOutput::Json(json!({"records": records, "next_offset": next})))
-                    }),
+                    Protected::read(
+                        Permission::AccessContentsInformation,
+                        |call: &mut Call<'_>| {
+                            let start = offset_arg(call, "start")?.unwrap_or(0);
+                            let end = match offset_arg(call, "end")? {
+                                Some(e) => e,
+                                None => size_of(call.portal, call.context)?,
+                            };
+                            let (records, next) =
+                                read_msgpack_chunk_list(call.portal, call.context, start, end)?;
+                            Ok(MethodOutput::Json(
+                                json!({"records": records, "next_offset": next}),
+                            ))
+                        },
+                    ),
                 )
                 .method(
                     "getData",
-                    Protected::read(Permission::AccessContentsInformation, |call: &mut Call<'_>| {
-                        let size = size_of(call.portal, call.context)?;
-                        let bytes = read_checked(call.portal, call.context, 0, size)?;
-                        Ok(MethodOutput::Json(Value::from(String::from_utf8_lossy(&bytes).into_owned())))
-                    }),
+                    Protected::read(
+                        Permission::AccessContentsInformation,
+                        |call: &mut Call<'_>| {
+                            let size = size_of(call.portal, call.context)?;
+                            let bytes = read_checked(call.portal, call.context, 0, size)?;
+                            Ok(MethodOutput::Json(Value::from(
+                                String::from_utf8_lossy(&bytes).into_owned(),
+                            )))
+                        },
+                    ),
                 ),
         )
         .script("DataStream_view", |call: &mut Call<'_>| {
             let doc = call.context;
             let size = size_of(call.portal, doc)?;
-            let preview = if call.portal.allowed(call.user, &doc.path, Permission::AccessContentsInformation)? {
+            let preview = if call.portal.allowed(
+                call.user,
+                &doc.path,
+                Permission::AccessContentsInformation,
+            )? {
                 read_checked(call.portal, doc, 0, size.min(256))?
             } else {
                 Vec::new()
@@ -224,7 +276,11 @@ pub fn module() -> Module {
                 last_append: last_append(call.portal, doc)?.unwrap_or_default(),
                 hex: hex_dump(&preview),
                 text: String::from_utf8_lossy(&preview).into_owned(),
-                records: records.iter().take(10).map(|r| msgpack::to_json(r).to_string()).collect(),
+                records: records
+                    .iter()
+                    .take(10)
+                    .map(|r| msgpack::to_json(r).to_string())
+                    .collect(),
             };
             page.render()
                 .map(MethodOutput::Html)
@@ -247,9 +303,12 @@ fn bad_offset(name: &str) -> CoreError {
 
 /// When the stream last grew, RFC 3339 (none when unknown).
 pub fn last_append(portal: &Portal, doc: &Document) -> CoreResult<Option<String>> {
-    let t = store(portal)?.last_append(stream_id(doc)).map_err(core_error)?;
+    let t = store(portal)?
+        .last_append(stream_id(doc))
+        .map_err(core_error)?;
     Ok(t.map(|t| {
-        chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        chrono::DateTime::<chrono::Utc>::from(t)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
     }))
 }
 

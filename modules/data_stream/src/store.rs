@@ -63,8 +63,7 @@ pub trait StreamStore: Send + Sync {
     fn size(&self, id: u64) -> StoreResult<u64>;
     /// Appends `data` at the end, or only if the stream's size is `at`; returns the new
     /// size. Appends to one stream never interleave.
-    fn append(&self, id: u64, data: &[u8], at: Option<u64>, mode: Durability)
-        -> StoreResult<u64>;
+    fn append(&self, id: u64, data: &[u8], at: Option<u64>, mode: Durability) -> StoreResult<u64>;
     /// Up to `len` committed bytes from `start`.
     fn read(&self, id: u64, start: u64, len: usize) -> StoreResult<Vec<u8>>;
     /// When the last append of this process happened (none after a restart until the
@@ -179,7 +178,11 @@ impl LocalStore {
         if let Some(s) = streams.get(&id) {
             return Ok(s.clone());
         }
-        let s = Arc::new(Stream::recover(id, self.stream_dir(id), self.options.fsync)?);
+        let s = Arc::new(Stream::recover(
+            id,
+            self.stream_dir(id),
+            self.options.fsync,
+        )?);
         streams.insert(id, s.clone());
         Ok(s)
     }
@@ -193,7 +196,8 @@ impl LocalStore {
                 .spawn(move || loop {
                     std::thread::sleep(every);
                     let Some(store) = me.upgrade() else { return };
-                    let streams: Vec<Arc<Stream>> = lock(&store.streams).values().cloned().collect();
+                    let streams: Vec<Arc<Stream>> =
+                        lock(&store.streams).values().cloned().collect();
                     for s in streams {
                         let end = lock(&s.writer).end;
                         if let Err(e) = s.wait_durable(end) {
@@ -213,13 +217,7 @@ impl StreamStore for LocalStore {
         Ok(lock(&self.stream(id)?.sync).durable)
     }
 
-    fn append(
-        &self,
-        id: u64,
-        data: &[u8],
-        at: Option<u64>,
-        mode: Durability,
-    ) -> StoreResult<u64> {
+    fn append(&self, id: u64, data: &[u8], at: Option<u64>, mode: Durability) -> StoreResult<u64> {
         let stream = self.stream(id)?;
         let end = stream.write(data, at, self.options.segment_bytes)?;
         match mode {
@@ -267,7 +265,9 @@ impl StreamStore for LocalStore {
         if w.last_append.is_some() || w.segments.is_empty() {
             return Ok(w.last_append);
         }
-        let newest = stream.dir.join(segment_name(w.segments[w.segments.len() - 1]));
+        let newest = stream
+            .dir
+            .join(segment_name(w.segments[w.segments.len() - 1]));
         Ok(std::fs::metadata(newest).and_then(|m| m.modified()).ok())
     }
 
@@ -297,7 +297,9 @@ impl Stream {
             for entry in std::fs::read_dir(&dir)? {
                 let name = entry?.file_name();
                 let name = name.to_string_lossy();
-                if let Some(start) = name.strip_suffix(".seg").and_then(|s| s.parse::<u64>().ok())
+                if let Some(start) = name
+                    .strip_suffix(".seg")
+                    .and_then(|s| s.parse::<u64>().ok())
                 {
                     segments.push(start);
                 }
@@ -314,21 +316,34 @@ impl Stream {
                 let file = OpenOptions::new().read(true).write(true).open(&path)?;
                 let len = file.metadata()?.len();
                 let want = committed.checked_sub(last).ok_or_else(|| {
-                    StoreError::Damaged(id, format!("segment {last} starts beyond commit {committed}"))
+                    StoreError::Damaged(
+                        id,
+                        format!("segment {last} starts beyond commit {committed}"),
+                    )
                 })?;
                 if len < want {
                     return Err(StoreError::Damaged(
                         id,
-                        format!("{} holds {len} bytes, {want} were committed", path.display()),
+                        format!(
+                            "{} holds {len} bytes, {want} were committed",
+                            path.display()
+                        ),
                     ));
                 }
                 if len > want {
-                    tracing::warn!(stream = id, torn = len - want, "truncating an uncommitted tail");
+                    tracing::warn!(
+                        stream = id,
+                        torn = len - want,
+                        "truncating an uncommitted tail"
+                    );
                     file.set_len(want)?;
                     file.sync_all()?;
                 }
             } else if committed > 0 {
-                return Err(StoreError::Damaged(id, format!("{committed} bytes committed, no segment")));
+                return Err(StoreError::Damaged(
+                    id,
+                    format!("{committed} bytes committed, no segment"),
+                ));
             }
             let log = OpenOptions::new()
                 .read(true)
@@ -578,8 +593,12 @@ mod tests {
     fn torn_tail_is_truncated_on_recovery() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
-        store.append(1, b"hello ", None, Durability::Durable).unwrap();
-        store.append(1, b"world", None, Durability::Durable).unwrap();
+        store
+            .append(1, b"hello ", None, Durability::Durable)
+            .unwrap();
+        store
+            .append(1, b"world", None, Durability::Durable)
+            .unwrap();
         let seg = store.stream_dir(1).join(segment_name(0));
         drop(store);
         // A crash after a write but before its commit leaves bytes beyond the commit.
@@ -603,9 +622,19 @@ mod tests {
     fn conditional_append_refuses_wrong_offset() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
-        store.append(2, b"abc", Some(0), Durability::Durable).unwrap();
-        let err = store.append(2, b"d", Some(2), Durability::Durable).unwrap_err();
-        assert!(matches!(err, StoreError::OffsetMismatch { expected: 2, actual: 3 }));
+        store
+            .append(2, b"abc", Some(0), Durability::Durable)
+            .unwrap();
+        let err = store
+            .append(2, b"d", Some(2), Durability::Durable)
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            StoreError::OffsetMismatch {
+                expected: 2,
+                actual: 3
+            }
+        ));
         assert_eq!(store.size(2).unwrap(), 3);
     }
 
