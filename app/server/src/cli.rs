@@ -207,10 +207,15 @@ pub fn run(cli: Cli) -> Result<(), ServerError> {
             if let Some(f) = forward {
                 config.forward = f;
             }
+            let forward = if config.forward.is_empty() {
+                None
+            } else {
+                Some(crate::forward::bind(&config)?)
+            };
             let portal = open(&config)?;
             portal.start_fulltext(&config.data_dir.join("index"))?;
-            if !config.forward.is_empty() {
-                crate::forward::spawn(portal.clone(), &config)?;
+            if let Some(listener) = forward {
+                crate::forward::spawn(listener, portal.clone(), &config)?;
             }
             let node = format!("{}#{}", config.bind, std::process::id());
             wendelin_core::activity::spawn_workers(

@@ -39,9 +39,9 @@ struct Listener {
 
 static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
 
-/// Binds the Forward listener and serves it on background threads; returns the bound
-/// address. Refuses a non-loopback address without a shared key.
-pub fn spawn(portal: Portal, config: &Config) -> Result<SocketAddr, ServerError> {
+/// Binds the Forward listener (before anything else starts, so a bad address fails
+/// fast). Refuses a non-loopback address without a shared key.
+pub fn bind(config: &Config) -> Result<TcpListener, ServerError> {
     let addr = config.forward.as_str();
     let listener = TcpListener::bind(addr)
         .map_err(|e| ServerError::Config(format!("cannot listen for Forward on {addr}: {e}")))?;
@@ -51,6 +51,16 @@ pub fn spawn(portal: Portal, config: &Config) -> Result<SocketAddr, ServerError>
             "the Forward listener on {local} is reachable from other hosts: set forward_shared_key"
         )));
     }
+    Ok(listener)
+}
+
+/// Serves a bound Forward listener on background threads; returns its address.
+pub fn spawn(
+    listener: TcpListener,
+    portal: Portal,
+    config: &Config,
+) -> Result<SocketAddr, ServerError> {
+    let local = listener.local_addr()?;
     let user = portal
         .db
         .read(|c| users::load_user(c, &config.forward_user))

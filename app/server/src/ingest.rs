@@ -474,7 +474,9 @@ async fn download(
             if pos >= end {
                 return None;
             }
-            let n = (end - pos).min(DOWNLOAD_CHUNK);
+            let n = (end - pos)
+                .min(DOWNLOAD_CHUNK)
+                .min(wendelin_data_stream::settings().max_read_bytes.max(1));
             let read =
                 web::block(move || wendelin_data_stream::read_checked(&portal, &doc, pos, n)).await;
             let item = match read {

@@ -258,7 +258,12 @@ pub fn module() -> Module {
                 &doc.path,
                 Permission::AccessContentsInformation,
             )? {
-                read_checked(call.portal, doc, 0, size.min(256))?
+                read_checked(
+                    call.portal,
+                    doc,
+                    0,
+                    size.min(256).min(settings().max_read_bytes),
+                )?
             } else {
                 Vec::new()
             };
