@@ -215,13 +215,20 @@ fn sub_documents_relations_and_traversal() {
     );
     assert_eq!(back.json(), json!(["data_ingestion_module/1/line_1"]));
 
-    // Dispatch by URL: built-in getSize of Data Stream (its stored bytes), Base_getSize
-    // elsewhere.
+    // Dispatch by URL: built-in getSize of Data Stream (the bytes its storage holds),
+    // Base_getSize elsewhere.
+    let put = server.raw(
+        "PUT",
+        "/api/v1/data_stream_module/1/data",
+        "application/octet-stream",
+        &[b'x'; 42],
+    );
+    assert_eq!(put.status, 200, "{}", put.text);
     assert_eq!(
         server
             .req("GET", "/data_stream_module/1/getSize", None)
             .json(),
-        json!(0)
+        json!(42)
     );
     let base_size = server
         .req("GET", "/data_ingestion_module/1/getSize", None)
