@@ -684,3 +684,66 @@ fn thirty_two_clients_on_one_stream() {
         last[w as usize] = Some(s);
     }
 }
+
+#[test]
+fn back_pressure_answers_503_with_retry_after() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let server = setup(
+        dir.path(),
+        &[("WENDELIN_INGEST_MAX_INFLIGHT_BYTES", "1000")],
+    );
+    let body = record(0, 0, 1500);
+    // A slow client: its declared length is reserved while its body trickles in.
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        slow,
+        "POST /api/v1/ingest/pydata/slow.temp HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Bearer {}\r\nContent-Type: application/x-msgpack\r\n\
+         Content-Length: {}\r\n\r\n",
+        server.manager_token,
+        body.len()
+    )
+    .unwrap();
+    slow.write_all(&body[..10]).unwrap();
+    slow.flush().unwrap();
+    // Let it pass authentication and reserve first (a request racing it would win).
+    std::thread::sleep(Duration::from_millis(1000));
+    // Another request while those bytes are in flight is refused, retryably.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let r = agent()
+            .post(&server.url("/api/v1/ingest/pydata/other.temp"))
+            .set("authorization", &format!("Bearer {}", server.manager_token))
+            .set("content-type", "application/x-msgpack")
+            .send_bytes(&body);
+        match r {
+            Err(ureq::Error::Status(503, resp)) => break resp,
+            Ok(_) => {
+                // The slow request had not reached the handler yet.
+                if Instant::now() > deadline {
+                    slow.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+                    let mut buf = [0u8; 500];
+                    let n = slow.read(&mut buf).unwrap_or(0);
+                    panic!(
+                        "never refused; slow got {:?}",
+                        String::from_utf8_lossy(&buf[..n])
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert!(refused.into_string().unwrap().contains("retry later"));
+    // The slow request completes normally once its body arrives.
+    slow.write_all(&body[10..]).unwrap();
+    let mut reply = [0u8; 12];
+    slow.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"HTTP/1.1 200");
+    drop(slow);
+    let r = post_msgpack(&server.base, &server.manager_token, "other.temp", &body);
+    assert_eq!(r, Ok(200));
+}
