@@ -627,6 +627,10 @@ fn kill_9_keeps_every_acknowledged_record() {
                 seqs.len()
             );
             total_acked += acked - next[w as usize].min(acked);
+            eprintln!(
+                "round {round}, writer {w}: {acked} acknowledged in all, {} stored",
+                seqs.len()
+            );
             next[w as usize] = seqs.len() as u64;
         }
     }
