@@ -120,15 +120,18 @@ async fn read_body(
     }
     let mut reservation =
         Reservation::take(declared.unwrap_or(0), config.ingest_max_inflight_bytes)?;
-    let body = match payload.to_bytes_limited(limit).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => {
-            return Err(ServerError::BadRequest(format!(
-                "the request body could not be read: {e}"
-            )))
+    // Read into one buffer sized from Content-Length: no regrowth copies of large bodies.
+    let mut body = Vec::with_capacity(declared.unwrap_or(64 * 1024));
+    let mut payload = payload;
+    while let Some(piece) = futures_util::StreamExt::next(&mut payload).await {
+        let piece = piece.map_err(|e| {
+            ServerError::BadRequest(format!("the request body could not be read: {e}"))
+        })?;
+        if body.len() + piece.len() > limit {
+            return Err(too_large(body.len() + piece.len(), limit));
         }
-        Err(_) => return Err(too_large(limit + 1, limit)),
-    };
+        body.extend_from_slice(&piece);
+    }
     if declared.is_none() {
         reservation = Reservation::take(body.len(), config.ingest_max_inflight_bytes)?;
     }
@@ -138,7 +141,7 @@ async fn read_body(
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim().to_ascii_lowercase());
     let bytes = match gzip.as_deref() {
-        None | Some("identity") => body.to_vec(),
+        None | Some("identity") => body,
         Some("gzip") | Some("x-gzip") => {
             let mut out = Vec::new();
             flate2::read::MultiGzDecoder::new(&body[..])

@@ -3,9 +3,10 @@
 //!
 //! Layout, per stream: `<root>/<id>/<start offset, 20 digits>.seg` segment files and a
 //! `commit.log` of fixed 16-byte records (`end offset u64 LE`, `crc32 of it u32 LE`,
-//! magic `u32 LE`). Durability protocol of one group commit: the segment is fdatasync'd,
-//! then a commit record naming the end offset is appended to `commit.log` and
-//! fdatasync'd; only then are the appenders waiting for bytes up to that offset answered.
+//! magic `u32 LE`) in 4096 preallocated slots (zeros until written; a full log is
+//! replaced by a fresh one through rename). Durability protocol of one group commit: the
+//! segment is fdatasync'd, then a commit record naming the end offset is written to the
+//! next slot of `commit.log` and fdatasync'd (an overwrite: no size change to journal); only then are the appenders waiting for bytes up to that offset answered.
 //! On open, the last valid commit record is the stream's size: bytes beyond it (a torn
 //! tail left by a crash between write and commit) are truncated and segments starting
 //! beyond it are deleted.
@@ -97,8 +98,9 @@ impl Default for StoreOptions {
 
 const COMMIT_RECORD: usize = 16;
 const COMMIT_MAGIC: u32 = 0x5744_4c43; // "WDLC"
-/// The commit log is rewritten to one record when it grows past this.
-const COMMIT_LOG_MAX: u64 = 1 << 20;
+/// Record slots of a commit log. The file is written full of zeros once, so a commit
+/// overwrites allocated blocks and its fdatasync needs no metadata (size) update.
+const COMMIT_SLOTS: u64 = 4096;
 
 /// Segment files on the local disk under one root directory.
 pub struct LocalStore {
@@ -123,7 +125,7 @@ struct Stream {
     writer: Mutex<Writer>,
     sync: Mutex<SyncState>,
     synced: Condvar,
-    commit_log: Mutex<Option<File>>,
+    commit_log: Mutex<Option<CommitLog>>,
     fsync: bool,
 }
 
@@ -133,6 +135,11 @@ struct Writer {
     current: Option<Arc<File>>,
     end: u64,
     last_append: Option<SystemTime>,
+}
+
+struct CommitLog {
+    file: File,
+    next_slot: u64,
 }
 
 struct SyncState {
@@ -293,7 +300,8 @@ impl Stream {
         let mut committed = 0;
         let mut commit_log = None;
         if dir.exists() {
-            committed = read_commit_log(&dir.join("commit.log"))?;
+            let (end, next_slot) = read_commit_log(&dir.join("commit.log"))?;
+            committed = end;
             for entry in std::fs::read_dir(&dir)? {
                 let name = entry?.file_name();
                 let name = name.to_string_lossy();
@@ -345,12 +353,12 @@ impl Stream {
                     format!("{committed} bytes committed, no segment"),
                 ));
             }
-            let log = OpenOptions::new()
+            commit_log = OpenOptions::new()
                 .read(true)
-                .append(true)
+                .write(true)
                 .open(dir.join("commit.log"))
-                .ok();
-            commit_log = log;
+                .ok()
+                .map(|file| CommitLog { file, next_slot });
         }
         let current = match segments.last() {
             Some(&last) => Some(Arc::new(
@@ -486,32 +494,36 @@ impl Stream {
             file.sync_data()?;
         }
         let mut log = lock(&self.commit_log);
-        let needs_rotation = match log.as_ref() {
-            None => true,
-            Some(f) => f.metadata()?.len() >= COMMIT_LOG_MAX,
-        };
         let record = commit_record(end);
-        if needs_rotation {
-            let tmp = self.dir.join("commit.log.tmp");
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)?;
-            f.write_all(&record)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, self.dir.join("commit.log"))?;
-            sync_dir(&self.dir)?;
-            *log = Some(
-                OpenOptions::new()
+        match log.as_mut() {
+            Some(l) if l.next_slot < COMMIT_SLOTS => {
+                l.file
+                    .write_all_at(&record, l.next_slot * COMMIT_RECORD as u64)?;
+                if self.fsync {
+                    l.file.sync_data()?;
+                }
+                l.next_slot += 1;
+            }
+            // First commit, or the log is full: a fresh zeroed log holding this record
+            // replaces it atomically.
+            _ => {
+                let tmp = self.dir.join("commit.log.tmp");
+                let mut f = OpenOptions::new()
                     .read(true)
-                    .append(true)
-                    .open(self.dir.join("commit.log"))?,
-            );
-        } else if let Some(f) = log.as_mut() {
-            f.write_all(&record)?;
-            if self.fsync {
-                f.sync_data()?;
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&tmp)?;
+                let mut zeroed = vec![0u8; (COMMIT_SLOTS as usize) * COMMIT_RECORD];
+                zeroed[..COMMIT_RECORD].copy_from_slice(&record);
+                f.write_all(&zeroed)?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, self.dir.join("commit.log"))?;
+                sync_dir(&self.dir)?;
+                *log = Some(CommitLog {
+                    file: f,
+                    next_slot: 1,
+                });
             }
         }
         Ok(end)
@@ -527,18 +539,19 @@ fn commit_record(end: u64) -> [u8; COMMIT_RECORD] {
     r
 }
 
-/// The end offset in the last valid record of a commit log (0 when there is none).
-fn read_commit_log(path: &Path) -> StoreResult<u64> {
+/// The end offset in the last valid record of a commit log (0 when there is none) and
+/// the slot after that record.
+fn read_commit_log(path: &Path) -> StoreResult<(u64, u64)> {
     let mut bytes = Vec::new();
     match File::open(path) {
         Ok(mut f) => {
             f.read_to_end(&mut bytes)?;
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, COMMIT_SLOTS)),
         Err(e) => return Err(e.into()),
     }
     let whole = bytes.len() / COMMIT_RECORD * COMMIT_RECORD;
-    for r in bytes[..whole].chunks_exact(COMMIT_RECORD).rev() {
+    for (slot, r) in bytes[..whole].chunks_exact(COMMIT_RECORD).enumerate().rev() {
         let mut end = [0u8; 8];
         end.copy_from_slice(&r[..8]);
         let mut crc = [0u8; 4];
@@ -548,10 +561,10 @@ fn read_commit_log(path: &Path) -> StoreResult<u64> {
         if u32::from_le_bytes(magic) == COMMIT_MAGIC
             && u32::from_le_bytes(crc) == crc32fast::hash(&r[..8])
         {
-            return Ok(u64::from_le_bytes(end));
+            return Ok((u64::from_le_bytes(end), slot as u64 + 1));
         }
     }
-    Ok(0)
+    Ok((0, COMMIT_SLOTS))
 }
 
 #[cfg(test)]
@@ -616,6 +629,27 @@ mod tests {
         let end = store.append(1, b"!", None, Durability::Durable).unwrap();
         assert_eq!(end, 12);
         assert_eq!(store.read(1, 0, 100).unwrap(), b"hello world!");
+    }
+
+    #[test]
+    fn commit_log_rotates_when_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let quick = StoreOptions {
+            fsync: false,
+            ..opts(1 << 20)
+        };
+        let store = LocalStore::open(dir.path(), quick).unwrap();
+        for _ in 0..COMMIT_SLOTS + 10 {
+            store.append(5, b"ab", None, Durability::Durable).unwrap();
+        }
+        let log = store.stream_dir(5).join("commit.log");
+        assert_eq!(
+            std::fs::metadata(&log).unwrap().len(),
+            COMMIT_SLOTS * COMMIT_RECORD as u64
+        );
+        drop(store);
+        let store = LocalStore::open(dir.path(), quick).unwrap();
+        assert_eq!(store.size(5).unwrap(), 2 * (COMMIT_SLOTS + 10));
     }
 
     #[test]
