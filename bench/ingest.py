@@ -141,7 +141,7 @@ def vm(pid, key):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--a-mib", type=int, default=1024)
-    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--clients", type=int, default=4, help="clients of the 8 GiB run; (a) also runs 1 and twice this")
     ap.add_argument("--total-gib", type=float, default=8)
     ap.add_argument("--fwd-records", type=int, default=10_000)
     ap.add_argument("--fwd-messages", type=int, default=100)
@@ -173,17 +173,21 @@ def main():
         t_nosync = file_loop(os.path.join(tmp, "plain.bin"), body, n, False)
         t_http1 = http_ingest(port, token, body, n, 1, "a1.data")
         t_httpc = http_ingest(port, token, body, n, args.clients, "ac.data")
+        t_http2c = http_ingest(port, token, body, n, 2 * args.clients, "a2c.data")
         mib = len(body) * n / MIB
         rows.append(("plain file append loop, fdatasync after each 1 MiB", mib / t_sync))
         rows.append(("plain file append loop, no fsync", mib / t_nosync))
         rows.append(("HTTP ingestion, 1 client (keep-alive)", mib / t_http1))
         rows.append((f"HTTP ingestion, {args.clients} clients (keep-alive)", mib / t_httpc))
+        rows.append((f"HTTP ingestion, {2 * args.clients} clients (keep-alive)", mib / t_http2c))
         recs, t_fwd, rec_size = forward_ingest(fport, args.fwd_records, args.fwd_messages, args.fwd_connections)
+        recs1, t_fwd1, _ = forward_ingest(fport, args.fwd_records, args.fwd_messages, 1)
         hwm_before = vm(server.pid, "VmHWM")
         total = int(args.total_gib * 1024)
         t_total = http_ingest(port, token, body, total, args.clients, "big.data")
         hwm = vm(server.pid, "VmHWM")
-        print(f"## ingestion run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
+        load = open("/proc/loadavg").read().split()[:3]
+        print(f"## ingestion run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} (load average {' '.join(load)})\n")
         print("(a) 1 MiB msgpack chunks, {} MiB per row:\n".format(n))
         print("| writer | MiB/s | vs plain loop with fdatasync |")
         print("|---|---|---|")
@@ -191,7 +195,7 @@ def main():
             print(f"| {name} | {rate:.0f} | {rate / rows[0][1]:.2f}× |")
         print(f"\n(b) Forward protocol, PackedForward, {args.fwd_records} records of ~{rec_size:.0f} bytes per "
               f"message, ack per message, {args.fwd_connections} connections: {recs} records in {t_fwd:.2f} s = "
-              f"{recs / t_fwd:,.0f} records/s")
+              f"{recs / t_fwd:,.0f} records/s (1 connection: {recs1 / t_fwd1:,.0f} records/s)")
         print(f"\n(c) {total / 1024:.1f} GiB over HTTP ({args.clients} clients) in {t_total:.1f} s "
               f"({total / t_total:.0f} MiB/s); server peak RSS (VmHWM) {hwm / MIB:.0f} MiB "
               f"(before this step {hwm_before / MIB:.0f} MiB)")
