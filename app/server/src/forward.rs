@@ -35,6 +35,8 @@ struct Listener {
     shared_key: Option<String>,
     policy: Option<String>,
     hostname: String,
+    /// Largest message read into memory (`ingest_max_body_bytes`).
+    max_message: u64,
 }
 
 static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
@@ -76,6 +78,7 @@ pub fn spawn(
         shared_key: Some(config.forward_shared_key.clone()).filter(|k| !k.is_empty()),
         policy: Some(config.forward_policy.clone()).filter(|p| !p.is_empty()),
         hostname: "wendelin".into(),
+        max_message: config.ingest_max_body_bytes as u64,
     });
     std::thread::Builder::new()
         .name("forward-accept".into())
@@ -230,7 +233,8 @@ fn serve_connection(l: &Listener, conn: TcpStream) -> Result<(), ConnError> {
         handshake(l, key, &mut reader, &mut writer)?;
     }
     let mut routes: HashMap<String, (Route, Instant)> = HashMap::new();
-    while let Some(msg) = read_value(&mut reader)? {
+    // Each message is read through a limit: a declared length cannot make us buffer more.
+    while let Some(msg) = read_value(&mut (&mut reader).take(l.max_message))? {
         let (tag, entries, option) = decode_message(msg)?;
         let chunk = option_str(&option, "chunk");
         let mode = if chunk.is_some() {
