@@ -266,12 +266,24 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on `data_dir` (created if missing), optionally on a database URL.
     pub fn start(data_dir: &Path, database_url: Option<String>) -> TestServer {
+        TestServer::start_with_env(data_dir, database_url, &[])
+    }
+
+    /// Starts a server with extra environment (e.g. `WENDELIN_FORWARD`).
+    pub fn start_with_env(
+        data_dir: &Path,
+        database_url: Option<String>,
+        env: &[(&str, &str)],
+    ) -> TestServer {
         let mut s = TestServer {
             child: None,
             base: String::new(),
             data_dir: data_dir.to_path_buf(),
             database_url,
-            extra_env: Vec::new(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             port: free_port(),
             stdout_path: data_dir.with_extension("stdout"),
             stderr_path: data_dir.with_extension("stderr"),
@@ -585,4 +597,78 @@ macro_rules! on_every_backend {
             )*
         }
     };
+}
+
+/// Python packages the tests drive the server with (real third-party clients).
+pub const PYTHON_PACKAGES: &[&str] = &["fluent-logger", "msgpack", "requests"];
+
+/// The Python interpreter of the repository's `.venv` (created, with
+/// [`PYTHON_PACKAGES`], when missing; `.ci/run` creates it too). `None` — after printing
+/// `skipped: …` — when it cannot be had; under CI that is a failure.
+pub fn python() -> Option<PathBuf> {
+    static PYTHON: OnceLock<Option<PathBuf>> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let venv = root.join(".venv");
+            let py = venv.join("bin").join("python");
+            let ready = |py: &Path| {
+                Command::new(py)
+                    .args(["-c", "import fluent.sender, msgpack, requests"])
+                    .output()
+                    .map(|o| o.status.success())
+                    .unwrap_or(false)
+            };
+            if !ready(&py) {
+                // Several test binaries may get here at once: one creates, the others wait.
+                let lock = root.join("target").join(".venv-setup.lock");
+                let _ = std::fs::create_dir_all(root.join("target"));
+                let deadline = Instant::now() + Duration::from_secs(300);
+                while std::fs::create_dir(&lock).is_err() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                if !ready(&py) {
+                    let _ = Command::new("python3")
+                        .args(["-m", "venv"])
+                        .arg(&venv)
+                        .status();
+                    let _ = Command::new(&py)
+                        .args(["-m", "pip", "install", "-q"])
+                        .args(PYTHON_PACKAGES)
+                        .status();
+                }
+                let _ = std::fs::remove_dir(&lock);
+            }
+            if ready(&py) {
+                Some(py)
+            } else {
+                let msg = format!(
+                    "skipped: python venv with {PYTHON_PACKAGES:?} unavailable at {}",
+                    venv.display()
+                );
+                assert!(!in_ci(), "{msg} (CI=true: failing)");
+                eprintln!("{msg}");
+                None
+            }
+        })
+        .clone()
+}
+
+/// Runs `script` with the venv's Python and `env`; returns stdout, panicking (with its
+/// output) when it fails.
+pub fn run_python(py: &Path, script: &str, env: &[(&str, &str)]) -> String {
+    let out = Command::new(py)
+        .arg("-c")
+        .arg(script)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "python failed: {}\nstdout: {stdout}\nstderr: {stderr}",
+        out.status
+    );
+    stdout
 }

@@ -102,10 +102,14 @@ fn documents_round_trip_through_the_json_api_and_survive_restarts() {
     let bad = server.req(
         "PATCH",
         "/api/v1/data_stream_module/1",
-        Some(&json!({"serial": 3, "size": "big"})),
+        Some(&json!({"serial": 3, "content_type": 42})),
     );
     assert_eq!(bad.status, 422);
-    assert!(bad.error_message().contains("'size'"), "{}", bad.text);
+    assert!(
+        bad.error_message().contains("'content_type'"),
+        "{}",
+        bad.text
+    );
     assert_eq!(
         server.req("GET", "/api/v1/data_stream_module", None).json()["total"],
         1
@@ -173,7 +177,7 @@ fn sub_documents_relations_and_traversal() {
         .req(
             "POST",
             "/api/v1/data_stream_module",
-            Some(&json!({"title": "<script>alert(1)</script>", "size": 42})),
+            Some(&json!({"title": "<script>alert(1)</script>"})),
         )
         .json();
     let ingestion = server
@@ -211,7 +215,15 @@ fn sub_documents_relations_and_traversal() {
     );
     assert_eq!(back.json(), json!(["data_ingestion_module/1/line_1"]));
 
-    // Dispatch by URL: built-in getSize of Data Stream, Base_getSize elsewhere.
+    // Dispatch by URL: built-in getSize of Data Stream (the bytes its storage holds),
+    // Base_getSize elsewhere.
+    let put = server.raw(
+        "PUT",
+        "/api/v1/data_stream_module/1/data",
+        "application/octet-stream",
+        &[b'x'; 42],
+    );
+    assert_eq!(put.status, 200, "{}", put.text);
     assert_eq!(
         server
             .req("GET", "/data_stream_module/1/getSize", None)

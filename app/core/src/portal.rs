@@ -22,6 +22,7 @@ pub struct Portal {
     /// Where documents are stored.
     pub db: Database,
     fulltext: Arc<std::sync::OnceLock<FullText>>,
+    data_dir: Option<Arc<std::path::PathBuf>>,
 }
 
 impl std::fmt::Debug for Portal {
@@ -52,7 +53,20 @@ impl Portal {
             registry,
             db,
             fulltext: Arc::default(),
+            data_dir: None,
         })
+    }
+
+    /// The same portal, with `dir` as the directory where modules keep bulk data (stream
+    /// segments, array chunks) under a sub-directory of their own.
+    pub fn with_data_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Portal {
+        self.data_dir = Some(Arc::new(dir.into()));
+        self
+    }
+
+    /// The data directory, when the process has one (the server and CLI set it).
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        self.data_dir.as_deref().map(std::path::PathBuf::as_path)
     }
 
     /// Opens (or rebuilds) the full-text index in `dir` and starts its writer thread;

@@ -14,6 +14,8 @@ use crate::error::ServerError;
 
 /// Registers every route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    // Ingestion and stream data first: they are more specific than the catch-alls below.
+    crate::ingest::routes(cfg);
     cfg.route("/health", web::get().to(health))
         .route("/login", web::get().to(auth::login_page))
         .route("/login", web::post().to(auth::login))

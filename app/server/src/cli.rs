@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use actix_web::{web, App, HttpServer};
 use clap::{Parser, Subcommand};
-use wendelin_core::{users, Portal};
+use wendelin_core::{users, Portal, User};
 
 use crate::config::Config;
 use crate::error::ServerError;
@@ -31,6 +31,9 @@ pub enum Command {
         /// Listen address, overriding the configuration.
         #[arg(long)]
         bind: Option<String>,
+        /// Also listen for the Fluentd Forward protocol here, e.g. 127.0.0.1:24224.
+        #[arg(long)]
+        forward: Option<String>,
     },
     /// Create the data directory and database, and the first Manager account.
     Init,
@@ -50,6 +53,12 @@ pub enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Provision data ingestion.
+    Ingestion {
+        /// What to do.
+        #[command(subcommand)]
+        action: IngestionAction,
+    },
     /// Create or update a group and its global roles.
     Group {
         /// Group id.
@@ -60,6 +69,26 @@ pub enum Command {
         /// Global role of every member (repeatable).
         #[arg(long = "role")]
         roles: Vec<String>,
+    },
+}
+
+/// Ingestion sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum IngestionAction {
+    /// Create an Ingestion Policy with its Data Product, Data Supply and Data Operation.
+    Add {
+        /// Id and reference of the policy: fluentd posts to
+        /// /erp5/portal_ingestion_policies/NAME/ingest.
+        name: String,
+        /// Reference of the Data Product the tags feed (default: NAME).
+        #[arg(long)]
+        product: Option<String>,
+        /// append (the raw msgpack bytes) or json-lines (one JSON object per record).
+        #[arg(long, default_value = "append")]
+        operation: String,
+        /// default (tag sensor.product → reference sensor, product product) or whole.
+        #[arg(long, default_value = "default")]
+        tag_parser: String,
     },
 }
 
@@ -171,12 +200,23 @@ pub fn run(cli: Cli) -> Result<(), ServerError> {
     let mut config = Config::load(cli.config.as_deref())?;
     init_logging(&config);
     match cli.command {
-        Command::Serve { bind } => {
+        Command::Serve { bind, forward } => {
             if let Some(b) = bind {
                 config.bind = b;
             }
+            if let Some(f) = forward {
+                config.forward = f;
+            }
+            let forward = if config.forward.is_empty() {
+                None
+            } else {
+                Some(crate::forward::bind(&config)?)
+            };
             let portal = open(&config)?;
             portal.start_fulltext(&config.data_dir.join("index"))?;
+            if let Some(listener) = forward {
+                crate::forward::spawn(listener, portal.clone(), &config)?;
+            }
             let node = format!("{}#{}", config.bind, std::process::id());
             wendelin_core::activity::spawn_workers(
                 portal.clone(),
@@ -236,6 +276,30 @@ pub fn run(cli: Cli) -> Result<(), ServerError> {
         Command::User { action } => {
             let portal = open(&config)?;
             user_command(&portal, action)
+        }
+        Command::Ingestion {
+            action:
+                IngestionAction::Add {
+                    name,
+                    product,
+                    operation,
+                    tag_parser,
+                },
+        } => {
+            let portal = open(&config)?;
+            let spec = wendelin_ingestion::PolicySpec {
+                name,
+                product,
+                operation,
+                tag_parser,
+            };
+            let out = wendelin_ingestion::provision(&portal, &User::system(), &spec)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&out)
+                    .map_err(|e| ServerError::Internal(e.to_string()))?
+            );
+            Ok(())
         }
         Command::Group { id, title, roles } => {
             let portal = open(&config)?;
@@ -394,8 +458,10 @@ pub fn open(config: &Config) -> Result<Portal, ServerError> {
             config.data_dir.display()
         ))
     })?;
+    wendelin_data_stream::configure(config.stream_settings());
     let registry = crate::registry()?;
-    let portal = Portal::open(registry, &config.database_url(), config.db_pool_size)?;
+    let portal = Portal::open(registry, &config.database_url(), config.db_pool_size)?
+        .with_data_dir(&config.data_dir);
     let first_run = portal.db.read(users::count_users)? == 0;
     if first_run {
         let password = users::generate_password();

@@ -34,6 +34,31 @@ pub struct Config {
     pub cookie_secure: bool,
     /// Activity worker threads in this process; 0 runs none (`WENDELIN_ACTIVITY_WORKERS`).
     pub activity_workers: usize,
+    /// Fluentd Forward protocol listener, e.g. `127.0.0.1:24224`; empty: off
+    /// (`WENDELIN_FORWARD`).
+    pub forward: String,
+    /// Shared key of the Forward protocol handshake; required on non-loopback binds
+    /// (`WENDELIN_FORWARD_SHARED_KEY`).
+    pub forward_shared_key: String,
+    /// Ingestion Policy receiving Forward traffic; empty: the tag's first part names it
+    /// (`WENDELIN_FORWARD_POLICY`).
+    pub forward_policy: String,
+    /// Login that Forward traffic is ingested as (`WENDELIN_FORWARD_USER`).
+    pub forward_user: String,
+    /// Largest ingestion request body (after decompression), in bytes
+    /// (`WENDELIN_INGEST_MAX_BODY_BYTES`).
+    pub ingest_max_body_bytes: usize,
+    /// Ingestion bytes in flight above which requests get 503 + Retry-After
+    /// (`WENDELIN_INGEST_MAX_INFLIGHT_BYTES`).
+    pub ingest_max_inflight_bytes: usize,
+    /// Size at which a Data Stream starts a new segment file (`WENDELIN_STREAM_SEGMENT_BYTES`).
+    pub stream_segment_bytes: u64,
+    /// Largest read of a stream into memory; larger reads must use ranges
+    /// (`WENDELIN_STREAM_MAX_READ_BYTES`).
+    pub stream_max_read_bytes: u64,
+    /// fsync stream appends before acknowledging them (`WENDELIN_STREAM_FSYNC`); false
+    /// survives kill -9 but not power loss.
+    pub stream_fsync: bool,
 }
 
 impl Default for Config {
@@ -49,7 +74,26 @@ impl Default for Config {
             session_ttl_hours: 24,
             cookie_secure: false,
             activity_workers: 1,
+            forward: String::new(),
+            forward_shared_key: String::new(),
+            forward_policy: String::new(),
+            forward_user: "manager".into(),
+            ingest_max_body_bytes: 64 * 1024 * 1024,
+            ingest_max_inflight_bytes: 256 * 1024 * 1024,
+            stream_segment_bytes: 1 << 30,
+            stream_max_read_bytes: 16 * 1024 * 1024,
+            stream_fsync: true,
         }
+    }
+}
+
+fn flag(key: &str, v: &str) -> Result<bool, ServerError> {
+    match v {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(ServerError::Config(format!(
+            "{key}={v} must be true or false"
+        ))),
     }
 }
 
@@ -114,17 +158,48 @@ impl Config {
             self.activity_workers = num("WENDELIN_ACTIVITY_WORKERS", v)?;
         }
         if let Some(v) = var("WENDELIN_COOKIE_SECURE") {
-            self.cookie_secure = match v.as_str() {
-                "true" | "1" => true,
-                "false" | "0" => false,
-                _ => {
-                    return Err(ServerError::Config(format!(
-                        "WENDELIN_COOKIE_SECURE={v} must be true or false"
-                    )))
-                }
-            };
+            self.cookie_secure = flag("WENDELIN_COOKIE_SECURE", &v)?;
+        }
+        if let Some(v) = var("WENDELIN_FORWARD") {
+            self.forward = v;
+        }
+        if let Some(v) = var("WENDELIN_FORWARD_SHARED_KEY") {
+            self.forward_shared_key = v;
+        }
+        if let Some(v) = var("WENDELIN_FORWARD_POLICY") {
+            self.forward_policy = v;
+        }
+        if let Some(v) = var("WENDELIN_FORWARD_USER") {
+            self.forward_user = v;
+        }
+        if let Some(v) = var("WENDELIN_INGEST_MAX_BODY_BYTES") {
+            self.ingest_max_body_bytes = num("WENDELIN_INGEST_MAX_BODY_BYTES", v)?;
+        }
+        if let Some(v) = var("WENDELIN_INGEST_MAX_INFLIGHT_BYTES") {
+            self.ingest_max_inflight_bytes = num("WENDELIN_INGEST_MAX_INFLIGHT_BYTES", v)?;
+        }
+        if let Some(v) = var("WENDELIN_STREAM_SEGMENT_BYTES") {
+            self.stream_segment_bytes = num("WENDELIN_STREAM_SEGMENT_BYTES", v)?;
+        }
+        if let Some(v) = var("WENDELIN_STREAM_MAX_READ_BYTES") {
+            self.stream_max_read_bytes = num("WENDELIN_STREAM_MAX_READ_BYTES", v)?;
+        }
+        if let Some(v) = var("WENDELIN_STREAM_FSYNC") {
+            self.stream_fsync = flag("WENDELIN_STREAM_FSYNC", &v)?;
         }
         Ok(())
+    }
+
+    /// The data-plane settings of Data Streams.
+    pub fn stream_settings(&self) -> wendelin_data_stream::StreamSettings {
+        wendelin_data_stream::StreamSettings {
+            store: wendelin_data_stream::StoreOptions {
+                segment_bytes: self.stream_segment_bytes.max(1),
+                fsync: self.stream_fsync,
+                ..Default::default()
+            },
+            max_read_bytes: self.stream_max_read_bytes,
+        }
     }
 
     /// The database URL in effect.

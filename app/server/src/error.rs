@@ -24,6 +24,18 @@ pub enum ServerError {
     /// Local i/o at start-up.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    /// A request body above a limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A body in a format the endpoint does not take.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Back-pressure: try again after this many seconds.
+    #[error("{0}")]
+    Busy(String, u64),
+    /// A Range outside the stream (its size is given).
+    #[error("{0}")]
+    RangeNotSatisfiable(String, u64),
     /// A blocking task was cancelled.
     #[error("internal error: {0}")]
     Internal(String),
@@ -50,6 +62,14 @@ impl ServerError {
                 | CoreError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             },
             ServerError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ServerError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ServerError::Unsupported(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ServerError::Busy(..) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            ServerError::RangeNotSatisfiable(..) => {
+                (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
+            }
             ServerError::Config(_) | ServerError::Io(_) | ServerError::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
@@ -64,7 +84,7 @@ impl ResponseError for ServerError {
 
     fn error_response(&self) -> HttpResponse {
         let (status, code) = self.code();
-        let message = if status.is_server_error() {
+        let message = if status.is_server_error() && !matches!(self, ServerError::Busy(..)) {
             // Details of server faults go to the log, not to the client.
             tracing::error!(error = %self, "request failed");
             "the server failed to handle the request; see its log".to_owned()
@@ -78,6 +98,15 @@ impl ResponseError for ServerError {
         match self {
             ServerError::Core(CoreError::Throttled(_, seconds)) => {
                 response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+            }
+            ServerError::Core(CoreError::Pool(_)) => {
+                response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            ServerError::Busy(_, seconds) => {
+                response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+            }
+            ServerError::RangeNotSatisfiable(_, size) => {
+                response.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));
             }
             ServerError::Core(CoreError::Unauthorized(_)) => {
                 response

@@ -7,6 +7,8 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod forward;
+pub mod ingest;
 pub mod openapi;
 pub mod views;
 

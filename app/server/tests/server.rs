@@ -76,7 +76,7 @@ fn every_module_registers_its_portal_types() {
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/api/v1/data_stream_module"]["post"].is_object());
     assert_eq!(
-        doc["components"]["schemas"]["DataStream"]["properties"]["size"]["type"],
-        "integer"
+        doc["components"]["schemas"]["DataStream"]["properties"]["content_type"]["type"],
+        "string"
     );
 }

@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Whole-system benchmark: ingestion into Data Streams, in one run.
+
+Starts the release `wendelin` binary on a fresh data directory under /tmp (deleted at the
+end) with the Forward listener on, provisions the policy `bench`, then measures:
+  (a) HTTP ingestion of 1 MiB msgpack chunks over keep-alive (POST /api/v1/ingest/…,
+      bearer token), with 1 and C concurrent clients, against a plain loop appending the
+      same 1 MiB chunks to a file in the same directory with fdatasync after each (the same
+      fsync policy as one request) and without fsync;
+  (b) Forward-protocol ingestion of ~100-byte records in PackedForward messages of R
+      records each, acknowledged (`chunk`), over K connections;
+  (c) the server's peak RSS (VmHWM) after ingesting TOTAL GiB over HTTP.
+Usage: python3 bench/ingest.py [--a-mib 1024] [--clients 4] [--total-gib 8]
+Needs `cargo build --release -p wendelin-server` and the repository's .venv (msgpack),
+which the tests or .ci/run create.
+"""
+import argparse, http.client, os, shutil, socket, subprocess, sys, tempfile, threading, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "wendelin")
+sys.path.insert(0, next(iter(__import__("glob").glob(os.path.join(ROOT, ".venv/lib/python3*/site-packages"))), ""))
+import msgpack  # noqa: E402
+
+MIB = 1 << 20
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def cli(env, *args, stdin=""):
+    return subprocess.run([BIN, *args], env=env, input=stdin, capture_output=True, text=True, check=True).stdout
+
+
+def chunk_1mib():
+    """A fluentd-like buffer chunk: [time, record] entries of ~1 KiB, 1 MiB in all."""
+    out = bytearray()
+    i = 0
+    while len(out) < MIB:
+        out += msgpack.packb([1700000000 + i, {"seq": i, "payload": "x" * 1000}])
+        i += 1
+    return bytes(out)
+
+
+def http_ingest(port, token, body, requests, clients, tag):
+    """Posts `requests` bodies over `clients` keep-alive connections; returns seconds."""
+    left = [requests]
+    lock = threading.Lock()
+    errors = []
+
+    def worker():
+        conn = http.client.HTTPConnection("127.0.0.1", port)
+        headers = {"Authorization": "Bearer " + token, "Content-Type": "application/x-msgpack"}
+        while True:
+            with lock:
+                if left[0] == 0:
+                    break
+                left[0] -= 1
+            conn.request("POST", f"/api/v1/ingest/bench/{tag}", body=body, headers=headers)
+            r = conn.getresponse()
+            data = r.read()
+            if r.status == 503:
+                time.sleep(0.05)
+                with lock:
+                    left[0] += 1
+                continue
+            if r.status != 200:
+                errors.append((r.status, data))
+                break
+        conn.close()
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise SystemExit(f"ingestion failed: {errors[:3]}")
+    return time.perf_counter() - t0
+
+
+def file_loop(path, body, count, sync):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    t0 = time.perf_counter()
+    for _ in range(count):
+        os.write(fd, body)
+        if sync:
+            os.fdatasync(fd)
+    dt = time.perf_counter() - t0
+    os.close(fd)
+    os.unlink(path)
+    return dt
+
+
+def forward_ingest(port, records_per_msg, messages, connections):
+    """PackedForward messages with `chunk`; waits for each ack. Returns (records, seconds)."""
+    entries = b"".join(msgpack.packb([1700000000, {"k": "v" * 80, "n": i}]) for i in range(records_per_msg))
+    size = len(entries) / records_per_msg
+
+    def worker(c):
+        sock = socket.create_connection(("127.0.0.1", port))
+        unp = msgpack.Unpacker(raw=False)
+        for m in range(messages):
+            cid = f"{c}-{m}"
+            sock.sendall(msgpack.packb(["bench.fwd.data", entries, {"chunk": cid, "size": records_per_msg}]))
+            while True:
+                got = None
+                for o in unp:
+                    got = o
+                    break
+                if got is not None:
+                    assert got == {"ack": cid}, got
+                    break
+                data = sock.recv(65536)
+                assert data, "connection closed"
+                unp.feed(data)
+        sock.close()
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(c,)) for c in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return records_per_msg * messages * connections, time.perf_counter() - t0, size
+
+
+def vm(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--a-mib", type=int, default=1024)
+    ap.add_argument("--clients", type=int, default=4, help="clients of the 8 GiB run; (a) also runs 1 and twice this")
+    ap.add_argument("--total-gib", type=float, default=8)
+    ap.add_argument("--fwd-records", type=int, default=10_000)
+    ap.add_argument("--fwd-messages", type=int, default=100)
+    ap.add_argument("--fwd-connections", type=int, default=2)
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="wendelin-bench-", dir="/tmp")
+    env = dict(os.environ, WENDELIN_DATA_DIR=os.path.join(tmp, "var"), WENDELIN_LOG="warn",
+               WENDELIN_WORKERS="2")
+    port, fport = free_port(), free_port()
+    server = None
+    try:
+        cli(env, "init")
+        token = cli(env, "user", "token", "add", "manager").split()[-1]
+        cli(env, "ingestion", "add", "bench", "--product", "data")
+        server = subprocess.Popen([BIN, "serve", "--bind", f"127.0.0.1:{port}", "--forward", f"127.0.0.1:{fport}"],
+                                  env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "server.log"), "w"))
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port)).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        body = chunk_1mib()
+        n = args.a_mib
+        # warm-up (creates the stream and the ingestion)
+        http_ingest(port, token, body, 8, 1, "warm.data")
+        rows = []
+        t_sync = file_loop(os.path.join(tmp, "plain.bin"), body, n, True)
+        t_nosync = file_loop(os.path.join(tmp, "plain.bin"), body, n, False)
+        t_http1 = http_ingest(port, token, body, n, 1, "a1.data")
+        t_httpc = http_ingest(port, token, body, n, args.clients, "ac.data")
+        t_http2c = http_ingest(port, token, body, n, 2 * args.clients, "a2c.data")
+        mib = len(body) * n / MIB
+        rows.append(("plain file append loop, fdatasync after each 1 MiB", mib / t_sync))
+        rows.append(("plain file append loop, no fsync", mib / t_nosync))
+        rows.append(("HTTP ingestion, 1 client (keep-alive)", mib / t_http1))
+        rows.append((f"HTTP ingestion, {args.clients} clients (keep-alive)", mib / t_httpc))
+        rows.append((f"HTTP ingestion, {2 * args.clients} clients (keep-alive)", mib / t_http2c))
+        recs, t_fwd, rec_size = forward_ingest(fport, args.fwd_records, args.fwd_messages, args.fwd_connections)
+        recs1, t_fwd1, _ = forward_ingest(fport, args.fwd_records, args.fwd_messages, 1)
+        hwm_before = vm(server.pid, "VmHWM")
+        total = int(args.total_gib * 1024)
+        t_total = http_ingest(port, token, body, total, args.clients, "big.data")
+        hwm = vm(server.pid, "VmHWM")
+        load = open("/proc/loadavg").read().split()[:3]
+        print(f"## ingestion run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} (load average {' '.join(load)})\n")
+        print("(a) 1 MiB msgpack chunks, {} MiB per row:\n".format(n))
+        print("| writer | MiB/s | vs plain loop with fdatasync |")
+        print("|---|---|---|")
+        for name, rate in rows:
+            print(f"| {name} | {rate:.0f} | {rate / rows[0][1]:.2f}× |")
+        print(f"\n(b) Forward protocol, PackedForward, {args.fwd_records} records of ~{rec_size:.0f} bytes per "
+              f"message, ack per message, {args.fwd_connections} connections: {recs} records in {t_fwd:.2f} s = "
+              f"{recs / t_fwd:,.0f} records/s (1 connection: {recs1 / t_fwd1:,.0f} records/s)")
+        print(f"\n(c) {total / 1024:.1f} GiB over HTTP ({args.clients} clients) in {t_total:.1f} s "
+              f"({total / t_total:.0f} MiB/s); server peak RSS (VmHWM) {hwm / MIB:.0f} MiB "
+              f"(before this step {hwm_before / MIB:.0f} MiB)")
+    finally:
+        if server:
+            server.terminate()
+            server.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
