@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod openapi;
+pub mod ui;
 pub mod views;
 
 use wendelin_core::{CoreResult, Module, Registry};
