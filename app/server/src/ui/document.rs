@@ -8,8 +8,7 @@ use serde_json::{json, Map, Value};
 use wendelin_core::catalog::Search;
 use wendelin_core::types::MODULE_FOLDER_TYPE;
 use wendelin_core::{
-    CoreError, Document, DocumentPatch, MethodOutput, NewDocument, Permission, Portal,
-    PropertyType,
+    CoreError, Document, DocumentPatch, MethodOutput, NewDocument, Permission, Portal, PropertyType,
 };
 
 use super::form::{self, Field, Pairs};
@@ -54,7 +53,11 @@ fn head(portal: &Portal, s: &Session, doc: &Document, active: &str) -> Result<He
     if portal.allowed(&s.user, &doc.path, Permission::ChangeLocalRoles)? {
         tabs.push((format!("{href}/+roles"), "Local roles", active == "roles"));
     }
-    tabs.push((format!("{href}/+relations"), "Relations", active == "relations"));
+    tabs.push((
+        format!("{href}/+relations"),
+        "Relations",
+        active == "relations",
+    ));
     let mut states = Vec::new();
     let mut transitions = Vec::new();
     let mut history = Vec::new();
@@ -87,7 +90,10 @@ fn head(portal: &Portal, s: &Session, doc: &Document, active: &str) -> Result<He
         transitions,
         history,
         serial: doc.serial,
-        modified: doc.modification_date.format("%Y-%m-%d %H:%M:%S").to_string(),
+        modified: doc
+            .modification_date
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string(),
         owner: doc.owner.clone(),
     })
 }
@@ -120,7 +126,10 @@ struct ViewPage {
 /// A related document as a link, or a placeholder when the user may not see it.
 fn link_to(portal: &Portal, s: &Session, path: &str) -> (String, String) {
     match portal.get(&s.user, path) {
-        Ok(d) => (format!("/ui/{}", d.path), format!("{} ({})", label_of(&d), d.portal_type)),
+        Ok(d) => (
+            format!("/ui/{}", d.path),
+            format!("{} ({})", label_of(&d), d.portal_type),
+        ),
         Err(_) => (String::new(), "a document you may not see".into()),
     }
 }
@@ -177,7 +186,9 @@ pub fn view(portal: &Portal, s: &Session, doc: &Document) -> Result<Out, ServerE
         ("Owner", doc.owner.clone()),
         (
             "Created",
-            doc.creation_date.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            doc.creation_date
+                .format("%Y-%m-%d %H:%M:%S UTC")
+                .to_string(),
         ),
         (
             "Modified",
@@ -492,7 +503,10 @@ pub fn add_post(
     match portal.create(&s.user, &container.path, new) {
         Ok(doc) => Ok(Out::Redirect(
             format!("/ui/{}", doc.path),
-            Some(Flash::ok(format!("Created {} {}.", doc.portal_type, doc.id))),
+            Some(Flash::ok(format!(
+                "Created {} {}.",
+                doc.portal_type, doc.id
+            ))),
         )),
         Err(CoreError::Invalid(message) | CoreError::Conflict(message)) => {
             let mut fields = fields;
@@ -505,7 +519,12 @@ pub fn add_post(
                 );
             }
             let general = attach(&mut fields, &message);
-            again(fields, StatusCode::UNPROCESSABLE_ENTITY, general, String::new())
+            again(
+                fields,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                general,
+                String::new(),
+            )
         }
         Err(e) => Err(e.into()),
     }
@@ -724,7 +743,12 @@ pub fn relations(portal: &Portal, s: &Session, path: &str) -> Result<Out, Server
             let links: Vec<(String, String)> = paths
                 .iter()
                 .filter_map(|p| portal.get(&s.user, p).ok())
-                .map(|d| (format!("/ui/{}", d.path), format!("{} ({})", label_of(&d), d.portal_type)))
+                .map(|d| {
+                    (
+                        format!("/ui/{}", d.path),
+                        format!("{} ({})", label_of(&d), d.portal_type),
+                    )
+                })
                 .collect();
             (form::label(&name), links)
         })
@@ -750,11 +774,7 @@ struct PickList {
 /// (a datalist the browser offers under the input), from the catalog, security-filtered.
 pub fn pick(portal: &Portal, s: &Session, query: &Pairs) -> Result<Out, ServerError> {
     let field = query.get("field").unwrap_or("");
-    if field.is_empty()
-        || !field
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
+    if field.is_empty() || !field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(ServerError::BadRequest(
             "field must name a relation property".into(),
         ));

@@ -190,11 +190,7 @@ fn parse_value(def: &PropertyDef, text: &str) -> Result<Value, String> {
     let core = matches!(def.name.as_str(), "title" | "description");
     let t = text.trim();
     if t.is_empty() && def.kind != PropertyType::Bool {
-        return Ok(if core {
-            Value::from("")
-        } else {
-            Value::Null
-        });
+        return Ok(if core { Value::from("") } else { Value::Null });
     }
     Ok(match def.kind {
         PropertyType::String => {

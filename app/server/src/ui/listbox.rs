@@ -368,7 +368,7 @@ pub fn page(
         StatusCode::BAD_REQUEST
     };
     let listbox = ListboxPage {
-        page: Chrome::new(s, title.clone()),
+        page: Chrome::new(s, title.clone()).with_path(portal, &s.user, &folder.path),
         title,
         q: state.q.clone(),
         columns,

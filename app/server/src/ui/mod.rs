@@ -193,7 +193,10 @@ async fn redirect_home() -> HttpResponse {
 }
 
 /// Resolves the request's session, or answers with a redirect to the login page.
-fn session_of(auth: Result<Auth, ServerError>, req: &HttpRequest) -> Result<Session, HttpResponse> {
+fn session_of(
+    auth: Result<Auth, ServerError>,
+    req: &HttpRequest,
+) -> Result<Session, Box<HttpResponse>> {
     let flash = req
         .cookie(FLASH_COOKIE)
         .and_then(|c| Flash::decode(c.value()));
@@ -220,11 +223,13 @@ fn session_of(auth: Result<Auth, ServerError>, req: &HttpRequest) -> Result<Sess
                 "/login?{}",
                 serde_urlencoded::to_string([("came_from", here)]).unwrap_or_default()
             );
-            Err(HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, target))
-                .finish())
+            Err(Box::new(
+                HttpResponse::SeeOther()
+                    .insert_header((header::LOCATION, target))
+                    .finish(),
+            ))
         }
-        Err(e) => Err(actix_web::ResponseError::error_response(&e)),
+        Err(e) => Err(Box::new(actix_web::ResponseError::error_response(&e))),
     }
 }
 
@@ -232,7 +237,9 @@ fn session_of(auth: Result<Auth, ServerError>, req: &HttpRequest) -> Result<Sess
 fn split_action(tail: &str) -> (String, Option<String>) {
     let tail = tail.trim_matches('/');
     match tail.rsplit_once('/') {
-        Some((path, last)) if last.starts_with('+') => (path.to_owned(), Some(last[1..].to_owned())),
+        Some((path, last)) if last.starts_with('+') => {
+            (path.to_owned(), Some(last[1..].to_owned()))
+        }
         None if tail.starts_with('+') => (String::new(), Some(tail[1..].to_owned())),
         _ => (tail.to_owned(), None),
     }
@@ -246,7 +253,7 @@ async fn ui_get(
 ) -> HttpResponse {
     let session = match session_of(auth, &req) {
         Ok(s) => s,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let (path, action) = split_action(&tail);
     let query = form::Pairs::from_query(req.query_string());
@@ -287,7 +294,7 @@ async fn ui_post(
 ) -> HttpResponse {
     let session = match session_of(auth, &req) {
         Ok(s) => s,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let (path, action) = split_action(&tail);
     let s = session.clone();
