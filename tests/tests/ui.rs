@@ -171,6 +171,7 @@ fn ui_login_redirect_and_escaped_titles_on_every_page() {
         "/ui/data_stream_module/1/+history",
         "/ui/data_stream_module/1/+roles",
         "/ui/data_stream_module/1/+relations",
+        "/ui/data_stream_module/1/+module",
         "/ui/data_array_module/1",
         "/ui/data_array_module/1/+relations",
         "/ui/+pick?field=source&source=script",
@@ -188,6 +189,14 @@ fn ui_login_redirect_and_escaped_titles_on_every_page() {
         }
         assert_escaped(&r, page);
     }
+    // The module's own view (a data stream's size) is a tab too.
+    let r = alice.get(&server, "/ui/data_stream_module/1/+module");
+    assert!(r.text.contains("<span id=\"size\">0</span>"), "{}", r.text);
+    assert!(
+        r.text.contains("/+module\" aria-current=\"page\""),
+        "{}",
+        r.text
+    );
     // The listbox counts exactly and pages.
     for i in 0..3 {
         let title = format!("stream {i}");

@@ -58,6 +58,9 @@ fn head(portal: &Portal, s: &Session, doc: &Document, active: &str) -> Result<He
         "Relations",
         active == "relations",
     ));
+    if module_view(portal, doc).is_some() {
+        tabs.push((format!("{href}/+module"), "Module view", active == "module"));
+    }
     let mut states = Vec::new();
     let mut transitions = Vec::new();
     let mut history = Vec::new();
@@ -816,4 +819,51 @@ pub fn pick(portal: &Portal, s: &Session, query: &Pairs) -> Result<Out, ServerEr
         options,
     };
     Ok(Out::Fragment(render(&list)?))
+}
+
+/// The name of the view a module provides for the document's type (`DataStream_view`).
+fn module_view(portal: &Portal, doc: &Document) -> Option<String> {
+    let name = format!(
+        "{}_view",
+        wendelin_core::types::script_prefix(&doc.portal_type)
+    );
+    portal.registry.script(&name).map(|_| name)
+}
+
+#[derive(Template)]
+#[template(path = "ui/doc_module.html")]
+struct ModulePage {
+    page: Chrome,
+    head: Head,
+    /// The module view's own content: HTML its askama template rendered (and escaped).
+    body: String,
+}
+
+/// `GET /ui/<path>/+module`: the view the type's module provides (a data stream's size,
+/// later its download and charts), inside the UI's tabs.
+pub fn module_tab(portal: &Portal, s: &Session, path: &str) -> Result<Out, ServerError> {
+    let doc = portal.get(&s.user, path)?;
+    let name = module_view(portal, &doc).ok_or_else(|| {
+        ServerError::Core(CoreError::NotFound(format!(
+            "the module of {} provides no view",
+            doc.portal_type
+        )))
+    })?;
+    let html = match portal.call(&s.user, &doc.path, &name, &Map::new(), false)? {
+        MethodOutput::Html(h) => h,
+        MethodOutput::Json(_) => {
+            return Err(ServerError::Internal(format!("{name} answered JSON")))
+        }
+    };
+    // Module views render a whole page in the plain layout: keep what is in its <main>.
+    let body = match (html.find("<main>"), html.rfind("</main>")) {
+        (Some(a), Some(b)) if a + 6 <= b => html[a + 6..b].to_owned(),
+        _ => html,
+    };
+    let page = ModulePage {
+        page: chrome(portal, s, &doc, "module view"),
+        head: head(portal, s, &doc, "module")?,
+        body,
+    };
+    Ok(Out::Page(StatusCode::OK, render(&page)?))
 }

@@ -397,7 +397,8 @@ pub fn page(
         sort_order: state.order.clone(),
         base,
     };
-    Ok(Out::Page(status, render(&listbox)?))
+    let canonical = listbox.return_to.clone();
+    Ok(Out::PageAt(status, render(&listbox)?, canonical))
 }
 
 /// `POST /ui/<module>/+bulk`: fires one transition on every selected document the user

@@ -175,6 +175,9 @@ pub fn label_of(doc: &wendelin_core::Document) -> String {
 pub enum Out {
     /// A page with its status.
     Page(StatusCode, String),
+    /// A page with its canonical URL, which htmx puts in the address bar (a listbox
+    /// without the empty filters its form sent).
+    PageAt(StatusCode, String, String),
     /// A fragment for htmx (no layout).
     Fragment(String),
     /// POST-redirect-GET, with a message for the next page.
@@ -275,6 +278,7 @@ async fn ui_get(
             Some("history") => document::history(&portal, &s, &path),
             Some("roles") => document::roles(&portal, &s, &path),
             Some("relations") => document::relations(&portal, &s, &path),
+            Some("module") => document::module_tab(&portal, &s, &path),
             Some("pick") => document::pick(&portal, &s, &query),
             Some(other) => Err(ServerError::Core(CoreError::NotFound(format!(
                 "no page '+{other}'"
@@ -334,6 +338,14 @@ fn finish(
         .and_then(|r| r);
     let mut response = match result {
         Ok(Out::Page(status, body)) => html(status, body),
+        Ok(Out::PageAt(status, body, url)) => {
+            let mut r = html(status, body);
+            if let Ok(v) = header::HeaderValue::from_str(&url) {
+                r.headers_mut()
+                    .insert(header::HeaderName::from_static("hx-push-url"), v);
+            }
+            r
+        }
         Ok(Out::Fragment(body)) => html(StatusCode::OK, body),
         Ok(Out::Redirect(to, flash)) => {
             let mut r = HttpResponse::SeeOther();
