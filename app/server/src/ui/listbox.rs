@@ -258,19 +258,18 @@ pub fn page(
         Err(e) => return Err(e.into()),
     };
     let (documents, total) = found.map(|r| (r.documents, r.total)).unwrap_or_default();
-    let states = portal.db.read(|c| {
-        documents
-            .iter()
-            .map(|d| wendelin_core::security::workflow_states(c, d.uid))
-            .collect::<Result<Vec<_>, _>>()
-    })?;
+    let uids: Vec<i64> = documents.iter().map(|d| d.uid).collect();
+    let mut states = portal
+        .db
+        .read(|c| wendelin_core::security::workflow_states_of(c, &uids))?;
     let state_keys: BTreeMap<String, String> = portal
         .registry
         .workflows()
         .map(|w| (w.state_variable(), w.id.clone()))
         .collect();
     let mut rows = Vec::with_capacity(documents.len());
-    for (doc, wf_states) in documents.iter().zip(states) {
+    for doc in &documents {
+        let wf_states = states.remove(&doc.uid).unwrap_or_default();
         let mut cells = Vec::with_capacity(keys.len());
         for key in &keys {
             let text = match key.as_str() {
