@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::json;
-use wendelin_tests::{request_raw, request_with, run_cli, Reply, TestServer};
+use wendelin_tests::{postgres, request_raw, request_with, run_cli, Reply, TestServer};
 
 /// A logged-in browser: its session cookie and CSRF token.
 struct Browser {
@@ -226,9 +226,20 @@ fn ui_login_redirect_and_escaped_titles_on_every_page() {
 }
 
 #[test]
-fn ui_forms_need_the_csrf_token_and_report_errors_in_the_layout() {
+fn ui_forms_need_the_csrf_token_and_report_errors_in_the_layout_sqlite() {
+    forms_case(None);
+}
+
+#[test]
+fn ui_forms_need_the_csrf_token_and_report_errors_in_the_layout_postgres() {
+    if let Some(pg) = postgres() {
+        forms_case(Some(pg.new_database()));
+    }
+}
+
+fn forms_case(database_url: Option<String>) {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(&dir.path().join("var"), None);
+    let server = TestServer::start(&dir.path().join("var"), database_url);
     add_user(&server, "alice", "alice-password-1", &["Author"]);
     add_user(&server, "bob", "bob-password-12", &[]);
     let alice = login(&server, "alice", "alice-password-1");
