@@ -258,6 +258,33 @@ async function main() {
     await noScriptRan(page);
     await logout(page);
 
+    step("without JavaScript the same pages still work (plain links and forms)");
+    const plainProfile = fs.mkdtempSync(path.join(os.tmpdir(), "wendelin-chromium-nojs-"));
+    const plain = await chromium.launchPersistentContext(plainProfile, {
+      executablePath: process.env.CHROMIUM,
+      headless: true,
+      javaScriptEnabled: false,
+      viewport: { width: 1280, height: 860 },
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    });
+    try {
+      const p2 = plain.pages()[0] || (await plain.newPage());
+      await login(p2, "alice");
+      await p2.goto(BASE + "/ui/data_stream_module");
+      await p2.fill("#q", "pump");
+      await p2.press("#q", "Enter");
+      await p2.waitForURL(/q=pump/);
+      check((await text(p2, "#count")) === "1–1 of 1", "search by submitting the form");
+      await p2.click("table.listbox tbody a");
+      await p2.waitForURL(BASE + "/ui/data_stream_module/2");
+      check((await text(p2, "h1")) === "Pump pressure", "row link opens the document");
+      await logout(p2);
+    } finally {
+      await plain.close();
+      fs.rmSync(plainProfile, { recursive: true, force: true });
+    }
+
     if (process.exitCode) throw new Error("a dialog opened: a script ran");
     console.log("ALL STEPS PASSED");
   } catch (e) {
