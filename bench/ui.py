@@ -49,7 +49,7 @@ def session(base, login, password):
 
 
 def wrk(url, cookie=None):
-    args = ["wrk", "-t2", "-c64", "-d10s", "--latency", url]
+    args = ["wrk", "-t2", "-c64", "-d10s", "--timeout", "30s", "--latency", url]
     if cookie:
         args[1:1] = ["-H", "Cookie: " + cookie]
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout

@@ -205,7 +205,7 @@ pub fn view(portal: &Portal, s: &Session, doc: &Document) -> Result<Out, ServerE
             label: label.into(),
             text,
             links: Vec::new(),
-            kind: "meta",
+            kind: "sys",
         });
     }
     let page = ViewPage {
