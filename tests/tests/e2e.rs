@@ -509,3 +509,30 @@ fn two_worker_processes_share_the_postgres_queue() {
         );
     }
 }
+
+/// A JSON array posted to a container creates every document or none.
+#[test]
+fn bulk_creation_over_http_is_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("var"), None);
+    let items: Vec<serde_json::Value> = (0..500)
+        .map(|i| json!({"title": format!("probe {i}"), "reference": format!("probe.{i}")}))
+        .collect();
+    let r = server.req("POST", "/api/v1/data_stream_module", Some(&json!(items)));
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json()["created"], 500);
+    let found = server.req("GET", "/api/v1/catalog?q=title:probe%25&limit=1", None);
+    assert_eq!(found.json()["total"], 500, "{}", found.text);
+    // Item 2 breaks the schema, item 1 reuses a reference: nothing is written either time.
+    let bad = json!([{"title": "a"}, {"title": "b"}, {"title": "c", "temprature": 3}]);
+    let r = server.req("POST", "/api/v1/data_stream_module", Some(&bad));
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.error_message().contains("document 2"), "{}", r.text);
+    let dup = json!([{"title": "d"}, {"title": "e", "reference": "probe.7"}]);
+    let r = server.req("POST", "/api/v1/data_stream_module", Some(&dup));
+    assert_eq!(r.status, 409, "{}", r.text);
+    let r = server.req("POST", "/api/v1/data_stream_module", Some(&json!([1, 2])));
+    assert_eq!(r.status, 400, "{}", r.text);
+    let all = server.req("GET", "/api/v1/data_stream_module?limit=1", None);
+    assert_eq!(all.json()["total"], 500);
+}

@@ -271,6 +271,29 @@ fn property_bind(kind: Kind, value: Option<&serde_json::Value>) -> Bind {
     }
 }
 
+/// The catalog columns of a document of type `t` with these properties and workflow
+/// states: (column, value) for each indexed property and each workflow of its chain.
+pub(crate) fn catalog_values(
+    registry: &Registry,
+    t: &crate::types::PortalType,
+    props: &serde_json::Map<String, serde_json::Value>,
+    states: &BTreeMap<String, String>,
+) -> Vec<(String, Bind)> {
+    let schema = registry.catalog();
+    let mut out = Vec::new();
+    for p in t.properties.iter().filter(|p| p.indexed) {
+        if let Some(c) = schema.properties.get(&p.name) {
+            out.push((c.sql.clone(), property_bind(c.kind, props.get(&p.name))));
+        }
+    }
+    for wf in &t.workflows {
+        if let Some(c) = schema.workflows.get(wf) {
+            out.push((c.sql.clone(), Bind::Text(states.get(wf).cloned())));
+        }
+    }
+    out
+}
+
 /// Writes the catalog columns of `doc` (indexed properties and workflow states); called in
 /// the transaction that changed it.
 pub fn index_document(
@@ -278,25 +301,17 @@ pub fn index_document(
     registry: &Registry,
     doc: &Document,
 ) -> CoreResult<()> {
-    let schema = registry.catalog();
     let Some(t) = registry.portal_type(&doc.portal_type) else {
         return Ok(());
     };
     let props = doc.property_map()?;
+    let states = crate::security::workflow_states(conn, doc.uid)?;
+    let values = catalog_values(registry, t, &props, &states);
     let mut sets = Vec::new();
     let mut binds = Vec::new();
-    for p in t.properties.iter().filter(|p| p.indexed) {
-        if let Some(c) = schema.properties.get(&p.name) {
-            sets.push(format!("{} = ?", c.sql));
-            binds.push(property_bind(c.kind, props.get(&p.name)));
-        }
-    }
-    let states = crate::security::workflow_states(conn, doc.uid)?;
-    for wf in &t.workflows {
-        if let Some(c) = schema.workflows.get(wf) {
-            sets.push(format!("{} = ?", c.sql));
-            binds.push(Bind::Text(states.get(wf).cloned()));
-        }
+    for (column, bind) in values {
+        sets.push(format!("{column} = ?"));
+        binds.push(bind);
     }
     if sets.is_empty() {
         return Ok(());
@@ -469,6 +484,7 @@ fn compile(schema: &CatalogSchema, e: &Expr, binds: &mut Vec<Bind>) -> CoreResul
 
 fn order_by(schema: &CatalogSchema, sort_on: &str) -> CoreResult<String> {
     let mut parts = Vec::new();
+    let mut last_dir = "ASC";
     for item in sort_on.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let mut words = item.split_whitespace();
         let key = words.next().unwrap_or_default();
@@ -482,9 +498,11 @@ fn order_by(schema: &CatalogSchema, sort_on: &str) -> CoreResult<String> {
             }
         };
         parts.push(format!("{} {dir}", schema.column(key)?.sql));
+        last_dir = dir;
     }
-    // A unique last key makes pages stable.
-    parts.push("uid ASC".to_owned());
+    // A unique last key makes pages stable; in the direction of the last key, so that an
+    // index on that key (which ends with the uid) serves the whole order.
+    parts.push(format!("uid {last_dir}"));
     Ok(parts.join(", "))
 }
 
@@ -502,6 +520,32 @@ struct CountRow {
 
 /// Most full-text matches a query may have (more: add words or filters).
 pub const MAX_FULLTEXT_MATCHES: usize = 50_000;
+
+/// The equality filters on portal type and module that make up all of `expr`, when that
+/// is all it holds: such a count is answered by `catalog_counts`.
+fn counter_filters(expr: Option<&Expr>) -> Option<Vec<(&'static str, String)>> {
+    let items: Vec<&Expr> = match expr {
+        None => Vec::new(),
+        Some(Expr::And(items)) => items.iter().collect(),
+        Some(e) => vec![e],
+    };
+    let mut out = Vec::new();
+    for e in items {
+        match e {
+            Expr::Compare {
+                key,
+                op: Op::Eq,
+                value,
+            } => match key.as_str() {
+                "portal_type" => out.push(("portal_type", value.clone())),
+                "module" => out.push(("module", value.clone())),
+                _ => return None,
+            },
+            _ => return None,
+        }
+    }
+    Some(out)
+}
 
 /// Splits full-text terms joined by AND at the top of a query from the rest.
 fn split_text(expr: Option<Expr>) -> (Option<Expr>, Vec<String>) {
@@ -551,8 +595,51 @@ pub fn search(
         Some(_) => split_text(parsed),
         None => (parsed, Vec::new()),
     };
+    let counters = if words.is_empty() {
+        counter_filters(structured.as_ref())
+    } else {
+        None
+    };
     if let Some(expr) = structured {
         clauses.push(compile(schema, &expr, &mut binds)?);
+    }
+    if let (Some(ft), false, 1, "") = (fulltext, words.is_empty(), clauses.len(), s.sort_on.trim())
+    {
+        // Words only, by relevance: the index filters by the same principals, ranks and
+        // counts on its own. The page is checked against the current security sets, since
+        // the index may lag a just-committed change by up to a second.
+        let offset = usize::try_from(s.offset).unwrap_or(0);
+        let want = offset.saturating_add(usize::try_from(s.limit).unwrap_or(0));
+        let (mut hits, count) = ft.search(&words.join(" "), principals, want)?;
+        // Equal scores in uid order, as on the other path (stable across index rebuilds).
+        hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let page: Vec<i64> = hits.into_iter().skip(offset).map(|(uid, _)| uid).collect();
+        let visible = crate::security::Visible::for_principals(conn, principals)?;
+        let allowed: Vec<i64> = if page.is_empty() {
+            Vec::new()
+        } else {
+            Statement {
+                sql: format!(
+                    "SELECT uid FROM documents WHERE uid IN ({}) AND {}",
+                    page.iter()
+                        .map(i64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    visible.sql()
+                ),
+                binds: Vec::new(),
+            }
+            .run(conn)?
+            .load::<UidRow>(conn)?
+            .into_iter()
+            .map(|r| r.uid)
+            .collect()
+        };
+        let page: Vec<i64> = page.into_iter().filter(|u| allowed.contains(u)).collect();
+        return Ok(SearchResult {
+            documents: document::get_many(conn, &page)?,
+            total: i64::try_from(count).unwrap_or(i64::MAX),
+        });
     }
     let mut scores: BTreeMap<i64, f32> = BTreeMap::new();
     if let (Some(ft), false) = (fulltext, words.is_empty()) {
@@ -578,18 +665,31 @@ pub fn search(
             )
         });
     }
-    clauses.push(format!(
-        "uid IN (SELECT uid FROM document_viewers WHERE principal IN ({}))",
-        vec!["?"; principals.len().max(1)].join(", ")
-    ));
-    if principals.is_empty() {
-        binds.push(Bind::Text(Some(String::new())));
-    }
-    binds.extend(principals.iter().map(|p| Bind::Text(Some(p.clone()))));
+    let visible = crate::security::Visible::for_principals(conn, principals)?;
+    clauses.push(visible.sql());
     let filter = clauses.join(" AND ");
-    let count = Statement {
-        sql: format!("SELECT COUNT(*) AS n FROM documents WHERE {filter}"),
-        binds: binds.clone(),
+    let count = match counters {
+        // Filters the counters table can answer: add up its rows, in the same snapshot.
+        Some(filters) => {
+            let mut sql = format!(
+                "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM catalog_counts \
+                 WHERE portal_type NOT IN ('{PORTAL_TYPE}', '{MODULE_FOLDER_TYPE}') AND {}",
+                visible.sql()
+            );
+            let mut count_binds = Vec::new();
+            for (key, value) in filters {
+                sql.push_str(&format!(" AND {key} = ?"));
+                count_binds.push(Bind::Text(Some(value)));
+            }
+            Statement {
+                sql,
+                binds: count_binds,
+            }
+        }
+        None => Statement {
+            sql: format!("SELECT COUNT(*) AS n FROM documents WHERE {filter}"),
+            binds: binds.clone(),
+        },
     };
     if !words.is_empty() && fulltext.is_some() && s.sort_on.trim().is_empty() {
         // Relevance order: every match is in `scores` already, so rank them here.
@@ -615,10 +715,7 @@ pub fn search(
         let end = start
             .saturating_add(usize::try_from(s.limit).unwrap_or(0))
             .min(uids.len());
-        let mut documents = Vec::with_capacity(end - start);
-        for uid in &uids[start..end] {
-            documents.push(document::get_by_uid(conn, *uid)?);
-        }
+        let documents = document::get_many(conn, &uids[start..end])?;
         return Ok(SearchResult { documents, total });
     }
     let total = count.run(conn)?.get_result::<CountRow>(conn)?.n;
@@ -638,9 +735,6 @@ pub fn search(
         .into_iter()
         .map(|r| r.uid)
         .collect();
-    let mut documents = Vec::with_capacity(uids.len());
-    for uid in uids {
-        documents.push(document::get_by_uid(conn, uid)?);
-    }
+    let documents = document::get_many(conn, &uids)?;
     Ok(SearchResult { documents, total })
 }

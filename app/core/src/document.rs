@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::db::DbConnection;
 use crate::error::{CoreError, CoreResult};
 use crate::property::{check_value, relation_targets};
-use crate::schema::{document_viewers, documents, local_roles, relations};
+use crate::schema::{documents, local_roles, relations};
 use crate::types::{PortalType, PropertyType, Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
 use crate::{security, workflow};
 
@@ -302,6 +302,20 @@ pub fn get_by_uid(conn: &mut DbConnection, uid: i64) -> CoreResult<Document> {
         .ok_or_else(|| CoreError::NotFound(format!("no document with uid {uid}")))
 }
 
+/// The documents with these uids, in the order given; uids of missing documents are
+/// skipped. One query per 10,000 uids.
+pub fn get_many(conn: &mut DbConnection, uids: &[i64]) -> CoreResult<Vec<Document>> {
+    let mut found: BTreeMap<i64, Document> = BTreeMap::new();
+    for part in uids.chunks(10_000) {
+        let docs: Vec<Document> = documents::table
+            .filter(documents::uid.eq_any(part))
+            .select(Document::as_select())
+            .load(conn)?;
+        found.extend(docs.into_iter().map(|d| (d.uid, d)));
+    }
+    Ok(uids.iter().filter_map(|u| found.remove(u)).collect())
+}
+
 /// Sub-objects of `parent_uid` in creation order, with their total count. With
 /// `viewers`, only documents one of those principals may View are listed and counted
 /// (filtered in SQL, before LIMIT).
@@ -312,11 +326,6 @@ pub fn children(
     limit: i64,
     offset: i64,
 ) -> CoreResult<(Vec<Document>, i64)> {
-    let visible = |principals: &[String]| {
-        document_viewers::table
-            .filter(document_viewers::principal.eq_any(principals.to_vec()))
-            .select(document_viewers::uid)
-    };
     let mut items = documents::table
         .filter(documents::parent_uid.eq(parent_uid))
         .into_boxed();
@@ -324,8 +333,9 @@ pub fn children(
         .filter(documents::parent_uid.eq(parent_uid))
         .into_boxed();
     if let Some(p) = viewers {
-        items = items.filter(documents::uid.eq_any(visible(p)));
-        count = count.filter(documents::uid.eq_any(visible(p)));
+        let visible = crate::security::Visible::for_principals(conn, p)?.sql();
+        items = items.filter(diesel::dsl::sql::<diesel::sql_types::Bool>(&visible));
+        count = count.filter(diesel::dsl::sql::<diesel::sql_types::Bool>(&visible));
     }
     let items = items
         .order(documents::uid.asc())
@@ -355,7 +365,7 @@ struct NewRow<'a> {
     properties: &'a str,
 }
 
-fn now() -> NaiveDateTime {
+pub(crate) fn now() -> NaiveDateTime {
     Utc::now().naive_utc()
 }
 
@@ -384,6 +394,10 @@ pub fn ensure_structure(conn: &mut DbConnection, registry: &Registry) -> CoreRes
             )?;
             security::update_viewers(conn, registry, &created)?;
         }
+    }
+    let filed = security::backfill_security_sets(conn, registry)?;
+    if filed > 0 {
+        tracing::info!(documents = filed, "security sets computed");
     }
     Ok(())
 }
@@ -453,48 +467,17 @@ pub fn create(
     owner: &str,
 ) -> CoreResult<Document> {
     let container = get(conn, container_path)?;
-    let allowed = allowed_types(registry, &container);
-    let type_name = match &new.portal_type {
-        Some(name) => name.clone(),
-        None if allowed.len() == 1 => allowed[0].to_owned(),
-        None => {
-            return Err(CoreError::Invalid(format!(
-                "portal_type is required in /{container_path}; allowed: {}",
-                allowed.join(", ")
-            )))
-        }
-    };
-    let portal_type = registry
-        .portal_type(&type_name)
-        .ok_or_else(|| CoreError::Invalid(format!("unknown portal type '{type_name}'")))?;
-    if !allowed.contains(&portal_type.name.as_str()) {
-        return Err(CoreError::Invalid(format!(
-            "portal type {type_name} is not allowed in /{container_path}; allowed: {}",
-            if allowed.is_empty() {
-                "none".to_owned()
-            } else {
-                allowed.join(", ")
-            }
-        )));
-    }
-    let (mut props, rels) = split_properties(portal_type, new.properties)?;
-    for def in &portal_type.properties {
-        if def.kind == PropertyType::Relation {
-            if def.required && rels.get(&def.name).is_none_or(Vec::is_empty) {
-                return Err(missing(portal_type, &def.name));
-            }
-            continue;
-        }
-        if !props.contains_key(&def.name) {
-            match &def.default {
-                Some(v) => {
-                    props.insert(def.name.clone(), v.clone());
-                }
-                None if def.required => return Err(missing(portal_type, &def.name)),
-                None => {}
-            }
-        }
-    }
+    let Prepared {
+        portal_type,
+        props,
+        rels,
+    } = prepare(
+        registry,
+        &container,
+        container_path,
+        &new.portal_type,
+        new.properties,
+    )?;
     let id = match new.id {
         Some(id) => {
             check_id(&id)?;
@@ -561,6 +544,71 @@ pub fn create(
     Ok(doc)
 }
 
+/// A new document's type and checked properties.
+pub(crate) struct Prepared<'r> {
+    pub(crate) portal_type: &'r PortalType,
+    pub(crate) props: Map<String, Value>,
+    pub(crate) rels: RelationTargets,
+}
+
+/// Resolves the portal type of a new document in `container` and checks its properties
+/// against the schema (defaults filled in, required ones present).
+pub(crate) fn prepare<'r>(
+    registry: &'r Registry,
+    container: &Document,
+    container_path: &str,
+    type_name: &Option<String>,
+    properties: Map<String, Value>,
+) -> CoreResult<Prepared<'r>> {
+    let allowed = allowed_types(registry, container);
+    let type_name = match type_name {
+        Some(name) => name.clone(),
+        None if allowed.len() == 1 => allowed[0].to_owned(),
+        None => {
+            return Err(CoreError::Invalid(format!(
+                "portal_type is required in /{container_path}; allowed: {}",
+                allowed.join(", ")
+            )))
+        }
+    };
+    let portal_type = registry
+        .portal_type(&type_name)
+        .ok_or_else(|| CoreError::Invalid(format!("unknown portal type '{type_name}'")))?;
+    if !allowed.contains(&portal_type.name.as_str()) {
+        return Err(CoreError::Invalid(format!(
+            "portal type {type_name} is not allowed in /{container_path}; allowed: {}",
+            if allowed.is_empty() {
+                "none".to_owned()
+            } else {
+                allowed.join(", ")
+            }
+        )));
+    }
+    let (mut props, rels) = split_properties(portal_type, properties)?;
+    for def in &portal_type.properties {
+        if def.kind == PropertyType::Relation {
+            if def.required && rels.get(&def.name).is_none_or(Vec::is_empty) {
+                return Err(missing(portal_type, &def.name));
+            }
+            continue;
+        }
+        if !props.contains_key(&def.name) {
+            match &def.default {
+                Some(v) => {
+                    props.insert(def.name.clone(), v.clone());
+                }
+                None if def.required => return Err(missing(portal_type, &def.name)),
+                None => {}
+            }
+        }
+    }
+    Ok(Prepared {
+        portal_type,
+        props,
+        rels,
+    })
+}
+
 fn missing(portal_type: &PortalType, name: &str) -> CoreError {
     CoreError::Invalid(format!(
         "property '{name}' is required for portal type {}",
@@ -570,7 +618,7 @@ fn missing(portal_type: &PortalType, name: &str) -> CoreError {
 
 /// The next free auto-number in `container`. The counter update comes first so that it
 /// locks the container row on PostgreSQL: two concurrent creations never get one id.
-fn next_id(conn: &mut DbConnection, container: &Document) -> CoreResult<String> {
+pub(crate) fn next_id(conn: &mut DbConnection, container: &Document) -> CoreResult<String> {
     loop {
         diesel::update(documents::table.find(container.uid))
             .set(documents::next_child_id.eq(documents::next_child_id + 1))
@@ -620,7 +668,7 @@ fn split_properties(
 }
 
 /// Replaces the named relations of `doc` with the given targets (paths must exist).
-fn set_relations(
+pub(crate) fn set_relations(
     conn: &mut DbConnection,
     doc: &Document,
     rels: BTreeMap<String, Vec<String>>,

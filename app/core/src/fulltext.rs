@@ -9,6 +9,7 @@
 //! is searchable within about a second. The index is derived data: a missing or unreadable
 //! index is rebuilt from the database at start-up.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
@@ -27,11 +28,11 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Te
 use crate::db::{Database, DbConnection};
 use crate::document;
 use crate::error::{CoreError, CoreResult};
-use crate::schema::{document_viewers, fulltext_outbox};
+use crate::schema::{fulltext_outbox, security_set_principals};
 use crate::types::{Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
 
 /// Documents taken from the outbox per commit at most.
-const BATCH: i64 = 5_000;
+const BATCH: i64 = 20_000;
 /// How often the writer looks at the outbox without being nudged.
 const POLL: Duration = Duration::from_millis(250);
 
@@ -301,13 +302,7 @@ impl Writer {
         uids.sort_unstable();
         uids.dedup();
         let f = self.fields;
-        let entries = self.db.read(|c| {
-            let mut out = Vec::new();
-            for uid in &uids {
-                out.push((*uid, entry(c, &self.registry, f, *uid)?));
-            }
-            Ok(out)
-        })?;
+        let entries = self.db.snapshot(|c| entries(c, &self.registry, f, &uids))?;
         for (uid, doc) in entries {
             let key = u64::try_from(uid).unwrap_or_default();
             self.writer.delete_term(Term::from_field_u64(f.uid, key));
@@ -330,42 +325,83 @@ impl Writer {
     }
 }
 
-/// The index entry of a document, or `None` when it is gone or not a document.
-fn entry(
+#[derive(QueryableByName)]
+struct SetOf {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    uid: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    security_set: i64,
+}
+
+/// The index entries of these documents: `None` for one that is gone or not a document.
+/// A few queries per batch, not per document.
+fn entries(
     conn: &mut DbConnection,
     registry: &Registry,
     f: Fields,
-    uid: i64,
-) -> CoreResult<Option<TantivyDocument>> {
-    let doc = match document::get_by_uid(conn, uid) {
-        Ok(d) => d,
-        Err(CoreError::NotFound(_)) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    if matches!(doc.portal_type.as_str(), PORTAL_TYPE | MODULE_FOLDER_TYPE) {
-        return Ok(None);
+    uids: &[i64],
+) -> CoreResult<Vec<(i64, Option<TantivyDocument>)>> {
+    let docs: BTreeMap<i64, document::Document> = document::get_many(conn, uids)?
+        .into_iter()
+        .map(|d| (d.uid, d))
+        .collect();
+    let mut sets: BTreeMap<i64, i64> = BTreeMap::new();
+    for part in uids.chunks(10_000) {
+        let q = format!(
+            "SELECT uid, security_set FROM documents WHERE uid IN ({})",
+            part.iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        sets.extend(
+            diesel::sql_query(q)
+                .load::<SetOf>(conn)?
+                .into_iter()
+                .map(|r| (r.uid, r.security_set)),
+        );
     }
-    let mut out = TantivyDocument::default();
-    out.add_u64(f.uid, u64::try_from(uid).unwrap_or_default());
-    out.add_text(f.title, &doc.title);
-    if let Some(r) = &doc.reference {
-        out.add_text(f.reference, r);
-    }
-    out.add_text(f.description, &doc.description);
-    if let Some(t) = registry.portal_type(&doc.portal_type) {
-        let props = doc.property_map()?;
-        for p in t.properties.iter().filter(|p| p.full_text) {
-            if let Some(text) = props.get(&p.name).and_then(|v| v.as_str()) {
-                out.add_text(f.body, text);
+    let mut principals: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    let mut out = Vec::with_capacity(uids.len());
+    for uid in uids {
+        let Some(doc) = docs.get(uid) else {
+            out.push((*uid, None));
+            continue;
+        };
+        if matches!(doc.portal_type.as_str(), PORTAL_TYPE | MODULE_FOLDER_TYPE) {
+            out.push((*uid, None));
+            continue;
+        }
+        let mut e = TantivyDocument::default();
+        e.add_u64(f.uid, u64::try_from(*uid).unwrap_or_default());
+        e.add_text(f.title, &doc.title);
+        if let Some(r) = &doc.reference {
+            e.add_text(f.reference, r);
+        }
+        e.add_text(f.description, &doc.description);
+        if let Some(t) = registry.portal_type(&doc.portal_type) {
+            if t.properties.iter().any(|p| p.full_text) {
+                let props = doc.property_map()?;
+                for p in t.properties.iter().filter(|p| p.full_text) {
+                    if let Some(text) = props.get(&p.name).and_then(|v| v.as_str()) {
+                        e.add_text(f.body, text);
+                    }
+                }
             }
         }
+        let set = sets.get(uid).copied().unwrap_or_default();
+        if let std::collections::btree_map::Entry::Vacant(slot) = principals.entry(set) {
+            slot.insert(
+                security_set_principals::table
+                    .filter(security_set_principals::set_id.eq(set))
+                    .select(security_set_principals::principal)
+                    .load(conn)?,
+            );
+        }
+        for v in principals.get(&set).into_iter().flatten() {
+            e.add_text(f.viewers, v);
+        }
+        out.push((*uid, Some(e)));
     }
-    let viewers: Vec<String> = document_viewers::table
-        .filter(document_viewers::uid.eq(uid))
-        .select(document_viewers::principal)
-        .load(conn)?;
-    for v in viewers {
-        out.add_text(f.viewers, &v);
-    }
-    Ok(Some(out))
+    Ok(out)
 }

@@ -6,6 +6,7 @@
 
 pub mod activity;
 pub mod base;
+pub mod bulk;
 pub mod catalog;
 pub mod db;
 pub mod dispatch;

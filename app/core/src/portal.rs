@@ -47,6 +47,7 @@ impl Portal {
         let db = Database::open(url, max_connections)?;
         let registry = Arc::new(registry);
         db.exclusive(|c| crate::db::write_tx(c, |c| document::ensure_structure(c, &registry)))?;
+        db.optimize()?;
         Ok(Portal {
             registry,
             db,
@@ -134,6 +135,25 @@ impl Portal {
         }))
     }
 
+    /// Creates many documents in the container at `container` in one transaction (all or
+    /// none); `user` becomes their Owner. Returns their uids.
+    pub fn create_many(
+        &self,
+        user: &User,
+        container: &str,
+        news: Vec<NewDocument>,
+    ) -> CoreResult<Vec<i64>> {
+        let many = news.len() >= 10_000;
+        let uids = self.written(self.db.write(|c| {
+            let parent = self.visible(c, user, container, Permission::AddPortalContent)?;
+            crate::bulk::create_many(c, &self.registry, &parent.path, news, user.actor_login())
+        }))?;
+        if many {
+            self.db.optimize()?;
+        }
+        Ok(uids)
+    }
+
     /// Sub-objects of the container at `path` that `user` may View, with their count.
     pub fn children(
         &self,
@@ -142,7 +162,7 @@ impl Portal {
         limit: i64,
         offset: i64,
     ) -> CoreResult<(Vec<Document>, i64)> {
-        self.db.read(|c| {
+        self.db.snapshot(|c| {
             let container = self.visible(c, user, path, Permission::AccessContentsInformation)?;
             document::children(c, container.uid, Some(&user.principals()), limit, offset)
         })
@@ -268,7 +288,7 @@ impl Portal {
         user: &User,
         search: &crate::catalog::Search,
     ) -> CoreResult<crate::catalog::SearchResult> {
-        self.db.read(|c| {
+        self.db.snapshot(|c| {
             crate::catalog::search(
                 c,
                 &self.registry,

@@ -50,9 +50,16 @@ diesel::table! {
 }
 
 diesel::table! {
-    document_viewers (uid, principal) {
-        uid -> BigInt,
+    security_sets (id) {
+        id -> BigInt,
+        principals -> Text,
+    }
+}
+
+diesel::table! {
+    security_set_principals (principal, set_id) {
         principal -> Text,
+        set_id -> BigInt,
     }
 }
 
@@ -123,7 +130,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     relations,
     users,
     local_roles,
-    document_viewers,
+    security_sets,
+    security_set_principals,
     workflow_states,
     workflow_history,
     user_groups,

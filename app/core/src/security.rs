@@ -4,8 +4,10 @@
 //! plus local roles given on the document and, unless a document blocks acquisition, on
 //! each of its containers. Which roles hold a permission comes from the portal type's map,
 //! overridden per permission by the current state of each workflow in its chain (later
-//! workflows in the chain win). The principals allowed to View each document are kept in
-//! `document_viewers`, so listings filter in SQL before LIMIT.
+//! workflows in the chain win). The principals allowed to View each document form its
+//! security set (`documents.security_set`, shared by every document with the same
+//! principals, as ERP5's `security_uid`), so listings filter on one integer column in SQL
+//! before LIMIT.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -16,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use crate::db::DbConnection;
 use crate::document::{self, Document};
 use crate::error::{CoreError, CoreResult};
-use crate::schema::{document_viewers, documents, local_roles, workflow_states};
+use crate::schema::{
+    documents, local_roles, security_set_principals, security_sets, workflow_states,
+};
 use crate::types::{Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
 
 /// The permissions every decision is about.
@@ -415,13 +419,13 @@ pub fn check(
     )))
 }
 
-/// Recomputes who may View `doc`: every role holding View, and every user or group
-/// holding such a role locally (acquired).
-pub fn update_viewers(
+/// The principals allowed to View `doc`: every role holding View there, and every user
+/// or group holding such a role locally (acquired).
+pub fn viewer_principals(
     conn: &mut DbConnection,
     registry: &Registry,
     doc: &Document,
-) -> CoreResult<()> {
+) -> CoreResult<BTreeSet<String>> {
     let states = workflow_states(conn, doc.uid)?;
     let map = effective_map(registry, doc, &states);
     let view_roles = map.get(&Permission::View).cloned().unwrap_or_default();
@@ -431,19 +435,135 @@ pub fn update_viewers(
             principals.insert(principal);
         }
     }
-    diesel::delete(document_viewers::table.filter(document_viewers::uid.eq(doc.uid)))
-        .execute(conn)?;
-    // One row per statement: diesel's multi-backend connection has no batch insert.
-    for p in &principals {
-        diesel::insert_into(document_viewers::table)
+    Ok(principals)
+}
+
+/// The id of the security set holding exactly `principals`, created when new.
+pub fn security_set(conn: &mut DbConnection, principals: &BTreeSet<String>) -> CoreResult<i64> {
+    let key = principals
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let found: Option<i64> = security_sets::table
+        .filter(security_sets::principals.eq(&key))
+        .select(security_sets::id)
+        .first(conn)
+        .optional()?;
+    if let Some(id) = found {
+        return Ok(id);
+    }
+    let id: i64 = diesel::insert_into(security_sets::table)
+        .values(security_sets::principals.eq(&key))
+        .returning(security_sets::id)
+        .get_result(conn)?;
+    for p in principals {
+        diesel::insert_into(security_set_principals::table)
             .values((
-                document_viewers::uid.eq(doc.uid),
-                document_viewers::principal.eq(p),
+                security_set_principals::principal.eq(p),
+                security_set_principals::set_id.eq(id),
             ))
             .execute(conn)?;
     }
+    Ok(id)
+}
+
+/// The security set of the document `uid` (0 before it was computed).
+pub fn security_set_of(conn: &mut DbConnection, uid: i64) -> CoreResult<i64> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        security_set: i64,
+    }
+    let q = crate::catalog::Statement {
+        sql: "SELECT security_set FROM documents WHERE uid = ?".into(),
+        binds: vec![crate::catalog::Bind::Int(Some(uid))],
+    };
+    Ok(q.run(conn)?
+        .get_result::<Row>(conn)
+        .optional()?
+        .map(|r| r.security_set)
+        .unwrap_or_default())
+}
+
+/// Recomputes who may View `doc` and files it under the matching security set.
+pub fn update_viewers(
+    conn: &mut DbConnection,
+    registry: &Registry,
+    doc: &Document,
+) -> CoreResult<()> {
+    let principals = viewer_principals(conn, registry, doc)?;
+    let set = security_set(conn, &principals)?;
+    if set == security_set_of(conn, doc.uid)? {
+        return Ok(());
+    }
+    let q = crate::catalog::Statement {
+        sql: "UPDATE documents SET security_set = ? WHERE uid = ?".into(),
+        binds: vec![
+            crate::catalog::Bind::Int(Some(set)),
+            crate::catalog::Bind::Int(Some(doc.uid)),
+        ],
+    };
+    q.run(conn)?.execute(conn)?;
     // The full-text index filters by the same principals: it must see the change.
     crate::fulltext::enqueue(conn, doc.uid)
+}
+
+/// Which security sets the holder of `principals` may View.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Visible {
+    /// Every set that exists (read in the same snapshot as the query that uses it).
+    All,
+    /// Only these.
+    Sets(Vec<i64>),
+}
+
+impl Visible {
+    /// The set ids visible to `principals`, in the caller's snapshot.
+    pub fn for_principals(conn: &mut DbConnection, principals: &[String]) -> CoreResult<Visible> {
+        let mut sets: Vec<i64> = security_set_principals::table
+            .filter(security_set_principals::principal.eq_any(principals))
+            .select(security_set_principals::set_id)
+            .distinct()
+            .load(conn)?;
+        let total: i64 = security_sets::table.count().get_result(conn)?;
+        if i64::try_from(sets.len()).unwrap_or(i64::MAX) >= total {
+            return Ok(Visible::All);
+        }
+        sets.sort_unstable();
+        Ok(Visible::Sets(sets))
+    }
+
+    /// An SQL condition on `documents` (set ids are our own integers: inlined).
+    pub fn sql(&self) -> String {
+        match self {
+            Visible::All => "1 = 1".to_owned(),
+            Visible::Sets(s) if s.is_empty() => "1 = 0".to_owned(),
+            Visible::Sets(s) => format!(
+                "security_set IN ({})",
+                s.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+            ),
+        }
+    }
+}
+
+/// Files every document whose security set was never computed (after an upgrade).
+pub fn backfill_security_sets(conn: &mut DbConnection, registry: &Registry) -> CoreResult<usize> {
+    #[derive(QueryableByName)]
+    struct Uid {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        uid: i64,
+    }
+    let uids: Vec<i64> = diesel::sql_query("SELECT uid FROM documents WHERE security_set = 0")
+        .load::<Uid>(conn)?
+        .into_iter()
+        .map(|r| r.uid)
+        .collect();
+    for uid in &uids {
+        let doc = document::get_by_uid(conn, *uid)?;
+        update_viewers(conn, registry, &doc)?;
+    }
+    Ok(uids.len())
 }
 
 /// Recomputes the View sets of `doc` and everything it contains (after a local role or

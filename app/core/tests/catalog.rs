@@ -21,8 +21,10 @@ fn registry() -> Registry {
                 .property(PropertyDef::new("seen", PropertyType::DateTime).indexed())
                 .property(PropertyDef::new("site", PropertyType::String).indexed())
                 .property(PropertyDef::new("notes", PropertyType::Text))
-                .workflow("validation_workflow"),
-        );
+                .workflow("validation_workflow")
+                .allow("Reading"),
+        )
+        .portal_type(PortalType::new("Reading", "sensor_module"));
     Registry::build(vec![wendelin_core::base::module(), module]).unwrap()
 }
 
@@ -200,9 +202,9 @@ fn operators_groups_sorting_and_counts(backend: &str, url: &str) {
         assert_eq!(got, expected, "{backend}: {q}");
         assert_eq!(total, expected.len() as i64, "{backend}: count of {q}");
     }
-    // Sorting (with uid as the tie-breaker) and paging.
+    // Sorting (with uid as the tie-breaker, in the direction of the last key) and paging.
     let mut by_size: Vec<&Row> = rows.iter().collect();
-    by_size.sort_by(|a, b| b.size.cmp(&a.size).then(a.uid.cmp(&b.uid)));
+    by_size.sort_by(|a, b| b.size.cmp(&a.size).then(b.uid.cmp(&a.uid)));
     let expected: Vec<i64> = by_size.iter().map(|r| r.uid).collect();
     let (page1, total) = search(&portal, &sys, "", "size desc", 15, 0);
     let (page2, _) = search(&portal, &sys, "", "size desc", 15, 15);
@@ -498,9 +500,192 @@ fn outbox_survives_crashes_and_rebuild_equals_incremental(backend: &str, url: &s
     }
 }
 
+/// Bulk creation gives what creating one by one gives: ids, catalog columns, workflow
+/// states, security (who sees and counts what) and full-text entries; a bad document
+/// anywhere creates nothing.
+fn bulk_creation_equals_one_by_one(backend: &str, url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let portal = Portal::open(registry(), url, 4).unwrap();
+    portal.start_fulltext(&dir.path().join("index")).unwrap();
+    let alice = User::authenticated("alice", ["Author".to_owned()], vec![]);
+    let bob = User::authenticated("bob", ["Author".to_owned()], vec![]);
+    let body = |kind: &str, i: i64| {
+        json!({"portal_type": "Sensor", "title": format!("{kind} {i} turbine"),
+               "size": i % 4, "site": format!("hall{}", i % 3), "notes": "x"})
+    };
+    for i in 0..12 {
+        portal
+            .create(
+                &alice,
+                "sensor_module",
+                NewDocument::from_json(body("single", i)).unwrap(),
+            )
+            .unwrap();
+    }
+    // An explicit id that the auto-numbering would give next is skipped by it.
+    let mut news: Vec<NewDocument> = (0..12)
+        .map(|i| NewDocument::from_json(body("bulk", i)).unwrap())
+        .collect();
+    news[3].id = Some("14".into());
+    let uids = portal.create_many(&alice, "sensor_module", news).unwrap();
+    assert_eq!(uids.len(), 12, "{backend}");
+    let ids: Vec<String> = uids
+        .iter()
+        .map(|u| {
+            portal
+                .db
+                .read(|c| wendelin_core::document::get_by_uid(c, *u))
+                .unwrap()
+                .id
+        })
+        .collect();
+    assert_eq!(ids[3], "14");
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 12, "ids are unique: {ids:?}");
+    assert_eq!(ids[0], "13");
+    assert_eq!(ids[1], "15");
+    assert_eq!(ids[4], "17");
+    assert_eq!(ids[11], "24");
+
+    portal
+        .fulltext()
+        .unwrap()
+        .flush(std::time::Duration::from_secs(10))
+        .unwrap();
+    for user in [&alice, &bob, &User::system()] {
+        for q in [
+            "size:1",
+            "site:hall2 AND size:>=2",
+            "validation_state:draft",
+            "turbine",
+            "owner:alice",
+        ] {
+            let single = search(
+                &portal,
+                user,
+                &format!("({q}) AND title:single%"),
+                "",
+                100,
+                0,
+            );
+            let bulk = search(&portal, user, &format!("({q}) AND title:bulk%"), "", 100, 0);
+            assert_eq!(single.1, bulk.1, "{backend} {:?} {q}", user.login);
+        }
+    }
+    assert_eq!(search(&portal, &alice, "turbine", "", 100, 0).1, 24);
+    assert_eq!(search(&portal, &bob, "turbine", "", 100, 0).1, 0);
+    // The bulk documents behave like any other: edit and fire a transition.
+    let path = format!("sensor_module/{}", ids[0]);
+    portal.fire(&alice, &path, "validate", &Map::new()).unwrap();
+    assert_eq!(
+        search(&portal, &alice, "validation_state:validated", "", 10, 0).1,
+        1
+    );
+
+    // One invalid document: an error naming it, and nothing created.
+    let before = search(&portal, &User::system(), "", "", 1, 0).1;
+    let mut bad: Vec<NewDocument> = (0..5)
+        .map(|i| NewDocument::from_json(body("late", i)).unwrap())
+        .collect();
+    bad[2].properties.insert("size".into(), json!("big"));
+    let err = portal
+        .create_many(&alice, "sensor_module", bad)
+        .unwrap_err();
+    assert!(matches!(err, CoreError::Invalid(_)), "{err}");
+    assert!(err.to_string().contains("document 2"), "{err}");
+    let dup: Vec<NewDocument> = (0..2)
+        .map(|_| {
+            let mut d = NewDocument::from_json(body("dup", 0)).unwrap();
+            d.reference = Some("same".into());
+            d
+        })
+        .collect();
+    let err = portal
+        .create_many(&alice, "sensor_module", dup)
+        .unwrap_err();
+    assert!(matches!(err, CoreError::Conflict(_)), "{err}");
+    assert_eq!(search(&portal, &User::system(), "", "", 1, 0).1, before);
+    // Anonymous visitors may not add documents.
+    assert!(portal
+        .create_many(
+            &User::anonymous(),
+            "sensor_module",
+            vec![NewDocument::from_json(body("anon", 0)).unwrap()]
+        )
+        .is_err());
+}
+
+/// Counts answered by the counters table (no filter, portal type, module) equal counts of
+/// the rows themselves, through creation, sub-documents, transitions, local roles and
+/// deletion of a whole subtree, for every user.
+fn counters_agree_with_rows(backend: &str, url: &str) {
+    let portal = Portal::open(registry(), url, 4).unwrap();
+    let alice = User::authenticated("alice", ["Author".to_owned()], vec![]);
+    let bob = User::authenticated("bob", ["Author".to_owned()], vec![]);
+    let sys = User::system();
+    let check = |when: &str| {
+        for user in [&alice, &bob, &sys] {
+            for (fast, slow) in [
+                ("", "uid:>0"),
+                ("portal_type:Sensor", "portal_type:Sensor AND uid:>0"),
+                ("portal_type:Reading", "portal_type:Reading AND uid:>0"),
+                ("module:sensor_module", "module:sensor_module AND uid:>0"),
+            ] {
+                assert_eq!(
+                    search(&portal, user, fast, "", 1, 0).1,
+                    search(&portal, user, slow, "", 1, 0).1,
+                    "{backend} {when}: {fast} for {:?}",
+                    user.login
+                );
+            }
+        }
+    };
+    let mut paths = Vec::new();
+    for i in 0..6 {
+        let owner = if i % 2 == 0 { &alice } else { &bob };
+        let doc = portal
+            .create(
+                owner,
+                "sensor_module",
+                NewDocument::from_json(json!({"portal_type": "Sensor"})).unwrap(),
+            )
+            .unwrap();
+        for _ in 0..3 {
+            portal
+                .create(
+                    owner,
+                    &doc.path,
+                    NewDocument::from_json(json!({"portal_type": "Reading"})).unwrap(),
+                )
+                .unwrap();
+        }
+        paths.push(doc.path);
+    }
+    check("after creation");
+    assert_eq!(search(&portal, &sys, "", "", 1, 0).1, 24);
+    portal
+        .fire(&alice, &paths[0], "validate", &Map::new())
+        .unwrap();
+    let mut args = Map::new();
+    args.insert("principal".into(), json!("user:bob"));
+    args.insert("roles".into(), json!(["Assignee"]));
+    portal
+        .call(&alice, &paths[2], "setLocalRoles", &args, true)
+        .unwrap();
+    check("after a transition and a local role");
+    assert!(search(&portal, &bob, "", "", 1, 0).1 > 12);
+    portal.delete(&alice, &paths[2], None).unwrap();
+    check("after deleting a subtree");
+    assert_eq!(search(&portal, &sys, "", "", 1, 0).1, 20);
+}
+
 wendelin_tests::on_every_backend!(
     operators_groups_sorting_and_counts,
     edits_and_reindex_keep_the_catalog_true,
     full_text_relevance_security_and_freshness,
     outbox_survives_crashes_and_rebuild_equals_incremental,
+    bulk_creation_equals_one_by_one,
+    counters_agree_with_rows,
 );

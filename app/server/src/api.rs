@@ -180,6 +180,25 @@ async fn api_post(
     let path = path.into_inner();
     let body = body.into_inner();
     blocking(move || match portal.traverse(&path)? {
+        Traversal::Object(container) if body.is_array() => {
+            // Bulk creation: all or nothing, one transaction.
+            let news = match body {
+                Value::Array(items) => items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, item)| {
+                        NewDocument::from_json(item)
+                            .map_err(|e| ServerError::BadRequest(format!("document {i}: {e}")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+                _ => Vec::new(),
+            };
+            let uids = portal.create_many(&user, &container.path, news)?;
+            Ok(Reply::Created(
+                format!("/api/v1/{}", container.path),
+                json!({ "created": uids.len() }),
+            ))
+        }
         Traversal::Object(container) => {
             let doc = portal.create(&user, &container.path, NewDocument::from_json(body)?)?;
             let json = portal.get_json(&user, &doc.path)?;

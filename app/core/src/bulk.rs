@@ -1,0 +1,376 @@
+//! Bulk creation: many documents in one container, in one transaction, with multi-row
+//! statements — the path for imports and loaders.
+//!
+//! The result is the same as calling [`document::create`] once per document (same checks,
+//! ids, Owner role, initial workflow states, catalog columns, security set, full-text
+//! outbox entry), but each table is written with a few large statements instead of a dozen
+//! small ones per document. All documents of one portal type created by one owner in one
+//! container have the same View principals, so the security set is computed once per type.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+
+use crate::catalog::{catalog_values, Bind, Statement};
+use crate::db::DbConnection;
+use crate::document::{self, NewDocument, RelationTargets};
+use crate::error::{CoreError, CoreResult};
+use crate::schema::documents;
+use crate::types::{Registry, MODULE_FOLDER_TYPE};
+
+/// Bound values per statement at most (SQLite allows 32,766; PostgreSQL 65,535).
+const MAX_BINDS: usize = 30_000;
+
+#[derive(QueryableByName)]
+struct Created {
+    #[diesel(sql_type = BigInt)]
+    uid: i64,
+    #[diesel(sql_type = Text)]
+    id: String,
+}
+
+struct Row<'r> {
+    id: String,
+    type_name: &'r str,
+    values: Vec<Bind>,
+    rels: RelationTargets,
+}
+
+/// Creates `news` in the container at `container_path`, owned by `owner`; returns their
+/// uids in the order given. Fails as a whole (nothing created) when one is invalid; the
+/// error names its position.
+pub fn create_many(
+    conn: &mut DbConnection,
+    registry: &Registry,
+    container_path: &str,
+    news: Vec<NewDocument>,
+    owner: &str,
+) -> CoreResult<Vec<i64>> {
+    if news.is_empty() {
+        return Ok(Vec::new());
+    }
+    let container = document::get(conn, container_path)?;
+    let module = if container.portal_type == MODULE_FOLDER_TYPE {
+        container.id.clone()
+    } else {
+        container.module.clone()
+    };
+    let t = document::now();
+    let at = |i: usize, e: CoreError| match e {
+        CoreError::Invalid(m) => CoreError::Invalid(format!("document {i}: {m}")),
+        CoreError::BadRequest(m) => CoreError::BadRequest(format!("document {i}: {m}")),
+        other => other,
+    };
+
+    // Every document's type, checked properties and catalog values, before any write.
+    let mut initial_states: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
+    // Catalog column → a NULL of its SQL type, for documents of types without it.
+    let mut catalog_columns: BTreeMap<String, Bind> = BTreeMap::new();
+    let mut prepared = Vec::with_capacity(news.len());
+    for (i, new) in news.into_iter().enumerate() {
+        let p = document::prepare(
+            registry,
+            &container,
+            container_path,
+            &new.portal_type,
+            new.properties,
+        )
+        .map_err(|e| at(i, e))?;
+        if let Some(id) = &new.id {
+            document::check_id(id).map_err(|e| at(i, e))?;
+        }
+        let states = initial_states
+            .entry(p.portal_type.name.as_str())
+            .or_insert_with(|| {
+                p.portal_type
+                    .workflows
+                    .iter()
+                    .filter_map(|w| {
+                        registry
+                            .workflow(w)
+                            .map(|wf| (w.clone(), wf.initial.clone()))
+                    })
+                    .collect()
+            });
+        let values = catalog_values(registry, p.portal_type, &p.props, states);
+        for (c, b) in &values {
+            catalog_columns
+                .entry(c.clone())
+                .or_insert_with(|| null_like(b));
+        }
+        prepared.push((new.id, new.title, new.reference, new.description, p, values));
+    }
+
+    // Auto-numbered ids: one block from the container's counter, skipping ids taken.
+    let wanted = prepared.iter().filter(|p| p.0.is_none()).count();
+    let mut free_ids = Vec::with_capacity(wanted);
+    if wanted > 0 {
+        let n = i64::try_from(wanted).unwrap_or(i64::MAX);
+        diesel::update(documents::table.find(container.uid))
+            .set(documents::next_child_id.eq(documents::next_child_id + n))
+            .execute(conn)?;
+        let last: i64 = documents::table
+            .find(container.uid)
+            .select(documents::next_child_id)
+            .first(conn)?;
+        let block: Vec<String> = ((last - n + 1)..=last).map(|k| k.to_string()).collect();
+        // Taken: ids already in the container, and ids given explicitly in this batch.
+        let mut taken: BTreeSet<String> = prepared.iter().filter_map(|p| p.0.clone()).collect();
+        for part in block.chunks(MAX_BINDS) {
+            taken.extend(
+                documents::table
+                    .filter(documents::parent_uid.eq(container.uid))
+                    .filter(documents::id.eq_any(part))
+                    .select(documents::id)
+                    .load::<String>(conn)?,
+            );
+        }
+        free_ids.extend(block.into_iter().filter(|id| !taken.contains(id)));
+        // Ids past the block, one at a time from the counter, for those that were taken.
+        while free_ids.len() < wanted {
+            let id = document::next_id(conn, &container)?;
+            if !taken.contains(&id) {
+                free_ids.push(id);
+            }
+        }
+    }
+    let mut free_ids = free_ids.into_iter();
+
+    let nulls: Vec<Bind> = catalog_columns.values().cloned().collect();
+    let catalog_columns: Vec<String> = catalog_columns.into_keys().collect();
+    let mut rows = Vec::with_capacity(prepared.len());
+    for (id, title, reference, description, p, values) in prepared {
+        let id = match id {
+            Some(id) => id,
+            None => free_ids
+                .next()
+                .ok_or_else(|| CoreError::Internal("id block too small".into()))?,
+        };
+        let path = if container_path.is_empty() {
+            id.clone()
+        } else {
+            format!("{container_path}/{id}")
+        };
+        let properties = serde_json::Value::Object(p.props).to_string();
+        let mut by_column: BTreeMap<String, Bind> = values.into_iter().collect();
+        let mut v = vec![
+            Bind::Int(Some(container.uid)),
+            Bind::Text(Some(path)),
+            Bind::Text(Some(id.clone())),
+            Bind::Text(Some(module.clone())),
+            Bind::Text(Some(p.portal_type.name.clone())),
+            Bind::Text(Some(title)),
+            Bind::Text(reference),
+            Bind::Text(Some(description)),
+            Bind::Text(Some(owner.to_owned())),
+            Bind::Timestamp(t),
+            Bind::Timestamp(t),
+            Bind::Int(Some(1)),
+            Bind::Text(Some(properties)),
+        ];
+        for (c, null) in catalog_columns.iter().zip(&nulls) {
+            v.push(by_column.remove(c).unwrap_or_else(|| null.clone()));
+        }
+        rows.push(Row {
+            id,
+            type_name: p.portal_type.name.as_str(),
+            values: v,
+            rels: p.rels,
+        });
+    }
+
+    // Documents, with their catalog columns and security set.
+    let mut columns: Vec<&str> = vec![
+        "parent_uid",
+        "path",
+        "id",
+        "module",
+        "portal_type",
+        "title",
+        "reference",
+        "description",
+        "owner",
+        "creation_date",
+        "modification_date",
+        "serial",
+        "properties",
+    ];
+    columns.extend(catalog_columns.iter().map(String::as_str));
+    columns.push("security_set");
+    let what = format!("one of the ids or references in /{container_path}");
+
+    // The first document of each type goes in alone: its View principals, computed the
+    // ordinary way, give the security set of every other document of that type here.
+    let mut firsts: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        firsts.entry(row.type_name).or_insert(i);
+    }
+    let first_rows: Vec<&Row> = firsts.values().map(|i| &rows[*i]).collect();
+    let mut uid_of = insert_documents(conn, &columns, &first_rows, |_| 0, &what)?;
+    add_states_and_owner(conn, &first_rows, &uid_of, &initial_states, owner)?;
+    let mut set_of: BTreeMap<&str, i64> = BTreeMap::new();
+    for row in &first_rows {
+        let uid = uid_of.get(&row.id).copied().unwrap_or_default();
+        let first = document::get_by_uid(conn, uid)?;
+        let principals = crate::security::viewer_principals(conn, registry, &first)?;
+        let set = crate::security::security_set(conn, &principals)?;
+        Statement {
+            sql: "UPDATE documents SET security_set = ? WHERE uid = ?".into(),
+            binds: vec![Bind::Int(Some(set)), Bind::Int(Some(uid))],
+        }
+        .run(conn)?
+        .execute(conn)?;
+        set_of.insert(row.type_name, set);
+    }
+    let first_ids: BTreeSet<usize> = firsts.values().copied().collect();
+    let rest: Vec<&Row> = rows
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !first_ids.contains(i))
+        .map(|(_, r)| r)
+        .collect();
+    let rest_uids = insert_documents(
+        conn,
+        &columns,
+        &rest,
+        |r| set_of.get(r.type_name).copied().unwrap_or_default(),
+        &what,
+    )?;
+    add_states_and_owner(conn, &rest, &rest_uids, &initial_states, owner)?;
+    uid_of.extend(rest_uids);
+    let uids: Vec<i64> = rows
+        .iter()
+        .map(|r| {
+            uid_of
+                .get(&r.id)
+                .copied()
+                .ok_or_else(|| CoreError::Internal(format!("no uid returned for {}", r.id)))
+        })
+        .collect::<CoreResult<_>>()?;
+    let outbox: Vec<Vec<Bind>> = uids.iter().map(|u| vec![Bind::Int(Some(*u))]).collect();
+    insert_rows(conn, "fulltext_outbox", &["uid"], &outbox)?;
+
+    // Relations, where given (one document at a time: they name arbitrary targets).
+    for (row, uid) in rows.iter_mut().zip(&uids) {
+        if !row.rels.is_empty() {
+            let doc = document::get_by_uid(conn, *uid)?;
+            document::set_relations(conn, &doc, std::mem::take(&mut row.rels))?;
+        }
+    }
+    Ok(uids)
+}
+
+/// Inserts `rows` (values of `columns` but the last, the security set, which `set` gives);
+/// returns id → uid.
+fn insert_documents(
+    conn: &mut DbConnection,
+    columns: &[&str],
+    rows: &[&Row],
+    set: impl Fn(&Row) -> i64,
+    what: &str,
+) -> CoreResult<BTreeMap<String, i64>> {
+    let per_statement = (MAX_BINDS / columns.len()).max(1);
+    let mut uid_of = BTreeMap::new();
+    for part in rows.chunks(per_statement) {
+        let mut binds = Vec::with_capacity(part.len() * columns.len());
+        for r in part {
+            binds.extend(r.values.iter().cloned());
+            binds.push(Bind::Int(Some(set(r))));
+        }
+        let st = Statement {
+            sql: format!(
+                "INSERT INTO documents ({}) VALUES {} RETURNING uid, id",
+                columns.join(", "),
+                placeholders(part.len(), columns.len())
+            ),
+            binds,
+        };
+        let created = st
+            .run(conn)?
+            .load::<Created>(conn)
+            .map_err(|e| CoreError::from_write(e, what))?;
+        uid_of.extend(created.into_iter().map(|c| (c.id, c.uid)));
+    }
+    Ok(uid_of)
+}
+
+/// The initial workflow states and the creator's Owner role of freshly inserted `rows`.
+fn add_states_and_owner(
+    conn: &mut DbConnection,
+    rows: &[&Row],
+    uid_of: &BTreeMap<String, i64>,
+    initial_states: &BTreeMap<&str, BTreeMap<String, String>>,
+    owner: &str,
+) -> CoreResult<()> {
+    let mut states_rows = Vec::new();
+    let mut owner_rows = Vec::new();
+    for row in rows {
+        let uid = Bind::Int(uid_of.get(&row.id).copied());
+        for (wf, state) in initial_states.get(row.type_name).into_iter().flatten() {
+            states_rows.push(vec![
+                uid.clone(),
+                Bind::Text(Some(wf.clone())),
+                Bind::Text(Some(state.clone())),
+            ]);
+        }
+        if !owner.is_empty() {
+            owner_rows.push(vec![
+                uid,
+                Bind::Text(Some(format!("user:{owner}"))),
+                Bind::Text(Some("Owner".into())),
+            ]);
+        }
+    }
+    insert_rows(
+        conn,
+        "workflow_states",
+        &["uid", "workflow", "state"],
+        &states_rows,
+    )?;
+    insert_rows(
+        conn,
+        "local_roles",
+        &["uid", "principal", "role"],
+        &owner_rows,
+    )
+}
+
+/// A NULL bound with the SQL type of `b`.
+fn null_like(b: &Bind) -> Bind {
+    match b {
+        Bind::Text(_) | Bind::Timestamp(_) => Bind::Text(None),
+        Bind::Int(_) => Bind::Int(None),
+        Bind::Float(_) => Bind::Float(None),
+        Bind::Bool(_) => Bind::Bool(None),
+    }
+}
+
+/// `(?, ?), (?, ?)` for `rows` rows of `columns` values.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let one = format!("({})", vec!["?"; columns].join(", "));
+    vec![one; rows].join(", ")
+}
+
+/// Inserts `rows` into `table` with as few statements as the bind limit allows.
+fn insert_rows(
+    conn: &mut DbConnection,
+    table: &str,
+    columns: &[&str],
+    rows: &[Vec<Bind>],
+) -> CoreResult<()> {
+    let per_statement = (MAX_BINDS / columns.len().max(1)).max(1);
+    for part in rows.chunks(per_statement) {
+        Statement {
+            sql: format!(
+                "INSERT INTO {table} ({}) VALUES {}",
+                columns.join(", "),
+                placeholders(part.len(), columns.len())
+            ),
+            binds: part.iter().flatten().cloned().collect(),
+        }
+        .run(conn)?
+        .execute(conn)?;
+    }
+    Ok(())
+}
