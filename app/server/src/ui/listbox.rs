@@ -184,6 +184,27 @@ fn column_keys(portal: &Portal, folder: &Document) -> Vec<String> {
     keys
 }
 
+/// The catalog query for the documents directly in a module folder. When the folder
+/// holds one portal type that no type contains, its documents are exactly those of that
+/// type in that module: said that way, the catalog answers the count from its counters
+/// instead of counting rows.
+pub fn scope(portal: &Portal, folder: &Document) -> String {
+    let registry = &portal.registry;
+    let allowed = registry
+        .folder(&folder.id)
+        .map(|f| f.allowed_content_types.clone())
+        .unwrap_or_default();
+    if let [only] = allowed.as_slice() {
+        let nested = registry
+            .portal_types()
+            .any(|t| t.allowed_content_types.contains(only));
+        if !nested {
+            return format!("module:{} AND portal_type:{}", quote(&folder.id), quote(only));
+        }
+    }
+    format!("parent_uid:{}", folder.uid)
+}
+
 /// The transitions of the workflows of the types a folder holds: the bulk actions.
 fn bulk_transitions(portal: &Portal, folder: &Document) -> Vec<(String, String)> {
     let registry = &portal.registry;
@@ -217,7 +238,7 @@ pub fn page(
     let state = State::from_query(query, &keys);
     let base = format!("/ui/{}", folder.path);
     let schema = portal.registry.catalog();
-    let mut clauses = vec![format!("parent_uid:{}", folder.uid)];
+    let mut clauses = vec![scope(portal, folder)];
     for (key, text) in &state.filters {
         let kind = schema.column(key).map(|c| c.kind).unwrap_or(Kind::Text);
         clauses.push(filter_clause(key, kind, text));

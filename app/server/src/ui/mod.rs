@@ -446,7 +446,7 @@ fn home(portal: &Portal, s: &Session) -> Result<Out, ServerError> {
         let found = portal.search(
             &s.user,
             &wendelin_core::catalog::Search {
-                query: format!("parent_uid:{}", doc.uid),
+                query: listbox::scope(portal, &doc),
                 sort_on: String::new(),
                 limit: 1,
                 offset: 0,
