@@ -199,7 +199,11 @@ pub fn scope(portal: &Portal, folder: &Document) -> String {
             .portal_types()
             .any(|t| t.allowed_content_types.contains(only));
         if !nested {
-            return format!("module:{} AND portal_type:{}", quote(&folder.id), quote(only));
+            return format!(
+                "module:{} AND portal_type:{}",
+                quote(&folder.id),
+                quote(only)
+            );
         }
     }
     format!("parent_uid:{}", folder.uid)
