@@ -254,6 +254,26 @@ pub fn check_principal(principal: &str) -> CoreResult<()> {
     }
 }
 
+/// Current workflow states of several documents in one query (listings), by uid.
+pub fn workflow_states_of(
+    conn: &mut DbConnection,
+    uids: &[i64],
+) -> CoreResult<BTreeMap<i64, BTreeMap<String, String>>> {
+    let rows: Vec<(i64, String, String)> = workflow_states::table
+        .filter(workflow_states::uid.eq_any(uids))
+        .select((
+            workflow_states::uid,
+            workflow_states::workflow,
+            workflow_states::state,
+        ))
+        .load(conn)?;
+    let mut out: BTreeMap<i64, BTreeMap<String, String>> = BTreeMap::new();
+    for (uid, workflow, state) in rows {
+        out.entry(uid).or_default().insert(workflow, state);
+    }
+    Ok(out)
+}
+
 /// Current state of each workflow of a document.
 pub fn workflow_states(conn: &mut DbConnection, uid: i64) -> CoreResult<BTreeMap<String, String>> {
     Ok(workflow_states::table

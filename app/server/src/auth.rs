@@ -244,7 +244,11 @@ pub async fn login_page(req: HttpRequest) -> Result<HttpResponse, ServerError> {
         web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
             .map(|q| q.into_inner())
             .unwrap_or_default();
-    let came_from = safe_redirect(query.get("came_from").map(String::as_str));
+    // Browsers that open the login page by itself land in the admin UI afterwards.
+    let came_from = match query.get("came_from") {
+        Some(p) => safe_redirect(Some(p)),
+        None => "/ui/".to_owned(),
+    };
     let page = LoginPage {
         came_from: &came_from,
         message: "",

@@ -500,6 +500,7 @@ fn serve(config: Config, portal: Portal) -> Result<(), ServerError> {
                 .app_data(query_config())
                 .app_data(path_config())
                 .service(actix_files_static())
+                .configure(crate::ui::routes)
                 .configure(crate::api::routes)
         })
         .workers(workers)

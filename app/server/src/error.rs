@@ -118,6 +118,14 @@ impl ResponseError for ServerError {
     }
 }
 
+/// The message a client is shown for a 4xx error (the UI shows it on its error pages).
+pub fn public_message(e: &ServerError) -> String {
+    match e {
+        ServerError::Core(e) => strip_kind(e),
+        other => other.to_string(),
+    }
+}
+
 /// The kernel's message without its "kind: " prefix (the code says the kind).
 fn strip_kind(e: &CoreError) -> String {
     let text = e.to_string();

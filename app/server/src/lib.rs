@@ -10,6 +10,7 @@ pub mod error;
 pub mod forward;
 pub mod ingest;
 pub mod openapi;
+pub mod ui;
 pub mod views;
 
 use wendelin_core::{CoreResult, Module, Registry};

@@ -1,0 +1,482 @@
+//! A module's listbox: its documents from the catalog (security-filtered, exact count),
+//! with sortable columns, a filter per column, a search box, pages, row selection with a
+//! bulk workflow action, and add buttons for the types the folder allows.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use askama::Template;
+use wendelin_core::catalog::{Kind, Search};
+use wendelin_core::{CoreError, Document, Permission, Portal};
+
+use super::form::{label, Pairs};
+use super::{label_of, render, Chrome, Flash, Out, Session};
+use crate::error::ServerError;
+
+/// Rows per page unless the URL says otherwise.
+pub const PAGE_SIZE: i64 = 50;
+const PAGE_SIZES: [i64; 4] = [20, 50, 100, 200];
+
+/// One column: a catalog key.
+struct Column {
+    key: String,
+    label: String,
+    filter: String,
+    /// Link that sorts by this column (toggling the order when it is the current one).
+    sort_href: String,
+    /// `ascending`, `descending` or `none` (for aria-sort).
+    sorted: &'static str,
+}
+
+struct Row {
+    path: String,
+    href: String,
+    cells: Vec<String>,
+}
+
+/// The listbox's state, as carried by its URL.
+#[derive(Debug, Clone, Default)]
+struct State {
+    q: String,
+    filters: BTreeMap<String, String>,
+    sort_on: String,
+    order: String,
+    page: i64,
+    size: i64,
+}
+
+impl State {
+    fn from_query(query: &Pairs, keys: &[String]) -> State {
+        let mut s = State {
+            q: query.get("q").unwrap_or("").trim().to_owned(),
+            sort_on: query.get("sort_on").unwrap_or("").to_owned(),
+            order: match query.get("sort_order") {
+                Some("asc") => "asc".into(),
+                Some("desc") => "desc".into(),
+                _ => String::new(),
+            },
+            page: query
+                .get("page")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(1)
+                .max(1),
+            size: query
+                .get("size")
+                .and_then(|p| p.parse().ok())
+                .filter(|n| PAGE_SIZES.contains(n))
+                .unwrap_or(PAGE_SIZE),
+            ..State::default()
+        };
+        for key in keys {
+            if let Some(v) = query.get(&format!("f_{key}")) {
+                if !v.trim().is_empty() {
+                    s.filters.insert(key.clone(), v.trim().to_owned());
+                }
+            }
+        }
+        if !keys.contains(&s.sort_on) {
+            s.sort_on = String::new();
+        }
+        s
+    }
+
+    fn params(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if !self.q.is_empty() {
+            out.push(("q".into(), self.q.clone()));
+        }
+        for (k, v) in &self.filters {
+            out.push((format!("f_{k}"), v.clone()));
+        }
+        if !self.sort_on.is_empty() {
+            out.push(("sort_on".into(), self.sort_on.clone()));
+            out.push(("sort_order".into(), self.order.clone()));
+        }
+        if self.page > 1 {
+            out.push(("page".into(), self.page.to_string()));
+        }
+        if self.size != PAGE_SIZE {
+            out.push(("size".into(), self.size.to_string()));
+        }
+        out
+    }
+
+    fn href(&self, base: &str) -> String {
+        let params = self.params();
+        if params.is_empty() {
+            return base.to_owned();
+        }
+        format!(
+            "{base}?{}",
+            serde_urlencoded::to_string(&params).unwrap_or_default()
+        )
+    }
+}
+
+/// `"` and `\` escaped, for a quoted literal of the query language.
+pub fn quote(value: &str) -> String {
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// A column filter as typed in the header (`boiler`, `>=10`, `!=draft`) as a query clause:
+/// text columns match by substring unless an operator or `%` is given.
+fn filter_clause(key: &str, kind: Kind, text: &str) -> String {
+    let ops = [">=", "<=", "!=", ">", "<", "="];
+    if let Some(op) = ops.iter().find(|op| text.starts_with(**op)) {
+        return format!("{key}:{op}{}", quote(text[op.len()..].trim()));
+    }
+    match kind {
+        Kind::Text if !text.contains('%') => format!("{key}:{}", quote(&format!("%{text}%"))),
+        _ => format!("{key}:{}", quote(text)),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "ui/listbox.html")]
+struct ListboxPage {
+    page: Chrome,
+    title: String,
+    base: String,
+    q: String,
+    columns: Vec<Column>,
+    rows: Vec<Row>,
+    total: i64,
+    first: i64,
+    last: i64,
+    pages: Vec<(i64, String, bool)>,
+    prev: String,
+    next: String,
+    error: String,
+    add: Vec<(String, String)>,
+    transitions: Vec<(String, String)>,
+    return_to: String,
+    size: i64,
+    sizes: Vec<i64>,
+    sort_on: String,
+    sort_order: String,
+}
+
+/// The catalog keys a module's listbox shows: identity, the indexed properties and
+/// workflow states of the types it holds, and the modification date.
+fn column_keys(portal: &Portal, folder: &Document) -> Vec<String> {
+    let registry = &portal.registry;
+    let mut keys: Vec<String> = vec!["title".into(), "id".into(), "reference".into()];
+    let types: Vec<String> = registry
+        .folder(&folder.id)
+        .map(|f| f.allowed_content_types.clone())
+        .unwrap_or_default();
+    let mut states = Vec::new();
+    for t in types.iter().filter_map(|t| registry.portal_type(t)) {
+        for p in t.properties.iter().filter(|p| p.indexed) {
+            if !keys.contains(&p.name) {
+                keys.push(p.name.clone());
+            }
+        }
+        for wf in t.workflows.iter().filter_map(|w| registry.workflow(w)) {
+            let key = wf.state_variable();
+            if !states.contains(&key) {
+                states.push(key);
+            }
+        }
+    }
+    keys.extend(states);
+    keys.push("modification_date".into());
+    keys
+}
+
+/// The catalog query for the documents directly in a module folder. When the folder
+/// holds one portal type that no type contains, its documents are exactly those of that
+/// type in that module: said that way, the catalog answers the count from its counters
+/// instead of counting rows.
+pub fn scope(portal: &Portal, folder: &Document) -> String {
+    let registry = &portal.registry;
+    let allowed = registry
+        .folder(&folder.id)
+        .map(|f| f.allowed_content_types.clone())
+        .unwrap_or_default();
+    if let [only] = allowed.as_slice() {
+        let nested = registry
+            .portal_types()
+            .any(|t| t.allowed_content_types.contains(only));
+        if !nested {
+            return format!(
+                "module:{} AND portal_type:{}",
+                quote(&folder.id),
+                quote(only)
+            );
+        }
+    }
+    format!("parent_uid:{}", folder.uid)
+}
+
+/// The transitions of the workflows of the types a folder holds: the bulk actions.
+fn bulk_transitions(portal: &Portal, folder: &Document) -> Vec<(String, String)> {
+    let registry = &portal.registry;
+    let mut out: Vec<(String, String)> = Vec::new();
+    for t in registry
+        .folder(&folder.id)
+        .map(|f| f.allowed_content_types.clone())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|t| registry.portal_type(t))
+    {
+        for wf in t.workflows.iter().filter_map(|w| registry.workflow(w)) {
+            for tr in &wf.transitions {
+                if !out.iter().any(|(id, _)| *id == tr.id) {
+                    out.push((tr.id.clone(), tr.title.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `GET /ui/<module>`.
+pub fn page(
+    portal: &Portal,
+    s: &Session,
+    folder: &Document,
+    query: &Pairs,
+) -> Result<Out, ServerError> {
+    let keys = column_keys(portal, folder);
+    let state = State::from_query(query, &keys);
+    let base = format!("/ui/{}", folder.path);
+    let schema = portal.registry.catalog();
+    let mut clauses = vec![scope(portal, folder)];
+    for (key, text) in &state.filters {
+        let kind = schema.column(key).map(|c| c.kind).unwrap_or(Kind::Text);
+        clauses.push(filter_clause(key, kind, text));
+    }
+    if !state.q.is_empty() {
+        // Appended without parentheses, so that its words stay top-level full-text terms;
+        // an OR would bind looser than our ANDs, so then it is enclosed.
+        let has_or = state
+            .q
+            .split_whitespace()
+            .any(|w| w.eq_ignore_ascii_case("or"));
+        clauses.push(if has_or {
+            format!("({})", state.q)
+        } else {
+            state.q.clone()
+        });
+    }
+    let sort_on = match (state.sort_on.as_str(), state.q.is_empty()) {
+        ("", true) => "modification_date desc".to_owned(),
+        // A search without a chosen order ranks by relevance.
+        ("", false) => String::new(),
+        (key, _) => format!(
+            "{key} {}",
+            if state.order == "desc" { "desc" } else { "asc" }
+        ),
+    };
+    let search = Search {
+        query: clauses.join(" AND "),
+        sort_on,
+        limit: state.size,
+        offset: (state.page - 1) * state.size,
+    };
+    let (found, error) = match portal.search(&s.user, &search) {
+        Ok(r) => (Some(r), String::new()),
+        Err(e @ (CoreError::BadRequest(_) | CoreError::Invalid(_))) => {
+            (None, crate::error::public_message(&ServerError::Core(e)))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (documents, total) = found.map(|r| (r.documents, r.total)).unwrap_or_default();
+    let uids: Vec<i64> = documents.iter().map(|d| d.uid).collect();
+    let mut states = portal
+        .db
+        .read(|c| wendelin_core::security::workflow_states_of(c, &uids))?;
+    let state_keys: BTreeMap<String, String> = portal
+        .registry
+        .workflows()
+        .map(|w| (w.state_variable(), w.id.clone()))
+        .collect();
+    let mut rows = Vec::with_capacity(documents.len());
+    for doc in &documents {
+        let wf_states = states.remove(&doc.uid).unwrap_or_default();
+        let mut cells = Vec::with_capacity(keys.len());
+        for key in &keys {
+            let text = match key.as_str() {
+                "title" => label_of(doc),
+                "modification_date" => doc.modification_date.format("%Y-%m-%d %H:%M").to_string(),
+                "creation_date" => doc.creation_date.format("%Y-%m-%d %H:%M").to_string(),
+                k => match state_keys.get(k) {
+                    Some(wf) => wf_states.get(wf).cloned().unwrap_or_default(),
+                    None => super::display(doc.get(k)?.as_ref()),
+                },
+            };
+            cells.push(text);
+        }
+        rows.push(Row {
+            href: format!("/ui/{}", doc.path),
+            path: doc.path.clone(),
+            cells,
+        });
+    }
+    let columns = keys
+        .iter()
+        .map(|key| {
+            let current = state.sort_on == *key;
+            let mut next = state.clone();
+            next.sort_on = key.clone();
+            next.order = if current && state.order == "asc" {
+                "desc".into()
+            } else {
+                "asc".into()
+            };
+            next.page = 1;
+            Column {
+                key: key.clone(),
+                label: match key.as_str() {
+                    "id" => "Id".into(),
+                    "modification_date" => "Modified".into(),
+                    k => label(k),
+                },
+                filter: state.filters.get(key).cloned().unwrap_or_default(),
+                sort_href: next.href(&base),
+                sorted: match (current, state.order.as_str()) {
+                    (true, "desc") => "descending",
+                    (true, _) => "ascending",
+                    _ => "none",
+                },
+            }
+        })
+        .collect();
+    let page_count = ((total + state.size - 1) / state.size).max(1);
+    let at = |n: i64| {
+        let mut p = state.clone();
+        p.page = n;
+        p.href(&base)
+    };
+    let mut pages = Vec::new();
+    for n in 1..=page_count {
+        if n == 1 || n == page_count || (n - state.page).abs() <= 2 {
+            pages.push((n, at(n), n == state.page));
+        } else if pages.last().is_some_and(|(m, _, _)| *m > 0) {
+            pages.push((0, String::new(), false));
+        }
+    }
+    let first = if total == 0 {
+        0
+    } else {
+        (state.page - 1) * state.size + 1
+    };
+    let last = (first + i64::try_from(rows.len()).unwrap_or(0) - 1).max(0);
+    let add = if portal.allowed(&s.user, &folder.path, Permission::AddPortalContent)? {
+        portal
+            .registry
+            .folder(&folder.id)
+            .map(|f| f.allowed_content_types.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| {
+                let href = format!(
+                    "{base}/+add?{}",
+                    serde_urlencoded::to_string([("type", t.as_str())]).unwrap_or_default()
+                );
+                (href, t)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let title = portal
+        .registry
+        .folder(&folder.id)
+        .map(|f| f.title.clone())
+        .unwrap_or_else(|| folder.id.clone());
+    let status = if error.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    let listbox = ListboxPage {
+        page: Chrome::new(s, title.clone()).with_path(portal, &s.user, &folder.path),
+        title,
+        q: state.q.clone(),
+        columns,
+        rows,
+        total,
+        first,
+        last,
+        prev: if state.page > 1 {
+            at(state.page - 1)
+        } else {
+            String::new()
+        },
+        next: if state.page < page_count {
+            at(state.page + 1)
+        } else {
+            String::new()
+        },
+        pages,
+        error,
+        add,
+        transitions: bulk_transitions(portal, folder),
+        return_to: state.href(&base),
+        size: state.size,
+        sizes: PAGE_SIZES.to_vec(),
+        sort_on: state.sort_on.clone(),
+        sort_order: state.order.clone(),
+        base,
+    };
+    let canonical = listbox.return_to.clone();
+    Ok(Out::PageAt(status, render(&listbox)?, canonical))
+}
+
+/// `POST /ui/<module>/+bulk`: fires one transition on every selected document the user
+/// may fire it on, and says how many it changed and why the others were refused.
+pub fn bulk(portal: &Portal, s: &Session, path: &str, form: &Pairs) -> Result<Out, ServerError> {
+    let folder = portal.get(&s.user, path)?;
+    let back = form
+        .get("return_to")
+        .filter(|r| r.starts_with("/ui/") && !r.contains("//"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("/ui/{}", folder.path));
+    let transition = form.get("transition").unwrap_or("").to_owned();
+    let paths = form.all("path");
+    if transition.is_empty() || paths.is_empty() {
+        return Ok(Out::Redirect(
+            back,
+            Some(Flash::error("select documents and an action first")),
+        ));
+    }
+    let mut vars = serde_json::Map::new();
+    if let Some(c) = form.get("comment").filter(|c| !c.trim().is_empty()) {
+        vars.insert("comment".into(), c.into());
+    }
+    let mut done = 0;
+    let mut refused = Vec::new();
+    for p in &paths {
+        let inside = p
+            .strip_prefix(&format!("{}/", folder.path))
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'));
+        if !inside {
+            refused.push(format!("{p}: not in this module"));
+            continue;
+        }
+        match portal.fire(&s.user, p, &transition, &vars) {
+            Ok(_) => done += 1,
+            Err(e) => refused.push(format!(
+                "{p}: {}",
+                super::public_message(&ServerError::Core(e))
+            )),
+        }
+    }
+    let flash = if refused.is_empty() {
+        Flash::ok(format!("{transition}: done on {done} document(s)"))
+    } else {
+        Flash::error(format!(
+            "{transition}: done on {done}, refused on {} — {}",
+            refused.len(),
+            refused
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+    };
+    Ok(Out::Redirect(back, Some(flash)))
+}

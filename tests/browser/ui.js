@@ -1,0 +1,303 @@
+// End-to-end walk through the admin UI in Debian's Chromium, driven by playwright-core.
+// Run by tests/tests/browser.rs, which starts the server and passes:
+//   BASE_URL, CHROMIUM (executable), SCREENSHOTS (folder), USERS (JSON login → password).
+// Prints "step: …" as it goes and "ALL STEPS PASSED" at the end; exits 1 on any failure.
+"use strict";
+const { chromium } = require("playwright-core");
+const fs = require("fs");
+const os = require("os");
+const path = require("path");
+
+const BASE = process.env.BASE_URL;
+const SHOTS = process.env.SCREENSHOTS;
+const USERS = JSON.parse(process.env.USERS);
+const XSS_TITLE = "Boiler 7 <script>window.__xss = 1; alert(1)</script> temperature";
+
+function check(cond, msg) {
+  if (!cond) throw new Error("check failed: " + msg);
+}
+function step(name) {
+  console.log("step: " + name);
+}
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(SHOTS, name + ".png"), fullPage: true });
+}
+async function text(page, selector) {
+  return (await page.locator(selector).first().innerText()).trim();
+}
+// The title must render as text: no script ran, and the text shows the tag.
+async function noScriptRan(page) {
+  const ran = await page.evaluate(() => window.__xss);
+  check(ran === undefined, "a <script> from a title ran on " + page.url());
+}
+async function retry(what, fn, tries = 30) {
+  let last;
+  for (let i = 0; i < tries; i++) {
+    try {
+      return await fn();
+    } catch (e) {
+      last = e;
+      await new Promise((r) => setTimeout(r, 400));
+    }
+  }
+  throw new Error(what + ": " + last);
+}
+
+async function login(page, who) {
+  await page.goto(BASE + "/ui/");
+  check(page.url().includes("/login"), "anonymous /ui/ goes to the login page, got " + page.url());
+  await page.fill("#login", who);
+  await page.fill("#password", USERS[who]);
+  await page.click("button[type=submit]");
+  await page.waitForURL(BASE + "/ui/");
+  check((await text(page, ".top .who")) === who, "logged in as " + who);
+}
+async function logout(page) {
+  await page.click(".logout button");
+  await page.waitForURL(/\/login/);
+  // The session is gone: the UI sends us back to the login page.
+  await page.goto(BASE + "/ui/");
+  check(page.url().includes("/login"), "after logout /ui/ asks to log in again");
+}
+
+async function main() {
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), "wendelin-chromium-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM,
+    headless: true,
+    viewport: { width: 1280, height: 860 },
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  context.setDefaultTimeout(15000);
+  const page = context.pages()[0] || (await context.newPage());
+  page.on("dialog", async (d) => {
+    console.log("unexpected dialog: " + d.message());
+    process.exitCode = 1;
+    await d.dismiss();
+  });
+  try {
+    step("alice logs in and sees the module tiles");
+    await login(page, "alice");
+    const tile = page.locator(".tile", { hasText: "Data Streams" });
+    check((await tile.locator(".tile-count").innerText()).trim() === "0", "no data stream yet");
+    await shot(page, "01-home");
+
+    step("alice creates a Data Stream from the listbox's add button");
+    await tile.click();
+    await page.waitForURL(BASE + "/ui/data_stream_module");
+    await page.click("text=Add Data Stream");
+    await page.fill("#field-title", XSS_TITLE);
+    await page.fill("#field-reference", "boiler7.temperature");
+    await page.fill("#field-content_type", "text/csv");
+    await shot(page, "02-add-form");
+    await page.click("button:has-text('Create')");
+    await page.waitForURL(BASE + "/ui/data_stream_module/1");
+    check((await text(page, ".flash")).includes("Created Data Stream 1"), "creation flash");
+    check((await text(page, "h1")) === XSS_TITLE, "the title renders as text");
+    await noScriptRan(page);
+    await shot(page, "03-view");
+
+    step("alice edits it");
+    await page.click(".tabs >> text=Edit");
+    await page.fill("#field-description", "hall 3, north wall");
+    await page.fill("#field-version", "v2");
+    await page.click("button:has-text('Save')");
+    await page.waitForURL(BASE + "/ui/data_stream_module/1");
+    check((await text(page, ".flash")) === "Saved.", "saved flash");
+    check((await page.locator("dl.fields").innerText()).includes("hall 3, north wall"), "new description shown");
+
+    step("a wrong value gets a message next to its field");
+    await page.click(".tabs >> text=Edit");
+    await page.fill("#field-size", "1.5");
+    await page.click("button:has-text('Save')");
+    const err = page.locator("#err-size");
+    await err.waitFor();
+    check((await err.innerText()).includes("whole number"), "size error says what is wrong");
+    check((await page.getAttribute("#field-size", "aria-invalid")) === "true", "field marked invalid");
+    check((await page.inputValue("#field-size")) === "1.5", "the typed value is kept");
+    await shot(page, "04-validation-error");
+    await page.fill("#field-size", "42");
+    await page.click("button:has-text('Save')");
+    await page.waitForURL(BASE + "/ui/data_stream_module/1");
+
+    step("a concurrent edit is shown as a conflict with the other change");
+    await page.goto(BASE + "/ui/data_stream_module/1/+edit");
+    const other = await context.newPage();
+    await other.goto(BASE + "/ui/data_stream_module/1/+edit");
+    await other.fill("#field-description", "changed in another tab");
+    await other.click("button:has-text('Save')");
+    await other.waitForURL(BASE + "/ui/data_stream_module/1");
+    await other.close();
+    await page.fill("#field-description", "hall 3, south wall");
+    await page.click("button:has-text('Save')");
+    await page.locator(".conflict").waitFor();
+    check((await text(page, ".conflict")).includes("Someone else saved"), "conflict explained");
+    check((await text(page, ".field.differs .stored")).includes("changed in another tab"), "the other change shown");
+    await shot(page, "05-conflict");
+    await page.click("button:has-text('Save')");
+    await page.waitForURL(BASE + "/ui/data_stream_module/1");
+    check((await page.locator("dl.fields").innerText()).includes("hall 3, south wall"), "second save wins");
+
+    step("alice validates it from the workflow menu, with a comment");
+    const options = await page.locator("#wf-transition option").allInnerTexts();
+    check(options.join(",") === "Validate", "only fireable transitions offered, got " + options);
+    await page.selectOption("#wf-transition", "validate");
+    await page.fill("#wf-comment", "checked by alice");
+    await page.click(".workflow button");
+    await page.waitForURL(BASE + "/ui/data_stream_module/1");
+    check((await text(page, ".flash")).includes("now Validated"), "transition flash");
+    check((await text(page, ".badge")) === "Validated", "state badge");
+    check((await page.locator(".tabs >> text=Edit").count()) === 0, "validated: no Edit tab for its owner");
+    check((await page.locator("#wf-transition").count()) === 0, "no transition left for alice");
+
+    step("alice adds a second stream and finds the first with the search box");
+    await page.goto(BASE + "/ui/data_stream_module/+add?type=Data%20Stream");
+    await page.fill("#field-title", "Pump pressure");
+    await page.fill("#field-reference", "pump.pressure");
+    await page.click("button:has-text('Create')");
+    await page.waitForURL(BASE + "/ui/data_stream_module/2");
+    await page.click(".crumbs >> text=Data Streams");
+    await page.waitForURL(BASE + "/ui/data_stream_module");
+    check((await text(page, "#count")) === "1–2 of 2", "two streams listed");
+    await page.keyboard.press("/");
+    check(await page.evaluate(() => document.activeElement.id === "q"), "'/' focuses the search box");
+    // Full-text indexing is asynchronous (within about a second): search until found.
+    await retry("search for boiler", async () => {
+      await page.fill("#q", "boiler");
+      await page.press("#q", "Enter");
+      await page.waitForFunction(() => document.querySelector("#count").innerText.trim() === "1–1 of 1", null, { timeout: 1500 });
+    });
+    check((await page.locator("table.listbox tbody tr").count()) === 1, "one row");
+    check((await text(page, "table.listbox tbody tr")).includes("<script>"), "title as text in the listbox");
+    check(page.url().includes("q=boiler"), "the search is in the URL (htmx pushes it): " + page.url());
+    await noScriptRan(page);
+    await shot(page, "06-listbox-search");
+
+    step("column filter and sorting");
+    await page.fill("#q", "");
+    await page.fill("#f_reference", "pump");
+    await page.waitForFunction(() =>
+      document.querySelector("#count").innerText.trim() === "1–1 of 1" &&
+      document.querySelector("table.listbox tbody").innerText.includes("Pump"));
+    check((await text(page, "table.listbox tbody tr")).includes("Pump pressure"), "filtered by reference");
+    await page.fill("#f_reference", "");
+    await page.waitForFunction(() => document.querySelector("#count").innerText.trim() === "1–2 of 2");
+    await page.click("th >> text=Title");
+    await page.waitForFunction(() => document.querySelector("th[aria-sort=ascending]") !== null);
+    let first = await text(page, "table.listbox tbody tr:first-child td:nth-child(2)");
+    check(first.startsWith("Boiler"), "title ascending puts Boiler first, got " + first);
+    await page.click("th >> text=Title");
+    await page.waitForFunction(() => document.querySelector("th[aria-sort=descending]") !== null);
+    first = await text(page, "table.listbox tbody tr:first-child td:nth-child(2)");
+    check(first.startsWith("Pump"), "title descending puts Pump first, got " + first);
+    await shot(page, "07-listbox-sorted");
+
+    step("bulk action: validate the selected row");
+    await page.check("input[name=path][value='data_stream_module/2']");
+    await page.selectOption("#bulk-transition", "validate");
+    await page.click(".bulk button");
+    await page.waitForURL(/data_stream_module/);
+    check((await text(page, ".flash")).includes("done on 1 document"), "bulk flash: " + (await text(page, ".flash")));
+    check((await text(page, "table.listbox")).split("validated").length - 1 === 2, "both validated");
+
+    step("history tab shows the transition and its comment");
+    await page.goto(BASE + "/ui/data_stream_module/1/+history");
+    const history = await text(page, "table.history tbody");
+    check(history.includes("validate") && history.includes("checked by alice") && history.includes("alice"), "history row: " + history);
+    await noScriptRan(page);
+    await shot(page, "08-history");
+
+    step("alice gives carol a local role");
+    await page.click(".tabs >> text=Local roles");
+    await page.fill("#principal", "carol");
+    await page.check(".roles-new input[value=Assignee]");
+    await page.click("button:has-text('Give roles')");
+    await page.waitForURL(BASE + "/ui/data_stream_module/1/+roles");
+    check((await text(page, ".flash")).includes("user:carol now has Assignee"), "roles flash");
+    check((await page.locator("legend", { hasText: "user:carol" }).count()) === 1, "carol listed");
+    await noScriptRan(page);
+    await shot(page, "09-local-roles");
+
+    step("a tablet-sized window still shows the listbox");
+    await page.setViewportSize({ width: 820, height: 1180 });
+    await page.goto(BASE + "/ui/data_stream_module");
+    await shot(page, "10-listbox-tablet");
+    await page.setViewportSize({ width: 1280, height: 860 });
+
+    step("alice logs out");
+    await logout(page);
+    await shot(page, "11-login");
+
+    step("bob, without roles, sees none of it");
+    await login(page, "bob");
+    const bobTile = page.locator(".tile", { hasText: "Data Streams" });
+    check((await bobTile.locator(".tile-count").innerText()).trim() === "0", "bob counts 0 streams");
+    await page.goto(BASE + "/ui/data_stream_module?q=boiler");
+    check((await text(page, "#count")) === "No documents", "bob finds nothing");
+    const resp = await page.goto(BASE + "/ui/data_stream_module/1");
+    check(resp.status() === 404, "bob gets 404 for the stream, got " + resp.status());
+    check((await text(page, "h1")) === "Not found", "404 page in the layout");
+    check(!(await page.content()).includes("Boiler 7"), "nothing of the stream leaks");
+    await shot(page, "12-bob-404");
+    await logout(page);
+
+    step("carol, given Assignee on it, sees exactly that stream");
+    await login(page, "carol");
+    await page.goto(BASE + "/ui/data_stream_module");
+    check((await text(page, "#count")) === "1–1 of 1", "carol sees one stream");
+    check((await text(page, "table.listbox tbody")).includes("Boiler 7"), "the one alice shared");
+    await noScriptRan(page);
+    await logout(page);
+
+    step("without JavaScript the same pages still work (plain links and forms)");
+    const plainProfile = fs.mkdtempSync(path.join(os.tmpdir(), "wendelin-chromium-nojs-"));
+    const plain = await chromium.launchPersistentContext(plainProfile, {
+      executablePath: process.env.CHROMIUM,
+      headless: true,
+      javaScriptEnabled: false,
+      viewport: { width: 1280, height: 860 },
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    });
+    try {
+      const p2 = plain.pages()[0] || (await plain.newPage());
+      await login(p2, "alice");
+      await p2.goto(BASE + "/ui/data_stream_module");
+      await p2.fill("#q", "pump");
+      await p2.press("#q", "Enter");
+      await p2.waitForURL(/q=pump/);
+      check((await text(p2, "#count")) === "1–1 of 1", "search by submitting the form");
+      await p2.click("table.listbox tbody a");
+      await p2.waitForURL(BASE + "/ui/data_stream_module/2");
+      check((await text(p2, "h1")) === "Pump pressure", "row link opens the document");
+      await logout(p2);
+    } finally {
+      await plain.close();
+      fs.rmSync(plainProfile, { recursive: true, force: true });
+    }
+
+    if (process.exitCode) throw new Error("a dialog opened: a script ran");
+    console.log("ALL STEPS PASSED");
+  } catch (e) {
+    await shot(page, "99-failure").catch(() => {});
+    console.log("page at failure: " + page.url());
+    throw e;
+  } finally {
+    await context.close();
+    fs.rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

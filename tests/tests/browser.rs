@@ -1,0 +1,123 @@
+//! The admin UI in a real browser: Debian's Chromium driven by playwright-core
+//! (`tests/browser/ui.js`), against the real `wendelin serve`.
+//!
+//! Needs `/usr/bin/chromium` (or `WENDELIN_CHROMIUM`), `node`, and
+//! `tests/browser/node_modules` (`npm ci` there; `.ci/run` does it). Without them the test
+//! prints `skipped: …`, and fails under `CI=true`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::json;
+use wendelin_tests::{in_ci, run_cli, TestServer};
+
+fn skip(why: &str) {
+    if in_ci() {
+        panic!("{why} (CI=true: the browser test must run)");
+    }
+    println!("skipped: {why}");
+}
+
+fn chromium() -> PathBuf {
+    std::env::var("WENDELIN_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("/usr/bin/chromium"))
+}
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
+}
+
+/// Screenshots go under the workspace's `target/` (never committed).
+fn screenshot_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("browser-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.canonicalize().unwrap()
+}
+
+fn add_user(server: &TestServer, login: &str, password: &str, roles: &[&str]) {
+    let mut args = vec!["user", "add", login, "--password-stdin"];
+    for r in roles {
+        args.push("--role");
+        args.push(r);
+    }
+    let (ok, _, err) = run_cli(&args, &server.cli_env(), &format!("{password}\n"));
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn admin_ui_walkthrough_in_chromium() {
+    if !chromium().is_file() {
+        return skip(&format!("chromium not found at {}", chromium().display()));
+    }
+    if Command::new("node").arg("--version").output().is_err() {
+        return skip("node not found");
+    }
+    if !browser_dir().join("node_modules/playwright-core").is_dir() {
+        return skip("tests/browser/node_modules missing (run `npm ci` in tests/browser)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("var"), None);
+    let users = [
+        ("alice", "alice-password-1", &["Author"][..]),
+        ("bob", "bob-password-12", &[][..]),
+        ("carol", "carol-password-1", &[][..]),
+    ];
+    for (login, password, roles) in users {
+        add_user(&server, login, password, roles);
+    }
+    let shots = screenshot_dir();
+    println!("screenshots: {}", shots.display());
+    let out = Command::new("node")
+        .arg(browser_dir().join("ui.js"))
+        .current_dir(browser_dir())
+        .env("BASE_URL", &server.base)
+        .env("CHROMIUM", chromium())
+        .env("SCREENSHOTS", &shots)
+        .env(
+            "USERS",
+            json!({"alice": users[0].1, "bob": users[1].1, "carol": users[2].1}).to_string(),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("ALL STEPS PASSED"),
+        "browser walkthrough failed:\n{stdout}\n{stderr}\nserver log:\n{}",
+        server.stderr()
+    );
+    // What the browser did is what the API sees.
+    let doc = server
+        .req("GET", "/api/v1/data_stream_module/1", None)
+        .json();
+    assert_eq!(doc["workflow_states"]["validation_workflow"], "validated");
+    assert_eq!(doc["description"], "hall 3, south wall");
+    assert_eq!(doc["size"], 42);
+    assert!(doc["title"].as_str().unwrap().contains("<script>"));
+    let wf = server
+        .req("GET", "/api/v1/data_stream_module/1/workflows", None)
+        .json();
+    let history = &wf["workflows"][0]["history"];
+    assert_eq!(history[0]["actor"], "alice");
+    assert_eq!(history[0]["comment"], "checked by alice");
+    let roles = server
+        .req("GET", "/data_stream_module/1/getLocalRoles", None)
+        .json();
+    assert_eq!(roles["local_roles"]["user:carol"], json!(["Assignee"]));
+    for name in [
+        "01-home",
+        "03-view",
+        "04-validation-error",
+        "06-listbox-search",
+        "08-history",
+        "09-local-roles",
+    ] {
+        assert!(shots.join(format!("{name}.png")).is_file(), "{name}.png");
+    }
+}

@@ -1,0 +1,438 @@
+//! The admin UI over plain HTTP (what needs no browser): login redirects, escaping of
+//! titles on every page, CSRF on every form post, error pages, validation and conflicts,
+//! cache-busted static files. The browser walkthrough is in `browser.rs`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::json;
+use wendelin_tests::{postgres, request_raw, request_with, run_cli, Reply, TestServer};
+
+/// A logged-in browser: its session cookie and CSRF token.
+struct Browser {
+    cookie: String,
+    csrf: String,
+}
+
+fn add_user(server: &TestServer, login: &str, password: &str, roles: &[&str]) {
+    let mut args = vec!["user", "add", login, "--password-stdin"];
+    for r in roles {
+        args.push("--role");
+        args.push(r);
+    }
+    let (ok, _, err) = run_cli(&args, &server.cli_env(), &format!("{password}\n"));
+    assert!(ok, "{err}");
+}
+
+fn login(server: &TestServer, login: &str, password: &str) -> Browser {
+    let r = request_with(
+        "POST",
+        &server.url("/login"),
+        Some(&json!({"login": login, "password": password})),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    Browser {
+        cookie: r
+            .set_cookie
+            .as_deref()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned(),
+        csrf: r.json()["csrf_token"].as_str().unwrap().to_owned(),
+    }
+}
+
+fn encode(pairs: &[(&str, &str)]) -> String {
+    fn enc(s: &str) -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                b' ' => "+".into(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+impl Browser {
+    fn get(&self, server: &TestServer, path: &str) -> Reply {
+        request_with(
+            "GET",
+            &server.url(path),
+            None,
+            &[("Cookie", self.cookie.as_str())],
+        )
+    }
+    /// Posts a form; `with_csrf` adds the session's token as the pages do.
+    fn post(
+        &self,
+        server: &TestServer,
+        path: &str,
+        pairs: &[(&str, &str)],
+        with_csrf: bool,
+    ) -> Reply {
+        let mut all: Vec<(&str, &str)> = pairs.to_vec();
+        if with_csrf {
+            all.push(("csrf_token", self.csrf.as_str()));
+        }
+        request_raw(
+            "POST",
+            &server.url(path),
+            "application/x-www-form-urlencoded",
+            encode(&all).as_bytes(),
+            &[("Cookie", self.cookie.as_str())],
+        )
+    }
+}
+
+const XSS: &str = "<script>alert(1)</script>";
+
+fn assert_escaped(r: &Reply, page: &str) {
+    assert!(
+        r.content_type.starts_with("text/html"),
+        "{page}: {}",
+        r.content_type
+    );
+    assert!(
+        r.text.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+        "{page} does not show the title as text:\n{}",
+        r.text
+    );
+    assert!(!r.text.contains(XSS), "{page} renders the title as markup");
+}
+
+#[test]
+fn ui_login_redirect_and_escaped_titles_on_every_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("var"), None);
+    add_user(&server, "alice", "alice-password-1", &["Author"]);
+
+    let anon = request_with("GET", &server.url("/ui/data_stream_module?q=x"), None, &[]);
+    assert_eq!(anon.status, 303);
+    assert_eq!(
+        anon.location.as_deref(),
+        Some("/login?came_from=%2Fui%2Fdata_stream_module%3Fq%3Dx")
+    );
+    let page = request_with("GET", &server.url("/login"), None, &[]);
+    assert!(page.text.contains("value=\"/ui/\""), "{}", page.text);
+
+    let alice = login(&server, "alice", "alice-password-1");
+    let r = alice.post(
+        &server,
+        "/ui/data_stream_module/+add",
+        &[
+            ("portal_type", "Data Stream"),
+            ("title", XSS),
+            ("reference", "s1"),
+        ],
+        true,
+    );
+    assert_eq!(r.status, 303, "{}", r.text);
+    assert_eq!(r.location.as_deref(), Some("/ui/data_stream_module/1"));
+    assert!(r
+        .set_cookie
+        .as_deref()
+        .unwrap()
+        .starts_with("wendelin_flash="));
+    // A relation to it, so its title also shows on another document's pages.
+    let r = alice.post(
+        &server,
+        "/ui/data_array_module/+add",
+        &[
+            ("portal_type", "Data Array"),
+            ("title", "array"),
+            ("source", "data_stream_module/1"),
+            ("shape", "[10, 3]"),
+        ],
+        true,
+    );
+    assert_eq!(r.status, 303, "{}", r.text);
+    let array = server
+        .req("GET", "/api/v1/data_array_module/1", None)
+        .json();
+    assert_eq!(array["source"], "data_stream_module/1");
+    assert_eq!(array["shape"], json!([10, 3]));
+
+    for page in [
+        "/ui/",
+        "/ui/data_stream_module",
+        "/ui/data_stream_module?q=alert",
+        "/ui/data_stream_module?f_title=script&sort_on=title&sort_order=desc",
+        "/ui/data_stream_module/1",
+        "/ui/data_stream_module/1/+edit",
+        "/ui/data_stream_module/1/+history",
+        "/ui/data_stream_module/1/+roles",
+        "/ui/data_stream_module/1/+relations",
+        "/ui/data_stream_module/1/+module",
+        "/ui/data_array_module/1",
+        "/ui/data_array_module/1/+relations",
+        "/ui/+pick?field=source&source=script",
+    ] {
+        let r = alice.get(&server, page);
+        assert_eq!(r.status, 200, "{page}: {}", r.text);
+        if page == "/ui/" {
+            assert!(r.text.contains("Data Streams"));
+            continue;
+        }
+        if page == "/ui/data_stream_module?q=alert" {
+            // Full-text indexing is asynchronous; the filtered page must escape anyway.
+            assert!(!r.text.contains(XSS));
+            continue;
+        }
+        assert_escaped(&r, page);
+    }
+    // The module's own view (a data stream's size) is a tab too.
+    let r = alice.get(&server, "/ui/data_stream_module/1/+module");
+    assert!(r.text.contains("<span id=\"size\">0</span>"), "{}", r.text);
+    assert!(
+        r.text.contains("/+module\" aria-current=\"page\""),
+        "{}",
+        r.text
+    );
+    // The listbox counts exactly and pages.
+    for i in 0..3 {
+        let title = format!("stream {i}");
+        let r = alice.post(
+            &server,
+            "/ui/data_stream_module/+add",
+            &[("portal_type", "Data Stream"), ("title", &title)],
+            true,
+        );
+        assert_eq!(r.status, 303);
+    }
+    let r = alice.get(&server, "/ui/data_stream_module?size=20");
+    assert!(r.text.contains("1–4 of 4"), "{}", r.text);
+    let r = alice.get(
+        &server,
+        "/ui/data_stream_module?f_title=stream&sort_on=title&sort_order=desc",
+    );
+    assert!(r.text.contains("1–3 of 3"), "{}", r.text);
+    let first = r.text.find("stream 2").unwrap();
+    assert!(
+        first < r.text.find("stream 0").unwrap(),
+        "descending title order"
+    );
+    let bad = alice.get(&server, "/ui/data_stream_module?q=title:(");
+    assert_eq!(bad.status, 400);
+    assert!(bad.text.contains("class=\"error\""), "{}", bad.text);
+}
+
+#[test]
+fn ui_forms_need_the_csrf_token_and_report_errors_in_the_layout_sqlite() {
+    forms_case(None);
+}
+
+#[test]
+fn ui_forms_need_the_csrf_token_and_report_errors_in_the_layout_postgres() {
+    if let Some(pg) = postgres() {
+        forms_case(Some(pg.new_database()));
+    }
+}
+
+fn forms_case(database_url: Option<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("var"), database_url);
+    add_user(&server, "alice", "alice-password-1", &["Author"]);
+    add_user(&server, "bob", "bob-password-12", &[]);
+    let alice = login(&server, "alice", "alice-password-1");
+    let r = alice.post(
+        &server,
+        "/ui/data_stream_module/+add",
+        &[("portal_type", "Data Stream"), ("title", "boiler")],
+        true,
+    );
+    assert_eq!(r.status, 303);
+
+    // Without the token, or with another one, nothing is written.
+    for token in [None, Some("0000")] {
+        let mut pairs = vec![("serial", "1"), ("title", "hacked")];
+        if let Some(t) = token {
+            pairs.push(("csrf_token", t));
+        }
+        let r = alice.post(&server, "/ui/data_stream_module/1/+edit", &pairs, false);
+        assert_eq!(r.status, 403, "{}", r.text);
+        assert!(r.content_type.starts_with("text/html"));
+        assert!(r.text.contains("CSRF"), "{}", r.text);
+        let r = alice.post(
+            &server,
+            "/ui/data_stream_module/1/+fire",
+            &[("transition", "validate")],
+            false,
+        );
+        assert_eq!(r.status, 403);
+    }
+    let doc = server
+        .req("GET", "/api/v1/data_stream_module/1", None)
+        .json();
+    assert_eq!(doc["title"], "boiler");
+    assert_eq!(doc["serial"], 1);
+
+    // A value of the wrong type: 422, the message next to its field, nothing written.
+    let r = alice.post(
+        &server,
+        "/ui/data_stream_module/1/+edit",
+        &[("serial", "1"), ("title", "renamed"), ("size", "abc")],
+        true,
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.text.contains("id=\"err-size\""), "{}", r.text);
+    assert!(r.text.contains("value=\"abc\""), "the typed text is kept");
+    assert_eq!(
+        server
+            .req("GET", "/api/v1/data_stream_module/1", None)
+            .json()["serial"],
+        1
+    );
+
+    // A save based on an old serial: 409 showing the stored value.
+    let r = alice.post(
+        &server,
+        "/ui/data_stream_module/1/+edit",
+        &[("serial", "1"), ("description", "first")],
+        true,
+    );
+    assert_eq!(r.status, 303, "{}", r.text);
+    let r = alice.post(
+        &server,
+        "/ui/data_stream_module/1/+edit",
+        &[("serial", "1"), ("description", "second")],
+        true,
+    );
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(r.text.contains("class=\"conflict\""), "{}", r.text);
+    assert!(r.text.contains("Stored now: <q>first</q>"), "{}", r.text);
+    assert!(
+        r.text.contains("name=\"serial\" value=\"2\""),
+        "next save is based on serial 2"
+    );
+
+    // Transitions: a wrong one is a message, a right one changes the state.
+    let r = alice.post(
+        &server,
+        "/ui/data_stream_module/1/+fire",
+        &[("transition", "invalidate")],
+        true,
+    );
+    assert_eq!(r.status, 303);
+    let flash = r.set_cookie.unwrap();
+    assert!(flash.starts_with("wendelin_flash="), "{flash}");
+    let page = request_with(
+        "GET",
+        &server.url("/ui/data_stream_module/1"),
+        None,
+        &[(
+            "Cookie",
+            &format!("{}; {}", alice.cookie, flash.split(';').next().unwrap()),
+        )],
+    );
+    assert!(page.text.contains("class=\"flash error\""), "{}", page.text);
+    let r = alice.post(
+        &server,
+        "/ui/data_stream_module/1/+fire",
+        &[("transition", "validate"), ("comment", "ok")],
+        true,
+    );
+    assert_eq!(r.status, 303);
+    let wf = server
+        .req("GET", "/api/v1/data_stream_module/1/workflows", None)
+        .json();
+    assert_eq!(wf["workflows"][0]["state"], "validated");
+
+    // Error pages are HTML in the layout: 403 (validated: its owner may not edit), 404.
+    let r = alice.get(&server, "/ui/data_stream_module/1/+edit");
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.text.contains("class=\"error-page\"") && r.text.contains("Forbidden"));
+    let r = alice.get(&server, "/ui/data_stream_module/99");
+    assert_eq!(r.status, 404);
+    assert!(r.text.contains("class=\"error-page\""));
+    let r = alice.get(&server, "/ui/data_stream_module/1/+nothing");
+    assert_eq!(r.status, 404);
+    // Bob may not see it: the same 404 as for a missing document.
+    let bob = login(&server, "bob", "bob-password-12");
+    let r = bob.get(&server, "/ui/data_stream_module/1");
+    assert_eq!(r.status, 404);
+    assert!(!r.text.contains("boiler"));
+    let r = bob.post(
+        &server,
+        "/ui/data_stream_module/+bulk",
+        &[
+            ("transition", "invalidate"),
+            ("path", "data_stream_module/1"),
+        ],
+        true,
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        server
+            .req("GET", "/api/v1/data_stream_module/1/workflows", None)
+            .json()["workflows"][0]["state"],
+        "validated"
+    );
+    // Local roles: only for those with Change local roles.
+    let r = bob.post(
+        &server,
+        "/ui/data_stream_module/1/+roles",
+        &[("principal", "bob"), ("role", "Manager")],
+        true,
+    );
+    assert_eq!(r.status, 404);
+}
+
+#[test]
+fn static_files_are_cache_busted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("var"), None);
+    add_user(&server, "alice", "alice-password-1", &[]);
+    let alice = login(&server, "alice", "alice-password-1");
+    let home = alice.get(&server, "/ui/");
+    for (name, ext) in [("wendelin", "css"), ("htmx.min", "js"), ("wendelin", "js")] {
+        let prefix = format!("/static/{name}.");
+        let url = home
+            .text
+            .match_indices(&prefix)
+            .map(|(start, _)| {
+                let end = start + home.text[start..].find('"').unwrap();
+                &home.text[start..end]
+            })
+            .find(|u| u.ends_with(&format!(".{ext}")))
+            .unwrap_or_else(|| panic!("{prefix}….{ext} linked"));
+        assert_eq!(
+            url.len(),
+            prefix.len() + 16 + 1 + ext.len(),
+            "{url} has a 16-digit hash"
+        );
+        let r = request_with("GET", &server.url(url), None, &[]);
+        assert_eq!(r.status, 200, "{url}");
+        let r = ureq::get(&server.url(url)).call().unwrap();
+        assert_eq!(
+            r.header("cache-control"),
+            Some("public, max-age=31536000, immutable"),
+            "{url}"
+        );
+    }
+    let plain = ureq::get(&server.url("/static/wendelin.css"))
+        .call()
+        .unwrap();
+    assert_eq!(plain.header("cache-control"), Some("no-cache"));
+    let etag = plain.header("etag").unwrap().to_owned();
+    let again = ureq::get(&server.url("/static/wendelin.css"))
+        .set("If-None-Match", &etag)
+        .call()
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    let r = request_with(
+        "GET",
+        &server.url("/static/wendelin.0000000000000000.css"),
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 404);
+}
