@@ -116,18 +116,19 @@ async function main() {
     check((await page.locator("dl.fields").innerText()).includes("hall 3, north wall"), "new description shown");
 
     step("a wrong value gets a message next to its field");
-    await page.click(".tabs >> text=Edit");
-    await page.fill("#field-size", "1.5");
-    await page.click("button:has-text('Save')");
-    const err = page.locator("#err-size");
+    await page.goto(BASE + "/ui/image_module/+add?type=Image");
+    await page.fill("#field-title", "boiler photo");
+    await page.fill("#field-width", "1.5");
+    await page.click("button:has-text('Create')");
+    const err = page.locator("#err-width");
     await err.waitFor();
-    check((await err.innerText()).includes("whole number"), "size error says what is wrong");
-    check((await page.getAttribute("#field-size", "aria-invalid")) === "true", "field marked invalid");
-    check((await page.inputValue("#field-size")) === "1.5", "the typed value is kept");
+    check((await err.innerText()).includes("whole number"), "width error says what is wrong");
+    check((await page.getAttribute("#field-width", "aria-invalid")) === "true", "field marked invalid");
+    check((await page.inputValue("#field-width")) === "1.5", "the typed value is kept");
     await shot(page, "04-validation-error");
-    await page.fill("#field-size", "42");
-    await page.click("button:has-text('Save')");
-    await page.waitForURL(BASE + "/ui/data_stream_module/1");
+    await page.fill("#field-width", "640");
+    await page.click("button:has-text('Create')");
+    await page.waitForURL(BASE + "/ui/image_module/1");
 
     step("a concurrent edit is shown as a conflict with the other change");
     await page.goto(BASE + "/ui/data_stream_module/1/+edit");

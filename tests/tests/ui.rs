@@ -275,22 +275,27 @@ fn forms_case(database_url: Option<String>) {
     assert_eq!(doc["title"], "boiler");
     assert_eq!(doc["serial"], 1);
 
-    // A value of the wrong type: 422, the message next to its field, nothing written.
+    // A value of the wrong type (an Image's width): 422, the message next to its field,
+    // nothing written.
     let r = alice.post(
         &server,
-        "/ui/data_stream_module/1/+edit",
-        &[("serial", "1"), ("title", "renamed"), ("size", "abc")],
+        "/ui/image_module/+add",
+        &[("portal_type", "Image"), ("title", "photo"), ("width", "640")],
+        true,
+    );
+    assert_eq!(r.status, 303, "{}", r.text);
+    let r = alice.post(
+        &server,
+        "/ui/image_module/1/+edit",
+        &[("serial", "1"), ("title", "renamed"), ("width", "abc")],
         true,
     );
     assert_eq!(r.status, 422, "{}", r.text);
-    assert!(r.text.contains("id=\"err-size\""), "{}", r.text);
+    assert!(r.text.contains("id=\"err-width\""), "{}", r.text);
     assert!(r.text.contains("value=\"abc\""), "the typed text is kept");
-    assert_eq!(
-        server
-            .req("GET", "/api/v1/data_stream_module/1", None)
-            .json()["serial"],
-        1
-    );
+    let image = server.req("GET", "/api/v1/image_module/1", None).json();
+    assert_eq!(image["serial"], 1);
+    assert_eq!(image["title"], "photo");
 
     // A save based on an old serial: 409 showing the stored value.
     let r = alice.post(
