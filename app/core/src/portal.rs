@@ -22,6 +22,7 @@ pub struct Portal {
     /// Where documents are stored.
     pub db: Database,
     fulltext: Arc<std::sync::OnceLock<FullText>>,
+    data_dir: Arc<std::sync::OnceLock<std::path::PathBuf>>,
 }
 
 impl std::fmt::Debug for Portal {
@@ -51,7 +52,23 @@ impl Portal {
             registry,
             db,
             fulltext: Arc::default(),
+            data_dir: Arc::default(),
         })
+    }
+
+    /// Sets the directory where modules keep bulk data (array chunks, files); once.
+    pub fn set_data_dir(&self, dir: &std::path::Path) -> CoreResult<()> {
+        self.data_dir
+            .set(dir.to_path_buf())
+            .map_err(|_| CoreError::Internal("data directory set twice".into()))
+    }
+
+    /// The directory for bulk data, when the process has one.
+    pub fn data_dir(&self) -> CoreResult<&std::path::Path> {
+        self.data_dir
+            .get()
+            .map(std::path::PathBuf::as_path)
+            .ok_or_else(|| CoreError::Internal("the portal has no data directory".into()))
     }
 
     /// Opens (or rebuilds) the full-text index in `dir` and starts its writer thread;

@@ -61,6 +61,26 @@ pub enum Command {
         #[arg(long = "role")]
         roles: Vec<String>,
     },
+    /// Data Arrays.
+    Array {
+        /// What to do.
+        #[command(subcommand)]
+        action: ArrayAction,
+    },
+}
+
+/// Data Array sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum ArrayAction {
+    /// Register an existing Zarr v3 array directory (e.g. written by zarr-python) as a
+    /// Data Array; the data stays where it is. Prints the new document's path.
+    Import {
+        /// Directory holding the array's zarr.json.
+        path: PathBuf,
+        /// Title of the document.
+        #[arg(long, default_value = "")]
+        title: String,
+    },
 }
 
 /// Activity sub-commands.
@@ -246,6 +266,19 @@ pub fn run(cli: Cli) -> Result<(), ServerError> {
             println!("group {id} saved");
             Ok(())
         }
+        Command::Array {
+            action: ArrayAction::Import { path, title },
+        } => {
+            let portal = open(&config)?;
+            let doc = wendelin_data_array::import(
+                &portal,
+                &wendelin_core::User::system(),
+                &path,
+                &title,
+            )?;
+            println!("{}", doc.path);
+            Ok(())
+        }
     }
 }
 
@@ -396,6 +429,7 @@ pub fn open(config: &Config) -> Result<Portal, ServerError> {
     })?;
     let registry = crate::registry()?;
     let portal = Portal::open(registry, &config.database_url(), config.db_pool_size)?;
+    portal.set_data_dir(&config.data_dir)?;
     let first_run = portal.db.read(users::count_users)? == 0;
     if first_run {
         let password = users::generate_password();

@@ -34,6 +34,9 @@ pub struct Config {
     pub cookie_secure: bool,
     /// Activity worker threads in this process; 0 runs none (`WENDELIN_ACTIVITY_WORKERS`).
     pub activity_workers: usize,
+    /// Memory a Data Array reduction or streamed read may use, in bytes; it bounds the
+    /// number of chunks decoded at once (`WENDELIN_ARRAY_MEMORY_BUDGET`).
+    pub array_memory_budget: u64,
 }
 
 impl Default for Config {
@@ -49,6 +52,7 @@ impl Default for Config {
             session_ttl_hours: 24,
             cookie_secure: false,
             activity_workers: 1,
+            array_memory_budget: 256 * 1024 * 1024,
         }
     }
 }
@@ -112,6 +116,9 @@ impl Config {
         }
         if let Some(v) = var("WENDELIN_ACTIVITY_WORKERS") {
             self.activity_workers = num("WENDELIN_ACTIVITY_WORKERS", v)?;
+        }
+        if let Some(v) = var("WENDELIN_ARRAY_MEMORY_BUDGET") {
+            self.array_memory_budget = num("WENDELIN_ARRAY_MEMORY_BUDGET", v)?;
         }
         if let Some(v) = var("WENDELIN_COOKIE_SECURE") {
             self.cookie_secure = match v.as_str() {
