@@ -407,6 +407,7 @@ impl DataArray {
             .map_err(|e| ArrayError::Storage(e.to_string()))?;
         self.array
             .store_array_subset(&subset, ArrayBytes::new_flen(bytes))?;
+        crash_point();
         self.array.store_metadata()?;
         Ok(grown)
     }
@@ -637,6 +638,18 @@ impl DataArray {
             Ok(())
         })?;
         Ok(boxes)
+    }
+}
+
+/// Test failpoint: with `WENDELIN_TEST_CRASH_BEFORE_ARRAY_METADATA=1` in its environment,
+/// the process dies (SIGABRT, no unwinding, no cleanup) after an append's chunks are
+/// written and before its metadata is, which is the crash the atomicity scheme must survive.
+fn crash_point() {
+    static CRASH: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *CRASH
+        .get_or_init(|| std::env::var_os("WENDELIN_TEST_CRASH_BEFORE_ARRAY_METADATA").is_some())
+    {
+        std::process::abort();
     }
 }
 
