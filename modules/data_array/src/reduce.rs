@@ -8,6 +8,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 use serde_json::{json, Value};
 
+use crate::dtype::Dtype;
 use crate::error::{ArrayError, ArrayResult};
 use crate::npy::element_count;
 use crate::region::Region;
@@ -150,16 +151,16 @@ impl Acc {
         }
     }
 
-    /// Statistics of a slice, two-pass for an accurate variance.
-    fn of(values: &[f64], pred: Option<&Predicate>) -> Acc {
-        if values.is_empty() {
+    /// Statistics of a sequence, two-pass for an accurate variance.
+    fn of<I: Iterator<Item = f64> + Clone>(values: I, pred: Option<&Predicate>) -> Acc {
+        let (n, sum) = values.clone().fold((0u64, 0.0), |(n, s), x| (n + 1, s + x));
+        if n == 0 {
             return Acc::EMPTY;
         }
-        let sum: f64 = values.iter().sum();
         #[allow(clippy::cast_precision_loss)]
-        let mean = sum / values.len() as f64;
+        let mean = sum / n as f64;
         let mut acc = Acc {
-            n: values.len() as u64,
+            n,
             mean,
             m2: 0.0,
             sum,
@@ -167,14 +168,14 @@ impl Acc {
             max: f64::NEG_INFINITY,
             count: 0,
         };
-        for &x in values {
+        for x in values {
             let d = x - mean;
             acc.m2 += d * d;
             acc.min = nan_min(acc.min, x);
             acc.max = nan_max(acc.max, x);
-        }
-        if let Some(p) = pred {
-            acc.count = values.iter().filter(|&&x| p.test(x)).count() as u64;
+            if pred.is_some_and(|p| p.test(x)) {
+                acc.count += 1;
+            }
         }
         acc
     }
@@ -329,11 +330,21 @@ pub fn reduce(
                 || vec![Acc::EMPTY; out_size],
                 |mut accs, b| -> ArrayResult<Vec<Acc>> {
                     let raw = array.read_box(b)?;
+                    if axis_dim.is_none() && dtype == Dtype::F64 {
+                        // The common case without a second copy of the chunk.
+                        let values = raw.chunks_exact(8).map(|c| {
+                            let mut a = [0u8; 8];
+                            a.copy_from_slice(c);
+                            f64::from_le_bytes(a)
+                        });
+                        accs[0] = accs[0].merge(Acc::of(values, pred.as_ref()));
+                        return Ok(accs);
+                    }
                     let mut values = Vec::with_capacity(raw.len() / dtype.size());
                     dtype.extend_f64(&raw, &mut values);
                     drop(raw);
                     if axis_dim.is_none() {
-                        accs[0] = accs[0].merge(Acc::of(&values, pred.as_ref()));
+                        accs[0] = accs[0].merge(Acc::of(values.iter().copied(), pred.as_ref()));
                         return Ok(accs);
                     }
                     let shape: Vec<u64> = b.iter().map(|r| r.end - r.start).collect();
