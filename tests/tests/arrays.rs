@@ -453,6 +453,38 @@ fn reductions_over_regions_and_axes_equal_a_reference() {
             }
         }
     }
+    // Uncompressed float64: whole chunks are summed from their stored bytes, the partial
+    // last chunk through the decoder; both agree with the reference.
+    let plain = create(
+        &server,
+        json!({"dtype": "float64", "shape": [0], "chunk_shape": [100], "codec": "none"}),
+    );
+    let values: Vec<f64> = (0..1050).map(|i| value(i, 3)).collect();
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    post_npy(&server, &plain, "append", &npy("<f8", &[1050], &bytes));
+    for op in ["sum", "mean", "std"] {
+        let got = server
+            .req("GET", &format!("/api/v1/{plain}/reduce?op={op}"), None)
+            .json();
+        assert!(
+            close(got["result"].as_f64().unwrap(), reference(&values, op)),
+            "{op}: {got}"
+        );
+        let got = server
+            .req(
+                "GET",
+                &format!("/api/v1/{plain}/reduce?op={op}&region=100:700"),
+                None,
+            )
+            .json();
+        assert!(
+            close(
+                got["result"].as_f64().unwrap(),
+                reference(&values[100..700], op)
+            ),
+            "{op} region: {got}"
+        );
+    }
     // Integers: sums are exact.
     let ints = create(
         &server,

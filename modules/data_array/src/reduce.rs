@@ -360,9 +360,18 @@ pub fn reduce(
             .try_fold(
                 || vec![Acc::EMPTY; out_size],
                 |mut accs, b| -> ArrayResult<Vec<Acc>> {
+                    let sum_only = axis_dim.is_none()
+                        && dtype == Dtype::F64
+                        && matches!(op, Op::Sum | Op::Mean);
+                    if sum_only {
+                        // Stored bytes as they are when the chunk is not encoded.
+                        if let Some(raw) = array.raw_chunk(b)? {
+                            accs[0] = accs[0].merge(Acc::of_sum(&raw));
+                            return Ok(accs);
+                        }
+                    }
                     let raw = array.read_box(b)?;
-                    if axis_dim.is_none() && dtype == Dtype::F64 && matches!(op, Op::Sum | Op::Mean)
-                    {
+                    if sum_only {
                         accs[0] = accs[0].merge(Acc::of_sum(&raw));
                         return Ok(accs);
                     }

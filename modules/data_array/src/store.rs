@@ -568,6 +568,50 @@ impl DataArray {
         Ok(())
     }
 
+    /// The stored bytes of a whole chunk when they are its elements as they are (codec
+    /// chain `bytes`, little-endian, no transformer): a reduction then reads them without
+    /// decoding. `None` when the chunk is encoded, not whole, or absent (fill value).
+    pub fn raw_chunk(&self, ranges: &[std::ops::Range<u64>]) -> ArrayResult<Option<Bytes>> {
+        if !self.raw_codecs()? {
+            return Ok(None);
+        }
+        let chunk = self.chunk_shape()?;
+        let whole = ranges
+            .iter()
+            .zip(&chunk)
+            .all(|(r, c)| r.start % c == 0 && r.end - r.start == *c);
+        if !whole {
+            return Ok(None);
+        }
+        let indices: Vec<u64> = ranges
+            .iter()
+            .zip(&chunk)
+            .map(|(r, c)| r.start / c)
+            .collect();
+        let key = self.array.chunk_key(&indices);
+        let bytes = self.array.storage().get(&key)?;
+        let expected = element_count(&chunk).unwrap_or(0) * self.dtype.size() as u64;
+        Ok(bytes.filter(|b| b.len() as u64 == expected))
+    }
+
+    fn raw_codecs(&self) -> ArrayResult<bool> {
+        let meta = self.metadata()?;
+        let codecs = meta.get("codecs").and_then(Value::as_array);
+        let plain = codecs.is_some_and(|c| {
+            c.len() == 1
+                && c[0].get("name").and_then(Value::as_str) == Some("bytes")
+                && c[0]
+                    .pointer("/configuration/endian")
+                    .and_then(Value::as_str)
+                    .is_none_or(|e| e == "little")
+        });
+        let transformers = meta
+            .get("storage_transformers")
+            .and_then(Value::as_array)
+            .is_some_and(|t| !t.is_empty());
+        Ok(plain && !transformers && cfg!(target_endian = "little"))
+    }
+
     /// The elements of a box, C order.
     pub fn read_box(&self, ranges: &[std::ops::Range<u64>]) -> ArrayResult<Vec<u8>> {
         let subset = ArraySubset::new_with_ranges(ranges);
