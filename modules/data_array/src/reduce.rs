@@ -358,22 +358,22 @@ pub fn reduce(
         boxes
             .par_iter()
             .try_fold(
-                || vec![Acc::EMPTY; out_size],
-                |mut accs, b| -> ArrayResult<Vec<Acc>> {
+                || (vec![Acc::EMPTY; out_size], Vec::new()),
+                |(mut accs, mut buf), b| -> ArrayResult<(Vec<Acc>, Vec<u8>)> {
                     let sum_only = axis_dim.is_none()
                         && dtype == Dtype::F64
                         && matches!(op, Op::Sum | Op::Mean);
                     if sum_only {
                         // Stored bytes as they are when the chunk is not encoded.
-                        if let Some(raw) = array.raw_chunk(b)? {
-                            accs[0] = accs[0].merge(Acc::of_sum(&raw));
-                            return Ok(accs);
+                        if array.raw_chunk_into(b, &mut buf)? {
+                            accs[0] = accs[0].merge(Acc::of_sum(&buf));
+                            return Ok((accs, buf));
                         }
                     }
                     let raw = array.read_box(b)?;
                     if sum_only {
                         accs[0] = accs[0].merge(Acc::of_sum(&raw));
-                        return Ok(accs);
+                        return Ok((accs, buf));
                     }
                     if axis_dim.is_none() && dtype == Dtype::F64 {
                         // The common case without a second copy of the chunk.
@@ -383,14 +383,14 @@ pub fn reduce(
                             f64::from_le_bytes(a)
                         });
                         accs[0] = accs[0].merge(Acc::of(values, pred.as_ref()));
-                        return Ok(accs);
+                        return Ok((accs, buf));
                     }
                     let mut values = Vec::with_capacity(raw.len() / dtype.size());
                     dtype.extend_f64(&raw, &mut values);
                     drop(raw);
                     if axis_dim.is_none() {
                         accs[0] = accs[0].merge(Acc::of(values.iter().copied(), pred.as_ref()));
-                        return Ok(accs);
+                        return Ok((accs, buf));
                     }
                     let shape: Vec<u64> = b.iter().map(|r| r.end - r.start).collect();
                     let base: u64 = b
@@ -407,9 +407,10 @@ pub fn reduce(
                         k += 1;
                         Ok(())
                     })?;
-                    Ok(accs)
+                    Ok((accs, buf))
                 },
             )
+            .map(|r| r.map(|(accs, _)| accs))
             .try_reduce(
                 || vec![Acc::EMPTY; out_size],
                 |a, b| Ok(a.into_iter().zip(b).map(|(x, y)| x.merge(y)).collect()),
