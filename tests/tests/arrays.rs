@@ -814,12 +814,12 @@ a[:] = np.arange(200, dtype="int32").reshape(50, 4) * 3
     let r = post_npy(&server, &imported, "append", &npy("<i4", &[1, 4], &rows));
     assert_eq!(r.json()["shape"], json!([51, 4]));
     let out = Command::new(&py)
-        .args(["-c", "import sys, zarr; a = zarr.open_array(sys.argv[1], mode='r'); print(a.shape, list(a[50]))"])
+        .args(["-c", "import sys, zarr; a = zarr.open_array(sys.argv[1], mode='r'); print(a.shape, [int(x) for x in a[50]])"])
         .arg(&zdir)
         .output()
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "(51, 4) [np.int32(0), np.int32(-1), np.int32(-2), np.int32(-3)]"
+        "(51, 4) [0, -1, -2, -3]"
     );
 }
