@@ -280,7 +280,11 @@ fn forms_case(database_url: Option<String>) {
     let r = alice.post(
         &server,
         "/ui/image_module/+add",
-        &[("portal_type", "Image"), ("title", "photo"), ("width", "640")],
+        &[
+            ("portal_type", "Image"),
+            ("title", "photo"),
+            ("width", "640"),
+        ],
         true,
     );
     assert_eq!(r.status, 303, "{}", r.text);

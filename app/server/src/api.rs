@@ -29,6 +29,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/api/v1/activities/{id}/retry",
             web::post().to(retry_activity),
         )
+        .configure(crate::arrays::routes)
         .route("/api/v1/{path:.*}/workflows", web::get().to(workflows))
         .route(
             "/api/v1/{path:.*}/transitions/{transition}",

@@ -70,6 +70,26 @@ pub enum Command {
         #[arg(long = "role")]
         roles: Vec<String>,
     },
+    /// Data Arrays.
+    Array {
+        /// What to do.
+        #[command(subcommand)]
+        action: ArrayAction,
+    },
+}
+
+/// Data Array sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum ArrayAction {
+    /// Register an existing Zarr v3 array directory (e.g. written by zarr-python) as a
+    /// Data Array; the data stays where it is. Prints the new document's path.
+    Import {
+        /// Directory holding the array's zarr.json.
+        path: PathBuf,
+        /// Title of the document.
+        #[arg(long, default_value = "")]
+        title: String,
+    },
 }
 
 /// Ingestion sub-commands.
@@ -308,6 +328,19 @@ pub fn run(cli: Cli) -> Result<(), ServerError> {
                 .db
                 .write(|c| users::set_group(c, &id, &title, &roles))?;
             println!("group {id} saved");
+            Ok(())
+        }
+        Command::Array {
+            action: ArrayAction::Import { path, title },
+        } => {
+            let portal = open(&config)?;
+            let doc = wendelin_data_array::import(
+                &portal,
+                &wendelin_core::User::system(),
+                &path,
+                &title,
+            )?;
+            println!("{}", doc.path);
             Ok(())
         }
     }

@@ -59,6 +59,9 @@ pub struct Config {
     /// fsync stream appends before acknowledging them (`WENDELIN_STREAM_FSYNC`); false
     /// survives kill -9 but not power loss.
     pub stream_fsync: bool,
+    /// Memory a Data Array reduction or streamed read may use, in bytes; it bounds the
+    /// number of chunks decoded at once (`WENDELIN_ARRAY_MEMORY_BUDGET`).
+    pub array_memory_budget: u64,
 }
 
 impl Default for Config {
@@ -83,6 +86,7 @@ impl Default for Config {
             stream_segment_bytes: 1 << 30,
             stream_max_read_bytes: 16 * 1024 * 1024,
             stream_fsync: true,
+            array_memory_budget: 256 * 1024 * 1024,
         }
     }
 }
@@ -156,6 +160,9 @@ impl Config {
         }
         if let Some(v) = var("WENDELIN_ACTIVITY_WORKERS") {
             self.activity_workers = num("WENDELIN_ACTIVITY_WORKERS", v)?;
+        }
+        if let Some(v) = var("WENDELIN_ARRAY_MEMORY_BUDGET") {
+            self.array_memory_budget = num("WENDELIN_ARRAY_MEMORY_BUDGET", v)?;
         }
         if let Some(v) = var("WENDELIN_COOKIE_SECURE") {
             self.cookie_secure = flag("WENDELIN_COOKIE_SECURE", &v)?;

@@ -1,0 +1,312 @@
+//! Data Array routes: `.npy` (or raw bytes) appends and region writes, streamed `.npy`
+//! reads, reductions, and the array served read-only as a Zarr v3 store. Handlers check
+//! permissions through `wendelin_data_array::{for_read, for_write}` (the Portal), then call
+//! the module on the blocking pool.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+use wendelin_core::{Portal, User};
+use wendelin_data_array::{self as arrays, npy, ArrayError, DataArray, Dtype, Op, Region};
+
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::error::ServerError;
+
+/// Registers the Data Array routes; must come before the generic `/api/v1/{path}` routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    const BASE: &str = "/api/v1/data_array_module/{id}";
+    cfg.route(&format!("{BASE}/append"), web::post().to(append))
+        .route(&format!("{BASE}/write"), web::post().to(write))
+        .route(&format!("{BASE}/read"), web::get().to(read))
+        .route(&format!("{BASE}/reduce"), web::get().to(reduce))
+        .route(&format!("{BASE}/zarr/{{key:.*}}"), web::get().to(zarr_key))
+        .route(&format!("{BASE}/zarr/{{key:.*}}"), web::head().to(zarr_key));
+}
+
+fn doc_path(id: &str) -> String {
+    format!("{}/{id}", arrays::FOLDER)
+}
+
+async fn run<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ServerError> + Send + 'static,
+) -> Result<T, ServerError> {
+    web::block(f)
+        .await
+        .map_err(|e| ServerError::Internal(format!("blocking task failed: {e}")))?
+}
+
+fn array_err(e: ArrayError) -> ServerError {
+    ServerError::Core(e.into())
+}
+
+/// The body as (dtype, shape, data offset): `.npy`, or raw little-endian bytes described by
+/// `X-Array-Dtype` and `X-Array-Shape` headers.
+fn parse_body(req: &HttpRequest, body: &[u8]) -> Result<(Dtype, Vec<u64>, usize), ServerError> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    match header("x-array-dtype") {
+        Some(dtype) => {
+            let dtype = Dtype::parse(dtype).map_err(array_err)?;
+            let shape_text = header("x-array-shape").ok_or_else(|| {
+                ServerError::BadRequest("raw bytes need an X-Array-Shape header, e.g. 100,3".into())
+            })?;
+            let shape = shape_text
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse::<u64>().map_err(|_| {
+                        ServerError::BadRequest(format!("X-Array-Shape: '{s}' is not a size"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((dtype, shape, 0))
+        }
+        None => {
+            let h = npy::parse(body).map_err(array_err)?;
+            Ok((h.dtype, h.shape, h.data_offset))
+        }
+    }
+}
+
+/// `POST …/append`: rows along the first axis.
+async fn append(
+    portal: web::Data<Portal>,
+    id: web::Path<String>,
+    auth: Auth,
+    req: HttpRequest,
+    body: Bytes,
+) -> Result<HttpResponse, ServerError> {
+    let path = doc_path(&id);
+    let user = auth.user;
+    let is_json = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        // `{"data": [[…]]}`: the dispatch method DataArray_append.
+        let args = match serde_json::from_slice(&body) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => {
+                return Err(ServerError::BadRequest(
+                    "a JSON append body must be an object with 'data'".into(),
+                ))
+            }
+        };
+        let out = run(move || Ok(portal.call(&user, &path, "append", &args, true)?)).await?;
+        return match out {
+            wendelin_core::MethodOutput::Json(v) => Ok(HttpResponse::Ok().json(v)),
+            wendelin_core::MethodOutput::Html(h) => Ok(HttpResponse::Ok().body(h)),
+        };
+    }
+    let (dtype, shape, offset) = parse_body(&req, &body)?;
+    let new_shape = run(move || {
+        let dir = arrays::for_write(&portal, &user, &path)?;
+        DataArray::with_writer(&dir, |a| a.append(dtype, &shape, &body[offset..]))
+            .map_err(array_err)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({ "shape": new_shape })))
+}
+
+/// Region parameter.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegionQuery {
+    region: Option<String>,
+}
+
+/// `POST …/write?region=a:b,c:d`.
+async fn write(
+    portal: web::Data<Portal>,
+    id: web::Path<String>,
+    auth: Auth,
+    q: web::Query<RegionQuery>,
+    req: HttpRequest,
+    body: Bytes,
+) -> Result<HttpResponse, ServerError> {
+    let (dtype, shape, offset) = parse_body(&req, &body)?;
+    let path = doc_path(&id);
+    let user = auth.user;
+    let text = q.into_inner().region.unwrap_or_default();
+    run(move || {
+        let dir = arrays::for_write(&portal, &user, &path)?;
+        DataArray::with_writer(&dir, |a| {
+            let region = arrays::region::parse_write(&text, a.shape())?;
+            a.write(&region, dtype, &shape, &body[offset..])
+        })
+        .map_err(array_err)
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The receiving end of a streamed body.
+struct Chunks(mpsc::Receiver<Result<Bytes, ServerError>>);
+
+impl futures_core::Stream for Chunks {
+    type Item = Result<Bytes, ServerError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().0.poll_recv(cx)
+    }
+}
+
+/// Size of one streamed piece of a read.
+const READ_SLAB: usize = 4 << 20;
+
+/// `GET …/read?region=…`: the region as `.npy`, produced slab by slab on a blocking thread
+/// and streamed; errors found before the first byte (permission, bad region) are 4xx.
+async fn read(
+    portal: web::Data<Portal>,
+    id: web::Path<String>,
+    auth: Auth,
+    q: web::Query<RegionQuery>,
+) -> Result<HttpResponse, ServerError> {
+    let path = doc_path(&id);
+    let user = auth.user;
+    let text = q.into_inner().region.unwrap_or_default();
+    let (tx, mut rx) = mpsc::channel::<Result<Bytes, ServerError>>(4);
+    actix_web::rt::task::spawn_blocking(move || produce_read(&portal, &user, &path, &text, &tx));
+    let first = rx
+        .recv()
+        .await
+        .ok_or_else(|| ServerError::Internal("the read stopped before its header".into()))??;
+    let rest = Chunks(rx);
+    let body = futures_stream_prepend(first, rest);
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-npy")
+        .streaming(body))
+}
+
+fn produce_read(
+    portal: &Portal,
+    user: &User,
+    path: &str,
+    text: &str,
+    tx: &mpsc::Sender<Result<Bytes, ServerError>>,
+) {
+    let send = |item| tx.blocking_send(item).is_ok();
+    let prepared = arrays::for_read(portal, user, path).and_then(|dir| {
+        // No lock: appends never change what a reader of the old shape sees, and each
+        // chunk is replaced whole.
+        let array = DataArray::open(&dir)?;
+        let region = Region::parse(text, array.shape())?;
+        Ok((array, region))
+    });
+    let (array, region) = match prepared {
+        Ok(x) => x,
+        Err(e) => {
+            send(Err(e.into()));
+            return;
+        }
+    };
+    let header = npy::header(array.dtype(), &region.out_shape());
+    if !send(Ok(Bytes::from(header))) {
+        return;
+    }
+    let result = array.read(&region, READ_SLAB, |bytes| {
+        if send(Ok(Bytes::copy_from_slice(bytes))) {
+            Ok(())
+        } else {
+            Err(ArrayError::Storage("the client went away".into()))
+        }
+    });
+    if let Err(e) = result {
+        tracing::error!(error = %e, path, "array read failed while streaming");
+        send(Err(ServerError::Internal(e.to_string())));
+    }
+}
+
+/// The header first, then the slabs.
+fn futures_stream_prepend(
+    first: Bytes,
+    rest: Chunks,
+) -> impl futures_core::Stream<Item = Result<Bytes, ServerError>> {
+    struct Prepend(Option<Bytes>, Chunks);
+    impl futures_core::Stream for Prepend {
+        type Item = Result<Bytes, ServerError>;
+        fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            let this = self.get_mut();
+            if let Some(b) = this.0.take() {
+                return Poll::Ready(Some(Ok(b)));
+            }
+            Pin::new(&mut this.1).poll_next(cx)
+        }
+    }
+    Prepend(Some(first), rest)
+}
+
+/// Reduction parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReduceQuery {
+    op: String,
+    axis: Option<usize>,
+    region: Option<String>,
+    #[serde(rename = "where")]
+    predicate: Option<String>,
+}
+
+/// `GET …/reduce?op=mean&axis=0&region=…&where=gt:0`.
+async fn reduce(
+    portal: web::Data<Portal>,
+    config: web::Data<Config>,
+    id: web::Path<String>,
+    auth: Auth,
+    q: web::Query<ReduceQuery>,
+) -> Result<HttpResponse, ServerError> {
+    let q = q.into_inner();
+    let op = Op::parse(&q.op, q.predicate.as_deref()).map_err(array_err)?;
+    let path = doc_path(&id);
+    let user = auth.user;
+    let budget = config.array_memory_budget;
+    let (result, shape, workers) = run(move || {
+        let dir = arrays::for_read(&portal, &user, &path)?;
+        DataArray::with_reader(&dir, |a| {
+            let region = Region::parse(q.region.as_deref().unwrap_or(""), a.shape())?;
+            arrays::reduce::reduce(a, &region, op, q.axis, budget)
+        })
+        .map_err(array_err)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "op": q.op, "axis": q.axis, "result": result, "shape": shape, "workers": workers,
+    })))
+}
+
+/// `GET …/zarr/{key}`: one key of the Zarr store (`zarr.json`, `c/0/1`, …); a missing key
+/// is 404, which Zarr readers take as "fill value".
+async fn zarr_key(
+    portal: web::Data<Portal>,
+    params: web::Path<(String, String)>,
+    auth: Auth,
+) -> Result<HttpResponse, ServerError> {
+    let (id, key) = params.into_inner();
+    let path = doc_path(&id);
+    let user = auth.user;
+    let found = run(move || {
+        let dir = arrays::for_read(&portal, &user, &path)?;
+        DataArray::store_key(&dir, &key)
+            .map(|bytes| bytes.map(|b| (key.ends_with(".json"), b)))
+            .map_err(array_err)
+    })
+    .await?;
+    match found {
+        Some((true, bytes)) => Ok(HttpResponse::Ok()
+            .content_type("application/json")
+            .body(bytes)),
+        Some((false, bytes)) => Ok(HttpResponse::Ok()
+            .content_type("application/octet-stream")
+            .body(bytes)),
+        None => Err(ServerError::Core(wendelin_core::CoreError::NotFound(
+            "no such key in this Zarr store".into(),
+        ))),
+    }
+}

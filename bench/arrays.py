@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""Whole-system benchmark: Data Arrays (Zarr v3 via zarrs) against numpy.memmap and
+zarr-python, in one run on the same data.
+
+Starts the release `wendelin` binary on a fresh data directory under /tmp, ingests
+2 × GIB GiB of float64 over HTTP (.npy appends of 32 MiB) into one array B whose first
+GIB GiB equal a raw file (for numpy.memmap) and a zarr-python array (uncompressed,
+1 Mi-element chunks, as the server's), then measures:
+  (a) the mean over GIB GiB: server (GET …/reduce?op=mean&region=0:N), numpy.memmap, and
+      zarr-python's chunk-by-chunk mean; page cache cold (drop_caches) and warm;
+  (b) the time of a 1 MiB append to an ~8 GiB array (B, real data) and to a 10 GiB
+      sparse array (grown by resize), each divided by that of a 1 MiB append to a 1 MiB
+      array (median of 10 appends each);
+  (c) the server's peak RSS (VmHWM after clear_refs) while reducing all of B.
+Everything is deleted at the end. Needs: `cargo build --release`, .venv with zarr 3 and
+numpy, root (for /proc/sys/vm/drop_caches and clear_refs).
+Usage: .venv/bin/python bench/arrays.py [GIB]
+"""
+import json, os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
+import urllib.request
+
+import numpy as np
+import zarr
+
+GIB = float(sys.argv[1]) if len(sys.argv) > 1 else 4
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.environ.get("WENDELIN_BIN", os.path.join(ROOT, "target", "release", "wendelin"))
+CHUNK = 1 << 20  # elements per chunk (8 MiB of float64)
+PIECE = 4 << 20  # elements per append (32 MiB)
+N = int(GIB * (1 << 30)) // 8
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def npy_bytes(a):
+    import io
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+class Server:
+    def __init__(self, data):
+        self.env = dict(os.environ, WENDELIN_DATA_DIR=data, WENDELIN_LOG="warn",
+                        WENDELIN_MAX_BODY_BYTES=str(64 << 20), WENDELIN_WORKERS="2")
+        subprocess.run([BIN, "init"], env=self.env, capture_output=True, check=True)
+        out = subprocess.run([BIN, "user", "token", "add", "manager", "--name", "bench"],
+                             env=self.env, capture_output=True, text=True, check=True).stdout
+        self.token = out.split()[-1]
+        self.port = free_port()
+        self.proc = subprocess.Popen([BIN, "serve", "--bind", f"127.0.0.1:{self.port}"],
+                                     env=self.env, stdout=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(self.url("/health"))
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("server did not start")
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def req(self, method, path, body=None, ctype="application/json"):
+        data = json.dumps(body).encode() if isinstance(body, dict) else body
+        r = urllib.request.Request(self.url(path), data=data, method=method)
+        r.add_header("Authorization", "Bearer " + self.token)
+        if data is not None:
+            r.add_header("Content-Type", ctype)
+        with urllib.request.urlopen(r, timeout=3600) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def create(self, **props):
+        return self.req("POST", "/api/v1/data_array_module",
+                        dict(portal_type="Data Array", dtype="float64", **props))["path"]
+
+    def append(self, path, a):
+        return self.req("POST", f"/api/v1/{path}/append", npy_bytes(a), "application/x-npy")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def drop_caches():
+    subprocess.run(["sync"], check=True)
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def timed(f):
+    t = time.perf_counter()
+    v = f()
+    return time.perf_counter() - t, v
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="wendelin-bench-arrays-", dir="/tmp")
+    try:
+        run(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(work):
+    srv = Server(os.path.join(work, "data"))
+    raw_path = os.path.join(work, "raw.f64")
+    zpath = os.path.join(work, "zp.zarr")
+    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {GIB} GiB float64, "
+          f"chunks of {CHUNK} elements, {os.cpu_count()} CPUs")
+
+    # Ingest: B gets every piece twice over (first GIB GiB = raw file = zarr-python array).
+    b = srv.create(shape=[0], chunk_shape=[CHUNK], codec="none")
+    za = zarr.create_array(store=zpath, shape=(N,), chunks=(CHUNK,), dtype="f8",
+                           compressors=None, fill_value=0.0)
+    t0 = time.perf_counter()
+    with open(raw_path, "wb") as raw:
+        for i in range(0, N, PIECE):
+            a = np.random.default_rng(i).random(min(PIECE, N - i))
+            raw.write(a.tobytes())
+            za[i:i + len(a)] = a
+            srv.append(b, a)
+    for i in range(0, N, PIECE):
+        srv.append(b, np.random.default_rng(i).random(min(PIECE, N - i)))
+    ingest = time.perf_counter() - t0
+    print(f"ingest: {ingest:.1f} s for {3 * GIB:g} GiB through the server + {2 * GIB:g} GiB "
+          f"raw/zarr-python")
+
+    def server_mean():
+        return srv.req("GET", f"/api/v1/{b}/reduce?op=mean&region=0:{N}")["result"]
+
+    def memmap_mean():
+        return float(np.memmap(raw_path, dtype="f8", mode="r").mean())
+
+    def zarr_mean():
+        a = zarr.open_array(zpath, mode="r")
+        s = 0.0
+        for i in range(0, N, CHUNK):
+            s += float(a[i:i + CHUNK].sum())
+        return s / N
+
+    # (a) cold, then warm (best of 3 after a warm-up).
+    results = {}
+    for name, f in [("server", server_mean), ("numpy.memmap", memmap_mean),
+                    ("zarr-python", zarr_mean)]:
+        drop_caches()
+        cold, v = timed(f)
+        f()
+        warm = min(timed(f)[0] for _ in range(3))
+        results[name] = (cold, warm, v)
+    ref = results["numpy.memmap"][2]
+    print(f"\n(a) mean over {GIB:g} GiB")
+    print("| reader | cold s | warm s | memmap/reader cold | memmap/reader warm | value |")
+    print("|---|---|---|---|---|---|")
+    for name, (cold, warm, v) in results.items():
+        assert abs(v - ref) <= 1e-9 * abs(ref), (name, v, ref)
+        print(f"| {name} | {cold:.3f} | {warm:.3f} | {results['numpy.memmap'][0] / cold:.2f} "
+              f"| {results['numpy.memmap'][1] / warm:.2f} | {v:.12f} |")
+    s, z = results["server"], results["zarr-python"]
+    print(f"server vs zarr-python: {z[0] / s[0]:.2f}x cold, {z[1] / s[1]:.2f}x warm")
+
+    # (c) peak RSS while reducing all of B (2 × GIB GiB).
+    pid = srv.proc.pid
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5\n")
+    drop_caches()
+    t, v = timed(lambda: srv.req("GET", f"/api/v1/{b}/reduce?op=std"))
+    hwm = [l for l in open(f"/proc/{pid}/status") if l.startswith("VmHWM")][0].split()[1]
+    print(f"\n(c) std over {2 * GIB:g} GiB (cold): {t:.2f} s, workers {v['workers']}, "
+          f"server peak RSS {int(hwm) / 1024:.0f} MiB")
+
+    # (b) append scaling: median of 10 appends of 1 MiB.
+    mib = np.random.default_rng(7).random(131072)
+
+    def appends(path):
+        return statistics.median(timed(lambda: srv.append(path, mib))[0] for _ in range(10))
+
+    small = srv.create(shape=[0], chunk_shape=[CHUNK], codec="none")
+    srv.append(small, mib)
+    t_small = appends(small)
+    sparse = srv.create(shape=[0], chunk_shape=[CHUNK], codec="none")
+    srv.append(sparse, mib)
+    big = 10 * (1 << 30) // 8 + 131072
+    srv.req("POST", f"/api/v1/{sparse}/resize", {"shape": [big]})
+    t_sparse = appends(sparse)
+    t_b = appends(b)
+    print("\n(b) 1 MiB append, median of 10")
+    print("| array | s | ratio to 1 MiB array |")
+    print("|---|---|---|")
+    print(f"| 1 MiB | {t_small:.4f} | 1.00 |")
+    print(f"| {2 * GIB:g} GiB (real data) | {t_b:.4f} | {t_b / t_small:.2f} |")
+    print(f"| 10 GiB (sparse, by resize) | {t_sparse:.4f} | {t_sparse / t_small:.2f} |")
+    srv.stop()
+
+
+if __name__ == "__main__":
+    main()
