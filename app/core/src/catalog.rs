@@ -615,6 +615,12 @@ pub fn search(
     if let Some(expr) = structured {
         clauses.push(compile(schema, &expr, &mut binds)?);
     }
+    let visible = crate::security::Visible::for_principals(conn, principals)?;
+    // The full-text index filters by principals, unless the caller may see every set.
+    let ft_principals = match visible {
+        crate::security::Visible::All => None,
+        crate::security::Visible::Sets(_) => Some(principals),
+    };
     if let (Some(ft), false, 1, "") = (fulltext, words.is_empty(), clauses.len(), s.sort_on.trim())
     {
         // Words only, by relevance: the index filters by the same principals, ranks and
@@ -622,11 +628,10 @@ pub fn search(
         // the index may lag a just-committed change by up to a second.
         let offset = usize::try_from(s.offset).unwrap_or(0);
         let want = offset.saturating_add(usize::try_from(s.limit).unwrap_or(0));
-        let (mut hits, count) = ft.search(&words.join(" "), principals, want)?;
+        let (mut hits, count) = ft.search(&words.join(" "), ft_principals, want)?;
         // Equal scores in uid order, as on the other path (stable across index rebuilds).
         hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let page: Vec<i64> = hits.into_iter().skip(offset).map(|(uid, _)| uid).collect();
-        let visible = crate::security::Visible::for_principals(conn, principals)?;
         let allowed: Vec<i64> = if page.is_empty() {
             Vec::new()
         } else {
@@ -655,7 +660,7 @@ pub fn search(
     }
     let mut scores: BTreeMap<i64, f32> = BTreeMap::new();
     if let (Some(ft), false) = (fulltext, words.is_empty()) {
-        let (hits, count) = ft.search(&words.join(" "), principals, MAX_FULLTEXT_MATCHES)?;
+        let (hits, count) = ft.search(&words.join(" "), ft_principals, MAX_FULLTEXT_MATCHES)?;
         if count > hits.len() {
             return Err(CoreError::BadRequest(format!(
                 "the words '{}' match {count} documents, more than {MAX_FULLTEXT_MATCHES}: add words or filters",
@@ -677,7 +682,6 @@ pub fn search(
             )
         });
     }
-    let visible = crate::security::Visible::for_principals(conn, principals)?;
     clauses.push(visible.sql());
     let filter = clauses.join(" AND ");
     let count = match counters {

@@ -206,12 +206,12 @@ impl FullText {
         Ok(())
     }
 
-    /// Documents matching `text` that one of `principals` may View: (uid, score) best
-    /// first, at most `limit`, and the exact number of matches.
+    /// Documents matching `text` that one of `principals` may View (all of them with
+    /// `None`): (uid, score) best first, at most `limit`, and the exact number of matches.
     pub fn search(
         &self,
         text: &str,
-        principals: &[String],
+        principals: Option<&[String]>,
         limit: usize,
     ) -> CoreResult<(Vec<(i64, f32)>, usize)> {
         let f = self.fields;
@@ -223,20 +223,25 @@ impl FullText {
         parser.set_field_boost(f.title, 3.0);
         parser.set_field_boost(f.reference, 2.0);
         let (text_query, _ignored_errors) = parser.parse_query_lenient(text);
-        let viewers: Vec<(Occur, Box<dyn Query>)> = principals
-            .iter()
-            .map(|p| {
-                let q: Box<dyn Query> = Box::new(TermQuery::new(
-                    Term::from_field_text(f.viewers, p),
-                    IndexRecordOption::Basic,
-                ));
-                (Occur::Should, q)
-            })
-            .collect();
-        let query = BooleanQuery::new(vec![
-            (Occur::Must, text_query),
-            (Occur::Must, Box::new(BooleanQuery::new(viewers))),
-        ]);
+        let query: Box<dyn Query> = match principals {
+            None => text_query,
+            Some(principals) => {
+                let viewers: Vec<(Occur, Box<dyn Query>)> = principals
+                    .iter()
+                    .map(|p| {
+                        let q: Box<dyn Query> = Box::new(TermQuery::new(
+                            Term::from_field_text(f.viewers, p),
+                            IndexRecordOption::Basic,
+                        ));
+                        (Occur::Should, q)
+                    })
+                    .collect();
+                Box::new(BooleanQuery::new(vec![
+                    (Occur::Must, text_query),
+                    (Occur::Must, Box::new(BooleanQuery::new(viewers))),
+                ]))
+            }
+        };
         let searcher = self.reader.searcher();
         let (top, count) = searcher
             .search(&query, &(TopDocs::with_limit(limit.max(1)), Count))
