@@ -641,3 +641,44 @@ fn secrets_never_appear_in_clear_in_database_logs_or_responses() {
         "the log does record logins"
     );
 }
+
+/// HTTP Basic on every request (as fluent-plugin-wendelin sends it) is verified once and
+/// then remembered, but only for the same password and only until the password changes.
+#[test]
+fn basic_credentials_are_remembered_only_while_the_password_stands() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("var"), None);
+    add_user(&server, "fluent", "first-password-1", &["Author"]);
+    let basic = |password: &str| {
+        let value = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("fluent:{password}"))
+        );
+        request_with(
+            "GET",
+            &server.url("/api/v1/me"),
+            None,
+            &[("Authorization", &value)],
+        )
+    };
+    for _ in 0..3 {
+        let r = basic("first-password-1");
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.json()["login"], "fluent");
+    }
+    // A remembered success does not let another password through.
+    assert_eq!(basic("first-password-2").status, 401);
+    let (ok, _, err) = run_cli(
+        &["user", "passwd", "fluent", "--password-stdin"],
+        &server.cli_env(),
+        "second-password-1\n",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        basic("first-password-1").status,
+        401,
+        "the old password is over"
+    );
+    assert_eq!(basic("second-password-1").status, 200);
+}

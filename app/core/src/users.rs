@@ -385,6 +385,16 @@ fn dummy_hash() -> &'static str {
 }
 
 /// Verifies a password without throttling (HTTP Basic from machines, the CLI).
+/// The stored password hash of `login`, if the user exists and has one.
+pub fn password_hash_of(conn: &mut DbConnection, login: &str) -> CoreResult<Option<String>> {
+    Ok(users::table
+        .find(login)
+        .select(users::password_hash)
+        .first::<String>(conn)
+        .optional()?
+        .filter(|h| !h.is_empty()))
+}
+
 pub fn authenticate(conn: &mut DbConnection, login: &str, password: &str) -> CoreResult<User> {
     let hash: Option<String> = users::table
         .find(login)

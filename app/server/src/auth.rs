@@ -105,7 +105,7 @@ impl FromRequest for Auth {
                     } else if scheme.eq_ignore_ascii_case("basic") {
                         let (login, password) = decode_basic(rest.trim())?;
                         let user =
-                            blocking(move || login_checked(&portal, &login, &password, &address))
+                            blocking(move || basic_checked(&portal, &login, &password, &address))
                                 .await?;
                         Auth {
                             user,
@@ -171,6 +171,97 @@ fn decode_basic(encoded: &str) -> Result<(String, String), ServerError> {
         .split_once(':')
         .ok_or_else(|| unauthorized("Basic credentials must be login:password"))?;
     Ok((login.to_owned(), password.to_owned()))
+}
+
+/// HTTP Basic credentials verified recently, so that a machine client sending them on
+/// every request (fluent-plugin-wendelin does) pays argon2 once per few minutes, not per
+/// request. An entry holds a salted digest of the password and the stored hash it was
+/// checked against: it counts only while that hash is unchanged (a password change or
+/// rehash ends it) and for the exact same password.
+struct BasicCache {
+    salt: String,
+    entries: std::sync::Mutex<std::collections::HashMap<String, VerifiedBasic>>,
+}
+
+struct VerifiedBasic {
+    digest: [u8; 32],
+    stored_hash: String,
+    until: std::time::Instant,
+}
+
+const BASIC_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+const BASIC_CACHE_MAX: usize = 10_000;
+
+impl BasicCache {
+    fn get() -> &'static BasicCache {
+        static CACHE: std::sync::OnceLock<BasicCache> = std::sync::OnceLock::new();
+        CACHE.get_or_init(|| BasicCache {
+            salt: users::generate_password(),
+            entries: std::sync::Mutex::default(),
+        })
+    }
+
+    fn digest(&self, login: &str, password: &str) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for part in [self.salt.as_str(), login, password] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        h.finalize().into()
+    }
+
+    fn verified(&self, login: &str, password: &str, stored_hash: &str) -> bool {
+        let digest = self.digest(login, password);
+        let Ok(entries) = self.entries.lock() else {
+            return false;
+        };
+        entries.get(login).is_some_and(|e| {
+            e.until > std::time::Instant::now()
+                && e.stored_hash == stored_hash
+                // Constant time: no early exit on the first differing byte.
+                && e.digest.iter().zip(&digest).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        })
+    }
+
+    fn remember(&self, login: &str, password: &str, stored_hash: String) {
+        let digest = self.digest(login, password);
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= BASIC_CACHE_MAX {
+                entries.clear();
+            }
+            entries.insert(
+                login.to_owned(),
+                VerifiedBasic {
+                    digest,
+                    stored_hash,
+                    until: std::time::Instant::now() + BASIC_CACHE_TTL,
+                },
+            );
+        }
+    }
+}
+
+/// HTTP Basic: a recent verification of the same password against the same stored hash
+/// stands; otherwise the throttled, argon2-checked login.
+fn basic_checked(
+    portal: &Portal,
+    login: &str,
+    password: &str,
+    address: &str,
+) -> Result<User, CoreError> {
+    let cache = BasicCache::get();
+    if let Some(stored) = portal.db.read(|c| users::password_hash_of(c, login))? {
+        if cache.verified(login, password, &stored) {
+            return portal.db.read(|c| users::load_user(c, login));
+        }
+    }
+    let user = login_checked(portal, login, password, address)?;
+    // Read after the login, which may have rehashed the password.
+    if let Some(stored) = portal.db.read(|c| users::password_hash_of(c, login))? {
+        cache.remember(login, password, stored);
+    }
+    Ok(user)
 }
 
 /// Checks a password with throttling; the failure count is committed even when the
