@@ -16,26 +16,18 @@ Everything is deleted at the end. Needs: `cargo build --release`, .venv with zar
 numpy, root (for /proc/sys/vm/drop_caches and clear_refs).
 Usage: .venv/bin/python bench/arrays.py [GIB]
 """
-import json, os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
+import json, os, shutil, statistics, subprocess, sys, tempfile, time
 import urllib.request
+
+from harness import BIN, free_port  # noqa: E402
 
 import numpy as np
 import zarr
 
 GIB = float(sys.argv[1]) if len(sys.argv) > 1 else 4
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.environ.get("WENDELIN_BIN", os.path.join(ROOT, "target", "release", "wendelin"))
 CHUNK = 1 << 20  # elements per chunk (8 MiB of float64)
 PIECE = 4 << 20  # elements per append (32 MiB)
 N = int(GIB * (1 << 30)) // 8
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def npy_bytes(a):

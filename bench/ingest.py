@@ -16,24 +16,12 @@ which the tests or .ci/run create.
 """
 import argparse, http.client, os, shutil, socket, subprocess, sys, tempfile, threading, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "wendelin")
+from harness import ROOT, BIN, free_port, cli  # noqa: E402
+
 sys.path.insert(0, next(iter(__import__("glob").glob(os.path.join(ROOT, ".venv/lib/python3*/site-packages"))), ""))
 import msgpack  # noqa: E402
 
 MIB = 1 << 20
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def cli(env, *args, stdin=""):
-    return subprocess.run([BIN, *args], env=env, input=stdin, capture_output=True, text=True, check=True).stdout
 
 
 def chunk_1mib():

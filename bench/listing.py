@@ -10,31 +10,11 @@ measures with wrk (2 threads, 32 connections):
   - GET /api/v1/data_stream_module/1         as erin
 Usage: python3 bench/listing.py [N]   (needs `cargo build --release` and wrk)
 """
-import json, os, re, socket, subprocess, sys, tempfile, threading, time, urllib.request
+import os, re, subprocess, sys, tempfile, threading, time, urllib.request
+
+from harness import BIN, free_port, cli, post  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "wendelin")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def cli(env, *args, stdin=""):
-    out = subprocess.run([BIN, *args], env=env, input=stdin, capture_output=True, text=True, check=True)
-    return out.stdout
-
-
-def post(base, token, path, body):
-    req = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
-    with urllib.request.urlopen(req) as r:
-        return r.status
 
 
 def wrk(url, token=None):

@@ -14,31 +14,11 @@ Authors), logs erin and frank in (session cookies, as a browser), then measures 
   - GET /ui/data_stream_module/1            document view page as erin
 Usage: python3 bench/ui.py [N]   (needs `cargo build --release -p wendelin-server` and wrk)
 """
-import json, os, re, socket, subprocess, sys, tempfile, time, urllib.request
+import json, os, re, subprocess, sys, tempfile, time, urllib.request
+
+from harness import BIN, free_port, cli, post  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "wendelin")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def cli(env, *args, stdin=""):
-    out = subprocess.run([BIN, *args], env=env, input=stdin, capture_output=True, text=True, check=True)
-    return out.stdout
-
-
-def post(base, token, path, body):
-    req = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
-    with urllib.request.urlopen(req) as r:
-        return r.status
 
 
 def session(base, login, password):
