@@ -548,3 +548,91 @@ fn bulk_creation_over_http_is_all_or_nothing() {
     let all = server.req("GET", "/api/v1/data_stream_module?limit=1", None);
     assert_eq!(all.json()["total"], 500);
 }
+
+#[test]
+fn deleting_documents_removes_their_data_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with_env(
+        &dir.path().join("var"),
+        None,
+        &[("WENDELIN_ACTIVITY_WORKERS", "1")],
+    );
+    let uid_of = |location: &str| -> String {
+        let doc = server.req("GET", location, None);
+        doc.json()["uid"].to_string()
+    };
+
+    let r = server.req(
+        "POST",
+        "/api/v1/data_stream_module",
+        Some(&json!({"title": "s"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let stream = r.location.clone().unwrap();
+    let path = stream.trim_start_matches("/api/v1/").to_owned();
+    let put = server.raw(
+        "PUT",
+        &format!("/api/v1/{path}/data"),
+        "application/octet-stream",
+        b"0123456789",
+    );
+    assert!(put.status < 300, "{} {}", put.status, put.text);
+    let segments = server.data_dir.join("streams").join(uid_of(&stream));
+    assert!(segments.is_dir(), "no segments at {}", segments.display());
+
+    let r = server.req(
+        "POST",
+        "/api/v1/data_array_module",
+        Some(&json!({"title": "a", "dtype": "int32", "shape": [8]})),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let array = r.location.clone().unwrap();
+    let apath = array.trim_start_matches("/api/v1/").to_owned();
+    let read = server.req("GET", &format!("/api/v1/{apath}/read"), None);
+    assert_eq!(read.status, 200, "{}", read.text);
+    let zarr = server.data_dir.join("arrays").join(uid_of(&array));
+    assert!(
+        zarr.join("zarr.json").is_file(),
+        "no array at {}",
+        zarr.display()
+    );
+
+    // A refused delete (stale serial) keeps everything.
+    let r = server.req("DELETE", &format!("/api/v1/{path}?serial=999"), None);
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(
+        server
+            .req("DELETE", &format!("/api/v1/{path}"), None)
+            .status,
+        204
+    );
+    assert_eq!(
+        server
+            .req("DELETE", &format!("/api/v1/{apath}"), None)
+            .status,
+        204
+    );
+    // The files go in an activity a few seconds after the commit.
+    let queued = server.req("GET", "/api/v1/activities", None);
+    assert!(queued.text.contains("_purgeDeletedData"), "{}", queued.text);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while (segments.exists() || zarr.exists()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(!segments.exists(), "stream segments survived the delete");
+    assert!(!zarr.exists(), "array directory survived the delete");
+    // Purges run as the server's "system" login: no person may take that name.
+    let (ok, _, err) = run_cli(
+        &[
+            "user",
+            "add",
+            "system",
+            "--role",
+            "Author",
+            "--password-stdin",
+        ],
+        &server.cli_env(),
+        "a-long-password",
+    );
+    assert!(!ok && err.contains("reserved"), "{err}");
+}

@@ -48,6 +48,11 @@ impl Default for Activate {
     }
 }
 
+/// The kernel's own activity queued when a document whose type keeps data outside the
+/// database is deleted (args: `uid`, `portal_type`): runs the type's
+/// [`crate::types::OnDelete`] hook instead of a method of the (gone) document.
+pub const PURGE_METHOD: &str = "_purgeDeletedData";
+
 /// How long a claim holds before a silent worker is presumed dead.
 pub const CLAIM_TIMEOUT_SECONDS: i64 = 600;
 
@@ -283,6 +288,9 @@ pub fn run_one(portal: &Portal, worker: &str) -> CoreResult<bool> {
 }
 
 fn execute(portal: &Portal, claimed: &Claimed) -> Result<(), String> {
+    if claimed.method == PURGE_METHOD && claimed.actor == "system" {
+        return purge(portal, claimed);
+    }
     let user = match claimed.actor.as_str() {
         "" => User::anonymous(),
         "system" => User::system(),
@@ -295,6 +303,22 @@ fn execute(portal: &Portal, claimed: &Claimed) -> Result<(), String> {
         .call(&user, &claimed.path, &claimed.method, &claimed.args, true)
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+fn purge(portal: &Portal, claimed: &Claimed) -> Result<(), String> {
+    let uid = claimed.args.get("uid").and_then(Value::as_i64);
+    let portal_type = claimed.args.get("portal_type").and_then(Value::as_str);
+    let (Some(uid), Some(portal_type)) = (uid, portal_type) else {
+        return Err("a purge activity needs `uid` and `portal_type`".into());
+    };
+    let Some(hook) = portal
+        .registry
+        .portal_type(portal_type)
+        .and_then(|t| t.on_delete.clone())
+    else {
+        return Err(format!("portal type '{portal_type}' has no delete hook"));
+    };
+    hook.purge(portal, uid).map_err(|e| e.to_string())
 }
 
 /// Runs activities until none is runnable now; returns how many ran.

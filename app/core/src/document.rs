@@ -780,8 +780,15 @@ fn stale(doc: &Document, serial: i64) -> CoreError {
 }
 
 /// Deletes the document at `path` with its sub-documents and relations. With a serial,
-/// refuses when the document changed meanwhile.
-pub fn delete(conn: &mut DbConnection, path: &str, serial: Option<i64>) -> CoreResult<()> {
+/// refuses when the document changed meanwhile. For every deleted document whose type
+/// keeps data outside the database ([`crate::types::OnDelete`]), queues the activity that
+/// removes it once this transaction has committed.
+pub fn delete(
+    conn: &mut DbConnection,
+    registry: &Registry,
+    path: &str,
+    serial: Option<i64>,
+) -> CoreResult<()> {
     let doc = get(conn, path)?;
     if matches!(doc.portal_type.as_str(), PORTAL_TYPE | MODULE_FOLDER_TYPE) {
         return Err(CoreError::Invalid(format!(
@@ -795,13 +802,38 @@ pub fn delete(conn: &mut DbConnection, path: &str, serial: Option<i64>) -> CoreR
         }
     }
     // The full-text entries of the document and of everything it contains go too.
-    let below: Vec<i64> = documents::table
+    let below: Vec<(i64, String, String)> = documents::table
         .filter(documents::path.gt(format!("{}/", doc.path)))
         .filter(documents::path.lt(format!("{}0", doc.path)))
-        .select(documents::uid)
+        .select((documents::uid, documents::portal_type, documents::path))
         .load(conn)?;
-    for uid in below.into_iter().chain([doc.uid]) {
+    for (uid, portal_type, path) in
+        below
+            .into_iter()
+            .chain([(doc.uid, doc.portal_type.clone(), doc.path.clone())])
+    {
         crate::fulltext::enqueue(conn, uid)?;
+        if registry
+            .portal_type(&portal_type)
+            .is_some_and(|t| t.on_delete.is_some())
+        {
+            let mut args = serde_json::Map::new();
+            args.insert("uid".into(), uid.into());
+            args.insert("portal_type".into(), portal_type.into());
+            crate::activity::activate(
+                conn,
+                "system",
+                &path,
+                crate::activity::PURGE_METHOD,
+                &args,
+                &crate::activity::Activate {
+                    // Lets writes that were in flight when the document went finish first.
+                    delay_seconds: 5,
+                    tag: Some(format!("purge:{uid}")),
+                    ..Default::default()
+                },
+            )?;
+        }
     }
     diesel::delete(documents::table.find(doc.uid)).execute(conn)?;
     Ok(())

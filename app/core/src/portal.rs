@@ -145,7 +145,7 @@ impl Portal {
     pub fn delete(&self, user: &User, path: &str, serial: Option<i64>) -> CoreResult<()> {
         self.written(self.db.write(|c| {
             let doc = self.visible(c, user, path, Permission::DeleteObjects)?;
-            document::delete(c, &doc.path, serial)
+            document::delete(c, &self.registry, &doc.path, serial)
         }))
     }
 

@@ -126,6 +126,26 @@ pub struct PortalType {
     pub methods: BTreeMap<String, Arc<dyn Method>>,
     /// Role → permission map, overridden per permission by workflow states.
     pub permissions: PermissionMap,
+    /// Removes the data a document of this type keeps outside the database (files,
+    /// segments) once its deletion has committed; see [`OnDelete`].
+    pub on_delete: Option<Arc<dyn OnDelete>>,
+}
+
+/// Cleans up after a deleted document: runs in an activity queued by the transaction
+/// that deleted it, so it runs only if that transaction committed and runs again after a
+/// crash (at least once): it must be idempotent. `uid` is never reused.
+pub trait OnDelete: Send + Sync {
+    /// Removes what the document with `uid` kept outside the database.
+    fn purge(&self, portal: &crate::Portal, uid: i64) -> crate::CoreResult<()>;
+}
+
+impl<F> OnDelete for F
+where
+    F: Fn(&crate::Portal, i64) -> crate::CoreResult<()> + Send + Sync,
+{
+    fn purge(&self, portal: &crate::Portal, uid: i64) -> crate::CoreResult<()> {
+        self(portal, uid)
+    }
 }
 
 impl std::fmt::Debug for PortalType {
@@ -150,7 +170,13 @@ impl PortalType {
             allowed_content_types: Vec::new(),
             methods: BTreeMap::new(),
             permissions: default_document_map(),
+            on_delete: None,
         }
+    }
+    /// Sets what removes a deleted document's data outside the database.
+    pub fn on_delete(mut self, hook: impl OnDelete + 'static) -> Self {
+        self.on_delete = Some(Arc::new(hook));
+        self
     }
     /// Sets which roles hold `permission` on documents of this type.
     pub fn permission(mut self, permission: Permission, roles: &[&str]) -> Self {

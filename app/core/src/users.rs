@@ -95,6 +95,12 @@ fn check_login(login: &str) -> CoreResult<()> {
         && login
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'));
+    if login == "system" {
+        // Activities queued by the server run as "system" with every permission.
+        return Err(CoreError::Invalid(
+            "login 'system' is reserved for the server".into(),
+        ));
+    }
     if ok {
         Ok(())
     } else {

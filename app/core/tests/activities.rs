@@ -248,7 +248,91 @@ fn serialization_tags_admit_one_runner(backend: &str, url: &str) {
     assert_eq!(third.id, b);
 }
 
+/// A type's delete hook runs in an activity queued by the deleting transaction: never
+/// for a refused or rolled-back delete, once per deleted document (contents included),
+/// only after its delay.
+fn delete_hooks_run_after_commit(backend: &str, url: &str) {
+    use std::sync::{Arc, Mutex};
+    let purged: Arc<Mutex<Vec<i64>>> = Arc::default();
+    let seen = purged.clone();
+    let module = Module::new("lab")
+        .folder("job_module", "Jobs", &["Job"])
+        .portal_type(PortalType::new("Job", "job_module").allow("Job").on_delete(
+            move |_: &Portal, uid: i64| {
+                seen.lock().unwrap().push(uid);
+                Ok(())
+            },
+        ));
+    let registry = Registry::build(vec![wendelin_core::base::module(), module]).unwrap();
+    let portal = Portal::open(registry, url, 4).unwrap();
+    let sys = User::system();
+    let new = |container: &str, title: &str| {
+        portal
+            .create(
+                &sys,
+                container,
+                NewDocument::from_json(json!({ "title": title })).unwrap(),
+            )
+            .unwrap()
+    };
+    let parent = new("job_module", "parent");
+    let child = new(&parent.path, "child");
+    let other = new("job_module", "other");
+    let purges = |portal: &Portal| -> Vec<String> {
+        portal
+            .db
+            .read(|c| activity::list(c, None, 100))
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.method == activity::PURGE_METHOD)
+            .map(|a| a.path)
+            .collect()
+    };
+
+    // A refused delete (stale serial) queues nothing.
+    assert!(portal.delete(&sys, &other.path, Some(-1)).is_err());
+    assert!(purges(&portal).is_empty(), "{backend}");
+
+    portal.delete(&sys, &parent.path, None).unwrap();
+    let mut queued = purges(&portal);
+    queued.sort();
+    assert_eq!(
+        queued,
+        vec![parent.path.clone(), child.path.clone()],
+        "{backend}"
+    );
+    // Delayed: nothing runs at once, the hook has not been called.
+    assert_eq!(
+        activity::run_until_idle(&portal, "w").unwrap(),
+        0,
+        "{backend}"
+    );
+    assert!(purged.lock().unwrap().is_empty());
+    portal
+        .db
+        .write(|c| {
+            use wendelin_core::schema::activities::dsl::*;
+            diesel::update(activities)
+                .set(not_before.eq(chrono::Utc::now().naive_utc() - chrono::Duration::seconds(1)))
+                .execute(c)?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        activity::run_until_idle(&portal, "w").unwrap(),
+        2,
+        "{backend}"
+    );
+    let mut got = purged.lock().unwrap().clone();
+    got.sort();
+    assert_eq!(got, vec![parent.uid, child.uid], "{backend}");
+    assert!(purges(&portal).is_empty(), "{backend}");
+    // The survivor is untouched.
+    assert!(portal.get(&sys, &other.path).is_ok());
+}
+
 wendelin_tests::on_every_backend!(
     queue_priorities_delays_retries_and_parking,
-    serialization_tags_admit_one_runner
+    serialization_tags_admit_one_runner,
+    delete_hooks_run_after_commit
 );

@@ -45,6 +45,7 @@ pub fn module() -> Module {
         .portal_type(
             PortalType::new(PORTAL_TYPE, FOLDER)
                 .describe("A persistent N-dimensional array, bigger than RAM, stored as Zarr v3")
+                .on_delete(purge)
                 .property(
                     PropertyDef::new("dtype", PropertyType::String)
                         .default_value(Value::from("float64"))
@@ -148,6 +149,18 @@ pub fn array_dir(portal: &Portal, doc: &Document) -> CoreResult<PathBuf> {
     // Never a path from a property: anyone who may edit the document could point it at
     // another array or any directory. An import links its directory here instead.
     Ok(arrays_root(portal)?.join(doc.uid.to_string()))
+}
+
+/// Drops a deleted array's directory (the kernel's delete hook; idempotent). An imported
+/// array is a link to the directory it came from: the link goes, the import's files stay.
+fn purge(portal: &Portal, uid: i64) -> CoreResult<()> {
+    let dir = arrays_root(portal)?.join(uid.to_string());
+    match std::fs::symlink_metadata(&dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+        Ok(m) if m.file_type().is_symlink() => Ok(std::fs::remove_file(&dir)?),
+        Ok(_) => Ok(std::fs::remove_dir_all(&dir)?),
+    }
 }
 
 fn arrays_root(portal: &Portal) -> CoreResult<PathBuf> {

@@ -73,6 +73,12 @@ pub fn store(portal: &Portal) -> CoreResult<Arc<LocalStore>> {
     Ok(s)
 }
 
+/// Drops a deleted stream's segments (the kernel's delete hook; idempotent).
+fn purge(portal: &Portal, uid: i64) -> CoreResult<()> {
+    let id = u64::try_from(uid).map_err(|_| CoreError::Invalid(format!("bad uid {uid}")))?;
+    store(portal)?.remove(id).map_err(core_error)
+}
+
 /// A storage error as a kernel error.
 pub fn core_error(e: StoreError) -> CoreError {
     match e {
@@ -194,6 +200,7 @@ pub fn module() -> Module {
         .portal_type(
             PortalType::new(DATA_STREAM, "data_stream_module")
                 .describe("Append-only bytes, e.g. sensor records ingested from fluentd")
+                .on_delete(purge)
                 .property(
                     PropertyDef::new("content_type", PropertyType::String)
                         .default_value(Value::from("application/octet-stream")),
