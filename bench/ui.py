@@ -72,6 +72,7 @@ def main():
                 post(base, tokens[owner], "/api/v1/data_stream_module", docs[b:b + 1000])
         fill_s = time.time() - start
         print(f"documents: {N}; created through the API in {fill_s:.1f} s ({N / fill_s:.0f}/s, bulk POSTs of 1000)")
+        print("load average (1, 5, 15 min) before the runs: %.2f %.2f %.2f" % os.getloadavg())
         cookies = {u: session(base, u, u + "-password-1") for u in ("erin", "frank")}
         first = "/ui/data_stream_module/1"
         rows = [
@@ -81,6 +82,7 @@ def main():
             (f"listbox, 50 of {N // 200} visible (frank)", wrk(base + "/ui/data_stream_module", cookies["frank"])),
             ("document view page (erin)", wrk(base + first, cookies["erin"])),
         ]
+        print("load average (1, 5, 15 min) after the runs: %.2f %.2f %.2f" % os.getloadavg())
         print("| request | req/s | p50 | p99 |")
         print("|---|---|---|---|")
         for name, (rps, p50, p99) in rows:

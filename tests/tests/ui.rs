@@ -445,3 +445,150 @@ fn static_files_are_cache_busted() {
     );
     assert_eq!(r.status, 404);
 }
+
+/// Pages are cached per session while the database's change generation is unchanged:
+/// after every committed change — in this process or in another one on the same
+/// database — the next page shows it, and a user never gets a page of someone else.
+#[test]
+fn ui_page_cache_is_never_stale_and_never_shared() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, url) in wendelin_tests::backends(dir.path()) {
+        page_cache_case(&dir.path().join(backend), url);
+    }
+}
+
+fn page_cache_case(dir: &std::path::Path, database_url: String) {
+    // Two processes on one database, as a multi-process deployment runs.
+    let one = TestServer::start(&dir.join("one"), Some(database_url.clone()));
+    let two = TestServer::start(&dir.join("two"), Some(database_url));
+    add_user(&one, "alice", "alice-password-1", &["Author"]);
+    add_user(&one, "bob", "bob-password-12", &["Author"]);
+    let alice = login(&one, "alice", "alice-password-1");
+    let bob = login(&one, "bob", "bob-password-12");
+    for title in ["alpha-one", "beta-two"] {
+        let r = alice.post(
+            &one,
+            "/ui/data_stream_module/+add",
+            &[("portal_type", "Data Stream"), ("title", title)],
+            true,
+        );
+        assert_eq!(r.status, 303, "{}", r.text);
+    }
+    let listbox = "/ui/data_stream_module";
+    let view = "/ui/data_stream_module/1";
+    let shows = |b: &Browser, server: &TestServer, path: &str, text: &str| -> bool {
+        let r = b.get(server, path);
+        assert!(r.status == 200 || r.status == 404, "{path}: {}", r.status);
+        r.status == 200 && r.text.contains(text)
+    };
+    // Each page twice: the second answer may come from the cache.
+    for _ in 0..2 {
+        for server in [&one, &two] {
+            assert!(shows(&alice, server, listbox, "alpha-one"));
+            assert!(shows(&alice, server, view, "alpha-one"));
+            assert!(shows(&alice, server, "/ui/", "Data Streams"));
+            // bob's pages never show alice's drafts, nor alice's login.
+            let r = bob.get(server, listbox);
+            assert_eq!(r.status, 200);
+            assert!(!r.text.contains("alpha-one"), "{}", r.text);
+            assert!(!r.text.contains("alice"), "{}", r.text);
+            assert!(r.text.contains(&bob.csrf), "bob's page carries bob's token");
+            assert!(!r.text.contains(&alice.csrf));
+            assert_eq!(bob.get(server, view).status, 404);
+        }
+    }
+
+    // A title changed in process one (UI form) is on the next page of both processes.
+    let r = alice.post(
+        &one,
+        "/ui/data_stream_module/1/+edit",
+        &[("serial", "1"), ("title", "alpha-renamed")],
+        true,
+    );
+    assert_eq!(r.status, 303, "{}", r.text);
+    for server in [&one, &two] {
+        assert!(shows(&alice, server, listbox, "alpha-renamed"));
+        assert!(!shows(&alice, server, listbox, "alpha-one"));
+        assert!(shows(&alice, server, view, "alpha-renamed"));
+    }
+    // Changed through the JSON API of process two: process one shows it at once.
+    let r = two.req(
+        "PATCH",
+        "/api/v1/data_stream_module/1",
+        Some(&json!({"serial": 2, "title": "alpha-api"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    for server in [&one, &two] {
+        assert!(
+            shows(&alice, server, listbox, "alpha-api"),
+            "{}",
+            server.base
+        );
+        assert!(shows(&alice, server, view, "alpha-api"), "{}", server.base);
+    }
+
+    // A local role given in process one: bob sees the document in both processes...
+    let r = alice.post(
+        &one,
+        "/ui/data_stream_module/1/+roles",
+        &[("principal", "bob"), ("role", "Assignee")],
+        true,
+    );
+    assert_eq!(r.status, 303, "{}", r.text);
+    for server in [&one, &two] {
+        assert!(shows(&bob, server, listbox, "alpha-api"), "{}", server.base);
+        assert!(shows(&bob, server, view, "alpha-api"), "{}", server.base);
+        assert!(!shows(&bob, server, listbox, "beta-two"));
+    }
+    // ...and, removed in process two, no longer in either.
+    let r = alice.post(
+        &two,
+        "/ui/data_stream_module/1/+roles",
+        &[("principal", "bob")],
+        true,
+    );
+    assert_eq!(r.status, 303, "{}", r.text);
+    for server in [&one, &two] {
+        let r = bob.get(server, listbox);
+        assert_eq!(r.status, 200);
+        assert!(!r.text.contains("alpha-api"), "{}: {}", server.base, r.text);
+        assert_eq!(bob.get(server, view).status, 404, "{}", server.base);
+    }
+
+    // A workflow transition changes the state shown at once.
+    for server in [&one, &two] {
+        assert!(!shows(
+            &alice,
+            server,
+            "/ui/data_stream_module/2",
+            "Validated"
+        ));
+    }
+    let r = alice.post(
+        &one,
+        "/ui/data_stream_module/2/+fire",
+        &[("transition", "validate")],
+        true,
+    );
+    assert_eq!(r.status, 303, "{}", r.text);
+    for server in [&one, &two] {
+        assert!(shows(
+            &alice,
+            server,
+            "/ui/data_stream_module/2",
+            "Validated"
+        ));
+    }
+
+    // After logout, the session's cached pages are gone with it.
+    let r = request_raw(
+        "POST",
+        &one.url("/logout"),
+        "application/x-www-form-urlencoded",
+        encode(&[("csrf_token", alice.csrf.as_str())]).as_bytes(),
+        &[("Cookie", alice.cookie.as_str())],
+    );
+    assert_eq!(r.status, 303, "{}", r.text);
+    let r = alice.get(&one, listbox);
+    assert_eq!(r.status, 303, "logged out: back to the login page");
+}

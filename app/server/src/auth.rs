@@ -117,10 +117,18 @@ impl FromRequest for Auth {
                 }
                 None => match cookie {
                     Some(token) => {
-                        let t = token.clone();
-                        let (user, csrf) =
-                            blocking(move || portal.db.read(|c| users::session_user(c, &t)))
+                        let (user, csrf) = match SessionCache::get().lookup(&token) {
+                            Some(known) => known,
+                            None => {
+                                let t = token.clone();
+                                let found = blocking(move || {
+                                    portal.db.read(|c| users::session_user(c, &t))
+                                })
                                 .await?;
+                                SessionCache::get().remember(&token, &found);
+                                found
+                            }
+                        };
                         Auth {
                             user,
                             via: Via::Session { csrf, token },
@@ -171,6 +179,67 @@ fn decode_basic(encoded: &str) -> Result<(String, String), ServerError> {
         .split_once(':')
         .ok_or_else(|| unauthorized("Basic credentials must be login:password"))?;
     Ok((login.to_owned(), password.to_owned()))
+}
+
+/// Sessions resolved recently (token → user and CSRF token), so that a browser's page
+/// view costs no session and user reads. An entry lives [`SESSION_CACHE_TTL`]; logging out
+/// through this process drops it at once. A session revoked (or expired) through another
+/// process, and a change of the user's roles or groups, take effect here within that TTL.
+struct SessionCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, KnownSession>>,
+}
+
+struct KnownSession {
+    user: User,
+    csrf: String,
+    until: std::time::Instant,
+}
+
+/// How long a resolved session is trusted without reading the database again.
+pub const SESSION_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+const SESSION_CACHE_MAX: usize = 10_000;
+
+impl SessionCache {
+    fn get() -> &'static SessionCache {
+        static CACHE: std::sync::OnceLock<SessionCache> = std::sync::OnceLock::new();
+        CACHE.get_or_init(|| SessionCache {
+            entries: std::sync::Mutex::default(),
+        })
+    }
+
+    fn lookup(&self, token: &str) -> Option<(User, String)> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(token)
+            .filter(|e| e.until > std::time::Instant::now())
+            .map(|e| (e.user.clone(), e.csrf.clone()))
+    }
+
+    fn remember(&self, token: &str, (user, csrf): &(User, String)) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= SESSION_CACHE_MAX {
+                let now = std::time::Instant::now();
+                entries.retain(|_, e| e.until > now);
+                if entries.len() >= SESSION_CACHE_MAX {
+                    entries.clear();
+                }
+            }
+            entries.insert(
+                token.to_owned(),
+                KnownSession {
+                    user: user.clone(),
+                    csrf: csrf.clone(),
+                    until: std::time::Instant::now() + SESSION_CACHE_TTL,
+                },
+            );
+        }
+    }
+
+    fn forget(&self, token: &str) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(token);
+        }
+    }
 }
 
 /// HTTP Basic credentials verified recently, so that a machine client sending them on
@@ -450,7 +519,13 @@ pub async fn logout(
             )));
         }
     }
-    blocking(move || portal.db.write(|c| users::revoke_session(c, &token))).await?;
+    SessionCache::get().forget(&token);
+    crate::ui::forget_session(&token);
+    let t = token.clone();
+    blocking(move || portal.db.write(|c| users::revoke_session(c, &t))).await?;
+    // Forgotten again after the revocation committed: a request resolving the session
+    // meanwhile may have cached it.
+    SessionCache::get().forget(&token);
     let mut gone = Cookie::build(SESSION_COOKIE, "")
         .path("/")
         .http_only(true)
