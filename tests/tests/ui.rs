@@ -580,15 +580,85 @@ fn page_cache_case(dir: &std::path::Path, database_url: String) {
         ));
     }
 
-    // After logout, the session's cached pages are gone with it.
+    // A logout through process two ends the session in both at once: neither the
+    // session nor its pages are served from memory any more.
+    for server in [&one, &two] {
+        assert!(shows(&alice, server, listbox, "alpha-api"));
+    }
     let r = request_raw(
         "POST",
-        &one.url("/logout"),
+        &two.url("/logout"),
         "application/x-www-form-urlencoded",
         encode(&[("csrf_token", alice.csrf.as_str())]).as_bytes(),
         &[("Cookie", alice.cookie.as_str())],
     );
     assert_eq!(r.status, 303, "{}", r.text);
-    let r = alice.get(&one, listbox);
-    assert_eq!(r.status, 303, "logged out: back to the login page");
+    for server in [&one, &two] {
+        let r = alice.get(server, listbox);
+        assert_eq!(
+            r.status, 303,
+            "{}: logged out, to the login page",
+            server.base
+        );
+    }
+}
+
+/// A listbox shows the columns its portal type declares, in their order, each sortable
+/// and filterable.
+#[test]
+fn ui_listbox_columns_are_declared_by_the_portal_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("var"), None);
+    add_user(&server, "alice", "alice-password-1", &["Author"]);
+    let alice = login(&server, "alice", "alice-password-1");
+    for (title, reference) in [("boiler", "b-1"), ("chiller", "c-2")] {
+        let r = alice.post(
+            &server,
+            "/ui/data_stream_module/+add",
+            &[
+                ("portal_type", "Data Stream"),
+                ("title", title),
+                ("reference", reference),
+            ],
+            true,
+        );
+        assert_eq!(r.status, 303, "{}", r.text);
+    }
+    let r = alice.get(&server, "/ui/data_stream_module");
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Data Stream declares title, reference, owner, validation state, modification date.
+    let at = |key: &str| r.text.find(&format!("name=\"f_{key}\""));
+    let positions: Vec<Option<usize>> = [
+        "title",
+        "reference",
+        "owner",
+        "validation_state",
+        "modification_date",
+    ]
+    .iter()
+    .map(|k| at(k))
+    .collect();
+    assert!(positions.iter().all(Option::is_some), "{}", r.text);
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    assert_eq!(at("id"), None, "no undeclared column");
+    assert_eq!(at("content_type"), None, "no undeclared column");
+    assert!(r.text.contains("<td>alice</td>"), "owner cell: {}", r.text);
+    // Sorted and filtered by a declared column.
+    let r = alice.get(
+        &server,
+        "/ui/data_stream_module?sort_on=reference&sort_order=desc&f_owner=alice",
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (c, b) = (
+        r.text.find(">chiller<").unwrap(),
+        r.text.find(">boiler<").unwrap(),
+    );
+    assert!(
+        c < b,
+        "c-2 before b-1 in descending reference order: {}",
+        r.text
+    );
+    let r = alice.get(&server, "/ui/data_stream_module?f_owner=nobody");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(!r.text.contains(">boiler<"), "{}", r.text);
 }

@@ -1,6 +1,7 @@
 //! The database-wide change generation: a counter in the one-row `change_generation`
 //! table, bumped by triggers in the transaction of every change to documents, relations,
-//! local roles, workflow states and history, users, groups and security sets (migration
+//! local roles, workflow states and history, users, groups and security sets, and to
+//! every session update or delete (logout, revocation) (migration
 //! `2026-11-26-020001_change_generation`). Caches of derived views (the admin UI's pages)
 //! tag what they computed with the generation read *before* computing it: while the
 //! generation is unchanged, nothing such a view reads has been committed since, by this

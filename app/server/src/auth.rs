@@ -11,6 +11,7 @@ use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 use serde_json::json;
+use wendelin_core::generation;
 use wendelin_core::users::{self, LoginOutcome};
 use wendelin_core::{CoreError, Portal, User};
 
@@ -33,6 +34,9 @@ pub enum Via {
         csrf: String,
         /// The session token itself (for logout).
         token: String,
+        /// The database's change generation read before the session was resolved
+        /// ([`wendelin_core::generation`]): caches of this request may use it.
+        generation: i64,
     },
     /// `Authorization: Bearer` API token.
     Token,
@@ -117,21 +121,30 @@ impl FromRequest for Auth {
                 }
                 None => match cookie {
                     Some(token) => {
-                        let (user, csrf) = match SessionCache::get().lookup(&token) {
-                            Some(known) => known,
-                            None => {
-                                let t = token.clone();
-                                let found = blocking(move || {
-                                    portal.db.read(|c| users::session_user(c, &t))
-                                })
-                                .await?;
-                                SessionCache::get().remember(&token, &found);
-                                found
-                            }
-                        };
+                        let t = token.clone();
+                        let (user, csrf, generation) = blocking(move || {
+                            // Read first: a session resolved afterwards is at least
+                            // as new as the generation it is remembered with.
+                            let generation = portal.db.read(generation::current)?;
+                            let cache = SessionCache::get();
+                            let found = match cache.lookup(&t, generation) {
+                                Some(known) => known,
+                                None => {
+                                    let found = portal.db.read(|c| users::session_user(c, &t))?;
+                                    cache.remember(&t, &found, generation);
+                                    found
+                                }
+                            };
+                            Ok((found.0, found.1, generation))
+                        })
+                        .await?;
                         Auth {
                             user,
-                            via: Via::Session { csrf, token },
+                            via: Via::Session {
+                                csrf,
+                                token,
+                                generation,
+                            },
                         }
                     }
                     None => Auth {
@@ -181,10 +194,12 @@ fn decode_basic(encoded: &str) -> Result<(String, String), ServerError> {
     Ok((login.to_owned(), password.to_owned()))
 }
 
-/// Sessions resolved recently (token → user and CSRF token), so that a browser's page
-/// view costs no session and user reads. An entry lives [`SESSION_CACHE_TTL`]; logging out
-/// through this process drops it at once. A session revoked (or expired) through another
-/// process, and a change of the user's roles or groups, take effect here within that TTL.
+/// Sessions resolved recently (token → user and CSRF token), so that a browser's request
+/// costs one read of the change generation instead of the session, user and group reads.
+/// An entry counts while the generation it was read at is current — a logout, a session
+/// revoked by a password change, a change of the user's roles or groups, in any process,
+/// bumps it (triggers on `sessions` updates and deletes, `users`, `user_groups`) — and at
+/// most [`SESSION_CACHE_TTL`], which bounds how late an expiry is noticed.
 struct SessionCache {
     entries: std::sync::Mutex<std::collections::HashMap<String, KnownSession>>,
 }
@@ -192,6 +207,7 @@ struct SessionCache {
 struct KnownSession {
     user: User,
     csrf: String,
+    generation: i64,
     until: std::time::Instant,
 }
 
@@ -207,15 +223,15 @@ impl SessionCache {
         })
     }
 
-    fn lookup(&self, token: &str) -> Option<(User, String)> {
+    fn lookup(&self, token: &str, generation: i64) -> Option<(User, String)> {
         let entries = self.entries.lock().ok()?;
         entries
             .get(token)
-            .filter(|e| e.until > std::time::Instant::now())
+            .filter(|e| e.generation == generation && e.until > std::time::Instant::now())
             .map(|e| (e.user.clone(), e.csrf.clone()))
     }
 
-    fn remember(&self, token: &str, (user, csrf): &(User, String)) {
+    fn remember(&self, token: &str, (user, csrf): &(User, String), generation: i64) {
         if let Ok(mut entries) = self.entries.lock() {
             if entries.len() >= SESSION_CACHE_MAX {
                 let now = std::time::Instant::now();
@@ -229,6 +245,7 @@ impl SessionCache {
                 KnownSession {
                     user: user.clone(),
                     csrf: csrf.clone(),
+                    generation,
                     until: std::time::Instant::now() + SESSION_CACHE_TTL,
                 },
             );
@@ -506,7 +523,7 @@ pub async fn logout(
     portal: web::Data<Portal>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ServerError> {
-    let Via::Session { csrf, token } = auth.via else {
+    let Via::Session { csrf, token, .. } = auth.via else {
         return Err(ServerError::BadRequest(
             "no session to end (send the session cookie)".into(),
         ));

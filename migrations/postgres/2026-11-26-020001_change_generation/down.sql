@@ -1,3 +1,4 @@
+DROP TRIGGER change_generation_sessions ON sessions;
 DROP TRIGGER change_generation_documents ON documents;
 DROP TRIGGER change_generation_relations ON relations;
 DROP TRIGGER change_generation_local_roles ON local_roles;

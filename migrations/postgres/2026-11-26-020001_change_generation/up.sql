@@ -1,6 +1,7 @@
 -- A database-wide counter of committed changes that pages depend on: every insert,
 -- update or delete of documents, relations, local roles, workflow states and history,
--- users, groups and security sets bumps it in the same transaction. A process that
+-- users, groups and security sets, and every session update or delete (a logout, a
+-- revocation; not a login) bumps it in the same transaction. A process that
 -- caches a page tagged with the counter it read before rendering knows the page is
 -- still true while the counter is unchanged, whichever process made the change.
 CREATE TABLE change_generation (
@@ -33,4 +34,6 @@ CREATE TRIGGER change_generation_user_groups AFTER INSERT OR UPDATE OR DELETE ON
 CREATE TRIGGER change_generation_security_sets AFTER INSERT OR UPDATE OR DELETE ON security_sets
     FOR EACH STATEMENT EXECUTE FUNCTION change_generation_bump();
 CREATE TRIGGER change_generation_security_set_principals AFTER INSERT OR UPDATE OR DELETE ON security_set_principals
+    FOR EACH STATEMENT EXECUTE FUNCTION change_generation_bump();
+CREATE TRIGGER change_generation_sessions AFTER UPDATE OR DELETE ON sessions
     FOR EACH STATEMENT EXECUTE FUNCTION change_generation_bump();

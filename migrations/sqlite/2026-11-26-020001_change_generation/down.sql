@@ -1,3 +1,5 @@
+DROP TRIGGER change_generation_sessions_update;
+DROP TRIGGER change_generation_sessions_delete;
 DROP TRIGGER change_generation_documents_insert;
 DROP TRIGGER change_generation_documents_update;
 DROP TRIGGER change_generation_documents_delete;

@@ -1,6 +1,7 @@
 -- A database-wide counter of committed changes that pages depend on: every insert,
 -- update or delete of documents, relations, local roles, workflow states and history,
--- users, groups and security sets bumps it in the same transaction. A process that
+-- users, groups and security sets, and every session update or delete (a logout, a
+-- revocation; not a login) bumps it in the same transaction. A process that
 -- caches a page tagged with the counter it read before rendering knows the page is
 -- still true while the counter is unchanged, whichever process made the change.
 CREATE TABLE change_generation (
@@ -87,5 +88,11 @@ CREATE TRIGGER change_generation_security_set_principals_update AFTER UPDATE ON 
     UPDATE change_generation SET n = n + 1 WHERE id = 1;
 END;
 CREATE TRIGGER change_generation_security_set_principals_delete AFTER DELETE ON security_set_principals BEGIN
+    UPDATE change_generation SET n = n + 1 WHERE id = 1;
+END;
+CREATE TRIGGER change_generation_sessions_update AFTER UPDATE ON sessions BEGIN
+    UPDATE change_generation SET n = n + 1 WHERE id = 1;
+END;
+CREATE TRIGGER change_generation_sessions_delete AFTER DELETE ON sessions BEGIN
     UPDATE change_generation SET n = n + 1 WHERE id = 1;
 END;

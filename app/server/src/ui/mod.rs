@@ -90,6 +90,8 @@ pub struct Session {
     flash: Option<Flash>,
     /// The session cookie's token ("" without a session): the page cache's key.
     token: String,
+    /// The change generation read before the session was resolved (sessions only).
+    generation: Option<i64>,
 }
 
 impl Session {
@@ -215,10 +217,14 @@ fn session_of(
         .and_then(|c| Flash::decode(c.value()));
     match auth {
         Ok(Auth { user, via }) if user.login.is_some() => {
-            let (csrf, via_basic, token) = match via {
-                Via::Session { csrf, token } => (csrf, false, token),
-                Via::Basic => (String::new(), true, String::new()),
-                Via::Token | Via::Anonymous => (String::new(), false, String::new()),
+            let (csrf, via_basic, token, generation) = match via {
+                Via::Session {
+                    csrf,
+                    token,
+                    generation,
+                } => (csrf, false, token, Some(generation)),
+                Via::Basic => (String::new(), true, String::new(), None),
+                Via::Token | Via::Anonymous => (String::new(), false, String::new(), None),
             };
             Ok(Session {
                 user,
@@ -226,6 +232,7 @@ fn session_of(
                 via_basic,
                 flash,
                 token,
+                generation,
             })
         }
         Ok(_) | Err(ServerError::Core(CoreError::Unauthorized(_))) => {
@@ -279,12 +286,10 @@ async fn ui_get(
         // search, document view), for a session without a message to show: served from
         // the page cache while the change generation is unchanged (see `cache`).
         let cacheable = action.is_none()
-            && !s.token.is_empty()
             && s.flash.is_none()
             && query.get("q").is_none_or(|q| q.trim().is_empty());
         let mut keep = None;
-        if cacheable {
-            let generation = portal.db.read(wendelin_core::generation::current)?;
+        if let Some(generation) = s.generation.filter(|_| cacheable) {
             let key = cache::key(&s.token, &s.user, &path, &raw_query);
             if let Some(page) = cache::lookup(&key, generation) {
                 return Ok(Out::Cached(page));
