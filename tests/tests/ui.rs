@@ -662,3 +662,73 @@ fn ui_listbox_columns_are_declared_by_the_portal_type() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(!r.text.contains(">boiler<"), "{}", r.text);
 }
+
+/// A type that holds a file (Data Stream) gets an upload field on its edit form, which
+/// appends through the module's endpoint with the session and its CSRF token (what the
+/// page's script sends), and its module tab shows the size and a download link.
+#[test]
+fn ui_file_upload_field_and_module_tab() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("var"), None);
+    add_user(&server, "alice", "alice-password-1", &["Author"]);
+    let alice = login(&server, "alice", "alice-password-1");
+    let r = alice.post(
+        &server,
+        "/ui/data_stream_module/+add",
+        &[("portal_type", "Data Stream"), ("title", "upload me")],
+        true,
+    );
+    assert_eq!(r.status, 303, "{}", r.text);
+    let r = alice.get(&server, "/ui/data_stream_module/1/+edit");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.text
+            .contains("data-upload=\"/api/v1/data_stream_module/1/data\" data-size=\"0\""),
+        "{}",
+        r.text
+    );
+    assert!(r.text.contains("<input type=\"file\" id=\"upload-file\""));
+    // An Image holds no file served by a module: no upload field.
+    let r = alice.post(
+        &server,
+        "/ui/image_module/+add",
+        &[("portal_type", "Image"), ("title", "photo")],
+        true,
+    );
+    assert_eq!(r.status, 303, "{}", r.text);
+    let r = alice.get(&server, "/ui/image_module/1/+edit");
+    assert_eq!(r.status, 200);
+    assert!(!r.text.contains("data-upload"), "{}", r.text);
+
+    let put = |csrf: Option<&str>, range: &str, body: &[u8]| {
+        let mut headers = vec![("Cookie", alice.cookie.as_str()), ("Content-Range", range)];
+        if let Some(t) = csrf {
+            headers.push(("X-CSRF-Token", t));
+        }
+        request_raw(
+            "PUT",
+            &server.url("/api/v1/data_stream_module/1/data"),
+            "application/octet-stream",
+            body,
+            &headers,
+        )
+    };
+    // Without the CSRF token (another site's script): refused, nothing appended.
+    let r = put(None, "bytes 0-4/5", b"hello");
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = put(Some(&alice.csrf), "bytes 0-4/5", b"hello");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = put(Some(&alice.csrf), "bytes 5-10/11", b" world");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = alice.get(&server, "/ui/data_stream_module/1/+edit");
+    assert!(r.text.contains("data-size=\"11\""), "{}", r.text);
+    let r = alice.get(&server, "/ui/data_stream_module/1/+module");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.text.contains("<span id=\"size\">11</span>"), "{}", r.text);
+    assert!(r
+        .text
+        .contains("href=\"/api/v1/data_stream_module/1/data\""));
+    let r = alice.get(&server, "/api/v1/data_stream_module/1/data");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text, "hello world");
+}

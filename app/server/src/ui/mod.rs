@@ -279,23 +279,26 @@ async fn ui_get(
     let (path, action) = split_action(&tail);
     let raw_query = req.query_string().to_owned();
     let query = form::Pairs::from_query(&raw_query);
+    // Pages computed from the database alone (home, listbox without full-text search,
+    // document view), for a session without a message to show: served from the page
+    // cache while the change generation (read when the session was resolved) is
+    // unchanged (see `cache`) — without a trip to the blocking pool.
+    let cacheable = action.is_none()
+        && session.flash.is_none()
+        && query
+            .as_ref()
+            .is_ok_and(|q| q.get("q").is_none_or(|q| q.trim().is_empty()));
+    let mut keep = None;
+    if let Some(generation) = session.generation.filter(|_| cacheable) {
+        let key = cache::key(&session.token, &session.user, &path, &raw_query);
+        if let Some(page) = cache::lookup(&key, generation) {
+            return finish(Ok(Ok(Out::Cached(page))), &session);
+        }
+        keep = Some((key, generation));
+    }
     let s = session.clone();
     let result = web::block(move || -> Result<Out, ServerError> {
         let query = query?;
-        // Pages computed from the database alone (home, listbox without full-text
-        // search, document view), for a session without a message to show: served from
-        // the page cache while the change generation is unchanged (see `cache`).
-        let cacheable = action.is_none()
-            && s.flash.is_none()
-            && query.get("q").is_none_or(|q| q.trim().is_empty());
-        let mut keep = None;
-        if let Some(generation) = s.generation.filter(|_| cacheable) {
-            let key = cache::key(&s.token, &s.user, &path, &raw_query);
-            if let Some(page) = cache::lookup(&key, generation) {
-                return Ok(Out::Cached(page));
-            }
-            keep = Some((key, generation));
-        }
         let out = match action.as_deref() {
             None if path.is_empty() => home(&portal, &s),
             None => {
