@@ -12,6 +12,10 @@ Authors), logs erin and frank in (session cookies, as a browser), then measures 
                                             count (almost every document visible)
   - the same as frank                       (50 visible of N)
   - GET /ui/data_stream_module/1            document view page as erin
+Before wrk, it waits until the full-text index holds the last document (so that its
+catch-up does not compete) and times five sequential GETs of each page: the first is
+rendered, the next ones may come from the page cache (pages are cached per session until
+the database's change generation moves).
 Usage: python3 bench/ui.py [N]   (needs `cargo build --release -p wendelin-server` and wrk)
 """
 import json, os, re, subprocess, sys, tempfile, time, urllib.parse, urllib.request
