@@ -19,4 +19,42 @@
     var box = document.querySelector("input[type=search]");
     if (box) { e.preventDefault(); box.focus(); }
   });
+  // File upload (types that hold a file): the bytes go to the module's endpoint with a
+  // PUT appending at the current size, authenticated by the session and its CSRF token.
+  document.addEventListener("submit", function (e) {
+    var form = e.target;
+    if (!form || !form.matches || !form.matches("form[data-upload]")) return;
+    e.preventDefault();
+    var input = form.querySelector("input[type=file]");
+    var status = form.querySelector(".upload-status");
+    var file = input && input.files && input.files[0];
+    if (!file || file.size === 0) {
+      status.textContent = "Choose a file that is not empty first.";
+      return;
+    }
+    var at = Number(form.getAttribute("data-size"));
+    var end = at + file.size;
+    status.textContent = "Uploading " + file.size + " bytes…";
+    fetch(form.getAttribute("data-upload"), {
+      method: "PUT",
+      credentials: "same-origin",
+      headers: {
+        "X-CSRF-Token": form.getAttribute("data-csrf"),
+        "Content-Type": file.type || "application/octet-stream",
+        "Content-Range": "bytes " + at + "-" + (end - 1) + "/" + end
+      },
+      body: file
+    }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (body) {
+        if (r.ok) {
+          window.location.assign(form.getAttribute("data-done"));
+        } else {
+          status.textContent = "Upload refused (" + r.status + "): " +
+            ((body.error && body.error.message) || r.statusText);
+        }
+      });
+    }, function () {
+      status.textContent = "Upload failed: the server could not be reached.";
+    });
+  });
 })();

@@ -166,6 +166,20 @@ async function main() {
     await page.fill("#field-reference", "pump.pressure");
     await page.click("button:has-text('Create')");
     await page.waitForURL(BASE + "/ui/data_stream_module/2");
+
+    step("alice appends a file to it from the edit form; the module tab shows its size");
+    await page.goto(BASE + "/ui/data_stream_module/2/+edit");
+    const upload = path.join(os.tmpdir(), "wendelin-upload-" + process.pid + ".csv");
+    fs.writeFileSync(upload, "pressure,1.5\npressure,1.7\n");
+    await page.setInputFiles("#upload-file", upload);
+    await page.click(".upload button");
+    await page.waitForURL(BASE + "/ui/data_stream_module/2/+module");
+    fs.unlinkSync(upload);
+    check((await text(page, "#size")) === "26", "26 bytes after the upload, got " + (await text(page, "#size")));
+    const download = await page.locator(".module-view a[href$='/data']").first().getAttribute("href");
+    const bytes = await page.evaluate(async (u) => (await fetch(u)).text(), download);
+    check(bytes === "pressure,1.5\npressure,1.7\n", "download gives the uploaded bytes: " + bytes);
+    await shot(page, "05b-module-tab");
     await page.click(".crumbs >> text=Data Streams");
     await page.waitForURL(BASE + "/ui/data_stream_module");
     check((await text(page, "#count")) === "1–2 of 2", "two streams listed");

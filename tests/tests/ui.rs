@@ -445,3 +445,290 @@ fn static_files_are_cache_busted() {
     );
     assert_eq!(r.status, 404);
 }
+
+/// Pages are cached per session while the database's change generation is unchanged:
+/// after every committed change — in this process or in another one on the same
+/// database — the next page shows it, and a user never gets a page of someone else.
+#[test]
+fn ui_page_cache_is_never_stale_and_never_shared() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, url) in wendelin_tests::backends(dir.path()) {
+        page_cache_case(&dir.path().join(backend), url);
+    }
+}
+
+fn page_cache_case(dir: &std::path::Path, database_url: String) {
+    // Two processes on one database, as a multi-process deployment runs.
+    let one = TestServer::start(&dir.join("one"), Some(database_url.clone()));
+    let two = TestServer::start(&dir.join("two"), Some(database_url));
+    add_user(&one, "alice", "alice-password-1", &["Author"]);
+    add_user(&one, "bob", "bob-password-12", &["Author"]);
+    let alice = login(&one, "alice", "alice-password-1");
+    let bob = login(&one, "bob", "bob-password-12");
+    for title in ["alpha-one", "beta-two"] {
+        let r = alice.post(
+            &one,
+            "/ui/data_stream_module/+add",
+            &[("portal_type", "Data Stream"), ("title", title)],
+            true,
+        );
+        assert_eq!(r.status, 303, "{}", r.text);
+    }
+    let listbox = "/ui/data_stream_module";
+    let view = "/ui/data_stream_module/1";
+    let shows = |b: &Browser, server: &TestServer, path: &str, text: &str| -> bool {
+        let r = b.get(server, path);
+        assert!(r.status == 200 || r.status == 404, "{path}: {}", r.status);
+        r.status == 200 && r.text.contains(text)
+    };
+    // Each page twice: the second answer may come from the cache.
+    for _ in 0..2 {
+        for server in [&one, &two] {
+            assert!(shows(&alice, server, listbox, "alpha-one"));
+            assert!(shows(&alice, server, view, "alpha-one"));
+            assert!(shows(&alice, server, "/ui/", "Data Streams"));
+            // bob's pages never show alice's drafts, nor alice's login.
+            let r = bob.get(server, listbox);
+            assert_eq!(r.status, 200);
+            assert!(!r.text.contains("alpha-one"), "{}", r.text);
+            assert!(!r.text.contains("alice"), "{}", r.text);
+            assert!(r.text.contains(&bob.csrf), "bob's page carries bob's token");
+            assert!(!r.text.contains(&alice.csrf));
+            assert_eq!(bob.get(server, view).status, 404);
+        }
+    }
+
+    // A title changed in process one (UI form) is on the next page of both processes.
+    let r = alice.post(
+        &one,
+        "/ui/data_stream_module/1/+edit",
+        &[("serial", "1"), ("title", "alpha-renamed")],
+        true,
+    );
+    assert_eq!(r.status, 303, "{}", r.text);
+    for server in [&one, &two] {
+        assert!(shows(&alice, server, listbox, "alpha-renamed"));
+        assert!(!shows(&alice, server, listbox, "alpha-one"));
+        assert!(shows(&alice, server, view, "alpha-renamed"));
+    }
+    // Changed through the JSON API of process two: process one shows it at once.
+    let r = two.req(
+        "PATCH",
+        "/api/v1/data_stream_module/1",
+        Some(&json!({"serial": 2, "title": "alpha-api"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    for server in [&one, &two] {
+        assert!(
+            shows(&alice, server, listbox, "alpha-api"),
+            "{}",
+            server.base
+        );
+        assert!(shows(&alice, server, view, "alpha-api"), "{}", server.base);
+    }
+
+    // A local role given in process one: bob sees the document in both processes...
+    let r = alice.post(
+        &one,
+        "/ui/data_stream_module/1/+roles",
+        &[("principal", "bob"), ("role", "Assignee")],
+        true,
+    );
+    assert_eq!(r.status, 303, "{}", r.text);
+    for server in [&one, &two] {
+        assert!(shows(&bob, server, listbox, "alpha-api"), "{}", server.base);
+        assert!(shows(&bob, server, view, "alpha-api"), "{}", server.base);
+        assert!(!shows(&bob, server, listbox, "beta-two"));
+    }
+    // ...and, removed in process two, no longer in either.
+    let r = alice.post(
+        &two,
+        "/ui/data_stream_module/1/+roles",
+        &[("principal", "bob")],
+        true,
+    );
+    assert_eq!(r.status, 303, "{}", r.text);
+    for server in [&one, &two] {
+        let r = bob.get(server, listbox);
+        assert_eq!(r.status, 200);
+        assert!(!r.text.contains("alpha-api"), "{}: {}", server.base, r.text);
+        assert_eq!(bob.get(server, view).status, 404, "{}", server.base);
+    }
+
+    // A workflow transition changes the state shown at once.
+    for server in [&one, &two] {
+        assert!(!shows(
+            &alice,
+            server,
+            "/ui/data_stream_module/2",
+            "Validated"
+        ));
+    }
+    let r = alice.post(
+        &one,
+        "/ui/data_stream_module/2/+fire",
+        &[("transition", "validate")],
+        true,
+    );
+    assert_eq!(r.status, 303, "{}", r.text);
+    for server in [&one, &two] {
+        assert!(shows(
+            &alice,
+            server,
+            "/ui/data_stream_module/2",
+            "Validated"
+        ));
+    }
+
+    // A logout through process two ends the session in both at once: neither the
+    // session nor its pages are served from memory any more.
+    for server in [&one, &two] {
+        assert!(shows(&alice, server, listbox, "alpha-api"));
+    }
+    let r = request_raw(
+        "POST",
+        &two.url("/logout"),
+        "application/x-www-form-urlencoded",
+        encode(&[("csrf_token", alice.csrf.as_str())]).as_bytes(),
+        &[("Cookie", alice.cookie.as_str())],
+    );
+    assert_eq!(r.status, 303, "{}", r.text);
+    for server in [&one, &two] {
+        let r = alice.get(server, listbox);
+        assert_eq!(
+            r.status, 303,
+            "{}: logged out, to the login page",
+            server.base
+        );
+    }
+}
+
+/// A listbox shows the columns its portal type declares, in their order, each sortable
+/// and filterable.
+#[test]
+fn ui_listbox_columns_are_declared_by_the_portal_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("var"), None);
+    add_user(&server, "alice", "alice-password-1", &["Author"]);
+    let alice = login(&server, "alice", "alice-password-1");
+    for (title, reference) in [("boiler", "b-1"), ("chiller", "c-2")] {
+        let r = alice.post(
+            &server,
+            "/ui/data_stream_module/+add",
+            &[
+                ("portal_type", "Data Stream"),
+                ("title", title),
+                ("reference", reference),
+            ],
+            true,
+        );
+        assert_eq!(r.status, 303, "{}", r.text);
+    }
+    let r = alice.get(&server, "/ui/data_stream_module");
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Data Stream declares title, reference, owner, validation state, modification date.
+    let at = |key: &str| r.text.find(&format!("name=\"f_{key}\""));
+    let positions: Vec<Option<usize>> = [
+        "title",
+        "reference",
+        "owner",
+        "validation_state",
+        "modification_date",
+    ]
+    .iter()
+    .map(|k| at(k))
+    .collect();
+    assert!(positions.iter().all(Option::is_some), "{}", r.text);
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    assert_eq!(at("id"), None, "no undeclared column");
+    assert_eq!(at("content_type"), None, "no undeclared column");
+    assert!(r.text.contains("<td>alice</td>"), "owner cell: {}", r.text);
+    // Sorted and filtered by a declared column.
+    let r = alice.get(
+        &server,
+        "/ui/data_stream_module?sort_on=reference&sort_order=desc&f_owner=alice",
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (c, b) = (
+        r.text.find(">chiller<").unwrap(),
+        r.text.find(">boiler<").unwrap(),
+    );
+    assert!(
+        c < b,
+        "c-2 before b-1 in descending reference order: {}",
+        r.text
+    );
+    let r = alice.get(&server, "/ui/data_stream_module?f_owner=nobody");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(!r.text.contains(">boiler<"), "{}", r.text);
+}
+
+/// A type that holds a file (Data Stream) gets an upload field on its edit form, which
+/// appends through the module's endpoint with the session and its CSRF token (what the
+/// page's script sends), and its module tab shows the size and a download link.
+#[test]
+fn ui_file_upload_field_and_module_tab() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("var"), None);
+    add_user(&server, "alice", "alice-password-1", &["Author"]);
+    let alice = login(&server, "alice", "alice-password-1");
+    let r = alice.post(
+        &server,
+        "/ui/data_stream_module/+add",
+        &[("portal_type", "Data Stream"), ("title", "upload me")],
+        true,
+    );
+    assert_eq!(r.status, 303, "{}", r.text);
+    let r = alice.get(&server, "/ui/data_stream_module/1/+edit");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.text
+            .contains("data-upload=\"/api/v1/data_stream_module/1/data\" data-size=\"0\""),
+        "{}",
+        r.text
+    );
+    assert!(r.text.contains("<input type=\"file\" id=\"upload-file\""));
+    // An Image holds no file served by a module: no upload field.
+    let r = alice.post(
+        &server,
+        "/ui/image_module/+add",
+        &[("portal_type", "Image"), ("title", "photo")],
+        true,
+    );
+    assert_eq!(r.status, 303, "{}", r.text);
+    let r = alice.get(&server, "/ui/image_module/1/+edit");
+    assert_eq!(r.status, 200);
+    assert!(!r.text.contains("data-upload"), "{}", r.text);
+
+    let put = |csrf: Option<&str>, range: &str, body: &[u8]| {
+        let mut headers = vec![("Cookie", alice.cookie.as_str()), ("Content-Range", range)];
+        if let Some(t) = csrf {
+            headers.push(("X-CSRF-Token", t));
+        }
+        request_raw(
+            "PUT",
+            &server.url("/api/v1/data_stream_module/1/data"),
+            "application/octet-stream",
+            body,
+            &headers,
+        )
+    };
+    // Without the CSRF token (another site's script): refused, nothing appended.
+    let r = put(None, "bytes 0-4/5", b"hello");
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = put(Some(&alice.csrf), "bytes 0-4/5", b"hello");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = put(Some(&alice.csrf), "bytes 5-10/11", b" world");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = alice.get(&server, "/ui/data_stream_module/1/+edit");
+    assert!(r.text.contains("data-size=\"11\""), "{}", r.text);
+    let r = alice.get(&server, "/ui/data_stream_module/1/+module");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.text.contains("<span id=\"size\">11</span>"), "{}", r.text);
+    assert!(r
+        .text
+        .contains("href=\"/api/v1/data_stream_module/1/data\""));
+    let r = alice.get(&server, "/api/v1/data_stream_module/1/data");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text, "hello world");
+}

@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod document;
 pub mod error;
 pub mod fulltext;
+pub mod generation;
 pub mod portal;
 pub mod property;
 pub mod query;

@@ -126,6 +126,10 @@ pub struct PortalType {
     pub methods: BTreeMap<String, Arc<dyn Method>>,
     /// Role → permission map, overridden per permission by workflow states.
     pub permissions: PermissionMap,
+    /// Catalog keys a listing of this type shows, in order (the admin UI's listbox
+    /// columns); empty: the listing derives them from the schema. Checked at build to be
+    /// catalog keys, so every column can be sorted and filtered.
+    pub listbox_columns: Vec<String>,
     /// Removes the data a document of this type keeps outside the database (files,
     /// segments) once its deletion has committed; see [`OnDelete`].
     pub on_delete: Option<Arc<dyn OnDelete>>,
@@ -171,11 +175,17 @@ impl PortalType {
             methods: BTreeMap::new(),
             permissions: default_document_map(),
             on_delete: None,
+            listbox_columns: Vec::new(),
         }
     }
     /// Sets what removes a deleted document's data outside the database.
     pub fn on_delete(mut self, hook: impl OnDelete + 'static) -> Self {
         self.on_delete = Some(Arc::new(hook));
+        self
+    }
+    /// Declares the columns a listing of this type shows (catalog keys, in order).
+    pub fn listbox_columns(mut self, keys: &[&str]) -> Self {
+        self.listbox_columns = keys.iter().map(|k| (*k).to_owned()).collect();
         self
     }
     /// Sets which roles hold `permission` on documents of this type.
@@ -363,6 +373,17 @@ impl Registry {
         }
         registry.check()?;
         registry.catalog = crate::catalog::CatalogSchema::from_registry(&registry)?;
+        for t in registry.types.values() {
+            for key in &t.listbox_columns {
+                if registry.catalog.column(key).is_err() {
+                    return Err(CoreError::Internal(format!(
+                        "portal type {} lists column {key}, which is not a catalog key \
+                         (core fields, indexed properties, workflow states)",
+                        t.name
+                    )));
+                }
+            }
+        }
         Ok(registry)
     }
 

@@ -615,6 +615,22 @@ fn registry_refuses_inconsistent_modules() {
         .unwrap_err()
         .to_string()
         .contains("redeclares core field title"));
+    let columns = |keys: &[&str]| {
+        Registry::build(vec![Module::new("a")
+            .folder("x_module", "X", &["T"])
+            .portal_type(
+                PortalType::new("T", "x_module")
+                    .property(PropertyDef::new("site", PropertyType::String).indexed())
+                    .property(PropertyDef::new("note", PropertyType::String))
+                    .listbox_columns(keys),
+            )])
+    };
+    assert!(columns(&["title", "site", "owner", "modification_date"]).is_ok());
+    // A property that is not indexed cannot be a column: it could not be sorted.
+    assert!(columns(&["title", "note"])
+        .unwrap_err()
+        .to_string()
+        .contains("lists column note, which is not a catalog key"));
 }
 
 #[test]

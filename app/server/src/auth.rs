@@ -11,6 +11,7 @@ use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 use serde_json::json;
+use wendelin_core::generation;
 use wendelin_core::users::{self, LoginOutcome};
 use wendelin_core::{CoreError, Portal, User};
 
@@ -33,6 +34,9 @@ pub enum Via {
         csrf: String,
         /// The session token itself (for logout).
         token: String,
+        /// The database's change generation read before the session was resolved
+        /// ([`wendelin_core::generation`]): caches of this request may use it.
+        generation: i64,
     },
     /// `Authorization: Bearer` API token.
     Token,
@@ -118,12 +122,29 @@ impl FromRequest for Auth {
                 None => match cookie {
                     Some(token) => {
                         let t = token.clone();
-                        let (user, csrf) =
-                            blocking(move || portal.db.read(|c| users::session_user(c, &t)))
-                                .await?;
+                        let (user, csrf, generation) = blocking(move || {
+                            // Read first: a session resolved afterwards is at least
+                            // as new as the generation it is remembered with.
+                            let generation = portal.db.read(generation::current)?;
+                            let cache = SessionCache::get();
+                            let found = match cache.lookup(&t, generation) {
+                                Some(known) => known,
+                                None => {
+                                    let found = portal.db.read(|c| users::session_user(c, &t))?;
+                                    cache.remember(&t, &found, generation);
+                                    found
+                                }
+                            };
+                            Ok((found.0, found.1, generation))
+                        })
+                        .await?;
                         Auth {
                             user,
-                            via: Via::Session { csrf, token },
+                            via: Via::Session {
+                                csrf,
+                                token,
+                                generation,
+                            },
                         }
                     }
                     None => Auth {
@@ -171,6 +192,71 @@ fn decode_basic(encoded: &str) -> Result<(String, String), ServerError> {
         .split_once(':')
         .ok_or_else(|| unauthorized("Basic credentials must be login:password"))?;
     Ok((login.to_owned(), password.to_owned()))
+}
+
+/// Sessions resolved recently (token → user and CSRF token), so that a browser's request
+/// costs one read of the change generation instead of the session, user and group reads.
+/// An entry counts while the generation it was read at is current — a logout, a session
+/// revoked by a password change, a change of the user's roles or groups, in any process,
+/// bumps it (triggers on `sessions` updates and deletes, `users`, `user_groups`) — and at
+/// most [`SESSION_CACHE_TTL`], which bounds how late an expiry is noticed.
+struct SessionCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, KnownSession>>,
+}
+
+struct KnownSession {
+    user: User,
+    csrf: String,
+    generation: i64,
+    until: std::time::Instant,
+}
+
+/// How long a resolved session is trusted without reading the database again.
+pub const SESSION_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+const SESSION_CACHE_MAX: usize = 10_000;
+
+impl SessionCache {
+    fn get() -> &'static SessionCache {
+        static CACHE: std::sync::OnceLock<SessionCache> = std::sync::OnceLock::new();
+        CACHE.get_or_init(|| SessionCache {
+            entries: std::sync::Mutex::default(),
+        })
+    }
+
+    fn lookup(&self, token: &str, generation: i64) -> Option<(User, String)> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(token)
+            .filter(|e| e.generation == generation && e.until > std::time::Instant::now())
+            .map(|e| (e.user.clone(), e.csrf.clone()))
+    }
+
+    fn remember(&self, token: &str, (user, csrf): &(User, String), generation: i64) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= SESSION_CACHE_MAX {
+                let now = std::time::Instant::now();
+                entries.retain(|_, e| e.until > now);
+                if entries.len() >= SESSION_CACHE_MAX {
+                    entries.clear();
+                }
+            }
+            entries.insert(
+                token.to_owned(),
+                KnownSession {
+                    user: user.clone(),
+                    csrf: csrf.clone(),
+                    generation,
+                    until: std::time::Instant::now() + SESSION_CACHE_TTL,
+                },
+            );
+        }
+    }
+
+    fn forget(&self, token: &str) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(token);
+        }
+    }
 }
 
 /// HTTP Basic credentials verified recently, so that a machine client sending them on
@@ -437,7 +523,7 @@ pub async fn logout(
     portal: web::Data<Portal>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ServerError> {
-    let Via::Session { csrf, token } = auth.via else {
+    let Via::Session { csrf, token, .. } = auth.via else {
         return Err(ServerError::BadRequest(
             "no session to end (send the session cookie)".into(),
         ));
@@ -450,7 +536,13 @@ pub async fn logout(
             )));
         }
     }
-    blocking(move || portal.db.write(|c| users::revoke_session(c, &token))).await?;
+    SessionCache::get().forget(&token);
+    crate::ui::forget_session(&token);
+    let t = token.clone();
+    blocking(move || portal.db.write(|c| users::revoke_session(c, &t))).await?;
+    // Forgotten again after the revocation committed: a request resolving the session
+    // meanwhile may have cached it.
+    SessionCache::get().forget(&token);
     let mut gone = Cookie::build(SESSION_COOKIE, "")
         .path("/")
         .http_only(true)

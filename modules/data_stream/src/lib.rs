@@ -207,6 +207,13 @@ pub fn module() -> Module {
                 )
                 .property(PropertyDef::new("version", PropertyType::String))
                 .workflow("validation_workflow")
+                .listbox_columns(&[
+                    "title",
+                    "reference",
+                    "owner",
+                    "validation_state",
+                    "modification_date",
+                ])
                 .method("getSize", |call: &mut Call<'_>| {
                     Ok(MethodOutput::Json(Value::from(size_of(
                         call.portal,

@@ -12,6 +12,13 @@ pub fn module() -> Module {
                 .property(PropertyDef::new("content_type", PropertyType::String).indexed())
                 .property(PropertyDef::new("width", PropertyType::Int))
                 .property(PropertyDef::new("height", PropertyType::Int))
-                .workflow("publication_workflow"),
+                .workflow("publication_workflow")
+                .listbox_columns(&[
+                    "title",
+                    "content_type",
+                    "owner",
+                    "publication_state",
+                    "modification_date",
+                ]),
         )
 }

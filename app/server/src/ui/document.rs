@@ -225,6 +225,33 @@ struct EditPage {
     serial: i64,
     error: String,
     conflict: String,
+    file: Option<FileSlot>,
+}
+
+/// The file a document holds, for types whose module serves its bytes over HTTP: the
+/// edit form offers an upload field (appending through the module's endpoint, with the
+/// session's CSRF token in the header), the view a download link.
+pub struct FileSlot {
+    /// Bytes held now.
+    size: u64,
+    /// `GET` (HTTP Range supported).
+    download: String,
+    /// `PUT` with `Content-Range: bytes <size>-<end>/<total>` appends.
+    upload: String,
+}
+
+/// The file of `doc`, when its type holds one: today the Data Stream (its bytes at
+/// `/api/v1/<path>/data`, see `ingest.rs`).
+fn file_of(portal: &Portal, doc: &Document) -> Result<Option<FileSlot>, ServerError> {
+    if doc.portal_type != wendelin_data_stream::DATA_STREAM {
+        return Ok(None);
+    }
+    let url = format!("/api/v1/{}/data", doc.path);
+    Ok(Some(FileSlot {
+        size: wendelin_data_stream::size_of(portal, doc)?,
+        download: url.clone(),
+        upload: url,
+    }))
 }
 
 fn editable(portal: &Portal, doc: &Document) -> Result<wendelin_core::PortalType, ServerError> {
@@ -263,6 +290,7 @@ pub fn edit_page(portal: &Portal, s: &Session, path: &str) -> Result<Out, Server
         serial: doc.serial,
         error: String::new(),
         conflict: String::new(),
+        file: file_of(portal, &doc)?,
     };
     Ok(Out::Page(StatusCode::OK, render(&page)?))
 }
@@ -294,6 +322,7 @@ pub fn edit_post(
             serial,
             error,
             conflict,
+            file: file_of(portal, &doc)?,
         };
         Ok(Out::Page(status, render(&page)?))
     };

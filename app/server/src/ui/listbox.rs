@@ -156,15 +156,28 @@ struct ListboxPage {
     sort_order: String,
 }
 
-/// The catalog keys a module's listbox shows: identity, the indexed properties and
-/// workflow states of the types it holds, and the modification date.
+/// The catalog keys a module's listbox shows: the columns its types declare
+/// (`PortalType::listbox_columns`, in order, without repeats); when none declares any,
+/// identity, the indexed properties and workflow states of the types it holds, and the
+/// modification date.
 fn column_keys(portal: &Portal, folder: &Document) -> Vec<String> {
     let registry = &portal.registry;
-    let mut keys: Vec<String> = vec!["title".into(), "id".into(), "reference".into()];
     let types: Vec<String> = registry
         .folder(&folder.id)
         .map(|f| f.allowed_content_types.clone())
         .unwrap_or_default();
+    let mut declared: Vec<String> = Vec::new();
+    for t in types.iter().filter_map(|t| registry.portal_type(t)) {
+        for key in &t.listbox_columns {
+            if !declared.contains(key) {
+                declared.push(key.clone());
+            }
+        }
+    }
+    if !declared.is_empty() {
+        return declared;
+    }
+    let mut keys: Vec<String> = vec!["title".into(), "id".into(), "reference".into()];
     let mut states = Vec::new();
     for t in types.iter().filter_map(|t| registry.portal_type(t)) {
         for p in t.properties.iter().filter(|p| p.indexed) {

@@ -10,6 +10,7 @@
 //! the JSON API. Forms that change data carry the session's CSRF token; pages never mark
 //! user data as safe (askama escapes everything).
 
+mod cache;
 mod document;
 mod form;
 mod listbox;
@@ -31,6 +32,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ui", web::get().to(redirect_home))
         .route("/ui/{tail:.*}", web::get().to(ui_get))
         .route("/ui/{tail:.*}", web::post().to(ui_post));
+}
+
+/// Drops the cached pages of a session (called at logout).
+pub fn forget_session(token: &str) {
+    cache::forget_session(token);
 }
 
 const FLASH_COOKIE: &str = "wendelin_flash";
@@ -82,6 +88,10 @@ pub struct Session {
     csrf: String,
     via_basic: bool,
     flash: Option<Flash>,
+    /// The session cookie's token ("" without a session): the page cache's key.
+    token: String,
+    /// The change generation read before the session was resolved (sessions only).
+    generation: Option<i64>,
 }
 
 impl Session {
@@ -180,6 +190,8 @@ pub enum Out {
     PageAt(StatusCode, String, String),
     /// A fragment for htmx (no layout).
     Fragment(String),
+    /// A page from (or just put in) the page cache.
+    Cached(cache::Page),
     /// POST-redirect-GET, with a message for the next page.
     Redirect(String, Option<Flash>),
 }
@@ -205,16 +217,22 @@ fn session_of(
         .and_then(|c| Flash::decode(c.value()));
     match auth {
         Ok(Auth { user, via }) if user.login.is_some() => {
-            let (csrf, via_basic) = match via {
-                Via::Session { csrf, .. } => (csrf, false),
-                Via::Basic => (String::new(), true),
-                Via::Token | Via::Anonymous => (String::new(), false),
+            let (csrf, via_basic, token, generation) = match via {
+                Via::Session {
+                    csrf,
+                    token,
+                    generation,
+                } => (csrf, false, token, Some(generation)),
+                Via::Basic => (String::new(), true, String::new(), None),
+                Via::Token | Via::Anonymous => (String::new(), false, String::new(), None),
             };
             Ok(Session {
                 user,
                 csrf,
                 via_basic,
                 flash,
+                token,
+                generation,
             })
         }
         Ok(_) | Err(ServerError::Core(CoreError::Unauthorized(_))) => {
@@ -259,11 +277,29 @@ async fn ui_get(
         Err(response) => return *response,
     };
     let (path, action) = split_action(&tail);
-    let query = form::Pairs::from_query(req.query_string());
+    let raw_query = req.query_string().to_owned();
+    let query = form::Pairs::from_query(&raw_query);
+    // Pages computed from the database alone (home, listbox without full-text search,
+    // document view), for a session without a message to show: served from the page
+    // cache while the change generation (read when the session was resolved) is
+    // unchanged (see `cache`) — without a trip to the blocking pool.
+    let cacheable = action.is_none()
+        && session.flash.is_none()
+        && query
+            .as_ref()
+            .is_ok_and(|q| q.get("q").is_none_or(|q| q.trim().is_empty()));
+    let mut keep = None;
+    if let Some(generation) = session.generation.filter(|_| cacheable) {
+        let key = cache::key(&session.token, &session.user, &path, &raw_query);
+        if let Some(page) = cache::lookup(&key, generation) {
+            return finish(Ok(Ok(Out::Cached(page))), &session);
+        }
+        keep = Some((key, generation));
+    }
     let s = session.clone();
     let result = web::block(move || -> Result<Out, ServerError> {
         let query = query?;
-        match action.as_deref() {
+        let out = match action.as_deref() {
             None if path.is_empty() => home(&portal, &s),
             None => {
                 let doc = portal.get(&s.user, &path)?;
@@ -283,7 +319,32 @@ async fn ui_get(
             Some(other) => Err(ServerError::Core(CoreError::NotFound(format!(
                 "no page '+{other}'"
             )))),
-        }
+        }?;
+        Ok(match (keep, out) {
+            (Some((key, generation)), Out::Page(status, body)) if status == StatusCode::OK => {
+                let page = cache::Page {
+                    generation,
+                    status,
+                    body: body.into(),
+                    url: None,
+                };
+                cache::store(key, page.clone());
+                Out::Cached(page)
+            }
+            (Some((key, generation)), Out::PageAt(status, body, url))
+                if status == StatusCode::OK =>
+            {
+                let page = cache::Page {
+                    generation,
+                    status,
+                    body: body.into(),
+                    url: Some(url),
+                };
+                cache::store(key, page.clone());
+                Out::Cached(page)
+            }
+            (_, out) => out,
+        })
     })
     .await;
     finish(result, &session)
@@ -347,6 +408,20 @@ fn finish(
             r
         }
         Ok(Out::Fragment(body)) => html(StatusCode::OK, body),
+        Ok(Out::Cached(page)) => {
+            let mut r = HttpResponse::build(page.status)
+                .content_type("text/html; charset=utf-8")
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .body(page.body);
+            if let Some(v) = page
+                .url
+                .and_then(|u| header::HeaderValue::from_str(&u).ok())
+            {
+                r.headers_mut()
+                    .insert(header::HeaderName::from_static("hx-push-url"), v);
+            }
+            r
+        }
         Ok(Out::Redirect(to, flash)) => {
             let mut r = HttpResponse::SeeOther();
             r.insert_header((header::LOCATION, to));

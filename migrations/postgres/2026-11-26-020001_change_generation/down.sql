@@ -1,0 +1,12 @@
+DROP TRIGGER change_generation_sessions ON sessions;
+DROP TRIGGER change_generation_documents ON documents;
+DROP TRIGGER change_generation_relations ON relations;
+DROP TRIGGER change_generation_local_roles ON local_roles;
+DROP TRIGGER change_generation_workflow_states ON workflow_states;
+DROP TRIGGER change_generation_workflow_history ON workflow_history;
+DROP TRIGGER change_generation_users ON users;
+DROP TRIGGER change_generation_user_groups ON user_groups;
+DROP TRIGGER change_generation_security_sets ON security_sets;
+DROP TRIGGER change_generation_security_set_principals ON security_set_principals;
+DROP FUNCTION change_generation_bump();
+DROP TABLE change_generation;
