@@ -18,7 +18,7 @@ rendered, the next ones may come from the page cache (pages are cached per sessi
 the database's change generation moves).
 Usage: python3 bench/ui.py [N]   (needs `cargo build --release -p wendelin-server` and wrk)
 """
-import json, os, re, subprocess, sys, tempfile, time, urllib.parse, urllib.request
+import json, os, re, shutil, subprocess, sys, tempfile, time, urllib.parse, urllib.request
 
 from harness import BIN, free_port, cli, post  # noqa: E402
 
@@ -128,6 +128,7 @@ def main():
     finally:
         server.terminate()
         server.wait()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":

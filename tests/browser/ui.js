@@ -172,6 +172,7 @@ async function main() {
     const upload = path.join(os.tmpdir(), "wendelin-upload-" + process.pid + ".csv");
     fs.writeFileSync(upload, "pressure,1.5\npressure,1.7\n");
     await page.setInputFiles("#upload-file", upload);
+    await shot(page, "05a-edit-upload");
     await page.click(".upload button");
     await page.waitForURL(BASE + "/ui/data_stream_module/2/+module");
     fs.unlinkSync(upload);

@@ -1,6 +1,7 @@
 //! The admin UI over plain HTTP (what needs no browser): login redirects, escaping of
 //! titles on every page, CSRF on every form post, error pages, validation and conflicts,
-//! cache-busted static files. The browser walkthrough is in `browser.rs`.
+//! cache-busted static files, the page cache (never stale, never shared, across two
+//! processes), listbox columns declared by the type, the upload field. The browser walkthrough is in `browser.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::json;
