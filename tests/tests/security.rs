@@ -194,14 +194,65 @@ fn sessions_csrf_and_logout() {
     let page = server.anon("GET", "/login?came_from=//evil.example", None);
     assert!(page.text.contains("name=\"password\""));
     assert!(!page.text.contains("evil.example"));
+    // Login CSRF: the form carries a token that must match the browser's login cookie.
+    let token = page
+        .text
+        .split("name=\"login_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let login_cookie = page.set_cookie.clone().unwrap();
+    assert!(
+        login_cookie.starts_with("wendelin_login="),
+        "{login_cookie}"
+    );
+    assert!(login_cookie.contains("HttpOnly") && login_cookie.contains("SameSite=Strict"));
+    let login_cookie = login_cookie.split(';').next().unwrap().to_owned();
+    let body = format!(
+        "login=alice&password=alice-password-1&came_from=%2Fdata_stream_module&login_token={token}"
+    );
+    // Another site's form has no login cookie (or a token of its own): refused, no session.
+    for (cookie, body) in [
+        (None, body.clone()),
+        (Some(login_cookie.as_str()), body.replace(&token, "forged")),
+    ] {
+        let headers: Vec<(&str, &str)> = cookie.iter().map(|c| ("cookie", *c)).collect();
+        let r = request_raw(
+            "POST",
+            &server.url("/login"),
+            "application/x-www-form-urlencoded",
+            body.as_bytes(),
+            &headers,
+        );
+        assert_eq!(r.status, 403, "{}", r.text);
+        assert!(
+            r.text.contains("expired or was sent from another site"),
+            "{}",
+            r.text
+        );
+        assert!(!r
+            .set_cookie
+            .unwrap_or_default()
+            .contains("wendelin_session"));
+    }
+    // Nor may a text/plain form smuggle a JSON body.
+    let r = request_raw(
+        "POST",
+        &server.url("/login"),
+        "text/plain",
+        br#"{"login":"alice","password":"alice-password-1","came_from":"=x"}"#,
+        &[],
+    );
+    assert_eq!(r.status, 415, "{}", r.text);
     let r = request_raw(
         "POST",
         &server.url("/login"),
         "application/x-www-form-urlencoded",
-        b"login=alice&password=alice-password-1&came_from=%2Fdata_stream_module",
-        &[],
+        body.as_bytes(),
+        &[("cookie", login_cookie.as_str())],
     );
-    assert_eq!(r.status, 303);
+    assert_eq!(r.status, 303, "{}", r.text);
     assert_eq!(r.location.as_deref(), Some("/data_stream_module"));
 }
 

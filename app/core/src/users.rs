@@ -70,7 +70,7 @@ pub fn generate_password() -> String {
 }
 
 /// 256 random bits as 64 hex digits.
-fn random_token() -> String {
+pub fn random_token() -> String {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()

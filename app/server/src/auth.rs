@@ -22,6 +22,9 @@ use crate::error::ServerError;
 pub const SESSION_COOKIE: &str = "wendelin_session";
 /// Header carrying the CSRF token on cookie-authenticated API writes.
 pub const CSRF_HEADER: &str = "x-csrf-token";
+/// Binds a login form to the browser that fetched it (against login CSRF: another site
+/// cannot read it, and a SameSite=Strict cookie is not sent with its cross-site posts).
+pub const LOGIN_COOKIE: &str = "wendelin_login";
 
 /// How the request was authenticated.
 #[derive(Debug, Clone)]
@@ -57,6 +60,13 @@ fn client_address(req: &HttpRequest) -> String {
     req.peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_else(|| "unknown".into())
+}
+
+fn is_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"))
 }
 
 fn is_form(req: &HttpRequest) -> bool {
@@ -375,6 +385,8 @@ pub struct LoginForm {
     password: String,
     /// Where a browser goes after logging in (a local path).
     came_from: Option<String>,
+    /// A form's copy of the login cookie ([`LOGIN_COOKIE`]).
+    login_token: Option<String>,
 }
 
 /// The logout form: its CSRF token.
@@ -413,10 +425,45 @@ fn safe_redirect(came_from: Option<&str>) -> String {
 struct LoginPage<'a> {
     came_from: &'a str,
     message: &'a str,
+    login_token: &'a str,
+}
+
+/// The login form, with a fresh login token in a hidden field and in [`LOGIN_COOKIE`].
+fn login_form(
+    config: &Config,
+    req: &HttpRequest,
+    status: actix_web::http::StatusCode,
+    came_from: &str,
+    message: &str,
+) -> Result<HttpResponse, ServerError> {
+    let token = users::random_token();
+    let page = LoginPage {
+        came_from,
+        message,
+        login_token: &token,
+    }
+    .render()
+    .map_err(|e| ServerError::Internal(format!("login page: {e}")))?;
+    let secure = config.cookie_secure || req.connection_info().scheme() == "https";
+    let cookie = Cookie::build(LOGIN_COOKIE, token)
+        .path("/login")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure)
+        .max_age(actix_web::cookie::time::Duration::hours(12))
+        .finish();
+    Ok(HttpResponse::build(status)
+        .cookie(cookie)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .content_type("text/html; charset=utf-8")
+        .body(page))
 }
 
 /// `GET /login`: the login form.
-pub async fn login_page(req: HttpRequest) -> Result<HttpResponse, ServerError> {
+pub async fn login_page(
+    req: HttpRequest,
+    config: web::Data<Config>,
+) -> Result<HttpResponse, ServerError> {
     let query =
         web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
             .map(|q| q.into_inner())
@@ -426,15 +473,13 @@ pub async fn login_page(req: HttpRequest) -> Result<HttpResponse, ServerError> {
         Some(p) => safe_redirect(Some(p)),
         None => "/ui/".to_owned(),
     };
-    let page = LoginPage {
-        came_from: &came_from,
-        message: "",
-    }
-    .render()
-    .map_err(|e| ServerError::Internal(format!("login page: {e}")))?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(page))
+    login_form(
+        &config,
+        &req,
+        actix_web::http::StatusCode::OK,
+        &came_from,
+        "",
+    )
 }
 
 /// `POST /login` with JSON `{login, password}` or a form: opens a session.
@@ -447,10 +492,33 @@ pub async fn login(
     let form = is_form(&req);
     let creds: LoginForm = if form {
         serde_urlencoded_form(&body)?
-    } else {
+    } else if is_json(&req) {
         serde_json::from_slice(&body)
             .map_err(|e| ServerError::BadRequest(format!("bad login body: {e}")))?
+    } else {
+        // A text/plain form can carry a JSON-looking body: only real JSON is JSON.
+        return Err(ServerError::Unsupported(
+            "log in with a form or with Content-Type: application/json".into(),
+        ));
     };
+    if form {
+        let cookie = req.cookie(LOGIN_COOKIE);
+        let fresh = match (&creds.login_token, &cookie) {
+            (Some(t), Some(c)) => !t.is_empty() && t.as_str() == c.value(),
+            _ => false,
+        };
+        if !fresh {
+            tracing::info!(login = %creds.login, "form login without a matching login token");
+            let came_from = safe_redirect(creds.came_from.as_deref());
+            return login_form(
+                &config,
+                &req,
+                actix_web::http::StatusCode::FORBIDDEN,
+                &came_from,
+                "This login form has expired or was sent from another site: please log in again.",
+            );
+        }
+    }
     let address = client_address(&req);
     let came_from = creds.came_from.clone();
     let ttl = chrono::Duration::hours(config.session_ttl_hours.into());
@@ -467,7 +535,7 @@ pub async fn login(
         Ok(ok) => ok,
         Err(e) if form => {
             tracing::info!(%login, "login refused");
-            return login_form_error(&e, came_from);
+            return login_form_error(&config, &req, &e, came_from);
         }
         Err(e) => return Err(e),
     };
@@ -489,6 +557,8 @@ pub async fn login(
 }
 
 fn login_form_error(
+    config: &Config,
+    req: &HttpRequest,
     e: &ServerError,
     came_from: Option<String>,
 ) -> Result<HttpResponse, ServerError> {
@@ -498,15 +568,7 @@ fn login_form_error(
         _ => "wrong login or password".to_owned(),
     };
     let came_from = safe_redirect(came_from.as_deref());
-    let page = LoginPage {
-        came_from: &came_from,
-        message: &message,
-    }
-    .render()
-    .map_err(|e| ServerError::Internal(format!("login page: {e}")))?;
-    Ok(HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .body(page))
+    login_form(config, req, status, &came_from, &message)
 }
 
 fn serde_urlencoded_form<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ServerError> {
