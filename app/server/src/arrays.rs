@@ -193,17 +193,34 @@ fn produce_read(
     tx: &mpsc::Sender<Result<Bytes, ServerError>>,
 ) {
     let send = |item| tx.blocking_send(item).is_ok();
-    let prepared = arrays::for_read(portal, user, path).and_then(|dir| {
-        // No lock: appends never change what a reader of the old shape sees, and each
-        // chunk is replaced whole.
-        let array = DataArray::open(&dir)?;
-        let region = Region::parse(text, array.shape())?;
-        Ok((array, region))
-    });
-    let (array, region) = match prepared {
-        Ok(x) => x,
+    let dir = match arrays::for_read(portal, user, path) {
+        Ok(dir) => dir,
         Err(e) => {
             send(Err(e.into()));
+            return;
+        }
+    };
+    // Under the shared lock for the whole read: a region write spanning several chunks is
+    // seen whole or not at all (a slow client holds writers back meanwhile).
+    let outcome = DataArray::with_reader(&dir, |array| {
+        stream_region(array, text, path, &send);
+        Ok(())
+    });
+    if let Err(e) = outcome {
+        send(Err(array_err(e)));
+    }
+}
+
+fn stream_region(
+    array: &DataArray,
+    text: &str,
+    path: &str,
+    send: &dyn Fn(Result<Bytes, ServerError>) -> bool,
+) {
+    let region = match Region::parse(text, array.shape()) {
+        Ok(r) => r,
+        Err(e) => {
+            send(Err(array_err(e)));
             return;
         }
     };
@@ -293,7 +310,8 @@ async fn zarr_key(
     let user = auth.user;
     let found = run(move || {
         let dir = arrays::for_read(&portal, &user, &path)?;
-        DataArray::store_key(&dir, &key)
+        DataArray::recover_if_needed(&dir)
+            .and_then(|()| DataArray::store_key(&dir, &key))
             .map(|bytes| bytes.map(|b| (key.ends_with(".json"), b)))
             .map_err(array_err)
     })
