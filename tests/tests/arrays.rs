@@ -405,7 +405,7 @@ fn a_crash_inside_a_multi_chunk_write_leaves_the_old_or_the_new_region_whole() {
     );
     // Region 4:60 spans 8 chunks, two of them partly.
     let r = post_npy(&server, &path, "write?region=4:60", &uniform_f64(56, 1.0));
-    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.status, 204, "{}", r.text);
     let expect = |v: f64| -> Vec<f64> {
         (0..64)
             .map(|i| if (4..60).contains(&i) { v } else { 0.0 })
@@ -437,7 +437,7 @@ fn a_crash_inside_a_multi_chunk_write_leaves_the_old_or_the_new_region_whole() {
     }
     // Writes keep working after recovery.
     let r = post_npy(&server, &path, "write?region=0:64", &uniform_f64(64, 4.0));
-    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.status, 204, "{}", r.text);
     assert_eq!(as_f64(&read_all(&server, &path, "").2), vec![4.0; 64]);
 }
 
@@ -450,7 +450,7 @@ fn a_reader_during_big_region_writes_sees_the_old_or_the_new_region_never_a_mix(
         json!({"dtype": "float64", "shape": [n], "chunk_shape": [1024], "codec": "none"}),
     );
     let r = post_npy(&server, &path, "write?region=0:65536", &uniform_f64(n, 0.0));
-    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.status, 204, "{}", r.text);
     let url = server.url(&format!("/api/v1/{path}/write?region=0:65536"));
     let token = server.manager_token.clone();
     let writes = 30;
@@ -872,7 +872,7 @@ fn zarr_python_reads_the_served_store_and_the_server_reads_zarr_python_arrays() 
         "write?region=20:70",
         &npy("<f8", &[50, 5], &data[20 * 40..70 * 40]),
     );
-    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.status, 204, "{}", r.text);
     let (_, meta) = get_bytes(&server, &format!("/api/v1/{sharded}/zarr/zarr.json"));
     let meta: Value = serde_json::from_slice(&meta).unwrap();
     assert_eq!(meta["codecs"][0]["name"], "sharding_indexed", "{meta}");

@@ -301,10 +301,16 @@ async fn reduce(
 /// `GET …/zarr/{key}`: one key of the Zarr store (`zarr.json`, `c/0/1`, …); a missing key
 /// is 404, which Zarr readers take as "fill value".
 async fn zarr_key(
+    req: HttpRequest,
     portal: web::Data<Portal>,
     params: web::Path<(String, String)>,
     auth: Auth,
 ) -> Result<HttpResponse, ServerError> {
+    let range = req
+        .headers()
+        .get(actix_web::http::header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let (id, key) = params.into_inner();
     let path = doc_path(&id);
     let user = auth.user;
@@ -316,6 +322,30 @@ async fn zarr_key(
             .map_err(array_err)
     })
     .await?;
+    if let (Some(range), Some((_, bytes))) = (range.as_deref(), found.as_ref()) {
+        // Sharded arrays are read by byte ranges (the shard index is a suffix range).
+        let total = bytes.len() as u64;
+        match byte_range(range, total) {
+            Some(Some((start, end))) => {
+                let (s, e) = (
+                    usize::try_from(start).unwrap_or(0),
+                    usize::try_from(end).unwrap_or(0),
+                );
+                return Ok(HttpResponse::PartialContent()
+                    .content_type("application/octet-stream")
+                    .insert_header(("Content-Range", format!("bytes {start}-{}/{total}", end - 1)))
+                    .insert_header(("Accept-Ranges", "bytes"))
+                    .body(bytes[s..e].to_vec()));
+            }
+            Some(None) => {
+                return Ok(HttpResponse::RangeNotSatisfiable()
+                    .insert_header(("Content-Range", format!("bytes */{total}")))
+                    .body(format!("range '{range}' is outside this key of {total} bytes")));
+            }
+            // Not a single byte range: the whole key, as HTTP allows.
+            None => {}
+        }
+    }
     match found {
         Some((true, bytes)) => Ok(HttpResponse::Ok()
             .content_type("application/json")
@@ -327,4 +357,28 @@ async fn zarr_key(
             "no such key in this Zarr store".into(),
         ))),
     }
+}
+
+/// A single `bytes=` range of a key of `total` bytes as `start..end`: `None` when the
+/// header is not one byte range (served whole), `Some(None)` when it is unsatisfiable.
+fn byte_range(header: &str, total: u64) -> Option<Option<(u64, u64)>> {
+    let spec = header.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (a, b) = (a.trim(), b.trim());
+    let range = if a.is_empty() {
+        let n: u64 = b.parse().ok()?;
+        (total.saturating_sub(n), total)
+    } else {
+        let start: u64 = a.parse().ok()?;
+        let end = if b.is_empty() {
+            total
+        } else {
+            b.parse::<u64>().ok()?.saturating_add(1).min(total)
+        };
+        (start, end)
+    };
+    Some((range.0 < range.1).then_some(range))
 }
