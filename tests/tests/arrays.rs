@@ -424,16 +424,29 @@ fn a_crash_inside_a_multi_chunk_write_leaves_the_old_or_the_new_region_whole() {
             .set("authorization", &format!("Bearer {}", server.manager_token))
             .set("content-type", "application/x-npy")
             .send_bytes(&uniform_f64(56, value));
-        assert!(crashed.is_err(), "{stage}: the server should have died mid-write");
+        assert!(
+            crashed.is_err(),
+            "{stage}: the server should have died mid-write"
+        );
         // The journal is on disk: the crash really happened inside the transaction.
-        assert!(!journals(dir.path()).is_empty(), "{stage}: no journal left by the crash");
+        assert!(
+            !journals(dir.path()).is_empty(),
+            "{stage}: no journal left by the crash"
+        );
 
         server.extra_env.clear();
         server.kill_and_restart();
         let (_, shape, data) = read_all(&server, &path, "");
         assert_eq!(shape, vec![64]);
-        assert_eq!(as_f64(&data), expect(after), "{stage}: mixed or wrong region");
-        assert!(journals(dir.path()).is_empty(), "{stage}: journal not cleaned");
+        assert_eq!(
+            as_f64(&data),
+            expect(after),
+            "{stage}: mixed or wrong region"
+        );
+        assert!(
+            journals(dir.path()).is_empty(),
+            "{stage}: journal not cleaned"
+        );
     }
     // Writes keep working after recovery.
     let r = post_npy(&server, &path, "write?region=0:64", &uniform_f64(64, 4.0));
@@ -862,9 +875,19 @@ fn zarr_python_reads_the_served_store_and_the_server_reads_zarr_python_arrays() 
         .flat_map(|i| (f64::from(i) * 0.5).to_le_bytes())
         .collect();
     post_npy(&server, &path, "append", &npy("<f8", &[100, 5], &data));
-    let r = post_npy(&server, &sharded, "append", &npy("<f8", &[60, 5], &data[..60 * 40]));
+    let r = post_npy(
+        &server,
+        &sharded,
+        "append",
+        &npy("<f8", &[60, 5], &data[..60 * 40]),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
-    let r = post_npy(&server, &sharded, "append", &npy("<f8", &[40, 5], &data[60 * 40..]));
+    let r = post_npy(
+        &server,
+        &sharded,
+        "append",
+        &npy("<f8", &[40, 5], &data[60 * 40..]),
+    );
     assert_eq!(r.json()["shape"], json!([100, 5]));
     let r = post_npy(
         &server,
@@ -876,7 +899,10 @@ fn zarr_python_reads_the_served_store_and_the_server_reads_zarr_python_arrays() 
     let (_, meta) = get_bytes(&server, &format!("/api/v1/{sharded}/zarr/zarr.json"));
     let meta: Value = serde_json::from_slice(&meta).unwrap();
     assert_eq!(meta["codecs"][0]["name"], "sharding_indexed", "{meta}");
-    assert_eq!(meta["chunk_grid"]["configuration"]["chunk_shape"], json!([32, 5]));
+    assert_eq!(
+        meta["chunk_grid"]["configuration"]["chunk_shape"],
+        json!([32, 5])
+    );
     let script = r#"
 import sys, zarr, numpy as np
 from zarr.storage import FsspecStore

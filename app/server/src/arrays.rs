@@ -333,14 +333,19 @@ async fn zarr_key(
                 );
                 return Ok(HttpResponse::PartialContent()
                     .content_type("application/octet-stream")
-                    .insert_header(("Content-Range", format!("bytes {start}-{}/{total}", end - 1)))
+                    .insert_header((
+                        "Content-Range",
+                        format!("bytes {start}-{}/{total}", end - 1),
+                    ))
                     .insert_header(("Accept-Ranges", "bytes"))
                     .body(bytes[s..e].to_vec()));
             }
             Some(None) => {
                 return Ok(HttpResponse::RangeNotSatisfiable()
                     .insert_header(("Content-Range", format!("bytes */{total}")))
-                    .body(format!("range '{range}' is outside this key of {total} bytes")));
+                    .body(format!(
+                        "range '{range}' is outside this key of {total} bytes"
+                    )));
             }
             // Not a single byte range: the whole key, as HTTP allows.
             None => {}
