@@ -366,6 +366,137 @@ fn kill_9_during_appends_leaves_a_whole_prefix_of_them() {
     }
 }
 
+/// `n` float64 elements all equal to `v`, as `.npy`.
+fn uniform_f64(n: usize, v: f64) -> Vec<u8> {
+    let data: Vec<u8> = (0..n).flat_map(|_| v.to_le_bytes()).collect();
+    npy("<f8", &[n as u64], &data)
+}
+
+fn as_f64(data: &[u8]) -> Vec<f64> {
+    data.chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+/// Any journal directory left under `root` (there must be none once an array is opened).
+fn journals(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n == ".txn") {
+                    found.push(p.clone());
+                }
+                todo.push(p);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_crash_inside_a_multi_chunk_write_leaves_the_old_or_the_new_region_whole() {
+    let (dir, mut server) = server();
+    let path = create(
+        &server,
+        json!({"dtype": "float64", "shape": [64], "chunk_shape": [8], "codec": "none"}),
+    );
+    // Region 4:60 spans 8 chunks, two of them partly.
+    let r = post_npy(&server, &path, "write?region=4:60", &uniform_f64(56, 1.0));
+    assert_eq!(r.status, 204, "{}", r.text);
+    let expect = |v: f64| -> Vec<f64> {
+        (0..64)
+            .map(|i| if (4..60).contains(&i) { v } else { 0.0 })
+            .collect()
+    };
+    assert_eq!(as_f64(&read_all(&server, &path, "").2), expect(1.0));
+
+    // (stage, value the region must hold after the restart)
+    for (stage, value, after) in [("staged", 2.0, 1.0), ("applying", 3.0, 3.0)] {
+        server.extra_env.clear();
+        server
+            .extra_env
+            .push(("WENDELIN_TEST_CRASH_IN_ARRAY_TXN".into(), stage.into()));
+        server.kill_and_restart();
+        let crashed = ureq::post(&server.url(&format!("/api/v1/{path}/write?region=4:60")))
+            .set("authorization", &format!("Bearer {}", server.manager_token))
+            .set("content-type", "application/x-npy")
+            .send_bytes(&uniform_f64(56, value));
+        assert!(
+            crashed.is_err(),
+            "{stage}: the server should have died mid-write"
+        );
+        // The journal is on disk: the crash really happened inside the transaction.
+        assert!(
+            !journals(dir.path()).is_empty(),
+            "{stage}: no journal left by the crash"
+        );
+
+        server.extra_env.clear();
+        server.kill_and_restart();
+        let (_, shape, data) = read_all(&server, &path, "");
+        assert_eq!(shape, vec![64]);
+        assert_eq!(
+            as_f64(&data),
+            expect(after),
+            "{stage}: mixed or wrong region"
+        );
+        assert!(
+            journals(dir.path()).is_empty(),
+            "{stage}: journal not cleaned"
+        );
+    }
+    // Writes keep working after recovery.
+    let r = post_npy(&server, &path, "write?region=0:64", &uniform_f64(64, 4.0));
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(as_f64(&read_all(&server, &path, "").2), vec![4.0; 64]);
+}
+
+#[test]
+fn a_reader_during_big_region_writes_sees_the_old_or_the_new_region_never_a_mix() {
+    let (_dir, server) = server();
+    let n = 64 * 1024;
+    let path = create(
+        &server,
+        json!({"dtype": "float64", "shape": [n], "chunk_shape": [1024], "codec": "none"}),
+    );
+    let r = post_npy(&server, &path, "write?region=0:65536", &uniform_f64(n, 0.0));
+    assert_eq!(r.status, 204, "{}", r.text);
+    let url = server.url(&format!("/api/v1/{path}/write?region=0:65536"));
+    let token = server.manager_token.clone();
+    let writes = 30;
+    let writer = std::thread::spawn(move || {
+        for k in 1..=writes {
+            let r = ureq::post(&url)
+                .set("authorization", &format!("Bearer {token}"))
+                .set("content-type", "application/x-npy")
+                .send_bytes(&uniform_f64(n, f64::from(k)));
+            assert!(r.is_ok(), "write {k} failed");
+        }
+    });
+    let mut seen = std::collections::BTreeSet::new();
+    let mut reads = 0;
+    while !writer.is_finished() || reads == 0 {
+        let (_, _, data) = read_all(&server, &path, "");
+        let values = as_f64(&data);
+        assert_eq!(values.len(), n);
+        assert!(
+            values.iter().all(|v| *v == values[0]),
+            "read {reads} mixes two writes: first {}, others {:?}",
+            values[0],
+            values.iter().find(|v| **v != values[0])
+        );
+        seen.insert(values[0] as u64);
+        reads += 1;
+    }
+    writer.join().unwrap();
+    let (_, _, data) = read_all(&server, &path, "");
+    assert_eq!(as_f64(&data), vec![f64::from(writes); n]);
+    eprintln!("{reads} reads saw {} distinct states", seen.len());
+}
+
 /// Reference statistics computed plainly here.
 fn reference(values: &[f64], op: &str) -> f64 {
     let n = values.len() as f64;
@@ -733,38 +864,77 @@ fn zarr_python_reads_the_served_store_and_the_server_reads_zarr_python_arrays() 
         &server,
         json!({"dtype": "float64", "shape": [0, 5], "chunk_shape": [16, 5], "codec": "zstd"}),
     );
+    // The same data in a sharded array: chunks of 8 rows inside shards of 32 rows, filled
+    // by two appends and a region write across shards (the journalled path).
+    let sharded = create(
+        &server,
+        json!({"dtype": "float64", "shape": [0, 5], "chunk_shape": [8, 5],
+               "shard_shape": [32, 5], "codec": "zstd"}),
+    );
     let data: Vec<u8> = (0..100 * 5)
         .flat_map(|i| (f64::from(i) * 0.5).to_le_bytes())
         .collect();
     post_npy(&server, &path, "append", &npy("<f8", &[100, 5], &data));
+    let r = post_npy(
+        &server,
+        &sharded,
+        "append",
+        &npy("<f8", &[60, 5], &data[..60 * 40]),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = post_npy(
+        &server,
+        &sharded,
+        "append",
+        &npy("<f8", &[40, 5], &data[60 * 40..]),
+    );
+    assert_eq!(r.json()["shape"], json!([100, 5]));
+    let r = post_npy(
+        &server,
+        &sharded,
+        "write?region=20:70",
+        &npy("<f8", &[50, 5], &data[20 * 40..70 * 40]),
+    );
+    assert_eq!(r.status, 204, "{}", r.text);
+    let (_, meta) = get_bytes(&server, &format!("/api/v1/{sharded}/zarr/zarr.json"));
+    let meta: Value = serde_json::from_slice(&meta).unwrap();
+    assert_eq!(meta["codecs"][0]["name"], "sharding_indexed", "{meta}");
+    assert_eq!(
+        meta["chunk_grid"]["configuration"]["chunk_shape"],
+        json!([32, 5])
+    );
     let script = r#"
 import sys, zarr, numpy as np
 from zarr.storage import FsspecStore
-url, token = sys.argv[1], sys.argv[2]
+url, token, shards = sys.argv[1], sys.argv[2], sys.argv[3]
 store = FsspecStore.from_url(url, storage_options={"headers": {"Authorization": "Bearer " + token}}, read_only=True)
 a = zarr.open_array(store=store, mode="r")
 expected = (np.arange(500, dtype="float64") * 0.5).reshape(100, 5)
 assert a.shape == (100, 5), a.shape
 assert a.dtype == np.float64, a.dtype
+assert str(a.shards) == shards, (a.shards, shards)
 assert np.array_equal(a[:], expected)
 assert np.array_equal(a[17:63:3, 2], expected[17:63:3, 2])
 print("mean", float(a[:].mean()))
 "#;
-    let out = Command::new(&py)
-        .args([
-            "-c",
-            script,
-            &server.url(&format!("/api/v1/{path}/zarr")),
-            &server.manager_token,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "zarr-python over HTTP failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("mean 124.75"));
+    for (array, shards) in [(&path, "None"), (&sharded, "(32, 5)")] {
+        let out = Command::new(&py)
+            .args([
+                "-c",
+                script,
+                &server.url(&format!("/api/v1/{array}/zarr")),
+                &server.manager_token,
+                shards,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "zarr-python over HTTP failed on {array}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("mean 124.75"));
+    }
 
     // 2. An array written by zarr-python on disk, imported, read by the server.
     let zdir = dir.path().join("from_python.zarr");

@@ -193,17 +193,34 @@ fn produce_read(
     tx: &mpsc::Sender<Result<Bytes, ServerError>>,
 ) {
     let send = |item| tx.blocking_send(item).is_ok();
-    let prepared = arrays::for_read(portal, user, path).and_then(|dir| {
-        // No lock: appends never change what a reader of the old shape sees, and each
-        // chunk is replaced whole.
-        let array = DataArray::open(&dir)?;
-        let region = Region::parse(text, array.shape())?;
-        Ok((array, region))
-    });
-    let (array, region) = match prepared {
-        Ok(x) => x,
+    let dir = match arrays::for_read(portal, user, path) {
+        Ok(dir) => dir,
         Err(e) => {
             send(Err(e.into()));
+            return;
+        }
+    };
+    // Under the shared lock for the whole read: a region write spanning several chunks is
+    // seen whole or not at all (a slow client holds writers back meanwhile).
+    let outcome = DataArray::with_reader(&dir, |array| {
+        stream_region(array, text, path, &send);
+        Ok(())
+    });
+    if let Err(e) = outcome {
+        send(Err(array_err(e)));
+    }
+}
+
+fn stream_region(
+    array: &DataArray,
+    text: &str,
+    path: &str,
+    send: &dyn Fn(Result<Bytes, ServerError>) -> bool,
+) {
+    let region = match Region::parse(text, array.shape()) {
+        Ok(r) => r,
+        Err(e) => {
+            send(Err(array_err(e)));
             return;
         }
     };
@@ -284,20 +301,56 @@ async fn reduce(
 /// `GET …/zarr/{key}`: one key of the Zarr store (`zarr.json`, `c/0/1`, …); a missing key
 /// is 404, which Zarr readers take as "fill value".
 async fn zarr_key(
+    req: HttpRequest,
     portal: web::Data<Portal>,
     params: web::Path<(String, String)>,
     auth: Auth,
 ) -> Result<HttpResponse, ServerError> {
+    let range = req
+        .headers()
+        .get(actix_web::http::header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let (id, key) = params.into_inner();
     let path = doc_path(&id);
     let user = auth.user;
     let found = run(move || {
         let dir = arrays::for_read(&portal, &user, &path)?;
-        DataArray::store_key(&dir, &key)
+        DataArray::recover_if_needed(&dir)
+            .and_then(|()| DataArray::store_key(&dir, &key))
             .map(|bytes| bytes.map(|b| (key.ends_with(".json"), b)))
             .map_err(array_err)
     })
     .await?;
+    if let (Some(range), Some((_, bytes))) = (range.as_deref(), found.as_ref()) {
+        // Sharded arrays are read by byte ranges (the shard index is a suffix range).
+        let total = bytes.len() as u64;
+        match byte_range(range, total) {
+            Some(Some((start, end))) => {
+                let (s, e) = (
+                    usize::try_from(start).unwrap_or(0),
+                    usize::try_from(end).unwrap_or(0),
+                );
+                return Ok(HttpResponse::PartialContent()
+                    .content_type("application/octet-stream")
+                    .insert_header((
+                        "Content-Range",
+                        format!("bytes {start}-{}/{total}", end - 1),
+                    ))
+                    .insert_header(("Accept-Ranges", "bytes"))
+                    .body(bytes[s..e].to_vec()));
+            }
+            Some(None) => {
+                return Ok(HttpResponse::RangeNotSatisfiable()
+                    .insert_header(("Content-Range", format!("bytes */{total}")))
+                    .body(format!(
+                        "range '{range}' is outside this key of {total} bytes"
+                    )));
+            }
+            // Not a single byte range: the whole key, as HTTP allows.
+            None => {}
+        }
+    }
     match found {
         Some((true, bytes)) => Ok(HttpResponse::Ok()
             .content_type("application/json")
@@ -309,4 +362,28 @@ async fn zarr_key(
             "no such key in this Zarr store".into(),
         ))),
     }
+}
+
+/// A single `bytes=` range of a key of `total` bytes as `start..end`: `None` when the
+/// header is not one byte range (served whole), `Some(None)` when it is unsatisfiable.
+fn byte_range(header: &str, total: u64) -> Option<Option<(u64, u64)>> {
+    let spec = header.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (a, b) = (a.trim(), b.trim());
+    let range = if a.is_empty() {
+        let n: u64 = b.parse().ok()?;
+        (total.saturating_sub(n), total)
+    } else {
+        let start: u64 = a.parse().ok()?;
+        let end = if b.is_empty() {
+            total
+        } else {
+            b.parse::<u64>().ok()?.saturating_add(1).min(total)
+        };
+        (start, end)
+    };
+    Some((range.0 < range.1).then_some(range))
 }

@@ -58,6 +58,7 @@ pub fn module() -> Module {
                         .describe("shape at creation; the current shape is the Zarr metadata's (getShape)"),
                 )
                 .property(PropertyDef::new("chunk_shape", PropertyType::Json).describe("chunk shape; default about 1 MiB per chunk"))
+                .property(PropertyDef::new("shard_shape", PropertyType::Json).describe("optional: group chunks into shards of this shape (a multiple of chunk_shape), one file per shard"))
                 .property(PropertyDef::new("codec", PropertyType::String).describe("chunk compression: none (default) or zstd"))
                 .property(PropertyDef::new("fill_value", PropertyType::Json).describe("Zarr v3 fill value; default 0"))
                 .property(PropertyDef::new("dimension_names", PropertyType::Json))
@@ -205,6 +206,7 @@ pub fn create_options(doc: &Document) -> CoreResult<CreateOptions> {
         dtype,
         shape: list("shape")?.unwrap_or_else(|| vec![0]),
         chunk_shape: list("chunk_shape")?,
+        shard_shape: list("shard_shape")?,
         codec: Codec::parse(codec.as_ref().and_then(Value::as_str).unwrap_or("none"))?,
         fill_value: prop("fill_value")?,
         dimension_names: prop("dimension_names")?

@@ -180,26 +180,19 @@ impl Acc {
         acc
     }
 
-    /// Count and sum only (for `sum` and `mean`) of little-endian `f64` bytes, over eight
-    /// independent lanes so the additions pipeline and vectorise.
+    /// Count and sum only (for `sum` and `mean`), over eight independent lanes so the
+    /// additions pipeline and vectorise.
     #[allow(clippy::cast_precision_loss)]
-    fn of_sum(raw: &[u8]) -> Acc {
+    fn of_sum(values: &[f64]) -> Acc {
         let mut lanes = [0.0f64; 8];
-        let mut blocks = raw.chunks_exact(64);
+        let mut blocks = values.chunks_exact(8);
         for block in &mut blocks {
-            for (lane, c) in lanes.iter_mut().zip(block.chunks_exact(8)) {
-                let mut a = [0u8; 8];
-                a.copy_from_slice(c);
-                *lane += f64::from_le_bytes(a);
+            for (lane, x) in lanes.iter_mut().zip(block) {
+                *lane += x;
             }
         }
-        let mut sum: f64 = lanes.iter().sum();
-        for c in blocks.remainder().chunks_exact(8) {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(c);
-            sum += f64::from_le_bytes(a);
-        }
-        let n = (raw.len() / 8) as u64;
+        let sum: f64 = lanes.iter().sum::<f64>() + blocks.remainder().iter().sum::<f64>();
+        let n = values.len() as u64;
         if n == 0 {
             return Acc::EMPTY;
         }
@@ -269,6 +262,9 @@ fn nan_max(a: f64, b: f64) -> f64 {
         a.max(b)
     }
 }
+
+/// How many chunks past its current one a worker asks the kernel to read ahead.
+const PREFETCH_CHUNKS: usize = 2;
 
 /// Bytes of one per-output-element accumulator.
 const ACC_BYTES: u64 = std::mem::size_of::<Acc>() as u64;
@@ -354,43 +350,58 @@ pub fn reduce(
     let out_size =
         usize::try_from(out_len).map_err(|_| ArrayError::BadRequest("result too large".into()))?;
 
+    // Unencoded chunks are mapped, not read: their bytes stay in the page cache and the
+    // sums read them there (the warm case costs no copy). Each worker asks the kernel to
+    // read ahead the chunks it will take next, so a cold disk stays busy while it sums.
+    let mapped = array.raw_codecs()?;
+    let sum_only = axis_dim.is_none() && dtype == Dtype::F64 && matches!(op, Op::Sum | Op::Mean);
     let accs: Vec<Acc> = pool.install(|| {
         boxes
             .par_iter()
+            .enumerate()
             .try_fold(
-                || (vec![Acc::EMPTY; out_size], Vec::new()),
-                |(mut accs, mut buf), b| -> ArrayResult<(Vec<Acc>, Vec<u8>)> {
-                    let sum_only = axis_dim.is_none()
-                        && dtype == Dtype::F64
-                        && matches!(op, Op::Sum | Op::Mean);
-                    if sum_only {
-                        // Stored bytes as they are when the chunk is not encoded.
-                        if array.raw_chunk_into(b, &mut buf)? {
-                            accs[0] = accs[0].merge(Acc::of_sum(&buf));
-                            return Ok((accs, buf));
+                || vec![Acc::EMPTY; out_size],
+                |mut accs, (i, b)| -> ArrayResult<Vec<Acc>> {
+                    let map = if mapped {
+                        for next in boxes.iter().skip(i + 1).take(PREFETCH_CHUNKS) {
+                            array.prefetch_raw_chunk(next);
                         }
-                    }
-                    let raw = array.read_box(b)?;
-                    if sum_only {
-                        accs[0] = accs[0].merge(Acc::of_sum(&raw));
-                        return Ok((accs, buf));
-                    }
+                        array.map_raw_chunk(b)?
+                    } else {
+                        None
+                    };
+                    let read;
+                    let raw: &[u8] = if let Some(map) = &map {
+                        map
+                    } else {
+                        read = array.read_box(b)?;
+                        &read
+                    };
                     if axis_dim.is_none() && dtype == Dtype::F64 {
-                        // The common case without a second copy of the chunk.
+                        // Aligned when mapped (page boundaries); a copied chunk is read
+                        // element by element otherwise.
+                        if let Ok(values) = bytemuck::try_cast_slice::<u8, f64>(raw) {
+                            accs[0] = accs[0].merge(if sum_only {
+                                Acc::of_sum(values)
+                            } else {
+                                Acc::of(values.iter().copied(), pred.as_ref())
+                            });
+                            return Ok(accs);
+                        }
                         let values = raw.chunks_exact(8).map(|c| {
                             let mut a = [0u8; 8];
                             a.copy_from_slice(c);
                             f64::from_le_bytes(a)
                         });
                         accs[0] = accs[0].merge(Acc::of(values, pred.as_ref()));
-                        return Ok((accs, buf));
+                        return Ok(accs);
                     }
                     let mut values = Vec::with_capacity(raw.len() / dtype.size());
-                    dtype.extend_f64(&raw, &mut values);
-                    drop(raw);
+                    dtype.extend_f64(raw, &mut values);
+                    drop(map);
                     if axis_dim.is_none() {
                         accs[0] = accs[0].merge(Acc::of(values.iter().copied(), pred.as_ref()));
-                        return Ok((accs, buf));
+                        return Ok(accs);
                     }
                     let shape: Vec<u64> = b.iter().map(|r| r.end - r.start).collect();
                     let base: u64 = b
@@ -407,10 +418,9 @@ pub fn reduce(
                         k += 1;
                         Ok(())
                     })?;
-                    Ok((accs, buf))
+                    Ok(accs)
                 },
             )
-            .map(|r| r.map(|(accs, _)| accs))
             .try_reduce(
                 || vec![Acc::EMPTY; out_size],
                 |a, b| Ok(a.into_iter().zip(b).map(|(x, y)| x.merge(y)).collect()),
