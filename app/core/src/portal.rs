@@ -296,11 +296,22 @@ impl Portal {
         }))
     }
 
-    /// Searches the catalog; only what `user` may View is returned and counted.
+    /// Searches the catalog; only what `user` may View is returned and counted (exactly).
     pub fn search(
         &self,
         user: &User,
         search: &crate::catalog::Search,
+    ) -> CoreResult<crate::catalog::SearchResult> {
+        self.search_counted(user, search, crate::catalog::Count::Exact)
+    }
+
+    /// [`Portal::search`], counting the matches or not: with [`crate::catalog::Count::None`]
+    /// a caller who wants only the page does not pay for counting every match.
+    pub fn search_counted(
+        &self,
+        user: &User,
+        search: &crate::catalog::Search,
+        count: crate::catalog::Count,
     ) -> CoreResult<crate::catalog::SearchResult> {
         self.db.snapshot(|c| {
             crate::catalog::search(
@@ -309,6 +320,7 @@ impl Portal {
                 self.fulltext(),
                 &user.principals(),
                 search,
+                count,
             )
         })
     }
