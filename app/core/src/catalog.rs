@@ -213,6 +213,30 @@ pub fn reindex_all(conn: &mut DbConnection, registry: &Registry) -> CoreResult<u
     Ok(uids.len())
 }
 
+/// Every document's uid, in uid order (`wendelin reindex` walks them in chunks).
+pub fn document_uids(conn: &mut DbConnection) -> CoreResult<Vec<i64>> {
+    use crate::schema::documents;
+    Ok(documents::table
+        .select(documents::uid)
+        .order(documents::uid.asc())
+        .load(conn)?)
+}
+
+/// Recomputes the security set and rewrites the catalog columns of these documents; a
+/// document whose set changes is queued for the full-text index.
+pub fn reindex_documents(
+    conn: &mut DbConnection,
+    registry: &Registry,
+    uids: &[i64],
+) -> CoreResult<()> {
+    for uid in uids {
+        let doc = document::get_by_uid(conn, *uid)?;
+        crate::security::update_viewers(conn, registry, &doc)?;
+        index_document(conn, registry, &doc)?;
+    }
+    Ok(())
+}
+
 /// One value bound into a catalog statement.
 #[derive(Debug, Clone)]
 pub(crate) enum Bind {

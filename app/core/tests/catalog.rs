@@ -385,6 +385,39 @@ fn edits_and_reindex_keep_the_catalog_true(backend: &str, url: &str) {
         .1,
         1
     );
+    // `wendelin reindex` recomputes a lost security set and catalog column.
+    let set = portal
+        .db
+        .read(|c| wendelin_core::security::security_set_of(c, doc.uid))
+        .unwrap();
+    assert!(set > 0);
+    portal
+        .db
+        .write(|c| {
+            use diesel::connection::SimpleConnection;
+            c.batch_execute(&format!(
+                "UPDATE documents SET security_set = 0, p_size = NULL WHERE uid = {}",
+                doc.uid
+            ))?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(search(&portal, &sys, "size:4", "", 10, 0).1, 0);
+    let uids = portal
+        .db
+        .read(wendelin_core::catalog::document_uids)
+        .unwrap();
+    assert!(uids.contains(&doc.uid));
+    portal
+        .db
+        .write(|c| wendelin_core::catalog::reindex_documents(c, &portal.registry, &uids))
+        .unwrap();
+    let again = portal
+        .db
+        .read(|c| wendelin_core::security::security_set_of(c, doc.uid))
+        .unwrap();
+    assert_eq!(again, set, "{backend}");
+    assert_eq!(search(&portal, &sys, "size:4", "", 10, 0).1, 1);
     portal.delete(&sys, &doc.path, None).unwrap();
     assert_eq!(search(&portal, &sys, "size:4", "", 10, 0).1, 0);
 }
