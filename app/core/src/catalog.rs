@@ -253,45 +253,50 @@ pub(crate) struct Statement {
     pub(crate) binds: Vec<Bind>,
 }
 
+/// A statement ready to run, its binds attached.
+pub(crate) type BoundQuery =
+    diesel::query_builder::BoxedSqlQuery<'static, MultiBackend, diesel::query_builder::SqlQuery>;
+
 impl Statement {
-    pub(crate) fn run(
-        &self,
-        conn: &mut DbConnection,
-    ) -> CoreResult<
-        diesel::query_builder::BoxedSqlQuery<
-            'static,
-            MultiBackend,
-            diesel::query_builder::SqlQuery,
-        >,
-    > {
-        let sql = match conn {
-            DbConnection::Sqlite(_) => self.sql.clone(),
-            DbConnection::Postgres(_) => {
-                let mut out = String::with_capacity(self.sql.len() + 8);
-                let mut n = 0;
-                for ch in self.sql.chars() {
-                    if ch == '?' {
-                        n += 1;
-                        out.push_str(&format!("${n}"));
-                    } else {
-                        out.push(ch);
-                    }
-                }
-                out
-            }
-        };
-        let mut q = diesel::sql_query(sql).into_boxed::<MultiBackend>();
-        for b in &self.binds {
-            q = match b.clone() {
-                Bind::Text(v) => q.bind::<Nullable<Text>, _>(v),
-                Bind::Int(v) => q.bind::<Nullable<BigInt>, _>(v),
-                Bind::Float(v) => q.bind::<Nullable<Double>, _>(v),
-                Bind::Bool(v) => q.bind::<Nullable<Bool>, _>(v),
-                Bind::Timestamp(v) => q.bind::<Timestamp, _>(v),
-            };
-        }
-        Ok(q)
+    pub(crate) fn run(&self, conn: &mut DbConnection) -> CoreResult<BoundQuery> {
+        Ok(build(conn, &self.sql, self.binds.iter().cloned()))
     }
+
+    /// [`Statement::run`], moving the binds instead of copying them (bulk inserts).
+    pub(crate) fn into_query(self, conn: &mut DbConnection) -> CoreResult<BoundQuery> {
+        Ok(build(conn, &self.sql, self.binds.into_iter()))
+    }
+}
+
+fn build(conn: &DbConnection, sql: &str, binds: impl Iterator<Item = Bind>) -> BoundQuery {
+    let sql = match conn {
+        DbConnection::Sqlite(_) => sql.to_owned(),
+        DbConnection::Postgres(_) => {
+            let mut out = String::with_capacity(sql.len() + 8);
+            let mut n = 0;
+            for ch in sql.chars() {
+                if ch == '?' {
+                    n += 1;
+                    out.push('$');
+                    out.push_str(&n.to_string());
+                } else {
+                    out.push(ch);
+                }
+            }
+            out
+        }
+    };
+    let mut q = diesel::sql_query(sql).into_boxed::<MultiBackend>();
+    for b in binds {
+        q = match b {
+            Bind::Text(v) => q.bind::<Nullable<Text>, _>(v),
+            Bind::Int(v) => q.bind::<Nullable<BigInt>, _>(v),
+            Bind::Float(v) => q.bind::<Nullable<Double>, _>(v),
+            Bind::Bool(v) => q.bind::<Nullable<Bool>, _>(v),
+            Bind::Timestamp(v) => q.bind::<Timestamp, _>(v),
+        };
+    }
+    q
 }
 
 fn property_bind(kind: Kind, value: Option<&serde_json::Value>) -> Bind {
