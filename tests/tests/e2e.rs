@@ -377,6 +377,28 @@ fn catalog_queries_over_http() {
     assert_eq!(r["total"], 2);
     assert_eq!(r["items"][0]["title"], "Pump sensor");
     assert_eq!(r["items"][1]["title"], "Boiler sensor");
+    assert_eq!(r["more"], false);
+    // count=none: the same page, no total, and whether more matches follow.
+    let r = server
+        .req("GET", &format!("{q}&count=none&limit=1"), None)
+        .json();
+    assert_eq!(r["total"], serde_json::Value::Null, "{r}");
+    assert_eq!(r["more"], true);
+    assert_eq!(r["items"][0]["title"], "Pump sensor");
+    let r = server
+        .req("GET", &format!("{q}&count=none&limit=1&offset=1"), None)
+        .json();
+    assert_eq!(
+        (r["more"].as_bool(), r["items"][0]["title"].as_str()),
+        (Some(false), Some("Boiler sensor"))
+    );
+    let bad = server.req("GET", &format!("{q}&count=maybe"), None);
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.error_message().contains("count must be exact or none"),
+        "{}",
+        bad.text
+    );
     // Full-text terms go to the index, which sees a committed change within a second.
     let started = std::time::Instant::now();
     let r = loop {

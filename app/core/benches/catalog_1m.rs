@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use wendelin_core::catalog::Search;
+use wendelin_core::catalog::{Count, Search};
 use wendelin_core::{
     Module, NewDocument, Portal, PortalType, PropertyDef, PropertyType, Registry, User,
 };
@@ -132,6 +132,11 @@ fn main() {
         .map(|m| m.len())
         .unwrap_or(0);
     println!("documents: {n}");
+    if std::env::var_os("CATALOG_BENCH_KEEP").is_some() {
+        // Keep the database for EXPLAIN QUERY PLAN and the like.
+        println!("database kept in {}", dir.path().display());
+        std::mem::forget(dir);
+    }
     println!(
         "bulk load (SQL: documents, catalog columns, workflow states, roles, security sets, outbox): {:.1} s = {:.0} docs/s",
         sql_time.as_secs_f64(),
@@ -148,9 +153,9 @@ fn main() {
     println!("| query (Portal::search) | rounds | p50 | p99 | max | total matches (last) |");
     println!("|---|---|---|---|---|---|");
 
-    let run = |user: &User, query: String, sort_on: &str, limit: i64| {
+    let search = |user: &User, query: String, sort_on: &str, limit: i64, count: Count| {
         portal
-            .search(
+            .search_counted(
                 user,
                 &Search {
                     query,
@@ -158,9 +163,19 @@ fn main() {
                     limit,
                     offset: 0,
                 },
+                count,
             )
             .unwrap()
-            .total
+    };
+    // The page alone (no count): "total" is then the page's size.
+    let page = |user: &User, query: String, sort_on: &str, limit: i64| {
+        search(user, query, sort_on, limit, Count::None)
+            .documents
+            .len() as i64
+    };
+    // The page with the exact count, as the UI asks for it.
+    let run = |user: &User, query: String, sort_on: &str, limit: i64| {
+        search(user, query, sort_on, limit, Count::Exact).total
     };
     let rounds = 200;
     let mut q = Rng(42);
@@ -173,8 +188,20 @@ fn main() {
     ] {
         measure(
             &format!(
-                "structured, {name}: site + size range, sort modification_date desc, limit 50"
+                "structured page, {name}: site + size range, sort modification_date desc, limit 50"
             ),
+            rounds,
+            |i| {
+                page(
+                    user,
+                    format!("site:hall{} AND size:>=500", sites[i]),
+                    "modification_date desc",
+                    50,
+                )
+            },
+        );
+        measure(
+            &format!("exact count (+ page), {name}: site + size range"),
             rounds,
             |i| {
                 run(
@@ -193,8 +220,20 @@ fn main() {
     ] {
         measure(
             &format!(
-                "structured, {name}: state + size range, sort modification_date desc, limit 50"
+                "structured page, {name}: state + size range, sort modification_date desc, limit 50"
             ),
+            rounds,
+            |_| {
+                page(
+                    user,
+                    "validation_state:draft AND size:>=500".into(),
+                    "modification_date desc",
+                    50,
+                )
+            },
+        );
+        measure(
+            &format!("exact count (+ page), {name}: state + size range"),
             rounds,
             |_| {
                 run(
@@ -208,9 +247,9 @@ fn main() {
     }
     for (name, user) in [("manager", &manager), ("bob (10%)", &bob)] {
         measure(
-            &format!("structured, {name}: portal_type, sort title, limit 50"),
+            &format!("structured page, {name}: portal_type, sort title, limit 50"),
             rounds,
-            |_| run(user, "portal_type:Sensor".into(), "title", 50),
+            |_| page(user, "portal_type:Sensor".into(), "title", 50),
         );
     }
     for (name, user) in [

@@ -287,7 +287,7 @@ fn insert_documents(
             binds,
         };
         let created = st
-            .run(conn)?
+            .into_query(conn)?
             .load::<Created>(conn)
             .map_err(|e| CoreError::from_write(e, what))?;
         uid_of.extend(created.into_iter().map(|c| (c.id, c.uid)));
@@ -369,7 +369,7 @@ fn insert_rows(
             ),
             binds: part.iter().flatten().cloned().collect(),
         }
-        .run(conn)?
+        .into_query(conn)?
         .execute(conn)?;
     }
     Ok(())

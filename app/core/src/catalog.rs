@@ -175,16 +175,26 @@ pub fn ensure_columns(conn: &mut DbConnection, registry: &Registry) -> CoreResul
         .collect();
     let mut added = false;
     for c in schema.properties.values().chain(schema.workflows.values()) {
-        if existing.contains(&c.sql) {
-            continue;
+        if !existing.contains(&c.sql) {
+            conn.batch_execute(&format!(
+                "ALTER TABLE documents ADD COLUMN {col} {ty};",
+                col = c.sql,
+                ty = sql_type(c.kind)
+            ))?;
+            tracing::info!(column = %c.sql, "catalog column added");
+            added = true;
         }
+        // One index per column, on (column, modification_date, uid, security_set): it
+        // serves a filter on the column and, under an equality, the usual listing order
+        // (newest first, ties by uid) without sorting the matches; the View filter is
+        // checked from the index entry, so rows the caller may not see cost no table read.
+        // It replaces the single-column index of earlier versions.
         conn.batch_execute(&format!(
-            "ALTER TABLE documents ADD COLUMN {col} {ty}; CREATE INDEX documents_{col} ON documents ({col});",
+            "CREATE INDEX IF NOT EXISTS {index} ON documents ({col}, modification_date, uid, security_set); \
+             DROP INDEX IF EXISTS documents_{col};",
+            index = sort_index_name(&c.sql),
             col = c.sql,
-            ty = sql_type(c.kind)
         ))?;
-        tracing::info!(column = %c.sql, "catalog column added");
-        added = true;
     }
     if added {
         reindex_all(conn, registry)?;
@@ -203,6 +213,30 @@ pub fn reindex_all(conn: &mut DbConnection, registry: &Registry) -> CoreResult<u
     Ok(uids.len())
 }
 
+/// Every document's uid, in uid order (`wendelin reindex` walks them in chunks).
+pub fn document_uids(conn: &mut DbConnection) -> CoreResult<Vec<i64>> {
+    use crate::schema::documents;
+    Ok(documents::table
+        .select(documents::uid)
+        .order(documents::uid.asc())
+        .load(conn)?)
+}
+
+/// Recomputes the security set and rewrites the catalog columns of these documents; a
+/// document whose set changes is queued for the full-text index.
+pub fn reindex_documents(
+    conn: &mut DbConnection,
+    registry: &Registry,
+    uids: &[i64],
+) -> CoreResult<()> {
+    for uid in uids {
+        let doc = document::get_by_uid(conn, *uid)?;
+        crate::security::update_viewers(conn, registry, &doc)?;
+        index_document(conn, registry, &doc)?;
+    }
+    Ok(())
+}
+
 /// One value bound into a catalog statement.
 #[derive(Debug, Clone)]
 pub(crate) enum Bind {
@@ -219,45 +253,50 @@ pub(crate) struct Statement {
     pub(crate) binds: Vec<Bind>,
 }
 
+/// A statement ready to run, its binds attached.
+pub(crate) type BoundQuery =
+    diesel::query_builder::BoxedSqlQuery<'static, MultiBackend, diesel::query_builder::SqlQuery>;
+
 impl Statement {
-    pub(crate) fn run(
-        &self,
-        conn: &mut DbConnection,
-    ) -> CoreResult<
-        diesel::query_builder::BoxedSqlQuery<
-            'static,
-            MultiBackend,
-            diesel::query_builder::SqlQuery,
-        >,
-    > {
-        let sql = match conn {
-            DbConnection::Sqlite(_) => self.sql.clone(),
-            DbConnection::Postgres(_) => {
-                let mut out = String::with_capacity(self.sql.len() + 8);
-                let mut n = 0;
-                for ch in self.sql.chars() {
-                    if ch == '?' {
-                        n += 1;
-                        out.push_str(&format!("${n}"));
-                    } else {
-                        out.push(ch);
-                    }
-                }
-                out
-            }
-        };
-        let mut q = diesel::sql_query(sql).into_boxed::<MultiBackend>();
-        for b in &self.binds {
-            q = match b.clone() {
-                Bind::Text(v) => q.bind::<Nullable<Text>, _>(v),
-                Bind::Int(v) => q.bind::<Nullable<BigInt>, _>(v),
-                Bind::Float(v) => q.bind::<Nullable<Double>, _>(v),
-                Bind::Bool(v) => q.bind::<Nullable<Bool>, _>(v),
-                Bind::Timestamp(v) => q.bind::<Timestamp, _>(v),
-            };
-        }
-        Ok(q)
+    pub(crate) fn run(&self, conn: &mut DbConnection) -> CoreResult<BoundQuery> {
+        Ok(build(conn, &self.sql, self.binds.iter().cloned()))
     }
+
+    /// [`Statement::run`], moving the binds instead of copying them (bulk inserts).
+    pub(crate) fn into_query(self, conn: &mut DbConnection) -> CoreResult<BoundQuery> {
+        Ok(build(conn, &self.sql, self.binds.into_iter()))
+    }
+}
+
+fn build(conn: &DbConnection, sql: &str, binds: impl Iterator<Item = Bind>) -> BoundQuery {
+    let sql = match conn {
+        DbConnection::Sqlite(_) => sql.to_owned(),
+        DbConnection::Postgres(_) => {
+            let mut out = String::with_capacity(sql.len() + 8);
+            let mut n = 0;
+            for ch in sql.chars() {
+                if ch == '?' {
+                    n += 1;
+                    out.push('$');
+                    out.push_str(&n.to_string());
+                } else {
+                    out.push(ch);
+                }
+            }
+            out
+        }
+    };
+    let mut q = diesel::sql_query(sql).into_boxed::<MultiBackend>();
+    for b in binds {
+        q = match b {
+            Bind::Text(v) => q.bind::<Nullable<Text>, _>(v),
+            Bind::Int(v) => q.bind::<Nullable<BigInt>, _>(v),
+            Bind::Float(v) => q.bind::<Nullable<Double>, _>(v),
+            Bind::Bool(v) => q.bind::<Nullable<Bool>, _>(v),
+            Bind::Timestamp(v) => q.bind::<Timestamp, _>(v),
+        };
+    }
+    q
 }
 
 fn property_bind(kind: Kind, value: Option<&serde_json::Value>) -> Bind {
@@ -338,13 +377,55 @@ pub struct Search {
     pub offset: i64,
 }
 
+/// Whether a search counts its matches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Count {
+    /// The exact number of matches the caller may View (what `total` says).
+    #[default]
+    Exact,
+    /// No count: only the page, and whether more matches follow it. A filter matching
+    /// half a million documents costs its page (a few rows), not its count.
+    None,
+}
+
+impl std::str::FromStr for Count {
+    type Err = CoreError;
+    fn from_str(s: &str) -> CoreResult<Count> {
+        match s {
+            "exact" => Ok(Count::Exact),
+            "none" => Ok(Count::None),
+            other => Err(CoreError::BadRequest(format!(
+                "count must be exact or none, not '{other}'"
+            ))),
+        }
+    }
+}
+
 /// A page of results with the exact count of everything that matched.
 #[derive(Debug)]
 pub struct SearchResult {
     /// The page.
     pub documents: Vec<Document>,
-    /// Every match the caller may View.
+    /// Every match the caller may View, with [`Count::Exact`]; with [`Count::None`] a
+    /// lower bound: the offset plus the page, plus one when more matches follow.
     pub total: i64,
+    /// Whether `total` is exact.
+    pub exact: bool,
+    /// Whether matches follow this page.
+    pub more: bool,
+}
+
+impl SearchResult {
+    fn counted(documents: Vec<Document>, total: i64, offset: i64) -> SearchResult {
+        let more =
+            offset.saturating_add(i64::try_from(documents.len()).unwrap_or(i64::MAX)) < total;
+        SearchResult {
+            documents,
+            total,
+            exact: true,
+            more,
+        }
+    }
 }
 
 fn literal(c: &Column, value: &str) -> CoreResult<Bind> {
@@ -506,6 +587,11 @@ fn order_by(schema: &CatalogSchema, sort_on: &str) -> CoreResult<String> {
     Ok(parts.join(", "))
 }
 
+/// The name of a catalog column's (column, modification_date, uid, security_set) index.
+fn sort_index_name(column: &str) -> String {
+    format!("documents_{column}_listing")
+}
+
 /// The index whose order serves the first key of `sort_on`, if it has one.
 fn sort_index(schema: &CatalogSchema, sort_on: &str) -> Option<String> {
     let first = sort_on.split(',').next()?.split_whitespace().next()?;
@@ -513,9 +599,31 @@ fn sort_index(schema: &CatalogSchema, sort_on: &str) -> Option<String> {
     let indexed = matches!(
         sql.as_str(),
         "modification_date" | "creation_date" | "title" | "owner" | "module" | "portal_type"
-    ) || sql.starts_with("p_")
-        || sql.starts_with("s_");
+    );
+    if sql.starts_with("p_") || sql.starts_with("s_") {
+        return Some(sort_index_name(sql));
+    }
     indexed.then(|| format!("documents_{sql}"))
+}
+
+/// Catalog columns (`p_*`, `s_*`) that the whole query requires to equal one value: their
+/// (column, modification_date) index walks exactly the candidates, newest first.
+fn equality_columns(schema: &CatalogSchema, expr: Option<&Expr>) -> Vec<String> {
+    let items: Vec<&Expr> = match expr {
+        None => Vec::new(),
+        Some(Expr::And(items)) => items.iter().collect(),
+        Some(e) => vec![e],
+    };
+    items
+        .into_iter()
+        .filter_map(|e| match e {
+            Expr::Compare {
+                key, op: Op::Eq, ..
+            } => schema.column(key).ok().map(|c| c.sql.clone()),
+            _ => None,
+        })
+        .filter(|sql| sql.starts_with("p_") || sql.starts_with("s_"))
+        .collect()
 }
 
 #[derive(QueryableByName)]
@@ -596,6 +704,7 @@ pub fn search(
     fulltext: Option<&crate::fulltext::FullText>,
     principals: &[String],
     s: &Search,
+    count_mode: Count,
 ) -> CoreResult<SearchResult> {
     let schema = registry.catalog();
     let mut binds = Vec::new();
@@ -612,14 +721,16 @@ pub fn search(
     } else {
         None
     };
+    let equalities = equality_columns(schema, structured.as_ref());
     if let Some(expr) = structured {
         clauses.push(compile(schema, &expr, &mut binds)?);
     }
     let visible = crate::security::Visible::for_principals(conn, principals)?;
-    // The full-text index filters by principals, unless the caller may see every set.
-    let ft_principals = match visible {
+    // The full-text index filters by the same security sets, unless the caller may see
+    // every set.
+    let ft_sets = match &visible {
         crate::security::Visible::All => None,
-        crate::security::Visible::Sets(_) => Some(principals),
+        crate::security::Visible::Sets(sets) => Some(sets.as_slice()),
     };
     if let (Some(ft), false, 1, "") = (fulltext, words.is_empty(), clauses.len(), s.sort_on.trim())
     {
@@ -628,7 +739,7 @@ pub fn search(
         // the index may lag a just-committed change by up to a second.
         let offset = usize::try_from(s.offset).unwrap_or(0);
         let want = offset.saturating_add(usize::try_from(s.limit).unwrap_or(0));
-        let (mut hits, count) = ft.search(&words.join(" "), ft_principals, want)?;
+        let (mut hits, count) = ft.search(&words.join(" "), ft_sets, want)?;
         // Equal scores in uid order, as on the other path (stable across index rebuilds).
         hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let page: Vec<i64> = hits.into_iter().skip(offset).map(|(uid, _)| uid).collect();
@@ -653,14 +764,15 @@ pub fn search(
             .collect()
         };
         let page: Vec<i64> = page.into_iter().filter(|u| allowed.contains(u)).collect();
-        return Ok(SearchResult {
-            documents: document::get_many(conn, &page)?,
-            total: i64::try_from(count).unwrap_or(i64::MAX),
-        });
+        return Ok(SearchResult::counted(
+            document::get_many(conn, &page)?,
+            i64::try_from(count).unwrap_or(i64::MAX),
+            s.offset,
+        ));
     }
     let mut scores: BTreeMap<i64, f32> = BTreeMap::new();
     if let (Some(ft), false) = (fulltext, words.is_empty()) {
-        let (hits, count) = ft.search(&words.join(" "), ft_principals, MAX_FULLTEXT_MATCHES)?;
+        let (hits, count) = ft.search(&words.join(" "), ft_sets, MAX_FULLTEXT_MATCHES)?;
         if count > hits.len() {
             return Err(CoreError::BadRequest(format!(
                 "the words '{}' match {count} documents, more than {MAX_FULLTEXT_MATCHES}: add words or filters",
@@ -684,6 +796,7 @@ pub fn search(
     }
     clauses.push(visible.sql());
     let filter = clauses.join(" AND ");
+    let cheap_count = counters.is_some();
     let count = match counters {
         // Filters the counters table can answer: add up its rows, in the same snapshot.
         Some(filters) => {
@@ -732,27 +845,69 @@ pub fn search(
             .saturating_add(usize::try_from(s.limit).unwrap_or(0))
             .min(uids.len());
         let documents = document::get_many(conn, &uids[start..end])?;
-        return Ok(SearchResult { documents, total });
+        return Ok(SearchResult::counted(documents, total, s.offset));
     }
-    let total = count.run(conn)?.get_result::<CountRow>(conn)?.n;
-    let mut page_binds = binds;
-    page_binds.push(Bind::Int(Some(s.limit)));
-    page_binds.push(Bind::Int(Some(s.offset)));
-    // SQLite's planner prefers an index on an equality filter, even one that matches most
-    // rows, and then sorts every match. When the exact count says matches are dense (at
-    // least one in 200), walking the sort key's index finds a page after a few thousand
-    // rows: make it do so.
-    let mut hint = String::new();
-    if let (DbConnection::Sqlite(_), Some(index)) = (&*conn, sort_index(schema, &s.sort_on)) {
-        let all = Statement {
-            sql: "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM catalog_counts".into(),
-            binds: Vec::new(),
+    // Counts from the counters table cost a few rows: always taken (they also tell the
+    // planner below how dense the matches are).
+    let total = match (count_mode, cheap_count) {
+        (Count::Exact, _) | (Count::None, true) => {
+            Some(count.run(conn)?.get_result::<CountRow>(conn)?.n)
         }
-        .run(conn)?
-        .get_result::<CountRow>(conn)?
-        .n;
-        if total >= 1_000 && total.saturating_mul(200) >= all {
-            hint = format!(" INDEXED BY {index}");
+        (Count::None, false) => None,
+    };
+    let mut page_binds = binds;
+    // Without a count, one row more than the page says whether more follow.
+    let fetch = match total {
+        Some(_) => s.limit,
+        None => s.limit.saturating_add(1),
+    };
+    page_binds.push(Bind::Int(Some(fetch)));
+    page_binds.push(Bind::Int(Some(s.offset)));
+    // The page's plan, on SQLite (PostgreSQL plans from its own statistics):
+    // - sorted newest first with an equality on a catalog column: walk that column's
+    //   (column, modification_date) index, already in order, checking the other filters
+    //   row by row; this never reads more than the equality's own matches, and stops after
+    //   the page when matches are dense;
+    // - otherwise SQLite prefers an index on a filter, even one matching most rows, and
+    //   then sorts every match. When matches are dense (at least one in 200, from the
+    //   exact count, or from a count capped at that density), walking the sort key's index
+    //   finds a page after a few thousand rows: make it do so.
+    let mut hint = String::new();
+    let first_sort = s
+        .sort_on
+        .split(',')
+        .next()
+        .and_then(|k| k.split_whitespace().next())
+        .unwrap_or_default();
+    if let DbConnection::Sqlite(_) = conn {
+        if let (Some(column), "modification_date", true) =
+            (equalities.first(), first_sort, words.is_empty())
+        {
+            hint = format!(" INDEXED BY {}", sort_index_name(column));
+        } else if let Some(index) = sort_index(schema, &s.sort_on) {
+            let all = Statement {
+                sql: "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM catalog_counts".into(),
+                binds: Vec::new(),
+            }
+            .run(conn)?
+            .get_result::<CountRow>(conn)?
+            .n;
+            let wanted = (all / 200).max(1_000);
+            let matches = match total {
+                Some(total) => total,
+                None => Statement {
+                    sql: format!(
+                        "SELECT COUNT(*) AS n FROM (SELECT 1 FROM documents WHERE {filter} LIMIT {wanted}) AS capped"
+                    ),
+                    binds: page_binds[..page_binds.len() - 2].to_vec(),
+                }
+                .run(conn)?
+                .get_result::<CountRow>(conn)?
+                .n,
+            };
+            if matches >= wanted {
+                hint = format!(" INDEXED BY {index}");
+            }
         }
     }
     let page = Statement {
@@ -762,12 +917,28 @@ pub fn search(
         ),
         binds: page_binds,
     };
-    let uids: Vec<i64> = page
+    let mut uids: Vec<i64> = page
         .run(conn)?
         .load::<UidRow>(conn)?
         .into_iter()
         .map(|r| r.uid)
         .collect();
+    let limit = usize::try_from(s.limit).unwrap_or(0);
+    let more = uids.len() > limit;
+    uids.truncate(limit);
     let documents = document::get_many(conn, &uids)?;
-    Ok(SearchResult { documents, total })
+    Ok(match total {
+        Some(total) => SearchResult::counted(documents, total, s.offset),
+        None => {
+            let seen = s
+                .offset
+                .saturating_add(i64::try_from(documents.len()).unwrap_or(i64::MAX));
+            SearchResult {
+                documents,
+                total: seen.saturating_add(i64::from(more)),
+                exact: false,
+                more,
+            }
+        }
+    })
 }

@@ -70,6 +70,9 @@ const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NO
      PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA cache_size = -32768; \
      PRAGMA mmap_size = 1073741824; PRAGMA temp_store = MEMORY;";
 
+/// The usual page cache size (as in [`SQLITE_PRAGMAS`]), restored after a bulk load.
+pub(crate) const SQLITE_CACHE_SIZE: &str = "PRAGMA cache_size = -32768";
+
 #[derive(Debug)]
 struct Pragmas;
 

@@ -18,17 +18,15 @@ use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use tantivy::collector::{Count, TopDocs};
-use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, TermQuery};
-use tantivy::schema::{
-    Field, IndexRecordOption, Schema, Value as _, FAST, INDEXED, STORED, STRING, TEXT,
-};
+use tantivy::collector::{Count, FilterCollector, TopDocs};
+use tantivy::query::QueryParser;
+use tantivy::schema::{Field, Schema, Value as _, FAST, INDEXED, STORED, TEXT};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use crate::db::{Database, DbConnection};
 use crate::document;
 use crate::error::{CoreError, CoreResult};
-use crate::schema::{fulltext_outbox, security_set_principals};
+use crate::schema::fulltext_outbox;
 use crate::types::{Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
 
 /// Documents taken from the outbox per commit at most.
@@ -43,7 +41,7 @@ struct Fields {
     reference: Field,
     description: Field,
     body: Field,
-    viewers: Field,
+    security_set: Field,
 }
 
 fn schema() -> (Schema, Fields) {
@@ -54,7 +52,9 @@ fn schema() -> (Schema, Fields) {
         reference: b.add_text_field("reference", TEXT),
         description: b.add_text_field("description", TEXT),
         body: b.add_text_field("body", TEXT),
-        viewers: b.add_text_field("viewers", STRING),
+        // The document's security set: searches keep the matches whose set the caller
+        // may View (a fast-field filter on each match, whatever the number of sets).
+        security_set: b.add_u64_field("security_set", FAST),
     };
     (b.build(), fields)
 }
@@ -206,12 +206,13 @@ impl FullText {
         Ok(())
     }
 
-    /// Documents matching `text` that one of `principals` may View (all of them with
-    /// `None`): (uid, score) best first, at most `limit`, and the exact number of matches.
+    /// Documents matching `text` filed under one of the security sets `sets` (all of them
+    /// with `None`): (uid, score) best first, at most `limit`, and the exact number of
+    /// matches.
     pub fn search(
         &self,
         text: &str,
-        principals: Option<&[String]>,
+        sets: Option<&[i64]>,
         limit: usize,
     ) -> CoreResult<(Vec<(i64, f32)>, usize)> {
         let f = self.fields;
@@ -223,29 +224,24 @@ impl FullText {
         parser.set_field_boost(f.title, 3.0);
         parser.set_field_boost(f.reference, 2.0);
         let (text_query, _ignored_errors) = parser.parse_query_lenient(text);
-        let query: Box<dyn Query> = match principals {
-            None => text_query,
-            Some(principals) => {
-                let viewers: Vec<(Occur, Box<dyn Query>)> = principals
-                    .iter()
-                    .map(|p| {
-                        let q: Box<dyn Query> = Box::new(TermQuery::new(
-                            Term::from_field_text(f.viewers, p),
-                            IndexRecordOption::Basic,
-                        ));
-                        (Occur::Should, q)
-                    })
-                    .collect();
-                Box::new(BooleanQuery::new(vec![
-                    (Occur::Must, text_query),
-                    (Occur::Must, Box::new(BooleanQuery::new(viewers))),
-                ]))
-            }
-        };
         let searcher = self.reader.searcher();
-        let (top, count) = searcher
-            .search(&query, &(TopDocs::with_limit(limit.max(1)), Count))
-            .map_err(ft_err)?;
+        let collector = (TopDocs::with_limit(limit.max(1)), Count);
+        let (top, count) = match sets {
+            None => searcher.search(&text_query, &collector),
+            Some(sets) => {
+                let mut allowed: Vec<u64> =
+                    sets.iter().filter_map(|s| u64::try_from(*s).ok()).collect();
+                allowed.sort_unstable();
+                let allowed = Arc::new(allowed);
+                let filter = FilterCollector::new(
+                    "security_set".to_owned(),
+                    move |set: u64| allowed.binary_search(&set).is_ok(),
+                    collector,
+                );
+                searcher.search(&text_query, &filter)
+            }
+        }
+        .map_err(ft_err)?;
         let mut hits = Vec::with_capacity(top.len());
         for (score, addr) in top {
             let doc: TantivyDocument = searcher.doc(addr).map_err(ft_err)?;
@@ -366,7 +362,6 @@ fn entries(
                 .map(|r| (r.uid, r.security_set)),
         );
     }
-    let mut principals: BTreeMap<i64, Vec<String>> = BTreeMap::new();
     let mut out = Vec::with_capacity(uids.len());
     for uid in uids {
         let Some(doc) = docs.get(uid) else {
@@ -395,17 +390,7 @@ fn entries(
             }
         }
         let set = sets.get(uid).copied().unwrap_or_default();
-        if let std::collections::btree_map::Entry::Vacant(slot) = principals.entry(set) {
-            slot.insert(
-                security_set_principals::table
-                    .filter(security_set_principals::set_id.eq(set))
-                    .select(security_set_principals::principal)
-                    .load(conn)?,
-            );
-        }
-        for v in principals.get(&set).into_iter().flatten() {
-            e.add_text(f.viewers, v);
-        }
+        e.add_u64(f.security_set, u64::try_from(set).unwrap_or_default());
         out.push((*uid, Some(e)));
     }
     Ok(out)

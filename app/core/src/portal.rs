@@ -160,7 +160,20 @@ impl Portal {
         let many = news.len() >= 10_000;
         let uids = self.written(self.db.write(|c| {
             let parent = self.visible(c, user, container, Permission::AddPortalContent)?;
-            crate::bulk::create_many(c, &self.registry, &parent.path, news, user.actor_login())
+            // A large batch dirties index pages all over a big catalog: give this
+            // transaction a 256 MiB page cache so they are not spilled and read back
+            // before the commit; the connection goes back to the usual size after.
+            use diesel::connection::SimpleConnection;
+            let sqlite = many && matches!(c, DbConnection::Sqlite(_));
+            if sqlite {
+                c.batch_execute("PRAGMA cache_size = -262144")?;
+            }
+            let out =
+                crate::bulk::create_many(c, &self.registry, &parent.path, news, user.actor_login());
+            if sqlite {
+                c.batch_execute(crate::db::SQLITE_CACHE_SIZE)?;
+            }
+            out
         }))?;
         if many {
             self.db.optimize()?;
@@ -296,11 +309,22 @@ impl Portal {
         }))
     }
 
-    /// Searches the catalog; only what `user` may View is returned and counted.
+    /// Searches the catalog; only what `user` may View is returned and counted (exactly).
     pub fn search(
         &self,
         user: &User,
         search: &crate::catalog::Search,
+    ) -> CoreResult<crate::catalog::SearchResult> {
+        self.search_counted(user, search, crate::catalog::Count::Exact)
+    }
+
+    /// [`Portal::search`], counting the matches or not: with [`crate::catalog::Count::None`]
+    /// a caller who wants only the page does not pay for counting every match.
+    pub fn search_counted(
+        &self,
+        user: &User,
+        search: &crate::catalog::Search,
+        count: crate::catalog::Count,
     ) -> CoreResult<crate::catalog::SearchResult> {
         self.db.snapshot(|c| {
             crate::catalog::search(
@@ -309,6 +333,7 @@ impl Portal {
                 self.fulltext(),
                 &user.principals(),
                 search,
+                count,
             )
         })
     }

@@ -382,9 +382,12 @@ struct CatalogQuery {
     sort_on: Option<String>,
     limit: Option<i64>,
     offset: Option<i64>,
+    count: Option<String>,
 }
 
-/// `GET /api/v1/catalog?q=…&sort_on=…&limit=…&offset=…`: documents the caller may View.
+/// `GET /api/v1/catalog?q=…&sort_on=…&limit=…&offset=…&count=exact|none`: documents the
+/// caller may View; `count=none` skips counting (`total` is then null, `more` says
+/// whether matches follow the page).
 async fn catalog(
     portal: web::Data<Portal>,
     auth: Auth,
@@ -400,6 +403,10 @@ async fn catalog(
             "limit must be 1..={MAX_LIMIT} and offset ≥ 0 (got limit={limit}, offset={offset})"
         )));
     }
+    let count: wendelin_core::catalog::Count = match q.count.as_deref() {
+        None => wendelin_core::catalog::Count::Exact,
+        Some(c) => c.parse()?,
+    };
     let search = wendelin_core::catalog::Search {
         query: q.q.unwrap_or_default(),
         sort_on: q.sort_on.unwrap_or_default(),
@@ -407,7 +414,7 @@ async fn catalog(
         offset,
     };
     blocking(move || {
-        let found = portal.search(&auth.user, &search)?;
+        let found = portal.search_counted(&auth.user, &search, count)?;
         let items = portal.db.read(|c| {
             found
                 .documents
@@ -415,9 +422,13 @@ async fn catalog(
                 .map(|d| wendelin_core::document::to_json(c, &portal.registry, d))
                 .collect::<Result<Vec<_>, _>>()
         })?;
-        Ok(json_reply(
-            json!({"items": items, "total": found.total, "limit": limit, "offset": offset}),
-        ))
+        Ok(json_reply(json!({
+            "items": items,
+            "total": found.exact.then_some(found.total),
+            "more": found.more,
+            "limit": limit,
+            "offset": offset,
+        })))
     })
     .await
 }

@@ -39,7 +39,8 @@ pub enum Command {
     Init,
     /// Apply pending database migrations.
     Migrate,
-    /// Rebuild the catalog columns of every document from the documents themselves.
+    /// Recompute every document's security set and catalog columns, then rebuild the
+    /// full-text index (with progress bars).
     Reindex,
     /// Inspect and run background activities.
     Activities {
@@ -255,10 +256,27 @@ pub fn run(cli: Cli) -> Result<(), ServerError> {
         }
         Command::Reindex => {
             let portal = open(&config)?;
-            let n = portal
-                .db
-                .write(|c| wendelin_core::catalog::reindex_all(c, &portal.registry))?;
-            println!("catalog columns of {n} documents rewritten");
+            let style = indicatif::ProgressStyle::with_template(
+                "{msg:9} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)",
+            )
+            .map_err(|e| ServerError::Internal(format!("progress bar: {e}")))?
+            .progress_chars("#>-");
+            // Security sets and catalog columns, a chunk per transaction.
+            let uids = portal.db.read(wendelin_core::catalog::document_uids)?;
+            let bar = indicatif::ProgressBar::new(uids.len() as u64)
+                .with_style(style.clone())
+                .with_message("catalog");
+            for chunk in uids.chunks(1_000) {
+                portal.db.write(|c| {
+                    wendelin_core::catalog::reindex_documents(c, &portal.registry, chunk)
+                })?;
+                bar.inc(chunk.len() as u64);
+            }
+            bar.finish();
+            println!(
+                "security sets and catalog columns of {} documents recomputed",
+                uids.len()
+            );
             // The full-text index is derived data: drop it and let the writer rebuild it.
             let dir = config.data_dir.join("index");
             if dir.exists() {
@@ -268,24 +286,20 @@ pub fn run(cli: Cli) -> Result<(), ServerError> {
             let ft = portal
                 .fulltext()
                 .ok_or_else(|| ServerError::Internal("full-text index did not start".into()))?;
-            let total = ft.pending()?.max(1);
+            let total = ft.pending()?;
+            let bar = indicatif::ProgressBar::new(u64::try_from(total).unwrap_or(0))
+                .with_style(style)
+                .with_message("full-text");
             loop {
                 let left = ft.pending()?;
-                let done = total - left;
-                let width = 40;
-                let filled = usize::try_from(done * width / total).unwrap_or(0);
-                eprint!(
-                    "\rfull-text [{}{}] {done}/{total}",
-                    "#".repeat(filled),
-                    " ".repeat(usize::try_from(width).unwrap_or(0).saturating_sub(filled))
-                );
+                bar.set_position(u64::try_from(total - left).unwrap_or(0));
                 if left == 0 {
                     break;
                 }
                 ft.nudge();
                 std::thread::sleep(std::time::Duration::from_millis(200));
             }
-            eprintln!();
+            bar.finish();
             println!("full-text index rebuilt ({total} entries)");
             Ok(())
         }
