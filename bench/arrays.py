@@ -10,7 +10,7 @@ GIB GiB equal a raw file (for numpy.memmap) and a zarr-python array (uncompresse
       zarr-python's chunk-by-chunk mean; page cache cold (drop_caches) and warm;
   (b) the time of a 1 MiB append to an ~8 GiB array (B, real data) and to a 10 GiB
       sparse array (grown by resize), each divided by that of a 1 MiB append to a 1 MiB
-      array (median of 10 appends each);
+      array (median of 30 interleaved rounds);
   (c) the server's peak RSS (VmHWM after clear_refs) while reducing all of B.
 Everything is deleted at the end. Needs: `cargo build --release`, .venv with zarr 3 and
 numpy, root (for /proc/sys/vm/drop_caches and clear_refs).
@@ -27,6 +27,7 @@ import zarr
 GIB = float(sys.argv[1]) if len(sys.argv) > 1 else 4
 CHUNK = 1 << 20  # elements per chunk (8 MiB of float64)
 PIECE = 4 << 20  # elements per append (32 MiB)
+ROUNDS = 30  # interleaved rounds of 1 MiB appends in (b)
 N = int(GIB * (1 << 30)) // 8
 
 
@@ -167,22 +168,23 @@ def run(work):
     print(f"\n(c) std over {2 * GIB:g} GiB (cold): {t:.2f} s, workers {v['workers']}, "
           f"server peak RSS {int(hwm) / 1024:.0f} MiB")
 
-    # (b) append scaling: median of 10 appends of 1 MiB.
+    # (b) append scaling: 1 MiB appends to the three arrays in interleaved rounds (the
+    # order rotating each round), so each ratio compares appends made under the same disk
+    # conditions: the appends are fsync-bound and the machine is shared.
     mib = np.random.default_rng(7).random(131072)
-
-    def appends(path):
-        return statistics.median(timed(lambda: srv.append(path, mib))[0] for _ in range(10))
-
     small = srv.create(shape=[0], chunk_shape=[CHUNK], codec="none")
     srv.append(small, mib)
-    t_small = appends(small)
     sparse = srv.create(shape=[0], chunk_shape=[CHUNK], codec="none")
     srv.append(sparse, mib)
     big = 10 * (1 << 30) // 8 + 131072
     srv.req("POST", f"/api/v1/{sparse}/resize", {"shape": [big]})
-    t_sparse = appends(sparse)
-    t_b = appends(b)
-    print("\n(b) 1 MiB append, median of 10")
+    times = {small: [], sparse: [], b: []}
+    order = [small, sparse, b]
+    for r in range(ROUNDS):
+        for path in order[r % 3:] + order[:r % 3]:
+            times[path].append(timed(lambda: srv.append(path, mib))[0])
+    t_small, t_sparse, t_b = (statistics.median(times[p]) for p in (small, sparse, b))
+    print(f"\n(b) 1 MiB append, median of {ROUNDS} interleaved rounds")
     print("| array | s | ratio to 1 MiB array |")
     print("|---|---|---|")
     print(f"| 1 MiB | {t_small:.4f} | 1.00 |")

@@ -4,6 +4,7 @@
 //! is `workers × chunk` plus the result, whatever the array's size.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 use serde_json::{json, Value};
@@ -263,8 +264,10 @@ fn nan_max(a: f64, b: f64) -> f64 {
     }
 }
 
-/// How many chunks past its current one a worker asks the kernel to read ahead.
-const PREFETCH_CHUNKS: usize = 2;
+/// Chunks of an unencoded array read ahead of the workers at most.
+const PREFETCH_CHUNKS: usize = 6;
+/// Threads reading ahead (they wait on the disk, not on a core).
+const PREFETCH_THREADS: usize = 3;
 
 /// Bytes of one per-output-element accumulator.
 const ACC_BYTES: u64 = std::mem::size_of::<Acc>() as u64;
@@ -351,81 +354,119 @@ pub fn reduce(
         usize::try_from(out_len).map_err(|_| ArrayError::BadRequest("result too large".into()))?;
 
     // Unencoded chunks are mapped, not read: their bytes stay in the page cache and the
-    // sums read them there (the warm case costs no copy). Each worker asks the kernel to
-    // read ahead the chunks it will take next, so a cold disk stays busy while it sums.
+    // sums read them there (the warm case costs no copy). Workers take chunks in order
+    // (`par_bridge` over one sequential iterator) and a prefetch thread reads the next
+    // few that are not cached yet, so a cold disk stays busy while the workers sum.
     let mapped = array.raw_codecs()?;
     let sum_only = axis_dim.is_none() && dtype == Dtype::F64 && matches!(op, Op::Sum | Op::Mean);
-    let accs: Vec<Acc> = pool.install(|| {
-        boxes
-            .par_iter()
-            .enumerate()
-            .try_fold(
-                || vec![Acc::EMPTY; out_size],
-                |mut accs, (i, b)| -> ArrayResult<Vec<Acc>> {
-                    let map = if mapped {
-                        for next in boxes.iter().skip(i + 1).take(PREFETCH_CHUNKS) {
-                            array.prefetch_raw_chunk(next);
+    let taken = AtomicUsize::new(0);
+    let done = AtomicBool::new(false);
+    let cursor = AtomicUsize::new(0);
+    let accs: ArrayResult<Vec<Acc>> = std::thread::scope(|scope| {
+        if mapped && boxes.len() > 1 {
+            // Several readers keep several chunk reads in flight, as the kernel's own
+            // readahead does for one big file.
+            for _ in 0..PREFETCH_THREADS {
+                scope.spawn(|| {
+                    while !done.load(Ordering::Relaxed) {
+                        let t = taken.load(Ordering::Relaxed);
+                        let next = cursor.fetch_max(t, Ordering::Relaxed).max(t);
+                        if next >= boxes.len() {
+                            break;
                         }
-                        array.map_raw_chunk(b)?
-                    } else {
-                        None
-                    };
-                    let read;
-                    let raw: &[u8] = if let Some(map) = &map {
-                        map
-                    } else {
-                        read = array.read_box(b)?;
-                        &read
-                    };
-                    if axis_dim.is_none() && dtype == Dtype::F64 {
-                        // Aligned when mapped (page boundaries); a copied chunk is read
-                        // element by element otherwise.
-                        if let Ok(values) = bytemuck::try_cast_slice::<u8, f64>(raw) {
-                            accs[0] = accs[0].merge(if sum_only {
-                                Acc::of_sum(values)
-                            } else {
-                                Acc::of(values.iter().copied(), pred.as_ref())
+                        if next >= t + PREFETCH_CHUNKS {
+                            std::thread::sleep(std::time::Duration::from_millis(1));
+                            continue;
+                        }
+                        // Claim `next`; another reader may have taken it meanwhile.
+                        if cursor
+                            .compare_exchange(next, next + 1, Ordering::Relaxed, Ordering::Relaxed)
+                            .is_ok()
+                        {
+                            if let Some(b) = boxes.get(next) {
+                                array.prefetch_raw_chunk(b);
+                            }
+                        }
+                    }
+                });
+            }
+        }
+        let accs = pool.install(|| {
+            boxes
+                .iter()
+                .enumerate()
+                .par_bridge()
+                .inspect(|(i, _)| {
+                    taken.fetch_max(i + 1, Ordering::Relaxed);
+                })
+                .try_fold(
+                    || vec![Acc::EMPTY; out_size],
+                    |mut accs, (_, b)| -> ArrayResult<Vec<Acc>> {
+                        let map = if mapped {
+                            array.map_raw_chunk(b)?
+                        } else {
+                            None
+                        };
+                        let read;
+                        let raw: &[u8] = if let Some(map) = &map {
+                            map
+                        } else {
+                            read = array.read_box(b)?;
+                            &read
+                        };
+                        if axis_dim.is_none() && dtype == Dtype::F64 {
+                            // Aligned when mapped (page boundaries); a copied chunk is read
+                            // element by element otherwise.
+                            if let Ok(values) = bytemuck::try_cast_slice::<u8, f64>(raw) {
+                                accs[0] = accs[0].merge(if sum_only {
+                                    Acc::of_sum(values)
+                                } else {
+                                    Acc::of(values.iter().copied(), pred.as_ref())
+                                });
+                                return Ok(accs);
+                            }
+                            let values = raw.chunks_exact(8).map(|c| {
+                                let mut a = [0u8; 8];
+                                a.copy_from_slice(c);
+                                f64::from_le_bytes(a)
                             });
+                            accs[0] = accs[0].merge(Acc::of(values, pred.as_ref()));
                             return Ok(accs);
                         }
-                        let values = raw.chunks_exact(8).map(|c| {
-                            let mut a = [0u8; 8];
-                            a.copy_from_slice(c);
-                            f64::from_le_bytes(a)
-                        });
-                        accs[0] = accs[0].merge(Acc::of(values, pred.as_ref()));
-                        return Ok(accs);
-                    }
-                    let mut values = Vec::with_capacity(raw.len() / dtype.size());
-                    dtype.extend_f64(raw, &mut values);
-                    drop(map);
-                    if axis_dim.is_none() {
-                        accs[0] = accs[0].merge(Acc::of(values.iter().copied(), pred.as_ref()));
-                        return Ok(accs);
-                    }
-                    let shape: Vec<u64> = b.iter().map(|r| r.end - r.start).collect();
-                    let base: u64 = b
-                        .iter()
-                        .zip(&ranges)
-                        .zip(&dim_stride)
-                        .map(|((r, full), s)| (r.start - full.start) * s)
-                        .sum();
-                    let mut k = 0usize;
-                    for_each_index(&shape, |idx| {
-                        let o: u64 = idx.iter().zip(&dim_stride).map(|(i, s)| i * s).sum();
-                        let o = usize::try_from(base + o).unwrap_or(0);
-                        accs[o].push(values[k], pred.as_ref());
-                        k += 1;
-                        Ok(())
-                    })?;
-                    Ok(accs)
-                },
-            )
-            .try_reduce(
-                || vec![Acc::EMPTY; out_size],
-                |a, b| Ok(a.into_iter().zip(b).map(|(x, y)| x.merge(y)).collect()),
-            )
-    })?;
+                        let mut values = Vec::with_capacity(raw.len() / dtype.size());
+                        dtype.extend_f64(raw, &mut values);
+                        drop(map);
+                        if axis_dim.is_none() {
+                            accs[0] = accs[0].merge(Acc::of(values.iter().copied(), pred.as_ref()));
+                            return Ok(accs);
+                        }
+                        let shape: Vec<u64> = b.iter().map(|r| r.end - r.start).collect();
+                        let base: u64 = b
+                            .iter()
+                            .zip(&ranges)
+                            .zip(&dim_stride)
+                            .map(|((r, full), s)| (r.start - full.start) * s)
+                            .sum();
+                        let mut k = 0usize;
+                        for_each_index(&shape, |idx| {
+                            let o: u64 = idx.iter().zip(&dim_stride).map(|(i, s)| i * s).sum();
+                            let o = usize::try_from(base + o).unwrap_or(0);
+                            accs[o].push(values[k], pred.as_ref());
+                            k += 1;
+                            Ok(())
+                        })?;
+                        Ok(accs)
+                    },
+                )
+                .try_reduce(
+                    || vec![Acc::EMPTY; out_size],
+                    |a, b| Ok(a.into_iter().zip(b).map(|(x, y)| x.merge(y)).collect()),
+                )
+        });
+        done.store(true, Ordering::Relaxed);
+        accs
+    });
+    let accs = accs?;
 
     let result = if axis_dim.is_none() {
         accs.first().copied().unwrap_or(Acc::EMPTY).result(op)
