@@ -783,6 +783,11 @@ impl DataArray {
     /// they are (see [`DataArray::raw_codecs`]); `None` when the box is not a whole chunk,
     /// the chunk is absent (fill value) or its size is not the chunk's.
     fn raw_chunk_file(&self, ranges: &[std::ops::Range<u64>]) -> ArrayResult<Option<File>> {
+        // An imported array is a link to a directory that other programs (zarr-python)
+        // may rewrite in place: its chunks are read, never mapped (see map_chunk_file).
+        if std::fs::symlink_metadata(&self.dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Ok(None);
+        }
         let chunk = self.chunk_shape()?;
         let whole = ranges.len() == chunk.len()
             && ranges
