@@ -62,21 +62,23 @@ fn client_address(req: &HttpRequest) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn is_json(req: &HttpRequest) -> bool {
+/// Whether the request's Content-Type starts with one of `types`.
+fn content_type_is(req: &HttpRequest, types: &[&str]) -> bool {
     req.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/json"))
+        .is_some_and(|ct| types.iter().any(|t| ct.starts_with(t)))
+}
+
+fn is_json(req: &HttpRequest) -> bool {
+    content_type_is(req, &["application/json"])
 }
 
 fn is_form(req: &HttpRequest) -> bool {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.starts_with("application/x-www-form-urlencoded")
-                || ct.starts_with("multipart/form-data")
-        })
+    content_type_is(
+        req,
+        &["application/x-www-form-urlencoded", "multipart/form-data"],
+    )
 }
 
 impl FromRequest for Auth {
@@ -396,17 +398,21 @@ pub struct LogoutForm {
     csrf_token: Option<String>,
 }
 
-fn session_cookie(
+/// An HttpOnly cookie of ours, Secure over https or with `cookie_secure`.
+fn our_cookie(
     config: &Config,
     req: &HttpRequest,
+    name: &'static str,
     value: String,
+    path: &'static str,
+    same_site: SameSite,
     max_age_seconds: i64,
 ) -> Cookie<'static> {
     let secure = config.cookie_secure || req.connection_info().scheme() == "https";
-    Cookie::build(SESSION_COOKIE, value)
-        .path("/")
+    Cookie::build(name, value)
+        .path(path)
         .http_only(true)
-        .same_site(SameSite::Lax)
+        .same_site(same_site)
         .secure(secure)
         .max_age(actix_web::cookie::time::Duration::seconds(max_age_seconds))
         .finish()
@@ -444,14 +450,15 @@ fn login_form(
     }
     .render()
     .map_err(|e| ServerError::Internal(format!("login page: {e}")))?;
-    let secure = config.cookie_secure || req.connection_info().scheme() == "https";
-    let cookie = Cookie::build(LOGIN_COOKIE, token)
-        .path("/login")
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .secure(secure)
-        .max_age(actix_web::cookie::time::Duration::hours(12))
-        .finish();
+    let cookie = our_cookie(
+        config,
+        req,
+        LOGIN_COOKIE,
+        token,
+        "/login",
+        SameSite::Strict,
+        12 * 3600,
+    );
     Ok(HttpResponse::build(status)
         .cookie(cookie)
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -540,7 +547,15 @@ pub async fn login(
         Err(e) => return Err(e),
     };
     tracing::info!(%login, "login");
-    let cookie = session_cookie(&config, &req, token, ttl.num_seconds());
+    let cookie = our_cookie(
+        &config,
+        &req,
+        SESSION_COOKIE,
+        token,
+        "/",
+        SameSite::Lax,
+        ttl.num_seconds(),
+    );
     if form {
         let target = safe_redirect(came_from.as_deref());
         return Ok(HttpResponse::SeeOther()
