@@ -106,16 +106,14 @@ fn search(
     limit: i64,
     offset: i64,
 ) -> (Vec<i64>, i64) {
+    let wanted = Search {
+        query: q.into(),
+        sort_on: sort_on.into(),
+        limit,
+        offset,
+    };
     let r = portal
-        .search(
-            user,
-            &Search {
-                query: q.into(),
-                sort_on: sort_on.into(),
-                limit,
-                offset,
-            },
-        )
+        .search(user, &wanted)
         .unwrap_or_else(|e| panic!("{q}: {e}"));
     let uids: Vec<i64> = r.documents.iter().map(|d| d.uid).collect();
     assert!(r.exact, "{q}");
@@ -123,16 +121,7 @@ fn search(
     // The same page without a count (another plan on SQLite): same rows, and `more`
     // says whether rows follow.
     let page = portal
-        .search_counted(
-            user,
-            &Search {
-                query: q.into(),
-                sort_on: sort_on.into(),
-                limit,
-                offset,
-            },
-            Count::None,
-        )
+        .search_counted(user, &wanted, Count::None)
         .unwrap_or_else(|e| panic!("{q} (count none): {e}"));
     let page_uids: Vec<i64> = page.documents.iter().map(|d| d.uid).collect();
     assert_eq!(
