@@ -826,13 +826,7 @@ impl DataArray {
             return Ok(None);
         };
         let map = map_chunk_file(&file)?;
-        // Hints only: a failure costs speed, never correctness. HugePage lets the kernel
-        // read a cold chunk into large folios (readahead or fadvise WILLNEED fill small
-        // ones), so the next, warm pass maps it with a few faults instead of thousands —
-        // measured 4× faster warm sums on this kernel (bench/RESULTS.md, 2026-11-26);
-        // PopulateRead then reads and maps the whole chunk in one call.
-        let _ = map.advise(memmap2::Advice::HugePage);
-        let _ = map.advise(memmap2::Advice::PopulateRead);
+        read_in_large_folios(&map);
         Ok(Some(map))
     }
 
@@ -859,8 +853,7 @@ impl DataArray {
             .is_ok_and(|n| n == 1);
         if !resident {
             if let Ok(map) = map_chunk_file(&file) {
-                let _ = map.advise(memmap2::Advice::HugePage);
-                let _ = map.advise(memmap2::Advice::PopulateRead);
+                read_in_large_folios(&map);
             }
         }
     }
@@ -956,6 +949,16 @@ impl DataArray {
         })?;
         Ok(boxes)
     }
+}
+
+/// Reads a mapped chunk into the page cache and maps it. Hints only: a failure costs
+/// speed, never correctness. HugePage lets the kernel read a cold chunk into large folios
+/// (readahead or fadvise WILLNEED fill small ones), so a later, warm pass maps it with a
+/// few faults instead of thousands — measured 4× faster warm sums on this kernel
+/// (bench/RESULTS.md, 2026-11-26); PopulateRead then reads and maps it in one call.
+fn read_in_large_folios(map: &memmap2::Mmap) {
+    let _ = map.advise(memmap2::Advice::HugePage);
+    let _ = map.advise(memmap2::Advice::PopulateRead);
 }
 
 /// Maps a chunk file read-only. This is the one place of the workspace that uses `unsafe`.
