@@ -7,12 +7,13 @@
 //! small ones per document. All documents of one portal type created by one owner in one
 //! container have the same View principals, so the security set is computed once per type.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
-use crate::catalog::{catalog_values, Bind, Statement};
+use crate::catalog::{catalog_values, Bind, Prepared, Statement};
 use crate::db::DbConnection;
 use crate::document::{self, NewDocument, RelationTargets};
 use crate::error::{CoreError, CoreResult};
@@ -230,14 +231,15 @@ pub fn create_many(
         .filter(|(i, _)| !first_ids.contains(i))
         .map(|(_, r)| r)
         .collect();
-    let rest_uids = insert_documents(
-        conn,
-        &columns,
-        &rest,
-        |r| set_of.get(r.type_name).copied().unwrap_or_default(),
-        &what,
-    )?;
+    let set = |r: &Row| set_of.get(r.type_name).copied().unwrap_or_default();
+    let suspended = RowTriggers::suspend(conn)?;
+    let rest_uids = insert_documents(conn, &columns, &rest, set, &what)?;
     add_states_and_owner(conn, &rest, &rest_uids, &initial_states, owner)?;
+    let mut counts: BTreeMap<(i64, &str), i64> = BTreeMap::new();
+    for r in &rest {
+        *counts.entry((set(r), r.type_name)).or_default() += 1;
+    }
+    suspended.resume(conn, &counts, &module)?;
     uid_of.extend(rest_uids);
     let uids: Vec<i64> = rows
         .iter()
@@ -269,29 +271,28 @@ fn insert_documents(
     rows: &[&Row],
     set: impl Fn(&Row) -> i64,
     what: &str,
-) -> CoreResult<BTreeMap<String, i64>> {
-    let per_statement = (MAX_BINDS / columns.len()).max(1);
-    let mut uid_of = BTreeMap::new();
-    for part in rows.chunks(per_statement) {
-        let mut binds = Vec::with_capacity(part.len() * columns.len());
-        for r in part {
-            binds.extend(r.values.iter().cloned());
-            binds.push(Bind::Int(Some(set(r))));
-        }
-        let st = Statement {
-            sql: format!(
-                "INSERT INTO documents ({}) VALUES {} RETURNING uid, id",
-                columns.join(", "),
-                placeholders(part.len(), columns.len())
-            ),
-            binds,
-        };
-        let created = st
-            .into_query(conn)?
-            .load::<Created>(conn)
-            .map_err(|e| CoreError::from_write(e, what))?;
-        uid_of.extend(created.into_iter().map(|c| (c.id, c.uid)));
+) -> CoreResult<HashMap<String, i64>> {
+    let sets: Vec<Bind> = rows.iter().map(|r| Bind::Int(Some(set(r)))).collect();
+    let mut binds = Vec::with_capacity(rows.len() * columns.len());
+    for (r, s) in rows.iter().zip(&sets) {
+        binds.extend(r.values.iter());
+        binds.push(s);
     }
+    let mut uid_of = HashMap::with_capacity(rows.len());
+    insert_prepared(
+        conn,
+        "documents",
+        columns,
+        &binds,
+        " RETURNING uid, id",
+        |conn, statement| {
+            let created = statement
+                .load::<Created>(conn)
+                .map_err(|e| CoreError::from_write(e, what))?;
+            uid_of.extend(created.into_iter().map(|c| (c.id, c.uid)));
+            Ok(())
+        },
+    )?;
     Ok(uid_of)
 }
 
@@ -299,7 +300,7 @@ fn insert_documents(
 fn add_states_and_owner(
     conn: &mut DbConnection,
     rows: &[&Row],
-    uid_of: &BTreeMap<String, i64>,
+    uid_of: &HashMap<String, i64>,
     initial_states: &BTreeMap<&str, BTreeMap<String, String>>,
     owner: &str,
 ) -> CoreResult<()> {
@@ -336,6 +337,89 @@ fn add_states_and_owner(
     )
 }
 
+/// Triggers that run once per inserted row on SQLite and whose work a bulk load does once
+/// per batch instead: the catalog counters and the change generation. They are dropped
+/// inside the load's transaction and created again from their stored SQL before it
+/// commits, so no other connection ever sees the schema without them (DDL is
+/// transactional in SQLite; a failed load rolls both back).
+const ROW_TRIGGERS: [&str; 4] = [
+    "catalog_counts_insert",
+    "change_generation_documents_insert",
+    "change_generation_workflow_states_insert",
+    "change_generation_local_roles_insert",
+];
+
+#[derive(QueryableByName)]
+struct TriggerSql {
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Text)]
+    sql: String,
+}
+
+/// The row triggers dropped for a bulk load, with the SQL that creates them again.
+struct RowTriggers(Vec<TriggerSql>);
+
+impl RowTriggers {
+    fn suspend(conn: &mut DbConnection) -> CoreResult<RowTriggers> {
+        if !matches!(conn, DbConnection::Sqlite(_)) {
+            // PostgreSQL's generation trigger runs per statement already.
+            return Ok(RowTriggers(Vec::new()));
+        }
+        let names: Vec<String> = ROW_TRIGGERS.iter().map(|n| format!("'{n}'")).collect();
+        let saved: Vec<TriggerSql> = diesel::sql_query(format!(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name IN ({})",
+            names.join(", ")
+        ))
+        .load(conn)?;
+        for t in &saved {
+            conn.batch_execute(&format!("DROP TRIGGER {}", t.name))?;
+        }
+        Ok(RowTriggers(saved))
+    }
+
+    /// Does what the suspended triggers would have done for the rows inserted meanwhile
+    /// (`counts`: documents per security set and portal type, all in `module`), then
+    /// creates the triggers again.
+    fn resume(
+        self,
+        conn: &mut DbConnection,
+        counts: &BTreeMap<(i64, &str), i64>,
+        module: &str,
+    ) -> CoreResult<()> {
+        let had = |name: &str| self.0.iter().any(|t| t.name == name);
+        if had("catalog_counts_insert") {
+            for ((set, portal_type), n) in counts {
+                Statement {
+                    sql: "INSERT INTO catalog_counts (security_set, portal_type, module, n) \
+                          VALUES (?, ?, ?, ?) ON CONFLICT (security_set, portal_type, module) \
+                          DO UPDATE SET n = n + excluded.n"
+                        .into(),
+                    binds: vec![
+                        Bind::Int(Some(*set)),
+                        Bind::Text(Some((*portal_type).to_owned())),
+                        Bind::Text(Some(module.to_owned())),
+                        Bind::Int(Some(*n)),
+                    ],
+                }
+                .run(conn)?
+                .execute(conn)?;
+            }
+        }
+        if self
+            .0
+            .iter()
+            .any(|t| t.name.starts_with("change_generation_"))
+        {
+            conn.batch_execute("UPDATE change_generation SET n = n + 1 WHERE id = 1")?;
+        }
+        for t in &self.0 {
+            conn.batch_execute(&t.sql)?;
+        }
+        Ok(())
+    }
+}
+
 /// A NULL bound with the SQL type of `b`.
 fn null_like(b: &Bind) -> Bind {
     match b {
@@ -346,31 +430,65 @@ fn null_like(b: &Bind) -> Bind {
     }
 }
 
-/// `(?, ?), (?, ?)` for `rows` rows of `columns` values.
-fn placeholders(rows: usize, columns: usize) -> String {
-    let one = format!("({})", vec!["?"; columns].join(", "));
-    vec![one; rows].join(", ")
+/// Rows per multi-row `INSERT` at most: one prepared statement serves all full groups.
+const ROWS_PER_STATEMENT: usize = 64;
+
+/// Inserts rows of `columns` (`binds`, row after row) into `table`: groups of
+/// [`ROWS_PER_STATEMENT`] rows through one prepared multi-row statement and the rest one
+/// row at a time through another, so a bulk load of any size prepares two statements per
+/// table and column list (kept in the connection's statement cache) and binds its values
+/// by reference. `run` executes each statement.
+fn insert_prepared(
+    conn: &mut DbConnection,
+    table: &str,
+    columns: &[&str],
+    binds: &[&Bind],
+    returning: &str,
+    mut run: impl FnMut(&mut DbConnection, Prepared<'_>) -> CoreResult<()>,
+) -> CoreResult<()> {
+    let width = columns.len().max(1);
+    let per = (MAX_BINDS / width).clamp(1, ROWS_PER_STATEMENT);
+    let one = format!("({})", vec!["?"; width].join(", "));
+    let sql = |rows: usize| {
+        format!(
+            "INSERT INTO {table} ({}) VALUES {}{returning}",
+            columns.join(", "),
+            vec![one.as_str(); rows].join(", ")
+        )
+    };
+    let (many, single) = (sql(per), sql(1));
+    let full = binds.len() / (per * width) * (per * width);
+    for group in binds[..full].chunks(per * width) {
+        run(
+            conn,
+            Prepared {
+                sql: &many,
+                binds: group,
+            },
+        )?;
+    }
+    for row in binds[full..].chunks(width) {
+        run(
+            conn,
+            Prepared {
+                sql: &single,
+                binds: row,
+            },
+        )?;
+    }
+    Ok(())
 }
 
-/// Inserts `rows` into `table` with as few statements as the bind limit allows.
+/// Inserts `rows` into `table`.
 fn insert_rows(
     conn: &mut DbConnection,
     table: &str,
     columns: &[&str],
     rows: &[Vec<Bind>],
 ) -> CoreResult<()> {
-    let per_statement = (MAX_BINDS / columns.len().max(1)).max(1);
-    for part in rows.chunks(per_statement) {
-        Statement {
-            sql: format!(
-                "INSERT INTO {table} ({}) VALUES {}",
-                columns.join(", "),
-                placeholders(part.len(), columns.len())
-            ),
-            binds: part.iter().flatten().cloned().collect(),
-        }
-        .into_query(conn)?
-        .execute(conn)?;
-    }
-    Ok(())
+    let binds: Vec<&Bind> = rows.iter().flatten().collect();
+    insert_prepared(conn, table, columns, &binds, "", |conn, statement| {
+        statement.execute(conn)?;
+        Ok(())
+    })
 }

@@ -261,12 +261,48 @@ impl Statement {
     pub(crate) fn run(&self, conn: &mut DbConnection) -> CoreResult<BoundQuery> {
         Ok(build(conn, &self.sql, self.binds.iter().cloned()))
     }
+}
 
-    /// [`Statement::run`], moving the binds instead of copying them (bulk inserts).
-    pub(crate) fn into_query(self, conn: &mut DbConnection) -> CoreResult<BoundQuery> {
-        Ok(build(conn, &self.sql, self.binds.into_iter()))
+/// A statement run many times with the same SQL and different values (bulk inserts): the
+/// SQL, with `?` where values go, is prepared once per connection through diesel's
+/// statement cache, and the values are bound by reference — no boxed bind per value, no
+/// copy.
+pub(crate) struct Prepared<'a> {
+    pub(crate) sql: &'a str,
+    pub(crate) binds: &'a [&'a Bind],
+}
+
+impl diesel::query_builder::QueryId for Prepared<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::Query for Prepared<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl diesel::query_builder::QueryFragment<MultiBackend> for Prepared<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, MultiBackend>,
+    ) -> QueryResult<()> {
+        let mut parts = self.sql.split('?');
+        out.push_sql(parts.next().unwrap_or_default());
+        for (b, part) in self.binds.iter().zip(parts) {
+            match b {
+                Bind::Text(v) => out.push_bind_param::<Nullable<Text>, _>(v)?,
+                Bind::Int(v) => out.push_bind_param::<Nullable<BigInt>, _>(v)?,
+                Bind::Float(v) => out.push_bind_param::<Nullable<Double>, _>(v)?,
+                Bind::Bool(v) => out.push_bind_param::<Nullable<Bool>, _>(v)?,
+                Bind::Timestamp(v) => out.push_bind_param::<Timestamp, _>(v)?,
+            }
+            out.push_sql(part);
+        }
+        Ok(())
     }
 }
+
+impl RunQueryDsl<DbConnection> for Prepared<'_> {}
 
 fn build(conn: &DbConnection, sql: &str, binds: impl Iterator<Item = Bind>) -> BoundQuery {
     let sql = match conn {

@@ -71,7 +71,7 @@ const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NO
      PRAGMA mmap_size = 1073741824; PRAGMA temp_store = MEMORY;";
 
 /// The usual page cache size (as in [`SQLITE_PRAGMAS`]), restored after a bulk load.
-pub(crate) const SQLITE_CACHE_SIZE: &str = "PRAGMA cache_size = -32768";
+const SQLITE_CACHE_SIZE: &str = "PRAGMA cache_size = -32768";
 
 #[derive(Debug)]
 struct Pragmas;
@@ -158,6 +158,26 @@ impl Database {
     pub fn write<T>(&self, f: impl FnOnce(&mut DbConnection) -> CoreResult<T>) -> CoreResult<T> {
         let mut conn = self.conn()?;
         write_tx(&mut conn, f)
+    }
+
+    /// [`Database::write`] for bulk loads. On SQLite the transaction runs with a 256 MiB
+    /// page cache (a large batch dirties index pages all over a big catalog; they are not
+    /// spilled and read back before the commit) and without foreign-key checks: the bulk
+    /// path checks the container itself and its other rows point at documents it has just
+    /// inserted. Both pragmas only change outside a transaction; the connection gets the
+    /// usual settings back afterwards, whatever the outcome.
+    pub fn write_bulk<T>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> CoreResult<T>,
+    ) -> CoreResult<T> {
+        let mut conn = self.conn()?;
+        if !matches!(&*conn, DbConnection::Sqlite(_)) {
+            return write_tx(&mut conn, f);
+        }
+        conn.batch_execute("PRAGMA foreign_keys = OFF; PRAGMA cache_size = -262144")?;
+        let out = write_tx(&mut conn, f);
+        conn.batch_execute(&format!("PRAGMA foreign_keys = ON; {SQLITE_CACHE_SIZE}"))?;
+        out
     }
 
     /// Refreshes the query planner's statistics (SQLite `ANALYZE` on a sample; PostgreSQL's

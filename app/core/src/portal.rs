@@ -158,22 +158,9 @@ impl Portal {
         news: Vec<NewDocument>,
     ) -> CoreResult<Vec<i64>> {
         let many = news.len() >= 10_000;
-        let uids = self.written(self.db.write(|c| {
+        let uids = self.written(self.db.write_bulk(|c| {
             let parent = self.visible(c, user, container, Permission::AddPortalContent)?;
-            // A large batch dirties index pages all over a big catalog: give this
-            // transaction a 256 MiB page cache so they are not spilled and read back
-            // before the commit; the connection goes back to the usual size after.
-            use diesel::connection::SimpleConnection;
-            let sqlite = many && matches!(c, DbConnection::Sqlite(_));
-            if sqlite {
-                c.batch_execute("PRAGMA cache_size = -262144")?;
-            }
-            let out =
-                crate::bulk::create_many(c, &self.registry, &parent.path, news, user.actor_login());
-            if sqlite {
-                c.batch_execute(crate::db::SQLITE_CACHE_SIZE)?;
-            }
-            out
+            crate::bulk::create_many(c, &self.registry, &parent.path, news, user.actor_login())
         }))?;
         if many {
             self.db.optimize()?;

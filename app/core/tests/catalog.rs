@@ -616,8 +616,32 @@ fn bulk_creation_equals_one_by_one(backend: &str, url: &str) {
         .map(|i| NewDocument::from_json(body("bulk", i)).unwrap())
         .collect();
     news[3].id = Some("14".into());
+    // Counters (kept per batch, not per row, by bulk loads on SQLite) agree with the rows,
+    // and the change generation moves (page caches must not serve the old listing).
+    let counters_agree = |when: &str| {
+        for user in [&alice, &bob, &User::system()] {
+            for (fast, slow) in [
+                ("", "uid:>0"),
+                ("portal_type:Sensor", "portal_type:Sensor AND uid:>0"),
+            ] {
+                assert_eq!(
+                    search(&portal, user, fast, "", 1, 0).1,
+                    search(&portal, user, slow, "", 1, 0).1,
+                    "{backend} {when} {:?} {fast:?}",
+                    user.login
+                );
+            }
+        }
+    };
+    let generation = || portal.db.read(wendelin_core::generation::current).unwrap();
+    let g0 = generation();
     let uids = portal.create_many(&alice, "sensor_module", news).unwrap();
     assert_eq!(uids.len(), 12, "{backend}");
+    assert!(
+        generation() > g0,
+        "{backend}: a bulk load moves the generation"
+    );
+    counters_agree("after a bulk load");
     let ids: Vec<String> = uids
         .iter()
         .map(|u| {
@@ -696,6 +720,15 @@ fn bulk_creation_equals_one_by_one(backend: &str, url: &str) {
         .unwrap_err();
     assert!(matches!(err, CoreError::Conflict(_)), "{err}");
     assert_eq!(search(&portal, &User::system(), "", "", 1, 0).1, before);
+    // The failed loads left the per-row triggers in place: single creations count.
+    portal
+        .create(
+            &bob,
+            "sensor_module",
+            NewDocument::from_json(body("after", 0)).unwrap(),
+        )
+        .unwrap();
+    counters_agree("after failed bulk loads and one creation");
     // Dense matches make SQLite walk the sort key's index (INDEXED BY): the pages are the
     // same as a sort of everything.
     let many: Vec<NewDocument> = (0..1500)
@@ -706,6 +739,7 @@ fn bulk_creation_equals_one_by_one(backend: &str, url: &str) {
         })
         .collect();
     portal.create_many(&alice, "sensor_module", many).unwrap();
+    counters_agree("after a bulk load of 1,500");
     let mut expected: Vec<String> = (0..1500)
         .filter(|i| i % 3 != 0)
         .map(|i| format!("t{:05}", (i * 7919) % 1500))
