@@ -3,15 +3,16 @@
 //!
 //! Changes to documents enqueue their uid in the outbox inside the transaction that made
 //! them. The writer takes what is queued (waking on a nudge or every 250 ms), rewrites
-//! those documents' entries, and commits with the last outbox id as the commit payload, so
-//! a crash between the database commit and the index commit loses nothing (the rows are
-//! still queued) and indexes nothing twice (entries are replaced by uid). A committed change
-//! is searchable within about a second. The index is derived data: a missing or unreadable
+//! those documents' entries, commits the index, and only then deletes exactly the outbox
+//! rows it took: a crash between the database commit and the index commit loses nothing
+//! (the rows are still queued) and indexes nothing twice (entries are replaced by uid).
+//! Rows are never skipped by id: on PostgreSQL a transaction may commit its outbox row
+//! after a later-numbered one was indexed, and it is taken on the next pass. A committed
+//! change is searchable within about a second. The index is derived data: a missing or unreadable
 //! index is rebuilt from the database at start-up.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,7 +74,6 @@ pub struct FullText {
     reader: IndexReader,
     fields: Fields,
     nudge: Option<SyncSender<()>>,
-    indexed_up_to: Arc<AtomicI64>,
     db: Database,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -123,12 +123,6 @@ impl FullText {
         let (index, fresh) = open_index(dir)?;
         let (_, fields) = schema();
         let writer: IndexWriter = index.writer(50_000_000).map_err(ft_err)?;
-        let done: i64 = index
-            .load_metas()
-            .map_err(ft_err)?
-            .payload
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
         if fresh {
             // Everything goes through the outbox: the rebuild is an ordinary catch-up.
             db.write(|c| {
@@ -143,15 +137,12 @@ impl FullText {
             .try_into()
             .map_err(ft_err)?;
         let (nudge, wake) = sync_channel(1);
-        let indexed_up_to = Arc::new(AtomicI64::new(done));
         let worker = Writer {
             writer,
             reader: Clone::clone(&reader),
             fields,
             db: db.clone(),
             registry,
-            done,
-            indexed_up_to: indexed_up_to.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("fulltext-writer".into())
@@ -161,7 +152,6 @@ impl FullText {
             reader,
             fields,
             nudge: Some(nudge),
-            indexed_up_to,
             db,
             thread: Some(thread),
         })
@@ -176,13 +166,8 @@ impl FullText {
 
     /// Outbox entries not indexed yet.
     pub fn pending(&self) -> CoreResult<i64> {
-        let done = self.indexed_up_to.load(Ordering::SeqCst);
-        self.db.read(|c| {
-            Ok(fulltext_outbox::table
-                .filter(fulltext_outbox::id.gt(done))
-                .count()
-                .get_result(c)?)
-        })
+        self.db
+            .read(|c| Ok(fulltext_outbox::table.count().get_result(c)?))
     }
 
     /// Waits until everything queued before the call is searchable (tests, `reindex`).
@@ -194,7 +179,16 @@ impl FullText {
         })?;
         let Some(target) = target else { return Ok(()) };
         let deadline = Instant::now() + timeout;
-        while self.indexed_up_to.load(Ordering::SeqCst) < target {
+        loop {
+            let waiting: i64 = self.db.read(|c| {
+                Ok(fulltext_outbox::table
+                    .filter(fulltext_outbox::id.le(target))
+                    .count()
+                    .get_result(c)?)
+            })?;
+            if waiting == 0 {
+                return Ok(());
+            }
             self.nudge();
             if Instant::now() > deadline {
                 return Err(CoreError::Internal(
@@ -203,7 +197,6 @@ impl FullText {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(())
     }
 
     /// Documents matching `text` filed under one of the security sets `sets` (all of them
@@ -259,8 +252,6 @@ struct Writer {
     fields: Fields,
     db: Database,
     registry: Arc<Registry>,
-    done: i64,
-    indexed_up_to: Arc<AtomicI64>,
 }
 
 impl Writer {
@@ -287,18 +278,16 @@ impl Writer {
 
     /// Indexes one batch from the outbox; returns how many rows it took.
     fn batch(&mut self) -> CoreResult<usize> {
-        let done = self.done;
         let rows: Vec<(i64, i64)> = self.db.read(|c| {
             Ok(fulltext_outbox::table
-                .filter(fulltext_outbox::id.gt(done))
                 .order(fulltext_outbox::id.asc())
                 .limit(BATCH)
                 .select((fulltext_outbox::id, fulltext_outbox::uid))
                 .load(c)?)
         })?;
-        let Some(&(last, _)) = rows.last() else {
+        if rows.is_empty() {
             return Ok(0);
-        };
+        }
         let mut uids: Vec<i64> = rows.iter().map(|(_, u)| *u).collect();
         uids.sort_unstable();
         uids.dedup();
@@ -311,15 +300,16 @@ impl Writer {
                 self.writer.add_document(doc).map_err(ft_err)?;
             }
         }
-        let mut commit = self.writer.prepare_commit().map_err(ft_err)?;
-        commit.set_payload(&last.to_string());
-        commit.commit().map_err(ft_err)?;
+        self.writer.commit().map_err(ft_err)?;
         self.reader.reload().map_err(ft_err)?;
-        self.done = last;
-        self.indexed_up_to.store(last, Ordering::SeqCst);
+        // Exactly the rows taken: a row numbered among them but committed since (another
+        // transaction's) stays queued for the next pass.
+        let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
         self.db.write(|c| {
-            diesel::delete(fulltext_outbox::table.filter(fulltext_outbox::id.le(last)))
-                .execute(c)?;
+            for part in ids.chunks(10_000) {
+                diesel::delete(fulltext_outbox::table.filter(fulltext_outbox::id.eq_any(part)))
+                    .execute(c)?;
+            }
             Ok(())
         })?;
         Ok(rows.len())

@@ -838,6 +838,74 @@ fn counters_agree_with_rows(backend: &str, url: &str) {
     assert_eq!(search(&portal, &sys, "", "", 1, 0).1, 20);
 }
 
+/// PostgreSQL numbers outbox rows when a transaction inserts them, not when it commits: a
+/// change whose row is numbered before another's but committed after it (the writer has
+/// indexed the later one meanwhile) is still indexed.
+#[test]
+fn postgres_outbox_row_committed_late_is_indexed() {
+    let Some(pg) = wendelin_tests::postgres() else {
+        return;
+    };
+    let url = pg.new_database();
+    let dir = tempfile::tempdir().unwrap();
+    let portal = Portal::open(registry(), &url, 4).unwrap();
+    portal.start_fulltext(&dir.path().join("index")).unwrap();
+    let sys = User::system();
+    let early = sensor(&portal, &sys, "alpha", "a").uid;
+    let late = sensor(&portal, &sys, "beta", "b").uid;
+    let flush = || {
+        portal
+            .fulltext()
+            .unwrap()
+            .flush(std::time::Duration::from_secs(10))
+            .unwrap()
+    };
+    flush();
+    let retitle = |c: &mut wendelin_core::db::DbConnection, uid: i64, title: &str| {
+        use diesel::connection::SimpleConnection;
+        c.batch_execute(&format!(
+            "UPDATE documents SET title = '{title}' WHERE uid = {uid}"
+        ))?;
+        Ok(())
+    };
+    let (numbered, go) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+    std::thread::scope(|s| {
+        // This transaction takes its outbox id first and commits last. (It queues before
+        // changing the document: the change takes the change-generation row lock, which
+        // would make the other writer wait for this commit.)
+        s.spawn(|| {
+            portal
+                .db
+                .write(|c| {
+                    wendelin_core::fulltext::enqueue(c, early)?;
+                    numbered.wait();
+                    go.wait();
+                    retitle(c, early, "zulu")
+                })
+                .unwrap();
+        });
+        numbered.wait();
+        portal
+            .db
+            .write(|c| {
+                retitle(c, late, "yankee")?;
+                wendelin_core::fulltext::enqueue(c, late)
+            })
+            .unwrap();
+        flush();
+        assert_eq!(ft_search(&portal, &sys, "yankee").1, 1);
+        assert_eq!(ft_search(&portal, &sys, "zulu").1, 0, "not committed yet");
+        go.wait();
+    });
+    flush();
+    assert_eq!(
+        ft_search(&portal, &sys, "zulu").1,
+        1,
+        "the late commit is indexed"
+    );
+    assert_eq!(portal.fulltext().unwrap().pending().unwrap(), 0);
+}
+
 wendelin_tests::on_every_backend!(
     operators_groups_sorting_and_counts,
     edits_and_reindex_keep_the_catalog_true,
