@@ -838,23 +838,8 @@ impl DataArray {
         let Ok(Some(file)) = self.raw_chunk_file(ranges) else {
             return;
         };
-        // A warm chunk needs nothing: probe its last byte without blocking (RWF_NOWAIT
-        // fails with EAGAIN when that page is not cached). posix_fadvise(WILLNEED) would
-        // read it into small folios, which makes every later warm pass 4× slower.
-        let len = file.metadata().map_or(0, |m| m.len());
-        let mut byte = [0u8; 1];
-        let resident = len > 0
-            && rustix::io::preadv2(
-                &file,
-                &mut [std::io::IoSliceMut::new(&mut byte)],
-                len - 1,
-                rustix::io::ReadWriteFlags::NOWAIT,
-            )
-            .is_ok_and(|n| n == 1);
-        if !resident {
-            if let Ok(map) = map_chunk_file(&file) {
-                read_in_large_folios(&map);
-            }
+        if let Ok(map) = map_chunk_file(&file) {
+            read_in_large_folios(&map);
         }
     }
 
