@@ -618,21 +618,8 @@ fn bulk_creation_equals_one_by_one(backend: &str, url: &str) {
     news[3].id = Some("14".into());
     // Counters (kept per batch, not per row, by bulk loads on SQLite) agree with the rows,
     // and the change generation moves (page caches must not serve the old listing).
-    let counters_agree = |when: &str| {
-        for user in [&alice, &bob, &User::system()] {
-            for (fast, slow) in [
-                ("", "uid:>0"),
-                ("portal_type:Sensor", "portal_type:Sensor AND uid:>0"),
-            ] {
-                assert_eq!(
-                    search(&portal, user, fast, "", 1, 0).1,
-                    search(&portal, user, slow, "", 1, 0).1,
-                    "{backend} {when} {:?} {fast:?}",
-                    user.login
-                );
-            }
-        }
-    };
+    let agree =
+        |when: &str| counters_agree(&portal, &[&alice, &bob, &User::system()], backend, when);
     let generation = || portal.db.read(wendelin_core::generation::current).unwrap();
     let g0 = generation();
     let uids = portal.create_many(&alice, "sensor_module", news).unwrap();
@@ -641,7 +628,7 @@ fn bulk_creation_equals_one_by_one(backend: &str, url: &str) {
         generation() > g0,
         "{backend}: a bulk load moves the generation"
     );
-    counters_agree("after a bulk load");
+    agree("after a bulk load");
     let ids: Vec<String> = uids
         .iter()
         .map(|u| {
@@ -728,7 +715,7 @@ fn bulk_creation_equals_one_by_one(backend: &str, url: &str) {
             NewDocument::from_json(body("after", 0)).unwrap(),
         )
         .unwrap();
-    counters_agree("after failed bulk loads and one creation");
+    agree("after failed bulk loads and one creation");
     // Dense matches make SQLite walk the sort key's index (INDEXED BY): the pages are the
     // same as a sort of everything.
     let many: Vec<NewDocument> = (0..1500)
@@ -739,7 +726,7 @@ fn bulk_creation_equals_one_by_one(backend: &str, url: &str) {
         })
         .collect();
     portal.create_many(&alice, "sensor_module", many).unwrap();
-    counters_agree("after a bulk load of 1,500");
+    agree("after a bulk load of 1,500");
     let mut expected: Vec<String> = (0..1500)
         .filter(|i| i % 3 != 0)
         .map(|i| format!("t{:05}", (i * 7919) % 1500))
@@ -774,6 +761,26 @@ fn bulk_creation_equals_one_by_one(backend: &str, url: &str) {
         .is_err());
 }
 
+/// Counts answered by the counters table (everything, a portal type, a module) equal
+/// counts of the rows themselves, for each of `users`.
+fn counters_agree(portal: &Portal, users: &[&User], backend: &str, when: &str) {
+    for user in users {
+        for (fast, slow) in [
+            ("", "uid:>0"),
+            ("portal_type:Sensor", "portal_type:Sensor AND uid:>0"),
+            ("portal_type:Reading", "portal_type:Reading AND uid:>0"),
+            ("module:sensor_module", "module:sensor_module AND uid:>0"),
+        ] {
+            assert_eq!(
+                search(portal, user, fast, "", 1, 0).1,
+                search(portal, user, slow, "", 1, 0).1,
+                "{backend} {when}: {fast} for {:?}",
+                user.login
+            );
+        }
+    }
+}
+
 /// Counts answered by the counters table (no filter, portal type, module) equal counts of
 /// the rows themselves, through creation, sub-documents, transitions, local roles and
 /// deletion of a whole subtree, for every user.
@@ -782,23 +789,7 @@ fn counters_agree_with_rows(backend: &str, url: &str) {
     let alice = User::authenticated("alice", ["Author".to_owned()], vec![]);
     let bob = User::authenticated("bob", ["Author".to_owned()], vec![]);
     let sys = User::system();
-    let check = |when: &str| {
-        for user in [&alice, &bob, &sys] {
-            for (fast, slow) in [
-                ("", "uid:>0"),
-                ("portal_type:Sensor", "portal_type:Sensor AND uid:>0"),
-                ("portal_type:Reading", "portal_type:Reading AND uid:>0"),
-                ("module:sensor_module", "module:sensor_module AND uid:>0"),
-            ] {
-                assert_eq!(
-                    search(&portal, user, fast, "", 1, 0).1,
-                    search(&portal, user, slow, "", 1, 0).1,
-                    "{backend} {when}: {fast} for {:?}",
-                    user.login
-                );
-            }
-        }
-    };
+    let check = |when: &str| counters_agree(&portal, &[&alice, &bob, &sys], backend, when);
     let mut paths = Vec::new();
     for i in 0..6 {
         let owner = if i % 2 == 0 { &alice } else { &bob };
