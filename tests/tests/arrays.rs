@@ -292,6 +292,45 @@ fn a_crash_between_chunk_and_metadata_writes_leaves_the_previous_array() {
     assert_eq!(data, [first, more].concat());
 }
 
+/// A shrinking resize writes its new shape first, then resets what lies past it; a crash
+/// in between is finished on the next opening, so growing the array again shows fill
+/// values, never the old elements.
+#[test]
+fn a_crash_inside_a_shrinking_resize_never_lets_old_values_reappear() {
+    let (_dir, mut server) = server();
+    let path = create(
+        &server,
+        json!({"dtype": "float64", "shape": [0], "chunk_shape": [4], "codec": "none"}),
+    );
+    let values: Vec<u8> = (1..=10).flat_map(|i| f64::from(i).to_le_bytes()).collect();
+    let r = post_npy(&server, &path, "append", &npy("<f8", &[10], &values));
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    server
+        .extra_env
+        .push(("WENDELIN_TEST_CRASH_IN_ARRAY_RESIZE".into(), "1".into()));
+    server.kill_and_restart();
+    let crashed = ureq::post(&server.url(&format!("/api/v1/{path}/resize")))
+        .set("authorization", &format!("Bearer {}", server.manager_token))
+        .send_json(json!({"shape": [5]}));
+    assert!(crashed.is_err(), "the server should have died mid-resize");
+
+    server.extra_env.clear();
+    server.kill_and_restart();
+    let (_, shape, data) = read_all(&server, &path, "");
+    assert_eq!(shape, vec![5], "the new shape was written before the crash");
+    assert_eq!(data, values[..5 * 8]);
+    let r = server.req(
+        "POST",
+        &format!("/api/v1/{path}/resize"),
+        Some(&json!({"shape": [10]})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (_, _, data) = read_all(&server, &path, "");
+    let zeros: Vec<u8> = (0..5).flat_map(|_| 0f64.to_le_bytes()).collect();
+    assert_eq!(data, [&values[..5 * 8], &zeros[..]].concat());
+}
+
 #[test]
 fn kill_9_during_appends_leaves_a_whole_prefix_of_them() {
     let (_dir, mut server) = server();

@@ -51,6 +51,11 @@ const TMP_MARK: &str = ".wtmp";
 const TXN_DIR: &str = ".txn";
 /// Name of a journal's commit marker (its manifest).
 const COMMITTED: &str = "COMMITTED";
+/// Present while a shrinking resize resets what lies past the new shape: holds the shape
+/// before it (JSON). Written before the new metadata and removed after the reset, so a
+/// crash in between is finished by the next opening ([`recover`]): old values past the
+/// new shape never reappear when the array grows again.
+const RESIZE_MARK: &str = ".wendelin-resize";
 
 /// Compression of chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,9 +259,15 @@ fn apply_journal(root: &Path, txn_dir: &Path) -> ArrayResult<()> {
     Ok(())
 }
 
-/// Finishes or discards the journals a crash left in `dir`: committed ones are applied,
-/// others deleted. The caller holds the exclusive lock.
+/// Finishes what a crash interrupted in `dir`: committed journals are applied, others
+/// deleted; a shrinking resize gets its reset done. The caller holds the exclusive lock.
 fn recover(dir: &Path) -> ArrayResult<()> {
+    recover_journals(dir)?;
+    recover_resize(dir)
+}
+
+/// Applies the committed journals in `dir`, deletes the others.
+fn recover_journals(dir: &Path) -> ArrayResult<()> {
     let txns = dir.join(TXN_DIR);
     let entries = match std::fs::read_dir(&txns) {
         Ok(e) => e,
@@ -275,6 +286,30 @@ fn recover(dir: &Path) -> ArrayResult<()> {
         }
     }
     let _ = std::fs::remove_dir(&txns);
+    Ok(())
+}
+
+/// Finishes a shrinking resize that a crash interrupted after its new metadata.
+fn recover_resize(dir: &Path) -> ArrayResult<()> {
+    let mark = dir.join(RESIZE_MARK);
+    let from = match std::fs::read(&mark) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let old: Vec<u64> = serde_json::from_slice(&from).map_err(|e| {
+        ArrayError::Storage(format!(
+            "unreadable {} in {}: {e}",
+            RESIZE_MARK,
+            dir.display()
+        ))
+    })?;
+    let mut array = DataArray::open(dir)?;
+    if old.len() == array.shape().len() {
+        array.reset_past_shape(&old)?;
+    }
+    std::fs::remove_file(&mark)?;
+    File::open(dir)?.sync_all()?;
     Ok(())
 }
 
@@ -511,7 +546,7 @@ impl DataArray {
     /// Finishes (committed) or discards (uncommitted) the journal of a multi-chunk write
     /// that a crash interrupted, under the exclusive lock; nothing to do in the usual case.
     pub fn recover_if_needed(dir: &Path) -> ArrayResult<()> {
-        if dir.join(TXN_DIR).exists() {
+        if dir.join(TXN_DIR).exists() || dir.join(RESIZE_MARK).exists() {
             let _lock = DirLock::take(dir, true)?;
             recover(dir)?;
         }
@@ -659,7 +694,8 @@ impl DataArray {
 
     /// Changes the shape. Growing exposes fill values; shrinking erases the chunks past the
     /// new shape and resets the cut part of boundary chunks to the fill value (after the
-    /// metadata, so a crash leaves a readable array either way).
+    /// metadata, so readers see the old or the new shape; a crash before the reset is
+    /// finished on the next opening, see [`RESIZE_MARK`]).
     pub fn resize(&mut self, new_shape: &[u64]) -> ArrayResult<()> {
         let old = self.shape().to_vec();
         if new_shape.len() != old.len() {
@@ -667,11 +703,29 @@ impl DataArray {
                 "resize to {new_shape:?} changes the number of dimensions of {old:?}"
             )));
         }
+        let shrinks = new_shape.iter().zip(&old).any(|(n, o)| n < o);
+        let mark = StoreKey::new(RESIZE_MARK).map_err(|e| ArrayError::Storage(e.to_string()))?;
+        if shrinks {
+            let from = serde_json::to_vec(&old).map_err(|e| ArrayError::Storage(e.to_string()))?;
+            self.store.set(&mark, from.into())?;
+        }
         self.array.set_shape(new_shape.to_vec())?;
         self.array.store_metadata()?;
-        if new_shape.iter().zip(&old).all(|(n, o)| n >= o) {
+        if !shrinks {
             return Ok(());
         }
+        crash_point(CrashAt::ResizeReset);
+        self.reset_past_shape(&old)?;
+        self.store.erase(&mark)?;
+        Ok(())
+    }
+
+    /// Resets to the fill value whatever lies past the current shape in the chunks of the
+    /// grid of `old` (a larger shape): chunks wholly past it are erased, boundary chunks
+    /// rewritten. Idempotent.
+    fn reset_past_shape(&mut self, old: &[u64]) -> ArrayResult<()> {
+        let new_shape = self.shape().to_vec();
+        let new_shape = new_shape.as_slice();
         // Chunks that held old elements but are no longer wholly inside the new shape.
         let chunk = self.chunk_shape()?;
         let grid: Vec<u64> = old
@@ -975,22 +1029,27 @@ enum CrashAt {
     /// After the first of several renames of a committed journal
     /// (`WENDELIN_TEST_CRASH_IN_ARRAY_TXN=applying`).
     TxnApplying,
+    /// After a shrinking resize's new `zarr.json`, before the chunks past the new shape
+    /// are reset (`WENDELIN_TEST_CRASH_IN_ARRAY_RESIZE=1`).
+    ResizeReset,
 }
 
 /// Test failpoints: the process dies (SIGABRT, no unwinding, no cleanup) at `at` when the
 /// environment asks for it — the crashes the atomicity schemes must survive.
 fn crash_point(at: CrashAt) {
-    static CRASH: std::sync::OnceLock<(bool, Option<String>)> = std::sync::OnceLock::new();
-    let (meta, txn) = CRASH.get_or_init(|| {
+    static CRASH: std::sync::OnceLock<(bool, Option<String>, bool)> = std::sync::OnceLock::new();
+    let (meta, txn, resize) = CRASH.get_or_init(|| {
         (
             std::env::var_os("WENDELIN_TEST_CRASH_BEFORE_ARRAY_METADATA").is_some(),
             std::env::var("WENDELIN_TEST_CRASH_IN_ARRAY_TXN").ok(),
+            std::env::var_os("WENDELIN_TEST_CRASH_IN_ARRAY_RESIZE").is_some(),
         )
     });
     let hit = match at {
         CrashAt::AppendMetadata => *meta,
         CrashAt::TxnStaged => txn.as_deref() == Some("staged"),
         CrashAt::TxnApplying => txn.as_deref() == Some("applying"),
+        CrashAt::ResizeReset => *resize,
     };
     if hit {
         std::process::abort();
