@@ -151,7 +151,7 @@ pub fn claim(conn: &mut DbConnection, worker: &str) -> CoreResult<Option<Claimed
         ),
         binds: vec![Bind::Timestamp(at)],
     }
-    .run(conn)?
+    .query()
     .load::<Candidate>(conn)?
     .into_iter()
     .map(|c| c.id)
@@ -176,7 +176,7 @@ pub fn claim(conn: &mut DbConnection, worker: &str) -> CoreResult<Option<Claimed
                     .into(),
                 binds: vec![Bind::Text(Some(tag.clone())), Bind::Int(Some(id)), Bind::Timestamp(at)],
             }
-            .run(conn)?
+            .query()
             .execute(conn)?;
             if got == 0 {
                 continue;

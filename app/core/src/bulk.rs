@@ -13,7 +13,7 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
-use crate::catalog::{catalog_values, Bind, Prepared, Statement};
+use crate::catalog::{catalog_values, Bind, Bound, Statement};
 use crate::db::DbConnection;
 use crate::document::{self, NewDocument, RelationTargets};
 use crate::error::{CoreError, CoreResult};
@@ -220,7 +220,7 @@ pub fn create_many(
             sql: "UPDATE documents SET security_set = ? WHERE uid = ?".into(),
             binds: vec![Bind::Int(Some(set)), Bind::Int(Some(uid))],
         }
-        .run(conn)?
+        .query()
         .execute(conn)?;
         set_of.insert(row.type_name, set);
     }
@@ -402,7 +402,7 @@ impl RowTriggers {
                         Bind::Int(Some(*n)),
                     ],
                 }
-                .run(conn)?
+                .query()
                 .execute(conn)?;
             }
         }
@@ -444,7 +444,7 @@ fn insert_prepared(
     columns: &[&str],
     binds: &[&Bind],
     returning: &str,
-    mut run: impl FnMut(&mut DbConnection, Prepared<'_>) -> CoreResult<()>,
+    mut run: impl FnMut(&mut DbConnection, Bound<'_>) -> CoreResult<()>,
 ) -> CoreResult<()> {
     let width = columns.len().max(1);
     let per = (MAX_BINDS / width).clamp(1, ROWS_PER_STATEMENT);
@@ -461,18 +461,20 @@ fn insert_prepared(
     for group in binds[..full].chunks(per * width) {
         run(
             conn,
-            Prepared {
+            Bound {
                 sql: &many,
                 binds: group,
+                cache: true,
             },
         )?;
     }
     for row in binds[full..].chunks(width) {
         run(
             conn,
-            Prepared {
+            Bound {
                 sql: &single,
                 binds: row,
+                cache: true,
             },
         )?;
     }

@@ -247,49 +247,56 @@ pub(crate) enum Bind {
     Timestamp(NaiveDateTime),
 }
 
-/// A statement with `?` placeholders, rewritten to `$n` for PostgreSQL.
+/// A statement with `?` where values go.
 pub(crate) struct Statement {
     pub(crate) sql: String,
     pub(crate) binds: Vec<Bind>,
 }
 
-/// A statement ready to run, its binds attached.
-pub(crate) type BoundQuery =
-    diesel::query_builder::BoxedSqlQuery<'static, MultiBackend, diesel::query_builder::SqlQuery>;
-
 impl Statement {
-    pub(crate) fn run(&self, conn: &mut DbConnection) -> CoreResult<BoundQuery> {
-        Ok(build(conn, &self.sql, self.binds.iter().cloned()))
+    /// The statement ready to run (not kept prepared: catalog SQL varies with each search).
+    pub(crate) fn query(&self) -> Bound<'_, Bind> {
+        Bound {
+            sql: &self.sql,
+            binds: &self.binds,
+            cache: false,
+        }
     }
 }
 
-/// A statement run many times with the same SQL and different values (bulk inserts): the
-/// SQL, with `?` where values go, is prepared once per connection through diesel's
-/// statement cache, and the values are bound by reference — no boxed bind per value, no
-/// copy.
-pub(crate) struct Prepared<'a> {
+/// SQL with `?` where values go, bound to its values by reference and ready to run: each
+/// `?` becomes the backend's placeholder as diesel writes it (`$n` on PostgreSQL). With
+/// `cache`, the statement is prepared once per connection (diesel's statement cache) —
+/// for SQL run many times with other values, as bulk inserts do.
+pub(crate) struct Bound<'a, B = &'a Bind> {
     pub(crate) sql: &'a str,
-    pub(crate) binds: &'a [&'a Bind],
+    pub(crate) binds: &'a [B],
+    pub(crate) cache: bool,
 }
 
-impl diesel::query_builder::QueryId for Prepared<'_> {
+impl<B> diesel::query_builder::QueryId for Bound<'_, B> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl diesel::query_builder::Query for Prepared<'_> {
+impl<B> diesel::query_builder::Query for Bound<'_, B> {
     type SqlType = diesel::sql_types::Untyped;
 }
 
-impl diesel::query_builder::QueryFragment<MultiBackend> for Prepared<'_> {
+impl<B: std::borrow::Borrow<Bind>> diesel::query_builder::QueryFragment<MultiBackend>
+    for Bound<'_, B>
+{
     fn walk_ast<'b>(
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, MultiBackend>,
     ) -> QueryResult<()> {
+        if !self.cache {
+            out.unsafe_to_cache_prepared();
+        }
         let mut parts = self.sql.split('?');
         out.push_sql(parts.next().unwrap_or_default());
         for (b, part) in self.binds.iter().zip(parts) {
-            match b {
+            match b.borrow() {
                 Bind::Text(v) => out.push_bind_param::<Nullable<Text>, _>(v)?,
                 Bind::Int(v) => out.push_bind_param::<Nullable<BigInt>, _>(v)?,
                 Bind::Float(v) => out.push_bind_param::<Nullable<Double>, _>(v)?,
@@ -302,38 +309,7 @@ impl diesel::query_builder::QueryFragment<MultiBackend> for Prepared<'_> {
     }
 }
 
-impl RunQueryDsl<DbConnection> for Prepared<'_> {}
-
-fn build(conn: &DbConnection, sql: &str, binds: impl Iterator<Item = Bind>) -> BoundQuery {
-    let sql = match conn {
-        DbConnection::Sqlite(_) => sql.to_owned(),
-        DbConnection::Postgres(_) => {
-            let mut out = String::with_capacity(sql.len() + 8);
-            let mut n = 0;
-            for ch in sql.chars() {
-                if ch == '?' {
-                    n += 1;
-                    out.push('$');
-                    out.push_str(&n.to_string());
-                } else {
-                    out.push(ch);
-                }
-            }
-            out
-        }
-    };
-    let mut q = diesel::sql_query(sql).into_boxed::<MultiBackend>();
-    for b in binds {
-        q = match b {
-            Bind::Text(v) => q.bind::<Nullable<Text>, _>(v),
-            Bind::Int(v) => q.bind::<Nullable<BigInt>, _>(v),
-            Bind::Float(v) => q.bind::<Nullable<Double>, _>(v),
-            Bind::Bool(v) => q.bind::<Nullable<Bool>, _>(v),
-            Bind::Timestamp(v) => q.bind::<Timestamp, _>(v),
-        };
-    }
-    q
-}
+impl<B> RunQueryDsl<DbConnection> for Bound<'_, B> {}
 
 fn property_bind(kind: Kind, value: Option<&serde_json::Value>) -> Bind {
     match kind {
@@ -396,7 +372,7 @@ pub fn index_document(
         sql: format!("UPDATE documents SET {} WHERE uid = ?", sets.join(", ")),
         binds,
     };
-    st.run(conn)?.execute(conn)?;
+    st.query().execute(conn)?;
     Ok(())
 }
 
@@ -793,7 +769,7 @@ pub fn search(
                 ),
                 binds: Vec::new(),
             }
-            .run(conn)?
+            .query()
             .load::<UidRow>(conn)?
             .into_iter()
             .map(|r| r.uid)
@@ -863,7 +839,7 @@ pub fn search(
             binds,
         };
         let mut uids: Vec<i64> = all
-            .run(conn)?
+            .query()
             .load::<UidRow>(conn)?
             .into_iter()
             .map(|r| r.uid)
@@ -887,7 +863,7 @@ pub fn search(
     // planner below how dense the matches are).
     let total = match (count_mode, cheap_count) {
         (Count::Exact, _) | (Count::None, true) => {
-            Some(count.run(conn)?.get_result::<CountRow>(conn)?.n)
+            Some(count.query().get_result::<CountRow>(conn)?.n)
         }
         (Count::None, false) => None,
     };
@@ -925,7 +901,7 @@ pub fn search(
                 sql: "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM catalog_counts".into(),
                 binds: Vec::new(),
             }
-            .run(conn)?
+            .query()
             .get_result::<CountRow>(conn)?
             .n;
             let wanted = (all / 200).max(1_000);
@@ -937,7 +913,7 @@ pub fn search(
                     ),
                     binds: page_binds[..page_binds.len() - 2].to_vec(),
                 }
-                .run(conn)?
+                .query()
                 .get_result::<CountRow>(conn)?
                 .n,
             };
@@ -954,7 +930,7 @@ pub fn search(
         binds: page_binds,
     };
     let mut uids: Vec<i64> = page
-        .run(conn)?
+        .query()
         .load::<UidRow>(conn)?
         .into_iter()
         .map(|r| r.uid)

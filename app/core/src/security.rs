@@ -479,7 +479,7 @@ pub fn security_set_of(conn: &mut DbConnection, uid: i64) -> CoreResult<i64> {
         sql: "SELECT security_set FROM documents WHERE uid = ?".into(),
         binds: vec![crate::catalog::Bind::Int(Some(uid))],
     };
-    Ok(q.run(conn)?
+    Ok(q.query()
         .get_result::<Row>(conn)
         .optional()?
         .map(|r| r.security_set)
@@ -504,7 +504,7 @@ pub fn update_viewers(
             crate::catalog::Bind::Int(Some(doc.uid)),
         ],
     };
-    q.run(conn)?.execute(conn)?;
+    q.query().execute(conn)?;
     // The full-text index filters by the same principals: it must see the change.
     crate::fulltext::enqueue(conn, doc.uid)
 }
