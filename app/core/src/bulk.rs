@@ -232,7 +232,7 @@ pub fn create_many(
         .map(|(_, r)| r)
         .collect();
     let set = |r: &Row| set_of.get(r.type_name).copied().unwrap_or_default();
-    let suspended = RowTriggers::suspend(conn)?;
+    let suspended = RowTriggers::suspend(conn, rest.len())?;
     let rest_uids = insert_documents(conn, &columns, &rest, set, &what)?;
     add_states_and_owner(conn, &rest, &rest_uids, &initial_states, owner)?;
     let mut counts: BTreeMap<(i64, &str), i64> = BTreeMap::new();
@@ -349,6 +349,9 @@ const ROW_TRIGGERS: [&str; 4] = [
     "change_generation_local_roles_insert",
 ];
 
+/// Rows from which a bulk load suspends the row triggers.
+const SUSPEND_TRIGGERS_FROM: usize = 1_000;
+
 #[derive(QueryableByName)]
 struct TriggerSql {
     #[diesel(sql_type = Text)]
@@ -361,8 +364,11 @@ struct TriggerSql {
 struct RowTriggers(Vec<TriggerSql>);
 
 impl RowTriggers {
-    fn suspend(conn: &mut DbConnection) -> CoreResult<RowTriggers> {
-        if !matches!(conn, DbConnection::Sqlite(_)) {
+    /// Drops the row triggers for a load of `rows` rows, when that many are worth it:
+    /// dropping and creating triggers changes the schema, which makes every connection
+    /// (in every process) prepare its cached statements again.
+    fn suspend(conn: &mut DbConnection, rows: usize) -> CoreResult<RowTriggers> {
+        if rows < SUSPEND_TRIGGERS_FROM || !matches!(conn, DbConnection::Sqlite(_)) {
             // PostgreSQL's generation trigger runs per statement already.
             return Ok(RowTriggers(Vec::new()));
         }

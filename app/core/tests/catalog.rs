@@ -707,6 +707,21 @@ fn bulk_creation_equals_one_by_one(backend: &str, url: &str) {
         .unwrap_err();
     assert!(matches!(err, CoreError::Conflict(_)), "{err}");
     assert_eq!(search(&portal, &User::system(), "", "", 1, 0).1, before);
+    // A load large enough to suspend the row triggers (on SQLite) fails at its end.
+    let big_dup: Vec<NewDocument> = (0..1_100)
+        .map(|i| {
+            let mut d = NewDocument::from_json(body("bigdup", i)).unwrap();
+            if i == 1 || i == 1_099 {
+                d.reference = Some("twice".into());
+            }
+            d
+        })
+        .collect();
+    let err = portal
+        .create_many(&alice, "sensor_module", big_dup)
+        .unwrap_err();
+    assert!(matches!(err, CoreError::Conflict(_)), "{err}");
+    assert_eq!(search(&portal, &User::system(), "", "", 1, 0).1, before);
     // The failed loads left the per-row triggers in place: single creations count.
     portal
         .create(
