@@ -32,6 +32,8 @@ struct Created {
 }
 
 struct Row<'r> {
+    /// Position in the caller's list (for error messages).
+    pos: usize,
     id: String,
     type_name: &'r str,
     values: Vec<Bind>,
@@ -69,6 +71,9 @@ pub fn create_many(
     // Catalog column → a NULL of its SQL type, for documents of types without it.
     let mut catalog_columns: BTreeMap<String, Bind> = BTreeMap::new();
     let mut prepared = Vec::with_capacity(news.len());
+    // Ids and (type, reference) pairs given in this load → the first document giving them.
+    let mut given_ids: HashMap<String, usize> = HashMap::new();
+    let mut given_refs: HashMap<(String, String), usize> = HashMap::new();
     for (i, new) in news.into_iter().enumerate() {
         let p = document::prepare(
             registry,
@@ -80,6 +85,19 @@ pub fn create_many(
         .map_err(|e| at(i, e))?;
         if let Some(id) = &new.id {
             document::check_id(id).map_err(|e| at(i, e))?;
+            if let Some(first) = given_ids.insert(id.clone(), i) {
+                return Err(CoreError::Conflict(format!(
+                    "document {i}: id '{id}' is also given to document {first}"
+                )));
+            }
+        }
+        if let Some(reference) = &new.reference {
+            let key = (p.portal_type.name.clone(), reference.clone());
+            if let Some(first) = given_refs.insert(key, i) {
+                return Err(CoreError::Conflict(format!(
+                    "document {i}: reference '{reference}' is also given to document {first}"
+                )));
+            }
         }
         let states = initial_states
             .entry(p.portal_type.name.as_str())
@@ -141,7 +159,7 @@ pub fn create_many(
     let nulls: Vec<Bind> = catalog_columns.values().cloned().collect();
     let catalog_columns: Vec<String> = catalog_columns.into_keys().collect();
     let mut rows = Vec::with_capacity(prepared.len());
-    for (id, title, reference, description, p, values) in prepared {
+    for (pos, (id, title, reference, description, p, values)) in prepared.into_iter().enumerate() {
         let id = match id {
             Some(id) => id,
             None => free_ids
@@ -174,6 +192,7 @@ pub fn create_many(
             v.push(by_column.remove(c).unwrap_or_else(|| null.clone()));
         }
         rows.push(Row {
+            pos,
             id,
             type_name: p.portal_type.name.as_str(),
             values: v,
@@ -208,8 +227,8 @@ pub fn create_many(
         firsts.entry(row.type_name).or_insert(i);
     }
     let first_rows: Vec<&Row> = firsts.values().map(|i| &rows[*i]).collect();
-    let mut uid_of = insert_documents(conn, &columns, &first_rows, |_| 0, &what)?;
-    add_states_and_owner(conn, &first_rows, &uid_of, &initial_states, owner)?;
+    let mut uid_of = insert_documents(conn, &columns, &first_rows, |_| 0, &what, false)?;
+    add_states_and_owner(conn, &first_rows, &uid_of, &initial_states, owner, false)?;
     let mut set_of: BTreeMap<&str, i64> = BTreeMap::new();
     for row in &first_rows {
         let uid = uid_of.get(&row.id).copied().unwrap_or_default();
@@ -233,8 +252,13 @@ pub fn create_many(
         .collect();
     let set = |r: &Row| set_of.get(r.type_name).copied().unwrap_or_default();
     let suspended = RowTriggers::suspend(conn, rest.len())?;
-    let rest_uids = insert_documents(conn, &columns, &rest, set, &what)?;
-    add_states_and_owner(conn, &rest, &rest_uids, &initial_states, owner)?;
+    // With the row triggers away (and foreign keys unchecked), `INSERT OR IGNORE` lets
+    // SQLite skip the statement journal it otherwise keeps for each multi-row statement
+    // (a copy of every page the statement touches, so that a failing row could undo the
+    // rows before it); a skipped row is found by counting and fails the whole load.
+    let ignore = suspended.active();
+    let rest_uids = insert_documents(conn, &columns, &rest, set, &what, ignore)?;
+    add_states_and_owner(conn, &rest, &rest_uids, &initial_states, owner, ignore)?;
     let mut counts: BTreeMap<(i64, &str), i64> = BTreeMap::new();
     for r in &rest {
         *counts.entry((set(r), r.type_name)).or_default() += 1;
@@ -251,7 +275,7 @@ pub fn create_many(
         })
         .collect::<CoreResult<_>>()?;
     let outbox: Vec<Vec<Bind>> = uids.iter().map(|u| vec![Bind::Int(Some(*u))]).collect();
-    insert_rows(conn, "fulltext_outbox", &["uid"], &outbox)?;
+    insert_rows(conn, "fulltext_outbox", &["uid"], &outbox, ignore)?;
 
     // Relations, where given (one document at a time: they name arbitrary targets).
     for (row, uid) in rows.iter_mut().zip(&uids) {
@@ -271,6 +295,7 @@ fn insert_documents(
     rows: &[&Row],
     set: impl Fn(&Row) -> i64,
     what: &str,
+    ignore: bool,
 ) -> CoreResult<HashMap<String, i64>> {
     let sets: Vec<Bind> = rows.iter().map(|r| Bind::Int(Some(set(r)))).collect();
     let mut binds = Vec::with_capacity(rows.len() * columns.len());
@@ -279,20 +304,37 @@ fn insert_documents(
         binds.push(s);
     }
     let mut uid_of = HashMap::with_capacity(rows.len());
-    insert_prepared(
+    let written = insert_prepared(
         conn,
         "documents",
         columns,
         &binds,
         " RETURNING uid, id",
+        ignore,
         |conn, statement| {
-            let created = statement
-                .load::<Created>(conn)
-                .map_err(|e| CoreError::from_write(e, what))?;
+            let created = match conn {
+                DbConnection::Sqlite(c) => statement.load::<Created>(c),
+                DbConnection::Postgres(_) => statement.load::<Created>(conn),
+            }
+            .map_err(|e| CoreError::from_write(e, what))?;
+            let n = created.len();
             uid_of.extend(created.into_iter().map(|c| (c.id, c.uid)));
-            Ok(())
+            Ok(n)
         },
     )?;
+    if written < rows.len() {
+        // A row was skipped (`INSERT OR IGNORE`): its id or reference is taken, by an
+        // existing document or one before it in this load.
+        let mut seen = std::collections::HashSet::with_capacity(rows.len());
+        let skipped = rows
+            .iter()
+            .find(|r| !uid_of.contains_key(&r.id) || !seen.insert(r.id.as_str()))
+            .map(|r| format!("document {} (id '{}')", r.pos, r.id))
+            .unwrap_or_else(|| "a document".into());
+        return Err(CoreError::Conflict(format!(
+            "{what} already exists: {skipped} has the id or reference of another document"
+        )));
+    }
     Ok(uid_of)
 }
 
@@ -303,6 +345,7 @@ fn add_states_and_owner(
     uid_of: &HashMap<String, i64>,
     initial_states: &BTreeMap<&str, BTreeMap<String, String>>,
     owner: &str,
+    ignore: bool,
 ) -> CoreResult<()> {
     let mut states_rows = Vec::new();
     let mut owner_rows = Vec::new();
@@ -328,12 +371,14 @@ fn add_states_and_owner(
         "workflow_states",
         &["uid", "workflow", "state"],
         &states_rows,
+        ignore,
     )?;
     insert_rows(
         conn,
         "local_roles",
         &["uid", "principal", "role"],
         &owner_rows,
+        ignore,
     )
 }
 
@@ -364,6 +409,11 @@ struct TriggerSql {
 struct RowTriggers(Vec<TriggerSql>);
 
 impl RowTriggers {
+    /// Whether the triggers are dropped for this load.
+    fn active(&self) -> bool {
+        !self.0.is_empty()
+    }
+
     /// Drops the row triggers for a load of `rows` rows, when that many are worth it:
     /// dropping and creating triggers changes the schema, which makes every connection
     /// (in every process) prepare its cached statements again.
@@ -443,29 +493,33 @@ const ROWS_PER_STATEMENT: usize = 64;
 /// [`ROWS_PER_STATEMENT`] rows through one prepared multi-row statement and the rest one
 /// row at a time through another, so a bulk load of any size prepares two statements per
 /// table and column list (kept in the connection's statement cache) and binds its values
-/// by reference. `run` executes each statement.
+/// by reference. `run` executes each statement and says how many rows it wrote; the sum
+/// is returned. With `ignore`, rows that break a constraint are skipped (`OR IGNORE`).
 fn insert_prepared(
     conn: &mut DbConnection,
     table: &str,
     columns: &[&str],
     binds: &[&Bind],
     returning: &str,
-    mut run: impl FnMut(&mut DbConnection, Bound<'_>) -> CoreResult<()>,
-) -> CoreResult<()> {
+    ignore: bool,
+    mut run: impl FnMut(&mut DbConnection, Bound<'_>) -> CoreResult<usize>,
+) -> CoreResult<usize> {
+    let verb = if ignore { "INSERT OR IGNORE" } else { "INSERT" };
     let width = columns.len().max(1);
     let per = (MAX_BINDS / width).clamp(1, ROWS_PER_STATEMENT);
     let one = format!("({})", vec!["?"; width].join(", "));
     let sql = |rows: usize| {
         format!(
-            "INSERT INTO {table} ({}) VALUES {}{returning}",
+            "{verb} INTO {table} ({}) VALUES {}{returning}",
             columns.join(", "),
             vec![one.as_str(); rows].join(", ")
         )
     };
     let (many, single) = (sql(per), sql(1));
     let full = binds.len() / (per * width) * (per * width);
+    let mut written = 0;
     for group in binds[..full].chunks(per * width) {
-        run(
+        written += run(
             conn,
             Bound {
                 sql: &many,
@@ -475,7 +529,7 @@ fn insert_prepared(
         )?;
     }
     for row in binds[full..].chunks(width) {
-        run(
+        written += run(
             conn,
             Bound {
                 sql: &single,
@@ -484,19 +538,39 @@ fn insert_prepared(
             },
         )?;
     }
-    Ok(())
+    Ok(written)
 }
 
-/// Inserts `rows` into `table`.
+/// Inserts `rows` into `table`; with `ignore`, a row that breaks a constraint fails the
+/// load (after the statement) instead of aborting the statement.
 fn insert_rows(
     conn: &mut DbConnection,
     table: &str,
     columns: &[&str],
     rows: &[Vec<Bind>],
+    ignore: bool,
 ) -> CoreResult<()> {
     let binds: Vec<&Bind> = rows.iter().flatten().collect();
-    insert_prepared(conn, table, columns, &binds, "", |conn, statement| {
-        statement.execute(conn)?;
-        Ok(())
-    })
+    let written = insert_prepared(
+        conn,
+        table,
+        columns,
+        &binds,
+        "",
+        ignore,
+        |conn, statement| {
+            Ok(match conn {
+                DbConnection::Sqlite(c) => statement.execute(c),
+                DbConnection::Postgres(_) => statement.execute(conn),
+            }?)
+        },
+    )?;
+    if written < rows.len() {
+        return Err(CoreError::Internal(format!(
+            "{} of {} rows into {table} broke a constraint",
+            rows.len() - written,
+            rows.len()
+        )));
+    }
+    Ok(())
 }

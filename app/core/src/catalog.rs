@@ -13,7 +13,7 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Double, Nullable, Text, Timestamp};
 
-use crate::db::{DbConnection, MultiBackend};
+use crate::db::DbConnection;
 use crate::document::{self, Document};
 use crate::error::{CoreError, CoreResult};
 use crate::query::{self, Expr, Op};
@@ -283,12 +283,27 @@ impl<B> diesel::query_builder::Query for Bound<'_, B> {
     type SqlType = diesel::sql_types::Untyped;
 }
 
-impl<B: std::borrow::Borrow<Bind>> diesel::query_builder::QueryFragment<MultiBackend>
-    for Bound<'_, B>
+/// Any backend that takes every kind of [`Bind`]: [`crate::db::MultiBackend`], and SQLite itself for
+/// bulk loads, which bind straight into SQLite's statement rather than through the
+/// multi-backend's boxed values.
+impl<B, DB> diesel::query_builder::QueryFragment<DB> for Bound<'_, B>
+where
+    B: std::borrow::Borrow<Bind>,
+    DB: diesel::backend::Backend
+        + diesel::sql_types::HasSqlType<Text>
+        + diesel::sql_types::HasSqlType<BigInt>
+        + diesel::sql_types::HasSqlType<Double>
+        + diesel::sql_types::HasSqlType<Bool>
+        + diesel::sql_types::HasSqlType<Timestamp>,
+    String: diesel::serialize::ToSql<Text, DB>,
+    i64: diesel::serialize::ToSql<BigInt, DB>,
+    f64: diesel::serialize::ToSql<Double, DB>,
+    bool: diesel::serialize::ToSql<Bool, DB>,
+    NaiveDateTime: diesel::serialize::ToSql<Timestamp, DB>,
 {
     fn walk_ast<'b>(
         &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, MultiBackend>,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
     ) -> QueryResult<()> {
         if !self.cache {
             out.unsafe_to_cache_prepared();
@@ -310,6 +325,7 @@ impl<B: std::borrow::Borrow<Bind>> diesel::query_builder::QueryFragment<MultiBac
 }
 
 impl<B> RunQueryDsl<DbConnection> for Bound<'_, B> {}
+impl<B> RunQueryDsl<diesel::SqliteConnection> for Bound<'_, B> {}
 
 fn property_bind(kind: Kind, value: Option<&serde_json::Value>) -> Bind {
     match kind {

@@ -721,6 +721,45 @@ fn bulk_creation_equals_one_by_one(backend: &str, url: &str) {
         .create_many(&alice, "sensor_module", big_dup)
         .unwrap_err();
     assert!(matches!(err, CoreError::Conflict(_)), "{err}");
+    assert!(err.to_string().contains("document 1099"), "{err}");
+    assert_eq!(search(&portal, &User::system(), "", "", 1, 0).1, before);
+    // The same explicit id twice in a large load.
+    let big_dup_id: Vec<NewDocument> = (0..1_100)
+        .map(|i| {
+            let mut d = NewDocument::from_json(body("bigdupid", i)).unwrap();
+            d.id = Some(format!("given{}", if i == 1_050 { 7 } else { i }));
+            d
+        })
+        .collect();
+    let err = portal
+        .create_many(&alice, "sensor_module", big_dup_id)
+        .unwrap_err();
+    assert!(matches!(err, CoreError::Conflict(_)), "{err}");
+    assert!(err.to_string().contains("document 1050"), "{err}");
+    assert_eq!(search(&portal, &User::system(), "", "", 1, 0).1, before);
+    // A large load whose document 1077 takes the reference of an existing document.
+    let mut taken = NewDocument::from_json(body("taken", 0)).unwrap();
+    taken.reference = Some("taken".into());
+    portal.create(&alice, "sensor_module", taken).unwrap();
+    let before = before + 1;
+    let big_taken: Vec<NewDocument> = (0..1_100)
+        .map(|i| {
+            let mut d = NewDocument::from_json(body("bigtaken", i)).unwrap();
+            if i == 1_077 {
+                d.reference = Some("taken".into());
+            }
+            d
+        })
+        .collect();
+    let err = portal
+        .create_many(&alice, "sensor_module", big_taken)
+        .unwrap_err();
+    assert!(matches!(err, CoreError::Conflict(_)), "{err}");
+    assert!(err.to_string().contains("already exists"), "{err}");
+    if backend == "sqlite" {
+        // SQLite's bulk statements skip the row (OR IGNORE) and the load names it.
+        assert!(err.to_string().contains("document 1077"), "{err}");
+    }
     assert_eq!(search(&portal, &User::system(), "", "", 1, 0).1, before);
     // The failed loads left the per-row triggers in place: single creations count.
     portal
