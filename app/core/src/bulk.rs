@@ -274,8 +274,21 @@ pub fn create_many(
                 .ok_or_else(|| CoreError::Internal(format!("no uid returned for {}", r.id)))
         })
         .collect::<CoreResult<_>>()?;
-    let outbox: Vec<Vec<Bind>> = uids.iter().map(|u| vec![Bind::Int(Some(*u))]).collect();
-    insert_rows(conn, "fulltext_outbox", &["uid"], &outbox, ignore)?;
+    // The full-text outbox: each document once for each registered index.
+    let mut outbox: Vec<Vec<Bind>> = Vec::new();
+    for index in crate::fulltext::registered(conn)? {
+        outbox.extend(
+            uids.iter()
+                .map(|u| vec![Bind::Text(Some(index.clone())), Bind::Int(Some(*u))]),
+        );
+    }
+    insert_rows(
+        conn,
+        "fulltext_outbox",
+        &["index_id", "uid"],
+        &outbox,
+        ignore,
+    )?;
 
     // Relations, where given (one document at a time: they name arbitrary targets).
     for (row, uid) in rows.iter_mut().zip(&uids) {

@@ -144,6 +144,14 @@ diesel::table! {
     fulltext_outbox (id) {
         id -> BigInt,
         uid -> BigInt,
+        index_id -> Text,
+    }
+}
+
+diesel::table! {
+    fulltext_indexes (id) {
+        id -> Text,
+        last_seen -> Timestamp,
     }
 }
 

@@ -951,6 +951,141 @@ fn postgres_outbox_row_committed_late_is_indexed() {
     assert_eq!(portal.fulltext().unwrap().pending().unwrap(), 0);
 }
 
+/// Nodes on one database each keep their own full-text index: every change reaches every
+/// index, an index that was down catches up from what was queued for it, a second process
+/// on one index directory searches it and takes the writing over when the first stops, and
+/// an index not seen for a week is forgotten (and rebuilt if it comes back).
+fn every_index_sees_every_change(backend: &str, url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (dir.path().join("a/index"), dir.path().join("b/index"));
+    let sys = User::system();
+    let wait = std::time::Duration::from_secs(20);
+    let a = Portal::open(registry(), url, 4).unwrap();
+    a.start_fulltext(&dir_a).unwrap();
+    let b = Portal::open(registry(), url, 4).unwrap();
+    b.start_fulltext(&dir_b).unwrap();
+    for i in 0..5 {
+        sensor(&a, &sys, &format!("gauge from a {i}"), "");
+        sensor(&b, &sys, &format!("gauge from b {i}"), "");
+    }
+    let bulk: Vec<NewDocument> = (0..1_200)
+        .map(|i| {
+            NewDocument::from_json(
+                json!({"portal_type": "Sensor", "title": format!("bulk gauge {i}")}),
+            )
+            .unwrap()
+        })
+        .collect();
+    a.create_many(&sys, "sensor_module", bulk).unwrap();
+    for p in [&a, &b] {
+        p.fulltext().unwrap().flush(wait).unwrap();
+        assert_eq!(ft_search(p, &sys, "gauge").1, 1_210, "{backend}");
+        assert_eq!(p.fulltext().unwrap().pending().unwrap(), 0, "{backend}");
+    }
+    let (id_a, id_b) = (
+        a.fulltext().unwrap().id().unwrap(),
+        b.fulltext().unwrap().id().unwrap(),
+    );
+    assert_ne!(id_a, id_b);
+
+    // B is down while A changes things: B's rows wait, and B catches up (same registration).
+    drop(b);
+    let gone = sensor(&a, &sys, "valve written while b was down", "");
+    let edited = a
+        .search(
+            &sys,
+            &Search {
+                query: "title:\"gauge from b 0\"".into(),
+                limit: 1,
+                ..Search::default()
+            },
+        )
+        .unwrap();
+    let edited = edited.documents[0].path.clone();
+    a.update(
+        &sys,
+        &edited,
+        wendelin_core::DocumentPatch::from_json(
+            json!({"serial": 1, "title": "turbine, formerly metering"}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let b = Portal::open(registry(), url, 4).unwrap();
+    b.start_fulltext(&dir_b).unwrap();
+    b.fulltext().unwrap().flush(wait).unwrap();
+    assert_eq!(
+        b.fulltext().unwrap().id().unwrap(),
+        id_b,
+        "{backend}: caught up, not rebuilt"
+    );
+    assert_eq!(ft_search(&b, &sys, "valve").1, 1, "{backend}");
+    assert_eq!(ft_search(&b, &sys, "turbine").1, 1, "{backend}");
+    assert_eq!(ft_search(&b, &sys, "gauge").1, 1_209, "{backend}");
+    assert_eq!(gone.title, "valve written while b was down");
+
+    // A second process on A's directory searches what A writes...
+    let c = Portal::open(registry(), url, 4).unwrap();
+    c.start_fulltext(&dir_a).unwrap();
+    sensor(&c, &sys, "damper from c", "");
+    c.fulltext().unwrap().flush(wait).unwrap();
+    assert_eq!(
+        ft_search(&c, &sys, "damper").1,
+        1,
+        "{backend}: indexed by a, seen by c"
+    );
+    assert_eq!(c.fulltext().unwrap().id().unwrap(), id_a);
+    // ...and writes it once A stops.
+    drop(a);
+    sensor(&c, &sys, "louver from c", "");
+    c.fulltext().unwrap().flush(wait).unwrap();
+    assert_eq!(ft_search(&c, &sys, "louver").1, 1, "{backend}: c took over");
+    assert_eq!(
+        c.fulltext().unwrap().id().unwrap(),
+        id_a,
+        "{backend}: the same index"
+    );
+    b.fulltext().unwrap().flush(wait).unwrap();
+    assert_eq!(ft_search(&b, &sys, "louver").1, 1, "{backend}");
+
+    // B not seen for eight days: the next index to register forgets it and what was
+    // queued for it; B, back, finds itself forgotten and rebuilds.
+    drop(b);
+    c.db.write(|conn| {
+        use diesel::connection::SimpleConnection;
+        conn.batch_execute(&format!(
+            "UPDATE fulltext_indexes SET last_seen = '2020-01-01 00:00:00' WHERE id = '{id_b}'"
+        ))?;
+        Ok(())
+    })
+    .unwrap();
+    sensor(&c, &sys, "shutter from c", "");
+    let d = Portal::open(registry(), url, 4).unwrap();
+    d.start_fulltext(&dir.path().join("d/index")).unwrap();
+    let queued_for_b: i64 =
+        c.db.read(|conn| {
+            use diesel::prelude::*;
+            Ok(wendelin_core::schema::fulltext_outbox::table
+                .filter(wendelin_core::schema::fulltext_outbox::index_id.eq(&id_b))
+                .count()
+                .get_result(conn)?)
+        })
+        .unwrap();
+    assert_eq!(queued_for_b, 0, "{backend}: forgotten with its rows");
+    let b = Portal::open(registry(), url, 4).unwrap();
+    b.start_fulltext(&dir_b).unwrap();
+    b.fulltext().unwrap().flush(wait).unwrap();
+    assert_ne!(
+        b.fulltext().unwrap().id().unwrap(),
+        id_b,
+        "{backend}: registered anew"
+    );
+    assert_eq!(ft_search(&b, &sys, "shutter").1, 1, "{backend}");
+    assert_eq!(ft_search(&b, &sys, "gauge").1, 1_209, "{backend}");
+    d.fulltext().unwrap().flush(wait).unwrap();
+    assert_eq!(ft_search(&d, &sys, "gauge").1, 1_209, "{backend}");
+}
+
 wendelin_tests::on_every_backend!(
     operators_groups_sorting_and_counts,
     edits_and_reindex_keep_the_catalog_true,
@@ -958,4 +1093,5 @@ wendelin_tests::on_every_backend!(
     outbox_survives_crashes_and_rebuild_equals_incremental,
     bulk_creation_equals_one_by_one,
     counters_agree_with_rows,
+    every_index_sees_every_change,
 );

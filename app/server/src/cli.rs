@@ -279,9 +279,7 @@ pub fn run(cli: Cli) -> Result<(), ServerError> {
             );
             // The full-text index is derived data: drop it and let the writer rebuild it.
             let dir = config.data_dir.join("index");
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir)?;
-            }
+            wendelin_core::fulltext::destroy(&dir, &portal.db)?;
             portal.start_fulltext(&dir)?;
             let ft = portal
                 .fulltext()

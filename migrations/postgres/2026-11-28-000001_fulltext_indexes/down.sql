@@ -1,0 +1,3 @@
+DROP INDEX fulltext_outbox_index;
+ALTER TABLE fulltext_outbox DROP COLUMN index_id;
+DROP TABLE fulltext_indexes;
