@@ -2,7 +2,9 @@
 //! table, bumped by triggers in the transaction of every change to documents, relations,
 //! local roles, workflow states and history, users, groups and security sets, and to
 //! every session update or delete (logout, revocation) (migration
-//! `2026-11-26-020001_change_generation`). Caches of derived views (the admin UI's pages)
+//! `2026-11-26-020001_change_generation`; on PostgreSQL once per transaction, at its
+//! commit, since `2026-11-28-000002_deferred_generation`, so the counter's row lock does
+//! not make concurrent writers wait for each other's whole transaction). Caches of derived views (the admin UI's pages)
 //! tag what they computed with the generation read *before* computing it: while the
 //! generation is unchanged, nothing such a view reads has been committed since, by this
 //! process or any other sharing the database.

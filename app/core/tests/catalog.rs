@@ -1086,6 +1086,67 @@ fn every_index_sees_every_change(backend: &str, url: &str) {
     assert_eq!(ft_search(&d, &sys, "gauge").1, 1_209, "{backend}");
 }
 
+/// On PostgreSQL the change generation is bumped at commit: a writer no longer waits for
+/// another writer's whole transaction (it did while the first write of a transaction
+/// locked the counter's row until commit), and each writing transaction moves it once.
+#[test]
+fn postgres_writers_do_not_queue_on_the_change_generation() {
+    let Some(pg) = wendelin_tests::postgres() else {
+        return;
+    };
+    let url = pg.new_database();
+    let portal = Portal::open(registry(), &url, 4).unwrap();
+    let sys = User::system();
+    let generation = || portal.db.read(wendelin_core::generation::current).unwrap();
+    let g0 = generation();
+    // One transaction of many statements moves it by one.
+    let news: Vec<NewDocument> = (0..3)
+        .map(|i| {
+            NewDocument::from_json(json!({"portal_type": "Sensor", "title": format!("s{i}")}))
+                .unwrap()
+        })
+        .collect();
+    portal.create_many(&sys, "sensor_module", news).unwrap();
+    assert_eq!(generation(), g0 + 1);
+    sensor(&portal, &sys, "one more", "");
+    assert_eq!(generation(), g0 + 2);
+    let (written, done) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        // A writer that keeps its transaction open after writing...
+        s.spawn(|| {
+            portal
+                .db
+                .write(|c| {
+                    wendelin_core::fulltext::enqueue(c, 1)?;
+                    use diesel::connection::SimpleConnection;
+                    c.batch_execute("UPDATE documents SET title = 'held' WHERE uid = 1")?;
+                    written.wait();
+                    done.wait();
+                    Ok(())
+                })
+                .unwrap();
+        });
+        written.wait();
+        // ...does not hold up another writer's commit.
+        s.spawn(|| {
+            sensor(&portal, &sys, "not held up", "");
+            tx.send(()).unwrap();
+        });
+        let finished = rx.recv_timeout(std::time::Duration::from_secs(10)).is_ok();
+        done.wait();
+        assert!(
+            finished,
+            "the second writer waited for the first one's transaction"
+        );
+    });
+    assert_eq!(
+        generation(),
+        g0 + 4,
+        "each commit moved the generation once"
+    );
+}
+
 wendelin_tests::on_every_backend!(
     operators_groups_sorting_and_counts,
     edits_and_reindex_keep_the_catalog_true,

@@ -1,0 +1,3 @@
+-- PostgreSQL only: the change generation is bumped at commit time. (SQLite writers
+-- serialize anyway.)
+SELECT 1;
