@@ -3,7 +3,10 @@
 //! queries, full-text queries and exact counts through `Portal::search`, the path the
 //! JSON API and the UI use (security filter included).
 //!
-//! `cargo bench -p wendelin-core --bench catalog_1m -- [N] [--load-only]`
+//! `cargo bench -p wendelin-core --bench catalog_1m -- [N] [--load-only]`; with
+//! `CATALOG_BENCH_KEEP=1` the database and index are kept, and
+//! `-- --reuse DIR` measures the queries again on such a kept directory (a settled system:
+//! right after the load, tantivy is still merging segments on one of the two cores).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, Instant};
@@ -89,12 +92,27 @@ fn main() {
         .find(|a| !a.starts_with('-'))
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
-    let dir = tempfile::tempdir().unwrap();
-    let url = dir.path().join("bench.sqlite").display().to_string();
-    let portal = Portal::open(registry(), &url, 4).unwrap();
     let alice = User::authenticated("alice", ["Author".to_owned()], vec![]);
     let bob = User::authenticated("bob", ["Author".to_owned()], vec![]);
     let manager = User::authenticated("boss", ["Manager".to_owned()], vec![]);
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--reuse") {
+        let dir = std::path::PathBuf::from(&args[i + 1]);
+        let url = dir.join("bench.sqlite").display().to_string();
+        let portal = Portal::open(registry(), &url, 4).unwrap();
+        portal.start_fulltext(&dir.join("index")).unwrap();
+        portal
+            .fulltext()
+            .unwrap()
+            .flush(Duration::from_secs(3600))
+            .unwrap();
+        println!("queries on the kept catalog in {}", dir.display());
+        queries(&portal, &manager, &alice, &bob);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().join("bench.sqlite").display().to_string();
+    let portal = Portal::open(registry(), &url, 4).unwrap();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
 
     // Load: 90% of the documents owned by alice, 10% by bob.
@@ -165,6 +183,11 @@ fn main() {
         n as f64 / (sql_time + ft_time).as_secs_f64()
     );
     println!("database file: {:.0} MiB", db_bytes as f64 / 1048576.0);
+    queries(&portal, &manager, &alice, &bob);
+}
+
+/// Measures every query line on the loaded catalog.
+fn queries(portal: &Portal, manager: &User, alice: &User, bob: &User) {
     println!();
     println!(
         "| query (Portal::search) | rounds | p50 | p99 | max | first pass p99 | total matches (last) |"
@@ -286,7 +309,7 @@ fn main() {
         rounds,
         |i| {
             run(
-                &manager,
+                manager,
                 format!("{} AND size:<100", word(words[i])),
                 "",
                 50,
