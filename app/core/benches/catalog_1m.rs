@@ -307,14 +307,7 @@ fn queries(portal: &Portal, manager: &User, alice: &User, bob: &User) {
     measure(
         "full-text + structured, manager: word AND size range",
         rounds,
-        |i| {
-            run(
-                manager,
-                format!("{} AND size:<100", word(words[i])),
-                "",
-                50,
-            )
-        },
+        |i| run(manager, format!("{} AND size:<100", word(words[i])), "", 50),
     );
     for (name, user) in [
         ("manager", &manager),

@@ -856,3 +856,48 @@ wendelin_tests::on_every_backend!(
     several_workflows_guards_hooks_and_history,
     group_roles_and_local_roles_on_containers,
 );
+
+/// SQLite: commits only append to the WAL (a writer checkpoints itself only past 64 MiB);
+/// the checkpoint thread copies committed pages into the database file beside them, and
+/// stops with the last handle on the database.
+#[test]
+fn sqlite_checkpoints_run_beside_the_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("test.sqlite");
+    let portal = Portal::open(registry(), &path.display().to_string(), 4).unwrap();
+    let main_file = || std::fs::metadata(&path).unwrap().len();
+    let wait_for_growth = |from: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while main_file() <= from {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the database file stayed at {from} bytes: nothing checkpointed it"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    wait_for_growth(0);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let before = main_file();
+    let news: Vec<NewDocument> = (0..2_000)
+        .map(|i| {
+            NewDocument::from_json(json!({
+                "portal_type": "Gamma",
+                "title": format!("gamma {i} {}", "x".repeat(200)),
+            }))
+            .unwrap()
+        })
+        .collect();
+    portal
+        .create_many(&User::system(), "sensor_module", news)
+        .unwrap();
+    wait_for_growth(before);
+    drop(portal);
+    // The thread's own connection closes within a period: the WAL is then removed by the
+    // last connection to close.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        !dir.path().join("test.sqlite-wal").exists(),
+        "a connection to the database is still open"
+    );
+}
