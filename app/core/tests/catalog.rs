@@ -648,6 +648,33 @@ fn bulk_creation_equals_one_by_one(backend: &str, url: &str) {
     assert_eq!(ids[1], "15");
     assert_eq!(ids[4], "17");
     assert_eq!(ids[11], "24");
+    if backend == "sqlite" {
+        // Dates of bulk documents are stored in the text diesel writes one by one.
+        #[derive(diesel::QueryableByName)]
+        struct Raw {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            t: String,
+        }
+        let raw = |query: &str| -> String {
+            portal
+                .db
+                .read(|c| {
+                    use diesel::prelude::*;
+                    Ok(diesel::sql_query(format!(
+                        "SELECT creation_date || '|' || modification_date AS t FROM documents {query}"
+                    ))
+                    .get_result::<Raw>(c)?
+                    .t)
+                })
+                .unwrap()
+        };
+        let single = raw("WHERE title = 'single 0 turbine'");
+        let bulk = raw(&format!("WHERE uid = {}", uids[0]));
+        for part in single.split('|').chain(bulk.split('|')) {
+            let parsed = chrono::NaiveDateTime::parse_from_str(part, "%F %T%.f").unwrap();
+            assert_eq!(parsed.format("%F %T%.f").to_string(), part);
+        }
+    }
 
     portal
         .fulltext()
