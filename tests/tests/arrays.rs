@@ -256,7 +256,7 @@ fn ten_thousand_small_appends_read_back_as_their_concatenation() {
 
 #[test]
 fn a_crash_between_chunk_and_metadata_writes_leaves_the_previous_array() {
-    let (_dir, mut server) = server();
+    let (dir, mut server) = server();
     let path = create(
         &server,
         json!({"dtype": "float64", "shape": [0], "chunk_shape": [8], "codec": "zstd"}),
@@ -289,7 +289,51 @@ fn a_crash_between_chunk_and_metadata_writes_leaves_the_previous_array() {
     let r = post_npy(&server, &path, "append", &npy("<f8", &[20], &more));
     assert_eq!(r.json()["shape"], json!([25]));
     let (_, _, data) = read_all(&server, &path, "");
-    assert_eq!(data, [first, more].concat());
+    assert_eq!(data, [first.clone(), more.clone()].concat());
+
+    // A death between a key's synced temporary file and its rename leaves the file in
+    // the array's .wtmp directory, unseen; the next writer removes it.
+    server
+        .extra_env
+        .push(("WENDELIN_TEST_CRASH_IN_ARRAY_KEY".into(), "1".into()));
+    server.kill_and_restart();
+    let crashed = ureq::post(&server.url(&format!("/api/v1/{path}/append")))
+        .set("authorization", &format!("Bearer {}", server.manager_token))
+        .set("content-type", "application/x-npy")
+        .send_bytes(&npy("<f8", &[20], &more));
+    assert!(crashed.is_err(), "the server should have died mid-write");
+    server.extra_env.clear();
+    server.kill_and_restart();
+    let tmp_dirs = |root: &std::path::Path| {
+        let mut found = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    if p.file_name().is_some_and(|n| n == ".wtmp") {
+                        found.push(std::fs::read_dir(&p).unwrap().count());
+                    }
+                    stack.push(p);
+                }
+            }
+        }
+        found
+    };
+    let left: usize = tmp_dirs(&dir.path().join("data")).iter().sum();
+    assert!(left >= 1, "the crashed write left its temporary file");
+    let (_, shape, data) = read_all(&server, &path, "");
+    assert_eq!(shape, vec![25], "the crashed append must not be visible");
+    assert_eq!(data, [first.clone(), more.clone()].concat());
+    let r = post_npy(&server, &path, "append", &npy("<f8", &[5], &first));
+    assert_eq!(r.json()["shape"], json!([30]));
+    assert_eq!(
+        tmp_dirs(&dir.path().join("data")).iter().sum::<usize>(),
+        0,
+        "the next writer removed it"
+    );
+    let (_, _, data) = read_all(&server, &path, "");
+    assert_eq!(data, [first.clone(), more, first].concat());
 }
 
 /// A shrinking resize writes its new shape first, then resets what lies past it; a crash

@@ -2,8 +2,9 @@
 //!
 //! Atomicity, from a reader's view and across a crash:
 //! - every key (chunk or `zarr.json`) is replaced whole: [`AtomicStore`] writes the new
-//!   bytes to a temporary key, syncs them, renames it over the old key and syncs the
-//!   directory, so a key holds its old or its new bytes, never a torn mix;
+//!   bytes to a temporary file in `<dir>/.wtmp/`, syncs them, renames it over the old key
+//!   and syncs the directory, so a key holds its old or its new bytes, never a torn mix
+//!   (the next writer removes temporary files a crash left);
 //! - an append writes the tail chunks first (the old elements inside them unchanged) and
 //!   `zarr.json` with the grown shape last: a reader that saw the old shape never reads past
 //!   it, and a crash before the metadata rename leaves the old array (the new tail elements
@@ -29,9 +30,9 @@ use zarrs::array::{Array, ArrayBuilder, ArrayBytes, ArraySubset, FillValueMetada
 use zarrs::filesystem::FilesystemStore;
 use zarrs::storage::byte_range::ByteRangeIterator;
 use zarrs::storage::{
-    store_set_partial_many, AtomicRenameStorageTraits, Bytes, ListableStorageTraits, MaybeBytes,
-    MaybeBytesIterator, OffsetBytesIterator, ReadableStorageTraits, StorageError, StoreKey,
-    StoreKeys, StoreKeysPrefixes, StorePrefix, WritableStorageTraits,
+    store_set_partial_many, Bytes, ListableStorageTraits, MaybeBytes, MaybeBytesIterator,
+    OffsetBytesIterator, ReadableStorageTraits, StorageError, StoreKey, StoreKeys,
+    StoreKeysPrefixes, StorePrefix, WritableStorageTraits,
 };
 
 use crate::dtype::Dtype;
@@ -46,7 +47,11 @@ pub const MAX_CHUNK_BYTES: u64 = 64 << 20;
 /// Largest shard accepted, in bytes (a write into a shard rewrites it whole in memory).
 pub const MAX_SHARD_BYTES: u64 = 256 << 20;
 const LOCK_FILE: &str = ".wendelin.lock";
+/// Marks the temporary keys of earlier versions (written next to their key): never served.
 const TMP_MARK: &str = ".wtmp";
+/// Directory of the temporary files of single-key writes, each renamed over its key once
+/// synced. Whoever takes the writer lock next removes what a crashed writer left there.
+const TMP_DIR: &str = ".wtmp";
 /// Directory of the redo journals of multi-chunk writes.
 const TXN_DIR: &str = ".txn";
 /// Name of a journal's commit marker (its manifest).
@@ -117,7 +122,7 @@ pub fn default_chunk_shape(shape: &[u64], elem: u64, target: u64) -> Vec<u64> {
     chunk
 }
 
-/// A zarrs store whose writes replace keys atomically (temporary key, sync, rename, sync
+/// A zarrs store whose writes replace keys atomically (temporary file, sync, rename, sync
 /// of the directory); reads and listings go straight to the filesystem store.
 #[derive(Debug)]
 pub struct AtomicStore {
@@ -262,8 +267,23 @@ fn apply_journal(root: &Path, txn_dir: &Path) -> ArrayResult<()> {
 /// Finishes what a crash interrupted in `dir`: committed journals are applied, others
 /// deleted; a shrinking resize gets its reset done. The caller holds the exclusive lock.
 fn recover(dir: &Path) -> ArrayResult<()> {
+    sweep_tmp(dir)?;
     recover_journals(dir)?;
     recover_resize(dir)
+}
+
+/// Removes the temporary files a crashed writer left in [`TMP_DIR`]; the caller holds the
+/// exclusive lock, so no live writer owns any of them.
+fn sweep_tmp(dir: &Path) -> ArrayResult<()> {
+    let entries = match std::fs::read_dir(dir.join(TMP_DIR)) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in entries {
+        std::fs::remove_file(entry?.path())?;
+    }
+    Ok(())
 }
 
 /// Applies the committed journals in `dir`, deletes the others.
@@ -353,15 +373,21 @@ impl WritableStorageTraits for AtomicStore {
             }
             return Ok(());
         }
-        let tmp = StoreKey::new(format!(
-            "{}{TMP_MARK}{}-{n}",
-            key.as_str(),
-            std::process::id()
-        ))?;
-        // The filesystem store syncs the file before returning.
-        self.inner.set(&tmp, value)?;
-        self.inner.rename(&tmp, key)?;
+        let tmp_dir = self.root.join(TMP_DIR);
+        std::fs::create_dir_all(&tmp_dir)?;
+        let tmp = tmp_dir.join(format!("{}-{n}", std::process::id()));
+        {
+            use std::io::Write;
+            let mut file = File::create(&tmp)?;
+            file.write_all(&value)?;
+            file.sync_all()?;
+        }
+        crash_point(CrashAt::KeyWritten);
         let path = self.inner.key_to_fspath(key);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::rename(&tmp, &path)?;
         if let Some(parent) = path.parent() {
             File::open(parent)?.sync_all()?;
         }
@@ -1020,6 +1046,9 @@ fn map_chunk_file(file: &File) -> ArrayResult<memmap2::Mmap> {
 /// Where a test failpoint may kill the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CrashAt {
+    /// After a single-key write's temporary file is synced, before its rename
+    /// (`WENDELIN_TEST_CRASH_IN_ARRAY_KEY=1`).
+    KeyWritten,
     /// After an append's chunks, before its `zarr.json`
     /// (`WENDELIN_TEST_CRASH_BEFORE_ARRAY_METADATA=1`).
     AppendMetadata,
@@ -1037,15 +1066,18 @@ enum CrashAt {
 /// Test failpoints: the process dies (SIGABRT, no unwinding, no cleanup) at `at` when the
 /// environment asks for it — the crashes the atomicity schemes must survive.
 fn crash_point(at: CrashAt) {
-    static CRASH: std::sync::OnceLock<(bool, Option<String>, bool)> = std::sync::OnceLock::new();
-    let (meta, txn, resize) = CRASH.get_or_init(|| {
+    type Asked = (bool, Option<String>, bool, bool);
+    static CRASH: std::sync::OnceLock<Asked> = std::sync::OnceLock::new();
+    let (meta, txn, resize, key) = CRASH.get_or_init(|| {
         (
             std::env::var_os("WENDELIN_TEST_CRASH_BEFORE_ARRAY_METADATA").is_some(),
             std::env::var("WENDELIN_TEST_CRASH_IN_ARRAY_TXN").ok(),
             std::env::var_os("WENDELIN_TEST_CRASH_IN_ARRAY_RESIZE").is_some(),
+            std::env::var_os("WENDELIN_TEST_CRASH_IN_ARRAY_KEY").is_some(),
         )
     });
     let hit = match at {
+        CrashAt::KeyWritten => *key,
         CrashAt::AppendMetadata => *meta,
         CrashAt::TxnStaged => txn.as_deref() == Some("staged"),
         CrashAt::TxnApplying => txn.as_deref() == Some("applying"),
