@@ -12,33 +12,20 @@ BEGIN
     RETURN NULL;
 END;
 $$ LANGUAGE plpgsql;
-DROP TRIGGER change_generation_documents ON documents;
-CREATE CONSTRAINT TRIGGER change_generation_documents AFTER INSERT OR UPDATE OR DELETE ON documents
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION change_generation_bump_once();
-DROP TRIGGER change_generation_relations ON relations;
-CREATE CONSTRAINT TRIGGER change_generation_relations AFTER INSERT OR UPDATE OR DELETE ON relations
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION change_generation_bump_once();
-DROP TRIGGER change_generation_local_roles ON local_roles;
-CREATE CONSTRAINT TRIGGER change_generation_local_roles AFTER INSERT OR UPDATE OR DELETE ON local_roles
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION change_generation_bump_once();
-DROP TRIGGER change_generation_workflow_states ON workflow_states;
-CREATE CONSTRAINT TRIGGER change_generation_workflow_states AFTER INSERT OR UPDATE OR DELETE ON workflow_states
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION change_generation_bump_once();
-DROP TRIGGER change_generation_workflow_history ON workflow_history;
-CREATE CONSTRAINT TRIGGER change_generation_workflow_history AFTER INSERT OR UPDATE OR DELETE ON workflow_history
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION change_generation_bump_once();
-DROP TRIGGER change_generation_users ON users;
-CREATE CONSTRAINT TRIGGER change_generation_users AFTER INSERT OR UPDATE OR DELETE ON users
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION change_generation_bump_once();
-DROP TRIGGER change_generation_user_groups ON user_groups;
-CREATE CONSTRAINT TRIGGER change_generation_user_groups AFTER INSERT OR UPDATE OR DELETE ON user_groups
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION change_generation_bump_once();
-DROP TRIGGER change_generation_security_sets ON security_sets;
-CREATE CONSTRAINT TRIGGER change_generation_security_sets AFTER INSERT OR UPDATE OR DELETE ON security_sets
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION change_generation_bump_once();
-DROP TRIGGER change_generation_security_set_principals ON security_set_principals;
-CREATE CONSTRAINT TRIGGER change_generation_security_set_principals AFTER INSERT OR UPDATE OR DELETE ON security_set_principals
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION change_generation_bump_once();
+DO $$
+DECLARE t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['documents', 'relations', 'local_roles', 'workflow_states',
+        'workflow_history', 'users', 'user_groups', 'security_sets', 'security_set_principals']
+    LOOP
+        EXECUTE format('DROP TRIGGER change_generation_%s ON %s', t, t);
+        EXECUTE format('CREATE CONSTRAINT TRIGGER change_generation_%s '
+            'AFTER INSERT OR UPDATE OR DELETE ON %s DEFERRABLE INITIALLY DEFERRED '
+            'FOR EACH ROW EXECUTE FUNCTION change_generation_bump_once()', t, t);
+    END LOOP;
+END;
+$$;
+-- Sessions: updates and deletes only (a logout, a revocation; not a login).
 DROP TRIGGER change_generation_sessions ON sessions;
 CREATE CONSTRAINT TRIGGER change_generation_sessions AFTER UPDATE OR DELETE ON sessions
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION change_generation_bump_once();
