@@ -8,7 +8,7 @@ GIB GiB equal a raw file (for numpy.memmap) and a zarr-python array (uncompresse
 1 Mi-element chunks, as the server's), then measures:
   (a) the mean over GIB GiB: server (GET …/reduce?op=mean&region=0:N), numpy.memmap, and
       zarr-python's chunk-by-chunk mean; page cache cold (drop_caches) and warm; medians
-      of 5 interleaved rounds;
+      of 6 interleaved rounds;
   (b) the time of a 1 MiB append to an ~8 GiB array (B, real data) and to a 10 GiB
       sparse array (grown by resize), each divided by that of a 1 MiB append to a 1 MiB
       array (median of 30 interleaved rounds);
@@ -29,7 +29,7 @@ GIB = float(sys.argv[1]) if len(sys.argv) > 1 else 4
 CHUNK = 1 << 20  # elements per chunk (8 MiB of float64)
 PIECE = 4 << 20  # elements per append (32 MiB)
 ROUNDS = 30  # interleaved rounds of 1 MiB appends in (b)
-ROUNDS_A = 5  # interleaved rounds of the cold and warm means in (a)
+ROUNDS_A = 6  # interleaved rounds of the cold and warm means in (a)
 N = int(GIB * (1 << 30)) // 8
 
 
@@ -140,14 +140,23 @@ def run(work):
             s += float(a[i:i + CHUNK].sum())
         return s / N
 
-    # (a) cold, then warm (best of 3 after a warm-up), in ROUNDS_A interleaved rounds
-    # whose order rotates; each figure is the median over the rounds, so one slow moment
-    # of the shared disk or CPU does not decide a ratio.
+    # (a) cold, then warm (best of 3 after a warm-up), in ROUNDS_A interleaved rounds;
+    # each figure is the median over the rounds, so one slow moment of the shared disk or
+    # CPU does not decide a ratio. The server and numpy.memmap take turns going first and
+    # zarr-python goes last, so each of the two follows a zarr-python pass (as the next
+    # round's first reader) equally often: whichever reader came right after zarr-python
+    # had a slow cold pass (3.8-7.0 s against 1.8-2.9 s otherwise, 2026-11-26 04:52), and
+    # the earlier rotation put the server there in 3 rounds of 5, numpy.memmap in 2. An
+    # uncounted zarr-python pass comes first, so that round 0's first reader follows one
+    # too: in ROUNDS_A (even) rounds each of the two follows zarr-python ROUNDS_A / 2 times.
     readers = [("server", server_mean), ("numpy.memmap", memmap_mean),
                ("zarr-python", zarr_mean)]
     samples = {name: ([], [], None) for name, _ in readers}
+    drop_caches()
+    zarr_mean()
     for r in range(ROUNDS_A):
-        for name, f in readers[r % 3:] + readers[:r % 3]:
+        pair = readers[:2] if r % 2 == 0 else readers[1::-1]
+        for name, f in pair + readers[2:]:
             drop_caches()
             cold, v = timed(f)
             f()
@@ -170,6 +179,13 @@ def run(work):
               f"| {results['numpy.memmap'][1] / warm:.2f} | {v:.12f} |")
     s, z = results["server"], results["zarr-python"]
     print(f"server vs zarr-python: {z[0] / s[0]:.2f}x cold, {z[1] / s[1]:.2f}x warm")
+    # Ratios of passes made in the same round (the same few minutes of the shared disk).
+    per_round = [(m / sv, zp / sv) for sv, m, zp in zip(
+        samples["server"][0], samples["numpy.memmap"][0], samples["zarr-python"][0])]
+    print("cold ratios per round (memmap/server, zarr-python/server): " + ", ".join(
+        f"{a:.2f}/{b:.2f}" for a, b in per_round) + f"; medians "
+        f"{statistics.median(a for a, _ in per_round):.2f} / "
+        f"{statistics.median(b for _, b in per_round):.2f}")
     # The disk is shared: a cold pass may take twice as long as the one before it. The
     # best round of each reader is its speed when the disk is not taken by others.
     best = {name: (min(c), min(w)) for name, (c, w, _) in samples.items()}
