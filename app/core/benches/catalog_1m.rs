@@ -3,7 +3,8 @@
 //! queries, full-text queries and exact counts through `Portal::search`, the path the
 //! JSON API and the UI use (security filter included).
 //!
-//! `cargo bench -p wendelin-core --bench catalog_1m -- [N] [--load-only]`; with
+//! `cargo bench -p wendelin-core --bench catalog_1m -- [N] [--load-only]` (on an empty
+//! PostgreSQL database with `CATALOG_BENCH_URL=postgres://…`); with
 //! `CATALOG_BENCH_KEEP=1` the database and index are kept, and
 //! `-- --reuse DIR` measures the queries again on such a kept directory (a settled system:
 //! right after the load, tantivy is still merging segments on one of the two cores).
@@ -111,7 +112,9 @@ fn main() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let url = dir.path().join("bench.sqlite").display().to_string();
+    // CATALOG_BENCH_URL: another database (an empty PostgreSQL one) instead of SQLite.
+    let url = std::env::var("CATALOG_BENCH_URL")
+        .unwrap_or_else(|_| dir.path().join("bench.sqlite").display().to_string());
     let portal = Portal::open(registry(), &url, 4).unwrap();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
 
