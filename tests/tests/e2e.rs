@@ -658,3 +658,58 @@ fn deleting_documents_removes_their_data_files() {
     );
     assert!(!ok && err.contains("reserved"), "{err}");
 }
+
+/// `wendelin reindex` refuses while a server writes the full-text index (it would remove
+/// the directory under it), and rebuilds it once the server has stopped: the restarted
+/// server finds every document through the rebuilt index.
+#[test]
+fn cli_reindex_rebuilds_the_index_only_when_no_server_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start(&dir.path().join("var"), None);
+    for title in ["Pump sensor", "Boiler gauge", "Pump motor"] {
+        let r = server.req(
+            "POST",
+            "/api/v1/data_stream_module",
+            Some(&json!({ "title": title })),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let env: Vec<(String, String)> = server
+        .cli_env()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (ok, _, err) = run_cli(&["reindex"], &env, "");
+    assert!(!ok, "reindex ran under a live server");
+    assert!(err.contains("in use by a running server"), "{err}");
+    // The running server's index is intact.
+    let pumps = |server: &TestServer| {
+        let started = std::time::Instant::now();
+        loop {
+            let r = server.req("GET", "/api/v1/catalog?q=pump", None).json();
+            if r["total"] == 2 || started.elapsed() > std::time::Duration::from_secs(5) {
+                return r["total"].clone();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    assert_eq!(pumps(&server), 2);
+
+    let status = server.terminate();
+    assert!(status.success(), "graceful stop failed: {status}");
+    let index = dir.path().join("var/index");
+    let old_id = std::fs::read_to_string(index.join("wendelin-index-id")).unwrap();
+    let (ok, out, err) = run_cli(&["reindex"], &env, "");
+    assert!(ok, "{err}");
+    assert!(out.contains("catalog columns of"), "{out}");
+    let new_id = std::fs::read_to_string(index.join("wendelin-index-id")).unwrap();
+    assert_ne!(
+        old_id, new_id,
+        "the index was rebuilt under a new registration"
+    );
+    server.restart();
+    assert_eq!(pumps(&server), 2);
+    let r = server.req("GET", "/api/v1/catalog?q=gauge", None).json();
+    assert_eq!(r["total"], 1, "{r}");
+}
