@@ -274,21 +274,9 @@ pub fn create_many(
                 .ok_or_else(|| CoreError::Internal(format!("no uid returned for {}", r.id)))
         })
         .collect::<CoreResult<_>>()?;
-    // The full-text outbox: each document once for each registered index.
-    let mut outbox: Vec<Vec<Bind>> = Vec::new();
-    for index in crate::fulltext::registered(conn)? {
-        outbox.extend(
-            uids.iter()
-                .map(|u| vec![Bind::Text(Some(index.clone())), Bind::Int(Some(*u))]),
-        );
-    }
-    insert_rows(
-        conn,
-        "fulltext_outbox",
-        &["index_id", "uid"],
-        &outbox,
-        ignore,
-    )?;
+    let first = uids.iter().copied().min().unwrap_or_default();
+    let last = uids.iter().copied().max().unwrap_or_default();
+    crate::fulltext::enqueue_range(conn, first, last)?;
 
     // Relations, where given (one document at a time: they name arbitrary targets).
     for (row, uid) in rows.iter_mut().zip(&uids) {

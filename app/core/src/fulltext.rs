@@ -32,7 +32,7 @@ use tantivy::query::QueryParser;
 use tantivy::schema::{Field, Schema, Value as _, FAST, INDEXED, STORED, TEXT};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
-use crate::catalog::{Bind, Statement};
+use crate::catalog::{Bind, Bound, Statement};
 use crate::db::{Database, DbConnection};
 use crate::document;
 use crate::error::{CoreError, CoreResult};
@@ -79,24 +79,29 @@ fn schema() -> (Schema, Fields) {
 }
 
 /// Queues `uid` for (re)indexing in every registered index; call it inside the
-/// transaction of the change.
+/// transaction of the change. One prepared statement, kept in the connection's cache.
 pub fn enqueue(conn: &mut DbConnection, uid: i64) -> CoreResult<()> {
-    Statement {
-        sql: "INSERT INTO fulltext_outbox (index_id, uid) SELECT id, ? FROM fulltext_indexes"
-            .into(),
-        binds: vec![Bind::Int(Some(uid))],
+    Bound {
+        sql: "INSERT INTO fulltext_outbox (index_id, uid) SELECT id, ? FROM fulltext_indexes",
+        binds: &[Bind::Int(Some(uid))],
+        cache: true,
     }
-    .query()
     .execute(conn)?;
     Ok(())
 }
 
-/// The ids of the registered indexes (a bulk load queues its documents for each).
-pub(crate) fn registered(conn: &mut DbConnection) -> CoreResult<Vec<String>> {
-    Ok(fulltext_indexes::table
-        .select(fulltext_indexes::id)
-        .order(fulltext_indexes::id.asc())
-        .load(conn)?)
+/// Queues the existing documents with uids from `first` to `last` in every registered
+/// index, in one statement (a bulk load's documents; one created meanwhile by another
+/// writer is queued too, which only indexes it once more).
+pub(crate) fn enqueue_range(conn: &mut DbConnection, first: i64, last: i64) -> CoreResult<()> {
+    Bound {
+        sql: "INSERT INTO fulltext_outbox (index_id, uid) SELECT i.id, d.uid \
+              FROM fulltext_indexes i CROSS JOIN documents d WHERE d.uid BETWEEN ? AND ?",
+        binds: &[Bind::Int(Some(first)), Bind::Int(Some(last))],
+        cache: true,
+    }
+    .execute(conn)?;
+    Ok(())
 }
 
 /// The registration id written in the index directory `dir`, if any.
