@@ -275,30 +275,30 @@ fn recover(dir: &Path) -> ArrayResult<()> {
 /// Removes the temporary files a crashed writer left in [`TMP_DIR`]; the caller holds the
 /// exclusive lock, so no live writer owns any of them.
 fn sweep_tmp(dir: &Path) -> ArrayResult<()> {
-    let entries = match std::fs::read_dir(dir.join(TMP_DIR)) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
-    for entry in entries {
-        std::fs::remove_file(entry?.path())?;
+    for path in entries_of(&dir.join(TMP_DIR))? {
+        std::fs::remove_file(path)?;
     }
     Ok(())
+}
+
+/// The paths in directory `dir`, sorted; none when it does not exist.
+fn entries_of(dir: &Path) -> ArrayResult<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    paths.sort();
+    Ok(paths)
 }
 
 /// Applies the committed journals in `dir`, deletes the others.
 fn recover_journals(dir: &Path) -> ArrayResult<()> {
     let txns = dir.join(TXN_DIR);
-    let entries = match std::fs::read_dir(&txns) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut names: Vec<PathBuf> = entries
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
-    names.sort();
-    for txn in names {
+    for txn in entries_of(&txns)? {
         if txn.join(COMMITTED).is_file() {
             apply_journal(dir, &txn)?;
         } else {
