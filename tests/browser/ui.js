@@ -217,6 +217,33 @@ async function main() {
     check(first.startsWith("Pump"), "title descending puts Pump first, got " + first);
     await shot(page, "07-listbox-sorted");
 
+    step("typing while the list refreshes is neither dropped nor overwritten");
+    // A keystroke right after a response was swapped in, before htmx has wired up the new
+    // content, still refreshes the list.
+    await page.evaluate(() => document.addEventListener("htmx:afterSwap", () => {
+      const f = document.querySelector("#f_reference");
+      f.value = "pump";
+      f.dispatchEvent(new Event("input", { bubbles: true }));
+    }, { once: true }));
+    await page.fill("#f_reference", "boi");
+    await page.waitForFunction(() =>
+      document.querySelector("#count").innerText.trim() === "1–1 of 1" &&
+      document.querySelector("table.listbox tbody").innerText.includes("Pump"));
+    check(page.url().includes("f_reference=pump"), "the late keystroke's search is in the URL: " + page.url());
+    // Text typed while a request is on its way stays in the box, and the list follows it.
+    await page.evaluate(() => document.addEventListener("htmx:beforeSwap", () => {
+      const f = document.querySelector("#f_reference");
+      f.value = "boiler";
+      f.dispatchEvent(new Event("input", { bubbles: true }));
+    }, { once: true }));
+    await page.fill("#f_reference", "pum");
+    await page.waitForFunction(() =>
+      document.querySelector("#count").innerText.trim() === "1–1 of 1" &&
+      document.querySelector("table.listbox tbody").innerText.includes("Boiler"));
+    check((await page.inputValue("#f_reference")) === "boiler", "typed text kept: " + (await page.inputValue("#f_reference")));
+    await page.fill("#f_reference", "");
+    await page.waitForFunction(() => document.querySelector("#count").innerText.trim() === "1–2 of 2");
+
     step("bulk action: validate the selected row");
     await page.check("input[name=path][value='data_stream_module/2']");
     await page.selectOption("#bulk-transition", "validate");
