@@ -10,6 +10,10 @@
 //! right after the load, tantivy is still merging segments on one of the two cores).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+// The allocator of the `wendelin` binary, so the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -119,7 +123,11 @@ fn main() {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
 
     // Load: 90% of the documents owned by alice, 10% by bob.
-    let batch = 10_000;
+    // CATALOG_BENCH_BATCH: documents per `create_many` call (one transaction each).
+    let batch: usize = std::env::var("CATALOG_BENCH_BATCH")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(10_000);
     // Only the portal's work is timed, not the making of the documents' JSON here.
     let mut sql_time = Duration::ZERO;
     let mut loaded = 0;
@@ -147,6 +155,12 @@ fn main() {
         portal.create_many(owner, "sensor_module", news).unwrap();
         sql_time += started.elapsed();
         loaded += size;
+        if std::env::var_os("CATALOG_BENCH_PROGRESS").is_some() {
+            println!(
+                "{loaded} documents: last batch {:.0} docs/s",
+                size as f64 / started.elapsed().as_secs_f64()
+            );
+        }
     }
     if std::env::args().any(|a| a == "--load-only") {
         // For profiling the load alone.
