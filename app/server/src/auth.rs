@@ -211,11 +211,13 @@ fn decode_basic(encoded: &str) -> Result<(String, String), ServerError> {
 /// An entry counts while the generation it was read at is current — a logout, a session
 /// revoked by a password change, a change of the user's roles or groups, in any process,
 /// bumps it (triggers on `sessions` updates and deletes, `users`, `user_groups`) — and at
-/// most [`SESSION_CACHE_TTL`], which bounds how late an expiry is noticed.
+/// most [`SESSION_CACHE_TTL`], which bounds how late an expiry is noticed. Bounded to
+/// [`SESSION_CACHE_MAX`] sessions; quick_cache evicts the coldest when full.
 struct SessionCache {
-    entries: std::sync::Mutex<std::collections::HashMap<String, KnownSession>>,
+    entries: quick_cache::sync::Cache<String, KnownSession>,
 }
 
+#[derive(Clone)]
 struct KnownSession {
     user: User,
     csrf: String,
@@ -231,43 +233,31 @@ impl SessionCache {
     fn get() -> &'static SessionCache {
         static CACHE: std::sync::OnceLock<SessionCache> = std::sync::OnceLock::new();
         CACHE.get_or_init(|| SessionCache {
-            entries: std::sync::Mutex::default(),
+            entries: quick_cache::sync::Cache::new(SESSION_CACHE_MAX),
         })
     }
 
     fn lookup(&self, token: &str, generation: i64) -> Option<(User, String)> {
-        let entries = self.entries.lock().ok()?;
-        entries
+        self.entries
             .get(token)
             .filter(|e| e.generation == generation && e.until > std::time::Instant::now())
-            .map(|e| (e.user.clone(), e.csrf.clone()))
+            .map(|e| (e.user, e.csrf))
     }
 
     fn remember(&self, token: &str, (user, csrf): &(User, String), generation: i64) {
-        if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= SESSION_CACHE_MAX {
-                let now = std::time::Instant::now();
-                entries.retain(|_, e| e.until > now);
-                if entries.len() >= SESSION_CACHE_MAX {
-                    entries.clear();
-                }
-            }
-            entries.insert(
-                token.to_owned(),
-                KnownSession {
-                    user: user.clone(),
-                    csrf: csrf.clone(),
-                    generation,
-                    until: std::time::Instant::now() + SESSION_CACHE_TTL,
-                },
-            );
-        }
+        self.entries.insert(
+            token.to_owned(),
+            KnownSession {
+                user: user.clone(),
+                csrf: csrf.clone(),
+                generation,
+                until: std::time::Instant::now() + SESSION_CACHE_TTL,
+            },
+        );
     }
 
     fn forget(&self, token: &str) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.remove(token);
-        }
+        self.entries.remove(token);
     }
 }
 
@@ -275,12 +265,13 @@ impl SessionCache {
 /// every request (fluent-plugin-wendelin does) pays argon2 once per few minutes, not per
 /// request. An entry holds a salted digest of the password and the stored hash it was
 /// checked against: it counts only while that hash is unchanged (a password change or
-/// rehash ends it) and for the exact same password.
+/// rehash ends it) and for the exact same password. Bounded to [`BASIC_CACHE_MAX`] logins.
 struct BasicCache {
     salt: String,
-    entries: std::sync::Mutex<std::collections::HashMap<String, VerifiedBasic>>,
+    entries: quick_cache::sync::Cache<String, VerifiedBasic>,
 }
 
+#[derive(Clone)]
 struct VerifiedBasic {
     digest: [u8; 32],
     stored_hash: String,
@@ -295,7 +286,7 @@ impl BasicCache {
         static CACHE: std::sync::OnceLock<BasicCache> = std::sync::OnceLock::new();
         CACHE.get_or_init(|| BasicCache {
             salt: users::generate_password(),
-            entries: std::sync::Mutex::default(),
+            entries: quick_cache::sync::Cache::new(BASIC_CACHE_MAX),
         })
     }
 
@@ -311,10 +302,7 @@ impl BasicCache {
 
     fn verified(&self, login: &str, password: &str, stored_hash: &str) -> bool {
         let digest = self.digest(login, password);
-        let Ok(entries) = self.entries.lock() else {
-            return false;
-        };
-        entries.get(login).is_some_and(|e| {
+        self.entries.get(login).is_some_and(|e| {
             e.until > std::time::Instant::now()
                 && e.stored_hash == stored_hash
                 // Constant time: no early exit on the first differing byte.
@@ -324,19 +312,14 @@ impl BasicCache {
 
     fn remember(&self, login: &str, password: &str, stored_hash: String) {
         let digest = self.digest(login, password);
-        if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= BASIC_CACHE_MAX {
-                entries.clear();
-            }
-            entries.insert(
-                login.to_owned(),
-                VerifiedBasic {
-                    digest,
-                    stored_hash,
-                    until: std::time::Instant::now() + BASIC_CACHE_TTL,
-                },
-            );
-        }
+        self.entries.insert(
+            login.to_owned(),
+            VerifiedBasic {
+                digest,
+                stored_hash,
+                until: std::time::Instant::now() + BASIC_CACHE_TTL,
+            },
+        );
     }
 }
 
