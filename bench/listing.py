@@ -10,7 +10,7 @@ measures with wrk (2 threads, 32 connections):
   - GET /api/v1/data_stream_module/1         as erin
 Usage: python3 bench/listing.py [N]   (needs `cargo build --release` and wrk)
 """
-import os, re, subprocess, sys, tempfile, threading, time, urllib.request
+import os, re, shutil, subprocess, sys, tempfile, threading, time, urllib.request
 
 from harness import BIN, free_port, cli, post  # noqa: E402
 
@@ -71,6 +71,7 @@ def main():
     finally:
         server.terminate()
         server.wait()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -890,44 +890,98 @@ fn group(rows: Vec<(String, String)>) -> BTreeMap<String, Vec<String>> {
 /// The document as the API shows it: core fields, properties, and outgoing relations
 /// (a path, or a list of paths for multiple relations).
 pub fn to_json(conn: &mut DbConnection, registry: &Registry, doc: &Document) -> CoreResult<Value> {
-    let mut out = match serde_json::to_value(doc) {
-        Ok(Value::Object(m)) => m,
-        _ => {
-            return Err(CoreError::Internal(
-                "document did not serialize to an object".into(),
+    to_json_many(conn, registry, std::slice::from_ref(doc))?
+        .pop()
+        .ok_or_else(|| CoreError::Internal("no JSON for the document".into()))
+}
+
+/// Uids per statement when reading what several documents have in other tables.
+const UIDS_PER_QUERY: usize = 500;
+
+/// [`to_json`] of each of `docs`, in order, reading their workflow states and relations
+/// in one query each (per [`UIDS_PER_QUERY`] documents) instead of two per document.
+pub fn to_json_many(
+    conn: &mut DbConnection,
+    registry: &Registry,
+    docs: &[Document],
+) -> CoreResult<Vec<Value>> {
+    let uids: Vec<i64> = docs.iter().map(|d| d.uid).collect();
+    let with_relations: Vec<i64> = docs
+        .iter()
+        .filter(|d| {
+            registry.portal_type(&d.portal_type).is_some_and(|t| {
+                t.properties
+                    .iter()
+                    .any(|p| p.kind == PropertyType::Relation)
+            })
+        })
+        .map(|d| d.uid)
+        .collect();
+    let mut states = BTreeMap::new();
+    let mut rels: BTreeMap<i64, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    for part in uids.chunks(UIDS_PER_QUERY) {
+        states.extend(security::workflow_states_of(conn, part)?);
+    }
+    for part in with_relations.chunks(UIDS_PER_QUERY) {
+        let rows: Vec<(i64, String, String)> = relations::table
+            .inner_join(documents::table.on(documents::uid.eq(relations::target_uid)))
+            .filter(relations::source_uid.eq_any(part))
+            .order((
+                relations::source_uid.asc(),
+                relations::name.asc(),
+                relations::position.asc(),
             ))
+            .select((relations::source_uid, relations::name, documents::path))
+            .load(conn)?;
+        for (uid, name, path) in rows {
+            rels.entry(uid)
+                .or_default()
+                .entry(name)
+                .or_default()
+                .push(path);
         }
-    };
-    if let Some(parent) = doc.parent_path() {
-        out.insert("parent".into(), Value::from(parent));
     }
-    let states = security::workflow_states(conn, doc.uid)?;
-    if !states.is_empty() {
-        out.insert(
-            "workflow_states".into(),
-            serde_json::to_value(states).map_err(|e| CoreError::Internal(e.to_string()))?,
-        );
-    }
-    out.extend(doc.property_map()?);
-    if let Some(t) = registry.portal_type(&doc.portal_type) {
-        let rels = relations_from(conn, doc.uid, None)?;
-        for def in t
-            .properties
-            .iter()
-            .filter(|d| d.kind == PropertyType::Relation)
-        {
-            let targets = rels.get(&def.name).cloned().unwrap_or_default();
-            let value = if def.multiple {
-                Value::from(targets)
-            } else {
-                targets
-                    .into_iter()
-                    .next()
-                    .map(Value::from)
-                    .unwrap_or(Value::Null)
+    docs.iter()
+        .map(|doc| {
+            let mut out = match serde_json::to_value(doc) {
+                Ok(Value::Object(m)) => m,
+                _ => {
+                    return Err(CoreError::Internal(
+                        "document did not serialize to an object".into(),
+                    ))
+                }
             };
-            out.insert(def.name.clone(), value);
-        }
-    }
-    Ok(Value::Object(out))
+            if let Some(parent) = doc.parent_path() {
+                out.insert("parent".into(), Value::from(parent));
+            }
+            if let Some(states) = states.remove(&doc.uid).filter(|s| !s.is_empty()) {
+                out.insert(
+                    "workflow_states".into(),
+                    serde_json::to_value(states).map_err(|e| CoreError::Internal(e.to_string()))?,
+                );
+            }
+            out.extend(doc.property_map()?);
+            if let Some(t) = registry.portal_type(&doc.portal_type) {
+                let mut doc_rels = rels.remove(&doc.uid).unwrap_or_default();
+                for def in t
+                    .properties
+                    .iter()
+                    .filter(|d| d.kind == PropertyType::Relation)
+                {
+                    let targets = doc_rels.remove(&def.name).unwrap_or_default();
+                    let value = if def.multiple {
+                        Value::from(targets)
+                    } else {
+                        targets
+                            .into_iter()
+                            .next()
+                            .map(Value::from)
+                            .unwrap_or(Value::Null)
+                    };
+                    out.insert(def.name.clone(), value);
+                }
+            }
+            Ok(Value::Object(out))
+        })
+        .collect()
 }

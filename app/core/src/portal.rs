@@ -178,7 +178,32 @@ impl Portal {
     ) -> CoreResult<(Vec<Document>, i64)> {
         self.db.snapshot(|c| {
             let container = self.visible(c, user, path, Permission::AccessContentsInformation)?;
-            document::children(c, container.uid, Some(&user.principals()), limit, offset)
+            if container.portal_type != crate::types::MODULE_FOLDER_TYPE {
+                return document::children(
+                    c,
+                    container.uid,
+                    Some(&user.principals()),
+                    limit,
+                    offset,
+                );
+            }
+            // A module folder may hold millions of documents: the catalog pages them from
+            // an index and counts them from its counters where it can.
+            let search = crate::catalog::Search {
+                query: crate::catalog::folder_scope(&self.registry, &container),
+                sort_on: "uid".into(),
+                limit,
+                offset,
+            };
+            let found = crate::catalog::search(
+                c,
+                &self.registry,
+                self.fulltext(),
+                &user.principals(),
+                &search,
+                crate::catalog::Count::Exact,
+            )?;
+            Ok((found.documents, found.total))
         })
     }
 

@@ -503,6 +503,26 @@ fn reference_is_unique_per_portal_type(_backend: &str, url: &str) {
     assert!(matches!(err, CoreError::Conflict(_)), "{err}");
 }
 
+/// A folder's listing (through `children` and `to_json_many`, as the JSON API lists it)
+/// shows each document exactly as it reads alone, in uid order; returns its total.
+fn listed_as_alone(portal: &Portal, user: &User, folder: &str) -> i64 {
+    let (docs, total) = portal.children(user, folder, 100, 0).unwrap();
+    let uids: Vec<i64> = docs.iter().map(|d| d.uid).collect();
+    let mut sorted = uids.clone();
+    sorted.sort_unstable();
+    assert_eq!(uids, sorted, "{folder} lists in uid order");
+    let listed = portal
+        .db
+        .read(|c| wendelin_core::document::to_json_many(c, &portal.registry, &docs))
+        .unwrap();
+    let alone: Vec<Value> = docs
+        .iter()
+        .map(|d| portal.get_json(user, &d.path).unwrap())
+        .collect();
+    assert_eq!(listed, alone, "{folder}");
+    total
+}
+
 fn relations_are_queried_both_ways(_backend: &str, url: &str) {
     let portal = Portal::open(registry(), url, 4).unwrap();
     let g1 = portal
@@ -531,6 +551,10 @@ fn relations_are_queried_both_ways(_backend: &str, url: &str) {
     let v = portal.get_json(&sys(), &a.path).unwrap();
     assert_eq!(v["peer"], json!(g1.path));
     assert_eq!(v["feeds"], json!([g1.path, g2.path]));
+    // Listings: sensor_module by parent (it holds nested types), other_module (one type
+    // nobody contains) from the catalog's counters.
+    assert_eq!(listed_as_alone(&portal, &sys(), "sensor_module"), 3);
+    assert_eq!(listed_as_alone(&portal, &sys(), "other_module"), 1);
     let args: Map<String, Value> = [("name".to_owned(), json!("feeds"))].into_iter().collect();
     let back = portal
         .call(&sys(), &g2.path, "getBackRelationList", &args, false)
@@ -829,6 +853,13 @@ fn group_roles_and_local_roles_on_containers(backend: &str, url: &str) {
         .unwrap();
     assert!(portal.get(&joe, &doc.path).is_ok());
     assert_eq!(portal.children(&joe, "paper_module", 10, 0).unwrap().1, 1);
+    assert_eq!(listed_as_alone(&portal, &joe, "paper_module"), 1);
+    let listed = portal.children(&joe, "paper_module", 10, 0).unwrap().0;
+    let states = portal.get_json(&joe, &listed[0].path).unwrap()["workflow_states"].clone();
+    assert!(
+        states.as_object().is_some_and(|s| !s.is_empty()),
+        "{states}"
+    );
     // ...unless the document blocks acquisition.
     let block: Map<String, Value> = [("block".to_owned(), json!(true))].into_iter().collect();
     portal

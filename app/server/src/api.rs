@@ -155,12 +155,9 @@ async fn api_get(
                     )));
                 }
                 let (items, total) = portal.children(&user, &doc.path, limit, offset)?;
-                let items = portal.db.read(|c| {
-                    items
-                        .iter()
-                        .map(|d| wendelin_core::document::to_json(c, &portal.registry, d))
-                        .collect::<Result<Vec<_>, _>>()
-                })?;
+                let items = portal
+                    .db
+                    .read(|c| wendelin_core::document::to_json_many(c, &portal.registry, &items))?;
                 Ok(json_reply(json!({
                     "items": items, "total": total, "limit": limit, "offset": offset,
                 })))
@@ -416,11 +413,7 @@ async fn catalog(
     blocking(move || {
         let found = portal.search_counted(&auth.user, &search, count)?;
         let items = portal.db.read(|c| {
-            found
-                .documents
-                .iter()
-                .map(|d| wendelin_core::document::to_json(c, &portal.registry, d))
-                .collect::<Result<Vec<_>, _>>()
+            wendelin_core::document::to_json_many(c, &portal.registry, &found.documents)
         })?;
         Ok(json_reply(json!({
             "items": items,

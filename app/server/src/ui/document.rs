@@ -12,9 +12,9 @@ use wendelin_core::{
 };
 
 use super::form::{self, Field, Pairs};
-use super::listbox::quote;
 use super::{label_of, render, Chrome, Flash, Out, Session};
 use crate::error::ServerError;
+use wendelin_core::catalog::quote;
 
 /// What every tab of a document shows above its content.
 pub struct Head {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
 use askama::Template;
-use wendelin_core::catalog::{Kind, Search};
+use wendelin_core::catalog::{quote, Kind, Search};
 use wendelin_core::{CoreError, Document, Permission, Portal};
 
 use super::form::{label, Pairs};
@@ -113,11 +113,6 @@ impl State {
     }
 }
 
-/// `"` and `\` escaped, for a quoted literal of the query language.
-pub fn quote(value: &str) -> String {
-    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
 /// A column filter as typed in the header (`boiler`, `>=10`, `!=draft`) as a query clause:
 /// text columns match by substring unless an operator or `%` is given.
 fn filter_clause(key: &str, kind: Kind, text: &str) -> String {
@@ -197,29 +192,9 @@ fn column_keys(portal: &Portal, folder: &Document) -> Vec<String> {
     keys
 }
 
-/// The catalog query for the documents directly in a module folder. When the folder
-/// holds one portal type that no type contains, its documents are exactly those of that
-/// type in that module: said that way, the catalog answers the count from its counters
-/// instead of counting rows.
+/// The catalog query for the documents directly in a module folder.
 pub fn scope(portal: &Portal, folder: &Document) -> String {
-    let registry = &portal.registry;
-    let allowed = registry
-        .folder(&folder.id)
-        .map(|f| f.allowed_content_types.clone())
-        .unwrap_or_default();
-    if let [only] = allowed.as_slice() {
-        let nested = registry
-            .portal_types()
-            .any(|t| t.allowed_content_types.contains(only));
-        if !nested {
-            return format!(
-                "module:{} AND portal_type:{}",
-                quote(&folder.id),
-                quote(only)
-            );
-        }
-    }
-    format!("parent_uid:{}", folder.uid)
+    wendelin_core::catalog::folder_scope(&portal.registry, folder)
 }
 
 /// The transitions of the workflows of the types a folder holds: the bulk actions.
