@@ -595,6 +595,19 @@ fn compile(schema: &CatalogSchema, e: &Expr, binds: &mut Vec<Bind>) -> CoreResul
 /// set index (then sorted): reading that many rows costs about a millisecond.
 const FEW_VISIBLE: i64 = 1_000;
 
+/// How many documents the security sets of `visible` hold, from the counters.
+fn visible_rows(conn: &mut DbConnection, visible: &crate::security::Visible) -> CoreResult<i64> {
+    let sql = format!(
+        "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM catalog_counts WHERE {}",
+        visible.sql()
+    );
+    let counted = Statement {
+        sql,
+        binds: Vec::new(),
+    };
+    Ok(counted.query().get_result::<CountRow>(conn)?.n)
+}
+
 /// `value` as a quoted literal of the query language (`"` and `\` escaped).
 pub fn quote(value: &str) -> String {
     format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
@@ -945,16 +958,9 @@ pub fn search(
         // security set index reads just those, whatever the other filters and the sort;
         // any other index may walk past millions of rows hidden from them first.
         let few_visible = match &visible {
-            crate::security::Visible::Sets(sets) if !sets.is_empty() => Statement {
-                sql: format!(
-                    "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM catalog_counts WHERE {}",
-                    visible.sql()
-                ),
-                binds: Vec::new(),
+            crate::security::Visible::Sets(sets) if !sets.is_empty() => {
+                visible_rows(conn, &visible)? <= FEW_VISIBLE
             }
-            .query()
-            .get_result::<CountRow>(conn)?
-            .n <= FEW_VISIBLE,
             _ => false,
         };
         if few_visible {
