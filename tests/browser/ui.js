@@ -322,6 +322,32 @@ async function main() {
       await p2.click("table.listbox tbody a");
       await p2.waitForURL(BASE + "/ui/data_stream_module/2");
       check((await text(p2, "h1")) === "Pump pressure", "row link opens the document");
+      // A new stream, and a file appended to it by the plain form (multipart POST).
+      await p2.goto(BASE + "/ui/data_stream_module/+add?type=Data%20Stream");
+      await p2.fill("#field-title", "Flow without scripts");
+      await p2.click("button:has-text('Create')");
+      await p2.waitForURL(/data_stream_module\/\d+$/);
+      const plainDoc = p2.url();
+      await p2.goto(plainDoc + "/+edit");
+      // A second tab loads the same form now, while the stream is still empty.
+      const p3 = await plain.newPage();
+      await p3.goto(plainDoc + "/+edit");
+      const plainFile = path.join(os.tmpdir(), "wendelin-upload-nojs-" + process.pid + ".csv");
+      fs.writeFileSync(plainFile, "flow,3\n");
+      await p2.setInputFiles("#upload-file", plainFile);
+      await p2.click(".upload button");
+      await p2.waitForURL(plainDoc + "/+module");
+      check((await text(p2, "#size")) === "7", "7 bytes after the plain upload, got " + (await text(p2, "#size")));
+      check((await text(p2, ".flash")).includes("Appended 7 bytes"), "flash: " + (await text(p2, ".flash")));
+      // The second tab's form still says the stream is empty: its upload is refused.
+      await p3.setInputFiles("#upload-file", plainFile);
+      await p3.click(".upload button");
+      await p3.waitForLoadState();
+      check((await p3.content()).includes("holds 7 bytes"), "stale upload refused: " + (await text(p3, "body")));
+      await p3.close();
+      fs.unlinkSync(plainFile);
+      await p2.goto(plainDoc + "/+module");
+      check((await text(p2, "#size")) === "7", "the refused upload changed nothing");
       await logout(p2);
     } finally {
       await plain.close();

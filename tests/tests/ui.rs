@@ -732,4 +732,96 @@ fn ui_file_upload_field_and_module_tab() {
     let r = alice.get(&server, "/api/v1/data_stream_module/1/data");
     assert_eq!(r.status, 200);
     assert_eq!(r.text, "hello world");
+
+    // The same form without JavaScript: multipart/form-data to +upload.
+    let form = |fields: &[(&str, &str)], file: &[u8]| {
+        let mut body = Vec::new();
+        for (name, value) in fields {
+            body.extend_from_slice(
+                format!(
+                    "--XB\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+                )
+                .as_bytes(),
+            );
+        }
+        body.extend_from_slice(
+            b"--XB\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\n",
+        );
+        body.extend_from_slice(file);
+        body.extend_from_slice(b"\r\n--XB--\r\n");
+        request_raw(
+            "POST",
+            &server.url("/ui/data_stream_module/1/+upload"),
+            "multipart/form-data; boundary=XB",
+            &body,
+            &[("Cookie", alice.cookie.as_str())],
+        )
+    };
+    let csrf = alice.csrf.as_str();
+    // No token, a wrong one, a stale offset, no offset, an empty file: refused, unchanged.
+    for (fields, file, status, says) in [
+        (vec![("at", "11")], &b"!"[..], 403, "CSRF"),
+        (
+            vec![("csrf_token", "nope"), ("at", "11")],
+            b"!",
+            403,
+            "CSRF",
+        ),
+        (
+            vec![("csrf_token", csrf), ("at", "5")],
+            b"!",
+            409,
+            "holds 11 bytes",
+        ),
+        (
+            vec![("csrf_token", csrf)],
+            b"!",
+            400,
+            "no &#39;at&#39; field",
+        ),
+        (
+            vec![("csrf_token", csrf), ("at", "x")],
+            b"!",
+            400,
+            "byte offset",
+        ),
+        (
+            vec![("csrf_token", csrf), ("at", "11")],
+            b"",
+            400,
+            "not empty",
+        ),
+    ] {
+        let r = form(&fields, file);
+        assert_eq!(r.status, status, "{fields:?}: {}", r.text);
+        assert!(
+            r.text.contains(says),
+            "{fields:?} should say {says}: {}",
+            r.text
+        );
+    }
+    let r = request_raw(
+        "POST",
+        &server.url("/ui/data_stream_module/1/+upload"),
+        "application/x-www-form-urlencoded",
+        encode(&[("csrf_token", csrf), ("at", "11")]).as_bytes(),
+        &[("Cookie", alice.cookie.as_str())],
+    );
+    assert_eq!(r.status, 400, "not multipart: {}", r.text);
+    assert_eq!(
+        alice.get(&server, "/api/v1/data_stream_module/1/data").text,
+        "hello world"
+    );
+    // The right form appends and goes to the module tab.
+    let r = form(&[("csrf_token", csrf), ("at", "11")], b"!\x00\r\n--X\x01");
+    assert_eq!(r.status, 303, "{}", r.text);
+    assert_eq!(
+        r.location.as_deref(),
+        Some("/ui/data_stream_module/1/+module")
+    );
+    let r = alice.get(&server, "/api/v1/data_stream_module/1/data");
+    assert_eq!(
+        r.text, "hello world!\0\r\n--X\u{1}",
+        "the file's bytes, as sent"
+    );
 }

@@ -46,12 +46,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 static INFLIGHT: AtomicUsize = AtomicUsize::new(0);
 
 /// A share of [`INFLIGHT`], given back when dropped.
-struct Reservation(usize);
+pub(crate) struct Reservation(usize);
 
 impl Reservation {
     /// Reserves `n` bytes, or refuses with 503 when the server is already busy (one
     /// request is always let through, however large, so progress is guaranteed).
-    fn take(n: usize, limit: usize) -> Result<Reservation, ServerError> {
+    pub(crate) fn take(n: usize, limit: usize) -> Result<Reservation, ServerError> {
         let before = INFLIGHT.fetch_add(n, Ordering::AcqRel);
         if before > 0 && before + n > limit {
             INFLIGHT.fetch_sub(n, Ordering::AcqRel);
@@ -164,7 +164,7 @@ async fn read_body(
     Ok((bytes, reservation))
 }
 
-fn too_large(n: usize, limit: usize) -> ServerError {
+pub(crate) fn too_large(n: usize, limit: usize) -> ServerError {
     ServerError::TooLarge(format!(
         "the request body ({n} bytes) is larger than ingest_max_body_bytes ({limit}): send smaller chunks"
     ))

@@ -3,7 +3,8 @@
 //!
 //! URLs: `/ui/` is the portal home (module tiles), `/ui/<module>` a module's listbox,
 //! `/ui/<path>` a document's view; a last segment starting with `+` names a tab or an
-//! action (`+edit`, `+history`, `+roles`, `+relations`, `+add`, `+fire`, `+bulk`). Ids
+//! action (`+edit`, `+history`, `+roles`, `+relations`, `+add`, `+fire`, `+bulk`,
+//! `+upload`). Ids
 //! cannot contain `+`, so these never clash with documents.
 //!
 //! Invariant: handlers only go through [`Portal`] methods, the same permission checks as
@@ -14,6 +15,7 @@ mod cache;
 mod document;
 mod form;
 mod listbox;
+mod upload;
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::{header, StatusCode};
@@ -31,6 +33,7 @@ use crate::error::ServerError;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ui", web::get().to(redirect_home))
         .route("/ui/{tail:.*}", web::get().to(ui_get))
+        .route("/ui/{tail:.*}/+upload", web::post().to(upload::ui_upload))
         .route("/ui/{tail:.*}", web::post().to(ui_post));
 }
 
@@ -101,12 +104,17 @@ impl Session {
 
     /// Forms that change data must come from our pages: the session's token in the form.
     fn check_csrf(&self, form: &form::Pairs) -> Result<(), ServerError> {
+        self.check_csrf_token(form.get("csrf_token"))
+    }
+
+    /// [`Session::check_csrf`] for the `csrf_token` a form sent, if any.
+    fn check_csrf_token(&self, token: Option<&str>) -> Result<(), ServerError> {
         if self.via_basic {
             return Err(ServerError::Core(CoreError::Forbidden(
                 "the UI changes data only with a session (log in) or an API token".into(),
             )));
         }
-        if self.csrf.is_empty() || form.get("csrf_token") == Some(self.csrf.as_str()) {
+        if self.csrf.is_empty() || token == Some(self.csrf.as_str()) {
             return Ok(());
         }
         Err(ServerError::Core(CoreError::Forbidden(

@@ -1,0 +1,133 @@
+//! `POST /ui/<path>/+upload`: the edit form's file upload without JavaScript. The form
+//! (`multipart/form-data`) sends `csrf_token`, then `at` (the size the page showed),
+//! then `file`; its bytes are appended at `at`, so two people appending from pages they
+//! loaded at the same size cannot interleave (the second gets a conflict). With
+//! JavaScript, `wendelin.js` sends the same bytes with a `PUT` to the module's endpoint.
+
+use actix_multipart::{Field, Multipart};
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use wendelin_core::{Permission, Portal};
+use wendelin_data_stream::Durability;
+
+use super::{finish, session_of, Flash, Out, Session};
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::error::ServerError;
+use crate::ingest::{too_large, Reservation};
+
+/// Bytes a text field of the form (`csrf_token`, `at`) may have.
+const MAX_TEXT_FIELD: usize = 1024;
+
+pub async fn ui_upload(
+    req: HttpRequest,
+    portal: web::Data<Portal>,
+    config: web::Data<Config>,
+    auth: Result<Auth, ServerError>,
+    tail: web::Path<String>,
+    form: Multipart,
+) -> HttpResponse {
+    let session = match session_of(auth, &req) {
+        Ok(s) => s,
+        Err(response) => return *response,
+    };
+    let result = upload(&req, portal, &config, &session, tail.into_inner(), form).await;
+    finish(Ok(result), &session)
+}
+
+async fn upload(
+    req: &HttpRequest,
+    portal: web::Data<Portal>,
+    config: &Config,
+    s: &Session,
+    path: String,
+    mut form: Multipart,
+) -> Result<Out, ServerError> {
+    let limit = config.ingest_max_body_bytes;
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    // The file is at most the request minus the other fields and the boundaries.
+    if let Some(n) = declared.filter(|n| *n > limit.saturating_add(64 * 1024)) {
+        return Err(too_large(n, limit));
+    }
+    let _reservation =
+        Reservation::take(declared.unwrap_or(limit), config.ingest_max_inflight_bytes)?;
+    let (mut token, mut at, mut bytes) = (None, None, None);
+    while let Some(field) = form.next().await {
+        let mut field = field.map_err(|e| bad_form(&e))?;
+        let name = field.name().unwrap_or_default().to_owned();
+        match name.as_str() {
+            "csrf_token" => token = Some(text(&mut field).await?),
+            "at" => {
+                let t = text(&mut field).await?;
+                at = Some(t.trim().parse::<u64>().map_err(|_| {
+                    ServerError::BadRequest(format!("'at' must be a byte offset, not '{t}'"))
+                })?);
+            }
+            "file" => {
+                // Nothing of the file is read before the form is known to be ours.
+                s.check_csrf_token(token.as_deref())?;
+                let mut body = Vec::new();
+                while let Some(chunk) = field.next().await {
+                    let chunk = chunk.map_err(|e| bad_form(&e))?;
+                    if body.len() + chunk.len() > limit {
+                        return Err(too_large(body.len() + chunk.len(), limit));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                bytes = Some(body);
+            }
+            _ => while field.next().await.is_some() {},
+        }
+    }
+    s.check_csrf_token(token.as_deref())?;
+    let at = at.ok_or_else(|| ServerError::BadRequest("the form has no 'at' field".into()))?;
+    let body = bytes
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| ServerError::BadRequest("choose a file that is not empty".into()))?;
+    let user = s.user.clone();
+    web::block(move || -> Result<Out, ServerError> {
+        let doc =
+            wendelin_data_stream::checked(&portal, &user, &path, Permission::ModifyPortalContent)?;
+        let size = wendelin_data_stream::append_checked(
+            &portal,
+            &doc,
+            &body,
+            Some(at),
+            Durability::Durable,
+        )?;
+        Ok(Out::Redirect(
+            format!("/ui/{}/+module", doc.path),
+            Some(Flash::ok(format!(
+                "Appended {} bytes; it now holds {size}.",
+                body.len()
+            ))),
+        ))
+    })
+    .await
+    .map_err(|e| ServerError::Internal(format!("blocking task failed: {e}")))?
+}
+
+/// A small text field's value.
+async fn text(field: &mut Field) -> Result<String, ServerError> {
+    let mut value = Vec::new();
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(|e| bad_form(&e))?;
+        if value.len() + chunk.len() > MAX_TEXT_FIELD {
+            return Err(ServerError::BadRequest(format!(
+                "the form field '{}' is longer than {MAX_TEXT_FIELD} bytes",
+                field.name().unwrap_or_default()
+            )));
+        }
+        value.extend_from_slice(&chunk);
+    }
+    String::from_utf8(value)
+        .map_err(|_| ServerError::BadRequest("a form field is not UTF-8 text".into()))
+}
+
+fn bad_form(e: &dyn std::fmt::Display) -> ServerError {
+    ServerError::BadRequest(format!("the upload form could not be read: {e}"))
+}
