@@ -108,11 +108,7 @@ async fn read_body(
     config: &Config,
 ) -> Result<(Vec<u8>, Reservation), ServerError> {
     let limit = config.ingest_max_body_bytes;
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared = content_length(req);
     if let Some(n) = declared {
         if n > limit {
             return Err(too_large(n, limit));
@@ -162,6 +158,14 @@ async fn read_body(
         }
     };
     Ok((bytes, reservation))
+}
+
+/// The request's `Content-Length`, when it has a valid one.
+pub(crate) fn content_length(req: &HttpRequest) -> Option<usize> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
 }
 
 pub(crate) fn too_large(n: usize, limit: usize) -> ServerError {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
 use askama::Template;
-use wendelin_core::catalog::{quote, Kind, Search};
+use wendelin_core::catalog::{folder_scope, quote, Kind, Search};
 use wendelin_core::{CoreError, Document, Permission, Portal};
 
 use super::form::{label, Pairs};
@@ -192,11 +192,6 @@ fn column_keys(portal: &Portal, folder: &Document) -> Vec<String> {
     keys
 }
 
-/// The catalog query for the documents directly in a module folder.
-pub fn scope(portal: &Portal, folder: &Document) -> String {
-    wendelin_core::catalog::folder_scope(&portal.registry, folder)
-}
-
 /// The transitions of the workflows of the types a folder holds: the bulk actions.
 fn bulk_transitions(portal: &Portal, folder: &Document) -> Vec<(String, String)> {
     let registry = &portal.registry;
@@ -230,7 +225,7 @@ pub fn page(
     let state = State::from_query(query, &keys);
     let base = format!("/ui/{}", folder.path);
     let schema = portal.registry.catalog();
-    let mut clauses = vec![scope(portal, folder)];
+    let mut clauses = vec![folder_scope(&portal.registry, folder)];
     for (key, text) in &state.filters {
         let kind = schema.column(key).map(|c| c.kind).unwrap_or(Kind::Text);
         clauses.push(filter_clause(key, kind, text));

@@ -529,7 +529,7 @@ fn home(portal: &Portal, s: &Session) -> Result<Out, ServerError> {
         let found = portal.search(
             &s.user,
             &wendelin_core::catalog::Search {
-                query: listbox::scope(portal, &doc),
+                query: wendelin_core::catalog::folder_scope(&portal.registry, &doc),
                 sort_on: String::new(),
                 limit: 1,
                 offset: 0,

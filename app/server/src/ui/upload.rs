@@ -14,7 +14,7 @@ use super::{finish, session_of, Flash, Out, Session};
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::error::ServerError;
-use crate::ingest::{too_large, Reservation};
+use crate::ingest::{content_length, too_large, Reservation};
 
 /// Bytes a text field of the form (`csrf_token`, `at`) may have.
 const MAX_TEXT_FIELD: usize = 1024;
@@ -44,11 +44,7 @@ async fn upload(
     mut form: Multipart,
 ) -> Result<Out, ServerError> {
     let limit = config.ingest_max_body_bytes;
-    let declared = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared = content_length(req);
     // The file is at most the request minus the other fields and the boundaries.
     if let Some(n) = declared.filter(|n| *n > limit.saturating_add(64 * 1024)) {
         return Err(too_large(n, limit));
