@@ -9,8 +9,24 @@
 //! - Words or "quoted phrases" without a key are full-text terms.
 //!
 //! Syntax errors say at which character (1-based) the query went wrong.
+//!
+//! Queries come from anyone (Anonymous may search what it may View), so their size is
+//! bounded before any work is done: [`MAX_QUERY_CHARS`] characters, [`MAX_DEPTH`] levels
+//! of parentheses and `NOT`, [`MAX_TERMS`] terms (each full-text word counts) and
+//! [`MAX_LIST_VALUES`] values in all `key:(a, b, …)` lists. The parser recurses once per
+//! level, so the depth bound is also what keeps a deep query from exhausting the stack;
+//! the term bound keeps the SQL it compiles to inside the databases' expression limits.
 
 use crate::error::{CoreError, CoreResult};
+
+/// Longest query accepted, in characters.
+pub const MAX_QUERY_CHARS: usize = 8192;
+/// Deepest nesting of parentheses and `NOT` accepted.
+pub const MAX_DEPTH: usize = 32;
+/// Most terms (comparisons, ranges, lists, full-text words) in one query.
+pub const MAX_TERMS: usize = 128;
+/// Most values in all `key:(a, b, …)` lists of one query together.
+pub const MAX_LIST_VALUES: usize = 1000;
 
 /// A parsed query expression.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,9 +94,18 @@ pub enum Op {
 
 /// Parses a query string; an empty string is `None` (everything).
 pub fn parse(input: &str) -> CoreResult<Option<Expr>> {
+    let chars = input.chars().count();
+    if chars > MAX_QUERY_CHARS {
+        return Err(CoreError::BadRequest(format!(
+            "the query has {chars} characters; at most {MAX_QUERY_CHARS} are accepted"
+        )));
+    }
     let mut p = Parser {
         chars: input.chars().collect(),
         pos: 0,
+        depth: 0,
+        terms: 0,
+        list_values: 0,
     };
     p.ws();
     if p.at_end() {
@@ -97,6 +122,12 @@ pub fn parse(input: &str) -> CoreResult<Option<Expr>> {
 struct Parser {
     chars: Vec<char>,
     pos: usize,
+    /// Open parentheses and `NOT`s around the current position.
+    depth: usize,
+    /// Terms read so far.
+    terms: usize,
+    /// List values read so far.
+    list_values: usize,
 }
 
 impl Parser {
@@ -109,6 +140,28 @@ impl Parser {
             "query syntax error at position {}: expected {expected}, found {found}",
             self.pos + 1
         ))
+    }
+    /// Enters one level of nesting, refusing past [`MAX_DEPTH`].
+    fn deeper(&mut self) -> CoreResult<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(CoreError::BadRequest(format!(
+                "query nested too deeply at position {}: at most {MAX_DEPTH} levels of parentheses and NOT",
+                self.pos + 1
+            )));
+        }
+        Ok(())
+    }
+    /// Counts `n` more terms, refusing past [`MAX_TERMS`].
+    fn count_terms(&mut self, n: usize) -> CoreResult<()> {
+        self.terms += n;
+        if self.terms > MAX_TERMS {
+            return Err(CoreError::BadRequest(format!(
+                "the query has more than {MAX_TERMS} terms (at position {})",
+                self.pos + 1
+            )));
+        }
+        Ok(())
     }
     fn at_end(&self) -> bool {
         self.pos >= self.chars.len()
@@ -199,7 +252,10 @@ impl Parser {
     fn unary(&mut self) -> CoreResult<Expr> {
         self.ws();
         if self.keyword("NOT") {
-            return Ok(Expr::Not(Box::new(self.unary()?)));
+            self.deeper()?;
+            let inner = self.unary()?;
+            self.depth -= 1;
+            return Ok(Expr::Not(Box::new(inner)));
         }
         self.primary()
     }
@@ -207,15 +263,19 @@ impl Parser {
     fn primary(&mut self) -> CoreResult<Expr> {
         self.ws();
         if self.eat('(') {
+            self.deeper()?;
             let inner = self.or()?;
             self.ws();
             if !self.eat(')') {
                 return Err(self.error("')'"));
             }
+            self.depth -= 1;
             return Ok(inner);
         }
         if self.peek() == Some('"') {
-            return Ok(Expr::Text(self.quoted()?));
+            let phrase = self.quoted()?;
+            self.count_terms(phrase.split_whitespace().count().max(1))?;
+            return Ok(Expr::Text(phrase));
         }
         let start = self.pos;
         while self.peek().is_some_and(|c| c.is_alphanumeric() || c == '_') {
@@ -224,6 +284,7 @@ impl Parser {
         if self.pos > start && self.peek() == Some(':') {
             let key: String = self.chars[start..self.pos].iter().collect();
             self.pos += 1;
+            self.count_terms(1)?;
             return self.value(key);
         }
         // A full-text word: up to whitespace or a parenthesis.
@@ -236,6 +297,7 @@ impl Parser {
         if self.pos == start {
             return Err(self.error("a term (key:value, a word or \"a phrase\")"));
         }
+        self.count_terms(1)?;
         Ok(Expr::Text(self.chars[start..self.pos].iter().collect()))
     }
 
@@ -303,6 +365,13 @@ impl Parser {
             let mut values = Vec::new();
             loop {
                 self.ws();
+                self.list_values += 1;
+                if self.list_values > MAX_LIST_VALUES {
+                    return Err(CoreError::BadRequest(format!(
+                        "the query's lists hold more than {MAX_LIST_VALUES} values (at position {})",
+                        self.pos + 1
+                    )));
+                }
                 values.push(self.literal()?.0);
                 self.ws();
                 if self.eat(')') {
@@ -454,5 +523,45 @@ mod tests {
         assert!(err.contains("position 5"), "{err}");
         let err = parse("size:>NULL").unwrap_err().to_string();
         assert!(err.contains("NULL"), "{err}");
+    }
+
+    #[test]
+    fn nesting_and_size_are_bounded() {
+        // Deep nesting of either kind is refused with a message, not a stack overflow.
+        for deep in [
+            format!("{}title:a{}", "(".repeat(5000), ")".repeat(5000)),
+            format!("{}title:a", "NOT ".repeat(7000)),
+        ] {
+            let query = &deep[..deep.len().min(MAX_QUERY_CHARS)];
+            let err = parse(query).unwrap_err().to_string();
+            assert!(err.contains("nested too deeply"), "{err}");
+        }
+        let at_limit = format!(
+            "{}title:a{}",
+            "(NOT ".repeat(MAX_DEPTH / 2),
+            ")".repeat(MAX_DEPTH / 2)
+        );
+        assert!(parse(&at_limit).is_ok());
+        let over = format!(
+            "{}title:a{}",
+            "(".repeat(MAX_DEPTH + 1),
+            ")".repeat(MAX_DEPTH + 1)
+        );
+        assert!(parse(&over).is_err());
+
+        let terms = |n: usize| vec!["title:a"; n].join(" AND ");
+        assert!(parse(&terms(MAX_TERMS)).is_ok());
+        let err = parse(&terms(MAX_TERMS + 1)).unwrap_err().to_string();
+        assert!(err.contains("terms"), "{err}");
+        let words = format!("\"{}\"", vec!["w"; MAX_TERMS + 1].join(" "));
+        assert!(parse(&words).is_err(), "a phrase's words count as terms");
+
+        let list = |n: usize| format!("id:({})", vec!["1"; n].join(","));
+        assert!(parse(&list(MAX_LIST_VALUES)).is_ok());
+        assert!(parse(&list(MAX_LIST_VALUES + 1)).is_err());
+        let err = parse(&"a".repeat(MAX_QUERY_CHARS + 1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("characters"), "{err}");
     }
 }
