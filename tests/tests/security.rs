@@ -3,48 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::{json, Value};
-use wendelin_tests::{request_raw, request_with, run_cli, Reply, TestServer};
-
-fn add_user(server: &TestServer, login: &str, password: &str, roles: &[&str]) {
-    let mut args = vec!["user", "add", login, "--password-stdin"];
-    for r in roles {
-        args.push("--role");
-        args.push(r);
-    }
-    let (ok, _, err) = run_cli(&args, &server.cli_env(), &format!("{password}\n"));
-    assert!(ok, "{err}");
-}
-
-/// Logs in with JSON; returns (cookie header value, CSRF token).
-fn login(server: &TestServer, login: &str, password: &str) -> (String, String) {
-    let r = request_with(
-        "POST",
-        &server.url("/login"),
-        Some(&json!({"login": login, "password": password})),
-        &[],
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    let cookie = r.set_cookie.clone().unwrap();
-    assert!(cookie.contains("HttpOnly"), "{cookie}");
-    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
-    let pair = cookie.split(';').next().unwrap().to_owned();
-    (pair, r.json()["csrf_token"].as_str().unwrap().to_owned())
-}
-
-fn with_cookie(
-    server: &TestServer,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-    cookie: &str,
-    csrf: Option<&str>,
-) -> Reply {
-    let mut headers = vec![("Cookie", cookie)];
-    if let Some(t) = csrf {
-        headers.push(("X-CSRF-Token", t));
-    }
-    request_with(method, &server.url(path), body, &headers)
-}
+use wendelin_tests::{
+    add_user, login, request_raw, request_with, run_cli, with_cookie, Reply, TestServer,
+};
 
 fn bearer(
     server: &TestServer,
@@ -358,6 +319,7 @@ fn listings_show_and_count_only_what_the_user_may_view() {
     // 10,000 documents written directly through the kernel: most belong to erin.
     {
         use wendelin_core::document::{self, NewDocument};
+        use wendelin_core::User;
         let portal = wendelin_core::Portal::open(
             wendelin_server::registry().unwrap(),
             &data.join("wendelin.sqlite").display().to_string(),
@@ -373,7 +335,8 @@ fn listings_show_and_count_only_what_the_user_may_view() {
                         title: format!("stream {i}"),
                         ..NewDocument::default()
                     };
-                    document::create(c, &portal.registry, "data_stream_module", new, owner)?;
+                    let owner = User::authenticated(owner, [], Vec::new());
+                    document::create(c, &portal.registry, "data_stream_module", new, &owner)?;
                 }
                 Ok(())
             })

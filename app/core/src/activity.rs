@@ -60,8 +60,100 @@ fn now() -> NaiveDateTime {
     Utc::now().naive_utc()
 }
 
-/// Queues `method(args)` on the document at `path`, to run as `actor`; call it inside the
-/// transaction that decided it. Returns the activity id.
+/// Largest JSON text of one activity's arguments.
+pub const MAX_ARGS_BYTES: usize = 64 * 1024;
+/// Longest delay an activity may be queued with (30 days).
+pub const MAX_DELAY_SECONDS: i64 = 30 * 24 * 3600;
+/// Priorities accepted (lower runs first).
+pub const PRIORITY_RANGE: std::ops::RangeInclusive<i32> = -100..=100;
+/// Most attempts an activity may be given.
+pub const MAX_ATTEMPTS: i32 = 20;
+/// Longest method name or serialization tag, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// Refuses what no activity may be queued with: every bound above.
+fn check_request(method: &str, args: &Map<String, Value>, options: &Activate) -> CoreResult<()> {
+    if method.is_empty()
+        || method.chars().count() > MAX_NAME_CHARS
+        || !method
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(CoreError::Invalid(format!(
+            "'{method}' is not a method name (letters, digits and '_', at most {MAX_NAME_CHARS})"
+        )));
+    }
+    if !(1..=MAX_ATTEMPTS).contains(&options.max_attempts) {
+        return Err(CoreError::Invalid(format!(
+            "max_attempts must be between 1 and {MAX_ATTEMPTS}"
+        )));
+    }
+    if !PRIORITY_RANGE.contains(&options.priority) {
+        return Err(CoreError::Invalid(format!(
+            "priority must be between {} and {}",
+            PRIORITY_RANGE.start(),
+            PRIORITY_RANGE.end()
+        )));
+    }
+    if !(0..=MAX_DELAY_SECONDS).contains(&options.delay_seconds) {
+        return Err(CoreError::Invalid(format!(
+            "delay_seconds must be between 0 and {MAX_DELAY_SECONDS} (30 days)"
+        )));
+    }
+    if options
+        .tag
+        .as_ref()
+        .is_some_and(|t| t.is_empty() || t.chars().count() > MAX_NAME_CHARS)
+    {
+        return Err(CoreError::Invalid(format!(
+            "a tag has 1 to {MAX_NAME_CHARS} characters"
+        )));
+    }
+    let size = Value::Object(args.clone()).to_string().len();
+    if size > MAX_ARGS_BYTES {
+        return Err(CoreError::Invalid(format!(
+            "the activity's arguments take {size} bytes as JSON; at most {MAX_ARGS_BYTES} are accepted"
+        )));
+    }
+    Ok(())
+}
+
+/// Queues `method(args)` on `doc` for `user`, who must be logged in and hold, now, the
+/// permission the method declares (so nobody queues work they could not do themselves;
+/// it is checked again when the activity runs). Call it inside the transaction that
+/// decided it. Returns the activity id.
+pub fn activate_checked(
+    conn: &mut DbConnection,
+    registry: &crate::types::Registry,
+    user: &User,
+    doc: &crate::document::Document,
+    method: &str,
+    args: &Map<String, Value>,
+    options: &Activate,
+) -> CoreResult<i64> {
+    if user.login.is_none() {
+        return Err(CoreError::Unauthorized("log in to queue activities".into()));
+    }
+    check_request(method, args, options)?;
+    let found = crate::dispatch::resolve(conn, registry, doc, method)?
+        .ok_or_else(|| CoreError::NotFound(format!("/{} has no method '{method}'", doc.path)))?;
+    match &found.target {
+        crate::dispatch::Target::Method(m) => {
+            crate::security::check(conn, registry, user, doc, m.permission())?;
+        }
+        crate::dispatch::Target::Value(_) => {
+            return Err(CoreError::Invalid(format!(
+                "'{method}' is a property of /{}, not a method to queue",
+                doc.path
+            )))
+        }
+    }
+    activate(conn, user.actor_login(), &doc.path, method, args, options)
+}
+
+/// Queues `method(args)` on the document at `path`, to run as `actor`, without any
+/// permission check (the kernel's own activities); call it inside the transaction that
+/// decided it. Returns the activity id.
 pub fn activate(
     conn: &mut DbConnection,
     actor: &str,
@@ -70,14 +162,7 @@ pub fn activate(
     args: &Map<String, Value>,
     options: &Activate,
 ) -> CoreResult<i64> {
-    if method.is_empty() || method.contains('/') {
-        return Err(CoreError::Invalid(format!(
-            "'{method}' is not a method name"
-        )));
-    }
-    if options.max_attempts < 1 {
-        return Err(CoreError::Invalid("max_attempts must be at least 1".into()));
-    }
+    check_request(method, args, options)?;
     let at = now();
     diesel::insert_into(activities::table)
         .values((
@@ -87,7 +172,7 @@ pub fn activate(
             activities::actor.eq(actor),
             activities::priority.eq(options.priority),
             activities::tag.eq(&options.tag),
-            activities::not_before.eq(at + Duration::seconds(options.delay_seconds.max(0))),
+            activities::not_before.eq(at + Duration::seconds(options.delay_seconds)),
             activities::state.eq("queued"),
             activities::max_attempts.eq(options.max_attempts),
             activities::creation_date.eq(at),

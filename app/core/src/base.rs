@@ -92,8 +92,13 @@ pub fn module() -> Module {
                 let mut body = Value::Object(call.args.clone());
                 body["serial"] = Value::from(call.context.serial);
                 let patch = document::DocumentPatch::from_json(body)?;
-                let doc =
-                    document::update(call.conn, &call.portal.registry, &call.context.path, patch)?;
+                let doc = document::update(
+                    call.conn,
+                    &call.portal.registry,
+                    &call.context.path,
+                    patch,
+                    call.user,
+                )?;
                 Ok(MethodOutput::Json(document::to_json(
                     call.conn,
                     &call.portal.registry,
@@ -119,21 +124,31 @@ pub fn module() -> Module {
                         )))
                     }
                 };
-                let int = |k: &str| call.args.get(k).and_then(Value::as_i64);
+                let defaults = crate::activity::Activate::default();
                 let options = crate::activity::Activate {
-                    priority: int("priority")
-                        .and_then(|v| i32::try_from(v).ok())
-                        .unwrap_or(0),
-                    tag: call.arg_str("tag").map(str::to_owned),
-                    delay_seconds: int("delay_seconds").unwrap_or(0),
-                    max_attempts: int("max_attempts")
-                        .and_then(|v| i32::try_from(v).ok())
-                        .unwrap_or(5),
+                    priority: int_arg(call, "priority")?.unwrap_or(defaults.priority),
+                    tag: match call.args.get("tag") {
+                        None | Some(Value::Null) => None,
+                        Some(Value::String(t)) => Some(t.clone()),
+                        Some(v) => {
+                            return Err(CoreError::BadRequest(format!(
+                                "tag must be a string, got {v}"
+                            )))
+                        }
+                    },
+                    delay_seconds: int_arg(call, "delay_seconds")?
+                        .unwrap_or(defaults.delay_seconds),
+                    max_attempts: int_arg(call, "max_attempts")?.unwrap_or(defaults.max_attempts),
                 };
-                let actor = call.user.actor_login().to_owned();
-                let path = call.context.path.clone();
-                let id =
-                    crate::activity::activate(call.conn, &actor, &path, &method, &args, &options)?;
+                let id = crate::activity::activate_checked(
+                    call.conn,
+                    &call.portal.registry,
+                    call.user,
+                    call.context,
+                    &method,
+                    &args,
+                    &options,
+                )?;
                 Ok(MethodOutput::Json(serde_json::json!({"activity": id})))
             }),
         )
@@ -167,17 +182,47 @@ pub fn module() -> Module {
         .script("Base_getRelationList", |call: &mut Call<'_>| {
             let name = relation_name(call)?;
             let map = document::relations_from(call.conn, call.context.uid, Some(&name))?;
-            Ok(MethodOutput::Json(Value::from(
-                map.get(&name).cloned().unwrap_or_default(),
-            )))
+            let paths = map.get(&name).cloned().unwrap_or_default();
+            Ok(MethodOutput::Json(Value::from(viewable(call, paths)?)))
         })
         .script("Base_getBackRelationList", |call: &mut Call<'_>| {
             let name = relation_name(call)?;
             let map = document::relations_to(call.conn, call.context.uid, Some(&name))?;
-            Ok(MethodOutput::Json(Value::from(
-                map.get(&name).cloned().unwrap_or_default(),
-            )))
+            let paths = map.get(&name).cloned().unwrap_or_default();
+            Ok(MethodOutput::Json(Value::from(viewable(call, paths)?)))
         })
+}
+
+/// The paths among `paths` whose documents the caller may View: a relation listing never
+/// names what the caller could not open.
+fn viewable(call: &mut Call<'_>, paths: Vec<String>) -> CoreResult<Vec<String>> {
+    let mut out = Vec::with_capacity(paths.len());
+    for path in paths {
+        if let Some(doc) = document::find(call.conn, &path)? {
+            if crate::security::has_permission(
+                call.conn,
+                &call.portal.registry,
+                call.user,
+                &doc,
+                Permission::View,
+            )? {
+                out.push(path);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// An optional integer argument; anything else than an integer (or null) is refused.
+fn int_arg<T: TryFrom<i64>>(call: &Call<'_>, name: &str) -> CoreResult<Option<T>> {
+    match call.args.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_i64()
+            .and_then(|n| T::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| CoreError::BadRequest(format!("{name} must be an integer, got {v}"))),
+    }
 }
 
 fn relation_name(call: &Call<'_>) -> CoreResult<String> {

@@ -18,6 +18,7 @@ use crate::db::DbConnection;
 use crate::document::{self, NewDocument, RelationTargets};
 use crate::error::{CoreError, CoreResult};
 use crate::schema::documents;
+use crate::security::User;
 use crate::types::{Registry, MODULE_FOLDER_TYPE};
 
 /// Bound values per statement at most (SQLite allows 32,766; PostgreSQL 65,535).
@@ -48,8 +49,9 @@ pub fn create_many(
     registry: &Registry,
     container_path: &str,
     news: Vec<NewDocument>,
-    owner: &str,
+    creator: &User,
 ) -> CoreResult<Vec<i64>> {
+    let owner = creator.actor_login();
     if news.is_empty() {
         return Ok(Vec::new());
     }
@@ -282,7 +284,7 @@ pub fn create_many(
     for (row, uid) in rows.iter_mut().zip(&uids) {
         if !row.rels.is_empty() {
             let doc = document::get_by_uid(conn, *uid)?;
-            document::set_relations(conn, &doc, std::mem::take(&mut row.rels))?;
+            document::set_relations(conn, registry, creator, &doc, std::mem::take(&mut row.rels))?;
         }
     }
     Ok(uids)

@@ -14,6 +14,7 @@ use crate::db::DbConnection;
 use crate::error::{CoreError, CoreResult};
 use crate::property::{check_value, relation_targets};
 use crate::schema::{documents, local_roles, relations};
+use crate::security::{Permission, User};
 use crate::types::{PortalType, PropertyType, Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
 use crate::{security, workflow};
 
@@ -464,8 +465,9 @@ pub fn create(
     registry: &Registry,
     container_path: &str,
     new: NewDocument,
-    owner: &str,
+    creator: &User,
 ) -> CoreResult<Document> {
+    let owner = creator.login.as_deref().unwrap_or("");
     let container = get(conn, container_path)?;
     let Prepared {
         portal_type,
@@ -527,7 +529,7 @@ pub fn create(
             other => other,
         })?;
     let doc = get(conn, &path)?;
-    set_relations(conn, &doc, rels)?;
+    set_relations(conn, registry, creator, &doc, rels)?;
     workflow::init_states(conn, registry, &doc)?;
     if !owner.is_empty() {
         // The creator is Owner of what they create, locally.
@@ -602,11 +604,23 @@ pub(crate) fn prepare<'r>(
             }
         }
     }
+    validated(portal_type, &props)?;
     Ok(Prepared {
         portal_type,
         props,
         rels,
     })
+}
+
+/// Runs the type's whole-document check; its refusal is the client's (422).
+fn validated(portal_type: &PortalType, props: &Map<String, Value>) -> CoreResult<()> {
+    match &portal_type.validate {
+        None => Ok(()),
+        Some(check) => check(props).map_err(|e| match e {
+            CoreError::BadRequest(m) => CoreError::Invalid(m),
+            other => other,
+        }),
+    }
 }
 
 fn missing(portal_type: &PortalType, name: &str) -> CoreError {
@@ -667,9 +681,13 @@ fn split_properties(
     Ok((props, rels))
 }
 
-/// Replaces the named relations of `doc` with the given targets (paths must exist).
+/// Replaces the named relations of `doc` with the given targets, which must exist and be
+/// visible to `writer`: a target the writer may not View is refused exactly like a
+/// missing one, so a relation cannot tell whether a hidden document exists.
 pub(crate) fn set_relations(
     conn: &mut DbConnection,
+    registry: &Registry,
+    writer: &User,
     doc: &Document,
     rels: BTreeMap<String, Vec<String>>,
 ) -> CoreResult<()> {
@@ -681,11 +699,16 @@ pub(crate) fn set_relations(
         )
         .execute(conn)?;
         for (position, path) in paths.iter().enumerate() {
-            let target = find(conn, path)?.ok_or_else(|| {
+            let missing = || {
                 CoreError::Invalid(format!(
                     "relation '{name}' names a missing document /{path}"
                 ))
-            })?;
+            };
+            let target = find(conn, path)?.ok_or_else(missing)?;
+            if !crate::security::has_permission(conn, registry, writer, &target, Permission::View)?
+            {
+                return Err(missing());
+            }
             let position = i32::try_from(position).map_err(|_| {
                 CoreError::Invalid(format!("relation '{name}' has too many targets"))
             })?;
@@ -710,6 +733,7 @@ pub fn update(
     registry: &Registry,
     path: &str,
     patch: DocumentPatch,
+    editor: &User,
 ) -> CoreResult<Document> {
     let doc = get(conn, path)?;
     let portal_type = registry.portal_type(&doc.portal_type).ok_or_else(|| {
@@ -736,6 +760,7 @@ pub fn update(
         props.remove(&name);
     }
     props.extend(changed);
+    validated(portal_type, &props)?;
     let reference = match patch.reference {
         Some(r) => r,
         None => doc.reference.clone(),
@@ -765,7 +790,7 @@ pub fn update(
     if updated == 0 {
         return Err(stale(&doc, serial));
     }
-    set_relations(conn, &doc, rels)?;
+    set_relations(conn, registry, editor, &doc, rels)?;
     let doc = get(conn, path)?;
     crate::catalog::index_document(conn, registry, &doc)?;
     crate::fulltext::enqueue(conn, doc.uid)?;

@@ -123,13 +123,7 @@ impl Portal {
     pub fn create(&self, user: &User, container: &str, new: NewDocument) -> CoreResult<Document> {
         self.written(self.db.write(|c| {
             let parent = self.visible(c, user, container, Permission::AddPortalContent)?;
-            document::create(
-                c,
-                &self.registry,
-                &parent.path,
-                new,
-                user.login.as_deref().unwrap_or(""),
-            )
+            document::create(c, &self.registry, &parent.path, new, user)
         }))
     }
 
@@ -137,7 +131,7 @@ impl Portal {
     pub fn update(&self, user: &User, path: &str, patch: DocumentPatch) -> CoreResult<Document> {
         self.written(self.db.write(|c| {
             let doc = self.visible(c, user, path, Permission::ModifyPortalContent)?;
-            document::update(c, &self.registry, &doc.path, patch)
+            document::update(c, &self.registry, &doc.path, patch, user)
         }))
     }
 
@@ -160,7 +154,7 @@ impl Portal {
         let many = news.len() >= 10_000;
         let uids = self.written(self.db.write_bulk(|c| {
             let parent = self.visible(c, user, container, Permission::AddPortalContent)?;
-            crate::bulk::create_many(c, &self.registry, &parent.path, news, user.actor_login())
+            crate::bulk::create_many(c, &self.registry, &parent.path, news, user)
         }))?;
         if many {
             self.db.optimize()?;
@@ -350,8 +344,9 @@ impl Portal {
         })
     }
 
-    /// Queues `method(args)` on the document at `path` to run later as `user` (who must be
-    /// able to View it now; the method's own permission is checked when it runs).
+    /// Queues `method(args)` on the document at `path` to run later as `user`, who must be
+    /// logged in, able to View it and hold the method's permission now (checked again
+    /// when it runs).
     pub fn activate(
         &self,
         user: &User,
@@ -362,7 +357,7 @@ impl Portal {
     ) -> CoreResult<i64> {
         self.db.write(|c| {
             let doc = self.visible(c, user, path, Permission::View)?;
-            crate::activity::activate(c, user.actor_login(), &doc.path, method, args, options)
+            crate::activity::activate_checked(c, &self.registry, user, &doc, method, args, options)
         })
     }
 

@@ -150,7 +150,9 @@ pub fn add_user(
     Ok(())
 }
 
-/// Changes a password and revokes the user's sessions.
+/// Changes a password and revokes the user's sessions. API tokens are credentials of
+/// their own (machines, such as fluentd, hold them) and stay valid: revoke them with
+/// [`revoke_tokens_of`] (`wendelin user passwd --revoke-tokens`) when they leaked too.
 pub fn set_password(conn: &mut DbConnection, login: &str, password: &str) -> CoreResult<()> {
     check_password(password)?;
     let n = diesel::update(users::table.find(login))
@@ -526,6 +528,17 @@ pub fn revoke_token(conn: &mut DbConnection, id: i64) -> CoreResult<()> {
         return Err(CoreError::NotFound(format!("no API token {id}")));
     }
     Ok(())
+}
+
+/// Revokes every live API token of `login`; returns how many were live.
+pub fn revoke_tokens_of(conn: &mut DbConnection, login: &str) -> CoreResult<usize> {
+    Ok(diesel::update(
+        api_tokens::table
+            .filter(api_tokens::login.eq(login))
+            .filter(api_tokens::revoked.eq(false)),
+    )
+    .set(api_tokens::revoked.eq(true))
+    .execute(conn)?)
 }
 
 /// An API token as listed (never the token itself).

@@ -154,24 +154,42 @@ fn queue_priorities_delays_retries_and_parking(backend: &str, url: &str) {
         portal.db.write(|c| activity::retry(c, later)),
         Err(CoreError::NotFound(_))
     ));
-    // Activities run as who queued them: one who may not edit fails.
+    // Activities run as who queued them: one who may not edit cannot queue the edit,
+    // and one who lost the permission between queueing and running fails.
     let reader = User::authenticated("reader", ["Auditor".to_owned()], vec![]);
     portal
         .db
         .write(|c| wendelin_core::users::add_user(c, "reader", "reader-password", &["Auditor"]))
         .unwrap();
+    let once = Activate {
+        max_attempts: 1,
+        ..Activate::default()
+    };
+    assert!(matches!(
+        portal.activate(&reader, &job.path, "edit", &edit("x"), &once),
+        Err(CoreError::Forbidden(_))
+    ));
+    let set_roles = |roles: &[&str]| {
+        portal
+            .db
+            .write(|c| {
+                let doc = wendelin_core::document::get(c, &job.path)?;
+                let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+                wendelin_core::security::set_local_roles(
+                    c,
+                    &portal.registry,
+                    &doc,
+                    "user:reader",
+                    &roles,
+                )
+            })
+            .unwrap()
+    };
+    set_roles(&["Assignee"]);
     let denied = portal
-        .activate(
-            &reader,
-            &job.path,
-            "edit",
-            &edit("x"),
-            &Activate {
-                max_attempts: 1,
-                ..Activate::default()
-            },
-        )
+        .activate(&reader, &job.path, "edit", &edit("x"), &once)
         .unwrap();
+    set_roles(&[]);
     activity::run_until_idle(&portal, "w1").unwrap();
     let parked = portal
         .db

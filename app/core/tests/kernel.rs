@@ -695,8 +695,14 @@ fn workflow_registry() -> Registry {
                     let patch = DocumentPatch::from_json(
                         json!({"serial": doc.serial, "title": "closed by hook"}),
                     )?;
-                    wendelin_core::document::update(ctx.conn, ctx.registry, &doc.path, patch)
-                        .map(|_| ())
+                    wendelin_core::document::update(
+                        ctx.conn,
+                        ctx.registry,
+                        &doc.path,
+                        patch,
+                        ctx.user,
+                    )
+                    .map(|_| ())
                 }),
         );
     let module = Module::new("paper")

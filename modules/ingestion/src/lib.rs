@@ -83,7 +83,7 @@ fn record_stop_date(ctx: &mut HookContext<'_>) -> CoreResult<()> {
     let stamp = now_rfc3339();
     let patch =
         DocumentPatch::from_json(serde_json::json!({"serial": doc.serial, "stop_date": stamp}))?;
-    wendelin_core::document::update(ctx.conn, ctx.registry, &doc.path, patch).map(|_| ())
+    wendelin_core::document::update(ctx.conn, ctx.registry, &doc.path, patch, ctx.user).map(|_| ())
 }
 
 fn now_rfc3339() -> String {
