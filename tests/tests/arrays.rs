@@ -799,15 +799,22 @@ fn bad_input_is_refused_by_name_and_changes_nothing() {
     let r = post_npy(&server, &path, "append", &big);
     assert_eq!(r.status, 413, "{}", &r.text[..r.text.len().min(200)]);
     assert_eq!(read_all(&server, &path, ""), before);
-    // A bad dtype at creation shows when the array is first used.
-    let bad = create(&server, json!({"dtype": "float16", "shape": [3]}));
-    let r = server.req("GET", &format!("/api/v1/{bad}/getShape"), None);
-    assert_eq!(r.status, 400);
+    // A bad dtype is refused when the document is created (nothing is created), not at
+    // the array's first use.
+    let listed = || server.req("GET", "/api/v1/data_array_module", None).json()["total"].clone();
+    let before = listed();
+    let r = server.req(
+        "POST",
+        "/api/v1/data_array_module",
+        Some(&json!({"portal_type": "Data Array", "dtype": "float16", "shape": [3]})),
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
     assert!(
         r.error_message().contains("unknown dtype 'float16'"),
         "{}",
         r.text
     );
+    assert_eq!(listed(), before);
 }
 
 #[test]

@@ -133,7 +133,15 @@ pub struct PortalType {
     /// Removes the data a document of this type keeps outside the database (files,
     /// segments) once its deletion has committed; see [`OnDelete`].
     pub on_delete: Option<Arc<dyn OnDelete>>,
+    /// Checks a document's properties as a whole (what one property's type cannot say,
+    /// e.g. that an array's shape and chunks make a storable array), on creation and on
+    /// every edit, before anything is written; an error is the client's (422).
+    pub validate: Option<Arc<PropertyCheck>>,
 }
+
+/// A whole-document check of the properties (see [`PortalType::validate`]).
+pub type PropertyCheck =
+    dyn Fn(&serde_json::Map<String, serde_json::Value>) -> crate::CoreResult<()> + Send + Sync;
 
 /// Cleans up after a deleted document: runs in an activity queued by the transaction
 /// that deleted it, so it runs only if that transaction committed and runs again after a
@@ -176,7 +184,20 @@ impl PortalType {
             permissions: default_document_map(),
             on_delete: None,
             listbox_columns: Vec::new(),
+            validate: None,
         }
+    }
+
+    /// Declares the whole-document property check (see [`PortalType::validate`]).
+    pub fn validate(
+        mut self,
+        check: impl Fn(&serde_json::Map<String, serde_json::Value>) -> crate::CoreResult<()>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        self.validate = Some(Arc::new(check));
+        self
     }
     /// Sets what removes a deleted document's data outside the database.
     pub fn on_delete(mut self, hook: impl OnDelete + 'static) -> Self {

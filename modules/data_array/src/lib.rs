@@ -46,6 +46,12 @@ pub fn module() -> Module {
             PortalType::new(PORTAL_TYPE, FOLDER)
                 .describe("A persistent N-dimensional array, bigger than RAM, stored as Zarr v3")
                 .on_delete(purge)
+                // A shape, chunking or codec that makes no storable array is refused when
+                // the document is created or edited, not at its first use.
+                .validate(|props| {
+                    store::check_options(&options_from(props)?)?;
+                    Ok(())
+                })
                 .property(
                     PropertyDef::new("dtype", PropertyType::String)
                         .default_value(Value::from("float64"))
@@ -188,8 +194,14 @@ pub fn ensure(portal: &Portal, doc: &Document) -> CoreResult<PathBuf> {
 
 /// Creation parameters from a document's properties.
 pub fn create_options(doc: &Document) -> CoreResult<CreateOptions> {
-    let prop =
-        |name: &str| -> CoreResult<Option<Value>> { Ok(doc.get(name)?.filter(|v| !v.is_null())) };
+    options_from(&doc.property_map()?)
+}
+
+/// Creation parameters from a Data Array's property values.
+fn options_from(props: &serde_json::Map<String, Value>) -> CoreResult<CreateOptions> {
+    let prop = |name: &str| -> CoreResult<Option<Value>> {
+        Ok(props.get(name).filter(|v| !v.is_null()).cloned())
+    };
     let list = |name: &str| -> CoreResult<Option<Vec<u64>>> {
         prop(name)?
             .map(|v| {

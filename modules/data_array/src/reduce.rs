@@ -272,6 +272,10 @@ const PREFETCH_CHUNKS: usize = 16;
 /// 8 threads 2.13 s, numpy.memmap 2.94 s.
 const PREFETCH_THREADS: usize = 8;
 
+/// Most chunks one reduction visits (2^24: 16 TiB in 1 MiB chunks); a wider region is
+/// refused rather than left to run for hours.
+pub const MAX_REDUCE_CHUNKS: u64 = 1 << 24;
+
 /// How long mapping a chunk of `bytes` may take before the reduction counts its data as
 /// cold (read from the disk, not the page cache) and starts reading ahead: longer than
 /// at 4 GB/s, and than 0.2 ms.
@@ -354,7 +358,15 @@ pub fn reduce(
         .num_threads(workers)
         .build()
         .map_err(|e| ArrayError::Storage(format!("cannot start reduction workers: {e}")))?;
-    let boxes = array.chunk_boxes(&ranges)?;
+    let boxes = array.chunk_grid(&ranges)?;
+    if boxes.len() > MAX_REDUCE_CHUNKS {
+        return Err(ArrayError::BadRequest(format!(
+            "the region covers {} chunks; a reduction takes at most {MAX_REDUCE_CHUNKS}: reduce a smaller region",
+            boxes.len()
+        )));
+    }
+    let n_boxes = usize::try_from(boxes.len())
+        .map_err(|_| ArrayError::BadRequest("the region has too many chunks".into()))?;
     let pred = match op {
         Op::Count(p) => Some(p),
         _ => None,
@@ -378,7 +390,7 @@ pub fn reduce(
     let cursor = AtomicUsize::new(0);
     let cold = AtomicBool::new(false);
     let accs: ArrayResult<Vec<Acc>> = std::thread::scope(|scope| {
-        if mapped && boxes.len() > 1 {
+        if mapped && n_boxes > 1 {
             // Several readers keep several chunk reads in flight, as the kernel's own
             // readahead does for one big file.
             for _ in 0..PREFETCH_THREADS {
@@ -391,7 +403,7 @@ pub fn reduce(
                         }
                         let t = taken.load(Ordering::Relaxed);
                         let next = cursor.fetch_max(t, Ordering::Relaxed).max(t);
-                        if next >= boxes.len() {
+                        if next >= n_boxes {
                             break;
                         }
                         if next >= t + PREFETCH_CHUNKS {
@@ -403,8 +415,8 @@ pub fn reduce(
                             .compare_exchange(next, next + 1, Ordering::Relaxed, Ordering::Relaxed)
                             .is_ok()
                         {
-                            if let Some(b) = boxes.get(next) {
-                                array.prefetch_raw_chunk(b);
+                            if let Some(b) = boxes.get(next as u64) {
+                                array.prefetch_raw_chunk(&b);
                             }
                         }
                     }
@@ -422,6 +434,7 @@ pub fn reduce(
                 .try_fold(
                     || vec![Acc::EMPTY; out_size],
                     |mut accs, (_, b)| -> ArrayResult<Vec<Acc>> {
+                        let b = &b;
                         let map = if mapped {
                             let started = std::time::Instant::now();
                             let map = array.map_raw_chunk(b)?;

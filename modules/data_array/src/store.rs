@@ -46,6 +46,12 @@ pub const DEFAULT_CHUNK_BYTES: u64 = 1 << 20;
 pub const MAX_CHUNK_BYTES: u64 = 64 << 20;
 /// Largest shard accepted, in bytes (a write into a shard rewrites it whole in memory).
 pub const MAX_SHARD_BYTES: u64 = 256 << 20;
+/// Most dimensions an array may have (numpy's limit).
+pub const MAX_DIMS: usize = 32;
+/// Most elements an array may have (2^50: a pebibyte of bytes).
+pub const MAX_ELEMENTS: u64 = 1 << 50;
+/// Most chunks an array's grid may have (2^32).
+pub const MAX_CHUNKS: u64 = 1 << 32;
 const LOCK_FILE: &str = ".wendelin.lock";
 /// Marks the temporary keys of earlier versions (written next to their key): never served.
 const TMP_MARK: &str = ".wtmp";
@@ -657,6 +663,7 @@ impl DataArray {
         }
         let mut grown = shape.clone();
         grown[0] += rows_shape[0];
+        check_extent(&grown, &self.chunk_shape()?)?;
         self.array.set_shape(grown.clone())?;
         let mut start = vec![0; shape.len()];
         start[0] = shape[0];
@@ -699,7 +706,7 @@ impl DataArray {
                 .collect::<Vec<_>>(),
         );
         let ranges: Vec<_> = region.dims.iter().map(|d| d.start..d.stop).collect();
-        if self.chunk_boxes(&ranges)?.len() <= 1 {
+        if self.chunk_grid(&ranges)?.len() <= 1 {
             // One chunk: one atomic key replacement is enough.
             self.array
                 .store_array_subset(&subset, ArrayBytes::new_flen(bytes))?;
@@ -729,6 +736,7 @@ impl DataArray {
                 "resize to {new_shape:?} changes the number of dimensions of {old:?}"
             )));
         }
+        check_extent(new_shape, &self.chunk_shape()?)?;
         let shrinks = new_shape.iter().zip(&old).any(|(n, o)| n < o);
         let mark = StoreKey::new(RESIZE_MARK).map_err(|e| ArrayError::Storage(e.to_string()))?;
         if shrinks {
@@ -979,40 +987,10 @@ impl DataArray {
         }
     }
 
-    /// Every chunk's box within `ranges`, for chunk-by-chunk processing.
-    pub fn chunk_boxes(
-        &self,
-        ranges: &[std::ops::Range<u64>],
-    ) -> ArrayResult<Vec<Vec<std::ops::Range<u64>>>> {
-        let chunk = self.chunk_shape()?;
-        let first: Vec<u64> = ranges
-            .iter()
-            .zip(&chunk)
-            .map(|(r, c)| r.start / c)
-            .collect();
-        let last: Vec<u64> = ranges
-            .iter()
-            .zip(&chunk)
-            .map(|(r, c)| r.end.div_ceil(*c))
-            .collect();
-        let counts: Vec<u64> = first
-            .iter()
-            .zip(&last)
-            .map(|(f, l)| l.saturating_sub(*f))
-            .collect();
-        let mut boxes = Vec::new();
-        for_each_index(&counts, |idx| {
-            let b: Vec<_> = idx
-                .iter()
-                .zip(&first)
-                .zip(&chunk)
-                .zip(ranges)
-                .map(|(((i, f), c), r)| ((i + f) * c).max(r.start)..((i + f + 1) * c).min(r.end))
-                .collect();
-            boxes.push(b);
-            Ok(())
-        })?;
-        Ok(boxes)
+    /// The chunks that `ranges` (one per dimension) touch, each clipped to the ranges,
+    /// as a grid computed on demand: a region over billions of chunks costs no memory.
+    pub fn chunk_grid(&self, ranges: &[std::ops::Range<u64>]) -> ArrayResult<ChunkGrid> {
+        ChunkGrid::new(ranges, &self.chunk_shape()?)
     }
 }
 
@@ -1088,7 +1066,46 @@ fn crash_point(at: CrashAt) {
     }
 }
 
+/// Checks that `options` make a storable array (what [`DataArray::create`] would refuse),
+/// without creating anything.
+pub fn check_options(options: &CreateOptions) -> ArrayResult<()> {
+    build_metadata(options).map(|_| ())
+}
+
+/// Refuses shapes past [`MAX_DIMS`], [`MAX_ELEMENTS`] or, with chunks of `chunk`,
+/// [`MAX_CHUNKS`]: an array of 2^100 elements is not a request to honour, and loops over
+/// chunks must stay countable.
+fn check_extent(shape: &[u64], chunk: &[u64]) -> ArrayResult<()> {
+    if shape.len() > MAX_DIMS {
+        return Err(ArrayError::BadRequest(format!(
+            "an array has at most {MAX_DIMS} dimensions, not {}",
+            shape.len()
+        )));
+    }
+    if element_count(shape).is_none_or(|n| n > MAX_ELEMENTS) {
+        return Err(ArrayError::BadRequest(format!(
+            "shape {shape:?} has more than {MAX_ELEMENTS} (2^50) elements"
+        )));
+    }
+    let chunks = shape
+        .iter()
+        .zip(chunk)
+        .try_fold(1u64, |n, (s, c)| n.checked_mul(s.div_ceil((*c).max(1))));
+    if chunks.is_none_or(|n| n > MAX_CHUNKS) {
+        return Err(ArrayError::BadRequest(format!(
+            "shape {shape:?} in chunks of {chunk:?} makes more than {MAX_CHUNKS} (2^32) chunks: choose larger chunks"
+        )));
+    }
+    Ok(())
+}
+
 fn build_metadata(o: &CreateOptions) -> ArrayResult<zarrs::array::ArrayMetadata> {
+    if o.shape.len() > MAX_DIMS {
+        return Err(ArrayError::BadRequest(format!(
+            "an array has at most {MAX_DIMS} dimensions, not {}",
+            o.shape.len()
+        )));
+    }
     let elem = o.dtype.size() as u64;
     let chunk = match &o.chunk_shape {
         Some(c) => {
@@ -1109,6 +1126,7 @@ fn build_metadata(o: &CreateOptions) -> ArrayResult<zarrs::array::ArrayMetadata>
             MAX_CHUNK_BYTES >> 20
         )));
     }
+    check_extent(&o.shape, &chunk)?;
     if let Some(names) = &o.dimension_names {
         if names.len() != o.shape.len() {
             return Err(ArrayError::BadRequest(format!(
@@ -1257,4 +1275,77 @@ fn gather(src: &[u8], box_shape: &[u64], steps: &[u64], out_shape: &[u64], elem:
         Ok(())
     });
     out
+}
+
+/// The chunks a region touches, in C order, each clipped to the region; box `i` is
+/// computed from `i` (see [`DataArray::chunk_grid`]).
+#[derive(Debug, Clone)]
+pub struct ChunkGrid {
+    ranges: Vec<std::ops::Range<u64>>,
+    chunk: Vec<u64>,
+    first: Vec<u64>,
+    counts: Vec<u64>,
+    len: u64,
+}
+
+impl ChunkGrid {
+    fn new(ranges: &[std::ops::Range<u64>], chunk: &[u64]) -> ArrayResult<ChunkGrid> {
+        if ranges.len() != chunk.len() || chunk.contains(&0) {
+            return Err(ArrayError::BadRequest(format!(
+                "{} ranges for {} dimensions",
+                ranges.len(),
+                chunk.len()
+            )));
+        }
+        let first: Vec<u64> = ranges.iter().zip(chunk).map(|(r, c)| r.start / c).collect();
+        let counts: Vec<u64> = ranges
+            .iter()
+            .zip(chunk)
+            .zip(&first)
+            .map(|((r, c), f)| r.end.div_ceil(*c).saturating_sub(*f))
+            .collect();
+        let len = counts
+            .iter()
+            .try_fold(1u64, |n, c| n.checked_mul(*c))
+            .ok_or_else(|| ArrayError::BadRequest("the region has too many chunks".into()))?;
+        Ok(ChunkGrid {
+            ranges: ranges.to_vec(),
+            chunk: chunk.to_vec(),
+            first,
+            counts,
+            len,
+        })
+    }
+
+    /// How many chunks the region touches.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the region touches no chunk.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Box `i` (C order): per dimension, the part of chunk `i` inside the region.
+    pub fn get(&self, i: u64) -> Option<Vec<std::ops::Range<u64>>> {
+        if i >= self.len {
+            return None;
+        }
+        let mut rest = i;
+        let mut b = vec![0..0; self.counts.len()];
+        for d in (0..self.counts.len()).rev() {
+            let k = rest % self.counts[d] + self.first[d];
+            rest /= self.counts[d];
+            let c = self.chunk[d];
+            let r = &self.ranges[d];
+            b[d] = (k * c).max(r.start)..((k + 1) * c).min(r.end);
+        }
+        Some(b)
+    }
+
+    /// Every box, in C order.
+    pub fn iter(&self) -> impl Iterator<Item = Vec<std::ops::Range<u64>>> + '_ {
+        (0..self.len).filter_map(|i| self.get(i))
+    }
 }
