@@ -11,6 +11,14 @@
       });
     }
   });
+  // Typing in a listbox filter refreshes the list: the never-swapped live wrapper listens
+  // for "filter-input" (an htmx trigger filter would need eval, which the CSP forbids).
+  document.addEventListener("input", function (e) {
+    var t = e.target;
+    if (!t || !t.classList || !t.classList.contains("filter")) return;
+    var live = t.closest("[data-live-filter]");
+    if (live) live.dispatchEvent(new Event("filter-input"));
+  });
   // Keyboard: "/" focuses the search box of the page, as on many admin UIs.
   document.addEventListener("keydown", function (e) {
     if (e.key !== "/" || e.ctrlKey || e.metaKey || e.altKey) return;

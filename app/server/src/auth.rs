@@ -74,6 +74,14 @@ fn is_json(req: &HttpRequest) -> bool {
     content_type_is(req, &["application/json"])
 }
 
+/// Paths whose handlers take the CSRF token from a posted form's `csrf_token` field (and
+/// check it before anything runs): the admin UI and the logout form. Everywhere else a
+/// cookie-authenticated write must carry the token in [`CSRF_HEADER`], so a handler that
+/// never reads a form cannot be reached by a cross-site form post.
+fn checks_form_token(path: &str) -> bool {
+    path.starts_with("/ui/") || path == "/logout"
+}
+
 fn is_form(req: &HttpRequest) -> bool {
     content_type_is(
         req,
@@ -98,7 +106,7 @@ impl FromRequest for Auth {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let safe_method = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-        let form = is_form(req);
+        let form = is_form(req) && checks_form_token(req.path());
         let address = client_address(req);
         Box::pin(async move {
             let portal = portal
@@ -166,8 +174,9 @@ impl FromRequest for Auth {
                 },
             };
             // Cookies ride along on cross-site requests: writes made with a session must
-            // prove they come from our pages. Form posts are checked by their handler
-            // (the token is in the body), every other write here.
+            // prove they come from our pages. Form posts to the handlers that read the
+            // token from the body are checked there; every other write here, whatever
+            // its Content-Type.
             if let Via::Session { csrf, .. } = &auth.via {
                 if !safe_method && !form && csrf_header.as_deref() != Some(csrf.as_str()) {
                     return Err(ServerError::Core(CoreError::Forbidden(format!(
@@ -401,12 +410,25 @@ fn our_cookie(
         .finish()
 }
 
-/// A local path to go back to; anything else (other sites, `//host`) becomes "/".
+/// A local path to go back to; anything else becomes "/". The target is resolved the way
+/// a browser resolves a Location (WHATWG URL parsing: tabs and newlines dropped, `\\`
+/// read as `/`), and only a result on this server is kept, re-serialised from the parsed
+/// form, so `/\t/evil.example` or `/\\evil.example` cannot leave the site.
 fn safe_redirect(came_from: Option<&str>) -> String {
-    match came_from {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_owned(),
-        _ => "/".to_owned(),
-    }
+    const HERE: &str = "http://wendelin.invalid/";
+    let local = came_from.filter(|p| p.starts_with('/')).and_then(|p| {
+        let base = url::Url::parse(HERE).ok()?;
+        let target = base.join(p).ok()?;
+        (target.origin() == base.origin()).then(|| {
+            let mut out = target.path().to_owned();
+            if let Some(q) = target.query() {
+                out.push('?');
+                out.push_str(q);
+            }
+            out
+        })
+    });
+    local.unwrap_or_else(|| "/".to_owned())
 }
 
 #[derive(Template)]
@@ -632,4 +654,37 @@ pub async fn me(auth: Auth) -> HttpResponse {
         "groups": auth.user.groups,
         "csrf_token": csrf,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_redirect;
+
+    #[test]
+    fn redirects_after_login_stay_on_the_site() {
+        for (given, kept) in [
+            (
+                "/ui/data_stream_module?sort=title",
+                "/ui/data_stream_module?sort=title",
+            ),
+            ("/ui/", "/ui/"),
+            ("/a/../ui/", "/ui/"),
+        ] {
+            assert_eq!(safe_redirect(Some(given)), kept, "{given}");
+        }
+        for evil in [
+            "//evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\n/evil.example",
+            "/\\evil.example",
+            "\\/evil.example",
+            "https://evil.example/",
+            " //evil.example",
+            "javascript:alert(1)",
+        ] {
+            assert_eq!(safe_redirect(Some(evil)), "/", "{evil:?}");
+        }
+        assert_eq!(safe_redirect(None), "/");
+    }
 }

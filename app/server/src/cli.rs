@@ -162,6 +162,10 @@ pub enum UserAction {
         /// Read the password from the first line of stdin instead of generating one.
         #[arg(long)]
         password_stdin: bool,
+        /// Also revoke every API token of the user (they survive a password change
+        /// otherwise: machines hold them).
+        #[arg(long)]
+        revoke_tokens: bool,
     },
     /// Manage a user's API tokens.
     Token {
@@ -454,15 +458,33 @@ fn user_command(portal: &Portal, action: UserAction) -> Result<(), ServerError> 
         UserAction::Passwd {
             login,
             password_stdin,
+            revoke_tokens,
         } => {
             let (password, generated) = read_or_generate_password(password_stdin)?;
-            portal
-                .db
-                .write(|c| users::set_password(c, &login, &password))?;
+            let (revoked, live) = portal.db.write(|c| {
+                users::set_password(c, &login, &password)?;
+                let revoked = if revoke_tokens {
+                    users::revoke_tokens_of(c, &login)?
+                } else {
+                    0
+                };
+                let live = users::list_tokens(c, &login)?
+                    .iter()
+                    .filter(|t| !t.revoked)
+                    .count();
+                Ok((revoked, live))
+            })?;
             if generated {
                 println!("password of {login} changed; new password (shown once): {password}");
             } else {
                 println!("password of {login} changed; their sessions were ended");
+            }
+            if revoke_tokens {
+                println!("{revoked} API token(s) of {login} revoked");
+            } else if live > 0 {
+                println!(
+                    "{live} API token(s) of {login} remain valid (wendelin user token list {login}; --revoke-tokens revokes them)"
+                );
             }
             Ok(())
         }
@@ -538,6 +560,7 @@ fn serve(config: Config, portal: Portal) -> Result<(), ServerError> {
     actix_web::rt::System::new().block_on(async move {
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(crate::headers::defaults())
                 .app_data(data.clone())
                 .app_data(config.clone())
                 .app_data(json_config(max_body))
@@ -549,6 +572,10 @@ fn serve(config: Config, portal: Portal) -> Result<(), ServerError> {
                 .configure(crate::api::routes)
         })
         .workers(workers)
+        // A client that sends no complete request head in 10 s, or idles on a kept-alive
+        // connection for 30 s, is disconnected: idle sockets cannot pile up.
+        .client_request_timeout(std::time::Duration::from_secs(10))
+        .keep_alive(std::time::Duration::from_secs(30))
         .shutdown_timeout(30)
         .bind(&bind)
         .map_err(|e| ServerError::Config(format!("cannot listen on {bind}: {e}")))?;

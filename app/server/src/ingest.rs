@@ -457,15 +457,14 @@ async fn download(
         None => (StatusCode::OK, 0, size.saturating_sub(1)),
     };
     let length = if size == 0 { 0 } else { last - first + 1 };
-    let content_type = doc
+    let declared = doc
         .get("content_type")
         .ok()
         .flatten()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| "application/octet-stream".into());
+        .and_then(|v| v.as_str().map(str::to_owned));
     let mut resp = HttpResponse::build(status);
+    crate::headers::user_content(&mut resp, declared.as_deref());
     resp.insert_header((header::ACCEPT_RANGES, "bytes"))
-        .insert_header((header::CONTENT_TYPE, content_type))
         .no_chunking(length);
     if status == StatusCode::PARTIAL_CONTENT {
         resp.insert_header((

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod headers;
 pub mod ingest;
 pub mod openapi;
 pub mod ui;
