@@ -79,6 +79,12 @@ async function main() {
   });
   context.setDefaultTimeout(15000);
   const page = context.pages()[0] || (await context.newPage());
+  // The Content-Security-Policy allows no inline script, style or eval: anything the UI
+  // needs that it blocks shows up here and fails the walkthrough.
+  const cspViolations = [];
+  page.on("console", (m) => {
+    if (m.text().includes("Content Security Policy")) cspViolations.push(m.text());
+  });
   page.on("dialog", async (d) => {
     console.log("unexpected dialog: " + d.message());
     process.exitCode = 1;
@@ -355,6 +361,7 @@ async function main() {
     }
 
     if (process.exitCode) throw new Error("a dialog opened: a script ran");
+    check(cspViolations.length === 0, "the UI broke its Content-Security-Policy: " + cspViolations.join(" | "));
     console.log("ALL STEPS PASSED");
   } catch (e) {
     await shot(page, "99-failure").catch(() => {});

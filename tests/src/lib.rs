@@ -462,12 +462,22 @@ pub struct Reply {
     pub retry_after: Option<String>,
     /// Content type.
     pub content_type: String,
+    /// Every response header, names in lower case.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Reply {
     /// The body as JSON.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
     }
     /// The error message of an error envelope.
     pub fn error_message(&self) -> String {
@@ -495,6 +505,14 @@ fn reply(r: Result<ureq::Response, ureq::Error>) -> Reply {
     let set_cookie = resp.header("set-cookie").map(str::to_owned);
     let retry_after = resp.header("retry-after").map(str::to_owned);
     let content_type = resp.content_type().to_owned();
+    let headers = resp
+        .headers_names()
+        .into_iter()
+        .filter_map(|n| {
+            let v = resp.header(&n)?.to_owned();
+            Some((n.to_ascii_lowercase(), v))
+        })
+        .collect();
     let text = resp.into_string().unwrap();
     Reply {
         status,
@@ -503,7 +521,51 @@ fn reply(r: Result<ureq::Response, ureq::Error>) -> Reply {
         set_cookie,
         retry_after,
         content_type,
+        headers,
     }
+}
+
+/// Adds a user through the CLI with a password and global roles.
+pub fn add_user(server: &TestServer, login: &str, password: &str, roles: &[&str]) {
+    let mut args = vec!["user", "add", login, "--password-stdin"];
+    for r in roles {
+        args.push("--role");
+        args.push(r);
+    }
+    let (ok, _, err) = run_cli(&args, &server.cli_env(), &format!("{password}\n"));
+    assert!(ok, "{err}");
+}
+
+/// Logs in with JSON; returns (cookie header value, CSRF token).
+pub fn login(server: &TestServer, login: &str, password: &str) -> (String, String) {
+    let r = request_with(
+        "POST",
+        &server.url("/login"),
+        Some(&serde_json::json!({"login": login, "password": password})),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let cookie = r.set_cookie.clone().unwrap();
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    (pair, r.json()["csrf_token"].as_str().unwrap().to_owned())
+}
+
+/// A request with a session cookie and, when given, the session's CSRF token.
+pub fn with_cookie(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+    cookie: &str,
+    csrf: Option<&str>,
+) -> Reply {
+    let mut headers = vec![("Cookie", cookie)];
+    if let Some(t) = csrf {
+        headers.push(("X-CSRF-Token", t));
+    }
+    request_with(method, &server.url(path), body, &headers)
 }
 
 /// Sends a request with an optional JSON body.

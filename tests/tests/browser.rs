@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::json;
-use wendelin_tests::{in_ci, run_cli, TestServer};
+use wendelin_tests::{add_user, in_ci, TestServer};
 
 fn skip(why: &str) {
     if in_ci() {
@@ -37,16 +37,6 @@ fn screenshot_dir() -> PathBuf {
         .join("browser-screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     dir.canonicalize().unwrap()
-}
-
-fn add_user(server: &TestServer, login: &str, password: &str, roles: &[&str]) {
-    let mut args = vec!["user", "add", login, "--password-stdin"];
-    for r in roles {
-        args.push("--role");
-        args.push(r);
-    }
-    let (ok, _, err) = run_cli(&args, &server.cli_env(), &format!("{password}\n"));
-    assert!(ok, "{err}");
 }
 
 #[test]

@@ -5,22 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::json;
-use wendelin_tests::{postgres, request_raw, request_with, run_cli, Reply, TestServer};
+use wendelin_tests::{add_user, postgres, request_raw, request_with, Reply, TestServer};
 
 /// A logged-in browser: its session cookie and CSRF token.
 struct Browser {
     cookie: String,
     csrf: String,
-}
-
-fn add_user(server: &TestServer, login: &str, password: &str, roles: &[&str]) {
-    let mut args = vec!["user", "add", login, "--password-stdin"];
-    for r in roles {
-        args.push("--role");
-        args.push(r);
-    }
-    let (ok, _, err) = run_cli(&args, &server.cli_env(), &format!("{password}\n"));
-    assert!(ok, "{err}");
 }
 
 fn login(server: &TestServer, login: &str, password: &str) -> Browser {
