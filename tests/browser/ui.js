@@ -83,7 +83,7 @@ async function main() {
   // needs that it blocks shows up here and fails the walkthrough.
   const cspViolations = [];
   page.on("console", (m) => {
-    if (m.text().includes("Content Security Policy")) cspViolations.push(m.text());
+    if (m.text().includes("Content Security Policy")) cspViolations.push(page.url() + ": " + m.text() + " at " + JSON.stringify(m.location()));
   });
   page.on("dialog", async (d) => {
     console.log("unexpected dialog: " + d.message());

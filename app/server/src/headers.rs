@@ -7,8 +7,10 @@ use actix_web::middleware::DefaultHeaders;
 use actix_web::HttpResponseBuilder;
 
 /// The admin UI's policy: only this origin's scripts and styles (no inline code, no
-/// `eval`), no plugins, never framed, forms posted only here.
-pub const UI_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+/// `eval`), no plugins, never framed, forms posted only here. The one inline style
+/// allowed is the empty one (its hash), which htmx applies while swapping.
+pub const UI_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' \
+'unsafe-hashes' 'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='; \
 img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
 form-action 'self'; frame-ancestors 'none'";
 
