@@ -552,6 +552,16 @@ pub fn login(server: &TestServer, login: &str, password: &str) -> (String, Strin
     (pair, r.json()["csrf_token"].as_str().unwrap().to_owned())
 }
 
+/// The hidden `login_token` of a login form page (bound to its `wendelin_login` cookie).
+pub fn login_token(page: &Reply) -> String {
+    page.text
+        .split("name=\"login_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned()
+}
+
 /// A request with a session cookie and, when given, the session's CSRF token.
 pub fn with_cookie(
     server: &TestServer,

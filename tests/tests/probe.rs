@@ -5,7 +5,8 @@
 
 use serde_json::{json, Value};
 use wendelin_tests::{
-    add_user, login, request_raw, request_with, run_cli, with_cookie, Reply, TestServer,
+    add_user, login, login_token, request_raw, request_with, run_cli, with_cookie, Reply,
+    TestServer,
 };
 
 fn alive(server: &TestServer) {
@@ -519,13 +520,7 @@ fn login_redirects_stay_on_the_site() {
         ("/ui/data_stream_module?q=x", "/ui/data_stream_module?q=x"),
     ] {
         let page = server.anon("GET", "/login", None);
-        let token = page
-            .text
-            .split("name=\"login_token\" value=\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap()
-            .to_owned();
+        let token = login_token(&page);
         let cookie = page.set_cookie.clone().unwrap();
         let cookie = cookie.split(';').next().unwrap();
         let body = serde_urlencoded::to_string([

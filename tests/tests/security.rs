@@ -4,7 +4,8 @@
 
 use serde_json::{json, Value};
 use wendelin_tests::{
-    add_user, login, request_raw, request_with, run_cli, with_cookie, Reply, TestServer,
+    add_user, login, login_token, request_raw, request_with, run_cli, with_cookie, Reply,
+    TestServer,
 };
 
 fn bearer(
@@ -156,13 +157,7 @@ fn sessions_csrf_and_logout() {
     assert!(page.text.contains("name=\"password\""));
     assert!(!page.text.contains("evil.example"));
     // Login CSRF: the form carries a token that must match the browser's login cookie.
-    let token = page
-        .text
-        .split("name=\"login_token\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
+    let token = login_token(&page);
     let login_cookie = page.set_cookie.clone().unwrap();
     assert!(
         login_cookie.starts_with("wendelin_login="),
