@@ -20,7 +20,15 @@ const FEEDER_PASSWORD: &str = "feeder-password-1";
 fn setup(dir: &Path, env: &[(&str, &str)]) -> TestServer {
     let server = TestServer::start_with_env(&dir.join("var"), None, env);
     let (ok, out, err) = run_cli(
-        &["ingestion", "add", "pydata", "--product", "temp"],
+        &[
+            "ingestion",
+            "add",
+            "pydata",
+            "--product",
+            "temp",
+            "--accept",
+            "feeder",
+        ],
         &server.cli_env(),
         "",
     );

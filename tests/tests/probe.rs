@@ -612,3 +612,50 @@ fn api_tokens_outlive_a_password_change_until_revoked_with_it() {
     assert!(out.contains("1 API token(s) of alice revoked"), "{out}");
     assert_eq!(me(&token).status, 401);
 }
+
+#[test]
+fn only_the_logins_a_policy_accepts_may_feed_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("d"), None);
+    let token_of = |login: &str| {
+        add_user(&server, login, &format!("{login}-password-1"), &["Author"]);
+        let (ok, out, err) = run_cli(&["user", "token", "add", login], &server.cli_env(), "");
+        assert!(ok, "{err}");
+        out.rsplit(' ').next().unwrap().trim().to_owned()
+    };
+    let (alice, mallory) = (token_of("alice"), token_of("mallory"));
+    let (ok, out, err) = run_cli(
+        &[
+            "ingestion",
+            "add",
+            "plant",
+            "--product",
+            "temp",
+            "--accept",
+            "alice",
+        ],
+        &server.cli_env(),
+        "",
+    );
+    assert!(ok, "{out} {err}");
+    let ingest = |token: &str, tag: &str| {
+        request_raw(
+            "POST",
+            &server.url(&format!("/api/v1/ingest/plant/{tag}")),
+            "application/x-ndjson",
+            b"{\"t\": 1}\n",
+            &[("Authorization", &format!("Bearer {token}"))],
+        )
+    };
+    // An Author the policy does not list cannot take a tag's stream by ingesting first.
+    let r = ingest(&mallory, "boiler.temp");
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.error_message().contains("accepted_logins"), "{}", r.text);
+    let r = server.req("GET", "/api/v1/data_stream_module/boiler.temp", None);
+    assert_eq!(r.status, 404, "nothing was created: {}", r.text);
+    let r = ingest(&alice, "boiler.temp");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(ingest(&mallory, "boiler.temp").status, 403);
+    // The manager, who may modify the policy, may feed it too.
+    assert_eq!(ingest(&server.manager_token, "pump.temp").status, 200);
+}

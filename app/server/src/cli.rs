@@ -110,6 +110,10 @@ pub enum IngestionAction {
         /// default (tag sensor.product → reference sensor, product product) or whole.
         #[arg(long, default_value = "default")]
         tag_parser: String,
+        /// A login the policy accepts data from (repeatable); besides them, only users
+        /// who may modify the policy (Managers, its Assignors) may ingest through it.
+        #[arg(long = "accept")]
+        accepted_logins: Vec<String>,
     },
 }
 
@@ -320,6 +324,7 @@ pub fn run(cli: Cli) -> Result<(), ServerError> {
                     product,
                     operation,
                     tag_parser,
+                    accepted_logins,
                 },
         } => {
             let portal = open(&config)?;
@@ -328,6 +333,7 @@ pub fn run(cli: Cli) -> Result<(), ServerError> {
                 product,
                 operation,
                 tag_parser,
+                accepted_logins,
             };
             let out = wendelin_ingestion::provision(&portal, &User::system(), &spec)?;
             println!(

@@ -355,6 +355,8 @@ struct AddPolicy {
     product: Option<String>,
     operation: Option<String>,
     tag_parser: Option<String>,
+    #[serde(default)]
+    accepted_logins: Vec<String>,
 }
 
 /// `POST /api/v1/portal_ingestion_policies/addIngestionPolicy`: provisions a policy with
@@ -370,6 +372,7 @@ async fn add_policy(
         product: b.product,
         operation: b.operation.unwrap_or_else(|| "append".into()),
         tag_parser: b.tag_parser.unwrap_or_else(|| "default".into()),
+        accepted_logins: b.accepted_logins,
     };
     let user = auth.user;
     let out = run(move || wendelin_ingestion::provision(&portal, &user, &spec)).await?;

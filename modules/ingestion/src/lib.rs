@@ -41,7 +41,7 @@ pub fn module() -> Module {
                 .property(
                     PropertyDef::new("accepted_logins", PropertyType::Json)
                         .default_value(json!([]))
-                        .describe("logins allowed to post through this policy (empty: any login with the permissions)"),
+                        .describe("logins allowed to post through this policy, besides those who may modify it"),
                 )
                 .workflow("validation_workflow"),
         )
@@ -101,6 +101,8 @@ pub struct PolicySpec {
     pub operation: String,
     /// `default` (sensor.product) or `whole`.
     pub tag_parser: String,
+    /// Logins the policy accepts data from, besides those who may modify it.
+    pub accepted_logins: Vec<String>,
 }
 
 /// Provisions an Ingestion Policy with its Data Product, Data Supply and Data Operation
@@ -174,6 +176,7 @@ pub fn provision(portal: &Portal, user: &User, spec: &PolicySpec) -> CoreResult<
             "portal_type": "Ingestion Policy", "id": spec.name, "reference": spec.name,
             "title": spec.name, "tag_parser": spec.tag_parser,
             "data_operation": op.path, "data_supply": [supply.path],
+            "accepted_logins": spec.accepted_logins,
         }))?,
     )?;
     for doc in [&op, &product_doc, &supply, &policy] {
@@ -310,13 +313,18 @@ pub fn resolve(portal: &Portal, user: &User, policy: &str, tag: &str) -> CoreRes
             "there is no ingestion policy '{policy}'"
         )));
     }
-    if let Some(Value::Array(logins)) = pol.get("accepted_logins") {
-        let login = user.login.as_deref().unwrap_or("");
-        if !logins.is_empty() && !logins.iter().any(|l| l.as_str() == Some(login)) {
-            return Err(CoreError::Forbidden(format!(
-                "ingestion policy '{policy}' does not accept data from '{login}'"
-            )));
-        }
+    // Who may feed a policy is the policy's to say: the logins it lists, and whoever may
+    // modify it (Managers, its Assignors). Nobody else, so that no Author can take a tag's
+    // stream for themselves by ingesting first.
+    let login = user.login.as_deref().unwrap_or("");
+    let listed = match pol.get("accepted_logins") {
+        Some(Value::Array(logins)) => logins.iter().any(|l| l.as_str() == Some(login)),
+        _ => false,
+    };
+    if !listed && !portal.allowed(user, &policy_path, Permission::ModifyPortalContent)? {
+        return Err(CoreError::Forbidden(format!(
+            "ingestion policy '{policy}' does not accept data from '{login}': list the login in its accepted_logins"
+        )));
     }
     let parser = pol
         .get("tag_parser")
