@@ -691,3 +691,101 @@ fn basic_credentials_are_remembered_only_while_the_password_stands() {
     );
     assert_eq!(basic("second-password-1").status, 200);
 }
+
+#[test]
+fn stream_and_array_data_planes_answer_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("d"), None);
+    add_user(&server, "bob", "bob-password-1", &["Author"]);
+    let bob = login(&server, "bob", "bob-password-1");
+    let stream = server
+        .req(
+            "POST",
+            "/api/v1/data_stream_module",
+            Some(&json!({"title": "s"})),
+        )
+        .json()["path"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let array = server
+        .req(
+            "POST",
+            "/api/v1/data_array_module",
+            Some(&json!({"portal_type": "Data Array", "dtype": "float64", "shape": [0]})),
+        )
+        .json()["path"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = 1.0f64.to_le_bytes();
+    // (read stream, read array, write stream, write array) as one caller.
+    let answers = |headers: &[(&str, &str)]| {
+        let raw = |method: &str, path: String, extra: &[(&str, &str)]| {
+            let mut all = headers.to_vec();
+            all.extend_from_slice(extra);
+            request_raw(
+                method,
+                &server.url(&path),
+                "application/octet-stream",
+                &body,
+                &all,
+            )
+            .status
+        };
+        let size = server
+            .req("GET", &format!("/{stream}/getSize"), None)
+            .json();
+        let at = format!("bytes {size}-{}/*", size.as_u64().unwrap() + 7);
+        [
+            request_with(
+                "GET",
+                &server.url(&format!("/api/v1/{stream}/data")),
+                None,
+                headers,
+            )
+            .status,
+            request_with(
+                "GET",
+                &server.url(&format!("/api/v1/{array}/read")),
+                None,
+                headers,
+            )
+            .status,
+            raw(
+                "PUT",
+                format!("/api/v1/{stream}/data"),
+                &[("content-range", &at)],
+            ),
+            raw(
+                "POST",
+                format!("/api/v1/{array}/append"),
+                &[("x-array-dtype", "float64"), ("x-array-shape", "1")],
+            ),
+        ]
+    };
+    let manager = format!("Bearer {}", server.manager_token);
+    let cookie = [("Cookie", bob.0.as_str()), ("X-CSRF-Token", bob.1.as_str())];
+    // Anonymous and an Author who may not View the drafts: not found, both alike.
+    assert_eq!(answers(&[]), [404, 404, 404, 404]);
+    assert_eq!(answers(&cookie), [404, 404, 404, 404]);
+    // Given Auditor (View, no Modify) on both: reads go, writes are forbidden, alike.
+    for path in [&stream, &array] {
+        let r = server.req(
+            "POST",
+            &format!("/api/v1/{path}/setLocalRoles"),
+            Some(&json!({"principal": "user:bob", "roles": ["Auditor"]})),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let [read_s, read_a, write_s, write_a] = answers(&cookie);
+    assert_eq!((read_s, read_a), (200, 200));
+    assert_eq!((write_s, write_a), (403, 403));
+    // The manager reads and writes both.
+    let [read_s, read_a, write_s, write_a] = answers(&[("Authorization", manager.as_str())]);
+    assert_eq!((read_s, read_a), (200, 200));
+    assert!(
+        [200, 308].contains(&write_s) && write_a == 200,
+        "{write_s} {write_a}"
+    );
+}

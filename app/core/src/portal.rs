@@ -105,6 +105,36 @@ impl Portal {
         Ok(doc)
     }
 
+    /// The document of type `portal_type` at `path`, if `user` holds `permission` on it:
+    /// the one checked access of every data plane (stream bytes, array chunks), in one
+    /// read transaction. Answers as [`security::check`] does — NotFound when the user may
+    /// not View it (or it is missing or of another type), Unauthorized for Anonymous,
+    /// Forbidden otherwise — so every data plane answers alike.
+    pub fn checked(
+        &self,
+        user: &User,
+        path: &str,
+        portal_type: &str,
+        permission: Permission,
+    ) -> CoreResult<Document> {
+        self.db.read(|c| {
+            let path = clean(path);
+            let doc = document::find(c, path)?
+                .filter(|d| d.portal_type == portal_type)
+                .ok_or_else(|| CoreError::NotFound(format!("no {portal_type} at /{path}")))?;
+            security::check(c, &self.registry, user, &doc, Permission::View).map_err(
+                |e| match e {
+                    CoreError::NotFound(_) => {
+                        CoreError::NotFound(format!("no {portal_type} at /{path}"))
+                    }
+                    other => other,
+                },
+            )?;
+            security::check(c, &self.registry, user, &doc, permission)?;
+            Ok(doc)
+        })
+    }
+
     /// The object at `path`, if `user` may View it.
     pub fn get(&self, user: &User, path: &str) -> CoreResult<Document> {
         self.db

@@ -233,25 +233,21 @@ fn options_from(props: &serde_json::Map<String, Value>) -> CoreResult<CreateOpti
     })
 }
 
-/// Looks up a Data Array the user may View and returns its array directory.
+/// Looks up a Data Array whose contents the user may access (*Access contents
+/// information*, as for stream bytes) and returns its array directory.
 pub fn for_read(portal: &Portal, user: &User, path: &str) -> CoreResult<PathBuf> {
-    let doc = portal.get(user, path)?;
+    let doc = portal.checked(
+        user,
+        path,
+        PORTAL_TYPE,
+        Permission::AccessContentsInformation,
+    )?;
     ensure(portal, &doc)
 }
 
 /// Looks up a Data Array the user may modify and returns its array directory.
 pub fn for_write(portal: &Portal, user: &User, path: &str) -> CoreResult<PathBuf> {
-    let doc = portal.get(user, path)?;
-    if !portal.allowed(user, &doc.path, Permission::ModifyPortalContent)? {
-        return Err(if user.login.is_none() {
-            CoreError::Unauthorized("log in to write to this array".into())
-        } else {
-            CoreError::Forbidden(format!(
-                "writing to /{} needs the permission 'Modify portal content'",
-                doc.path
-            ))
-        });
-    }
+    let doc = portal.checked(user, path, PORTAL_TYPE, Permission::ModifyPortalContent)?;
     ensure(portal, &doc)
 }
 

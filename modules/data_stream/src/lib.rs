@@ -104,24 +104,14 @@ fn require_stream(doc: &Document) -> CoreResult<()> {
     }
 }
 
-/// The Data Stream at `path` if `user` holds `permission` on it.
+/// The Data Stream at `path` if `user` holds `permission` on it ([`Portal::checked`]).
 pub fn checked(
     portal: &Portal,
     user: &User,
     path: &str,
     permission: Permission,
 ) -> CoreResult<Document> {
-    let doc = portal.get(user, path)?;
-    require_stream(&doc)?;
-    if !portal.allowed(user, &doc.path, permission)? {
-        return Err(CoreError::Forbidden(format!(
-            "'{}' lacks the permission '{}' on /{}",
-            user.actor(),
-            permission.name(),
-            doc.path
-        )));
-    }
-    Ok(doc)
+    portal.checked(user, path, DATA_STREAM, permission)
 }
 
 /// Appends `data` to the stream `doc` (already permission-checked by the caller through
