@@ -713,3 +713,38 @@ fn cli_reindex_rebuilds_the_index_only_when_no_server_holds_it() {
     let r = server.req("GET", "/api/v1/catalog?q=gauge", None).json();
     assert_eq!(r["total"], 1, "{r}");
 }
+
+#[test]
+fn ids_claimed_by_module_routes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("d"), None);
+    // `…/data` is the stream download route: a document named `data` anywhere could not
+    // be reached under its own path, so the id is refused (as the kernel's own are).
+    for (folder, id) in [
+        ("data_ingestion_module", "data"),
+        ("data_stream_module", "data"),
+        ("data_array_module", "zarr"),
+        ("person_module", "workflows"),
+    ] {
+        let body = if folder == "data_array_module" {
+            json!({"portal_type": "Data Array", "id": id})
+        } else {
+            json!({"id": id})
+        };
+        let r = server.req("POST", &format!("/api/v1/{folder}"), Some(&body));
+        assert_eq!(r.status, 422, "{folder}/{id}: {}", r.text);
+        assert!(r.error_message().contains("reserved"), "{}", r.text);
+        let found = server.req(
+            "GET",
+            &format!("/api/v1/catalog?q=path:{folder}/{id}"),
+            None,
+        );
+        assert_eq!(found.json()["total"], 0, "{}", found.text);
+    }
+    let r = server.req(
+        "POST",
+        "/api/v1/data_ingestion_module",
+        Some(&json!({"id": "datas"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+}

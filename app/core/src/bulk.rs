@@ -86,7 +86,7 @@ pub fn create_many(
         )
         .map_err(|e| at(i, e))?;
         if let Some(id) = &new.id {
-            document::check_id(id).map_err(|e| at(i, e))?;
+            document::check_id(registry, id).map_err(|e| at(i, e))?;
             if let Some(first) = given_ids.insert(id.clone(), i) {
                 return Err(CoreError::Conflict(format!(
                     "document {i}: id '{id}' is also given to document {first}"

@@ -261,22 +261,25 @@ fn reject_read_only(map: &Map<String, Value>) -> CoreResult<()> {
 pub const RESERVED_IDS: &[&str] = &["workflows", "transitions", "local_roles"];
 
 /// Checks an id given by a user: it becomes a path segment and a URL segment.
-pub fn check_id(id: &str) -> CoreResult<()> {
+pub fn check_id(registry: &Registry, id: &str) -> CoreResult<()> {
     let ok = !id.is_empty()
-        && !RESERVED_IDS.contains(&id)
         && id.len() <= 200
         && !id.starts_with('.')
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(CoreError::Invalid(format!(
-            "id '{id}' is not allowed: use 1 to 200 letters, digits, '_', '-' or '.', not starting with '.', and not {}",
-            RESERVED_IDS.join(", ")
-        )))
+    if !ok {
+        return Err(CoreError::Invalid(format!(
+            "id '{id}' is not allowed: use 1 to 200 letters, digits, '_', '-' or '.', not starting with '.'"
+        )));
     }
+    if registry.is_reserved_id(id) {
+        return Err(CoreError::Invalid(format!(
+            "id '{id}' is reserved for the server's routes (reserved: {})",
+            registry.reserved_ids().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// The object at `path` ("" is the portal), if any.
@@ -482,7 +485,7 @@ pub fn create(
     )?;
     let id = match new.id {
         Some(id) => {
-            check_id(&id)?;
+            check_id(registry, &id)?;
             id
         }
         None => next_id(conn, &container)?,

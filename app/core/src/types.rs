@@ -279,6 +279,9 @@ pub struct Module {
     pub scripts: Vec<(String, Arc<dyn Method>)>,
     /// Workflow definitions it owns.
     pub workflows: Vec<Workflow>,
+    /// Path segments its routes claim after a document's path (`data`, `zarr`, …): no
+    /// document may have such an id, so none is shadowed by a route.
+    pub reserved_ids: Vec<String>,
 }
 
 impl Module {
@@ -313,6 +316,12 @@ impl Module {
         self.workflows.push(workflow);
         self
     }
+    /// Claims path segments for the module's routes (see [`Module::reserved_ids`]).
+    pub fn reserve_ids(mut self, ids: &[&str]) -> Self {
+        self.reserved_ids
+            .extend(ids.iter().map(|s| (*s).to_owned()));
+        self
+    }
 }
 
 /// The portal type of the portal root object.
@@ -329,6 +338,19 @@ pub struct Registry {
     modules: Vec<String>,
     workflows: BTreeMap<String, Workflow>,
     catalog: crate::catalog::CatalogSchema,
+    reserved_ids: std::collections::BTreeSet<String>,
+}
+
+impl Registry {
+    /// Whether `id` is claimed by the kernel's or a module's routes.
+    pub fn is_reserved_id(&self, id: &str) -> bool {
+        self.reserved_ids.contains(id)
+    }
+
+    /// Every id claimed by routes, in order.
+    pub fn reserved_ids(&self) -> impl Iterator<Item = &str> {
+        self.reserved_ids.iter().map(String::as_str)
+    }
 }
 
 impl std::fmt::Debug for Registry {
@@ -352,9 +374,14 @@ impl Registry {
             modules: Vec::new(),
             workflows: BTreeMap::new(),
             catalog: Default::default(),
+            reserved_ids: crate::document::RESERVED_IDS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
         };
         for module in modules {
             registry.modules.push(module.name.clone());
+            registry.reserved_ids.extend(module.reserved_ids);
             for folder in module.folders {
                 if registry.folders.contains_key(&folder.id) {
                     return Err(CoreError::Internal(format!(

@@ -41,6 +41,8 @@ pub const MAX_JSON_ELEMENTS: u64 = 1_000_000;
 /// The data array module: `data_array_module` holding Data Array documents.
 pub fn module() -> Module {
     Module::new("data_array")
+        // `/api/v1/<array>/append|write|read|reduce|zarr/…`.
+        .reserve_ids(&["append", "write", "read", "reduce", "zarr"])
         .folder(FOLDER, "Data Arrays", &[PORTAL_TYPE])
         .portal_type(
             PortalType::new(PORTAL_TYPE, FOLDER)

@@ -186,6 +186,8 @@ pub fn read_msgpack_chunk_list(
 /// The data stream module: `data_stream_module` holding Data Stream documents.
 pub fn module() -> Module {
     Module::new("data_stream")
+        // `GET|PUT /api/v1/<stream>/data` (the bytes).
+        .reserve_ids(&["data"])
         .folder("data_stream_module", "Data Streams", &[DATA_STREAM])
         .portal_type(
             PortalType::new(DATA_STREAM, "data_stream_module")
