@@ -801,136 +801,47 @@ pub fn search(
         clauses.push(compile(schema, &expr, &mut binds)?);
     }
     let visible = crate::security::Visible::for_principals(conn, principals)?;
-    // The full-text index filters by the same security sets, unless the caller may see
-    // every set.
-    let ft_sets = match &visible {
-        crate::security::Visible::All => None,
-        crate::security::Visible::Sets(sets) => Some(sets.as_slice()),
-    };
-    if let (Some(ft), false, 1, "") = (fulltext, words.is_empty(), clauses.len(), s.sort_on.trim())
-    {
-        // Words only, by relevance: the index filters by the same principals, ranks and
-        // counts on its own. The page is checked against the current security sets, since
-        // the index may lag a just-committed change by up to a second.
-        let offset = usize::try_from(s.offset).unwrap_or(0);
-        let want = offset.saturating_add(usize::try_from(s.limit).unwrap_or(0));
-        let (mut hits, count) = ft.search(&words.join(" "), ft_sets, want)?;
-        // Equal scores in uid order, as on the other path (stable across index rebuilds).
-        hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        let page: Vec<i64> = hits.into_iter().skip(offset).map(|(uid, _)| uid).collect();
-        let allowed: Vec<i64> = if page.is_empty() {
-            Vec::new()
-        } else {
-            Statement {
-                sql: format!(
-                    "SELECT uid FROM documents WHERE uid IN ({}) AND {}",
-                    page.iter()
-                        .map(i64::to_string)
-                        .collect::<Vec<_>>()
-                        .join(","),
-                    visible.sql()
-                ),
-                binds: Vec::new(),
-            }
-            .query()
-            .load::<UidRow>(conn)?
-            .into_iter()
-            .map(|r| r.uid)
-            .collect()
-        };
-        let page: Vec<i64> = page.into_iter().filter(|u| allowed.contains(u)).collect();
-        return Ok(SearchResult::counted(
-            document::get_many(conn, &page)?,
-            i64::try_from(count).unwrap_or(i64::MAX),
-            s.offset,
-        ));
-    }
-    let mut scores: BTreeMap<i64, f32> = BTreeMap::new();
+    let ranked = !words.is_empty() && s.sort_on.trim().is_empty();
+    let mut scores = BTreeMap::new();
     if let (Some(ft), false) = (fulltext, words.is_empty()) {
-        let (hits, count) = ft.search(&words.join(" "), ft_sets, MAX_FULLTEXT_MATCHES)?;
-        if count > hits.len() {
-            return Err(CoreError::BadRequest(format!(
-                "the words '{}' match {count} documents, more than {MAX_FULLTEXT_MATCHES}: add words or filters",
-                words.join(" ")
-            )));
+        if ranked && clauses.len() == 1 {
+            return words_only(conn, ft, &words, &visible, s);
         }
-        scores = hits.into_iter().collect();
-        // Uids come from our own index: inlined, they need no bind variables.
-        clauses.push(if scores.is_empty() {
-            "1 = 0".to_owned()
-        } else {
-            format!(
-                "uid IN ({})",
-                scores
-                    .keys()
-                    .map(i64::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            )
-        });
+        let (matched, clause) = fulltext_matches(ft, &words, &visible)?;
+        scores = matched;
+        clauses.push(clause);
     }
     clauses.push(visible.sql());
     let filter = clauses.join(" AND ");
-    let cheap_count = counters.is_some();
-    let count = match counters {
-        // Filters the counters table can answer: add up its rows, in the same snapshot.
-        Some(filters) => {
-            let mut sql = format!(
-                "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM catalog_counts \
-                 WHERE portal_type NOT IN ('{PORTAL_TYPE}', '{MODULE_FOLDER_TYPE}') AND {}",
-                visible.sql()
-            );
-            let mut count_binds = Vec::new();
-            for (key, value) in filters {
-                sql.push_str(&format!(" AND {key} = ?"));
-                count_binds.push(Bind::Text(Some(value)));
-            }
-            Statement {
-                sql,
-                binds: count_binds,
-            }
-        }
-        None => Statement {
-            sql: format!("SELECT COUNT(*) AS n FROM documents WHERE {filter}"),
-            binds: binds.clone(),
-        },
-    };
-    if !words.is_empty() && fulltext.is_some() && s.sort_on.trim().is_empty() {
-        // Relevance order: every match is in `scores` already, so rank them here.
-        let all = Statement {
-            sql: format!("SELECT uid FROM documents WHERE {filter}"),
-            binds,
-        };
-        let mut uids: Vec<i64> = all
-            .query()
-            .load::<UidRow>(conn)?
-            .into_iter()
-            .map(|r| r.uid)
-            .collect();
-        uids.sort_by(|a, b| {
-            let (sa, sb) = (
-                scores.get(a).copied().unwrap_or(0.0),
-                scores.get(b).copied().unwrap_or(0.0),
-            );
-            sb.total_cmp(&sa).then(a.cmp(b))
-        });
-        let total = i64::try_from(uids.len()).unwrap_or(i64::MAX);
-        let start = usize::try_from(s.offset).unwrap_or(0).min(uids.len());
-        let end = start
-            .saturating_add(usize::try_from(s.limit).unwrap_or(0))
-            .min(uids.len());
-        let documents = document::get_many(conn, &uids[start..end])?;
-        return Ok(SearchResult::counted(documents, total, s.offset));
+    if ranked && fulltext.is_some() {
+        return ranked_page(conn, &filter, binds, &scores, s);
     }
+    let cheap_count = counters.is_some();
     // Counts from the counters table cost a few rows: always taken (they also tell the
     // planner below how dense the matches are).
     let total = match (count_mode, cheap_count) {
-        (Count::Exact, _) | (Count::None, true) => {
-            Some(count.query().get_result::<CountRow>(conn)?.n)
-        }
+        (Count::Exact, _) | (Count::None, true) => Some(
+            count_statement(counters, &visible, &filter, &binds)
+                .query()
+                .get_result::<CountRow>(conn)?
+                .n,
+        ),
         (Count::None, false) => None,
     };
-    let mut page_binds = binds;
+    let plan = Plan {
+        schema,
+        visible: &visible,
+        equalities: &equalities,
+        words: !words.is_empty(),
+        filter: &filter,
+        binds: &binds,
+        total,
+    };
+    let hint = match conn {
+        DbConnection::Sqlite(_) => sqlite_hint(conn, &plan, s)?,
+        _ => String::new(),
+    };
+    let mut page_binds = binds.clone();
     // Without a count, one row more than the page says whether more follow.
     let fetch = match total {
         Some(_) => s.limit,
@@ -938,58 +849,6 @@ pub fn search(
     };
     page_binds.push(Bind::Int(Some(fetch)));
     page_binds.push(Bind::Int(Some(s.offset)));
-    // The page's plan, on SQLite (PostgreSQL plans from its own statistics):
-    // - sorted newest first with an equality on a catalog column: walk that column's
-    //   (column, modification_date) index, already in order, checking the other filters
-    //   row by row; this never reads more than the equality's own matches, and stops after
-    //   the page when matches are dense;
-    // - otherwise SQLite prefers an index on a filter, even one matching most rows, and
-    //   then sorts every match. When matches are dense (at least one in 200, from the
-    //   exact count, or from a count capped at that density), walking the sort key's index
-    //   finds a page after a few thousand rows: make it do so.
-    let mut hint = String::new();
-    let first_sort = s
-        .sort_on
-        .split(',')
-        .next()
-        .and_then(|k| k.split_whitespace().next())
-        .unwrap_or_default();
-    if let DbConnection::Sqlite(_) = conn {
-        // A caller who may see few documents in all (anywhere in the catalog): the
-        // security set index reads just those, whatever the other filters and the sort;
-        // any other index may walk past millions of rows hidden from them first.
-        let few_visible = match &visible {
-            crate::security::Visible::Sets(sets) if !sets.is_empty() => {
-                visible_rows(conn, &visible)? <= FEW_VISIBLE
-            }
-            _ => false,
-        };
-        if few_visible {
-            hint = " INDEXED BY documents_security_set".to_owned();
-        } else if let (Some(column), "modification_date", true) =
-            (equalities.first(), first_sort, words.is_empty())
-        {
-            hint = format!(" INDEXED BY {}", sort_index_name(column));
-        } else if let Some(index) = sort_index(schema, &s.sort_on) {
-            let all = visible_rows(conn, &crate::security::Visible::All)?;
-            let wanted = (all / 200).max(1_000);
-            let matches = match total {
-                Some(total) => total,
-                None => Statement {
-                    sql: format!(
-                        "SELECT COUNT(*) AS n FROM (SELECT 1 FROM documents WHERE {filter} LIMIT {wanted}) AS capped"
-                    ),
-                    binds: page_binds[..page_binds.len() - 2].to_vec(),
-                }
-                .query()
-                .get_result::<CountRow>(conn)?
-                .n,
-            };
-            if matches >= wanted {
-                hint = format!(" INDEXED BY {index}");
-            }
-        }
-    }
     let page = Statement {
         sql: format!(
             "SELECT uid FROM documents{hint} WHERE {filter} ORDER BY {} LIMIT ? OFFSET ?",
@@ -1020,5 +879,229 @@ pub fn search(
                 more,
             }
         }
+    })
+}
+
+/// The security sets the full-text index filters by: none when the caller sees all.
+fn fulltext_sets(visible: &crate::security::Visible) -> Option<&[i64]> {
+    match visible {
+        crate::security::Visible::All => None,
+        crate::security::Visible::Sets(sets) => Some(sets.as_slice()),
+    }
+}
+
+/// Words only, by relevance: the index filters by the caller's security sets, ranks and
+/// counts on its own. The page is checked against the current security sets, since the
+/// index may lag a just-committed change by up to a second.
+fn words_only(
+    conn: &mut DbConnection,
+    ft: &crate::fulltext::FullText,
+    words: &[String],
+    visible: &crate::security::Visible,
+    s: &Search,
+) -> CoreResult<SearchResult> {
+    let offset = usize::try_from(s.offset).unwrap_or(0);
+    let want = offset.saturating_add(usize::try_from(s.limit).unwrap_or(0));
+    let (mut hits, count) = ft.search(&words.join(" "), fulltext_sets(visible), want)?;
+    // Equal scores in uid order, as on the other path (stable across index rebuilds).
+    hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let page: Vec<i64> = hits.into_iter().skip(offset).map(|(uid, _)| uid).collect();
+    let allowed: Vec<i64> = if page.is_empty() {
+        Vec::new()
+    } else {
+        Statement {
+            sql: format!(
+                "SELECT uid FROM documents WHERE uid IN ({}) AND {}",
+                page.iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                visible.sql()
+            ),
+            binds: Vec::new(),
+        }
+        .query()
+        .load::<UidRow>(conn)?
+        .into_iter()
+        .map(|r| r.uid)
+        .collect()
+    };
+    let page: Vec<i64> = page.into_iter().filter(|u| allowed.contains(u)).collect();
+    Ok(SearchResult::counted(
+        document::get_many(conn, &page)?,
+        i64::try_from(count).unwrap_or(i64::MAX),
+        s.offset,
+    ))
+}
+
+/// Every full-text match of `words` (at most [`MAX_FULLTEXT_MATCHES`]) with its score, and
+/// the SQL clause that keeps them.
+fn fulltext_matches(
+    ft: &crate::fulltext::FullText,
+    words: &[String],
+    visible: &crate::security::Visible,
+) -> CoreResult<(BTreeMap<i64, f32>, String)> {
+    let (hits, count) = ft.search(
+        &words.join(" "),
+        fulltext_sets(visible),
+        MAX_FULLTEXT_MATCHES,
+    )?;
+    if count > hits.len() {
+        return Err(CoreError::BadRequest(format!(
+            "the words '{}' match {count} documents, more than {MAX_FULLTEXT_MATCHES}: add words or filters",
+            words.join(" ")
+        )));
+    }
+    let scores: BTreeMap<i64, f32> = hits.into_iter().collect();
+    // Uids come from our own index: inlined, they need no bind variables.
+    let clause = if scores.is_empty() {
+        "1 = 0".to_owned()
+    } else {
+        format!(
+            "uid IN ({})",
+            scores
+                .keys()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    };
+    Ok((scores, clause))
+}
+
+/// Relevance order with other filters: every match is in `scores` already, so the
+/// filtered ones are ranked here.
+fn ranked_page(
+    conn: &mut DbConnection,
+    filter: &str,
+    binds: Vec<Bind>,
+    scores: &BTreeMap<i64, f32>,
+    s: &Search,
+) -> CoreResult<SearchResult> {
+    let all = Statement {
+        sql: format!("SELECT uid FROM documents WHERE {filter}"),
+        binds,
+    };
+    let mut uids: Vec<i64> = all
+        .query()
+        .load::<UidRow>(conn)?
+        .into_iter()
+        .map(|r| r.uid)
+        .collect();
+    uids.sort_by(|a, b| {
+        let (sa, sb) = (
+            scores.get(a).copied().unwrap_or(0.0),
+            scores.get(b).copied().unwrap_or(0.0),
+        );
+        sb.total_cmp(&sa).then(a.cmp(b))
+    });
+    let total = i64::try_from(uids.len()).unwrap_or(i64::MAX);
+    let start = usize::try_from(s.offset).unwrap_or(0).min(uids.len());
+    let end = start
+        .saturating_add(usize::try_from(s.limit).unwrap_or(0))
+        .min(uids.len());
+    let documents = document::get_many(conn, &uids[start..end])?;
+    Ok(SearchResult::counted(documents, total, s.offset))
+}
+
+/// The statement counting the matches: from the counters table when the filters are ones
+/// it can answer (a few rows, in the same snapshot), else over the documents.
+fn count_statement(
+    counters: Option<Vec<(&'static str, String)>>,
+    visible: &crate::security::Visible,
+    filter: &str,
+    binds: &[Bind],
+) -> Statement {
+    match counters {
+        Some(filters) => {
+            let mut sql = format!(
+                "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM catalog_counts \
+                 WHERE portal_type NOT IN ('{PORTAL_TYPE}', '{MODULE_FOLDER_TYPE}') AND {}",
+                visible.sql()
+            );
+            let mut count_binds = Vec::new();
+            for (key, value) in filters {
+                sql.push_str(&format!(" AND {key} = ?"));
+                count_binds.push(Bind::Text(Some(value)));
+            }
+            Statement {
+                sql,
+                binds: count_binds,
+            }
+        }
+        None => Statement {
+            sql: format!("SELECT COUNT(*) AS n FROM documents WHERE {filter}"),
+            binds: binds.to_vec(),
+        },
+    }
+}
+
+/// What the SQLite page plan is chosen from.
+struct Plan<'a> {
+    schema: &'a CatalogSchema,
+    visible: &'a crate::security::Visible,
+    equalities: &'a [String],
+    words: bool,
+    filter: &'a str,
+    binds: &'a [Bind],
+    total: Option<i64>,
+}
+
+/// The page's plan on SQLite, as an `INDEXED BY` clause (PostgreSQL plans from its own
+/// statistics):
+/// - a caller who may see few documents in all (anywhere in the catalog): the security
+///   set index reads just those, whatever the other filters and the sort; any other
+///   index may walk past millions of rows hidden from them first;
+/// - sorted newest first with an equality on a catalog column: walk that column's
+///   (column, modification_date) index, already in order, checking the other filters
+///   row by row; this never reads more than the equality's own matches, and stops after
+///   the page when matches are dense;
+/// - otherwise SQLite prefers an index on a filter, even one matching most rows, and
+///   then sorts every match. When matches are dense (at least one in 200, from the exact
+///   count, or from a count capped at that density), walking the sort key's index finds a
+///   page after a few thousand rows: make it do so.
+fn sqlite_hint(conn: &mut DbConnection, plan: &Plan<'_>, s: &Search) -> CoreResult<String> {
+    let first_sort = s
+        .sort_on
+        .split(',')
+        .next()
+        .and_then(|k| k.split_whitespace().next())
+        .unwrap_or_default();
+    let few_visible = match plan.visible {
+        crate::security::Visible::Sets(sets) if !sets.is_empty() => {
+            visible_rows(conn, plan.visible)? <= FEW_VISIBLE
+        }
+        _ => false,
+    };
+    if few_visible {
+        return Ok(" INDEXED BY documents_security_set".to_owned());
+    }
+    if let (Some(column), "modification_date", false) =
+        (plan.equalities.first(), first_sort, plan.words)
+    {
+        return Ok(format!(" INDEXED BY {}", sort_index_name(column)));
+    }
+    let Some(index) = sort_index(plan.schema, &s.sort_on) else {
+        return Ok(String::new());
+    };
+    let all = visible_rows(conn, &crate::security::Visible::All)?;
+    let wanted = (all / 200).max(1_000);
+    let matches = match plan.total {
+        Some(total) => total,
+        None => Statement {
+            sql: format!(
+                "SELECT COUNT(*) AS n FROM (SELECT 1 FROM documents WHERE {} LIMIT {wanted}) AS capped",
+                plan.filter
+            ),
+            binds: plan.binds.to_vec(),
+        }
+        .query()
+        .get_result::<CountRow>(conn)?
+        .n,
+    };
+    Ok(if matches >= wanted {
+        format!(" INDEXED BY {index}")
+    } else {
+        String::new()
     })
 }
