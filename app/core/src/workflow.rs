@@ -434,44 +434,7 @@ pub fn fire(
 ) -> CoreResult<Document> {
     security::check(conn, registry, user, doc, Permission::View)?;
     let states = security::workflow_states(conn, doc.uid)?;
-    let chain = registry
-        .portal_type(&doc.portal_type)
-        .map(|t| t.workflows.clone())
-        .unwrap_or_default();
-    let mut known = false;
-    let mut target = None;
-    for wf_id in &chain {
-        let Some(wf) = registry.workflow(wf_id) else {
-            continue;
-        };
-        if let Some(t) = wf.transitions.iter().find(|t| t.id == transition) {
-            known = true;
-            if states.get(wf_id).is_some_and(|s| t.from.contains(s)) {
-                target = Some((wf, t));
-                break;
-            }
-        }
-    }
-    let (wf, t) = match target {
-        Some(found) => found,
-        None if known => {
-            return Err(CoreError::Conflict(format!(
-                "transition '{transition}' cannot be fired from the current state of /{} ({})",
-                doc.path,
-                states
-                    .iter()
-                    .map(|(w, s)| format!("{w}: {s}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )))
-        }
-        None => {
-            return Err(CoreError::NotFound(format!(
-                "no transition '{transition}' in the workflows of {}",
-                doc.portal_type
-            )))
-        }
-    };
+    let (wf, t) = find_transition(registry, doc, &states, transition)?;
     if let Some(reason) = guard_refusal(conn, registry, user, doc, t)? {
         return Err(if user.login.is_none() {
             CoreError::Unauthorized(reason)
@@ -479,6 +442,87 @@ pub fn fire(
             CoreError::Forbidden(reason)
         });
     }
+    let (comment, recorded) = checked_variables(wf, variables)?;
+    run_hooks(conn, registry, user, doc, wf, t, &t.before)?;
+    let from = states.get(&wf.id).cloned().unwrap_or_default();
+    diesel::update(
+        workflow_states::table
+            .filter(workflow_states::uid.eq(doc.uid))
+            .filter(workflow_states::workflow.eq(&wf.id)),
+    )
+    .set(workflow_states::state.eq(&t.to))
+    .execute(conn)?;
+    diesel::insert_into(workflow_history::table)
+        .values((
+            workflow_history::uid.eq(doc.uid),
+            workflow_history::workflow.eq(&wf.id),
+            workflow_history::transition.eq(&t.id),
+            workflow_history::from_state.eq(&from),
+            workflow_history::to_state.eq(&t.to),
+            workflow_history::actor.eq(user.actor()),
+            workflow_history::time.eq(Utc::now().naive_utc()),
+            workflow_history::comment.eq(&comment),
+            workflow_history::variables.eq(Value::Object(recorded).to_string()),
+        ))
+        .execute(conn)?;
+    // A state change is a change of the document: concurrent edits see a new serial.
+    diesel::update(documents::table.find(doc.uid))
+        .set(documents::serial.eq(documents::serial + 1))
+        .execute(conn)?;
+    run_hooks(conn, registry, user, doc, wf, t, &t.after)?;
+    security::update_viewers(conn, registry, doc)?;
+    let doc = document::get_by_uid(conn, doc.uid)?;
+    crate::catalog::index_document(conn, registry, &doc)?;
+    Ok(doc)
+}
+
+/// The transition named `transition` that can be fired from the document's current
+/// states, in the first workflow of its chain that has one: a Conflict when the chain
+/// knows it but not from these states, NotFound when it does not know it at all.
+fn find_transition<'r>(
+    registry: &'r Registry,
+    doc: &Document,
+    states: &BTreeMap<String, String>,
+    transition: &str,
+) -> CoreResult<(&'r Workflow, &'r Transition)> {
+    let chain: &[String] = registry
+        .portal_type(&doc.portal_type)
+        .map_or(&[], |t| t.workflows.as_slice());
+    let mut known = false;
+    for wf_id in chain {
+        let Some(wf) = registry.workflow(wf_id) else {
+            continue;
+        };
+        if let Some(t) = wf.transitions.iter().find(|t| t.id == transition) {
+            known = true;
+            if states.get(wf_id).is_some_and(|s| t.from.contains(s)) {
+                return Ok((wf, t));
+            }
+        }
+    }
+    Err(if known {
+        CoreError::Conflict(format!(
+            "transition '{transition}' cannot be fired from the current state of /{} ({})",
+            doc.path,
+            states
+                .iter()
+                .map(|(w, s)| format!("{w}: {s}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    } else {
+        CoreError::NotFound(format!(
+            "no transition '{transition}' in the workflows of {}",
+            doc.portal_type
+        ))
+    })
+}
+
+/// The comment and the other variables of a transition, each one the workflow declares.
+fn checked_variables(
+    wf: &Workflow,
+    variables: &Map<String, Value>,
+) -> CoreResult<(String, Map<String, Value>)> {
     let comment = match variables.get("comment") {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
@@ -506,6 +550,19 @@ pub fn fire(
         }
         recorded.insert(k.clone(), v.clone());
     }
+    Ok((comment, recorded))
+}
+
+/// Runs a transition's before or after hooks, in order.
+fn run_hooks(
+    conn: &mut DbConnection,
+    registry: &Registry,
+    user: &User,
+    doc: &Document,
+    wf: &Workflow,
+    t: &Transition,
+    hooks: &[Hook],
+) -> CoreResult<()> {
     let mut ctx = HookContext {
         conn,
         registry,
@@ -514,49 +571,10 @@ pub fn fire(
         workflow: &wf.id,
         transition: &t.id,
     };
-    for hook in &t.before {
+    for hook in hooks {
         hook(&mut ctx)?;
     }
-    let from = states.get(&wf.id).cloned().unwrap_or_default();
-    diesel::update(
-        workflow_states::table
-            .filter(workflow_states::uid.eq(doc.uid))
-            .filter(workflow_states::workflow.eq(&wf.id)),
-    )
-    .set(workflow_states::state.eq(&t.to))
-    .execute(conn)?;
-    diesel::insert_into(workflow_history::table)
-        .values((
-            workflow_history::uid.eq(doc.uid),
-            workflow_history::workflow.eq(&wf.id),
-            workflow_history::transition.eq(&t.id),
-            workflow_history::from_state.eq(&from),
-            workflow_history::to_state.eq(&t.to),
-            workflow_history::actor.eq(user.actor()),
-            workflow_history::time.eq(Utc::now().naive_utc()),
-            workflow_history::comment.eq(&comment),
-            workflow_history::variables.eq(Value::Object(recorded).to_string()),
-        ))
-        .execute(conn)?;
-    // A state change is a change of the document: concurrent edits see a new serial.
-    diesel::update(documents::table.find(doc.uid))
-        .set(documents::serial.eq(documents::serial + 1))
-        .execute(conn)?;
-    let mut ctx = HookContext {
-        conn,
-        registry,
-        document: doc,
-        user,
-        workflow: &wf.id,
-        transition: &t.id,
-    };
-    for hook in &t.after {
-        hook(&mut ctx)?;
-    }
-    security::update_viewers(conn, registry, doc)?;
-    let doc = document::get_by_uid(conn, doc.uid)?;
-    crate::catalog::index_document(conn, registry, &doc)?;
-    Ok(doc)
+    Ok(())
 }
 
 /// Current workflow states of `uid` (for the API).
