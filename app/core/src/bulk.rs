@@ -62,101 +62,15 @@ pub fn create_many(
         container.module.clone()
     };
     let t = document::now();
-    let at = |i: usize, e: CoreError| match e {
-        CoreError::Invalid(m) => CoreError::Invalid(format!("document {i}: {m}")),
-        CoreError::BadRequest(m) => CoreError::BadRequest(format!("document {i}: {m}")),
-        other => other,
-    };
+    let Checked {
+        prepared,
+        initial_states,
+        catalog_columns,
+    } = check_all(registry, &container, container_path, news)?;
 
-    // Every document's type, checked properties and catalog values, before any write.
-    let mut initial_states: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
-    // Catalog column → a NULL of its SQL type, for documents of types without it.
-    let mut catalog_columns: BTreeMap<String, Bind> = BTreeMap::new();
-    let mut prepared = Vec::with_capacity(news.len());
-    // Ids and (type, reference) pairs given in this load → the first document giving them.
-    let mut given_ids: HashMap<String, usize> = HashMap::new();
-    let mut given_refs: HashMap<(String, String), usize> = HashMap::new();
-    for (i, new) in news.into_iter().enumerate() {
-        let p = document::prepare(
-            registry,
-            &container,
-            container_path,
-            &new.portal_type,
-            new.properties,
-        )
-        .map_err(|e| at(i, e))?;
-        if let Some(id) = &new.id {
-            document::check_id(registry, id).map_err(|e| at(i, e))?;
-            if let Some(first) = given_ids.insert(id.clone(), i) {
-                return Err(CoreError::Conflict(format!(
-                    "document {i}: id '{id}' is also given to document {first}"
-                )));
-            }
-        }
-        if let Some(reference) = &new.reference {
-            let key = (p.portal_type.name.clone(), reference.clone());
-            if let Some(first) = given_refs.insert(key, i) {
-                return Err(CoreError::Conflict(format!(
-                    "document {i}: reference '{reference}' is also given to document {first}"
-                )));
-            }
-        }
-        let states = initial_states
-            .entry(p.portal_type.name.as_str())
-            .or_insert_with(|| {
-                p.portal_type
-                    .workflows
-                    .iter()
-                    .filter_map(|w| {
-                        registry
-                            .workflow(w)
-                            .map(|wf| (w.clone(), wf.initial.clone()))
-                    })
-                    .collect()
-            });
-        let values = catalog_values(registry, p.portal_type, &p.props, states);
-        for (c, b) in &values {
-            catalog_columns
-                .entry(c.clone())
-                .or_insert_with(|| null_like(b));
-        }
-        prepared.push((new.id, new.title, new.reference, new.description, p, values));
-    }
-
-    // Auto-numbered ids: one block from the container's counter, skipping ids taken.
     let wanted = prepared.iter().filter(|p| p.0.is_none()).count();
-    let mut free_ids = Vec::with_capacity(wanted);
-    if wanted > 0 {
-        let n = i64::try_from(wanted).unwrap_or(i64::MAX);
-        diesel::update(documents::table.find(container.uid))
-            .set(documents::next_child_id.eq(documents::next_child_id + n))
-            .execute(conn)?;
-        let last: i64 = documents::table
-            .find(container.uid)
-            .select(documents::next_child_id)
-            .first(conn)?;
-        let block: Vec<String> = ((last - n + 1)..=last).map(|k| k.to_string()).collect();
-        // Taken: ids already in the container, and ids given explicitly in this batch.
-        let mut taken: BTreeSet<String> = prepared.iter().filter_map(|p| p.0.clone()).collect();
-        for part in block.chunks(MAX_BINDS) {
-            taken.extend(
-                documents::table
-                    .filter(documents::parent_uid.eq(container.uid))
-                    .filter(documents::id.eq_any(part))
-                    .select(documents::id)
-                    .load::<String>(conn)?,
-            );
-        }
-        free_ids.extend(block.into_iter().filter(|id| !taken.contains(id)));
-        // Ids past the block, one at a time from the counter, for those that were taken.
-        while free_ids.len() < wanted {
-            let id = document::next_id(conn, &container)?;
-            if !taken.contains(&id) {
-                free_ids.push(id);
-            }
-        }
-    }
-    let mut free_ids = free_ids.into_iter();
+    let given: BTreeSet<String> = prepared.iter().filter_map(|p| p.0.clone()).collect();
+    let mut free_ids = free_ids(conn, &container, wanted, given)?.into_iter();
 
     let nulls: Vec<Bind> = catalog_columns.values().cloned().collect();
     let catalog_columns: Vec<String> = catalog_columns.into_keys().collect();
@@ -231,20 +145,7 @@ pub fn create_many(
     let first_rows: Vec<&Row> = firsts.values().map(|i| &rows[*i]).collect();
     let mut uid_of = insert_documents(conn, &columns, &first_rows, |_| 0, &what, false)?;
     add_states_and_owner(conn, &first_rows, &uid_of, &initial_states, owner, false)?;
-    let mut set_of: BTreeMap<&str, i64> = BTreeMap::new();
-    for row in &first_rows {
-        let uid = uid_of.get(&row.id).copied().unwrap_or_default();
-        let first = document::get_by_uid(conn, uid)?;
-        let principals = crate::security::viewer_principals(conn, registry, &first)?;
-        let set = crate::security::security_set(conn, &principals)?;
-        Statement {
-            sql: "UPDATE documents SET security_set = ? WHERE uid = ?".into(),
-            binds: vec![Bind::Int(Some(set)), Bind::Int(Some(uid))],
-        }
-        .query()
-        .execute(conn)?;
-        set_of.insert(row.type_name, set);
-    }
+    let set_of = security_sets_of(conn, registry, &first_rows, &uid_of)?;
     let first_ids: BTreeSet<usize> = firsts.values().copied().collect();
     let rest: Vec<&Row> = rows
         .iter()
@@ -288,6 +189,166 @@ pub fn create_many(
         }
     }
     Ok(uids)
+}
+
+/// A load's documents, checked: each with its id, title, reference, description,
+/// prepared properties and catalog values, the initial workflow states per type, and
+/// every catalog column any of them has (with a NULL of its SQL type).
+struct Checked<'r> {
+    prepared: Vec<Prepared<'r>>,
+    initial_states: BTreeMap<&'r str, BTreeMap<String, String>>,
+    catalog_columns: BTreeMap<String, Bind>,
+}
+
+/// One document of a load, checked: id, title, reference, description, properties and
+/// catalog values.
+type Prepared<'r> = (
+    Option<String>,
+    String,
+    Option<String>,
+    String,
+    document::Prepared<'r>,
+    Vec<(String, Bind)>,
+);
+
+/// Every document's type, checked properties and catalog values, before any write; an
+/// error names the document's position.
+fn check_all<'r>(
+    registry: &'r Registry,
+    container: &document::Document,
+    container_path: &str,
+    news: Vec<NewDocument>,
+) -> CoreResult<Checked<'r>> {
+    let at = |i: usize, e: CoreError| match e {
+        CoreError::Invalid(m) => CoreError::Invalid(format!("document {i}: {m}")),
+        CoreError::BadRequest(m) => CoreError::BadRequest(format!("document {i}: {m}")),
+        other => other,
+    };
+
+    let mut initial_states: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
+    // Catalog column → a NULL of its SQL type, for documents of types without it.
+    let mut catalog_columns: BTreeMap<String, Bind> = BTreeMap::new();
+    let mut prepared = Vec::with_capacity(news.len());
+    // Ids and (type, reference) pairs given in this load → the first document giving them.
+    let mut given_ids: HashMap<String, usize> = HashMap::new();
+    let mut given_refs: HashMap<(String, String), usize> = HashMap::new();
+    for (i, new) in news.into_iter().enumerate() {
+        let p = document::prepare(
+            registry,
+            container,
+            container_path,
+            &new.portal_type,
+            new.properties,
+        )
+        .map_err(|e| at(i, e))?;
+        if let Some(id) = &new.id {
+            document::check_id(registry, id).map_err(|e| at(i, e))?;
+            if let Some(first) = given_ids.insert(id.clone(), i) {
+                return Err(CoreError::Conflict(format!(
+                    "document {i}: id '{id}' is also given to document {first}"
+                )));
+            }
+        }
+        if let Some(reference) = &new.reference {
+            let key = (p.portal_type.name.clone(), reference.clone());
+            if let Some(first) = given_refs.insert(key, i) {
+                return Err(CoreError::Conflict(format!(
+                    "document {i}: reference '{reference}' is also given to document {first}"
+                )));
+            }
+        }
+        let states = initial_states
+            .entry(p.portal_type.name.as_str())
+            .or_insert_with(|| {
+                p.portal_type
+                    .workflows
+                    .iter()
+                    .filter_map(|w| {
+                        registry
+                            .workflow(w)
+                            .map(|wf| (w.clone(), wf.initial.clone()))
+                    })
+                    .collect()
+            });
+        let values = catalog_values(registry, p.portal_type, &p.props, states);
+        for (c, b) in &values {
+            catalog_columns
+                .entry(c.clone())
+                .or_insert_with(|| null_like(b));
+        }
+        prepared.push((new.id, new.title, new.reference, new.description, p, values));
+    }
+    Ok(Checked {
+        prepared,
+        initial_states,
+        catalog_columns,
+    })
+}
+
+/// `wanted` auto-numbered ids for `container`: one block from its counter, skipping the
+/// ids already in it and those `given` explicitly in this load, then one at a time from
+/// the counter for those that were taken.
+fn free_ids(
+    conn: &mut DbConnection,
+    container: &document::Document,
+    wanted: usize,
+    mut taken: BTreeSet<String>,
+) -> CoreResult<Vec<String>> {
+    let mut free = Vec::with_capacity(wanted);
+    if wanted == 0 {
+        return Ok(free);
+    }
+    let n = i64::try_from(wanted).unwrap_or(i64::MAX);
+    diesel::update(documents::table.find(container.uid))
+        .set(documents::next_child_id.eq(documents::next_child_id + n))
+        .execute(conn)?;
+    let last: i64 = documents::table
+        .find(container.uid)
+        .select(documents::next_child_id)
+        .first(conn)?;
+    let block: Vec<String> = ((last - n + 1)..=last).map(|k| k.to_string()).collect();
+    for part in block.chunks(MAX_BINDS) {
+        taken.extend(
+            documents::table
+                .filter(documents::parent_uid.eq(container.uid))
+                .filter(documents::id.eq_any(part))
+                .select(documents::id)
+                .load::<String>(conn)?,
+        );
+    }
+    free.extend(block.into_iter().filter(|id| !taken.contains(id)));
+    while free.len() < wanted {
+        let id = document::next_id(conn, container)?;
+        if !taken.contains(&id) {
+            free.push(id);
+        }
+    }
+    Ok(free)
+}
+
+/// The security set of each portal type of the load, from its first document (inserted
+/// alone): its View principals, computed the ordinary way, are every other document's.
+fn security_sets_of<'r>(
+    conn: &mut DbConnection,
+    registry: &Registry,
+    first_rows: &[&Row<'r>],
+    uid_of: &HashMap<String, i64>,
+) -> CoreResult<BTreeMap<&'r str, i64>> {
+    let mut set_of = BTreeMap::new();
+    for row in first_rows {
+        let uid = uid_of.get(&row.id).copied().unwrap_or_default();
+        let first = document::get_by_uid(conn, uid)?;
+        let principals = crate::security::viewer_principals(conn, registry, &first)?;
+        let set = crate::security::security_set(conn, &principals)?;
+        Statement {
+            sql: "UPDATE documents SET security_set = ? WHERE uid = ?".into(),
+            binds: vec![Bind::Int(Some(set)), Bind::Int(Some(uid))],
+        }
+        .query()
+        .execute(conn)?;
+        set_of.insert(row.type_name, set);
+    }
+    Ok(set_of)
 }
 
 /// Inserts `rows` (values of `columns` but the last, the security set, which `set` gives);
