@@ -389,38 +389,23 @@ pub fn reduce(
     let done = AtomicBool::new(false);
     let cursor = AtomicUsize::new(0);
     let cold = AtomicBool::new(false);
+    let job = ChunkJob {
+        array,
+        mapped,
+        cold: &cold,
+        dtype,
+        whole: axis_dim.is_none(),
+        sum_only,
+        pred: pred.as_ref(),
+        ranges: &ranges,
+        dim_stride: &dim_stride,
+    };
     let accs: ArrayResult<Vec<Acc>> = std::thread::scope(|scope| {
         if mapped && n_boxes > 1 {
             // Several readers keep several chunk reads in flight, as the kernel's own
             // readahead does for one big file.
             for _ in 0..PREFETCH_THREADS {
-                scope.spawn(|| {
-                    while !done.load(Ordering::Relaxed) {
-                        if !cold.load(Ordering::Relaxed) {
-                            // Warm so far: reading ahead would only map the chunks twice.
-                            std::thread::sleep(std::time::Duration::from_millis(1));
-                            continue;
-                        }
-                        let t = taken.load(Ordering::Relaxed);
-                        let next = cursor.fetch_max(t, Ordering::Relaxed).max(t);
-                        if next >= n_boxes {
-                            break;
-                        }
-                        if next >= t + PREFETCH_CHUNKS {
-                            std::thread::sleep(std::time::Duration::from_millis(1));
-                            continue;
-                        }
-                        // Claim `next`; another reader may have taken it meanwhile.
-                        if cursor
-                            .compare_exchange(next, next + 1, Ordering::Relaxed, Ordering::Relaxed)
-                            .is_ok()
-                        {
-                            if let Some(b) = boxes.get(next as u64) {
-                                array.prefetch_raw_chunk(&b);
-                            }
-                        }
-                    }
-                });
+                scope.spawn(|| prefetch(array, &boxes, n_boxes, &taken, &cursor, &cold, &done));
             }
         }
         let accs = pool.install(|| {
@@ -434,67 +419,7 @@ pub fn reduce(
                 .try_fold(
                     || vec![Acc::EMPTY; out_size],
                     |mut accs, (_, b)| -> ArrayResult<Vec<Acc>> {
-                        let b = &b;
-                        let map = if mapped {
-                            let started = std::time::Instant::now();
-                            let map = array.map_raw_chunk(b)?;
-                            // Slower than memory: the chunk came from the disk.
-                            let bytes = map.as_ref().map_or(0, |m| m.len());
-                            if started.elapsed() > cold_after(bytes) {
-                                cold.store(true, Ordering::Relaxed);
-                            }
-                            map
-                        } else {
-                            None
-                        };
-                        let read;
-                        let raw: &[u8] = if let Some(map) = &map {
-                            map
-                        } else {
-                            read = array.read_box(b)?;
-                            &read
-                        };
-                        if axis_dim.is_none() && dtype == Dtype::F64 {
-                            // Aligned when mapped (page boundaries); a copied chunk is read
-                            // element by element otherwise.
-                            if let Ok(values) = bytemuck::try_cast_slice::<u8, f64>(raw) {
-                                accs[0] = accs[0].merge(if sum_only {
-                                    Acc::of_sum(values)
-                                } else {
-                                    Acc::of(values.iter().copied(), pred.as_ref())
-                                });
-                                return Ok(accs);
-                            }
-                            let values = raw.chunks_exact(8).map(|c| {
-                                let mut a = [0u8; 8];
-                                a.copy_from_slice(c);
-                                f64::from_le_bytes(a)
-                            });
-                            accs[0] = accs[0].merge(Acc::of(values, pred.as_ref()));
-                            return Ok(accs);
-                        }
-                        let mut values = Vec::with_capacity(raw.len() / dtype.size());
-                        dtype.extend_f64(raw, &mut values);
-                        drop(map);
-                        if axis_dim.is_none() {
-                            accs[0] = accs[0].merge(Acc::of(values.iter().copied(), pred.as_ref()));
-                            return Ok(accs);
-                        }
-                        let shape: Vec<u64> = b.iter().map(|r| r.end - r.start).collect();
-                        let base: u64 = b
-                            .iter()
-                            .zip(&ranges)
-                            .zip(&dim_stride)
-                            .map(|((r, full), s)| (r.start - full.start) * s)
-                            .sum();
-                        let mut k = 0usize;
-                        for_each_index(&shape, |idx| {
-                            let o: u64 = idx.iter().zip(&dim_stride).map(|(i, s)| i * s).sum();
-                            let o = usize::try_from(base + o).unwrap_or(0);
-                            accs[o].push(values[k], pred.as_ref());
-                            k += 1;
-                            Ok(())
-                        })?;
+                        fold_chunk(&job, &mut accs, &b)?;
                         Ok(accs)
                     },
                 )
@@ -517,6 +442,128 @@ pub fn reduce(
         )
     };
     Ok((result, out_shape, workers))
+}
+
+/// A prefetch thread: once the data proves cold, maps the chunks just ahead of the
+/// workers (at most [`PREFETCH_CHUNKS`] past the last one taken), each once.
+fn prefetch(
+    array: &DataArray,
+    boxes: &crate::store::ChunkGrid,
+    n_boxes: usize,
+    taken: &AtomicUsize,
+    cursor: &AtomicUsize,
+    cold: &AtomicBool,
+    done: &AtomicBool,
+) {
+    while !done.load(Ordering::Relaxed) {
+        if !cold.load(Ordering::Relaxed) {
+            // Warm so far: reading ahead would only map the chunks twice.
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            continue;
+        }
+        let t = taken.load(Ordering::Relaxed);
+        let next = cursor.fetch_max(t, Ordering::Relaxed).max(t);
+        if next >= n_boxes {
+            break;
+        }
+        if next >= t + PREFETCH_CHUNKS {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            continue;
+        }
+        // Claim `next`; another reader may have taken it meanwhile.
+        if cursor
+            .compare_exchange(next, next + 1, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            if let Some(b) = boxes.get(next as u64) {
+                array.prefetch_raw_chunk(&b);
+            }
+        }
+    }
+}
+
+/// What every worker of one reduction shares.
+struct ChunkJob<'a> {
+    array: &'a DataArray,
+    /// Unencoded chunks: mapped, not read.
+    mapped: bool,
+    /// Set once a chunk's map was slower than memory (the prefetchers start).
+    cold: &'a AtomicBool,
+    dtype: Dtype,
+    /// Reduced to one value (no axis).
+    whole: bool,
+    /// float64 sum or mean of everything: the vectorised path.
+    sum_only: bool,
+    pred: Option<&'a Predicate>,
+    ranges: &'a [Range<u64>],
+    /// Each array dimension's stride in the result (0 for the reduced one).
+    dim_stride: &'a [u64],
+}
+
+/// Adds the chunk box `b` into `accs`.
+fn fold_chunk(job: &ChunkJob<'_>, accs: &mut [Acc], b: &[Range<u64>]) -> ArrayResult<()> {
+    let (array, dtype, pred) = (job.array, job.dtype, job.pred);
+    let map = if job.mapped {
+        let started = std::time::Instant::now();
+        let map = array.map_raw_chunk(b)?;
+        // Slower than memory: the chunk came from the disk.
+        let bytes = map.as_ref().map_or(0, |m| m.len());
+        if started.elapsed() > cold_after(bytes) {
+            job.cold.store(true, Ordering::Relaxed);
+        }
+        map
+    } else {
+        None
+    };
+    let read;
+    let raw: &[u8] = if let Some(map) = &map {
+        map
+    } else {
+        read = array.read_box(b)?;
+        &read
+    };
+    if job.whole && dtype == Dtype::F64 {
+        // Aligned when mapped (page boundaries); a copied chunk is read element by
+        // element otherwise.
+        if let Ok(values) = bytemuck::try_cast_slice::<u8, f64>(raw) {
+            accs[0] = accs[0].merge(if job.sum_only {
+                Acc::of_sum(values)
+            } else {
+                Acc::of(values.iter().copied(), pred)
+            });
+            return Ok(());
+        }
+        let values = raw.chunks_exact(8).map(|c| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(c);
+            f64::from_le_bytes(a)
+        });
+        accs[0] = accs[0].merge(Acc::of(values, pred));
+        return Ok(());
+    }
+    let mut values = Vec::with_capacity(raw.len() / dtype.size());
+    dtype.extend_f64(raw, &mut values);
+    drop(map);
+    if job.whole {
+        accs[0] = accs[0].merge(Acc::of(values.iter().copied(), pred));
+        return Ok(());
+    }
+    let shape: Vec<u64> = b.iter().map(|r| r.end - r.start).collect();
+    let base: u64 = b
+        .iter()
+        .zip(job.ranges)
+        .zip(job.dim_stride)
+        .map(|((r, full), s)| (r.start - full.start) * s)
+        .sum();
+    let mut k = 0usize;
+    for_each_index(&shape, |idx| {
+        let o: u64 = idx.iter().zip(job.dim_stride).map(|(i, s)| i * s).sum();
+        let o = usize::try_from(base + o).unwrap_or(0);
+        accs[o].push(values[k], pred);
+        k += 1;
+        Ok(())
+    })?;
+    Ok(())
 }
 
 /// A flat C-order list as nested JSON lists of `shape`.
