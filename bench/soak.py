@@ -406,7 +406,8 @@ class Soak:
                 "POST",
                 "/api/v1/portal_ingestion_policies/addIngestionPolicy",
                 expect=(201,),
-                json={"name": POLICY, "product": "temp"},
+                # erin ingests: a policy takes data from the logins it lists.
+                json={"name": POLICY, "product": "temp", "accepted_logins": ["erin"]},
             ),
             "ingestion policy",
         )
