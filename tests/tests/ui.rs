@@ -14,24 +14,8 @@ struct Browser {
 }
 
 fn login(server: &TestServer, login: &str, password: &str) -> Browser {
-    let r = request_with(
-        "POST",
-        &server.url("/login"),
-        Some(&json!({"login": login, "password": password})),
-        &[],
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    Browser {
-        cookie: r
-            .set_cookie
-            .as_deref()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned(),
-        csrf: r.json()["csrf_token"].as_str().unwrap().to_owned(),
-    }
+    let (cookie, csrf) = wendelin_tests::login(server, login, password);
+    Browser { cookie, csrf }
 }
 
 fn encode(pairs: &[(&str, &str)]) -> String {
@@ -814,4 +798,53 @@ fn ui_file_upload_field_and_module_tab() {
         r.text, "hello world!\0\r\n--X\u{1}",
         "the file's bytes, as sent"
     );
+}
+
+#[test]
+fn stream_listbox_shows_size_and_last_append_and_is_never_stale_after_an_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("d"), None);
+    add_user(&server, "alice", "alice-password-1", &["Manager"]);
+    let b = login(&server, "alice", "alice-password-1");
+    let r = server.req(
+        "POST",
+        "/api/v1/data_stream_module",
+        Some(&json!({"title": "Kessel-77"})),
+    );
+    let path = r.json()["path"].as_str().unwrap().to_owned();
+    let row = |page: &Reply| {
+        page.text
+            .split("<tr")
+            .find(|r| r.contains("Kessel-77"))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let page = b.get(&server, "/ui/data_stream_module");
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(
+        page.text.contains("<th scope=\"col\">Size</th>"),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("<th scope=\"col\">Last append</th>"));
+    assert!(row(&page).contains("<td>0</td>"), "{}", row(&page));
+    // Appends change no database row: the listbox must not come from the page cache.
+    for (bytes, size) in [(b"12345".as_slice(), 5), (b"6789012".as_slice(), 12)] {
+        let at = size - bytes.len();
+        let r = request_raw(
+            "PUT",
+            &server.url(&format!("/api/v1/{path}/data")),
+            "application/octet-stream",
+            bytes,
+            &[
+                ("Authorization", &format!("Bearer {}", server.manager_token)),
+                ("Content-Range", &format!("bytes {at}-{}/*", size - 1)),
+            ],
+        );
+        assert!(r.status == 200 || r.status == 308, "{}", r.text);
+        let page = b.get(&server, "/ui/data_stream_module");
+        let row = row(&page);
+        assert!(row.contains(&format!("<td>{size}</td>")), "{row}");
+        assert!(row.contains("<td>20"), "a last-append date: {row}");
+    }
 }

@@ -137,6 +137,36 @@ pub struct PortalType {
     /// e.g. that an array's shape and chunks make a storable array), on creation and on
     /// every edit, before anything is written; an error is the client's (422).
     pub validate: Option<Arc<PropertyCheck>>,
+    /// Listbox columns the module computes per document (a Data Stream's size), shown
+    /// but neither sorted nor filtered: they are not catalog keys.
+    pub computed_columns: Vec<ComputedColumn>,
+    /// The file a document of this type holds, when it holds one (see [`FileSlot`]).
+    pub file: Option<FileSlot>,
+}
+
+/// A value computed per document for a listing (see [`PortalType::computed_columns`]).
+pub type ComputeFn =
+    dyn Fn(&crate::Portal, &crate::Document) -> crate::CoreResult<String> + Send + Sync;
+
+/// A listbox column computed by the module.
+#[derive(Clone)]
+pub struct ComputedColumn {
+    /// Key, used in `listbox_columns` (never a catalog key).
+    pub key: String,
+    /// Column heading.
+    pub label: String,
+    /// The cell of one document.
+    pub value: Arc<ComputeFn>,
+}
+
+/// How the generic UI finds the file a document holds: its size, and the URL its bytes
+/// are downloaded from and uploaded to (`PUT` with `Content-Range`, resumable).
+#[derive(Clone)]
+pub struct FileSlot {
+    /// Current size in bytes.
+    pub size: Arc<dyn Fn(&crate::Portal, &crate::Document) -> crate::CoreResult<u64> + Send + Sync>,
+    /// Download and upload URL of a document.
+    pub url: Arc<dyn Fn(&crate::Document) -> String + Send + Sync>,
 }
 
 /// A whole-document check of the properties (see [`PortalType::validate`]).
@@ -185,7 +215,48 @@ impl PortalType {
             on_delete: None,
             listbox_columns: Vec::new(),
             validate: None,
+            computed_columns: Vec::new(),
+            file: None,
         }
+    }
+
+    /// Adds a listbox column computed per document (see [`PortalType::computed_columns`]).
+    pub fn computed_column(
+        mut self,
+        key: &str,
+        label: &str,
+        value: impl Fn(&crate::Portal, &crate::Document) -> crate::CoreResult<String>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        self.computed_columns.push(ComputedColumn {
+            key: key.to_owned(),
+            label: label.to_owned(),
+            value: Arc::new(value),
+        });
+        self
+    }
+
+    /// Declares that documents of this type hold a file (see [`FileSlot`]).
+    pub fn holds_file(
+        mut self,
+        size: impl Fn(&crate::Portal, &crate::Document) -> crate::CoreResult<u64>
+            + Send
+            + Sync
+            + 'static,
+        url: impl Fn(&crate::Document) -> String + Send + Sync + 'static,
+    ) -> Self {
+        self.file = Some(FileSlot {
+            size: Arc::new(size),
+            url: Arc::new(url),
+        });
+        self
+    }
+
+    /// The computed listbox column `key`, if the type declares one.
+    pub fn computed(&self, key: &str) -> Option<&ComputedColumn> {
+        self.computed_columns.iter().find(|c| c.key == key)
     }
 
     /// Declares the whole-document property check (see [`PortalType::validate`]).
@@ -422,11 +493,19 @@ impl Registry {
         registry.check()?;
         registry.catalog = crate::catalog::CatalogSchema::from_registry(&registry)?;
         for t in registry.types.values() {
-            for key in &t.listbox_columns {
-                if registry.catalog.column(key).is_err() {
+            for c in &t.computed_columns {
+                if registry.catalog.column(&c.key).is_ok() {
                     return Err(CoreError::Internal(format!(
-                        "portal type {} lists column {key}, which is not a catalog key \
-                         (core fields, indexed properties, workflow states)",
+                        "portal type {} computes column {}, which is a catalog key",
+                        t.name, c.key
+                    )));
+                }
+            }
+            for key in &t.listbox_columns {
+                if registry.catalog.column(key).is_err() && t.computed(key).is_none() {
+                    return Err(CoreError::Internal(format!(
+                        "portal type {} lists column {key}, which is neither a catalog key \
+                         (core fields, indexed properties, workflow states) nor a column it computes",
                         t.name
                     )));
                 }

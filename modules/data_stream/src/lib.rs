@@ -204,8 +204,18 @@ pub fn module() -> Module {
                     "reference",
                     "owner",
                     "validation_state",
+                    "size",
+                    "last_append",
                     "modification_date",
                 ])
+                // The tutorial's first check: how much each stream holds, and since when.
+                .computed_column("size", "Size", |portal, doc| {
+                    Ok(size_of(portal, doc)?.to_string())
+                })
+                .computed_column("last_append", "Last append", |portal, doc| {
+                    Ok(last_append(portal, doc)?.unwrap_or_default())
+                })
+                .holds_file(size_of, |doc| format!("/api/v1/{}/data", doc.path))
                 .method("getSize", |call: &mut Call<'_>| {
                     Ok(MethodOutput::Json(Value::from(size_of(
                         call.portal,

@@ -240,15 +240,18 @@ pub struct FileSlot {
     upload: String,
 }
 
-/// The file of `doc`, when its type holds one: today the Data Stream (its bytes at
-/// `/api/v1/<path>/data`, see `ingest.rs`).
+/// The file of `doc`, when its type declares one (`PortalType::holds_file`).
 fn file_of(portal: &Portal, doc: &Document) -> Result<Option<FileSlot>, ServerError> {
-    if doc.portal_type != wendelin_data_stream::DATA_STREAM {
+    let Some(file) = portal
+        .registry
+        .portal_type(&doc.portal_type)
+        .and_then(|t| t.file.as_ref())
+    else {
         return Ok(None);
-    }
-    let url = format!("/api/v1/{}/data", doc.path);
+    };
+    let url = (file.url)(doc);
     Ok(Some(FileSlot {
-        size: wendelin_data_stream::size_of(portal, doc)?,
+        size: (file.size)(portal, doc)?,
         download: url.clone(),
         upload: url,
     }))

@@ -17,9 +17,11 @@ use crate::error::ServerError;
 pub const PAGE_SIZE: i64 = 50;
 const PAGE_SIZES: [i64; 4] = [20, 50, 100, 200];
 
-/// One column: a catalog key.
+/// One column: a catalog key, or a value the module computes per row.
 struct Column {
     key: String,
+    /// Computed by the module: neither sorted nor filtered.
+    computed: bool,
     label: String,
     filter: String,
     /// Link that sorts by this column (toggling the order when it is the current one).
@@ -192,6 +194,28 @@ fn column_keys(portal: &Portal, folder: &Document) -> Vec<String> {
     keys
 }
 
+/// The columns among `keys` that the folder's types compute (not catalog keys), by key.
+fn computed_columns(
+    portal: &Portal,
+    folder: &Document,
+    keys: &[String],
+) -> BTreeMap<String, wendelin_core::types::ComputedColumn> {
+    let registry = &portal.registry;
+    let types = registry
+        .folder(&folder.id)
+        .map(|f| f.allowed_content_types.clone())
+        .unwrap_or_default();
+    let mut out = BTreeMap::new();
+    for t in types.iter().filter_map(|t| registry.portal_type(t)) {
+        for key in keys {
+            if let Some(c) = t.computed(key) {
+                out.entry(key.clone()).or_insert_with(|| c.clone());
+            }
+        }
+    }
+    out
+}
+
 /// The transitions of the workflows of the types a folder holds: the bulk actions.
 fn bulk_transitions(portal: &Portal, folder: &Document) -> Vec<(String, String)> {
     let registry = &portal.registry;
@@ -222,7 +246,13 @@ pub fn page(
     query: &Pairs,
 ) -> Result<Out, ServerError> {
     let keys = column_keys(portal, folder);
-    let state = State::from_query(query, &keys);
+    let computed = computed_columns(portal, folder, &keys);
+    let catalog_keys: Vec<String> = keys
+        .iter()
+        .filter(|k| !computed.contains_key(*k))
+        .cloned()
+        .collect();
+    let state = State::from_query(query, &catalog_keys);
     let base = format!("/ui/{}", folder.path);
     let schema = portal.registry.catalog();
     let mut clauses = vec![folder_scope(&portal.registry, folder)];
@@ -280,6 +310,10 @@ pub fn page(
         let wf_states = states.remove(&doc.uid).unwrap_or_default();
         let mut cells = Vec::with_capacity(keys.len());
         for key in &keys {
+            if let Some(column) = computed.get(key) {
+                cells.push((column.value)(portal, doc)?);
+                continue;
+            }
             let text = match key.as_str() {
                 "title" => label_of(doc),
                 "modification_date" => doc.modification_date.format("%Y-%m-%d %H:%M").to_string(),
@@ -311,10 +345,12 @@ pub fn page(
             next.page = 1;
             Column {
                 key: key.clone(),
-                label: match key.as_str() {
-                    "id" => "Id".into(),
-                    "modification_date" => "Modified".into(),
-                    k => label(k),
+                computed: computed.contains_key(key),
+                label: match (computed.get(key), key.as_str()) {
+                    (Some(c), _) => c.label.clone(),
+                    (None, "id") => "Id".into(),
+                    (None, "modification_date") => "Modified".into(),
+                    (None, k) => label(k),
                 },
                 filter: state.filters.get(key).cloned().unwrap_or_default(),
                 sort_href: next.href(&base),
@@ -405,7 +441,12 @@ pub fn page(
         base,
     };
     let canonical = listbox.return_to.clone();
-    Ok(Out::PageAt(status, render(&listbox)?, canonical))
+    let out = Out::PageAt(status, render(&listbox)?, canonical);
+    Ok(if computed.is_empty() {
+        out
+    } else {
+        Out::Live(Box::new(out))
+    })
 }
 
 /// `POST /ui/<module>/+bulk`: fires one transition on every selected document the user

@@ -202,6 +202,9 @@ pub enum Out {
     Cached(cache::Page),
     /// POST-redirect-GET, with a message for the next page.
     Redirect(String, Option<Flash>),
+    /// A page that shows data kept outside the database (a Data Stream's size, which an
+    /// append changes without moving the change generation): never put in the cache.
+    Live(Box<Out>),
 }
 
 fn render<T: Template>(t: &T) -> Result<String, ServerError> {
@@ -406,6 +409,7 @@ fn finish(
         .map_err(|e| ServerError::Internal(format!("blocking task failed: {e}")))
         .and_then(|r| r);
     let mut response = match result {
+        Ok(Out::Live(out)) => return finish(Ok(Ok(*out)), session),
         Ok(Out::Page(status, body)) => html(status, body),
         Ok(Out::PageAt(status, body, url)) => {
             let mut r = html(status, body);
