@@ -148,6 +148,9 @@ pub struct PortalType {
 pub type ComputeFn =
     dyn Fn(&crate::Portal, &crate::Document) -> crate::CoreResult<String> + Send + Sync;
 
+/// The size of the file a document holds (see [`FileSlot`]).
+pub type SizeFn = dyn Fn(&crate::Portal, &crate::Document) -> crate::CoreResult<u64> + Send + Sync;
+
 /// A listbox column computed by the module.
 #[derive(Clone)]
 pub struct ComputedColumn {
@@ -164,7 +167,7 @@ pub struct ComputedColumn {
 #[derive(Clone)]
 pub struct FileSlot {
     /// Current size in bytes.
-    pub size: Arc<dyn Fn(&crate::Portal, &crate::Document) -> crate::CoreResult<u64> + Send + Sync>,
+    pub size: Arc<SizeFn>,
     /// Download and upload URL of a document.
     pub url: Arc<dyn Fn(&crate::Document) -> String + Send + Sync>,
 }
