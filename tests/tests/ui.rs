@@ -848,3 +848,89 @@ fn stream_listbox_shows_size_and_last_append_and_is_never_stale_after_an_append(
         assert!(row.contains("<td>20"), "a last-append date: {row}");
     }
 }
+
+#[test]
+fn add_ingestion_policy_in_the_ui_provisions_it_like_add_ingestion_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("d"), None);
+    add_user(&server, "alice", "alice-password-1", &["Manager"]);
+    let b = login(&server, "alice", "alice-password-1");
+    let form = b.get(
+        &server,
+        "/ui/portal_ingestion_policies/+add?type=Ingestion+Policy",
+    );
+    assert_eq!(form.status, 200, "{}", form.text);
+    for field in [
+        "reference",
+        "product",
+        "operation",
+        "tag_parser",
+        "accepted_logins",
+    ] {
+        assert!(
+            form.text.contains(&format!("name=\"{field}\"")),
+            "{field}: {}",
+            form.text
+        );
+    }
+    assert!(
+        !form.text.contains("name=\"id\""),
+        "the reference is the id"
+    );
+    // A bad operation is shown on the form, and nothing is created.
+    let bad = [
+        ("portal_type", "Ingestion Policy"),
+        ("reference", "plant"),
+        ("operation", "zip"),
+    ];
+    let r = b.post(&server, "/ui/portal_ingestion_policies/+add", &bad, true);
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.text.contains("zip"), "{}", r.text);
+    assert_eq!(
+        server
+            .req("GET", "/api/v1/portal_ingestion_policies/plant", None)
+            .status,
+        404
+    );
+    let good = [
+        ("portal_type", "Ingestion Policy"),
+        ("reference", "plant"),
+        ("title", "Plant A"),
+        ("product", "temp"),
+        ("operation", "json-lines"),
+        ("tag_parser", "default"),
+        ("accepted_logins", "[\"feeder\"]"),
+    ];
+    let r = b.post(&server, "/ui/portal_ingestion_policies/+add", &good, true);
+    assert_eq!(r.status, 303, "{}", r.text);
+    assert_eq!(
+        r.location.as_deref(),
+        Some("/ui/portal_ingestion_policies/plant")
+    );
+    let policy = server
+        .req("GET", "/api/v1/portal_ingestion_policies/plant", None)
+        .json();
+    assert_eq!(policy["title"], "Plant A");
+    assert_eq!(policy["accepted_logins"], json!(["feeder"]));
+    assert_eq!(policy["data_supply"], json!(["data_supply_module/plant"]));
+    assert_eq!(policy["data_operation"], "data_operation_module/DataIngestion_appendJsonLines");
+    let supply = server
+        .req("GET", "/api/v1/data_supply_module/plant", None)
+        .json();
+    assert_eq!(supply["resource"], "data_product_module/temp");
+    let states = server.req(
+        "GET",
+        "/api/v1/portal_ingestion_policies/plant/workflows",
+        None,
+    );
+    assert!(states.text.contains("\"validated\""), "{}", states.text);
+    // It ingests: the same policy the CLI and addIngestionPolicy make.
+    let r = request_raw(
+        "POST",
+        &server.url("/api/v1/ingest/plant/boiler.temp"),
+        "application/x-ndjson",
+        b"{\"t\": 1}\n",
+        &[("Authorization", &format!("Bearer {}", server.manager_token))],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+}

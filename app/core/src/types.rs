@@ -142,6 +142,29 @@ pub struct PortalType {
     pub computed_columns: Vec<ComputedColumn>,
     /// The file a document of this type holds, when it holds one (see [`FileSlot`]).
     pub file: Option<FileSlot>,
+    /// How a document of this type is created when that means more than one document
+    /// (see [`Provision`]); the generic UI's add form then shows its fields.
+    pub provision: Option<Provision>,
+}
+
+/// Creates what a new document of a type needs (an Ingestion Policy with its Data
+/// Product, Data Supply and Data Operation) from the form's values, through the Portal
+/// (its own transactions) as the given user; returns the path of the document to open.
+pub type ProvisionFn = dyn Fn(
+        &crate::Portal,
+        &crate::User,
+        &serde_json::Map<String, serde_json::Value>,
+    ) -> crate::CoreResult<String>
+    + Send
+    + Sync;
+
+/// The add form of a type created by provisioning: its fields, and what creates it.
+#[derive(Clone)]
+pub struct Provision {
+    /// The form's fields (typed, with defaults and `required`), parsed as properties are.
+    pub fields: Vec<PropertyDef>,
+    /// What the form's submission runs.
+    pub create: Arc<ProvisionFn>,
 }
 
 /// A value computed per document for a listing (see [`PortalType::computed_columns`]).
@@ -220,7 +243,29 @@ impl PortalType {
             validate: None,
             computed_columns: Vec::new(),
             file: None,
+            provision: None,
         }
+    }
+
+    /// Declares that documents of this type are created by `create` from `fields` (see
+    /// [`Provision`]).
+    pub fn provisioned_by(
+        mut self,
+        fields: Vec<PropertyDef>,
+        create: impl Fn(
+                &crate::Portal,
+                &crate::User,
+                &serde_json::Map<String, serde_json::Value>,
+            ) -> crate::CoreResult<String>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        self.provision = Some(Provision {
+            fields,
+            create: Arc::new(create),
+        });
+        self
     }
 
     /// Adds a listbox column computed per document (see [`PortalType::computed_columns`]).

@@ -43,7 +43,31 @@ pub fn module() -> Module {
                         .default_value(json!([]))
                         .describe("logins allowed to post through this policy, besides those who may modify it"),
                 )
-                .workflow("validation_workflow"),
+                .workflow("validation_workflow")
+                // The UI's "Add Ingestion Policy" provisions it as addIngestionPolicy does.
+                .provisioned_by(policy_form(), |portal, user, values| {
+                    let text = |k: &str| values.get(k).and_then(Value::as_str).map(str::to_owned);
+                    let spec = PolicySpec {
+                        name: text("reference").unwrap_or_default(),
+                        product: text("product").filter(|p| !p.is_empty()),
+                        operation: text("operation").unwrap_or_else(|| "append".into()),
+                        tag_parser: text("tag_parser").unwrap_or_else(|| "default".into()),
+                        accepted_logins: values
+                            .get("accepted_logins")
+                            .and_then(Value::as_array)
+                            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                            .unwrap_or_default(),
+                    };
+                    let title = text("title").filter(|t| !t.is_empty());
+                    let out = provision(portal, user, &spec)?;
+                    let path = out["policy"].as_str().unwrap_or_default().to_owned();
+                    if let Some(title) = title {
+                        let doc = portal.get(user, &path)?;
+                        let patch = DocumentPatch::from_json(json!({"serial": doc.serial, "title": title}))?;
+                        portal.update(user, &path, patch)?;
+                    }
+                    Ok(path)
+                }),
         )
         .portal_type(
             PortalType::new("Data Product", "data_product_module")
@@ -103,6 +127,27 @@ pub struct PolicySpec {
     pub tag_parser: String,
     /// Logins the policy accepts data from, besides those who may modify it.
     pub accepted_logins: Vec<String>,
+}
+
+/// The fields of the UI's form that provisions a policy (see [`provision`]).
+fn policy_form() -> Vec<PropertyDef> {
+    vec![
+        PropertyDef::new("reference", PropertyType::String)
+            .required()
+            .describe("the policy's id: fluentd posts to /erp5/portal_ingestion_policies/<reference>/ingest"),
+        PropertyDef::new("title", PropertyType::String).describe("a name for people (default: the reference)"),
+        PropertyDef::new("product", PropertyType::String)
+            .describe("reference of the Data Product the tags feed (default: the policy's reference)"),
+        PropertyDef::new("operation", PropertyType::String)
+            .default_value(Value::from("append"))
+            .describe("'append' (the raw msgpack bytes) or 'json-lines' (one JSON object per record)"),
+        PropertyDef::new("tag_parser", PropertyType::String)
+            .default_value(Value::from("default"))
+            .describe("'default' splits sensor.product, 'whole' keeps the tag as the reference"),
+        PropertyDef::new("accepted_logins", PropertyType::Json)
+            .default_value(json!([]))
+            .describe("logins allowed to post through this policy, besides those who may modify it"),
+    ]
 }
 
 /// Provisions an Ingestion Policy with its Data Product, Data Supply and Data Operation

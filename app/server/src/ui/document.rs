@@ -437,6 +437,8 @@ struct AddPage {
     page: Chrome,
     portal_type: String,
     container: String,
+    /// The type is created by provisioning: its form has no id field.
+    provisioned: bool,
     id: String,
     id_error: String,
     fields: Vec<Field>,
@@ -467,6 +469,19 @@ fn addable(
     Ok((container, pt))
 }
 
+/// The type whose schema the add form shows: the provisioning fields of a type created by
+/// provisioning (see `PortalType::provisioned_by`), else the type itself.
+fn form_type(pt: wendelin_core::PortalType) -> wendelin_core::PortalType {
+    match &pt.provision {
+        Some(p) => {
+            let mut form = wendelin_core::PortalType::new(&pt.name, &pt.module);
+            form.properties = p.fields.clone();
+            form
+        }
+        None => pt,
+    }
+}
+
 fn add_chrome(portal: &Portal, s: &Session, container: &Document, type_name: &str) -> Chrome {
     Chrome::new(s, format!("New {type_name}")).with_path(portal, &s.user, &container.path)
 }
@@ -483,10 +498,11 @@ pub fn add_page(
     let page = AddPage {
         page: add_chrome(portal, s, &container, &type_name),
         container: format!("/ui/{}", container.path),
+        provisioned: pt.provision.is_some(),
         portal_type: type_name,
         id: String::new(),
         id_error: String::new(),
-        fields: form::fields(&pt, &Map::new()),
+        fields: form::fields(&form_type(pt), &Map::new()),
         error: String::new(),
     };
     Ok(Out::Page(StatusCode::OK, render(&page)?))
@@ -501,6 +517,8 @@ pub fn add_post(
 ) -> Result<Out, ServerError> {
     let type_name = posted.get("portal_type").unwrap_or("").to_owned();
     let (container, pt) = addable(portal, s, path, &type_name)?;
+    let provision = pt.provision.clone();
+    let pt = form_type(pt);
     let parsed = form::parse(&pt, posted);
     let mut fields = form::fields(&pt, &Map::new());
     form::apply(&mut fields, &parsed);
@@ -509,6 +527,7 @@ pub fn add_post(
         let page = AddPage {
             page: add_chrome(portal, s, &container, &type_name),
             container: format!("/ui/{}", container.path),
+            provisioned: provision.is_some(),
             portal_type: type_name.clone(),
             id: id.clone(),
             id_error,
@@ -530,12 +549,19 @@ pub fn add_post(
         .into_iter()
         .filter(|(_, v)| !v.is_null())
         .collect();
-    body.insert("portal_type".into(), Value::from(type_name.clone()));
-    if !id.is_empty() {
-        body.insert("id".into(), Value::from(id.clone()));
-    }
-    let new = NewDocument::from_json(Value::Object(body))?;
-    match portal.create(&s.user, &container.path, new) {
+    let created = match &provision {
+        // Several documents, made by the module in its own transactions.
+        Some(p) => (p.create)(portal, &s.user, &body).and_then(|path| portal.get(&s.user, &path)),
+        None => {
+            body.insert("portal_type".into(), Value::from(type_name.clone()));
+            if !id.is_empty() {
+                body.insert("id".into(), Value::from(id.clone()));
+            }
+            let new = NewDocument::from_json(Value::Object(body))?;
+            portal.create(&s.user, &container.path, new)
+        }
+    };
+    match created {
         Ok(doc) => Ok(Out::Redirect(
             format!("/ui/{}", doc.path),
             Some(Flash::ok(format!(
@@ -543,7 +569,11 @@ pub fn add_post(
                 doc.portal_type, doc.id
             ))),
         )),
-        Err(CoreError::Invalid(message) | CoreError::Conflict(message)) => {
+        Err(
+            CoreError::Invalid(message)
+            | CoreError::Conflict(message)
+            | CoreError::BadRequest(message),
+        ) => {
             let mut fields = fields;
             if message.contains("id") && form::field_of_message(&fields, &message).is_none() {
                 return again(
