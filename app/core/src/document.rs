@@ -202,9 +202,20 @@ impl DocumentPatch {
         };
         let serial = match map.remove("serial") {
             None | Some(Value::Null) => None,
-            Some(v) => Some(v.as_i64().ok_or_else(|| {
-                CoreError::BadRequest(format!("serial must be an integer, got {v}"))
-            })?),
+            // 3.0 is the integer 3 in JSON (and in JSON Schema).
+            Some(v) => Some(
+                v.as_i64()
+                    .or_else(|| {
+                        v.as_f64()
+                            .filter(|f| {
+                                f.fract() == 0.0 && f.abs() <= crate::property::MAX_EXACT_INTEGER
+                            })
+                            .map(|f| f as i64)
+                    })
+                    .ok_or_else(|| {
+                        CoreError::BadRequest(format!("serial must be an integer, got {v}"))
+                    })?,
+            ),
         };
         let reference = match map.remove("reference") {
             None => None,

@@ -6,6 +6,9 @@ use serde_json::Value;
 use crate::error::{CoreError, CoreResult};
 use crate::types::{PortalType, PropertyDef, PropertyType};
 
+/// The largest integer a double holds exactly (2^53).
+pub const MAX_EXACT_INTEGER: f64 = 9_007_199_254_740_992.0;
+
 /// Checks one value against its definition and returns it in canonical form
 /// (dates as `YYYY-MM-DD`, datetimes as RFC 3339 UTC). Relations are checked by the caller.
 pub fn check_value(portal_type: &PortalType, def: &PropertyDef, value: Value) -> CoreResult<Value> {
@@ -25,12 +28,16 @@ pub fn check_value(portal_type: &PortalType, def: &PropertyDef, value: Value) ->
             }
             value
         }
-        PropertyType::Int => {
-            if value.as_i64().is_none() {
-                return Err(wrong("an integer"));
+        PropertyType::Int => match (value.as_i64(), value.as_f64()) {
+            (Some(_), _) => value,
+            // JSON does not tell 3 from 3.0 (JSON Schema's "integer" takes both): a number
+            // without a fraction is that integer while a double holds it exactly (beyond
+            // 2^53, -2^63 - 1 would round to a valid i64).
+            (None, Some(f)) if f.fract() == 0.0 && f.abs() <= MAX_EXACT_INTEGER => {
+                Value::from(f as i64)
             }
-            value
-        }
+            _ => return Err(wrong("an integer")),
+        },
         PropertyType::Float => {
             let f = value.as_f64().ok_or_else(|| wrong("a number"))?;
             if !f.is_finite() {

@@ -29,6 +29,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/api/v1/activities/{id}/retry",
             web::post().to(retry_activity),
         )
+        .configure(|cfg| {
+            for (path, _) in FIXED {
+                cfg.route(path, web::route().to(unrouted));
+            }
+        })
         .configure(crate::arrays::routes)
         .route("/api/v1/{path:.*}/workflows", web::get().to(workflows))
         .route(
@@ -40,7 +45,119 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/{path:.*}", web::patch().to(api_patch))
         .route("/api/v1/{path:.*}", web::delete().to(api_delete))
         .route("/{path:.*}", web::get().to(traverse_get))
-        .route("/{path:.*}", web::post().to(traverse_post));
+        .route("/{path:.*}", web::post().to(traverse_post))
+        // Last: any other method on any path is a 405 naming the methods it answers (or a
+        // 404), and OPTIONS lists them.
+        .route("/{path:.*}", web::route().to(unrouted));
+}
+
+/// The methods the resource a traversal found answers (its `Allow` header), once the
+/// caller may View it: a resource the caller may not see is a 404 like a missing one.
+fn allow_of(portal: &Portal, user: &User, found: &Traversal) -> Result<String, ServerError> {
+    Ok(match found {
+        Traversal::Name(doc, name) => {
+            // A name that resolves to nothing is no resource at all.
+            if portal.resolve(user, &doc.path, name)?.is_none() {
+                return Err(ServerError::Core(wendelin_core::CoreError::NotFound(
+                    format!("/{} has no method or property '{name}'", doc.path),
+                )));
+            }
+            "GET, POST".to_owned()
+        }
+        Traversal::Object(doc) if doc.path.is_empty() => "GET".to_owned(),
+        Traversal::Object(doc) => {
+            portal.get(user, &doc.path)?;
+            if doc.portal_type == MODULE_FOLDER_TYPE {
+                "GET, POST".to_owned()
+            } else if wendelin_core::document::allowed_types(&portal.registry, doc).is_empty() {
+                "GET, PATCH, DELETE".to_owned()
+            } else {
+                "GET, POST, PATCH, DELETE".to_owned()
+            }
+        }
+    })
+}
+
+/// A 405 for `method` on what `found` is, unless the resource answers it (`Ok(())`).
+fn check_method(
+    portal: &Portal,
+    user: &User,
+    found: &Traversal,
+    method: &str,
+) -> Result<(), ServerError> {
+    let allow = allow_of(portal, user, found)?;
+    if allow.split(", ").any(|m| m == method) {
+        return Ok(());
+    }
+    let what = match found {
+        Traversal::Name(doc, name) => format!("/{}/{name} (a method)", doc.path),
+        Traversal::Object(doc) if doc.portal_type == MODULE_FOLDER_TYPE => {
+            format!("/{} (a module folder)", doc.path)
+        }
+        Traversal::Object(doc) => format!("/{}", doc.path),
+    };
+    Err(ServerError::MethodNotAllowed(
+        format!("{what} does not answer {method}; it answers {allow}"),
+        allow,
+    ))
+}
+
+/// Fixed resources and the methods they answer.
+const FIXED: &[(&str, &str)] = &[
+    ("/health", "GET"),
+    ("/login", "GET, POST"),
+    ("/logout", "POST"),
+    ("/api/v1/me", "GET"),
+    ("/api/v1/openapi.json", "GET"),
+    ("/api/v1/types", "GET"),
+    ("/api/v1/catalog", "GET"),
+    ("/api/v1/activities", "GET"),
+];
+
+/// Any method no route above took: OPTIONS lists the methods of the resource, anything
+/// else is a 405 with them in `Allow` (404 for what does not exist or is not viewable).
+async fn unrouted(
+    portal: web::Data<Portal>,
+    req: HttpRequest,
+    auth: Auth,
+) -> Result<HttpResponse, ServerError> {
+    let method = req.method().as_str().to_owned();
+    let path = req.path().to_owned();
+    let fixed = FIXED
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(_, allow)| (*allow).to_owned())
+        .or_else(|| {
+            let static_or_ui =
+                path.starts_with("/static/") || path == "/ui" || path.starts_with("/ui/");
+            static_or_ui.then(|| "GET, POST".to_owned())
+        });
+    let allow = match fixed {
+        Some(allow) => allow,
+        None => {
+            let target = path
+                .strip_prefix("/api/v1/")
+                .unwrap_or(&path)
+                .trim_matches('/')
+                .to_owned();
+            let user = auth.user;
+            web::block(move || -> Result<String, ServerError> {
+                let found = portal.traverse(&target)?;
+                allow_of(&portal, &user, &found)
+            })
+            .await
+            .map_err(|e| ServerError::Internal(format!("blocking task failed: {e}")))??
+        }
+    };
+    if method == "OPTIONS" {
+        return Ok(HttpResponse::NoContent()
+            .insert_header((header::ALLOW, allow))
+            .finish());
+    }
+    Err(ServerError::MethodNotAllowed(
+        format!("{path} does not answer {method}; it answers {allow}"),
+        allow,
+    ))
 }
 
 /// Runs blocking kernel work off the async workers.
@@ -146,14 +263,14 @@ async fn api_get(
             let q: ListQuery = web::Query::from_query(&query_string)
                 .map(|q: web::Query<ListQuery>| q.into_inner())
                 .map_err(|e| ServerError::BadRequest(format!("bad listing parameters: {e}")))?;
+            let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+            let offset = q.offset.unwrap_or(0);
+            if !(1..=MAX_LIMIT).contains(&limit) || offset < 0 {
+                return Err(ServerError::BadRequest(format!(
+                    "limit must be 1..={MAX_LIMIT} and offset ≥ 0 (got limit={limit}, offset={offset})"
+                )));
+            }
             if listing || q.contents.unwrap_or(false) {
-                let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-                let offset = q.offset.unwrap_or(0);
-                if !(1..=MAX_LIMIT).contains(&limit) || offset < 0 {
-                    return Err(ServerError::BadRequest(format!(
-                        "limit must be 1..={MAX_LIMIT} and offset ≥ 0 (got limit={limit}, offset={offset})"
-                    )));
-                }
                 let (items, total) = portal.children(&user, &doc.path, limit, offset)?;
                 let items = portal
                     .db
@@ -170,17 +287,59 @@ async fn api_get(
     .await
 }
 
+/// Whether the request says its body is JSON (`application/json` or `…+json`).
+fn says_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .is_some_and(|v| v == "application/json" || v.ends_with("+json"))
+}
+
+/// A JSON request body; an empty body is `null` (a method called without arguments).
+fn json_body(req: &HttpRequest, bytes: &[u8]) -> Result<Value, ServerError> {
+    parse_body(says_json(req), bytes)
+}
+
+/// [`json_body`] once the Content-Type was read (`json`: it says JSON).
+fn parse_body(json: bool, bytes: &[u8]) -> Result<Value, ServerError> {
+    if bytes.is_empty() {
+        return Ok(Value::Null);
+    }
+    if !json {
+        return Err(ServerError::Unsupported(
+            "the request body must be JSON (Content-Type: application/json)".into(),
+        ));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ServerError::BadRequest(format!("bad JSON body: {e}")))
+}
+
 async fn api_post(
     portal: web::Data<Portal>,
     path: web::Path<String>,
     auth: Auth,
-    body: web::Json<Value>,
+    req: HttpRequest,
+    bytes: web::Bytes,
 ) -> Result<HttpResponse, ServerError> {
     let user = auth.user;
     let path = path.into_inner();
-    let body = body.into_inner();
+    let body = json_body(&req, &bytes)?;
     blocking(move || match portal.traverse(&path)? {
+        found @ Traversal::Object(_) if body.is_null() => {
+            check_method(&portal, &user, &found, "POST")?;
+            Err(ServerError::BadRequest(
+                "creating a document needs a JSON object (or an array of them)".into(),
+            ))
+        }
         Traversal::Object(container) if body.is_array() => {
+            check_method(
+                &portal,
+                &user,
+                &Traversal::Object(container.clone()),
+                "POST",
+            )?;
             // Bulk creation: all or nothing, one transaction.
             let news = match body {
                 Value::Array(items) => items
@@ -200,6 +359,12 @@ async fn api_post(
             ))
         }
         Traversal::Object(container) => {
+            check_method(
+                &portal,
+                &user,
+                &Traversal::Object(container.clone()),
+                "POST",
+            )?;
             let doc = portal.create(&user, &container.path, NewDocument::from_json(body)?)?;
             let json = portal.get_json(&user, &doc.path)?;
             Ok(Reply::Created(format!("/api/v1/{}", doc.path), json))
@@ -240,16 +405,29 @@ async fn api_patch(
     portal: web::Data<Portal>,
     path: web::Path<String>,
     auth: Auth,
-    body: web::Json<Value>,
+    bytes: web::Bytes,
     req: HttpRequest,
 ) -> Result<HttpResponse, ServerError> {
     let user = auth.user;
     let path = path.into_inner();
-    let mut patch = DocumentPatch::from_json(body.into_inner())?;
-    if patch.serial.is_none() {
-        patch.serial = if_match(&req)?;
-    }
+    let if_match = if_match(&req)?;
+    let json = says_json(&req);
     blocking(move || {
+        // What the path names decides first: a PATCH of a module folder or a method is a
+        // 405 whatever its body.
+        check_method(&portal, &user, &portal.traverse(&path)?, "PATCH")?;
+        let body = match parse_body(json, &bytes)? {
+            Value::Null => {
+                return Err(ServerError::BadRequest(
+                    "an edit needs a JSON object body".into(),
+                ))
+            }
+            v => v,
+        };
+        let mut patch = DocumentPatch::from_json(body)?;
+        if patch.serial.is_none() {
+            patch.serial = if_match;
+        }
         let doc = portal.update(&user, &path, patch)?;
         Ok(json_reply(portal.get_json(&user, &doc.path)?))
     })
@@ -266,17 +444,23 @@ struct DeleteQuery {
 async fn api_delete(
     portal: web::Data<Portal>,
     path: web::Path<String>,
-    query: web::Query<DeleteQuery>,
     auth: Auth,
     req: HttpRequest,
 ) -> Result<HttpResponse, ServerError> {
     let user = auth.user;
     let path = path.into_inner();
-    let serial = match query.serial {
-        Some(s) => Some(s),
-        None => if_match(&req)?,
-    };
+    let query_string = req.query_string().to_owned();
+    let if_match = if_match(&req);
     blocking(move || {
+        // A DELETE of a module folder or a method is a 405 whatever its parameters.
+        check_method(&portal, &user, &portal.traverse(&path)?, "DELETE")?;
+        let query: DeleteQuery = web::Query::from_query(&query_string)
+            .map(|q: web::Query<DeleteQuery>| q.into_inner())
+            .map_err(|e| ServerError::BadRequest(format!("bad query string: {e}")))?;
+        let serial = match query.serial {
+            Some(s) => Some(s),
+            None => if_match?,
+        };
         portal.delete(&user, &path, serial)?;
         Ok(Reply::NoContent)
     })
@@ -308,11 +492,12 @@ async fn traverse_post(
     portal: web::Data<Portal>,
     path: web::Path<String>,
     auth: Auth,
-    body: web::Json<Value>,
+    req: HttpRequest,
+    bytes: web::Bytes,
 ) -> Result<HttpResponse, ServerError> {
     let user = auth.user;
     let path = path.into_inner();
-    let args = match body.into_inner() {
+    let args = match json_body(&req, &bytes)? {
         Value::Object(m) => m,
         _ => {
             return Err(ServerError::BadRequest(

@@ -603,13 +603,18 @@ fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(limit)
         .error_handler(|err, _req| {
-            let msg = match &err {
-                actix_web::error::JsonPayloadError::ContentType => {
-                    "the request body must be JSON (Content-Type: application/json)".to_owned()
+            use actix_web::error::JsonPayloadError;
+            match &err {
+                JsonPayloadError::ContentType => ServerError::Unsupported(
+                    "the request body must be JSON (Content-Type: application/json)".to_owned(),
+                ),
+                JsonPayloadError::Overflow { .. }
+                | JsonPayloadError::OverflowKnownLength { .. } => {
+                    ServerError::TooLarge(format!("{err}"))
                 }
-                other => format!("bad JSON body: {other}"),
-            };
-            ServerError::BadRequest(msg).into()
+                other => ServerError::BadRequest(format!("bad JSON body: {other}")),
+            }
+            .into()
         })
 }
 

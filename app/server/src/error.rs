@@ -36,6 +36,9 @@ pub enum ServerError {
     /// A Range outside the stream (its size is given).
     #[error("{0}")]
     RangeNotSatisfiable(String, u64),
+    /// A method the resource does not answer; the second field is its `Allow` header.
+    #[error("{0}")]
+    MethodNotAllowed(String, String),
     /// A blocking task was cancelled.
     #[error("internal error: {0}")]
     Internal(String),
@@ -67,6 +70,9 @@ impl ServerError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ServerError::Busy(..) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            ServerError::MethodNotAllowed(..) => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+            }
             ServerError::RangeNotSatisfiable(..) => {
                 (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
             }
@@ -101,6 +107,13 @@ impl ResponseError for ServerError {
             }
             ServerError::Core(CoreError::Pool(_)) => {
                 response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            ServerError::MethodNotAllowed(_, allow) => {
+                response.insert_header((header::ALLOW, allow.as_str()));
+            }
+            // A data-changing method called with GET: it answers POST.
+            ServerError::Core(CoreError::MethodNotAllowed(_)) => {
+                response.insert_header((header::ALLOW, "POST"));
             }
             ServerError::Busy(_, seconds) => {
                 response.insert_header((header::RETRY_AFTER, seconds.to_string()));
