@@ -128,9 +128,13 @@ async fn unrouted(
         .find(|(p, _)| *p == path)
         .map(|(_, allow)| (*allow).to_owned())
         .or_else(|| {
-            let static_or_ui =
-                path.starts_with("/static/") || path == "/ui" || path.starts_with("/ui/");
-            static_or_ui.then(|| "GET, POST".to_owned())
+            if path.starts_with("/static/") {
+                Some("GET".to_owned())
+            } else if path == "/ui" || path.starts_with("/ui/") {
+                Some("GET, POST".to_owned())
+            } else {
+                None
+            }
         });
     let allow = match fixed {
         Some(allow) => allow,
