@@ -130,7 +130,9 @@ fn documents_round_trip_through_the_json_api_and_survive_restarts() {
         "text/plain",
         b"title=x",
     );
-    assert_eq!(r.status, 400);
+    // Not JSON where JSON is expected: the media type is what is wrong (415).
+    assert_eq!(r.status, 415, "{}", r.text);
+    assert_eq!(r.json()["error"]["code"], "unsupported_media_type");
     let r = server.req("GET", "/api/v1/data_stream_module?limit=0", None);
     assert_eq!(r.status, 400);
     let r = server.req("GET", "/api/v1/data_stream_module?limit=5&bogus=1", None);

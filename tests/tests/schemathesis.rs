@@ -40,11 +40,15 @@ fn schemathesis() -> Option<PathBuf> {
     None
 }
 
-/// Whether a JSON Schema (or any part of it) holds a relation property.
+/// Whether a JSON Schema (or any part of it) holds a relation property or is checked
+/// as a whole by its portal type (`x-wendelin-relation`, `x-wendelin-checked`).
 fn has_relation(v: &Value) -> bool {
     match v {
         Value::Object(m) => {
-            m.get("x-wendelin-relation") == Some(&Value::Bool(true)) || m.values().any(has_relation)
+            ["x-wendelin-relation", "x-wendelin-checked"]
+                .iter()
+                .any(|k| m.get(*k) == Some(&Value::Bool(true)))
+                || m.values().any(has_relation)
         }
         Value::Array(items) => items.iter().any(has_relation),
         _ => false,
@@ -53,8 +57,9 @@ fn has_relation(v: &Value) -> bool {
 
 /// Statuses that are not contract failures for a schema-valid request, beyond
 /// Schemathesis's defaults, per operation:
-/// - 422 where a request body holds relations: a relation must name an existing
-///   document, state that no schema can say;
+/// - 422 where a request body holds relations (a relation must name an existing
+///   document, state that no schema can say) or its type checks the properties together
+///   (e.g. a Data Array's shape against its chunks);
 /// - 405 for `POST …/{id}/{method}` where `{id}` may contain documents: `{method}` may then
 ///   name a sub-document (created during the run), and one that contains nothing does not
 ///   answer POST.

@@ -160,12 +160,34 @@ fn new_schema(t: &PortalType, portal_type_required: bool) -> Value {
         }
         props.insert(name, schema);
     }
-    json!({
-        "type": "object",
-        "properties": props,
-        "required": required,
-        "additionalProperties": false,
-    })
+    checked(
+        t,
+        json!({
+            "type": "object",
+            "properties": props,
+            "required": required,
+            "additionalProperties": false,
+        }),
+    )
+}
+
+/// Marks the body schema of a type whose properties are also checked as a whole
+/// ([`PortalType::validate`], e.g. an array's shape against its chunks): a body valid
+/// property by property may still be a 422, which `x-wendelin-checked` says.
+fn checked(t: &PortalType, mut schema: Value) -> Value {
+    if t.validate.is_some() {
+        if let Value::Object(m) = &mut schema {
+            m.insert("x-wendelin-checked".into(), Value::Bool(true));
+            m.insert(
+                "description".into(),
+                Value::from(format!(
+                    "{}: the properties are also checked together (a 422 says what is wrong)",
+                    t.name
+                )),
+            );
+        }
+    }
+    schema
 }
 
 /// The body of an edit: the serial it is based on and the fields to change.
@@ -182,12 +204,15 @@ fn patch_schema(t: &PortalType) -> Value {
     for (name, schema, _) in declared(t, true) {
         props.insert(name, schema);
     }
-    json!({
-        "type": "object",
-        "properties": props,
-        "required": ["serial"],
-        "additionalProperties": false,
-    })
+    checked(
+        t,
+        json!({
+            "type": "object",
+            "properties": props,
+            "required": ["serial"],
+            "additionalProperties": false,
+        }),
+    )
 }
 
 fn schema_name(type_name: &str) -> String {
