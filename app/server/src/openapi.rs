@@ -8,7 +8,6 @@
 //! have the schema of what the handlers return.
 
 use serde_json::{json, Map, Value};
-use wendelin_core::document::RESERVED_IDS;
 use wendelin_core::types::{PortalType, PropertyType};
 use wendelin_core::Registry;
 
@@ -128,10 +127,11 @@ fn document_schema(t: &PortalType) -> Value {
 }
 
 /// The body of a create: core fields a client may set and the declared properties.
-fn new_schema(t: &PortalType, portal_type_required: bool) -> Value {
+fn new_schema(registry: &Registry, t: &PortalType, portal_type_required: bool) -> Value {
     let mut props = Map::new();
     let mut required = Vec::new();
-    let reserved: Vec<Value> = RESERVED_IDS.iter().map(|s| Value::from(*s)).collect();
+    // The kernel's and the modules' routes claim these segments.
+    let reserved: Vec<Value> = registry.reserved_ids().map(Value::from).collect();
     props.insert(
         "id".into(),
         json!({"type": ["string", "null"], "minLength": 1, "maxLength": 200,
@@ -345,7 +345,7 @@ pub fn document(registry: &Registry) -> Value {
     for t in registry.portal_types() {
         let name = schema_name(&t.name);
         schemas.insert(name.clone(), document_schema(t));
-        schemas.insert(format!("{name}New"), new_schema(t, false));
+        schemas.insert(format!("{name}New"), new_schema(registry, t, false));
         schemas.insert(format!("{name}Edit"), patch_schema(t));
     }
     schemas.insert(
@@ -380,7 +380,7 @@ pub fn document(registry: &Registry) -> Value {
         let news = if types.len() == 1 {
             schema_ref(format!("{}New", schema_name(&types[0].name)))
         } else {
-            json!({"anyOf": types.iter().map(|t| new_schema(t, true)).collect::<Vec<_>>()})
+            json!({"anyOf": types.iter().map(|t| new_schema(registry, t, true)).collect::<Vec<_>>()})
         };
         let edits = one_of(
             types
@@ -444,7 +444,7 @@ pub fn document(registry: &Registry) -> Value {
             if let Value::Object(m) = &mut item {
                 // The type may be left out where only one is allowed.
                 let several = inner.len() > 1;
-                let body = json!({"anyOf": inner.iter().map(|t| new_schema(t, several)).collect::<Vec<_>>()});
+                let body = json!({"anyOf": inner.iter().map(|t| new_schema(registry, t, several)).collect::<Vec<_>>()});
                 m.insert(
                     "post".into(),
                     json!({"summary": "create a sub-document",
