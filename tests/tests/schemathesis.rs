@@ -60,9 +60,10 @@ fn has_relation(v: &Value) -> bool {
 /// - 422 where a request body holds relations (a relation must name an existing
 ///   document, state that no schema can say) or its type checks the properties together
 ///   (e.g. a Data Array's shape against its chunks);
-/// - 405 for `POST …/{id}/{method}` where `{id}` may contain documents: `{method}` may then
-///   name a sub-document (created during the run), and one that contains nothing does not
-///   answer POST.
+/// - 405 and 422 for `POST …/{id}/{method}` where `{id}` may contain documents:
+///   `{method}` may then name a sub-document (created during the run); one that contains
+///   nothing does not answer POST, and into one that does the free-form arguments are a
+///   document to create, checked against its type.
 fn tolerated(spec: &Value) -> BTreeMap<String, BTreeSet<&'static str>> {
     let schemas = &spec["components"]["schemas"];
     let paths = &spec["paths"];
@@ -83,7 +84,7 @@ fn tolerated(spec: &Value) -> BTreeMap<String, BTreeSet<&'static str>> {
             if method == "post" {
                 if let Some(container) = path.strip_suffix("/{method}") {
                     if paths[container].get("post").is_some() {
-                        out.entry(label).or_default().insert("405");
+                        out.entry(label).or_default().extend(["405", "422"]);
                     }
                 }
             }
