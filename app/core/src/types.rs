@@ -552,7 +552,7 @@ impl Registry {
             for key in &t.listbox_columns {
                 if registry.catalog.column(key).is_err() && t.computed(key).is_none() {
                     return Err(CoreError::Internal(format!(
-                        "portal type {} lists column {key}, which is neither a catalog key \
+                        "portal type {} lists column {key}, which is not a catalog key \
                          (core fields, indexed properties, workflow states) nor a column it computes",
                         t.name
                     )));
