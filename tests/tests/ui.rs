@@ -913,7 +913,10 @@ fn add_ingestion_policy_in_the_ui_provisions_it_like_add_ingestion_policy() {
     assert_eq!(policy["title"], "Plant A");
     assert_eq!(policy["accepted_logins"], json!(["feeder"]));
     assert_eq!(policy["data_supply"], json!(["data_supply_module/plant"]));
-    assert_eq!(policy["data_operation"], "data_operation_module/DataIngestion_appendJsonLines");
+    assert_eq!(
+        policy["data_operation"],
+        "data_operation_module/DataIngestion_appendJsonLines"
+    );
     let supply = server
         .req("GET", "/api/v1/data_supply_module/plant", None)
         .json();

@@ -145,12 +145,11 @@ async fn unrouted(
                 .trim_matches('/')
                 .to_owned();
             let user = auth.user;
-            web::block(move || -> Result<String, ServerError> {
+            wendelin_http::blocking_http(move || {
                 let found = portal.traverse(&target)?;
                 allow_of(&portal, &user, &found)
             })
-            .await
-            .map_err(|e| ServerError::Internal(format!("blocking task failed: {e}")))??
+            .await?
         }
     };
     if method == "OPTIONS" {
@@ -168,9 +167,8 @@ async fn unrouted(
 async fn blocking(
     f: impl FnOnce() -> Result<Reply, ServerError> + Send + 'static,
 ) -> Result<HttpResponse, ServerError> {
-    web::block(f)
+    wendelin_http::blocking_http(f)
         .await
-        .map_err(|e| ServerError::Internal(format!("blocking task failed: {e}")))?
         .map(HttpResponse::from)
 }
 

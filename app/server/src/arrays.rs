@@ -33,14 +33,6 @@ fn doc_path(id: &str) -> String {
     format!("{}/{id}", arrays::FOLDER)
 }
 
-async fn run<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ServerError> + Send + 'static,
-) -> Result<T, ServerError> {
-    web::block(f)
-        .await
-        .map_err(|e| ServerError::Internal(format!("blocking task failed: {e}")))?
-}
-
 fn array_err(e: ArrayError) -> ServerError {
     ServerError::Core(e.into())
 }
@@ -99,14 +91,17 @@ async fn append(
                 ))
             }
         };
-        let out = run(move || Ok(portal.call(&user, &path, "append", &args, true)?)).await?;
+        let out = wendelin_http::blocking_http(move || {
+            Ok(portal.call(&user, &path, "append", &args, true)?)
+        })
+        .await?;
         return match out {
             wendelin_core::MethodOutput::Json(v) => Ok(HttpResponse::Ok().json(v)),
             wendelin_core::MethodOutput::Html(h) => Ok(HttpResponse::Ok().body(h)),
         };
     }
     let (dtype, shape, offset) = parse_body(&req, &body)?;
-    let new_shape = run(move || {
+    let new_shape = wendelin_http::blocking_http(move || {
         let dir = arrays::for_write(&portal, &user, &path)?;
         DataArray::with_writer(&dir, |a| a.append(dtype, &shape, &body[offset..]))
             .map_err(array_err)
@@ -135,7 +130,7 @@ async fn write(
     let path = doc_path(&id);
     let user = auth.user;
     let text = q.into_inner().region.unwrap_or_default();
-    run(move || {
+    wendelin_http::blocking_http(move || {
         let dir = arrays::for_write(&portal, &user, &path)?;
         DataArray::with_writer(&dir, |a| {
             let region = arrays::region::parse_write(&text, a.shape())?;
@@ -284,7 +279,7 @@ async fn reduce(
     let path = doc_path(&id);
     let user = auth.user;
     let budget = config.array_memory_budget;
-    let (result, shape, workers) = run(move || {
+    let (result, shape, workers) = wendelin_http::blocking_http(move || {
         let dir = arrays::for_read(&portal, &user, &path)?;
         DataArray::with_reader(&dir, |a| {
             let region = Region::parse(q.region.as_deref().unwrap_or(""), a.shape())?;
@@ -314,7 +309,7 @@ async fn zarr_key(
     let (id, key) = params.into_inner();
     let path = doc_path(&id);
     let user = auth.user;
-    let found = run(move || {
+    let found = wendelin_http::blocking_http(move || {
         let dir = arrays::for_read(&portal, &user, &path)?;
         DataArray::recover_if_needed(&dir)
             .and_then(|()| DataArray::store_key(&dir, &key))
@@ -325,8 +320,9 @@ async fn zarr_key(
     if let (Some(range), Some((_, bytes))) = (range.as_deref(), found.as_ref()) {
         // Sharded arrays are read by byte ranges (the shard index is a suffix range).
         let total = bytes.len() as u64;
-        match byte_range(range, total) {
-            Some(Some((start, end))) => {
+        match wendelin_http::range::parse_range(range, total).map(|(first, last)| (first, last + 1))
+        {
+            Ok((start, end)) => {
                 let (s, e) = (
                     usize::try_from(start).unwrap_or(0),
                     usize::try_from(end).unwrap_or(0),
@@ -340,7 +336,7 @@ async fn zarr_key(
                     .insert_header(("Accept-Ranges", "bytes"))
                     .body(bytes[s..e].to_vec()));
             }
-            Some(None) => {
+            Err(wendelin_http::range::RangeError::Unsatisfiable) => {
                 return Ok(HttpResponse::RangeNotSatisfiable()
                     .insert_header(("Content-Range", format!("bytes */{total}")))
                     .body(format!(
@@ -348,7 +344,7 @@ async fn zarr_key(
                     )));
             }
             // Not a single byte range: the whole key, as HTTP allows.
-            None => {}
+            Err(_) => {}
         }
     }
     match found {
@@ -362,28 +358,4 @@ async fn zarr_key(
             "no such key in this Zarr store".into(),
         ))),
     }
-}
-
-/// A single `bytes=` range of a key of `total` bytes as `start..end`: `None` when the
-/// header is not one byte range (served whole), `Some(None)` when it is unsatisfiable.
-fn byte_range(header: &str, total: u64) -> Option<Option<(u64, u64)>> {
-    let spec = header.trim().strip_prefix("bytes=")?;
-    if spec.contains(',') {
-        return None;
-    }
-    let (a, b) = spec.split_once('-')?;
-    let (a, b) = (a.trim(), b.trim());
-    let range = if a.is_empty() {
-        let n: u64 = b.parse().ok()?;
-        (total.saturating_sub(n), total)
-    } else {
-        let start: u64 = a.parse().ok()?;
-        let end = if b.is_empty() {
-            total
-        } else {
-            b.parse::<u64>().ok()?.saturating_add(1).min(total)
-        };
-        (start, end)
-    };
-    Some((range.0 < range.1).then_some(range))
 }

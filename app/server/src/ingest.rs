@@ -5,9 +5,6 @@
 //! (`PUT` + `Content-Range`). Bodies are read and checked completely before anything is
 //! appended; a 204/200 is sent only once the bytes are durable.
 
-use std::io::Read;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -15,6 +12,10 @@ use serde_json::{json, Value};
 use wendelin_core::{CoreError, Permission, Portal, User};
 use wendelin_data_stream::{msgpack, Durability};
 use wendelin_ingestion::{Payload, PolicySpec};
+
+use wendelin_http::blocking;
+use wendelin_http::body::{content_type, read_body, BodyLimits};
+use wendelin_http::range::{parse_content_range, parse_range, RangeError};
 
 use crate::auth::{Auth, Via};
 use crate::config::Config;
@@ -42,36 +43,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/api/v1/{path:.*}/data", web::put().to(upload));
 }
 
-/// Bytes of ingestion bodies being handled now, for back-pressure.
-static INFLIGHT: AtomicUsize = AtomicUsize::new(0);
-
-/// A share of [`INFLIGHT`], given back when dropped.
-pub(crate) struct Reservation(usize);
-
-impl Reservation {
-    /// Reserves `n` bytes, or refuses with 503 when the server is already busy (one
-    /// request is always let through, however large, so progress is guaranteed).
-    pub(crate) fn take(n: usize, limit: usize) -> Result<Reservation, ServerError> {
-        let before = INFLIGHT.fetch_add(n, Ordering::AcqRel);
-        if before > 0 && before + n > limit {
-            INFLIGHT.fetch_sub(n, Ordering::AcqRel);
-            return Err(ServerError::Busy(
-                format!(
-                    "the server is writing {before} bytes of ingested data (limit {limit}); retry later"
-                ),
-                1,
-            ));
-        }
-        Ok(Reservation(n))
-    }
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        INFLIGHT.fetch_sub(self.0, Ordering::AcqRel);
-    }
-}
-
 /// Ingestion needs machine credentials: a session cookie would let any web page a
 /// logged-in user visits post data (form posts skip the CSRF header).
 fn ingesting_user(auth: Auth) -> Result<User, ServerError> {
@@ -86,92 +57,13 @@ fn ingesting_user(auth: Auth) -> Result<User, ServerError> {
     }
 }
 
-fn content_type(req: &HttpRequest) -> String {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default()
-}
-
-/// Reads the whole body within the ingestion limit, gunzipping `Content-Encoding: gzip`;
-/// the reservation for back-pressure is taken before reading when the length is known.
-async fn read_body(
-    req: &HttpRequest,
-    payload: web::Payload,
-    config: &Config,
-) -> Result<(Vec<u8>, Reservation), ServerError> {
-    let limit = config.ingest_max_body_bytes;
-    let declared = content_length(req);
-    if let Some(n) = declared {
-        if n > limit {
-            return Err(too_large(n, limit));
-        }
+/// The limits of ingestion bodies (`ingest_max_body_bytes`, after gzip).
+pub(crate) fn ingest_limits(config: &Config) -> BodyLimits {
+    BodyLimits {
+        max_bytes: config.ingest_max_body_bytes,
+        max_inflight_bytes: config.ingest_max_inflight_bytes,
+        setting: "ingest_max_body_bytes",
     }
-    let mut reservation =
-        Reservation::take(declared.unwrap_or(0), config.ingest_max_inflight_bytes)?;
-    // Read into one buffer sized from Content-Length: no regrowth copies of large bodies.
-    let mut body = Vec::with_capacity(declared.unwrap_or(64 * 1024));
-    let mut payload = payload;
-    while let Some(piece) = futures_util::StreamExt::next(&mut payload).await {
-        let piece = piece.map_err(|e| {
-            ServerError::BadRequest(format!("the request body could not be read: {e}"))
-        })?;
-        if body.len() + piece.len() > limit {
-            return Err(too_large(body.len() + piece.len(), limit));
-        }
-        body.extend_from_slice(&piece);
-    }
-    if declared.is_none() {
-        reservation = Reservation::take(body.len(), config.ingest_max_inflight_bytes)?;
-    }
-    let gzip = req
-        .headers()
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_ascii_lowercase());
-    let bytes = match gzip.as_deref() {
-        None | Some("identity") => body,
-        Some("gzip") | Some("x-gzip") => {
-            let mut out = Vec::new();
-            flate2::read::MultiGzDecoder::new(&body[..])
-                .take(limit as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| ServerError::BadRequest(format!("the gzip body is corrupt: {e}")))?;
-            if out.len() > limit {
-                return Err(ServerError::TooLarge(format!(
-                    "the body decompresses to more than {limit} bytes (ingest_max_body_bytes)"
-                )));
-            }
-            out
-        }
-        Some(other) => {
-            return Err(ServerError::Unsupported(format!(
-                "Content-Encoding '{other}' is not supported: send gzip or no encoding"
-            )))
-        }
-    };
-    Ok((bytes, reservation))
-}
-
-/// The request's `Content-Length`, when it has a valid one.
-pub(crate) fn content_length(req: &HttpRequest) -> Option<usize> {
-    req.headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-}
-
-pub(crate) fn too_large(n: usize, limit: usize) -> ServerError {
-    ServerError::TooLarge(format!(
-        "the request body ({n} bytes) is larger than ingest_max_body_bytes ({limit}): send smaller chunks"
-    ))
 }
 
 /// A msgpack body, checked completely so that nothing of a malformed one is stored.
@@ -284,7 +176,7 @@ async fn compat_ingest(
             "the query parameter 'reference' (the fluentd tag) is missing".into(),
         )
     })?;
-    let (body, reservation) = read_body(&req, payload, &config).await?;
+    let (body, reservation) = read_body(&req, payload, &ingest_limits(&config)).await?;
     let bytes = if content_type(&req) == "application/x-www-form-urlencoded" {
         form_field(&body, "data_chunk")
             .ok_or_else(|| ServerError::BadRequest("the form has no field 'data_chunk'".into()))?
@@ -293,7 +185,7 @@ async fn compat_ingest(
     };
     let payload = msgpack_payload(bytes)?;
     let policy = policy.into_inner();
-    run(move || {
+    blocking(move || {
         let _held = reservation;
         wendelin_ingestion::ingest(&portal, &user, &policy, &tag, &payload, Durability::Durable)
     })
@@ -315,7 +207,7 @@ async fn native_ingest(
     let user = ingesting_user(auth)?;
     let (policy, tag) = params.into_inner();
     let kind = content_type(&req);
-    let (body, reservation) = read_body(&req, payload, &config).await?;
+    let (body, reservation) = read_body(&req, payload, &ingest_limits(&config)).await?;
     let payload = match kind.as_str() {
         "application/x-msgpack" | "application/msgpack" | "application/octet-stream" | "" => {
             msgpack_payload(body)?
@@ -328,7 +220,7 @@ async fn native_ingest(
             )))
         }
     };
-    let done = run(move || {
+    let done = blocking(move || {
         let _held = reservation;
         wendelin_ingestion::ingest(&portal, &user, &policy, &tag, &payload, Durability::Durable)
     })
@@ -336,15 +228,6 @@ async fn native_ingest(
     Ok(HttpResponse::Ok().json(json!({
         "stream": done.stream, "appended": done.bytes, "size": done.size,
     })))
-}
-
-async fn run<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, CoreError> + Send + 'static,
-) -> Result<T, ServerError> {
-    web::block(f)
-        .await
-        .map_err(|e| ServerError::Internal(format!("blocking task failed: {e}")))?
-        .map_err(ServerError::Core)
 }
 
 /// Body of `addIngestionPolicy`.
@@ -375,55 +258,25 @@ async fn add_policy(
         accepted_logins: b.accepted_logins,
     };
     let user = auth.user;
-    let out = run(move || wendelin_ingestion::provision(&portal, &user, &spec)).await?;
+    let out = blocking(move || wendelin_ingestion::provision(&portal, &user, &spec)).await?;
     Ok(HttpResponse::Created().json(out))
 }
 
-/// A parsed `Range: bytes=…` header: the first and last byte wanted.
-fn parse_range(value: &str, size: u64) -> Result<(u64, u64), ServerError> {
-    let unsatisfiable = || {
-        ServerError::RangeNotSatisfiable(
+/// A `Range: bytes=…` header as the first and last byte wanted: 400 when malformed or
+/// several, 416 outside the stream.
+fn stream_range(value: &str, size: u64) -> Result<(u64, u64), ServerError> {
+    parse_range(value, size).map_err(|e| match e {
+        RangeError::Unsatisfiable => ServerError::RangeNotSatisfiable(
             format!("the range '{value}' is outside the stream's {size} bytes"),
             size,
-        )
-    };
-    let spec = value
-        .trim()
-        .strip_prefix("bytes=")
-        .ok_or_else(|| ServerError::BadRequest(format!("Range '{value}' must be bytes=…")))?;
-    if spec.contains(',') {
-        return Err(ServerError::BadRequest(
-            "only one byte range per request is served".into(),
-        ));
-    }
-    let (a, b) = spec
-        .split_once('-')
-        .ok_or_else(|| ServerError::BadRequest(format!("malformed Range '{value}'")))?;
-    let num = |s: &str| {
-        s.trim()
-            .parse::<u64>()
-            .map_err(|_| ServerError::BadRequest(format!("malformed Range '{value}'")))
-    };
-    let (first, last) = match (a.trim().is_empty(), b.trim().is_empty()) {
-        (true, false) => {
-            let n = num(b)?;
-            if n == 0 || size == 0 {
-                return Err(unsatisfiable());
-            }
-            (size.saturating_sub(n), size - 1)
+        ),
+        RangeError::Several => {
+            ServerError::BadRequest("only one byte range per request is served".into())
         }
-        (false, true) => (num(a)?, size.saturating_sub(1)),
-        (false, false) => (num(a)?, num(b)?.min(size.saturating_sub(1))),
-        (true, true) => {
-            return Err(ServerError::BadRequest(format!(
-                "malformed Range '{value}'"
-            )))
-        }
-    };
-    if first >= size || first > last {
-        return Err(unsatisfiable());
-    }
-    Ok((first, last))
+        RangeError::Malformed => ServerError::BadRequest(format!(
+            "malformed Range '{value}': use bytes=first-last, bytes=first- or bytes=-suffix"
+        )),
+    })
 }
 
 /// Bytes per read while streaming a download.
@@ -440,7 +293,7 @@ async fn download(
     let path = path.into_inner();
     let user = auth.user;
     let p = portal.clone();
-    let (doc, size) = run(move || {
+    let (doc, size) = blocking(move || {
         let doc =
             wendelin_data_stream::checked(&p, &user, &path, Permission::AccessContentsInformation)?;
         let size = wendelin_data_stream::size_of(&p, &doc)?;
@@ -454,7 +307,7 @@ async fn download(
         .map(str::to_owned);
     let (status, first, last) = match range {
         Some(r) => {
-            let (a, b) = parse_range(&r, size)?;
+            let (a, b) = stream_range(&r, size)?;
             (StatusCode::PARTIAL_CONTENT, a, b)
         }
         None => (StatusCode::OK, 0, size.saturating_sub(1)),
@@ -487,11 +340,10 @@ async fn download(
                 .min(DOWNLOAD_CHUNK)
                 .min(wendelin_data_stream::settings().max_read_bytes.max(1));
             let read =
-                web::block(move || wendelin_data_stream::read_checked(&portal, &doc, pos, n)).await;
+                blocking(move || wendelin_data_stream::read_checked(&portal, &doc, pos, n)).await;
             let item = match read {
-                Ok(Ok(bytes)) if !bytes.is_empty() => Ok(web::Bytes::from(bytes)),
-                Ok(Ok(_)) => Err(actix_web::error::ErrorInternalServerError("stream shrank")),
-                Ok(Err(e)) => Err(actix_web::error::ErrorInternalServerError(e.to_string())),
+                Ok(bytes) if !bytes.is_empty() => Ok(web::Bytes::from(bytes)),
+                Ok(_) => Err(actix_web::error::ErrorInternalServerError("stream shrank")),
                 Err(e) => Err(actix_web::error::ErrorInternalServerError(e.to_string())),
             };
             let next = if item.is_ok() { pos + n } else { end };
@@ -499,32 +351,6 @@ async fn download(
         }
     });
     Ok(resp.streaming(chunks))
-}
-
-/// A parsed `Content-Range: bytes a-b/total` (total `*` when unknown); `None` for
-/// `bytes */*` (a status query).
-fn parse_content_range(v: &str) -> Result<Option<(u64, u64, Option<u64>)>, ServerError> {
-    let bad = || {
-        ServerError::BadRequest(format!(
-            "malformed Content-Range '{v}': use bytes a-b/total"
-        ))
-    };
-    let spec = v.trim().strip_prefix("bytes ").ok_or_else(bad)?;
-    let (range, total) = spec.split_once('/').ok_or_else(bad)?;
-    let total = match total.trim() {
-        "*" => None,
-        t => Some(t.parse::<u64>().map_err(|_| bad())?),
-    };
-    if range.trim() == "*" {
-        return Ok(None);
-    }
-    let (a, b) = range.split_once('-').ok_or_else(bad)?;
-    let a = a.trim().parse::<u64>().map_err(|_| bad())?;
-    let b = b.trim().parse::<u64>().map_err(|_| bad())?;
-    if b < a {
-        return Err(bad());
-    }
-    Ok(Some((a, b, total)))
 }
 
 /// 308 Resume Incomplete with the bytes held so far.
@@ -556,11 +382,11 @@ async fn upload(
         .map(|v| {
             v.to_str()
                 .map_err(|_| ServerError::BadRequest("Content-Range is not text".into()))
-                .and_then(parse_content_range)
+                .and_then(|v| parse_content_range(v).map_err(ServerError::BadRequest))
         })
         .transpose()?;
     let (p, u, pa) = (portal.clone(), user.clone(), path.clone());
-    let (doc, size) = run(move || {
+    let (doc, size) = blocking(move || {
         let doc = wendelin_data_stream::checked(&p, &u, &pa, Permission::ModifyPortalContent)?;
         let size = wendelin_data_stream::size_of(&p, &doc)?;
         Ok((doc, size))
@@ -576,7 +402,7 @@ async fn upload(
             "the stream holds {size} bytes: resume the upload at byte {size}, not {at}"
         ))));
     }
-    let (body, reservation) = read_body(&req, payload, &config).await?;
+    let (body, reservation) = read_body(&req, payload, &ingest_limits(&config)).await?;
     if let Some(Some((a, b, _))) = range {
         if body.len() as u64 != b - a + 1 {
             return Err(ServerError::BadRequest(format!(
@@ -586,7 +412,7 @@ async fn upload(
             )));
         }
     }
-    let new_size = run(move || {
+    let new_size = blocking(move || {
         let _held = reservation;
         wendelin_data_stream::append_checked(&portal, &doc, &body, Some(at), Durability::Durable)
     })
@@ -615,26 +441,5 @@ mod tests {
             b"%4".to_vec()
         );
         assert!(form_field(b"x=1", "data_chunk").is_none());
-    }
-
-    #[test]
-    fn ranges() {
-        assert_eq!(parse_range("bytes=0-9", 100).unwrap(), (0, 9));
-        assert_eq!(parse_range("bytes=90-", 100).unwrap(), (90, 99));
-        assert_eq!(parse_range("bytes=-10", 100).unwrap(), (90, 99));
-        assert_eq!(parse_range("bytes=50-500", 100).unwrap(), (50, 99));
-        assert!(matches!(
-            parse_range("bytes=100-", 100),
-            Err(ServerError::RangeNotSatisfiable(..))
-        ));
-        assert_eq!(parse_content_range("bytes */*").unwrap(), None);
-        assert_eq!(
-            parse_content_range("bytes 0-9/*").unwrap(),
-            Some((0, 9, None))
-        );
-        assert_eq!(
-            parse_content_range("bytes 10-19/20").unwrap(),
-            Some((10, 19, Some(20)))
-        );
     }
 }

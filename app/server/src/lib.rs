@@ -7,13 +7,13 @@ pub mod assets;
 pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod error;
 pub mod forward;
-pub mod headers;
 pub mod ingest;
 pub mod openapi;
 pub mod ui;
 pub mod views;
+
+pub use wendelin_http::{error, headers};
 
 use wendelin_core::{CoreResult, Module, Registry};
 

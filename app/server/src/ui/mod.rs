@@ -303,12 +303,12 @@ async fn ui_get(
     if let Some(generation) = session.generation.filter(|_| cacheable) {
         let key = cache::key(&session.token, &session.user, &path, &raw_query);
         if let Some(page) = cache::lookup(&key, generation) {
-            return finish(Ok(Ok(Out::Cached(page))), &session);
+            return finish(Ok(Out::Cached(page)), &session);
         }
         keep = Some((key, generation));
     }
     let s = session.clone();
-    let result = web::block(move || -> Result<Out, ServerError> {
+    let result = wendelin_http::blocking_http(move || {
         let query = query?;
         let out = match action.as_deref() {
             None if path.is_empty() => home(&portal, &s),
@@ -374,7 +374,7 @@ async fn ui_post(
     };
     let (path, action) = split_action(&tail);
     let s = session.clone();
-    let result = web::block(move || -> Result<Out, ServerError> {
+    let result = wendelin_http::blocking_http(move || {
         let form = form::Pairs::from_body(&body)?;
         s.check_csrf(&form)?;
         match action.as_deref() {
@@ -401,15 +401,9 @@ fn html(status: StatusCode, body: String) -> HttpResponse {
 
 /// Turns a handler's outcome into a response: pages clear a shown flash message, errors
 /// become an error page in the layout.
-fn finish(
-    result: Result<Result<Out, ServerError>, actix_web::error::BlockingError>,
-    session: &Session,
-) -> HttpResponse {
-    let result = result
-        .map_err(|e| ServerError::Internal(format!("blocking task failed: {e}")))
-        .and_then(|r| r);
+fn finish(result: Result<Out, ServerError>, session: &Session) -> HttpResponse {
     let mut response = match result {
-        Ok(Out::Live(out)) => return finish(Ok(Ok(*out)), session),
+        Ok(Out::Live(out)) => return finish(Ok(*out), session),
         Ok(Out::Page(status, body)) => html(status, body),
         Ok(Out::PageAt(status, body, url)) => {
             let mut r = html(status, body);

@@ -14,7 +14,7 @@ use super::{finish, session_of, Flash, Out, Session};
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::error::ServerError;
-use crate::ingest::{content_length, too_large, Reservation};
+use wendelin_http::body::{content_length, too_large, Reservation};
 
 /// Bytes a text field of the form (`csrf_token`, `at`) may have.
 const MAX_TEXT_FIELD: usize = 1024;
@@ -32,7 +32,7 @@ pub async fn ui_upload(
         Err(response) => return *response,
     };
     let result = upload(&req, portal, &config, &session, tail.into_inner(), form).await;
-    finish(Ok(result), &session)
+    finish(result, &session)
 }
 
 async fn upload(
@@ -43,14 +43,14 @@ async fn upload(
     path: String,
     mut form: Multipart,
 ) -> Result<Out, ServerError> {
-    let limit = config.ingest_max_body_bytes;
+    let limits = crate::ingest::ingest_limits(config);
+    let limit = limits.max_bytes;
     let declared = content_length(req);
     // The file is at most the request minus the other fields and the boundaries.
     if let Some(n) = declared.filter(|n| *n > limit.saturating_add(64 * 1024)) {
-        return Err(too_large(n, limit));
+        return Err(too_large(n, &limits));
     }
-    let _reservation =
-        Reservation::take(declared.unwrap_or(limit), config.ingest_max_inflight_bytes)?;
+    let _reservation = Reservation::take(declared.unwrap_or(limit), limits.max_inflight_bytes)?;
     let (mut token, mut at, mut bytes) = (None, None, None);
     while let Some(field) = form.next().await {
         let mut field = field.map_err(|e| bad_form(&e))?;
@@ -70,7 +70,7 @@ async fn upload(
                 while let Some(chunk) = field.next().await {
                     let chunk = chunk.map_err(|e| bad_form(&e))?;
                     if body.len() + chunk.len() > limit {
-                        return Err(too_large(body.len() + chunk.len(), limit));
+                        return Err(too_large(body.len() + chunk.len(), &limits));
                     }
                     body.extend_from_slice(&chunk);
                 }
@@ -85,7 +85,7 @@ async fn upload(
         .filter(|b| !b.is_empty())
         .ok_or_else(|| ServerError::BadRequest("choose a file that is not empty".into()))?;
     let user = s.user.clone();
-    web::block(move || -> Result<Out, ServerError> {
+    wendelin_http::blocking_http(move || {
         let doc =
             wendelin_data_stream::checked(&portal, &user, &path, Permission::ModifyPortalContent)?;
         let size = wendelin_data_stream::append_checked(
@@ -104,7 +104,6 @@ async fn upload(
         ))
     })
     .await
-    .map_err(|e| ServerError::Internal(format!("blocking task failed: {e}")))?
 }
 
 /// A small text field's value.
