@@ -391,6 +391,84 @@ impl Portal {
         })
     }
 
+    /// Documents as the API shows them (states and relations read once for the page).
+    pub fn documents_json(&self, documents: &[Document]) -> CoreResult<Vec<Value>> {
+        self.db
+            .read(|c| document::to_json_many(c, &self.registry, documents))
+    }
+
+    /// What points at the document at `path` (which `user` must be able to View), by
+    /// relation name: only the documents `user` may View.
+    pub fn back_relations(
+        &self,
+        user: &User,
+        path: &str,
+    ) -> CoreResult<std::collections::BTreeMap<String, Vec<Document>>> {
+        self.db.read(|c| {
+            let doc = self.visible(c, user, path, Permission::View)?;
+            let mut out = std::collections::BTreeMap::new();
+            for (name, paths) in document::relations_to(c, doc.uid, None)? {
+                let mut docs = Vec::new();
+                for p in paths {
+                    if let Some(d) = document::find(c, &p)? {
+                        if security::has_permission(c, &self.registry, user, &d, Permission::View)?
+                        {
+                            docs.push(d);
+                        }
+                    }
+                }
+                if !docs.is_empty() {
+                    out.insert(name, docs);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// The workflow states of documents (of a page the caller was allowed to list), by uid
+    /// and workflow.
+    pub fn workflow_states_of(
+        &self,
+        uids: &[i64],
+    ) -> CoreResult<std::collections::BTreeMap<i64, std::collections::BTreeMap<String, String>>>
+    {
+        self.db.read(|c| security::workflow_states_of(c, uids))
+    }
+
+    /// The activity queue, for operators (*Manage portal* on the portal).
+    pub fn activities(
+        &self,
+        user: &User,
+        state: Option<&str>,
+        limit: i64,
+    ) -> CoreResult<Vec<crate::activity::ActivityInfo>> {
+        self.db.read(|c| {
+            self.require_manager(c, user)?;
+            crate::activity::list(c, state, limit)
+        })
+    }
+
+    /// Queues a parked or failed activity again (*Manage portal* on the portal).
+    pub fn retry_activity(&self, user: &User, id: i64) -> CoreResult<()> {
+        self.db.write(|c| {
+            self.require_manager(c, user)?;
+            crate::activity::retry(c, id)
+        })
+    }
+
+    /// Activities are an operator's view of the whole portal: *Manage portal* is needed.
+    fn require_manager(&self, c: &mut DbConnection, user: &User) -> CoreResult<()> {
+        let root = document::get(c, "")?;
+        if security::has_permission(c, &self.registry, user, &root, Permission::ManagePortal)? {
+            return Ok(());
+        }
+        Err(if user.login.is_none() {
+            CoreError::Unauthorized("log in as a manager to see activities".into())
+        } else {
+            CoreError::Forbidden("activities need the permission 'Manage portal'".into())
+        })
+    }
+
     /// Whether `user` holds `permission` on the object at `path` (false when it is missing).
     pub fn allowed(&self, user: &User, path: &str, permission: Permission) -> CoreResult<bool> {
         self.db.read(|c| match document::find(c, clean(path))? {

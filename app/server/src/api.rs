@@ -274,9 +274,7 @@ async fn api_get(
             }
             if listing || q.contents.unwrap_or(false) {
                 let (items, total) = portal.children(&user, &doc.path, limit, offset)?;
-                let items = portal
-                    .db
-                    .read(|c| wendelin_core::document::to_json_many(c, &portal.registry, &items))?;
+                let items = portal.documents_json(&items)?;
                 Ok(json_reply(json!({
                     "items": items, "total": total, "limit": limit, "offset": offset,
                 })))
@@ -599,9 +597,7 @@ async fn catalog(
     };
     blocking(move || {
         let found = portal.search_counted(&auth.user, &search, count)?;
-        let items = portal.db.read(|c| {
-            wendelin_core::document::to_json_many(c, &portal.registry, &found.documents)
-        })?;
+        let items = portal.documents_json(&found.documents)?;
         Ok(json_reply(json!({
             "items": items,
             "total": found.exact.then_some(found.total),
@@ -621,18 +617,6 @@ struct ActivityQuery {
     limit: Option<i64>,
 }
 
-/// Activities are an operator's view of the whole portal: Manage portal is required.
-fn require_manager(portal: &Portal, user: &User) -> Result<(), ServerError> {
-    if portal.allowed(user, "", wendelin_core::Permission::ManagePortal)? {
-        return Ok(());
-    }
-    Err(ServerError::Core(if user.login.is_none() {
-        wendelin_core::CoreError::Unauthorized("log in as a manager to see activities".into())
-    } else {
-        wendelin_core::CoreError::Forbidden("activities need the permission 'Manage portal'".into())
-    }))
-}
-
 async fn list_activities(
     portal: web::Data<Portal>,
     auth: Auth,
@@ -640,14 +624,11 @@ async fn list_activities(
 ) -> Result<HttpResponse, ServerError> {
     let q = q.into_inner();
     blocking(move || {
-        require_manager(&portal, &auth.user)?;
-        let items = portal.db.read(|c| {
-            wendelin_core::activity::list(
-                c,
-                q.state.as_deref(),
-                q.limit.unwrap_or(1000).clamp(1, 10_000),
-            )
-        })?;
+        let items = portal.activities(
+            &auth.user,
+            q.state.as_deref(),
+            q.limit.unwrap_or(1000).clamp(1, 10_000),
+        )?;
         Ok(json_reply(json!({ "activities": items })))
     })
     .await
@@ -660,8 +641,7 @@ async fn retry_activity(
 ) -> Result<HttpResponse, ServerError> {
     let id = id.into_inner();
     blocking(move || {
-        require_manager(&portal, &auth.user)?;
-        portal.db.write(|c| wendelin_core::activity::retry(c, id))?;
+        portal.retry_activity(&auth.user, id)?;
         Ok(json_reply(json!({ "activity": id, "state": "queued" })))
     })
     .await

@@ -799,19 +799,16 @@ pub fn relations(portal: &Portal, s: &Session, path: &str) -> Result<Out, Server
             ));
         }
     }
-    let back = portal
-        .db
-        .read(|c| wendelin_core::document::relations_to(c, doc.uid, None))?;
-    let incoming = back
+    let incoming = portal
+        .back_relations(&s.user, &doc.path)?
         .into_iter()
-        .map(|(name, paths)| {
-            let links: Vec<(String, String)> = paths
+        .map(|(name, docs)| {
+            let links: Vec<(String, String)> = docs
                 .iter()
-                .filter_map(|p| portal.get(&s.user, p).ok())
                 .map(|d| {
                     (
                         format!("/ui/{}", d.path),
-                        format!("{} ({})", label_of(&d), d.portal_type),
+                        format!("{} ({})", label_of(d), d.portal_type),
                     )
                 })
                 .collect();

@@ -297,9 +297,7 @@ pub fn page(
     };
     let (documents, total) = found.map(|r| (r.documents, r.total)).unwrap_or_default();
     let uids: Vec<i64> = documents.iter().map(|d| d.uid).collect();
-    let mut states = portal
-        .db
-        .read(|c| wendelin_core::security::workflow_states_of(c, &uids))?;
+    let mut states = portal.workflow_states_of(&uids)?;
     let state_keys: BTreeMap<String, String> = portal
         .registry
         .workflows()
