@@ -242,7 +242,7 @@ pub fn event_time(ext_type: i8, data: &[u8]) -> Option<f64> {
 }
 
 /// A msgpack value as JSON: EventTime becomes seconds, binary becomes text (lossy
-/// UTF-8), map keys become strings.
+/// UTF-8), map keys become strings (see [`key_text`]).
 pub fn to_json(v: &ValueRef<'_>) -> Value {
     match v {
         ValueRef::Nil => Value::Null,
@@ -260,11 +260,7 @@ pub fn to_json(v: &ValueRef<'_>) -> Value {
         ValueRef::Map(m) => {
             let mut out = Map::new();
             for (k, v) in m {
-                let key = match to_json(k) {
-                    Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                out.insert(key, to_json(v));
+                out.insert(key_text(k), to_json(v));
             }
             Value::Object(out)
         }
@@ -272,6 +268,55 @@ pub fn to_json(v: &ValueRef<'_>) -> Value {
             Some(secs) => Value::from(secs),
             None => Value::Null,
         },
+    }
+}
+
+/// A map key as a JSON object key: strings and binaries as their text, anything else as
+/// JSON-like text written in one pass. (Serialising a container key's JSON and using
+/// that string was exponential: each level of keys inside keys escaped the text of the
+/// level below again, so 100 bytes of maps keyed by maps took minutes and all memory.)
+pub fn key_text(k: &ValueRef<'_>) -> String {
+    match k {
+        ValueRef::String(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        ValueRef::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+        other => {
+            let mut out = String::new();
+            write_key_text(other, &mut out);
+            out
+        }
+    }
+}
+
+fn write_key_text(v: &ValueRef<'_>, out: &mut String) {
+    match v {
+        ValueRef::String(s) => {
+            out.push_str(&Value::from(String::from_utf8_lossy(s.as_bytes())).to_string())
+        }
+        ValueRef::Binary(b) => out.push_str(&Value::from(String::from_utf8_lossy(b)).to_string()),
+        ValueRef::Array(a) => {
+            out.push('[');
+            for (i, item) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_key_text(item, out);
+            }
+            out.push(']');
+        }
+        ValueRef::Map(m) => {
+            out.push('{');
+            for (i, (k, v)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_key_text(k, out);
+                out.push(':');
+                write_key_text(v, out);
+            }
+            out.push('}');
+        }
+        // Scalars and EventTime: their JSON.
+        scalar => out.push_str(&to_json(scalar).to_string()),
     }
 }
 
@@ -423,5 +468,37 @@ mod tests {
             Scanner::new(100).advance(&all),
             Err(ScanError::TooLong { .. })
         ));
+    }
+
+    #[test]
+    fn maps_keyed_by_maps_convert_in_linear_time() {
+        // Found by the msgpack_read fuzz target: {{{…: 1}: 1}: 1} nested 99 deep took
+        // exponential time (each level escaped the JSON text of the keys below again).
+        let mut v = vec![0x81; MAX_DEPTH - 1];
+        v.push(0xa1);
+        v.push(b'"');
+        v.extend(std::iter::repeat_n(0x01, MAX_DEPTH - 1));
+        let (values, _) = decode_prefix(&v).unwrap();
+        let t = std::time::Instant::now();
+        let json = to_json(&values[0]);
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+        assert!(json.to_string().len() < 10 * v.len(), "{json}");
+        // Ordinary keys are unchanged.
+        let mut buf = Vec::new();
+        let m = rmpv::Value::Map(vec![
+            (rmpv::Value::from("a"), rmpv::Value::from(1)),
+            (rmpv::Value::from(2), rmpv::Value::from(3)),
+            (rmpv::Value::Nil, rmpv::Value::Boolean(true)),
+            (
+                rmpv::Value::Array(vec![rmpv::Value::from("x"), rmpv::Value::from(1)]),
+                rmpv::Value::from(4),
+            ),
+        ]);
+        rmpv::encode::write_value(&mut buf, &m).unwrap();
+        let (values, _) = decode_prefix(&buf).unwrap();
+        assert_eq!(
+            to_json(&values[0]),
+            serde_json::json!({"a": 1, "2": 3, "null": true, "[\"x\",1]": 4})
+        );
     }
 }
