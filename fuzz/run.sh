@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds every fuzz target once (cargo fuzz, libFuzzer, no sanitizer: the code is safe
 # Rust but for one audited unsafe fn) and runs each for SECONDS (default 60), one after
-# the other; fails when any target crashes, and says which (the input is kept in
+# the other (or only the TARGETs named after SECONDS); fails when any target crashes
+# (a timeout of 10 s on one input counts), and says which (the input is kept in
 # fuzz/artifacts/<target>/). With FUZZ_RUNS=N a target also stops after N executions.
 # Each target starts from the seeds in fuzz/corpus/<target>/ (committed, small); what it
 # finds goes to fuzz/target/corpus/<target>/ (not committed) and is reused next time.
@@ -22,7 +23,10 @@ max_len() {
     esac
 }
 failed=()
-for t in $(cargo +nightly fuzz list); do
+shift || true
+targets=("$@")
+[ "${#targets[@]}" -gt 0 ] || mapfile -t targets < <(cargo +nightly fuzz list)
+for t in "${targets[@]}"; do
     mkdir -p "fuzz/target/corpus/$t" "fuzz/artifacts/$t"
     args=(-max_total_time="$secs" -rss_limit_mb=2048 -max_len="$(max_len "$t")" -timeout=10
         -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/")
