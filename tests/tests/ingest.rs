@@ -759,3 +759,60 @@ fn back_pressure_answers_503_with_retry_after() {
     let r = post_msgpack(&server.base, &server.manager_token, "other.temp", &body);
     assert_eq!(r, Ok(200));
 }
+
+/// An entry `[1, [[…[]…]]]` nested `depth` containers deep in all.
+fn nested_entry(depth: usize) -> Vec<u8> {
+    let mut v = vec![0x92, 0x01];
+    v.extend(std::iter::repeat_n(0x91, depth - 2));
+    v.push(0x90);
+    v
+}
+
+#[test]
+fn msgpack_nesting_limit_is_the_same_for_storing_and_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = setup(dir.path(), &[]);
+    let ingest = |body: &[u8]| {
+        server.raw(
+            "POST",
+            "/api/v1/ingest/pydata/deep.temp",
+            "application/x-msgpack",
+            body,
+        )
+    };
+    // At the limit (100 levels): stored, and read back by readMsgpackChunkList.
+    let ok = ingest(&nested_entry(100));
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    let size = server
+        .req("GET", "/data_stream_module/deep.temp/getSize", None)
+        .json();
+    let read = server.req(
+        "GET",
+        "/data_stream_module/deep.temp/readMsgpackChunkList?start=0&end=100000",
+        None,
+    );
+    assert_eq!(read.status, 200, "{}", read.text);
+    assert_eq!(read.json()["records"].as_array().unwrap().len(), 1);
+    assert_eq!(read.json()["next_offset"], size);
+    // One level deeper, the probe's 200,000, or too deep once a JSON record is timed:
+    // refused with a 400 naming the limit, nothing stored.
+    let deep_json = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+    let bodies = [
+        ("application/x-msgpack", nested_entry(101)),
+        ("application/x-msgpack", nested_entry(200_000)),
+        // [time, record] nests one deeper than the JSON record.
+        ("application/json", format!("[{deep_json}]").into_bytes()),
+    ];
+    for (ct, body) in bodies {
+        let r = server.raw("POST", "/api/v1/ingest/pydata/deep.temp", ct, &body);
+        assert_eq!(r.status, 400, "{ct} of {} bytes: {}", body.len(), r.text);
+        assert!(r.error_message().contains("100 levels"), "{}", r.text);
+        assert_eq!(
+            server
+                .req("GET", "/data_stream_module/deep.temp/getSize", None)
+                .json(),
+            size
+        );
+    }
+    assert_eq!(server.anon("GET", "/health", None).status, 200);
+}

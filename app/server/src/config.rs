@@ -45,6 +45,15 @@ pub struct Config {
     pub forward_policy: String,
     /// Login that Forward traffic is ingested as (`WENDELIN_FORWARD_USER`).
     pub forward_user: String,
+    /// A Forward connection that sends nothing, or cannot be written to, for this many
+    /// seconds is closed (`WENDELIN_FORWARD_IDLE_TIMEOUT_SECS`).
+    pub forward_idle_timeout_secs: u64,
+    /// Seconds a Forward client has to finish the HELO/PING/PONG handshake
+    /// (`WENDELIN_FORWARD_HANDSHAKE_TIMEOUT_SECS`).
+    pub forward_handshake_timeout_secs: u64,
+    /// Forward connections served at once; more are closed at accept
+    /// (`WENDELIN_FORWARD_MAX_CONNECTIONS`).
+    pub forward_max_connections: usize,
     /// Largest ingestion request body (after decompression), in bytes
     /// (`WENDELIN_INGEST_MAX_BODY_BYTES`).
     pub ingest_max_body_bytes: usize,
@@ -81,6 +90,9 @@ impl Default for Config {
             forward_shared_key: String::new(),
             forward_policy: String::new(),
             forward_user: "manager".into(),
+            forward_idle_timeout_secs: 60,
+            forward_handshake_timeout_secs: 10,
+            forward_max_connections: 512,
             ingest_max_body_bytes: 64 * 1024 * 1024,
             ingest_max_inflight_bytes: 256 * 1024 * 1024,
             stream_segment_bytes: 1 << 30,
@@ -178,6 +190,16 @@ impl Config {
         }
         if let Some(v) = var("WENDELIN_FORWARD_USER") {
             self.forward_user = v;
+        }
+        if let Some(v) = var("WENDELIN_FORWARD_IDLE_TIMEOUT_SECS") {
+            self.forward_idle_timeout_secs = num("WENDELIN_FORWARD_IDLE_TIMEOUT_SECS", v)?;
+        }
+        if let Some(v) = var("WENDELIN_FORWARD_HANDSHAKE_TIMEOUT_SECS") {
+            self.forward_handshake_timeout_secs =
+                num("WENDELIN_FORWARD_HANDSHAKE_TIMEOUT_SECS", v)?;
+        }
+        if let Some(v) = var("WENDELIN_FORWARD_MAX_CONNECTIONS") {
+            self.forward_max_connections = num("WENDELIN_FORWARD_MAX_CONNECTIONS", v)?;
         }
         if let Some(v) = var("WENDELIN_INGEST_MAX_BODY_BYTES") {
             self.ingest_max_body_bytes = num("WENDELIN_INGEST_MAX_BODY_BYTES", v)?;

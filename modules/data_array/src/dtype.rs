@@ -116,13 +116,17 @@ impl Dtype {
 
     /// Parses a `.npy` descriptor; big-endian data is refused rather than swapped.
     pub fn from_npy_descr(descr: &str) -> Result<Dtype, ArrayError> {
-        let (order, code) = descr.split_at(descr.len().min(1));
-        if order == ">" {
+        // The byte-order character, then the type code (split by characters: the
+        // descriptor is client text, and may start with a multi-byte one).
+        let mut chars = descr.chars();
+        let order = chars.next();
+        let code = chars.as_str();
+        if order == Some('>') {
             return Err(ArrayError::BadRequest(format!(
                 "big-endian npy data ('{descr}') is not supported; send little-endian"
             )));
         }
-        if !matches!(order, "<" | "|" | "=") {
+        if !matches!(order, Some('<' | '|' | '=')) {
             return Err(ArrayError::BadRequest(format!(
                 "unsupported npy dtype descriptor '{descr}'"
             )));

@@ -145,4 +145,18 @@ mod tests {
         let e = parse(&bytes).unwrap_err().to_string();
         assert!(e.contains("16 data bytes"), "{e}");
     }
+
+    #[test]
+    fn a_descriptor_starting_with_a_multibyte_character_is_refused() {
+        // Found by the `npy` fuzz target: the byte-order split panicked inside 'Ä'.
+        let dict = "{'descr': '\u{c4}16', 'fortran_order': False, 'shape': (2,), }\n";
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&u16::try_from(dict.len()).unwrap().to_le_bytes());
+        bytes.extend_from_slice(dict.as_bytes());
+        let e = parse(&bytes).unwrap_err().to_string();
+        assert!(e.contains("unsupported npy dtype descriptor"), "{e}");
+        assert!(Dtype::from_npy_descr("").is_err());
+        assert!(Dtype::from_npy_descr("\u{e9}").is_err());
+        assert_eq!(Dtype::from_npy_descr("<f8").unwrap(), Dtype::F64);
+    }
 }

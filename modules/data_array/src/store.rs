@@ -961,10 +961,12 @@ impl DataArray {
             .into_owned())
     }
 
-    /// Reads one stored key (`zarr.json` or a chunk key) as the Zarr store holds it; `None`
-    /// when absent. Only plain keys are served: no hidden files, no `..`, no temporary files.
-    pub fn store_key(dir: &Path, key: &str) -> ArrayResult<Option<Vec<u8>>> {
-        let valid = !key.is_empty()
+    /// Whether `key` may name a stored key: `/`-separated parts of ASCII letters, digits,
+    /// `.`, `_` and `-`, none empty or starting with `.` (so no `..`, no hidden or
+    /// absolute path), and no temporary file. Such a key is always a relative path
+    /// below the array's directory.
+    pub fn valid_store_key(key: &str) -> bool {
+        !key.is_empty()
             && !key.contains(TMP_MARK)
             && key.split('/').all(|part| {
                 !part.is_empty()
@@ -972,8 +974,13 @@ impl DataArray {
                     && part
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-            });
-        if !valid {
+            })
+    }
+
+    /// Reads one stored key (`zarr.json` or a chunk key) as the Zarr store holds it; `None`
+    /// when absent. Only plain keys are served: no hidden files, no `..`, no temporary files.
+    pub fn store_key(dir: &Path, key: &str) -> ArrayResult<Option<Vec<u8>>> {
+        if !Self::valid_store_key(key) {
             // Readers probe keys of other formats (`.zarray`, `.zattrs`): they are absent.
             return Ok(None);
         }

@@ -526,6 +526,8 @@ pub fn encode(operation: Operation, payload: &Payload) -> CoreResult<Vec<u8>> {
                     &rmpv::Value::Array(vec![time.clone(), msgpack::from_json(r)]),
                 )?;
             }
+            // Held to the nesting limit of stored msgpack, so that it can be read back.
+            msgpack::validate(&out).map_err(CoreError::BadRequest)?;
         }
         (Operation::JsonLines, Payload::Msgpack(bytes)) => {
             let (values, _) = msgpack::decode_prefix(bytes).map_err(CoreError::BadRequest)?;

@@ -13,7 +13,7 @@
 
 mod cache;
 mod document;
-mod form;
+pub mod form;
 mod listbox;
 mod upload;
 
