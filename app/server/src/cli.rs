@@ -532,6 +532,9 @@ pub fn open(config: &Config) -> Result<Portal, ServerError> {
         ))
     })?;
     wendelin_data_stream::configure(config.stream_settings());
+    wendelin_data_array::configure(wendelin_data_array::ArraySettings {
+        memory_budget: config.array_memory_budget,
+    });
     let registry = crate::registry()?;
     let portal = Portal::open(registry, &config.database_url(), config.db_pool_size)?
         .with_data_dir(&config.data_dir);

@@ -2,7 +2,6 @@
 //! `wendelin` command line.
 
 pub mod api;
-pub mod arrays;
 pub mod assets;
 pub mod auth;
 pub mod cli;

@@ -10,6 +10,7 @@
 
 pub mod dtype;
 pub mod error;
+pub mod http;
 pub mod npy;
 pub mod reduce;
 pub mod region;
@@ -22,6 +23,33 @@ use wendelin_core::{
     Call, CoreError, CoreResult, Document, MethodOutput, Module, NewDocument, Permission, Portal,
     PortalType, PropertyDef, PropertyType, Protected, User,
 };
+
+/// The module's settings (from the server's configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct ArraySettings {
+    /// Bytes a reduction may hold in decoded chunks (`array_memory_budget`).
+    pub memory_budget: u64,
+}
+
+impl Default for ArraySettings {
+    fn default() -> Self {
+        ArraySettings {
+            memory_budget: 256 * 1024 * 1024,
+        }
+    }
+}
+
+static SETTINGS: std::sync::OnceLock<ArraySettings> = std::sync::OnceLock::new();
+
+/// Sets the module's settings; the first call wins (call it before serving).
+pub fn configure(settings: ArraySettings) {
+    let _ = SETTINGS.set(settings);
+}
+
+/// The settings in effect.
+pub fn settings() -> ArraySettings {
+    SETTINGS.get().copied().unwrap_or_default()
+}
 
 pub use dtype::Dtype;
 pub use error::{ArrayError, ArrayResult};

@@ -1,7 +1,8 @@
-//! Data Array routes: `.npy` (or raw bytes) appends and region writes, streamed `.npy`
-//! reads, reductions, and the array served read-only as a Zarr v3 store. Handlers check
-//! permissions through `wendelin_data_array::{for_read, for_write}` (the Portal), then call
-//! the module on the blocking pool.
+//! The Data Array's HTTP routes: `.npy` (or raw bytes) appends and region writes,
+//! streamed `.npy` reads, reductions, and the array served read-only as a Zarr v3 store.
+//! Handlers check permissions through [`crate::for_read`] / [`crate::for_write`] (the
+//! Portal), then call the module on the blocking pool. The server registers [`routes`]
+//! from its module list, before its generic routes.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -12,11 +13,10 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 use wendelin_core::{Portal, User};
-use wendelin_data_array::{self as arrays, npy, ArrayError, DataArray, Dtype, Op, Region};
+use wendelin_http::{Auth, ServerError};
 
-use crate::auth::Auth;
-use crate::config::Config;
-use crate::error::ServerError;
+use crate as arrays;
+use crate::{npy, ArrayError, DataArray, Dtype, Op, Region};
 
 /// Registers the Data Array routes; must come before the generic `/api/v1/{path}` routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -269,7 +269,6 @@ struct ReduceQuery {
 /// `GET …/reduce?op=mean&axis=0&region=…&where=gt:0`.
 async fn reduce(
     portal: web::Data<Portal>,
-    config: web::Data<Config>,
     id: web::Path<String>,
     auth: Auth,
     q: web::Query<ReduceQuery>,
@@ -278,7 +277,7 @@ async fn reduce(
     let op = Op::parse(&q.op, q.predicate.as_deref()).map_err(array_err)?;
     let path = doc_path(&id);
     let user = auth.user;
-    let budget = config.array_memory_budget;
+    let budget = arrays::settings().memory_budget;
     let (result, shape, workers) = wendelin_http::blocking_http(move || {
         let dir = arrays::for_read(&portal, &user, &path)?;
         DataArray::with_reader(&dir, |a| {
