@@ -34,7 +34,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 cfg.route(path, web::route().to(unrouted));
             }
         })
-        .configure(wendelin_data_array::http::routes)
+        .configure(crate::module_routes)
         .route("/api/v1/{path:.*}/workflows", web::get().to(workflows))
         .route(
             "/api/v1/{path:.*}/transitions/{transition}",

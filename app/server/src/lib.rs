@@ -32,6 +32,12 @@ pub fn modules() -> Vec<Module> {
     ]
 }
 
+/// The HTTP routes modules declare, registered before the generic routes (whose
+/// catch-all paths would otherwise take them).
+pub fn module_routes(cfg: &mut actix_web::web::ServiceConfig) {
+    wendelin_data_array::http::routes(cfg);
+}
+
 /// The registry of everything compiled in, assembled once at start-up.
 pub fn registry() -> CoreResult<Registry> {
     Registry::build(modules())
