@@ -145,6 +145,36 @@ pub struct PortalType {
     /// How a document of this type is created when that means more than one document
     /// (see [`Provision`]); the generic UI's add form then shows its fields.
     pub provision: Option<Provision>,
+    /// How the generic UI's upload form appends a file to a document of this type, when
+    /// it takes uploads (see [`Upload`]).
+    pub upload: Option<Upload>,
+}
+
+/// Appends an uploaded file's bytes at offset `at` to the document at `path` as `user`
+/// (checking the user's permission); returns the document and its new size in bytes.
+pub type UploadFn = dyn Fn(&crate::Portal, &crate::User, &str, &[u8], u64) -> crate::CoreResult<(crate::Document, u64)>
+    + Send
+    + Sync;
+
+/// How large an upload may be, read when a request arrives (module settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadLimits {
+    /// Largest file.
+    pub max_bytes: usize,
+    /// Upload bytes handled at once before new requests are refused (503).
+    pub max_inflight_bytes: usize,
+    /// The setting that sets `max_bytes`, named in errors.
+    pub setting: &'static str,
+}
+
+/// The generic UI's file upload into a document of a type (see
+/// [`PortalType::accepts_upload`]).
+#[derive(Clone)]
+pub struct Upload {
+    /// The limits in effect.
+    pub limits: Arc<dyn Fn() -> UploadLimits + Send + Sync>,
+    /// What appends the bytes.
+    pub append: Arc<UploadFn>,
 }
 
 /// Creates what a new document of a type needs (an Ingestion Policy with its Data
@@ -244,7 +274,31 @@ impl PortalType {
             computed_columns: Vec::new(),
             file: None,
             provision: None,
+            upload: None,
         }
+    }
+
+    /// Declares that the generic UI's upload form appends files to documents of this
+    /// type through `append`, within `limits` (see [`Upload`]).
+    pub fn accepts_upload(
+        mut self,
+        limits: impl Fn() -> UploadLimits + Send + Sync + 'static,
+        append: impl Fn(
+                &crate::Portal,
+                &crate::User,
+                &str,
+                &[u8],
+                u64,
+            ) -> crate::CoreResult<(crate::Document, u64)>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        self.upload = Some(Upload {
+            limits: Arc::new(limits),
+            append: Arc::new(append),
+        });
+        self
     }
 
     /// Declares that documents of this type are created by `create` from `fields` (see
