@@ -95,7 +95,7 @@ def forward_ingest(port, records_per_msg, messages, connections):
         unp = msgpack.Unpacker(raw=False)
         for m in range(messages):
             cid = f"{c}-{m}"
-            sock.sendall(msgpack.packb(["bench.fwd.data", entries, {"chunk": cid, "size": records_per_msg}]))
+            sock.sendall(msgpack.packb(["bench.fwd.bulk", entries, {"chunk": cid, "size": records_per_msg}]))
             while True:
                 got = None
                 for o in unp:
@@ -143,9 +143,9 @@ def main():
     try:
         cli(env, "init")
         token = cli(env, "user", "token", "add", "manager").split()[-1]
-        cli(env, "ingestion", "add", "bench", "--product", "data")
-        server = subprocess.Popen([BIN, "serve", "--bind", f"127.0.0.1:{port}", "--forward", f"127.0.0.1:{fport}"],
-                                  env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "server.log"), "w"))
+        cli(env, "ingestion", "add", "bench", "--product", "bulk")
+        server = subprocess.Popen([BIN, "serve", "--bind", f"127.0.0.1:{port}"],
+                                  env=dict(env, WENDELIN_INGESTION_FORWARD=f"127.0.0.1:{fport}"), stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "server.log"), "w"))
         for _ in range(200):
             try:
                 socket.create_connection(("127.0.0.1", port)).close()
@@ -155,13 +155,13 @@ def main():
         body = chunk_1mib()
         n = args.a_mib
         # warm-up (creates the stream and the ingestion)
-        http_ingest(port, token, body, 8, 1, "warm.data")
+        http_ingest(port, token, body, 8, 1, "warm.bulk")
         rows = []
         t_sync = file_loop(os.path.join(tmp, "plain.bin"), body, n, True)
         t_nosync = file_loop(os.path.join(tmp, "plain.bin"), body, n, False)
-        t_http1 = http_ingest(port, token, body, n, 1, "a1.data")
-        t_httpc = http_ingest(port, token, body, n, args.clients, "ac.data")
-        t_http2c = http_ingest(port, token, body, n, 2 * args.clients, "a2c.data")
+        t_http1 = http_ingest(port, token, body, n, 1, "a1.bulk")
+        t_httpc = http_ingest(port, token, body, n, args.clients, "ac.bulk")
+        t_http2c = http_ingest(port, token, body, n, 2 * args.clients, "a2c.bulk")
         mib = len(body) * n / MIB
         rows.append(("plain file append loop, fdatasync after each 1 MiB", mib / t_sync))
         rows.append(("plain file append loop, no fsync", mib / t_nosync))
@@ -172,7 +172,7 @@ def main():
         recs1, t_fwd1, _ = forward_ingest(fport, args.fwd_records, args.fwd_messages, 1)
         hwm_before = vm(server.pid, "VmHWM")
         total = int(args.total_gib * 1024)
-        t_total = http_ingest(port, token, body, total, args.clients, "big.data")
+        t_total = http_ingest(port, token, body, total, args.clients, "big.bulk")
         hwm = vm(server.pid, "VmHWM")
         load = open("/proc/loadavg").read().split()[:3]
         print(f"## ingestion run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} (load average {' '.join(load)})\n")

@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::time::Duration;
 
-use wendelin_server::forward::TimedRead;
+use wendelin_ingestion::forward::TimedRead;
 
 /// Bytes read back in pieces whose sizes come from `sizes` (cycled).
 pub struct Pieces<'a> {

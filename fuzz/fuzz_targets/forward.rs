@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use wendelin_data_stream::msgpack;
-use wendelin_server::forward::{decode_message, FrameReader};
+use wendelin_ingestion::forward::{decode_message, FrameReader};
 
 const LIMIT: usize = 64 * 1024;
 

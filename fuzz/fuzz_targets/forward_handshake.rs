@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use wendelin_server::forward::{decode_ping, pong, FrameReader, HANDSHAKE_MAX_BYTES};
+use wendelin_ingestion::forward::{decode_ping, pong, FrameReader, HANDSHAKE_MAX_BYTES};
 
 fuzz_target!(|data: &[u8]| {
     let (sizes, bytes) = common::split(data);

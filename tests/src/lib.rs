@@ -269,7 +269,7 @@ impl TestServer {
         TestServer::start_with_env(data_dir, database_url, &[])
     }
 
-    /// Starts a server with extra environment (e.g. `WENDELIN_FORWARD`).
+    /// Starts a server with extra environment (e.g. `WENDELIN_INGESTION_FORWARD`).
     pub fn start_with_env(
         data_dir: &Path,
         database_url: Option<String>,

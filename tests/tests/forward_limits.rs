@@ -17,7 +17,7 @@ use wendelin_tests::{free_port, run_cli, TestServer};
 /// A server with the policy `pydata` (product `temp`) and a Forward listener.
 fn setup(dir: &Path, env: &[(&str, &str)]) -> (TestServer, String) {
     let forward = format!("127.0.0.1:{}", free_port());
-    let mut all = vec![("WENDELIN_FORWARD", forward.as_str())];
+    let mut all = vec![("WENDELIN_INGESTION_FORWARD", forward.as_str())];
     all.extend_from_slice(env);
     let server = TestServer::start_with_env(&dir.join("var"), None, &all);
     let (ok, out, err) = run_cli(
@@ -105,8 +105,8 @@ fn oversized_ping_before_authentication_is_refused_at_once() {
     let (server, fwd) = setup(
         dir.path(),
         &[
-            ("WENDELIN_FORWARD_SHARED_KEY", "s3cret"),
-            ("WENDELIN_FORWARD_HANDSHAKE_TIMEOUT_SECS", "2"),
+            ("WENDELIN_INGESTION_FORWARD_SHARED_KEY", "s3cret"),
+            ("WENDELIN_INGESTION_FORWARD_HANDSHAKE_TIMEOUT_SECS", "2"),
         ],
     );
     let pid = server.pid().unwrap();
@@ -191,7 +191,10 @@ fn oversized_ping_before_authentication_is_refused_at_once() {
 fn gzip_bomb_in_compressed_packed_forward_is_refused() {
     use flate2::write::GzEncoder;
     let dir = tempfile::tempdir().unwrap();
-    let (server, fwd) = setup(dir.path(), &[("WENDELIN_INGEST_MAX_BODY_BYTES", "1048576")]);
+    let (server, fwd) = setup(
+        dir.path(),
+        &[("WENDELIN_INGESTION_MAX_BODY_BYTES", "1048576")],
+    );
     let tag = "pydata.bomb.temp";
     let mut s = connect(&fwd);
     send(
@@ -266,8 +269,8 @@ fn idle_connections_are_closed_and_cannot_hold_the_connection_limit() {
     let (server, fwd) = setup(
         dir.path(),
         &[
-            ("WENDELIN_FORWARD_IDLE_TIMEOUT_SECS", "2"),
-            ("WENDELIN_FORWARD_MAX_CONNECTIONS", "4"),
+            ("WENDELIN_INGESTION_FORWARD_IDLE_TIMEOUT_SECS", "2"),
+            ("WENDELIN_INGESTION_FORWARD_MAX_CONNECTIONS", "4"),
         ],
     );
     let opened = Instant::now();

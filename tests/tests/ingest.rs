@@ -102,7 +102,10 @@ fn seq(record: &Value) -> u64 {
 fn fluent_plugin_wendelin_bodies_over_the_compatibility_path() {
     let Some(py) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let server = setup(dir.path(), &[("WENDELIN_INGEST_MAX_BODY_BYTES", "1048576")]);
+    let server = setup(
+        dir.path(),
+        &[("WENDELIN_INGESTION_MAX_BODY_BYTES", "1048576")],
+    );
     let (ok, _, err) = run_cli(
         &[
             "user",
@@ -157,7 +160,7 @@ refused(post(chunk(50, 1), ref="bad tag!"), 404, "bad tag!")
 refused(post(chunk(50, 1), ref="sensor1.humidity"), 404, "humidity")
 refused(requests.post(url, data=chunk(50, 1), auth=auth), 400, "reference")
 refused(requests.get(url, params={"reference": "sensor1.temp"}, auth=auth), 400, "POST")
-refused(post(b"\x92" + b"\x00" * (2 << 20)), 413, "ingest_max_body_bytes")
+refused(post(b"\x92" + b"\x00" * (2 << 20)), 413, "[ingestion] max_body_bytes")
 refused(post(chunk(50, 1), ref="sensor9.temp", auth=("auditor", "auditor-password-1")), 403, "")
 print("ok")
 "#;
@@ -311,7 +314,7 @@ fn forward_protocol_with_fluent_logger_acks_and_shared_key() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port().to_string();
     let forward = format!("127.0.0.1:{port}");
-    let mut server = setup(dir.path(), &[("WENDELIN_FORWARD", &forward)]);
+    let mut server = setup(dir.path(), &[("WENDELIN_INGESTION_FORWARD", &forward)]);
     let script = r#"
 import os, socket, gzip, msgpack
 from fluent import sender
@@ -370,9 +373,10 @@ print("ok")
     }
 
     // With a shared key: HELO, PING with the right digest, PONG, then data.
-    server
-        .extra_env
-        .push(("WENDELIN_FORWARD_SHARED_KEY".into(), "s3cret".into()));
+    server.extra_env.push((
+        "WENDELIN_INGESTION_FORWARD_SHARED_KEY".into(),
+        "s3cret".into(),
+    ));
     server.restart();
     let script = r#"
 import os, socket, hashlib, msgpack
@@ -416,7 +420,7 @@ print("ok")
 
     // A listener reachable from other hosts needs a shared key.
     let mut env = server.cli_env();
-    env.push(("WENDELIN_FORWARD", "0.0.0.0:0"));
+    env.push(("WENDELIN_INGESTION_FORWARD", "0.0.0.0:0"));
     let (ok, _, err) = run_cli(&["serve", "--bind", "127.0.0.1:0"], &env, "");
     assert!(!ok);
     assert!(err.contains("forward_shared_key"), "{err}");
@@ -428,7 +432,7 @@ fn stream_range_download_and_resumable_upload() {
     let server = TestServer::start_with_env(
         &dir.path().join("var"),
         None,
-        &[("WENDELIN_STREAM_MAX_READ_BYTES", "8")],
+        &[("WENDELIN_DATA_STREAM_MAX_READ_BYTES", "8")],
     );
     let created = server.req(
         "POST",
@@ -497,7 +501,7 @@ fn stream_range_download_and_resumable_upload() {
         (status, content_range.as_deref()),
         (416, Some("bytes */10"))
     );
-    // Whole-stream reads into memory above stream_max_read_bytes are refused.
+    // Whole-stream reads into memory above [data_stream] max_read_bytes are refused.
     let r = server.req("GET", &format!("/{path}/getData"), None);
     assert_eq!(r.status, 400);
     assert!(r.error_message().contains("Range"), "{}", r.text);
@@ -703,7 +707,7 @@ fn back_pressure_answers_503_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let server = setup(
         dir.path(),
-        &[("WENDELIN_INGEST_MAX_INFLIGHT_BYTES", "1000")],
+        &[("WENDELIN_INGESTION_MAX_INFLIGHT_BYTES", "1000")],
     );
     let body = record(0, 0, 1500);
     // A slow client: its declared length is reserved while its body trickles in.

@@ -1,5 +1,5 @@
 //! HTTP routes: health, the JSON API over documents, the OpenAPI document, and URL
-//! traversal (`/data_stream_module/1/getSize`). Handlers are thin: they extract, call the
+//! traversal (`/person_module/1/getTitle`). Handlers are thin: they extract, call the
 //! portal on the blocking pool, and render.
 
 use actix_web::http::header;
@@ -14,8 +14,8 @@ use crate::error::ServerError;
 
 /// Registers every route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    // Ingestion and stream data first: they are more specific than the catch-alls below.
-    crate::ingest::routes(cfg);
+    // The modules' routes first: they are more specific than the catch-alls below.
+    crate::module_routes(cfg);
     cfg.route("/health", web::get().to(health))
         .route("/login", web::get().to(auth::login_page))
         .route("/login", web::post().to(auth::login))
@@ -34,7 +34,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 cfg.route(path, web::route().to(unrouted));
             }
         })
-        .configure(crate::module_routes)
         .route("/api/v1/{path:.*}/workflows", web::get().to(workflows))
         .route(
             "/api/v1/{path:.*}/transitions/{transition}",

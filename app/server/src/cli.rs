@@ -1,12 +1,16 @@
-//! The `wendelin` command line: `serve`, `init`, `migrate`, `user add`.
+//! The `wendelin` command line: the server's commands (`serve`, `init`, `migrate`,
+//! `reindex`, `activities`, `user`, `group`) and the ones modules add
+//! (`ServerModule::commands`), each run by its own
+//! function from [`run`].
 
 use std::io::{BufRead, IsTerminal};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use actix_web::{web, App, HttpServer};
-use clap::{Parser, Subcommand};
-use wendelin_core::{users, Portal, User};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use wendelin_core::{users, Portal};
+use wendelin_http::CliCommand;
 
 use crate::config::Config;
 use crate::error::ServerError;
@@ -31,9 +35,6 @@ pub enum Command {
         /// Listen address, overriding the configuration.
         #[arg(long)]
         bind: Option<String>,
-        /// Also listen for the Fluentd Forward protocol here, e.g. 127.0.0.1:24224.
-        #[arg(long)]
-        forward: Option<String>,
     },
     /// Create the data directory and database, and the first Manager account.
     Init,
@@ -54,12 +55,6 @@ pub enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
-    /// Provision data ingestion.
-    Ingestion {
-        /// What to do.
-        #[command(subcommand)]
-        action: IngestionAction,
-    },
     /// Create or update a group and its global roles.
     Group {
         /// Group id.
@@ -70,50 +65,6 @@ pub enum Command {
         /// Global role of every member (repeatable).
         #[arg(long = "role")]
         roles: Vec<String>,
-    },
-    /// Data Arrays.
-    Array {
-        /// What to do.
-        #[command(subcommand)]
-        action: ArrayAction,
-    },
-}
-
-/// Data Array sub-commands.
-#[derive(Debug, Subcommand)]
-pub enum ArrayAction {
-    /// Register an existing Zarr v3 array directory (e.g. written by zarr-python) as a
-    /// Data Array; the data stays where it is. Prints the new document's path.
-    Import {
-        /// Directory holding the array's zarr.json.
-        path: PathBuf,
-        /// Title of the document.
-        #[arg(long, default_value = "")]
-        title: String,
-    },
-}
-
-/// Ingestion sub-commands.
-#[derive(Debug, Subcommand)]
-pub enum IngestionAction {
-    /// Create an Ingestion Policy with its Data Product, Data Supply and Data Operation.
-    Add {
-        /// Id and reference of the policy: fluentd posts to
-        /// /erp5/portal_ingestion_policies/NAME/ingest.
-        name: String,
-        /// Reference of the Data Product the tags feed (default: NAME).
-        #[arg(long)]
-        product: Option<String>,
-        /// append (the raw msgpack bytes) or json-lines (one JSON object per record).
-        #[arg(long, default_value = "append")]
-        operation: String,
-        /// default (tag sensor.product → reference sensor, product product) or whole.
-        #[arg(long, default_value = "default")]
-        tag_parser: String,
-        /// A login the policy accepts data from (repeatable); besides them, only users
-        /// who may modify the policy (Managers, its Assignors) may ingest through it.
-        #[arg(long = "accept")]
-        accepted_logins: Vec<String>,
     },
 }
 
@@ -202,10 +153,24 @@ pub enum TokenAction {
     },
 }
 
+/// The whole command line: the server's commands and those of every module.
+pub fn command() -> clap::Command {
+    module_commands()
+        .into_iter()
+        .fold(Cli::command(), |cmd, c| cmd.subcommand(c.command))
+}
+
+fn module_commands() -> Vec<CliCommand> {
+    crate::server_modules()
+        .iter()
+        .flat_map(|m| m.commands())
+        .collect()
+}
+
 /// Parses the command line, runs the command, reports errors on stderr.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    let matches = command().get_matches();
+    match run_matches(&matches) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wendelin: {e}");
@@ -224,148 +189,141 @@ fn init_logging(config: &Config) {
         .try_init();
 }
 
-/// Runs a parsed command.
-pub fn run(cli: Cli) -> Result<(), ServerError> {
-    let mut config = Config::load(cli.config.as_deref())?;
+/// Runs parsed command-line matches ([`command`]): a module's sub-command, or one of the
+/// server's.
+pub fn run_matches(matches: &clap::ArgMatches) -> Result<(), ServerError> {
+    if let Some((name, sub)) = matches.subcommand() {
+        if let Some(c) = module_commands().into_iter().find(|c| c.name() == name) {
+            let config = load_config(matches.get_one::<PathBuf>("config").map(PathBuf::as_path))?;
+            return (c.run)(&open(&config)?, sub);
+        }
+    }
+    let cli = Cli::from_arg_matches(matches).map_err(|e| ServerError::BadRequest(e.to_string()))?;
+    run(cli)
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, ServerError> {
+    let config = Config::load(path)?;
     init_logging(&config);
+    Ok(config)
+}
+
+/// Runs one of the server's commands.
+pub fn run(cli: Cli) -> Result<(), ServerError> {
+    let mut config = load_config(cli.config.as_deref())?;
     match cli.command {
-        Command::Serve { bind, forward } => {
+        Command::Serve { bind } => {
             if let Some(b) = bind {
                 config.bind = b;
             }
-            if let Some(f) = forward {
-                config.forward = f;
-            }
-            let forward = if config.forward.is_empty() {
-                None
-            } else {
-                Some(crate::forward::bind(&config)?)
-            };
-            let portal = open(&config)?;
-            portal.start_fulltext(&config.data_dir.join("index"))?;
-            if let Some(listener) = forward {
-                crate::forward::spawn(listener, portal.clone(), &config)?;
-            }
-            let node = format!("{}#{}", config.bind, std::process::id());
-            wendelin_core::activity::spawn_workers(
-                portal.clone(),
-                &node,
-                config.activity_workers,
-                std::time::Duration::from_millis(500),
-            )?;
-            serve(config, portal)
+            serve_command(config)
         }
         Command::Init => open(&config).map(|_| ()),
-        Command::Migrate => {
-            let portal = open(&config)?;
-            let n = portal.db.migrate()?;
-            println!("{n} migrations applied; the database is up to date");
-            Ok(())
-        }
-        Command::Reindex => {
-            let portal = open(&config)?;
-            let style = indicatif::ProgressStyle::with_template(
-                "{msg:9} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)",
-            )
-            .map_err(|e| ServerError::Internal(format!("progress bar: {e}")))?
-            .progress_chars("#>-");
-            // Security sets and catalog columns, a chunk per transaction.
-            let uids = portal.db.read(wendelin_core::catalog::document_uids)?;
-            let bar = indicatif::ProgressBar::new(uids.len() as u64)
-                .with_style(style.clone())
-                .with_message("catalog");
-            for chunk in uids.chunks(1_000) {
-                portal.db.write(|c| {
-                    wendelin_core::catalog::reindex_documents(c, &portal.registry, chunk)
-                })?;
-                bar.inc(chunk.len() as u64);
-            }
-            bar.finish();
-            println!(
-                "security sets and catalog columns of {} documents recomputed",
-                uids.len()
-            );
-            // The full-text index is derived data: drop it and let the writer rebuild it.
-            let dir = config.data_dir.join("index");
-            wendelin_core::fulltext::destroy(&dir, &portal.db)?;
-            portal.start_fulltext(&dir)?;
-            let ft = portal
-                .fulltext()
-                .ok_or_else(|| ServerError::Internal("full-text index did not start".into()))?;
-            let total = ft.pending()?;
-            let bar = indicatif::ProgressBar::new(u64::try_from(total).unwrap_or(0))
-                .with_style(style)
-                .with_message("full-text");
-            loop {
-                let left = ft.pending()?;
-                bar.set_position(u64::try_from(total - left).unwrap_or(0));
-                if left == 0 {
-                    break;
-                }
-                ft.nudge();
-                std::thread::sleep(std::time::Duration::from_millis(200));
-            }
-            bar.finish();
-            println!("full-text index rebuilt ({total} entries)");
-            Ok(())
-        }
-        Command::Activities { action } => {
-            let portal = open(&config)?;
-            activities_command(&portal, action)
-        }
-        Command::User { action } => {
-            let portal = open(&config)?;
-            user_command(&portal, action)
-        }
-        Command::Ingestion {
-            action:
-                IngestionAction::Add {
-                    name,
-                    product,
-                    operation,
-                    tag_parser,
-                    accepted_logins,
-                },
-        } => {
-            let portal = open(&config)?;
-            let spec = wendelin_ingestion::PolicySpec {
-                name,
-                product,
-                operation,
-                tag_parser,
-                accepted_logins,
-            };
-            let out = wendelin_ingestion::provision(&portal, &User::system(), &spec)?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&out)
-                    .map_err(|e| ServerError::Internal(e.to_string()))?
-            );
-            Ok(())
-        }
-        Command::Group { id, title, roles } => {
-            let portal = open(&config)?;
-            let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
-            portal
-                .db
-                .write(|c| users::set_group(c, &id, &title, &roles))?;
-            println!("group {id} saved");
-            Ok(())
-        }
-        Command::Array {
-            action: ArrayAction::Import { path, title },
-        } => {
-            let portal = open(&config)?;
-            let doc = wendelin_data_array::import(
-                &portal,
-                &wendelin_core::User::system(),
-                &path,
-                &title,
-            )?;
-            println!("{}", doc.path);
-            Ok(())
-        }
+        Command::Migrate => migrate_command(&open(&config)?),
+        Command::Reindex => reindex_command(&config),
+        Command::Activities { action } => activities_command(&open(&config)?, action),
+        Command::User { action } => user_command(&open(&config)?, action),
+        Command::Group { id, title, roles } => group_command(&open(&config)?, &id, &title, &roles),
     }
+}
+
+/// `wendelin serve`: the full-text writer, the modules' services (e.g. the Forward
+/// listener), the activity workers, then HTTP until a signal.
+fn serve_command(config: Config) -> Result<(), ServerError> {
+    let portal = open(&config)?;
+    portal.start_fulltext(&config.data_dir.join("index"))?;
+    for m in crate::server_modules() {
+        m.start(&portal)?;
+    }
+    let node = format!("{}#{}", config.bind, std::process::id());
+    wendelin_core::activity::spawn_workers(
+        portal.clone(),
+        &node,
+        config.activity_workers,
+        std::time::Duration::from_millis(500),
+    )?;
+    serve(config, portal)
+}
+
+fn migrate_command(portal: &Portal) -> Result<(), ServerError> {
+    let n = portal.db.migrate()?;
+    println!("{n} migrations applied; the database is up to date");
+    Ok(())
+}
+
+/// `wendelin reindex`: security sets and catalog columns, then the full-text index.
+fn reindex_command(config: &Config) -> Result<(), ServerError> {
+    let portal = open(config)?;
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg:9} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)",
+    )
+    .map_err(|e| ServerError::Internal(format!("progress bar: {e}")))?
+    .progress_chars("#>-");
+    reindex_catalog(&portal, style.clone())?;
+    reindex_fulltext(&portal, &config.data_dir.join("index"), style)
+}
+
+/// Security sets and catalog columns, a chunk per transaction.
+fn reindex_catalog(portal: &Portal, style: indicatif::ProgressStyle) -> Result<(), ServerError> {
+    let uids = portal.db.read(wendelin_core::catalog::document_uids)?;
+    let bar = indicatif::ProgressBar::new(uids.len() as u64)
+        .with_style(style)
+        .with_message("catalog");
+    for chunk in uids.chunks(1_000) {
+        portal
+            .db
+            .write(|c| wendelin_core::catalog::reindex_documents(c, &portal.registry, chunk))?;
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish();
+    println!(
+        "security sets and catalog columns of {} documents recomputed",
+        uids.len()
+    );
+    Ok(())
+}
+
+/// The full-text index is derived data: drop it and let the writer rebuild it.
+fn reindex_fulltext(
+    portal: &Portal,
+    dir: &Path,
+    style: indicatif::ProgressStyle,
+) -> Result<(), ServerError> {
+    wendelin_core::fulltext::destroy(dir, &portal.db)?;
+    portal.start_fulltext(dir)?;
+    let ft = portal
+        .fulltext()
+        .ok_or_else(|| ServerError::Internal("full-text index did not start".into()))?;
+    let total = ft.pending()?;
+    let bar = indicatif::ProgressBar::new(u64::try_from(total).unwrap_or(0))
+        .with_style(style)
+        .with_message("full-text");
+    loop {
+        let left = ft.pending()?;
+        bar.set_position(u64::try_from(total - left).unwrap_or(0));
+        if left == 0 {
+            break;
+        }
+        ft.nudge();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    bar.finish();
+    println!("full-text index rebuilt ({total} entries)");
+    Ok(())
+}
+
+fn group_command(
+    portal: &Portal,
+    id: &str,
+    title: &str,
+    roles: &[String],
+) -> Result<(), ServerError> {
+    let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
+    portal
+        .db
+        .write(|c| users::set_group(c, id, title, &roles))?;
+    println!("group {id} saved");
+    Ok(())
 }
 
 fn activities_command(portal: &Portal, action: ActivityAction) -> Result<(), ServerError> {
@@ -531,10 +489,7 @@ pub fn open(config: &Config) -> Result<Portal, ServerError> {
             config.data_dir.display()
         ))
     })?;
-    wendelin_data_stream::configure(config.stream_settings());
-    wendelin_data_array::configure(wendelin_data_array::ArraySettings {
-        memory_budget: config.array_memory_budget,
-    });
+    config.apply_sections()?;
     let registry = crate::registry()?;
     let portal = Portal::open(registry, &config.database_url(), config.db_pool_size)?
         .with_data_dir(&config.data_dir);
@@ -586,7 +541,7 @@ fn serve(config: Config, portal: Portal) -> Result<(), ServerError> {
         .client_request_timeout(std::time::Duration::from_secs(10))
         .keep_alive(std::time::Duration::from_secs(30))
         .shutdown_timeout(30)
-        // Without TCP_NODELAY a streamed body (a Data Stream download, an array read)
+        // Without TCP_NODELAY a streamed body (a module's download, e.g. an array read)
         // whose headers went out in their own segment waits for the client's delayed
         // ACK: about 40 ms per response on a keep-alive connection (bench/soak.py).
         .tcp_nodelay(true)

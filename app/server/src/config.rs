@@ -1,10 +1,16 @@
 //! Typed configuration: `wendelin.toml` (every option optional), then `WENDELIN_*`
-//! environment variables. `wendelin.example.toml` at the repository root lists every
-//! option with its default; a test keeps the two in sync.
+//! environment variables. The top-level options are the server's; each module with
+//! settings has its own section (`[<module>]`), declared by the module
+//! (`ServerModule::settings`) and typed by it, with `WENDELIN_<SECTION>_<KEY>` overrides.
+//! Unknown options and unknown sections are refused. `wendelin.example.toml` at the
+//! repository root lists every option with its default; a test keeps the two in sync.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use wendelin_http::Section;
 
 use crate::error::ServerError;
 
@@ -34,43 +40,10 @@ pub struct Config {
     pub cookie_secure: bool,
     /// Activity worker threads in this process; 0 runs none (`WENDELIN_ACTIVITY_WORKERS`).
     pub activity_workers: usize,
-    /// Fluentd Forward protocol listener, e.g. `127.0.0.1:24224`; empty: off
-    /// (`WENDELIN_FORWARD`).
-    pub forward: String,
-    /// Shared key of the Forward protocol handshake; required on non-loopback binds
-    /// (`WENDELIN_FORWARD_SHARED_KEY`).
-    pub forward_shared_key: String,
-    /// Ingestion Policy receiving Forward traffic; empty: the tag's first part names it
-    /// (`WENDELIN_FORWARD_POLICY`).
-    pub forward_policy: String,
-    /// Login that Forward traffic is ingested as (`WENDELIN_FORWARD_USER`).
-    pub forward_user: String,
-    /// A Forward connection that sends nothing, or cannot be written to, for this many
-    /// seconds is closed (`WENDELIN_FORWARD_IDLE_TIMEOUT_SECS`).
-    pub forward_idle_timeout_secs: u64,
-    /// Seconds a Forward client has to finish the HELO/PING/PONG handshake
-    /// (`WENDELIN_FORWARD_HANDSHAKE_TIMEOUT_SECS`).
-    pub forward_handshake_timeout_secs: u64,
-    /// Forward connections served at once; more are closed at accept
-    /// (`WENDELIN_FORWARD_MAX_CONNECTIONS`).
-    pub forward_max_connections: usize,
-    /// Largest ingestion request body (after decompression), in bytes
-    /// (`WENDELIN_INGEST_MAX_BODY_BYTES`).
-    pub ingest_max_body_bytes: usize,
-    /// Ingestion bytes in flight above which requests get 503 + Retry-After
-    /// (`WENDELIN_INGEST_MAX_INFLIGHT_BYTES`).
-    pub ingest_max_inflight_bytes: usize,
-    /// Size at which a Data Stream starts a new segment file (`WENDELIN_STREAM_SEGMENT_BYTES`).
-    pub stream_segment_bytes: u64,
-    /// Largest read of a stream into memory; larger reads must use ranges
-    /// (`WENDELIN_STREAM_MAX_READ_BYTES`).
-    pub stream_max_read_bytes: u64,
-    /// fsync stream appends before acknowledging them (`WENDELIN_STREAM_FSYNC`); false
-    /// survives kill -9 but not power loss.
-    pub stream_fsync: bool,
-    /// Memory a Data Array reduction or streamed read may use, in bytes; it bounds the
-    /// number of chunks decoded at once (`WENDELIN_ARRAY_MEMORY_BUDGET`).
-    pub array_memory_budget: u64,
+    /// The modules' sections, by name: every key with its value in effect (checked
+    /// against the module's type).
+    #[serde(skip)]
+    pub sections: BTreeMap<String, toml::Table>,
 }
 
 impl Default for Config {
@@ -86,19 +59,10 @@ impl Default for Config {
             session_ttl_hours: 24,
             cookie_secure: false,
             activity_workers: 1,
-            forward: String::new(),
-            forward_shared_key: String::new(),
-            forward_policy: String::new(),
-            forward_user: "manager".into(),
-            forward_idle_timeout_secs: 60,
-            forward_handshake_timeout_secs: 10,
-            forward_max_connections: 512,
-            ingest_max_body_bytes: 64 * 1024 * 1024,
-            ingest_max_inflight_bytes: 256 * 1024 * 1024,
-            stream_segment_bytes: 1 << 30,
-            stream_max_read_bytes: 16 * 1024 * 1024,
-            stream_fsync: true,
-            array_memory_budget: 256 * 1024 * 1024,
+            sections: sections()
+                .iter()
+                .map(|s| (s.name.to_owned(), s.defaults().clone()))
+                .collect(),
         }
     }
 }
@@ -135,9 +99,71 @@ impl Config {
         Ok(config)
     }
 
-    /// Parses TOML text; unknown options are errors.
+    /// Parses TOML text; unknown options and sections are errors.
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        let known = sections();
+        let mut parsed = BTreeMap::new();
+        for s in &known {
+            parsed.insert(s.name.to_owned(), s.parse(table.remove(s.name))?);
+        }
+        let top: Vec<String> = match toml::Value::try_from(Config::default()) {
+            Ok(toml::Value::Table(t)) => t.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        for (key, value) in &table {
+            if top.contains(key) {
+                continue;
+            }
+            let names: Vec<String> = known.iter().map(|s| format!("[{}]", s.name)).collect();
+            if value.is_table() {
+                return Err(format!(
+                    "unknown section [{key}]: the sections are {}",
+                    names.join(", ")
+                ));
+            }
+            // An option that moved into a module's section (`<prefix>_<key>` → `[<module>] <key>`).
+            if let Some((section, k)) = known.iter().find_map(|s| {
+                s.defaults()
+                    .keys()
+                    .find(|k| key.ends_with(&format!("_{k}")) || key == *k)
+                    .map(|k| (s.name, k))
+            }) {
+                return Err(format!(
+                    "unknown option '{key}': did you mean `{k}` in the section [{section}]?"
+                ));
+            }
+        }
+        let mut config = Config::deserialize(toml::Value::Table(table)).map_err(|e| {
+            format!(
+                "{e} (module options are in their sections: {})",
+                known
+                    .iter()
+                    .map(|s| format!("[{}]", s.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+        config.sections = parsed;
+        Ok(config)
+    }
+
+    /// The section `name` as the module's type `T`.
+    pub fn section<T: DeserializeOwned>(&self, name: &str) -> Result<T, String> {
+        let table = self
+            .sections
+            .get(name)
+            .ok_or_else(|| format!("no section [{name}]"))?;
+        wendelin_http::module::typed(table)
+    }
+
+    /// Hands each module its section (once per process, before serving).
+    pub fn apply_sections(&self) -> Result<(), ServerError> {
+        for s in sections() {
+            let table = self.sections.get(s.name).cloned().unwrap_or_default();
+            s.apply(&table).map_err(ServerError::Config)?;
+        }
+        Ok(())
     }
 
     /// Applies `WENDELIN_*` overrides read through `var`.
@@ -173,62 +199,14 @@ impl Config {
         if let Some(v) = var("WENDELIN_ACTIVITY_WORKERS") {
             self.activity_workers = num("WENDELIN_ACTIVITY_WORKERS", v)?;
         }
-        if let Some(v) = var("WENDELIN_ARRAY_MEMORY_BUDGET") {
-            self.array_memory_budget = num("WENDELIN_ARRAY_MEMORY_BUDGET", v)?;
-        }
         if let Some(v) = var("WENDELIN_COOKIE_SECURE") {
             self.cookie_secure = flag("WENDELIN_COOKIE_SECURE", &v)?;
         }
-        if let Some(v) = var("WENDELIN_FORWARD") {
-            self.forward = v;
-        }
-        if let Some(v) = var("WENDELIN_FORWARD_SHARED_KEY") {
-            self.forward_shared_key = v;
-        }
-        if let Some(v) = var("WENDELIN_FORWARD_POLICY") {
-            self.forward_policy = v;
-        }
-        if let Some(v) = var("WENDELIN_FORWARD_USER") {
-            self.forward_user = v;
-        }
-        if let Some(v) = var("WENDELIN_FORWARD_IDLE_TIMEOUT_SECS") {
-            self.forward_idle_timeout_secs = num("WENDELIN_FORWARD_IDLE_TIMEOUT_SECS", v)?;
-        }
-        if let Some(v) = var("WENDELIN_FORWARD_HANDSHAKE_TIMEOUT_SECS") {
-            self.forward_handshake_timeout_secs =
-                num("WENDELIN_FORWARD_HANDSHAKE_TIMEOUT_SECS", v)?;
-        }
-        if let Some(v) = var("WENDELIN_FORWARD_MAX_CONNECTIONS") {
-            self.forward_max_connections = num("WENDELIN_FORWARD_MAX_CONNECTIONS", v)?;
-        }
-        if let Some(v) = var("WENDELIN_INGEST_MAX_BODY_BYTES") {
-            self.ingest_max_body_bytes = num("WENDELIN_INGEST_MAX_BODY_BYTES", v)?;
-        }
-        if let Some(v) = var("WENDELIN_INGEST_MAX_INFLIGHT_BYTES") {
-            self.ingest_max_inflight_bytes = num("WENDELIN_INGEST_MAX_INFLIGHT_BYTES", v)?;
-        }
-        if let Some(v) = var("WENDELIN_STREAM_SEGMENT_BYTES") {
-            self.stream_segment_bytes = num("WENDELIN_STREAM_SEGMENT_BYTES", v)?;
-        }
-        if let Some(v) = var("WENDELIN_STREAM_MAX_READ_BYTES") {
-            self.stream_max_read_bytes = num("WENDELIN_STREAM_MAX_READ_BYTES", v)?;
-        }
-        if let Some(v) = var("WENDELIN_STREAM_FSYNC") {
-            self.stream_fsync = flag("WENDELIN_STREAM_FSYNC", &v)?;
+        for s in sections() {
+            let table = self.sections.entry(s.name.to_owned()).or_default();
+            s.apply_env(table, &var).map_err(ServerError::Config)?;
         }
         Ok(())
-    }
-
-    /// The data-plane settings of Data Streams.
-    pub fn stream_settings(&self) -> wendelin_data_stream::StreamSettings {
-        wendelin_data_stream::StreamSettings {
-            store: wendelin_data_stream::StoreOptions {
-                segment_bytes: self.stream_segment_bytes.max(1),
-                fsync: self.stream_fsync,
-                ..Default::default()
-            },
-            max_read_bytes: self.stream_max_read_bytes,
-        }
     }
 
     /// The database URL in effect.
@@ -239,4 +217,12 @@ impl Config {
             self.database_url.clone()
         }
     }
+}
+
+/// The sections the modules declare.
+fn sections() -> Vec<Section> {
+    crate::server_modules()
+        .iter()
+        .filter_map(|m| m.settings())
+        .collect()
 }

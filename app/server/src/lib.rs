@@ -6,8 +6,6 @@ pub mod assets;
 pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod forward;
-pub mod ingest;
 pub mod openapi;
 pub mod ui;
 pub mod views;
@@ -15,6 +13,7 @@ pub mod views;
 pub use wendelin_http::{error, headers};
 
 use wendelin_core::{CoreResult, Module, Registry};
+use wendelin_http::ServerModule;
 
 /// Every module compiled into this server, in dependency order.
 pub fn modules() -> Vec<Module> {
@@ -32,10 +31,23 @@ pub fn modules() -> Vec<Module> {
     ]
 }
 
+/// What modules declare to the server besides their portal types: HTTP routes,
+/// `wendelin` sub-commands, a section of `wendelin.toml`, services of `wendelin serve`.
+/// With [`modules`], the only place that names a module.
+pub fn server_modules() -> Vec<Box<dyn ServerModule>> {
+    vec![
+        Box::new(wendelin_data_stream::http::DataStreamModule),
+        Box::new(wendelin_data_array::http::DataArrayModule),
+        Box::new(wendelin_ingestion::http::IngestionModule),
+    ]
+}
+
 /// The HTTP routes modules declare, registered before the generic routes (whose
 /// catch-all paths would otherwise take them).
 pub fn module_routes(cfg: &mut actix_web::web::ServiceConfig) {
-    wendelin_data_array::http::routes(cfg);
+    for m in server_modules() {
+        m.routes(cfg);
+    }
 }
 
 /// The registry of everything compiled in, assembled once at start-up.

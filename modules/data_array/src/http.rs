@@ -1,8 +1,8 @@
 //! The Data Array's HTTP routes: `.npy` (or raw bytes) appends and region writes,
 //! streamed `.npy` reads, reductions, and the array served read-only as a Zarr v3 store.
 //! Handlers check permissions through [`crate::for_read`] / [`crate::for_write`] (the
-//! Portal), then call the module on the blocking pool. The server registers [`routes`]
-//! from its module list, before its generic routes.
+//! Portal), then call the module on the blocking pool. [`DataArrayModule`] declares them
+//! to the server with the `[data_array]` settings and `wendelin array import`.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -13,10 +13,64 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 use wendelin_core::{Portal, User};
-use wendelin_http::{Auth, ServerError};
+use wendelin_http::{Auth, CliCommand, Section, ServerError, ServerModule};
 
 use crate as arrays;
-use crate::{npy, ArrayError, DataArray, Dtype, Op, Region};
+use crate::{npy, ArrayError, ArraySettings, DataArray, Dtype, Op, Region};
+
+/// The Data Array module as the server sees it: its routes, the `[data_array]` section
+/// ([`ArraySettings`]) and `wendelin array import`.
+pub struct DataArrayModule;
+
+impl ServerModule for DataArrayModule {
+    fn name(&self) -> &'static str {
+        "data_array"
+    }
+
+    fn settings(&self) -> Option<Section> {
+        Some(Section::of::<ArraySettings>(
+            "data_array",
+            arrays::configure,
+        ))
+    }
+
+    fn routes(&self, cfg: &mut web::ServiceConfig) {
+        routes(cfg);
+    }
+
+    fn commands(&self) -> Vec<CliCommand> {
+        vec![CliCommand::of::<ArrayCli>(|portal, cli| match cli.action {
+            ArrayAction::Import { path, title } => {
+                let doc = arrays::import(portal, &User::system(), &path, &title)?;
+                println!("{}", doc.path);
+                Ok(())
+            }
+        })]
+    }
+}
+
+/// Data Arrays.
+#[derive(Debug, clap::Parser)]
+#[command(name = "array")]
+struct ArrayCli {
+    /// What to do.
+    #[command(subcommand)]
+    action: ArrayAction,
+}
+
+/// Data Array sub-commands.
+#[derive(Debug, clap::Subcommand)]
+enum ArrayAction {
+    /// Register an existing Zarr v3 array directory (e.g. written by zarr-python) as a
+    /// Data Array; the data stays where it is. Prints the new document's path.
+    Import {
+        /// Directory holding the array's zarr.json.
+        path: std::path::PathBuf,
+        /// Title of the document.
+        #[arg(long, default_value = "")]
+        title: String,
+    },
+}
 
 /// Registers the Data Array routes; must come before the generic `/api/v1/{path}` routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -24,10 +24,13 @@ use wendelin_core::{
     PortalType, PropertyDef, PropertyType, Protected, User,
 };
 
-/// The module's settings (from the server's configuration).
-#[derive(Debug, Clone, Copy)]
+/// The module's settings: the `[data_array]` section of `wendelin.toml` (see
+/// [`http::DataArrayModule`]).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ArraySettings {
-    /// Bytes a reduction may hold in decoded chunks (`array_memory_budget`).
+    /// Bytes a reduction or a streamed read may hold in decoded chunks
+    /// (`[data_array] memory_budget`).
     pub memory_budget: u64,
 }
 

@@ -4,6 +4,7 @@
 //! and the permission-checked functions the ingestion and HTTP layers append and read
 //! through.
 
+pub mod http;
 pub mod msgpack;
 pub mod store;
 
@@ -216,6 +217,11 @@ pub fn module() -> Module {
                     Ok(last_append(portal, doc)?.unwrap_or_default())
                 })
                 .holds_file(size_of, |doc| format!("/api/v1/{}/data", doc.path))
+                .accepts_upload(http::upload_limits, |portal, user, path, bytes, at| {
+                    let doc = checked(portal, user, path, Permission::ModifyPortalContent)?;
+                    let size = append_checked(portal, &doc, bytes, Some(at), Durability::Durable)?;
+                    Ok((doc, size))
+                })
                 .method("getSize", |call: &mut Call<'_>| {
                     Ok(MethodOutput::Json(Value::from(size_of(
                         call.portal,

@@ -1,8 +1,16 @@
 //! Ingestion: policies that accept sensor data (fluentd, Fluent Bit, fluent-logger) and
 //! the Data Ingestions that record it. [`resolve`] turns a policy and a fluentd tag into
 //! the Data Stream to append to (creating the Data Ingestion, its line and the stream on
-//! first data); [`ingest`] applies the supply's Data Operation and appends. The HTTP and
-//! Forward-protocol front ends in `app/server` only parse transport and call these.
+//! first data); [`ingest`] applies the supply's Data Operation and appends. The front
+//! ends — HTTP ([`http`]: the fluentd compatibility path, the native route,
+//! `addIngestionPolicy`) and the Fluentd Forward listener ([`forward`]) — only parse
+//! their transport and call [`ingest`].
+
+pub mod forward;
+pub mod http;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 use wendelin_core::base::lifecycle_workflow;
@@ -564,18 +572,79 @@ pub struct Ingested {
     pub size: u64,
 }
 
-/// Appends `payload` to the stream `tag` feeds through `policy`. With
-/// [`Durability::Durable`] it returns only once the bytes are on disk.
+/// Routes resolved by [`resolve`], kept for a while: the Forward listener keeps one per
+/// connection (a few seconds, bounded), HTTP resolves every request
+/// ([`Routes::per_request`]). Permissions are checked again whenever a route is resolved.
+#[derive(Debug)]
+pub struct Routes {
+    ttl: Duration,
+    capacity: usize,
+    kept: HashMap<(String, String), (Route, Instant)>,
+}
+
+impl Routes {
+    /// Keeps nothing: every call resolves (and checks) again.
+    pub fn per_request() -> Routes {
+        Routes::cached(Duration::ZERO, 0)
+    }
+
+    /// Keeps up to `capacity` routes for `ttl` each.
+    pub fn cached(ttl: Duration, capacity: usize) -> Routes {
+        Routes {
+            ttl,
+            capacity,
+            kept: HashMap::new(),
+        }
+    }
+
+    /// The route of `tag` through `policy` for `user`, resolved when not kept (or kept
+    /// longer than the ttl).
+    pub fn get(
+        &mut self,
+        portal: &Portal,
+        user: &User,
+        policy: &str,
+        tag: &str,
+    ) -> CoreResult<Route> {
+        let key = (policy.to_owned(), tag.to_owned());
+        if let Some((route, at)) = self.kept.get(&key) {
+            if at.elapsed() < self.ttl {
+                return Ok(route.clone());
+            }
+        }
+        let route = resolve(portal, user, policy, tag)?;
+        if self.capacity > 0 {
+            if self.kept.len() >= self.capacity {
+                let ttl = self.ttl;
+                self.kept.retain(|_, (_, at)| at.elapsed() < ttl);
+                if self.kept.len() >= self.capacity {
+                    self.kept.clear();
+                }
+            }
+            self.kept.insert(key, (route.clone(), Instant::now()));
+        }
+        Ok(route)
+    }
+}
+
+/// Appends `payload` to the stream `tag` feeds through `policy`, the route found through
+/// `routes`: the one ingestion path of every transport. With [`Durability::Durable`] it
+/// returns only once the bytes are on disk.
 pub fn ingest(
     portal: &Portal,
     user: &User,
+    routes: &mut Routes,
     policy: &str,
     tag: &str,
-    payload: &Payload,
+    payload: Payload,
     mode: Durability,
 ) -> CoreResult<Ingested> {
-    let route = resolve(portal, user, policy, tag)?;
-    let bytes = encode(route.operation, payload)?;
+    let route = routes.get(portal, user, policy, tag)?;
+    let bytes = match (route.operation, payload) {
+        // The posted msgpack as it is: no copy.
+        (Operation::Append, Payload::Msgpack(bytes)) => bytes,
+        (op, payload) => encode(op, &payload)?,
+    };
     let size = wendelin_data_stream::append_checked(portal, &route.stream, &bytes, None, mode)?;
     Ok(Ingested {
         stream: route.stream.path,

@@ -202,8 +202,9 @@ pub enum Out {
     Cached(cache::Page),
     /// POST-redirect-GET, with a message for the next page.
     Redirect(String, Option<Flash>),
-    /// A page that shows data kept outside the database (a Data Stream's size, which an
-    /// append changes without moving the change generation): never put in the cache.
+    /// A page that shows data kept outside the database (a column a module computes, such
+    /// as the size of a file an append grows without moving the change generation): never
+    /// put in the cache.
     Live(Box<Out>),
 }
 

@@ -1,20 +1,20 @@
-//! `POST /ui/<path>/+upload`: the edit form's file upload without JavaScript. The form
-//! (`multipart/form-data`) sends `csrf_token`, then `at` (the size the page showed),
-//! then `file`; its bytes are appended at `at`, so two people appending from pages they
-//! loaded at the same size cannot interleave (the second gets a conflict). With
-//! JavaScript, `wendelin.js` sends the same bytes with a `PUT` to the module's endpoint.
+//! `POST /ui/<path>/+upload`: the edit form's file upload without JavaScript, for any
+//! type that takes uploads (`PortalType::accepts_upload`, declared by its module with its
+//! limits and what appends). The form (`multipart/form-data`) sends `csrf_token`, then
+//! `at` (the size the page showed), then `file`; its bytes are appended at `at`, so two
+//! people appending from pages they loaded at the same size cannot interleave (the second
+//! gets a conflict). With JavaScript, `wendelin.js` sends the same bytes with a `PUT` to
+//! the module's endpoint.
 
 use actix_multipart::{Field, Multipart};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
-use wendelin_core::{Permission, Portal};
-use wendelin_data_stream::Durability;
+use wendelin_core::{CoreError, Portal};
 
 use super::{finish, session_of, Flash, Out, Session};
 use crate::auth::Auth;
-use crate::config::Config;
 use crate::error::ServerError;
-use wendelin_http::body::{content_length, too_large, Reservation};
+use wendelin_http::body::{content_length, too_large, BodyLimits, Reservation};
 
 /// Bytes a text field of the form (`csrf_token`, `at`) may have.
 const MAX_TEXT_FIELD: usize = 1024;
@@ -22,7 +22,6 @@ const MAX_TEXT_FIELD: usize = 1024;
 pub async fn ui_upload(
     req: HttpRequest,
     portal: web::Data<Portal>,
-    config: web::Data<Config>,
     auth: Result<Auth, ServerError>,
     tail: web::Path<String>,
     form: Multipart,
@@ -31,19 +30,33 @@ pub async fn ui_upload(
         Ok(s) => s,
         Err(response) => return *response,
     };
-    let result = upload(&req, portal, &config, &session, tail.into_inner(), form).await;
+    let result = upload(&req, portal, &session, tail.into_inner(), form).await;
     finish(result, &session)
 }
 
 async fn upload(
     req: &HttpRequest,
     portal: web::Data<Portal>,
-    config: &Config,
     s: &Session,
     path: String,
     mut form: Multipart,
 ) -> Result<Out, ServerError> {
-    let limits = crate::ingest::ingest_limits(config);
+    // The document's type says whether it takes uploads, and how large.
+    let (p, user, pa) = (portal.clone(), s.user.clone(), path.clone());
+    let upload = wendelin_http::blocking(move || {
+        let doc = p.get(&user, &pa)?;
+        p.registry
+            .portal_type(&doc.portal_type)
+            .and_then(|t| t.upload.clone())
+            .ok_or_else(|| CoreError::NotFound(format!("/{} takes no file upload", doc.path)))
+    })
+    .await?;
+    let l = (upload.limits)();
+    let limits = BodyLimits {
+        max_bytes: l.max_bytes,
+        max_inflight_bytes: l.max_inflight_bytes,
+        setting: l.setting,
+    };
     let limit = limits.max_bytes;
     let declared = content_length(req);
     // The file is at most the request minus the other fields and the boundaries.
@@ -86,15 +99,7 @@ async fn upload(
         .ok_or_else(|| ServerError::BadRequest("choose a file that is not empty".into()))?;
     let user = s.user.clone();
     wendelin_http::blocking_http(move || {
-        let doc =
-            wendelin_data_stream::checked(&portal, &user, &path, Permission::ModifyPortalContent)?;
-        let size = wendelin_data_stream::append_checked(
-            &portal,
-            &doc,
-            &body,
-            Some(at),
-            Durability::Durable,
-        )?;
+        let (doc, size) = (upload.append)(&portal, &user, &path, &body, at)?;
         Ok(Out::Redirect(
             format!("/ui/{}/+module", doc.path),
             Some(Flash::ok(format!(

@@ -1,27 +1,182 @@
 //! Ingestion over HTTP: the fluent-plugin-wendelin compatibility path
 //! `POST /erp5/portal_ingestion_policies/{policy}/ingest?reference={tag}`, the native
 //! `POST /api/v1/ingest/{policy}/{tag}` (fluentd out_http: msgpack, NDJSON, JSON array,
-//! gzip), provisioning, and Data Stream download (Range) and resumable upload
-//! (`PUT` + `Content-Range`). Bodies are read and checked completely before anything is
-//! appended; a 204/200 is sent only once the bytes are durable.
+//! gzip) and `addIngestionPolicy`; the `[ingestion]` section of `wendelin.toml`
+//! ([`IngestionConfig`]), `wendelin ingestion add`, and the Forward listener started by
+//! `wendelin serve`. Bodies are read and checked completely before anything is appended;
+//! a 204/200 is sent only once the bytes are durable. [`IngestionModule`] declares it all
+//! to the server.
 
-use actix_web::http::{header, StatusCode};
+use std::sync::OnceLock;
+
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use wendelin_core::{CoreError, Permission, Portal, User};
+use wendelin_core::{CoreError, Portal, User};
 use wendelin_data_stream::{msgpack, Durability};
-use wendelin_ingestion::{Payload, PolicySpec};
+use wendelin_http::body::{content_type, read_body, BodyLimits, Reservation};
+use wendelin_http::{blocking, Auth, CliCommand, Section, ServerError, ServerModule, Via};
 
-use wendelin_http::blocking;
-use wendelin_http::body::{content_type, read_body, BodyLimits};
-use wendelin_http::range::{parse_content_range, parse_range, RangeError};
+use crate::{Ingested, Payload, PolicySpec, Routes};
 
-use crate::auth::{Auth, Via};
-use crate::config::Config;
-use crate::error::ServerError;
+/// The `[ingestion]` section of `wendelin.toml`; each key is also set by
+/// `WENDELIN_INGESTION_<KEY>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestionConfig {
+    /// Largest ingestion request body (after decompression), and largest Forward
+    /// message, in bytes.
+    pub max_body_bytes: usize,
+    /// Ingestion bytes in flight above which requests get 503 + Retry-After.
+    pub max_inflight_bytes: usize,
+    /// Fluentd Forward protocol listener, e.g. `127.0.0.1:24224`; empty: off.
+    pub forward: String,
+    /// Shared key of the Forward handshake; required on non-loopback addresses.
+    pub forward_shared_key: String,
+    /// Ingestion Policy receiving Forward traffic; empty: the tag's first part names it.
+    pub forward_policy: String,
+    /// Login that Forward traffic is ingested as.
+    pub forward_user: String,
+    /// A Forward connection that sends nothing, or cannot be written to, for this many
+    /// seconds is closed.
+    pub forward_idle_timeout_secs: u64,
+    /// Seconds a Forward client has to finish the HELO/PING/PONG handshake.
+    pub forward_handshake_timeout_secs: u64,
+    /// Forward connections served at once; more are closed at accept.
+    pub forward_max_connections: usize,
+}
 
-/// Registers the ingestion and stream-data routes (before the generic API routes).
+impl Default for IngestionConfig {
+    fn default() -> Self {
+        IngestionConfig {
+            max_body_bytes: 64 << 20,
+            max_inflight_bytes: 256 << 20,
+            forward: String::new(),
+            forward_shared_key: String::new(),
+            forward_policy: String::new(),
+            forward_user: "manager".into(),
+            forward_idle_timeout_secs: 60,
+            forward_handshake_timeout_secs: 10,
+            forward_max_connections: 512,
+        }
+    }
+}
+
+static CONFIG: OnceLock<IngestionConfig> = OnceLock::new();
+
+/// Applies the section (the first call wins; the server calls it before serving).
+pub fn configure(config: IngestionConfig) {
+    let _ = CONFIG.set(config);
+}
+
+/// The settings in effect.
+pub fn settings() -> IngestionConfig {
+    CONFIG.get().cloned().unwrap_or_default()
+}
+
+/// The limits of ingestion bodies (`[ingestion] max_body_bytes`, after gzip).
+fn ingest_limits() -> BodyLimits {
+    let c = CONFIG.get();
+    let d = IngestionConfig::default();
+    BodyLimits {
+        max_bytes: c.map_or(d.max_body_bytes, |c| c.max_body_bytes),
+        max_inflight_bytes: c.map_or(d.max_inflight_bytes, |c| c.max_inflight_bytes),
+        setting: "[ingestion] max_body_bytes",
+    }
+}
+
+/// The ingestion module as the server sees it: its routes, `[ingestion]`,
+/// `wendelin ingestion add` and the Forward listener.
+pub struct IngestionModule;
+
+impl ServerModule for IngestionModule {
+    fn name(&self) -> &'static str {
+        "ingestion"
+    }
+
+    fn settings(&self) -> Option<Section> {
+        Some(Section::of::<IngestionConfig>("ingestion", configure))
+    }
+
+    fn routes(&self, cfg: &mut web::ServiceConfig) {
+        routes(cfg);
+    }
+
+    fn commands(&self) -> Vec<CliCommand> {
+        vec![CliCommand::of::<IngestionCli>(|portal, cli| {
+            match cli.action {
+                IngestionAction::Add {
+                    name,
+                    product,
+                    operation,
+                    tag_parser,
+                    accepted_logins,
+                } => {
+                    let spec = PolicySpec {
+                        name,
+                        product,
+                        operation,
+                        tag_parser,
+                        accepted_logins,
+                    };
+                    let out = crate::provision(portal, &User::system(), &spec)?;
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&out)
+                            .map_err(|e| ServerError::Internal(e.to_string()))?
+                    );
+                    Ok(())
+                }
+            }
+        })]
+    }
+
+    /// The Forward listener, when `[ingestion] forward` names an address.
+    fn start(&self, portal: &Portal) -> Result<(), ServerError> {
+        let config = settings();
+        if config.forward.is_empty() {
+            return Ok(());
+        }
+        let listener = crate::forward::bind(&config)?;
+        crate::forward::spawn(listener, portal.clone(), &config)?;
+        Ok(())
+    }
+}
+
+/// Provision data ingestion.
+#[derive(Debug, clap::Parser)]
+#[command(name = "ingestion")]
+struct IngestionCli {
+    /// What to do.
+    #[command(subcommand)]
+    action: IngestionAction,
+}
+
+/// Ingestion sub-commands.
+#[derive(Debug, clap::Subcommand)]
+enum IngestionAction {
+    /// Create an Ingestion Policy with its Data Product, Data Supply and Data Operation.
+    Add {
+        /// Id and reference of the policy: fluentd posts to
+        /// /erp5/portal_ingestion_policies/NAME/ingest.
+        name: String,
+        /// Reference of the Data Product the tags feed (default: NAME).
+        #[arg(long)]
+        product: Option<String>,
+        /// append (the raw msgpack bytes) or json-lines (one JSON object per record).
+        #[arg(long, default_value = "append")]
+        operation: String,
+        /// default (tag sensor.product → reference sensor, product product) or whole.
+        #[arg(long, default_value = "default")]
+        tag_parser: String,
+        /// A login the policy accepts data from (repeatable); besides them, only users
+        /// who may modify the policy (Managers, its Assignors) may ingest through it.
+        #[arg(long = "accept")]
+        accepted_logins: Vec<String>,
+    },
+}
+
+/// Registers the ingestion routes (before the generic API routes).
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route(
         "/erp5/portal_ingestion_policies/{policy}/ingest",
@@ -38,9 +193,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route(
         "/api/v1/portal_ingestion_policies/addIngestionPolicy",
         web::post().to(add_policy),
-    )
-    .route("/api/v1/{path:.*}/data", web::get().to(download))
-    .route("/api/v1/{path:.*}/data", web::put().to(upload));
+    );
 }
 
 /// Ingestion needs machine credentials: a session cookie would let any web page a
@@ -54,15 +207,6 @@ fn ingesting_user(auth: Auth) -> Result<User, ServerError> {
             "ingestion takes HTTP Basic or bearer credentials, not a session cookie".into(),
         ))),
         Via::Token | Via::Basic => Ok(auth.user),
-    }
-}
-
-/// The limits of ingestion bodies (`ingest_max_body_bytes`, after gzip).
-pub(crate) fn ingest_limits(config: &Config) -> BodyLimits {
-    BodyLimits {
-        max_bytes: config.ingest_max_body_bytes,
-        max_inflight_bytes: config.ingest_max_inflight_bytes,
-        setting: "ingest_max_body_bytes",
     }
 }
 
@@ -161,7 +305,6 @@ async fn not_post() -> Result<HttpResponse, ServerError> {
 /// versions ≤ 0.3). Answers 204 once the bytes are durable.
 async fn compat_ingest(
     portal: web::Data<Portal>,
-    config: web::Data<Config>,
     policy: web::Path<String>,
     req: HttpRequest,
     auth: Auth,
@@ -176,7 +319,7 @@ async fn compat_ingest(
             "the query parameter 'reference' (the fluentd tag) is missing".into(),
         )
     })?;
-    let (body, reservation) = read_body(&req, payload, &ingest_limits(&config)).await?;
+    let (body, reservation) = read_body(&req, payload, &ingest_limits()).await?;
     let bytes = if content_type(&req) == "application/x-www-form-urlencoded" {
         form_field(&body, "data_chunk")
             .ok_or_else(|| ServerError::BadRequest("the form has no field 'data_chunk'".into()))?
@@ -184,12 +327,7 @@ async fn compat_ingest(
         body
     };
     let payload = msgpack_payload(bytes)?;
-    let policy = policy.into_inner();
-    blocking(move || {
-        let _held = reservation;
-        wendelin_ingestion::ingest(&portal, &user, &policy, &tag, &payload, Durability::Durable)
-    })
-    .await?;
+    ingest_durably(portal, user, policy.into_inner(), tag, payload, reservation).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -198,7 +336,6 @@ async fn compat_ingest(
 /// path and size once the bytes are durable.
 async fn native_ingest(
     portal: web::Data<Portal>,
-    config: web::Data<Config>,
     params: web::Path<(String, String)>,
     req: HttpRequest,
     auth: Auth,
@@ -207,7 +344,7 @@ async fn native_ingest(
     let user = ingesting_user(auth)?;
     let (policy, tag) = params.into_inner();
     let kind = content_type(&req);
-    let (body, reservation) = read_body(&req, payload, &ingest_limits(&config)).await?;
+    let (body, reservation) = read_body(&req, payload, &ingest_limits()).await?;
     let payload = match kind.as_str() {
         "application/x-msgpack" | "application/msgpack" | "application/octet-stream" | "" => {
             msgpack_payload(body)?
@@ -220,14 +357,36 @@ async fn native_ingest(
             )))
         }
     };
-    let done = blocking(move || {
-        let _held = reservation;
-        wendelin_ingestion::ingest(&portal, &user, &policy, &tag, &payload, Durability::Durable)
-    })
-    .await?;
+    let done = ingest_durably(portal, user, policy, tag, payload, reservation).await?;
     Ok(HttpResponse::Ok().json(json!({
         "stream": done.stream, "appended": done.bytes, "size": done.size,
     })))
+}
+
+/// Ingests a checked body through [`crate::ingest`] on the blocking pool, resolving the
+/// route afresh, and answers once it is durable; the body's in-flight reservation is
+/// held until then. Both HTTP routes end here.
+async fn ingest_durably(
+    portal: web::Data<Portal>,
+    user: User,
+    policy: String,
+    tag: String,
+    payload: Payload,
+    reservation: Reservation,
+) -> Result<Ingested, ServerError> {
+    blocking(move || {
+        let _held = reservation;
+        crate::ingest(
+            &portal,
+            &user,
+            &mut Routes::per_request(),
+            &policy,
+            &tag,
+            payload,
+            Durability::Durable,
+        )
+    })
+    .await
 }
 
 /// Body of `addIngestionPolicy`.
@@ -258,171 +417,8 @@ async fn add_policy(
         accepted_logins: b.accepted_logins,
     };
     let user = auth.user;
-    let out = blocking(move || wendelin_ingestion::provision(&portal, &user, &spec)).await?;
+    let out = blocking(move || crate::provision(&portal, &user, &spec)).await?;
     Ok(HttpResponse::Created().json(out))
-}
-
-/// A `Range: bytes=…` header as the first and last byte wanted: 400 when malformed or
-/// several, 416 outside the stream.
-fn stream_range(value: &str, size: u64) -> Result<(u64, u64), ServerError> {
-    parse_range(value, size).map_err(|e| match e {
-        RangeError::Unsatisfiable => ServerError::RangeNotSatisfiable(
-            format!("the range '{value}' is outside the stream's {size} bytes"),
-            size,
-        ),
-        RangeError::Several => {
-            ServerError::BadRequest("only one byte range per request is served".into())
-        }
-        RangeError::Malformed => ServerError::BadRequest(format!(
-            "malformed Range '{value}': use bytes=first-last, bytes=first- or bytes=-suffix"
-        )),
-    })
-}
-
-/// Bytes per read while streaming a download.
-const DOWNLOAD_CHUNK: u64 = 1 << 20;
-
-/// `GET /api/v1/{stream}/data`: the stream's bytes, all or one `Range`, streamed from
-/// the segments (never the whole stream in memory).
-async fn download(
-    portal: web::Data<Portal>,
-    path: web::Path<String>,
-    req: HttpRequest,
-    auth: Auth,
-) -> Result<HttpResponse, ServerError> {
-    let path = path.into_inner();
-    let user = auth.user;
-    let p = portal.clone();
-    let (doc, size) = blocking(move || {
-        let doc =
-            wendelin_data_stream::checked(&p, &user, &path, Permission::AccessContentsInformation)?;
-        let size = wendelin_data_stream::size_of(&p, &doc)?;
-        Ok((doc, size))
-    })
-    .await?;
-    let range = req
-        .headers()
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let (status, first, last) = match range {
-        Some(r) => {
-            let (a, b) = stream_range(&r, size)?;
-            (StatusCode::PARTIAL_CONTENT, a, b)
-        }
-        None => (StatusCode::OK, 0, size.saturating_sub(1)),
-    };
-    let length = if size == 0 { 0 } else { last - first + 1 };
-    let declared = doc
-        .get("content_type")
-        .ok()
-        .flatten()
-        .and_then(|v| v.as_str().map(str::to_owned));
-    let mut resp = HttpResponse::build(status);
-    crate::headers::user_content(&mut resp, declared.as_deref());
-    resp.insert_header((header::ACCEPT_RANGES, "bytes"))
-        .no_chunking(length);
-    if status == StatusCode::PARTIAL_CONTENT {
-        resp.insert_header((
-            header::CONTENT_RANGE,
-            format!("bytes {first}-{last}/{size}"),
-        ));
-    }
-    let end = first + length;
-    let chunks = futures_util::stream::unfold(first, move |pos| {
-        let portal = portal.clone();
-        let doc = doc.clone();
-        async move {
-            if pos >= end {
-                return None;
-            }
-            let n = (end - pos)
-                .min(DOWNLOAD_CHUNK)
-                .min(wendelin_data_stream::settings().max_read_bytes.max(1));
-            let read =
-                blocking(move || wendelin_data_stream::read_checked(&portal, &doc, pos, n)).await;
-            let item = match read {
-                Ok(bytes) if !bytes.is_empty() => Ok(web::Bytes::from(bytes)),
-                Ok(_) => Err(actix_web::error::ErrorInternalServerError("stream shrank")),
-                Err(e) => Err(actix_web::error::ErrorInternalServerError(e.to_string())),
-            };
-            let next = if item.is_ok() { pos + n } else { end };
-            Some((item, next))
-        }
-    });
-    Ok(resp.streaming(chunks))
-}
-
-/// 308 Resume Incomplete with the bytes held so far.
-fn resume_incomplete(size: u64) -> HttpResponse {
-    let mut r = HttpResponse::build(StatusCode::PERMANENT_REDIRECT);
-    if size > 0 {
-        r.insert_header((header::RANGE, format!("bytes=0-{}", size - 1)));
-    }
-    r.insert_header((header::CONTENT_LENGTH, "0")).finish()
-}
-
-/// `PUT /api/v1/{stream}/data` with `Content-Range: bytes a-b/total`: a resumable
-/// upload, appended only at the stream's current size (else 409 with the size).
-/// `Content-Range: bytes */*` asks how far the upload got (308 with `Range`). Without
-/// Content-Range the body is the whole content of an empty stream.
-async fn upload(
-    portal: web::Data<Portal>,
-    config: web::Data<Config>,
-    path: web::Path<String>,
-    req: HttpRequest,
-    auth: Auth,
-    payload: web::Payload,
-) -> Result<HttpResponse, ServerError> {
-    let path = path.into_inner();
-    let user = auth.user;
-    let range = req
-        .headers()
-        .get(header::CONTENT_RANGE)
-        .map(|v| {
-            v.to_str()
-                .map_err(|_| ServerError::BadRequest("Content-Range is not text".into()))
-                .and_then(|v| parse_content_range(v).map_err(ServerError::BadRequest))
-        })
-        .transpose()?;
-    let (p, u, pa) = (portal.clone(), user.clone(), path.clone());
-    let (doc, size) = blocking(move || {
-        let doc = wendelin_data_stream::checked(&p, &u, &pa, Permission::ModifyPortalContent)?;
-        let size = wendelin_data_stream::size_of(&p, &doc)?;
-        Ok((doc, size))
-    })
-    .await?;
-    let (at, total) = match range {
-        Some(None) => return Ok(resume_incomplete(size)),
-        Some(Some((a, b, total))) => (a, total.map(|t| (t, b))),
-        None => (0, None),
-    };
-    if at != size {
-        return Err(ServerError::Core(CoreError::Conflict(format!(
-            "the stream holds {size} bytes: resume the upload at byte {size}, not {at}"
-        ))));
-    }
-    let (body, reservation) = read_body(&req, payload, &ingest_limits(&config)).await?;
-    if let Some(Some((a, b, _))) = range {
-        if body.len() as u64 != b - a + 1 {
-            return Err(ServerError::BadRequest(format!(
-                "Content-Range announces {} bytes, the body has {}",
-                b - a + 1,
-                body.len()
-            )));
-        }
-    }
-    let new_size = blocking(move || {
-        let _held = reservation;
-        wendelin_data_stream::append_checked(&portal, &doc, &body, Some(at), Durability::Durable)
-    })
-    .await?;
-    match total {
-        Some((t, _)) if new_size >= t => Ok(HttpResponse::Ok().json(json!({"size": new_size}))),
-        Some(_) => Ok(resume_incomplete(new_size)),
-        None if range.is_some() => Ok(resume_incomplete(new_size)),
-        None => Ok(HttpResponse::Ok().json(json!({"size": new_size}))),
-    }
 }
 
 #[cfg(test)]

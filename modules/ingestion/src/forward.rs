@@ -5,21 +5,23 @@
 //!
 //! One thread per connection, blocking i/o: senders keep few long-lived connections and
 //! every append blocks on the disk anyway. Tag → policy routing: `forward_policy`, or
-//! else the tag's first part names the policy and the rest is the ingestion tag. A
-//! connection caches its tag routes for [`ROUTE_TTL`]; permissions are re-checked then.
+//! else the tag's first part names the policy and the rest is the ingestion tag. Data is
+//! ingested through [`crate::ingest`], as over HTTP; a connection keeps its resolved
+//! routes ([`crate::Routes`]) for [`ROUTE_TTL`] (at most [`ROUTE_CAPACITY`] of them);
+//! permissions are re-checked then. Started by `wendelin serve` when `[ingestion]
+//! forward` names an address (`ServerModule::start`).
 //!
 //! Limits: every value is read through [`FrameReader`], which finds its end with
 //! [`msgpack::Scanner`] before decoding anything, so a declared length beyond what may
 //! still be read is refused before its bytes are awaited. Before authentication a value
-//! may take [`HANDSHAKE_MAX_BYTES`], after it `ingest_max_body_bytes`; nesting is bounded
+//! may take [`HANDSHAKE_MAX_BYTES`], after it `[ingestion] max_body_bytes`; nesting is bounded
 //! by [`msgpack::MAX_DEPTH`]; CompressedPackedForward entries are decompressed up to
-//! `ingest_max_body_bytes`. The handshake must finish within
+//! `max_body_bytes`. The handshake must finish within
 //! `forward_handshake_timeout_secs`; a connection that sends nothing (or cannot be
 //! written to) for `forward_idle_timeout_secs` is closed, so idle sockets hold the
 //! `forward_max_connections` slots only that long. Decoding a frame from its bytes
 //! ([`decode_message`], [`decode_ping`]) is a pure function (fuzzed in `fuzz/`).
 
-use std::collections::HashMap;
 use std::io::{BufWriter, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -30,13 +32,15 @@ use rmpv::{Value, ValueRef};
 use sha2::{Digest, Sha512};
 use wendelin_core::{users, CoreError, Portal, User};
 use wendelin_data_stream::{msgpack, Durability};
-use wendelin_ingestion::{Operation, Payload, Route};
+use wendelin_http::ServerError;
 
-use crate::config::Config;
-use crate::error::ServerError;
+use crate::http::IngestionConfig;
+use crate::{Payload, Routes};
 
 /// How long a connection trusts a resolved route before resolving (and checking) again.
 pub const ROUTE_TTL: Duration = Duration::from_secs(5);
+/// Routes a connection keeps at most (a sender with more tags resolves some again).
+pub const ROUTE_CAPACITY: usize = 4096;
 /// Largest msgpack value read before the handshake succeeded (a PING is about 200 bytes).
 pub const HANDSHAKE_MAX_BYTES: usize = 64 * 1024;
 /// Largest options map of a message (`chunk`, `size`, `compressed`: a few dozen bytes).
@@ -51,7 +55,7 @@ struct Listener {
     policy: Option<String>,
     hostname: String,
     /// Largest message read into memory, and largest decompressed entries
-    /// (`ingest_max_body_bytes`).
+    /// (`[ingestion] max_body_bytes`).
     max_message: usize,
     max_connections: usize,
     handshake_timeout: Duration,
@@ -62,14 +66,14 @@ static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
 
 /// Binds the Forward listener (before anything else starts, so a bad address fails
 /// fast). Refuses a non-loopback address without a shared key.
-pub fn bind(config: &Config) -> Result<TcpListener, ServerError> {
+pub fn bind(config: &IngestionConfig) -> Result<TcpListener, ServerError> {
     let addr = config.forward.as_str();
     let listener = TcpListener::bind(addr)
         .map_err(|e| ServerError::Config(format!("cannot listen for Forward on {addr}: {e}")))?;
     let local = listener.local_addr()?;
     if !local.ip().is_loopback() && config.forward_shared_key.is_empty() {
         return Err(ServerError::Config(format!(
-            "the Forward listener on {local} is reachable from other hosts: set forward_shared_key"
+            "the Forward listener on {local} is reachable from other hosts: set [ingestion] forward_shared_key"
         )));
     }
     Ok(listener)
@@ -79,7 +83,7 @@ pub fn bind(config: &Config) -> Result<TcpListener, ServerError> {
 pub fn spawn(
     listener: TcpListener,
     portal: Portal,
-    config: &Config,
+    config: &IngestionConfig,
 ) -> Result<SocketAddr, ServerError> {
     let local = listener.local_addr()?;
     let user = portal
@@ -87,7 +91,7 @@ pub fn spawn(
         .read(|c| users::load_user(c, &config.forward_user))
         .map_err(|e| {
             ServerError::Config(format!(
-                "forward_user '{}' cannot be used: {e}",
+                "[ingestion] forward_user '{}' cannot be used: {e}",
                 config.forward_user
             ))
         })?;
@@ -97,7 +101,7 @@ pub fn spawn(
         shared_key: Some(config.forward_shared_key.clone()).filter(|k| !k.is_empty()),
         policy: Some(config.forward_policy.clone()).filter(|p| !p.is_empty()),
         hostname: "wendelin".into(),
-        max_message: config.ingest_max_body_bytes,
+        max_message: config.max_body_bytes,
         max_connections: config.forward_max_connections,
         handshake_timeout: Duration::from_secs(config.forward_handshake_timeout_secs.max(1)),
         idle_timeout: Duration::from_secs(config.forward_idle_timeout_secs.max(1)),
@@ -358,7 +362,7 @@ fn serve_connection(l: &Listener, conn: TcpStream) -> Result<(), ConnError> {
     if let Some(key) = &l.shared_key {
         handshake(l, key, &mut reader, &mut writer)?;
     }
-    let mut routes: HashMap<String, (Route, Instant)> = HashMap::new();
+    let mut routes = Routes::cached(ROUTE_TTL, ROUTE_CAPACITY);
     while let Some(frame) = reader.next(l.max_message, l.idle_timeout, None)? {
         let msg = decode_message(&frame, l.max_message)?;
         drop(frame);
@@ -513,7 +517,7 @@ pub fn decode_message(frame: &[u8], max_entries: usize) -> Result<Message, ConnE
                 .map_err(|e| protocol(format!("corrupt gzip entries: {e}")))?;
             if out.len() > max_entries {
                 return Err(protocol(format!(
-                    "the decompressed entries exceed ingest_max_body_bytes ({max_entries} bytes)"
+                    "the decompressed entries exceed [ingestion] max_body_bytes ({max_entries} bytes)"
                 )));
             }
             out
@@ -532,39 +536,32 @@ pub fn decode_message(frame: &[u8], max_entries: usize) -> Result<Message, ConnE
     })
 }
 
-/// Routes `tag` and appends the entries; errors are the kernel's.
+/// Routes `tag` (`forward_policy`, or the tag's first part naming the policy) and
+/// ingests the entries; errors are the kernel's.
 fn append(
     l: &Listener,
-    routes: &mut HashMap<String, (Route, Instant)>,
+    routes: &mut Routes,
     tag: &str,
     entries: Vec<u8>,
     mode: Durability,
 ) -> Result<(), CoreError> {
-    let fresh = routes
-        .get(tag)
-        .filter(|(_, at)| at.elapsed() < ROUTE_TTL)
-        .map(|(r, _)| r.clone());
-    let route = match fresh {
-        Some(r) => r,
-        None => {
-            let (policy, rest) = match &l.policy {
-                Some(p) => (p.as_str(), tag),
-                None => tag.split_once('.').ok_or_else(|| {
-                    CoreError::NotFound(format!(
-                        "the tag '{tag}' names no policy: use <policy>.<sensor>.<product> or set forward_policy"
-                    ))
-                })?,
-            };
-            let r = wendelin_ingestion::resolve(&l.portal, &l.user, policy, rest)?;
-            routes.insert(tag.to_owned(), (r.clone(), Instant::now()));
-            r
-        }
+    let (policy, rest) = match &l.policy {
+        Some(p) => (p.as_str(), tag),
+        None => tag.split_once('.').ok_or_else(|| {
+            CoreError::NotFound(format!(
+                "the tag '{tag}' names no policy: use <policy>.<sensor>.<product> or set [ingestion] forward_policy"
+            ))
+        })?,
     };
-    let bytes = match route.operation {
-        Operation::Append => entries,
-        op => wendelin_ingestion::encode(op, &Payload::Msgpack(entries))?,
-    };
-    wendelin_data_stream::append_checked(&l.portal, &route.stream, &bytes, None, mode)?;
+    crate::ingest(
+        &l.portal,
+        &l.user,
+        routes,
+        policy,
+        rest,
+        Payload::Msgpack(entries),
+        mode,
+    )?;
     Ok(())
 }
 
@@ -621,7 +618,7 @@ mod tests {
         assert_eq!(m.entries, expected);
         // The limit applies after decompression.
         let e = decode_message(&pack(&compressed), expected.len() - 1).unwrap_err();
-        assert!(e.to_string().contains("ingest_max_body_bytes"), "{e}");
+        assert!(e.to_string().contains("[ingestion] max_body_bytes"), "{e}");
         let Value::Array(e1) = entry(1) else { return };
         let message = pack(&Value::Array(vec![
             Value::from("t"),
