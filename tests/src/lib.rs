@@ -219,17 +219,55 @@ pub fn backends(dir: &Path) -> Vec<(&'static str, String)> {
     out
 }
 
-/// The `wendelin` binary built by this `cargo test` run (next to the test executable).
+/// The repository's root directory (where `.venv`, `Cargo.toml` and `target/` are).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// The `wendelin` binary of this build (next to the test executable's directory). Run by
+/// cargo (`CARGO` set), the binary is brought up to date first, once per test process:
+/// `cargo test -p <a module>` builds the module's tests but not the server binary they
+/// drive, which would otherwise be stale or missing.
 pub fn wendelin_bin() -> PathBuf {
     if let Ok(p) = std::env::var("WENDELIN_BIN") {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let Ok(cargo) = std::env::var("CARGO") else {
+            return;
+        };
+        let target = profile_dir.parent().unwrap();
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "wendelin-server",
+            "--bin",
+            "wendelin",
+        ])
+        .arg("--manifest-path")
+        .arg(repo_root().join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", target);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().unwrap();
+        assert!(
+            status.success(),
+            "cannot build the wendelin binary: {status}"
+        );
+    });
     let bin = profile_dir.join("wendelin");
     assert!(
         bin.is_file(),
-        "{} not found: run the tests with `cargo test --workspace` so the binary is built",
+        "{} not found: build it with `cargo build -p wendelin-server`",
         bin.display()
     );
     bin
@@ -435,6 +473,18 @@ impl TestServer {
     /// What the server printed on stdout so far.
     pub fn stdout(&self) -> String {
         std::fs::read_to_string(&self.stdout_path).unwrap_or_default()
+    }
+
+    /// The raw bytes of a stream (`GET /api/v1/<path>/data`), downloaded as the manager.
+    pub fn stream_bytes(&self, path: &str) -> Vec<u8> {
+        let resp = agent()
+            .get(&self.url(&format!("/api/v1/{path}/data")))
+            .set("authorization", &format!("Bearer {}", self.manager_token))
+            .call()
+            .unwrap();
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut resp.into_reader(), &mut out).unwrap();
+        out
     }
 
     /// A full URL for `path`.
@@ -686,7 +736,7 @@ pub fn python() -> Option<PathBuf> {
     static PYTHON: OnceLock<Option<PathBuf>> = OnceLock::new();
     PYTHON
         .get_or_init(|| {
-            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let root = repo_root();
             let venv = root.join(".venv");
             let py = venv.join("bin").join("python");
             let ready = |py: &Path| {

@@ -1,7 +1,8 @@
 //! Ingestion end to end: the real `wendelin serve` fed by clients nobody here wrote —
 //! python `fluent-logger` over the Forward protocol, `msgpack` + `requests` building
-//! fluent-plugin-wendelin bodies, out_http-style NDJSON + gzip — plus Data Stream
-//! ranged download and resumable upload, a kill -9 crash test and 32 concurrent clients.
+//! fluent-plugin-wendelin bodies, out_http-style NDJSON + gzip — plus a kill -9 crash
+//! test, 32 concurrent clients and back-pressure. (Data Stream download and upload are
+//! tested in modules/data_stream/tests/stream.rs.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Read;
@@ -54,21 +55,9 @@ fn agent() -> ureq::Agent {
     ureq::AgentBuilder::new().redirects(0).build()
 }
 
-/// The raw bytes of a stream, downloaded as the manager.
-fn stream_bytes(server: &TestServer, path: &str) -> Vec<u8> {
-    let resp = agent()
-        .get(&server.url(&format!("/api/v1/{path}/data")))
-        .set("authorization", &format!("Bearer {}", server.manager_token))
-        .call()
-        .unwrap();
-    let mut out = Vec::new();
-    resp.into_reader().read_to_end(&mut out).unwrap();
-    out
-}
-
 /// Every msgpack value of a stream; fails on a torn or malformed value.
 fn stream_records(server: &TestServer, path: &str) -> Vec<Value> {
-    let bytes = stream_bytes(server, path);
+    let bytes = server.stream_bytes(path);
     let mut cursor = &bytes[..];
     let mut out = Vec::new();
     while !cursor.is_empty() {
@@ -204,7 +193,7 @@ print("ok")
         .json();
     assert_eq!(
         size.as_u64().unwrap(),
-        stream_bytes(&server, "data_stream_module/sensor1.temp").len() as u64
+        server.stream_bytes("data_stream_module/sensor1.temp").len() as u64
     );
     // Incremental decoding: chunk lists resume at next_offset.
     let first = server
@@ -289,14 +278,14 @@ print(size)
     );
     assert_eq!(
         out.trim().parse::<usize>().unwrap(),
-        stream_bytes(&server, "data_stream_module/sensor2.temp").len()
+        server.stream_bytes("data_stream_module/sensor2.temp").len()
     );
     // JSON records are timed on arrival with an EventTime.
     let Value::Array(e) = &records[0] else {
         panic!()
     };
     assert!(matches!(&e[0], Value::Ext(0, _)));
-    let text = String::from_utf8(stream_bytes(&server, "data_stream_module/app.log")).unwrap();
+    let text = String::from_utf8(server.stream_bytes("data_stream_module/app.log")).unwrap();
     let lines: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -424,104 +413,6 @@ print("ok")
     let (ok, _, err) = run_cli(&["serve", "--bind", "127.0.0.1:0"], &env, "");
     assert!(!ok);
     assert!(err.contains("forward_shared_key"), "{err}");
-}
-
-#[test]
-fn stream_range_download_and_resumable_upload() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start_with_env(
-        &dir.path().join("var"),
-        None,
-        &[("WENDELIN_DATA_STREAM_MAX_READ_BYTES", "8")],
-    );
-    let created = server.req(
-        "POST",
-        "/api/v1/data_stream_module",
-        Some(&json!({"title": "upload"})),
-    );
-    assert_eq!(created.status, 201);
-    let path = created.json()["path"].as_str().unwrap().to_owned();
-    let auth = format!("Bearer {}", server.manager_token);
-    let url = server.url(&format!("/api/v1/{path}/data"));
-    let put = |range: &str, body: &[u8]| {
-        let r = agent()
-            .put(&url)
-            .set("authorization", &auth)
-            .set("content-range", range)
-            .send_bytes(body);
-        match r {
-            Ok(r) | Err(ureq::Error::Status(_, r)) => (
-                r.status(),
-                r.header("range").map(str::to_owned),
-                r.into_string().unwrap(),
-            ),
-            Err(e) => panic!("{e}"),
-        }
-    };
-    assert_eq!(put("bytes */*", b""), (308, None, String::new()));
-    let (status, range, _) = put("bytes 0-4/10", b"hello");
-    assert_eq!((status, range.as_deref()), (308, Some("bytes=0-4")));
-    let (status, _, text) = put("bytes 3-4/10", b"lo");
-    assert_eq!(status, 409, "{text}");
-    assert!(text.contains("resume the upload at byte 5"), "{text}");
-    let (status, range, _) = put("bytes */*", b"");
-    assert_eq!((status, range.as_deref()), (308, Some("bytes=0-4")));
-    let (status, _, text) = put("bytes 5-9/10", b"worl");
-    assert_eq!(status, 400, "a body shorter than its range: {text}");
-    let (status, _, text) = put("bytes 5-9/10", b"world");
-    assert_eq!(status, 200, "{text}");
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&text).unwrap()["size"],
-        10
-    );
-    assert_eq!(stream_bytes(&server, &path), b"helloworld");
-
-    let get = |range: &str| {
-        let r = agent()
-            .get(&url)
-            .set("authorization", &auth)
-            .set("range", range)
-            .call();
-        match r {
-            Ok(r) | Err(ureq::Error::Status(_, r)) => (
-                r.status(),
-                r.header("content-range").map(str::to_owned),
-                r.into_string().unwrap(),
-            ),
-            Err(e) => panic!("{e}"),
-        }
-    };
-    assert_eq!(
-        get("bytes=2-5"),
-        (206, Some("bytes 2-5/10".to_owned()), "llow".to_owned())
-    );
-    assert_eq!(get("bytes=-3").2, "rld");
-    let (status, content_range, _) = get("bytes=10-");
-    assert_eq!(
-        (status, content_range.as_deref()),
-        (416, Some("bytes */10"))
-    );
-    // Whole-stream reads into memory above [data_stream] max_read_bytes are refused.
-    let r = server.req("GET", &format!("/{path}/getData"), None);
-    assert_eq!(r.status, 400);
-    assert!(r.error_message().contains("Range"), "{}", r.text);
-    // Without Content-Range a PUT replaces nothing: only an empty stream takes it.
-    let r = agent()
-        .put(&url)
-        .set("authorization", &auth)
-        .send_bytes(b"again");
-    assert!(matches!(r, Err(ureq::Error::Status(409, _))));
-    // Anonymous users see nothing.
-    let r = agent().get(&url).call();
-    assert!(matches!(r, Err(ureq::Error::Status(404 | 401, _))), "{r:?}");
-    // The admin page shows size and a preview.
-    let page = server.req("GET", &format!("/{path}"), None);
-    assert!(
-        page.text.contains("<span id=\"size\">10</span>"),
-        "{}",
-        page.text
-    );
-    assert!(page.text.contains("68 65 6c 6c 6f"), "{}", page.text);
 }
 
 /// A record `[seq, {"w": writer, "seq": seq, "pad": …}]` as msgpack.

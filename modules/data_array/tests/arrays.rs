@@ -908,10 +908,7 @@ fn permissions_guard_reads_and_writes_and_dispatch_methods_work() {
 
 /// The venv with zarr-python 3 and numpy: `<repo>/.venv`, created here when missing.
 fn python() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
+    let root = wendelin_tests::repo_root();
     let venv = root.join(".venv");
     let py = venv.join("bin/python");
     let ready = |py: &Path| {
