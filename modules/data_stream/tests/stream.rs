@@ -108,3 +108,38 @@ fn stream_range_download_and_resumable_upload() {
     );
     assert!(page.text.contains("68 65 6c 6c 6f"), "{}", page.text);
 }
+
+/// `[data_stream] max_upload_bytes` bounds an upload (`WENDELIN_DATA_STREAM_*` reaches
+/// the running server), and the refusal names the setting.
+#[test]
+fn uploads_are_bounded_by_the_sections_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with_env(
+        &dir.path().join("var"),
+        None,
+        &[("WENDELIN_DATA_STREAM_MAX_UPLOAD_BYTES", "16")],
+    );
+    let created = server.req(
+        "POST",
+        "/api/v1/data_stream_module",
+        Some(&json!({"title": "bounded"})),
+    );
+    assert_eq!(created.status, 201);
+    let path = created.json()["path"].as_str().unwrap().to_owned();
+    let put = |range: &str, body: &[u8]| match agent()
+        .put(&server.url(&format!("/api/v1/{path}/data")))
+        .set("authorization", &format!("Bearer {}", server.manager_token))
+        .set("content-range", range)
+        .send_bytes(body)
+    {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => (r.status(), r.into_string().unwrap()),
+        Err(e) => panic!("{e}"),
+    };
+    let (status, text) = put("bytes 0-16/17", &[b'x'; 17]);
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("[data_stream] max_upload_bytes"), "{text}");
+    assert_eq!(server.stream_bytes(&path), b"");
+    let (status, text) = put("bytes 0-15/16", &[b'y'; 16]);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(server.stream_bytes(&path), [b'y'; 16]);
+}
