@@ -4,24 +4,18 @@
 //! Invariant: the kernel names no module; modules describe themselves with
 //! [`types::Module`] and `app/server` assembles the [`types::Registry`].
 
-pub mod activity;
-pub mod base;
-pub mod bulk;
-pub mod catalog;
-pub mod db;
-pub mod dispatch;
-pub mod document;
-pub mod error;
-pub mod fulltext;
-pub mod generation;
-pub mod portal;
-pub mod property;
-pub mod query;
-pub mod schema;
-pub mod security;
-pub mod types;
-pub mod users;
-pub mod workflow;
+pub mod access;
+pub mod index;
+pub mod model;
+pub mod run;
+pub mod store;
+
+// The crate's public paths from before the layers, kept for the crates built on it.
+pub use access::{security, users};
+pub use index::{bulk, catalog, fulltext};
+pub use model::{error, property, query, schema, types};
+pub use run::{activity, base, dispatch, portal, workflow};
+pub use store::{db, document, generation};
 
 pub use dispatch::{Call, Method, MethodOutput, Mutating, Protected, Step};
 pub use document::{Document, DocumentPatch, NewDocument};

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::dispatch::{Method, ScriptSource};
-use crate::error::{CoreError, CoreResult};
-use crate::security::{default_document_map, Permission, PermissionMap};
-use crate::workflow::Workflow;
+use crate::access::security::{default_document_map, Permission, PermissionMap};
+use crate::model::error::{CoreError, CoreResult};
+use crate::run::dispatch::{Method, ScriptSource};
+use crate::run::workflow::Workflow;
 
 /// The type of a property value, as declared in a schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -456,7 +456,7 @@ pub struct Registry {
     sources: Vec<Arc<dyn ScriptSource>>,
     modules: Vec<String>,
     workflows: BTreeMap<String, Workflow>,
-    catalog: crate::catalog::CatalogSchema,
+    catalog: crate::index::catalog::CatalogSchema,
     reserved_ids: std::collections::BTreeSet<String>,
 }
 
@@ -493,7 +493,7 @@ impl Registry {
             modules: Vec::new(),
             workflows: BTreeMap::new(),
             catalog: Default::default(),
-            reserved_ids: crate::document::RESERVED_IDS
+            reserved_ids: crate::store::document::RESERVED_IDS
                 .iter()
                 .map(|s| (*s).to_owned())
                 .collect(),
@@ -539,7 +539,7 @@ impl Registry {
             }
         }
         registry.check()?;
-        registry.catalog = crate::catalog::CatalogSchema::from_registry(&registry)?;
+        registry.catalog = crate::index::catalog::CatalogSchema::from_registry(&registry)?;
         for t in registry.types.values() {
             for c in &t.computed_columns {
                 if registry.catalog.column(&c.key).is_ok() {
@@ -588,11 +588,11 @@ impl Registry {
             }
             for roles in t.permissions.values() {
                 for r in roles {
-                    crate::security::check_role(r)?;
+                    crate::access::security::check_role(r)?;
                 }
             }
             for p in &t.properties {
-                if crate::document::CORE_FIELDS.contains(&p.name.as_str()) {
+                if crate::store::document::CORE_FIELDS.contains(&p.name.as_str()) {
                     return Err(CoreError::Internal(format!(
                         "portal type {} redeclares core field {}",
                         t.name, p.name
@@ -646,7 +646,7 @@ impl Registry {
             .or_else(|| self.scripts.get(name).cloned())
     }
     /// The catalog's keys and columns.
-    pub fn catalog(&self) -> &crate::catalog::CatalogSchema {
+    pub fn catalog(&self) -> &crate::index::catalog::CatalogSchema {
         &self.catalog
     }
     /// A workflow definition by id.

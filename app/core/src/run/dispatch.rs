@@ -16,12 +16,12 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::db::DbConnection;
-use crate::document::{self, Document};
-use crate::error::CoreResult;
-use crate::portal::Portal;
-use crate::security::{Permission, User};
-use crate::types::{script_prefix, Registry};
+use crate::access::security::{Permission, User};
+use crate::model::error::CoreResult;
+use crate::model::types::{script_prefix, Registry};
+use crate::run::portal::Portal;
+use crate::store::db::DbConnection;
+use crate::store::document::{self, Document};
 
 /// What a method returns.
 #[derive(Debug, Clone, PartialEq)]

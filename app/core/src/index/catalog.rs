@@ -13,11 +13,11 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Double, Nullable, Text, Timestamp};
 
-use crate::db::DbConnection;
-use crate::document::{self, Document};
-use crate::error::{CoreError, CoreResult};
-use crate::query::{self, Expr, Op};
-use crate::types::{PropertyType, Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
+use crate::model::error::{CoreError, CoreResult};
+use crate::model::query::{self, Expr, Op};
+use crate::model::types::{PropertyType, Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
+use crate::store::db::DbConnection;
+use crate::store::document::{self, Document};
 
 /// How a catalog column's values are typed and compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,7 +204,7 @@ pub fn ensure_columns(conn: &mut DbConnection, registry: &Registry) -> CoreResul
 
 /// Refills every catalog column of every document (after columns were added).
 pub fn reindex_all(conn: &mut DbConnection, registry: &Registry) -> CoreResult<usize> {
-    use crate::schema::documents;
+    use crate::model::schema::documents;
     let uids: Vec<i64> = documents::table.select(documents::uid).load(conn)?;
     for uid in &uids {
         let doc = document::get_by_uid(conn, *uid)?;
@@ -215,7 +215,7 @@ pub fn reindex_all(conn: &mut DbConnection, registry: &Registry) -> CoreResult<u
 
 /// Every document's uid, in uid order (`wendelin reindex` walks them in chunks).
 pub fn document_uids(conn: &mut DbConnection) -> CoreResult<Vec<i64>> {
-    use crate::schema::documents;
+    use crate::model::schema::documents;
     Ok(documents::table
         .select(documents::uid)
         .order(documents::uid.asc())
@@ -231,7 +231,7 @@ pub fn reindex_documents(
 ) -> CoreResult<()> {
     for uid in uids {
         let doc = document::get_by_uid(conn, *uid)?;
-        crate::security::update_viewers(conn, registry, &doc)?;
+        crate::access::security::update_viewers(conn, registry, &doc)?;
         index_document(conn, registry, &doc)?;
     }
     Ok(())
@@ -283,7 +283,7 @@ impl<B> diesel::query_builder::Query for Bound<'_, B> {
     type SqlType = diesel::sql_types::Untyped;
 }
 
-/// Any backend that takes every kind of [`Bind`]: [`crate::db::MultiBackend`], and SQLite itself for
+/// Any backend that takes every kind of [`Bind`]: [`crate::store::db::MultiBackend`], and SQLite itself for
 /// bulk loads, which bind straight into SQLite's statement rather than through the
 /// multi-backend's boxed values.
 impl<B, DB> diesel::query_builder::QueryFragment<DB> for Bound<'_, B>
@@ -342,7 +342,7 @@ fn property_bind(kind: Kind, value: Option<&serde_json::Value>) -> Bind {
 /// states: (column, value) for each indexed property and each workflow of its chain.
 pub(crate) fn catalog_values(
     registry: &Registry,
-    t: &crate::types::PortalType,
+    t: &crate::model::types::PortalType,
     props: &serde_json::Map<String, serde_json::Value>,
     states: &BTreeMap<String, String>,
 ) -> Vec<(String, Bind)> {
@@ -372,7 +372,7 @@ pub fn index_document(
         return Ok(());
     };
     let props = doc.property_map()?;
-    let states = crate::security::workflow_states(conn, doc.uid)?;
+    let states = crate::access::security::workflow_states(conn, doc.uid)?;
     let values = catalog_values(registry, t, &props, &states);
     let mut sets = Vec::new();
     let mut binds = Vec::new();
@@ -395,7 +395,7 @@ pub fn index_document(
 /// A catalog search.
 #[derive(Debug, Clone, Default)]
 pub struct Search {
-    /// Query string (see [`crate::query`]).
+    /// Query string (see [`crate::model::query`]).
     pub query: String,
     /// Sort keys, e.g. `modification_date desc, title`.
     pub sort_on: String,
@@ -597,7 +597,10 @@ const FEW_VISIBLE: i64 = 1_000;
 
 /// How many documents the security sets of `visible` hold (all of them for
 /// `Visible::All`), from the counters.
-fn visible_rows(conn: &mut DbConnection, visible: &crate::security::Visible) -> CoreResult<i64> {
+fn visible_rows(
+    conn: &mut DbConnection,
+    visible: &crate::access::security::Visible,
+) -> CoreResult<i64> {
     let sql = format!(
         "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM catalog_counts WHERE {}",
         visible.sql()
@@ -776,7 +779,7 @@ fn split_text(expr: Option<Expr>) -> (Option<Expr>, Vec<String>) {
 pub fn search(
     conn: &mut DbConnection,
     registry: &Registry,
-    fulltext: Option<&crate::fulltext::FullText>,
+    fulltext: Option<&crate::index::fulltext::FullText>,
     principals: &[String],
     s: &Search,
     count_mode: Count,
@@ -800,7 +803,7 @@ pub fn search(
     if let Some(expr) = structured {
         clauses.push(compile(schema, &expr, &mut binds)?);
     }
-    let visible = crate::security::Visible::for_principals(conn, principals)?;
+    let visible = crate::access::security::Visible::for_principals(conn, principals)?;
     let ranked = !words.is_empty() && s.sort_on.trim().is_empty();
     let mut scores = BTreeMap::new();
     if let (Some(ft), false) = (fulltext, words.is_empty()) {
@@ -883,10 +886,10 @@ pub fn search(
 }
 
 /// The security sets the full-text index filters by: none when the caller sees all.
-fn fulltext_sets(visible: &crate::security::Visible) -> Option<&[i64]> {
+fn fulltext_sets(visible: &crate::access::security::Visible) -> Option<&[i64]> {
     match visible {
-        crate::security::Visible::All => None,
-        crate::security::Visible::Sets(sets) => Some(sets.as_slice()),
+        crate::access::security::Visible::All => None,
+        crate::access::security::Visible::Sets(sets) => Some(sets.as_slice()),
     }
 }
 
@@ -895,9 +898,9 @@ fn fulltext_sets(visible: &crate::security::Visible) -> Option<&[i64]> {
 /// index may lag a just-committed change by up to a second.
 fn words_only(
     conn: &mut DbConnection,
-    ft: &crate::fulltext::FullText,
+    ft: &crate::index::fulltext::FullText,
     words: &[String],
-    visible: &crate::security::Visible,
+    visible: &crate::access::security::Visible,
     s: &Search,
 ) -> CoreResult<SearchResult> {
     let offset = usize::try_from(s.offset).unwrap_or(0);
@@ -937,9 +940,9 @@ fn words_only(
 /// Every full-text match of `words` (at most [`MAX_FULLTEXT_MATCHES`]) with its score, and
 /// the SQL clause that keeps them.
 fn fulltext_matches(
-    ft: &crate::fulltext::FullText,
+    ft: &crate::index::fulltext::FullText,
     words: &[String],
-    visible: &crate::security::Visible,
+    visible: &crate::access::security::Visible,
 ) -> CoreResult<(BTreeMap<i64, f32>, String)> {
     let (hits, count) = ft.search(
         &words.join(" "),
@@ -1008,7 +1011,7 @@ fn ranked_page(
 /// it can answer (a few rows, in the same snapshot), else over the documents.
 fn count_statement(
     counters: Option<Vec<(&'static str, String)>>,
-    visible: &crate::security::Visible,
+    visible: &crate::access::security::Visible,
     filter: &str,
     binds: &[Bind],
 ) -> Statement {
@@ -1039,7 +1042,7 @@ fn count_statement(
 /// What the SQLite page plan is chosen from.
 struct Plan<'a> {
     schema: &'a CatalogSchema,
-    visible: &'a crate::security::Visible,
+    visible: &'a crate::access::security::Visible,
     equalities: &'a [String],
     words: bool,
     filter: &'a str,
@@ -1068,7 +1071,7 @@ fn sqlite_hint(conn: &mut DbConnection, plan: &Plan<'_>, s: &Search) -> CoreResu
         .and_then(|k| k.split_whitespace().next())
         .unwrap_or_default();
     let few_visible = match plan.visible {
-        crate::security::Visible::Sets(sets) if !sets.is_empty() => {
+        crate::access::security::Visible::Sets(sets) if !sets.is_empty() => {
             visible_rows(conn, plan.visible)? <= FEW_VISIBLE
         }
         _ => false,
@@ -1084,7 +1087,7 @@ fn sqlite_hint(conn: &mut DbConnection, plan: &Plan<'_>, s: &Search) -> CoreResu
     let Some(index) = sort_index(plan.schema, &s.sort_on) else {
         return Ok(String::new());
     };
-    let all = visible_rows(conn, &crate::security::Visible::All)?;
+    let all = visible_rows(conn, &crate::access::security::Visible::All)?;
     let wanted = (all / 200).max(1_000);
     let matches = match plan.total {
         Some(total) => total,

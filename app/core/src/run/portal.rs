@@ -5,14 +5,14 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::db::{write_tx, Database, DbConnection};
-use crate::dispatch::{self, Call, MethodOutput, Resolution, Target};
-use crate::document::{self, Document, DocumentPatch, NewDocument};
-use crate::error::{CoreError, CoreResult};
-use crate::fulltext::FullText;
-use crate::security::{self, Permission, User};
-use crate::types::Registry;
-use crate::workflow::{self, WorkflowStatus};
+use crate::access::security::{self, Permission, User};
+use crate::index::fulltext::FullText;
+use crate::model::error::{CoreError, CoreResult};
+use crate::model::types::Registry;
+use crate::run::dispatch::{self, Call, MethodOutput, Resolution, Target};
+use crate::run::workflow::{self, WorkflowStatus};
+use crate::store::db::{write_tx, Database, DbConnection};
+use crate::store::document::{self, Document, DocumentPatch, NewDocument};
 
 /// The object server: every read and write of documents goes through here.
 #[derive(Clone)]
@@ -47,7 +47,9 @@ impl Portal {
     pub fn open(registry: Registry, url: &str, max_connections: u32) -> CoreResult<Portal> {
         let db = Database::open(url, max_connections)?;
         let registry = Arc::new(registry);
-        db.exclusive(|c| crate::db::write_tx(c, |c| document::ensure_structure(c, &registry)))?;
+        db.exclusive(|c| {
+            crate::store::db::write_tx(c, |c| document::ensure_structure(c, &registry))
+        })?;
         db.optimize()?;
         Ok(Portal {
             registry,
@@ -184,7 +186,7 @@ impl Portal {
         let many = news.len() >= 10_000;
         let uids = self.written(self.db.write_bulk(|c| {
             let parent = self.visible(c, user, container, Permission::AddPortalContent)?;
-            crate::bulk::create_many(c, &self.registry, &parent.path, news, user)
+            crate::index::bulk::create_many(c, &self.registry, &parent.path, news, user)
         }))?;
         if many {
             self.db.optimize()?;
@@ -202,7 +204,7 @@ impl Portal {
     ) -> CoreResult<(Vec<Document>, i64)> {
         self.db.snapshot(|c| {
             let container = self.visible(c, user, path, Permission::AccessContentsInformation)?;
-            if container.portal_type != crate::types::MODULE_FOLDER_TYPE {
+            if container.portal_type != crate::model::types::MODULE_FOLDER_TYPE {
                 return document::children(
                     c,
                     container.uid,
@@ -213,19 +215,19 @@ impl Portal {
             }
             // A module folder may hold millions of documents: the catalog pages them from
             // an index and counts them from its counters where it can.
-            let search = crate::catalog::Search {
-                query: crate::catalog::folder_scope(&self.registry, &container),
+            let search = crate::index::catalog::Search {
+                query: crate::index::catalog::folder_scope(&self.registry, &container),
                 sort_on: "uid".into(),
                 limit,
                 offset,
             };
-            let found = crate::catalog::search(
+            let found = crate::index::catalog::search(
                 c,
                 &self.registry,
                 self.fulltext(),
                 &user.principals(),
                 &search,
-                crate::catalog::Count::Exact,
+                crate::index::catalog::Count::Exact,
             )?;
             Ok((found.documents, found.total))
         })
@@ -349,21 +351,21 @@ impl Portal {
     pub fn search(
         &self,
         user: &User,
-        search: &crate::catalog::Search,
-    ) -> CoreResult<crate::catalog::SearchResult> {
-        self.search_counted(user, search, crate::catalog::Count::Exact)
+        search: &crate::index::catalog::Search,
+    ) -> CoreResult<crate::index::catalog::SearchResult> {
+        self.search_counted(user, search, crate::index::catalog::Count::Exact)
     }
 
-    /// [`Portal::search`], counting the matches or not: with [`crate::catalog::Count::None`]
+    /// [`Portal::search`], counting the matches or not: with [`crate::index::catalog::Count::None`]
     /// a caller who wants only the page does not pay for counting every match.
     pub fn search_counted(
         &self,
         user: &User,
-        search: &crate::catalog::Search,
-        count: crate::catalog::Count,
-    ) -> CoreResult<crate::catalog::SearchResult> {
+        search: &crate::index::catalog::Search,
+        count: crate::index::catalog::Count,
+    ) -> CoreResult<crate::index::catalog::SearchResult> {
         self.db.snapshot(|c| {
-            crate::catalog::search(
+            crate::index::catalog::search(
                 c,
                 &self.registry,
                 self.fulltext(),
@@ -383,11 +385,19 @@ impl Portal {
         path: &str,
         method: &str,
         args: &Map<String, Value>,
-        options: &crate::activity::Activate,
+        options: &crate::run::activity::Activate,
     ) -> CoreResult<i64> {
         self.db.write(|c| {
             let doc = self.visible(c, user, path, Permission::View)?;
-            crate::activity::activate_checked(c, &self.registry, user, &doc, method, args, options)
+            crate::run::activity::activate_checked(
+                c,
+                &self.registry,
+                user,
+                &doc,
+                method,
+                args,
+                options,
+            )
         })
     }
 
@@ -441,10 +451,10 @@ impl Portal {
         user: &User,
         state: Option<&str>,
         limit: i64,
-    ) -> CoreResult<Vec<crate::activity::ActivityInfo>> {
+    ) -> CoreResult<Vec<crate::run::activity::ActivityInfo>> {
         self.db.read(|c| {
             self.require_manager(c, user)?;
-            crate::activity::list(c, state, limit)
+            crate::run::activity::list(c, state, limit)
         })
     }
 
@@ -452,7 +462,7 @@ impl Portal {
     pub fn retry_activity(&self, user: &User, id: i64) -> CoreResult<()> {
         self.db.write(|c| {
             self.require_manager(c, user)?;
-            crate::activity::retry(c, id)
+            crate::run::activity::retry(c, id)
         })
     }
 

@@ -15,13 +15,13 @@ use std::fmt;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::db::DbConnection;
-use crate::document::{self, Document};
-use crate::error::{CoreError, CoreResult};
-use crate::schema::{
+use crate::model::error::{CoreError, CoreResult};
+use crate::model::schema::{
     documents, local_roles, security_set_principals, security_sets, workflow_states,
 };
-use crate::types::{Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
+use crate::model::types::{Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
+use crate::store::db::DbConnection;
+use crate::store::document::{self, Document};
 
 /// The permissions every decision is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -475,9 +475,9 @@ pub fn security_set_of(conn: &mut DbConnection, uid: i64) -> CoreResult<i64> {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         security_set: i64,
     }
-    let q = crate::catalog::Statement {
+    let q = crate::index::catalog::Statement {
         sql: "SELECT security_set FROM documents WHERE uid = ?".into(),
-        binds: vec![crate::catalog::Bind::Int(Some(uid))],
+        binds: vec![crate::index::catalog::Bind::Int(Some(uid))],
     };
     Ok(q.query()
         .get_result::<Row>(conn)
@@ -497,16 +497,16 @@ pub fn update_viewers(
     if set == security_set_of(conn, doc.uid)? {
         return Ok(());
     }
-    let q = crate::catalog::Statement {
+    let q = crate::index::catalog::Statement {
         sql: "UPDATE documents SET security_set = ? WHERE uid = ?".into(),
         binds: vec![
-            crate::catalog::Bind::Int(Some(set)),
-            crate::catalog::Bind::Int(Some(doc.uid)),
+            crate::index::catalog::Bind::Int(Some(set)),
+            crate::index::catalog::Bind::Int(Some(doc.uid)),
         ],
     };
     q.query().execute(conn)?;
     // The full-text index filters by the same principals: it must see the change.
-    crate::fulltext::enqueue(conn, doc.uid)
+    crate::index::fulltext::enqueue(conn, doc.uid)
 }
 
 /// Which security sets the holder of `principals` may View.

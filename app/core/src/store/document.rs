@@ -1,7 +1,7 @@
 //! Documents: rows of the `documents` table, their properties, relations and containment.
 //!
 //! Every function here takes a connection so that callers compose them inside one
-//! transaction; [`crate::portal::Portal`] is the convenient entry point.
+//! transaction; [`crate::run::portal::Portal`] is the convenient entry point.
 
 use std::collections::BTreeMap;
 
@@ -10,13 +10,14 @@ use diesel::prelude::*;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::db::DbConnection;
-use crate::error::{CoreError, CoreResult};
-use crate::property::{check_value, relation_targets};
-use crate::schema::{documents, local_roles, relations};
-use crate::security::{Permission, User};
-use crate::types::{PortalType, PropertyType, Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
-use crate::{security, workflow};
+use crate::access::security;
+use crate::access::security::{Permission, User};
+use crate::model::error::{CoreError, CoreResult};
+use crate::model::property::{check_value, relation_targets};
+use crate::model::schema::{documents, local_roles, relations};
+use crate::model::types::{PortalType, PropertyType, Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
+use crate::run::workflow;
+use crate::store::db::DbConnection;
 
 /// Relation name → target paths.
 pub type RelationTargets = BTreeMap<String, Vec<String>>;
@@ -208,7 +209,8 @@ impl DocumentPatch {
                     .or_else(|| {
                         v.as_f64()
                             .filter(|f| {
-                                f.fract() == 0.0 && f.abs() <= crate::property::MAX_EXACT_INTEGER
+                                f.fract() == 0.0
+                                    && f.abs() <= crate::model::property::MAX_EXACT_INTEGER
                             })
                             .map(|f| f as i64)
                     })
@@ -348,7 +350,7 @@ pub fn children(
         .filter(documents::parent_uid.eq(parent_uid))
         .into_boxed();
     if let Some(p) = viewers {
-        let visible = crate::security::Visible::for_principals(conn, p)?.sql();
+        let visible = crate::access::security::Visible::for_principals(conn, p)?.sql();
         items = items.filter(diesel::dsl::sql::<diesel::sql_types::Bool>(&visible));
         count = count.filter(diesel::dsl::sql::<diesel::sql_types::Bool>(&visible));
     }
@@ -386,7 +388,7 @@ pub(crate) fn now() -> NaiveDateTime {
 
 /// Creates the portal root and one folder per registered module folder, when missing.
 pub fn ensure_structure(conn: &mut DbConnection, registry: &Registry) -> CoreResult<()> {
-    crate::catalog::ensure_columns(conn, registry)?;
+    crate::index::catalog::ensure_columns(conn, registry)?;
     let root = match find(conn, "")? {
         Some(root) => root,
         None => insert_row(conn, None, "", "", "", PORTAL_TYPE, "Wendelin", "", "{}")?,
@@ -556,7 +558,7 @@ pub fn create(
             .execute(conn)?;
     }
     security::update_viewers(conn, registry, &doc)?;
-    crate::catalog::index_document(conn, registry, &doc)?;
+    crate::index::catalog::index_document(conn, registry, &doc)?;
     Ok(doc)
 }
 
@@ -719,8 +721,13 @@ pub(crate) fn set_relations(
                 ))
             };
             let target = find(conn, path)?.ok_or_else(missing)?;
-            if !crate::security::has_permission(conn, registry, writer, &target, Permission::View)?
-            {
+            if !crate::access::security::has_permission(
+                conn,
+                registry,
+                writer,
+                &target,
+                Permission::View,
+            )? {
                 return Err(missing());
             }
             let position = i32::try_from(position).map_err(|_| {
@@ -806,8 +813,8 @@ pub fn update(
     }
     set_relations(conn, registry, editor, &doc, rels)?;
     let doc = get(conn, path)?;
-    crate::catalog::index_document(conn, registry, &doc)?;
-    crate::fulltext::enqueue(conn, doc.uid)?;
+    crate::index::catalog::index_document(conn, registry, &doc)?;
+    crate::index::fulltext::enqueue(conn, doc.uid)?;
     Ok(doc)
 }
 
@@ -820,7 +827,7 @@ fn stale(doc: &Document, serial: i64) -> CoreError {
 
 /// Deletes the document at `path` with its sub-documents and relations. With a serial,
 /// refuses when the document changed meanwhile. For every deleted document whose type
-/// keeps data outside the database ([`crate::types::OnDelete`]), queues the activity that
+/// keeps data outside the database ([`crate::model::types::OnDelete`]), queues the activity that
 /// removes it once this transaction has committed.
 pub fn delete(
     conn: &mut DbConnection,
@@ -851,7 +858,7 @@ pub fn delete(
             .into_iter()
             .chain([(doc.uid, doc.portal_type.clone(), doc.path.clone())])
     {
-        crate::fulltext::enqueue(conn, uid)?;
+        crate::index::fulltext::enqueue(conn, uid)?;
         if registry
             .portal_type(&portal_type)
             .is_some_and(|t| t.on_delete.is_some())
@@ -859,13 +866,13 @@ pub fn delete(
             let mut args = serde_json::Map::new();
             args.insert("uid".into(), uid.into());
             args.insert("portal_type".into(), portal_type.into());
-            crate::activity::activate(
+            crate::run::activity::activate(
                 conn,
                 "system",
                 &path,
-                crate::activity::PURGE_METHOD,
+                crate::run::activity::PURGE_METHOD,
                 &args,
-                &crate::activity::Activate {
+                &crate::run::activity::Activate {
                     // Lets writes that were in flight when the document went finish first.
                     delay_seconds: 5,
                     tag: Some(format!("purge:{uid}")),

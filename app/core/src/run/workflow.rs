@@ -9,12 +9,12 @@ use diesel::prelude::*;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::db::DbConnection;
-use crate::document::{self, format_time, Document};
-use crate::error::{CoreError, CoreResult};
-use crate::schema::{documents, workflow_history, workflow_states};
-use crate::security::{self, Permission, PermissionMap, User};
-use crate::types::Registry;
+use crate::access::security::{self, Permission, PermissionMap, User};
+use crate::model::error::{CoreError, CoreResult};
+use crate::model::schema::{documents, workflow_history, workflow_states};
+use crate::model::types::Registry;
+use crate::store::db::DbConnection;
+use crate::store::document::{self, format_time, Document};
 
 /// A workflow definition.
 #[derive(Clone)]
@@ -472,7 +472,7 @@ pub fn fire(
     run_hooks(conn, registry, user, doc, wf, t, &t.after)?;
     security::update_viewers(conn, registry, doc)?;
     let doc = document::get_by_uid(conn, doc.uid)?;
-    crate::catalog::index_document(conn, registry, &doc)?;
+    crate::index::catalog::index_document(conn, registry, &doc)?;
     Ok(doc)
 }
 

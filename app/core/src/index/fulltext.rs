@@ -32,12 +32,12 @@ use tantivy::query::QueryParser;
 use tantivy::schema::{Field, Schema, Value as _, FAST, INDEXED, STORED, TEXT};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
-use crate::catalog::{Bind, Bound, Statement};
-use crate::db::{Database, DbConnection};
-use crate::document;
-use crate::error::{CoreError, CoreResult};
-use crate::schema::{fulltext_indexes, fulltext_outbox};
-use crate::types::{Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
+use crate::index::catalog::{Bind, Bound, Statement};
+use crate::model::error::{CoreError, CoreResult};
+use crate::model::schema::{fulltext_indexes, fulltext_outbox};
+use crate::model::types::{Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
+use crate::store::db::{Database, DbConnection};
+use crate::store::document;
 
 /// Documents taken from the outbox per commit at most.
 const BATCH: i64 = 20_000;
@@ -206,7 +206,7 @@ fn register(db: &Database, id: &str) -> CoreResult<()> {
             .execute(c)?;
         Ok(())
     })?;
-    if db.backend() == crate::db::Backend::Postgres {
+    if db.backend() == crate::store::db::Backend::Postgres {
         #[derive(QueryableByName)]
         struct Xid {
             #[diesel(sql_type = diesel::sql_types::Text)]
@@ -269,7 +269,7 @@ fn renew(dir: &Path, writer: &mut IndexWriter, db: &Database) -> CoreResult<Stri
     writer.delete_all_documents().map_err(ft_err)?;
     writer.commit().map_err(ft_err)?;
     // 64 random bits: unique among a database's indexes, short in every outbox row.
-    let id = crate::users::random_token()[..16].to_owned();
+    let id = crate::access::users::random_token()[..16].to_owned();
     // The id is written before it is registered: a crash between the two leaves an id
     // that is not registered, which the next start replaces.
     let tmp = dir.join(format!("{ID_FILE}.tmp"));

@@ -1,0 +1,5 @@
+//! Layer 2, store: the database and the document rows in it. Imports only the model.
+
+pub mod db;
+pub mod document;
+pub mod generation;
