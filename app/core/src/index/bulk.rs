@@ -14,12 +14,13 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
 use crate::access::security::User;
-use crate::index::catalog::{catalog_values, Bind, Bound, Statement};
+use crate::index::catalog::catalog_values;
 use crate::model::error::{CoreError, CoreResult};
 use crate::model::schema::documents;
 use crate::model::types::{Registry, MODULE_FOLDER_TYPE};
 use crate::store::db::DbConnection;
 use crate::store::document::{self, NewDocument, RelationTargets};
+use crate::store::sql::{Bind, Bound, Statement};
 
 /// Bound values per statement at most (SQLite allows 32,766; PostgreSQL 65,535).
 const MAX_BINDS: usize = 30_000;

@@ -32,12 +32,13 @@ use tantivy::query::QueryParser;
 use tantivy::schema::{Field, Schema, Value as _, FAST, INDEXED, STORED, TEXT};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
-use crate::index::catalog::{Bind, Bound, Statement};
 use crate::model::error::{CoreError, CoreResult};
 use crate::model::schema::{fulltext_indexes, fulltext_outbox};
 use crate::model::types::{Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
+use crate::store::after_write::Written;
 use crate::store::db::{Database, DbConnection};
 use crate::store::document;
+use crate::store::sql::{Bind, Bound, Statement};
 
 /// Documents taken from the outbox per commit at most.
 const BATCH: i64 = 20_000;
@@ -707,4 +708,18 @@ fn entries(
         out.push((*uid, Some(e)));
     }
     Ok(out)
+}
+
+/// The full-text index's after-write hook: an edited or deleted document, and one whose
+/// viewers changed (entries carry the security set), goes to the outbox.
+pub(crate) fn after_write(
+    conn: &mut DbConnection,
+    _registry: &Registry,
+    written: &Written<'_>,
+) -> CoreResult<()> {
+    match *written {
+        Written::Updated { doc } => enqueue(conn, doc.uid),
+        Written::Viewers { uid } | Written::Deleted { uid, .. } => enqueue(conn, uid),
+        _ => Ok(()),
+    }
 }

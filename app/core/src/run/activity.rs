@@ -17,12 +17,13 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::access::security::User;
-use crate::index::catalog::{Bind, Statement};
 use crate::model::error::{CoreError, CoreResult};
 use crate::model::schema::{activities, activity_runs, activity_tags};
 use crate::run::portal::Portal;
+use crate::store::after_write::Written;
 use crate::store::db::DbConnection;
 use crate::store::document::format_time;
+use crate::store::sql::{Bind, Statement};
 
 /// How an activity is queued.
 #[derive(Debug, Clone)]
@@ -537,5 +538,46 @@ pub fn retry(conn: &mut DbConnection, id: i64) -> CoreResult<()> {
     if n == 0 {
         return Err(CoreError::NotFound(format!("no failed activity {id}")));
     }
+    Ok(())
+}
+
+/// The activities' after-write hook: a deleted document whose type keeps data outside the
+/// database ([`OnDelete`](crate::model::types::OnDelete)) gets the activity that removes
+/// it, which runs once the deleting transaction has committed.
+pub(crate) fn after_write(
+    conn: &mut DbConnection,
+    registry: &crate::model::types::Registry,
+    written: &Written<'_>,
+) -> CoreResult<()> {
+    let Written::Deleted {
+        uid,
+        portal_type,
+        path,
+    } = *written
+    else {
+        return Ok(());
+    };
+    if registry
+        .portal_type(portal_type)
+        .is_none_or(|t| t.on_delete.is_none())
+    {
+        return Ok(());
+    }
+    let mut args = Map::new();
+    args.insert("uid".into(), uid.into());
+    args.insert("portal_type".into(), portal_type.into());
+    activate(
+        conn,
+        "system",
+        path,
+        PURGE_METHOD,
+        &args,
+        &Activate {
+            // Lets writes that were in flight when the document went finish first.
+            delay_seconds: 5,
+            tag: Some(format!("purge:{uid}")),
+            ..Default::default()
+        },
+    )?;
     Ok(())
 }

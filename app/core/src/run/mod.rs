@@ -5,5 +5,6 @@
 pub mod activity;
 pub mod base;
 pub mod dispatch;
+pub mod hooks;
 pub mod portal;
 pub mod workflow;

@@ -47,9 +47,8 @@ impl Portal {
     pub fn open(registry: Registry, url: &str, max_connections: u32) -> CoreResult<Portal> {
         let db = Database::open(url, max_connections)?;
         let registry = Arc::new(registry);
-        db.exclusive(|c| {
-            crate::store::db::write_tx(c, |c| document::ensure_structure(c, &registry))
-        })?;
+        crate::run::hooks::register();
+        db.exclusive(|c| crate::store::db::write_tx(c, |c| ensure_structure(c, &registry)))?;
         db.optimize()?;
         Ok(Portal {
             registry,
@@ -491,4 +490,47 @@ impl Portal {
 /// Paths are given with or without slashes around them.
 fn clean(path: &str) -> &str {
     path.trim_matches('/')
+}
+
+/// Creates the portal root (with the catalog's columns), and one folder per registered module folder, when missing.
+fn ensure_structure(conn: &mut DbConnection, registry: &Registry) -> CoreResult<()> {
+    crate::index::catalog::ensure_columns(conn, registry)?;
+    let root = match document::find(conn, "")? {
+        Some(root) => root,
+        None => document::insert_row(
+            conn,
+            None,
+            "",
+            "",
+            "",
+            crate::model::types::PORTAL_TYPE,
+            "Wendelin",
+            "",
+            "{}",
+        )?,
+    };
+    security::update_viewers(conn, registry, &root)?;
+    for folder in registry.folders() {
+        if let Some(existing) = document::find(conn, &folder.id)? {
+            security::update_viewers(conn, registry, &existing)?;
+        } else {
+            let created = document::insert_row(
+                conn,
+                Some(root.uid),
+                &folder.id,
+                &folder.id,
+                &folder.id,
+                crate::model::types::MODULE_FOLDER_TYPE,
+                &folder.title,
+                "",
+                "{}",
+            )?;
+            security::update_viewers(conn, registry, &created)?;
+        }
+    }
+    let filed = security::backfill_security_sets(conn, registry)?;
+    if filed > 0 {
+        tracing::info!(documents = filed, "security sets computed");
+    }
+    Ok(())
 }
