@@ -53,7 +53,7 @@ pub fn module() -> Module {
                 };
                 security::set_local_roles(
                     call.conn,
-                    &call.portal.registry,
+                    call.registry,
                     call.context,
                     &principal,
                     &roles,
@@ -76,12 +76,7 @@ pub fn module() -> Module {
                     .ok_or_else(|| {
                         CoreError::BadRequest("argument 'block' (true or false) is required".into())
                     })?;
-                security::set_block_acquisition(
-                    call.conn,
-                    &call.portal.registry,
-                    call.context,
-                    block,
-                )?;
+                security::set_block_acquisition(call.conn, call.registry, call.context, block)?;
                 Ok(MethodOutput::Json(Value::from(block)))
             }),
         )
@@ -94,14 +89,14 @@ pub fn module() -> Module {
                 let patch = document::DocumentPatch::from_json(body)?;
                 let doc = document::update(
                     call.conn,
-                    &call.portal.registry,
+                    call.registry,
                     &call.context.path,
                     patch,
                     call.user,
                 )?;
                 Ok(MethodOutput::Json(document::to_json(
                     call.conn,
-                    &call.portal.registry,
+                    call.registry,
                     &doc,
                 )?))
             }),
@@ -142,7 +137,7 @@ pub fn module() -> Module {
                 };
                 let id = crate::run::activity::activate_checked(
                     call.conn,
-                    &call.portal.registry,
+                    call.registry,
                     call.user,
                     call.context,
                     &method,
@@ -163,7 +158,7 @@ pub fn module() -> Module {
         .script("Base_getSize", |call: &mut Call<'_>| {
             // A document's own size is the size of its stored record; types holding
             // payloads (data streams, arrays, images) override getSize.
-            let json = document::to_json(call.conn, &call.portal.registry, call.context)?;
+            let json = document::to_json(call.conn, call.registry, call.context)?;
             Ok(MethodOutput::Json(Value::from(json.to_string().len())))
         })
         .script("Base_getPath", |call: &mut Call<'_>| {
@@ -175,7 +170,7 @@ pub fn module() -> Module {
         .script("Base_asJSON", |call: &mut Call<'_>| {
             Ok(MethodOutput::Json(document::to_json(
                 call.conn,
-                &call.portal.registry,
+                call.registry,
                 call.context,
             )?))
         })
@@ -201,7 +196,7 @@ fn viewable(call: &mut Call<'_>, paths: Vec<String>) -> CoreResult<Vec<String>> 
         if let Some(doc) = document::find(call.conn, &path)? {
             if crate::access::security::has_permission(
                 call.conn,
-                &call.portal.registry,
+                call.registry,
                 call.user,
                 &doc,
                 Permission::View,

@@ -21,7 +21,9 @@ use crate::model::types::{script_prefix, Registry};
 use crate::store::db::DbConnection;
 use crate::store::document::{self, Document};
 
-pub use crate::model::method::{Call, Method, MethodOutput, Mutating, Protected, ScriptSource};
+pub use crate::model::method::{
+    Call, Host, Method, MethodOutput, Mutating, Protected, ScriptSource,
+};
 
 /// Which step of the chain a name resolved to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -8,8 +8,9 @@ use serde_json::{Map, Value};
 use crate::access::security::{self, Permission, User};
 use crate::index::fulltext::FullText;
 use crate::model::error::{CoreError, CoreResult};
+use crate::model::method::{Call, Host, MethodOutput};
 use crate::model::types::Registry;
-use crate::run::dispatch::{self, Call, MethodOutput, Resolution, Target};
+use crate::run::dispatch::{self, Resolution, Target};
 use crate::run::workflow::{self, WorkflowStatus};
 use crate::store::db::{write_tx, Database, DbConnection};
 use crate::store::document::{self, Document, DocumentPatch, NewDocument};
@@ -269,57 +270,85 @@ impl Portal {
     ) -> CoreResult<MethodOutput> {
         let path = clean(path);
         let mut conn = self.db.conn()?;
-        let doc = document::get(&mut conn, path)?;
-        // Resolve before checking, so that a missing name is a 404 for everyone, exactly
-        // like a missing document (an anonymous 401 here would tell the two apart).
-        let found = dispatch::resolve(&mut conn, &self.registry, &doc, name)?.ok_or_else(|| {
+        let (doc, found) = self.found(&mut conn, user, path, name)?;
+        match &found.target {
+            Target::Method(m) if !m.read_only() && allow_writes => {
+                self.written(write_tx(&mut conn, |c| {
+                    // Re-read inside the transaction so the method sees the committed state.
+                    let doc = document::get(c, path)?;
+                    let holder = if found.holder.path == doc.path {
+                        doc.clone()
+                    } else {
+                        document::get(c, &found.holder.path)?
+                    };
+                    self.run(c, user, &doc, &holder, &found, args, true)
+                }))
+            }
+            _ => self.run(&mut conn, user, &doc, &found.holder, &found, args, false),
+        }
+    }
+
+    /// The object at `path` and what `name` resolves to on it, once `user` may View it.
+    /// Resolves before checking, so that a missing name is a 404 for everyone, exactly
+    /// like a missing document (an anonymous 401 here would tell the two apart).
+    fn found(
+        &self,
+        c: &mut DbConnection,
+        user: &User,
+        path: &str,
+        name: &str,
+    ) -> CoreResult<(Document, Resolution)> {
+        let doc = document::get(c, path)?;
+        let found = dispatch::resolve(c, &self.registry, &doc, name)?.ok_or_else(|| {
             CoreError::NotFound(format!("/{path} has no method or property '{name}'"))
         })?;
-        security::check(&mut conn, &self.registry, user, &doc, Permission::View)?;
+        security::check(c, &self.registry, user, &doc, Permission::View)?;
+        Ok((doc, found))
+    }
+
+    /// Answers a resolved name on `doc`: a value needs Access contents information, a
+    /// method its own permission; a method that changes data runs only when `writable`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the parts of one call, checked here"
+    )]
+    fn run(
+        &self,
+        c: &mut DbConnection,
+        user: &User,
+        doc: &Document,
+        holder: &Document,
+        found: &Resolution,
+        args: &Map<String, Value>,
+        writable: bool,
+    ) -> CoreResult<MethodOutput> {
         match &found.target {
             Target::Value(v) => {
                 security::check(
-                    &mut conn,
+                    c,
                     &self.registry,
                     user,
-                    &doc,
+                    doc,
                     Permission::AccessContentsInformation,
                 )?;
                 Ok(MethodOutput::Json(v.clone()))
             }
-            Target::Method(m) if m.read_only() => {
-                security::check(&mut conn, &self.registry, user, &doc, m.permission())?;
+            Target::Method(m) if !m.read_only() && !writable => Err(CoreError::MethodNotAllowed(
+                format!("{} changes data: call it with POST", found.name),
+            )),
+            Target::Method(m) => {
+                security::check(c, &self.registry, user, doc, m.permission())?;
                 m.call(&mut Call {
-                    portal: self,
-                    conn: &mut conn,
-                    context: &doc,
-                    holder: &found.holder,
-                    args,
+                    registry: &self.registry,
+                    conn: c,
                     user,
+                    context: doc,
+                    holder,
+                    args,
+                    host: self,
+                    writable,
                 })
             }
-            Target::Method(_) if !allow_writes => Err(CoreError::MethodNotAllowed(format!(
-                "{} changes data: call it with POST",
-                found.name
-            ))),
-            Target::Method(m) => self.written(write_tx(&mut conn, |c| {
-                // Re-read inside the transaction so the method sees the committed state.
-                let doc = document::get(c, path)?;
-                security::check(c, &self.registry, user, &doc, m.permission())?;
-                let holder = if found.holder.path == doc.path {
-                    doc.clone()
-                } else {
-                    document::get(c, &found.holder.path)?
-                };
-                m.call(&mut Call {
-                    portal: self,
-                    conn: c,
-                    context: &doc,
-                    holder: &holder,
-                    args,
-                    user,
-                })
-            })),
         }
     }
 
@@ -484,6 +513,36 @@ impl Portal {
             Some(doc) => security::has_permission(c, &self.registry, user, &doc, permission),
             None => Ok(false),
         })
+    }
+}
+
+/// What a running method reaches of the portal ([`Call::host`]).
+impl Host for Portal {
+    fn data_dir(&self) -> Option<&std::path::Path> {
+        Portal::data_dir(self)
+    }
+
+    fn call_in(
+        &self,
+        conn: &mut DbConnection,
+        user: &User,
+        path: &str,
+        name: &str,
+        args: &Map<String, Value>,
+        writable: bool,
+    ) -> CoreResult<MethodOutput> {
+        let (doc, found) = self.found(conn, user, clean(path), name)?;
+        self.run(conn, user, &doc, &found.holder, &found, args, writable)
+    }
+
+    fn allowed_in(
+        &self,
+        conn: &mut DbConnection,
+        user: &User,
+        doc: &Document,
+        permission: Permission,
+    ) -> CoreResult<bool> {
+        security::has_permission(conn, &self.registry, user, doc, permission)
     }
 }
 
