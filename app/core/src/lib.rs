@@ -10,6 +10,9 @@ pub mod model;
 pub mod run;
 pub mod store;
 
+#[cfg(test)]
+mod layers;
+
 // The crate's public paths from before the layers, kept for the crates built on it.
 pub use access::{security, users};
 pub use index::{bulk, catalog, fulltext};
