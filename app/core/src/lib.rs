@@ -1,8 +1,11 @@
 //! The Wendelin object server kernel: portal types, documents, containment, relations,
 //! acquisition-style dispatch and storage on SQLite or PostgreSQL.
 //!
-//! Invariant: the kernel names no module; modules describe themselves with
-//! [`types::Module`] and `app/server` assembles the [`types::Registry`].
+//! Invariants: the kernel names no module; modules describe themselves with
+//! [`types::Module`] and `app/server` assembles the [`types::Registry`]. The kernel is five
+//! layers, [`model`] → [`store`] → [`access`] → [`index`] → [`run`], and a file names only
+//! its own layer and those below (checked by `layers.rs`); document writes reach the
+//! higher layers through the after-write hooks ([`store::after_write`]).
 
 pub mod access;
 pub mod index;
