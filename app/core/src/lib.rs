@@ -1,29 +1,29 @@
 //! The Wendelin object server kernel: portal types, documents, containment, relations,
 //! acquisition-style dispatch and storage on SQLite or PostgreSQL.
 //!
-//! Invariant: the kernel names no module; modules describe themselves with
-//! [`types::Module`] and `app/server` assembles the [`types::Registry`].
+//! Invariants: the kernel names no module; modules describe themselves with
+//! [`types::Module`] and `app/server` assembles the [`types::Registry`]. The kernel is five
+//! layers, [`model`] → [`store`] → [`access`] → [`index`] → [`run`], and a file names only
+//! its own layer and those below (checked by `layers.rs`); document writes reach the
+//! higher layers through the after-write hooks ([`store::after_write`]).
 
-pub mod activity;
-pub mod base;
-pub mod bulk;
-pub mod catalog;
-pub mod db;
-pub mod dispatch;
-pub mod document;
-pub mod error;
-pub mod fulltext;
-pub mod generation;
-pub mod portal;
-pub mod property;
-pub mod query;
-pub mod schema;
-pub mod security;
-pub mod types;
-pub mod users;
-pub mod workflow;
+pub mod access;
+pub mod index;
+pub mod model;
+pub mod run;
+pub mod store;
 
-pub use dispatch::{Call, Method, MethodOutput, Mutating, Protected, Step};
+#[cfg(test)]
+mod layers;
+
+// The crate's public paths from before the layers, kept for the crates built on it.
+pub use access::{security, users};
+pub use index::{bulk, catalog, fulltext};
+pub use model::{error, property, query, schema, types};
+pub use run::{activity, base, dispatch, portal, workflow};
+pub use store::{db, document, generation};
+
+pub use dispatch::{Call, Host, Method, MethodOutput, Mutating, Protected, Step};
 pub use document::{Document, DocumentPatch, NewDocument};
 pub use error::{CoreError, CoreResult};
 pub use portal::{Portal, Traversal};

@@ -6,8 +6,8 @@
 use serde_json::{json, Map, Value};
 use wendelin_core::dispatch::Step;
 use wendelin_core::{
-    Call, CoreError, DocumentPatch, MethodOutput, Module, NewDocument, Portal, PortalType,
-    PropertyDef, PropertyType, Registry, User,
+    Call, CoreError, DocumentPatch, MethodOutput, Module, Mutating, NewDocument, Permission,
+    Portal, PortalType, PropertyDef, PropertyType, Protected, Registry, User,
 };
 
 /// The server itself: a Manager, so these tests see everything.
@@ -880,6 +880,168 @@ fn group_roles_and_local_roles_on_containers(backend: &str, url: &str) {
     assert!(matches!(err, CoreError::Forbidden(_)), "{err}");
 }
 
+/// A module whose methods call other methods through `Call::invoke`.
+fn invoke_registry() -> Registry {
+    fn arg(call: &Call<'_>, name: &str) -> String {
+        call.arg_str(name).unwrap_or_default().to_owned()
+    }
+    let module = Module::new("notes")
+        .folder("note_module", "Notes", &["Note"])
+        .portal_type(
+            PortalType::new("Note", "note_module")
+                .property(PropertyDef::new("count", PropertyType::Int).default_value(json!(0)))
+                // Adds one to `count`: needs Modify portal content and a write transaction.
+                .method(
+                    "bump",
+                    Mutating(|call: &mut Call<'_>| {
+                        let n = call
+                            .context
+                            .get("count")?
+                            .and_then(|v| v.as_i64())
+                            .unwrap_or(0);
+                        let patch = DocumentPatch::from_json(
+                            json!({"serial": call.context.serial, "count": n + 1}),
+                        )?;
+                        wendelin_core::document::update(
+                            call.conn,
+                            call.registry,
+                            &call.context.path,
+                            patch,
+                            call.user,
+                        )?;
+                        Ok(MethodOutput::Json(json!(n + 1)))
+                    }),
+                )
+                // Read-only: answers what `name` answers on `path`.
+                .method("relay", |call: &mut Call<'_>| {
+                    let (path, name) = (arg(call, "path"), arg(call, "name"));
+                    call.invoke(&path, &name, &Map::new())
+                })
+                // Writes with View only: bumps `path` twice, then reads its count, in the
+                // caller's transaction; with `fail`, fails after bumping.
+                .method(
+                    "bumpTwice",
+                    Protected::write(Permission::View, |call: &mut Call<'_>| {
+                        let path = arg(call, "path");
+                        call.invoke(&path, "bump", &Map::new())?;
+                        call.invoke(&path, "bump", &Map::new())?;
+                        if call.args.contains_key("fail") {
+                            return Err(CoreError::Invalid("refused after bumping".into()));
+                        }
+                        call.invoke(&path, "count", &Map::new())
+                    }),
+                ),
+        );
+    Registry::build(vec![wendelin_core::base::module(), module]).unwrap()
+}
+
+fn invoke_calls_in_the_same_transaction_with_the_portal_checks(backend: &str, url: &str) {
+    let portal = Portal::open(invoke_registry(), url, 4).unwrap();
+    let a = portal
+        .create(&sys(), "note_module", new("Note", json!({})))
+        .unwrap();
+    let b = portal
+        .create(&sys(), "note_module", new("Note", json!({})))
+        .unwrap();
+    let args = |v: Value| v.as_object().unwrap().clone();
+    let count = || portal.get(&sys(), &b.path).unwrap().get("count").unwrap();
+    // A value through invoke.
+    assert_eq!(
+        portal
+            .call(
+                &sys(),
+                &a.path,
+                "relay",
+                &args(json!({"path": b.path, "name": "count"})),
+                false
+            )
+            .unwrap(),
+        MethodOutput::Json(json!(0)),
+        "{backend}"
+    );
+    // A missing name is a 404, as through the portal.
+    let err = portal
+        .call(
+            &sys(),
+            &a.path,
+            "relay",
+            &args(json!({"path": b.path, "name": "nope"})),
+            false,
+        )
+        .unwrap_err();
+    assert!(matches!(err, CoreError::NotFound(_)), "{backend}: {err}");
+    // A read-only call runs in no write transaction: what it invokes may not write, even
+    // on POST.
+    let err = portal
+        .call(
+            &sys(),
+            &a.path,
+            "relay",
+            &args(json!({"path": b.path, "name": "bump"})),
+            true,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, CoreError::MethodNotAllowed(_)),
+        "{backend}: {err}"
+    );
+    assert_eq!(count(), Some(json!(0)), "{backend}");
+    // A mutating call's invocations see each other's writes and commit with it.
+    assert_eq!(
+        portal
+            .call(
+                &sys(),
+                &a.path,
+                "bumpTwice",
+                &args(json!({"path": b.path})),
+                true
+            )
+            .unwrap(),
+        MethodOutput::Json(json!(2)),
+        "{backend}"
+    );
+    assert_eq!(count(), Some(json!(2)), "{backend}");
+    // ... and roll back with it.
+    let err = portal
+        .call(
+            &sys(),
+            &a.path,
+            "bumpTwice",
+            &args(json!({"path": b.path, "fail": true})),
+            true,
+        )
+        .unwrap_err();
+    assert!(matches!(err, CoreError::Invalid(_)), "{backend}: {err}");
+    assert_eq!(count(), Some(json!(2)), "{backend}");
+    // The invoked method's permission is checked for the caller: an Auditor may View
+    // (so call bumpTwice) but not modify, so the bump inside is refused.
+    let auditor = User::authenticated("audrey", ["Auditor".to_owned()], Vec::new());
+    assert_eq!(
+        portal
+            .call(
+                &auditor,
+                &a.path,
+                "relay",
+                &args(json!({"path": b.path, "name": "count"})),
+                false
+            )
+            .unwrap(),
+        MethodOutput::Json(json!(2)),
+        "{backend}"
+    );
+    let err = portal
+        .call(
+            &auditor,
+            &a.path,
+            "bumpTwice",
+            &args(json!({"path": b.path})),
+            true,
+        )
+        .unwrap_err();
+    assert!(matches!(err, CoreError::Forbidden(_)), "{backend}: {err}");
+    assert_eq!(count(), Some(json!(2)), "{backend}");
+}
+
 wendelin_tests::on_every_backend!(
     dispatch_order_type_script_then_builtin_then_base,
     containment_acquisition_up_to_the_portal,
@@ -892,6 +1054,7 @@ wendelin_tests::on_every_backend!(
     documents_survive_reopening_the_database,
     several_workflows_guards_hooks_and_history,
     group_roles_and_local_roles_on_containers,
+    invoke_calls_in_the_same_transaction_with_the_portal_checks,
 );
 
 /// SQLite: commits only append to the WAL (a writer checkpoints itself only past 64 MiB);

@@ -35,8 +35,8 @@ fn base_view(call: &mut Call<'_>) -> wendelin_core::CoreResult<MethodOutput> {
         ("modified".to_owned(), format_time(&doc.modification_date)),
         ("serial".to_owned(), doc.serial.to_string()),
     ];
-    let json = document::to_json(call.conn, &call.portal.registry, doc)?;
-    if let Some(t) = call.portal.registry.portal_type(&doc.portal_type) {
+    let json = document::to_json(call.conn, call.registry, doc)?;
+    if let Some(t) = call.registry.portal_type(&doc.portal_type) {
         for def in &t.properties {
             let value = match json.get(&def.name) {
                 Some(serde_json::Value::String(s)) => s.clone(),

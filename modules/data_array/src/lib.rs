@@ -20,8 +20,8 @@ use std::path::PathBuf;
 
 use serde_json::{json, Map, Value};
 use wendelin_core::{
-    Call, CoreError, CoreResult, Document, MethodOutput, Module, NewDocument, Permission, Portal,
-    PortalType, PropertyDef, PropertyType, Protected, User,
+    Call, CoreError, CoreResult, Document, Host, MethodOutput, Module, NewDocument, Permission,
+    Portal, PortalType, PropertyDef, PropertyType, Protected, User,
 };
 
 /// The module's settings: the `[data_array]` section of `wendelin.toml` (see
@@ -106,27 +106,27 @@ pub fn module() -> Module {
                 .workflow("validation_workflow"),
         )
         .script("DataArray_getShape", |call: &mut Call<'_>| {
-            let dir = ensure(call.portal, call.context)?;
+            let dir = ensure(call.host, call.context)?;
             let shape = DataArray::with_reader(&dir, |a| Ok(a.shape().to_vec()))?;
             Ok(MethodOutput::Json(json!(shape)))
         })
         .script("DataArray_getDtype", |call: &mut Call<'_>| {
-            let dir = ensure(call.portal, call.context)?;
+            let dir = ensure(call.host, call.context)?;
             let dtype = DataArray::with_reader(&dir, |a| Ok(a.dtype()))?;
             Ok(MethodOutput::Json(json!(dtype.name())))
         })
         .script("DataArray_getChunkShape", |call: &mut Call<'_>| {
-            let dir = ensure(call.portal, call.context)?;
+            let dir = ensure(call.host, call.context)?;
             let chunk = DataArray::with_reader(&dir, |a| a.chunk_shape())?;
             Ok(MethodOutput::Json(json!(chunk)))
         })
         .script("DataArray_getArraySlice", |call: &mut Call<'_>| {
-            let dir = ensure(call.portal, call.context)?;
+            let dir = ensure(call.host, call.context)?;
             let text = call.arg_str("region").unwrap_or("").to_owned();
             Ok(MethodOutput::Json(DataArray::with_reader(&dir, |a| json_slice(a, &text))?))
         })
         .script("DataArray_reduce", |call: &mut Call<'_>| {
-            let dir = ensure(call.portal, call.context)?;
+            let dir = ensure(call.host, call.context)?;
             let op = Op::parse(call.arg_str("op").unwrap_or("mean"), call.arg_str("where"))?;
             let axis = match call.args.get("axis") {
                 None | Some(Value::Null) => None,
@@ -142,7 +142,7 @@ pub fn module() -> Module {
         .script(
             "DataArray_append",
             Protected::write(Permission::ModifyPortalContent, |call: &mut Call<'_>| {
-                let dir = ensure(call.portal, call.context)?;
+                let dir = ensure(call.host, call.context)?;
                 let data = call.args.get("data").ok_or_else(|| {
                     CoreError::BadRequest("append needs 'data': a (nested) list of numbers".into())
                 })?;
@@ -156,7 +156,7 @@ pub fn module() -> Module {
         .script(
             "DataArray_resize",
             Protected::write(Permission::ModifyPortalContent, |call: &mut Call<'_>| {
-                let dir = ensure(call.portal, call.context)?;
+                let dir = ensure(call.host, call.context)?;
                 let shape: Vec<u64> = call
                     .args
                     .get("shape")
@@ -179,7 +179,7 @@ fn axis_arg(v: &Value) -> CoreResult<usize> {
 }
 
 /// The directory of the array a Data Array document owns.
-pub fn array_dir(portal: &Portal, doc: &Document) -> CoreResult<PathBuf> {
+pub fn array_dir(host: &(impl Host + ?Sized), doc: &Document) -> CoreResult<PathBuf> {
     if doc.portal_type != PORTAL_TYPE {
         return Err(CoreError::BadRequest(format!(
             "/{} is a {}, not a {PORTAL_TYPE}",
@@ -188,7 +188,7 @@ pub fn array_dir(portal: &Portal, doc: &Document) -> CoreResult<PathBuf> {
     }
     // Never a path from a property: anyone who may edit the document could point it at
     // another array or any directory. An import links its directory here instead.
-    Ok(arrays_root(portal)?.join(doc.uid.to_string()))
+    Ok(arrays_root(host)?.join(doc.uid.to_string()))
 }
 
 /// Drops a deleted array's directory (the kernel's delete hook; idempotent). An imported
@@ -203,16 +203,16 @@ fn purge(portal: &Portal, uid: i64) -> CoreResult<()> {
     }
 }
 
-fn arrays_root(portal: &Portal) -> CoreResult<PathBuf> {
-    Ok(portal
+fn arrays_root(host: &(impl Host + ?Sized)) -> CoreResult<PathBuf> {
+    Ok(host
         .data_dir()
         .ok_or_else(|| CoreError::Internal("the portal has no data directory".into()))?
         .join("arrays"))
 }
 
 /// The array's directory, creating the array from the document's properties on first use.
-pub fn ensure(portal: &Portal, doc: &Document) -> CoreResult<PathBuf> {
-    let dir = array_dir(portal, doc)?;
+pub fn ensure(host: &(impl Host + ?Sized), doc: &Document) -> CoreResult<PathBuf> {
+    let dir = array_dir(host, doc)?;
     if dir.join("zarr.json").is_file() {
         return Ok(dir);
     }

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use askama::Template;
 use serde_json::{json, Value};
 use wendelin_core::{
-    Call, CoreError, CoreResult, Document, MethodOutput, Module, Permission, Portal, PortalType,
-    PropertyDef, PropertyType, Protected, User,
+    Call, CoreError, CoreResult, Document, Host, MethodOutput, Module, Permission, Portal,
+    PortalType, PropertyDef, PropertyType, Protected, User,
 };
 
 pub use store::{Durability, LocalStore, StoreError, StoreOptions, StreamStore};
@@ -57,8 +57,8 @@ pub fn settings() -> StreamSettings {
 
 /// The store of the portal's data directory (`<data_dir>/streams`), opened once per
 /// process so every appender of a stream shares its lock and group commit.
-pub fn store(portal: &Portal) -> CoreResult<Arc<LocalStore>> {
-    let dir = portal
+pub fn store(host: &(impl Host + ?Sized)) -> CoreResult<Arc<LocalStore>> {
+    let dir = host
         .data_dir()
         .ok_or_else(|| CoreError::Internal("the portal has no data directory".into()))?
         .join("streams");
@@ -143,12 +143,17 @@ pub fn append(
 }
 
 /// Committed size of a stream document, in O(1).
-pub fn size_of(portal: &Portal, doc: &Document) -> CoreResult<u64> {
-    store(portal)?.size(stream_id(doc)).map_err(core_error)
+pub fn size_of(host: &(impl Host + ?Sized), doc: &Document) -> CoreResult<u64> {
+    store(host)?.size(stream_id(doc)).map_err(core_error)
 }
 
 /// Up to `len` bytes from `start` of a stream document (permission checked by the caller).
-pub fn read_checked(portal: &Portal, doc: &Document, start: u64, len: u64) -> CoreResult<Vec<u8>> {
+pub fn read_checked(
+    host: &(impl Host + ?Sized),
+    doc: &Document,
+    start: u64,
+    len: u64,
+) -> CoreResult<Vec<u8>> {
     let max = settings().max_read_bytes;
     if len > max {
         return Err(CoreError::BadRequest(format!(
@@ -158,7 +163,7 @@ pub fn read_checked(portal: &Portal, doc: &Document, start: u64, len: u64) -> Co
         )));
     }
     let len = usize::try_from(len).map_err(|_| CoreError::BadRequest("range too large".into()))?;
-    store(portal)?
+    store(host)?
         .read(stream_id(doc), start, len)
         .map_err(core_error)
 }
@@ -167,16 +172,16 @@ pub fn read_checked(portal: &Portal, doc: &Document, start: u64, len: u64) -> Co
 /// `[start, end)` (a value cut by `end` is left for the next call) and the offset to
 /// continue from. `start` must be a value boundary (0 or a previous `next_offset`).
 pub fn read_msgpack_chunk_list(
-    portal: &Portal,
+    host: &(impl Host + ?Sized),
     doc: &Document,
     start: u64,
     end: u64,
 ) -> CoreResult<(Vec<Value>, u64)> {
-    let end = end.min(size_of(portal, doc)?);
+    let end = end.min(size_of(host, doc)?);
     if start >= end {
         return Ok((Vec::new(), start));
     }
-    let bytes = read_checked(portal, doc, start, end - start)?;
+    let bytes = read_checked(host, doc, start, end - start)?;
     let (values, used) = msgpack::decode_prefix(&bytes).map_err(CoreError::BadRequest)?;
     Ok((
         values.iter().map(msgpack::to_json).collect(),
@@ -224,7 +229,7 @@ pub fn module() -> Module {
                 })
                 .method("getSize", |call: &mut Call<'_>| {
                     Ok(MethodOutput::Json(Value::from(size_of(
-                        call.portal,
+                        call.host,
                         call.context,
                     )?)))
                 })
@@ -234,7 +239,7 @@ pub fn module() -> Module {
                         Permission::AccessContentsInformation,
                         |call: &mut Call<'_>| {
                             Ok(MethodOutput::Json(
-                                last_append(call.portal, call.context)?
+                                last_append(call.host, call.context)?
                                     .map_or(Value::Null, Value::from),
                             ))
                         },
@@ -248,10 +253,10 @@ pub fn module() -> Module {
                             let start = offset_arg(call, "start")?.unwrap_or(0);
                             let end = match offset_arg(call, "end")? {
                                 Some(e) => e,
-                                None => size_of(call.portal, call.context)?,
+                                None => size_of(call.host, call.context)?,
                             };
                             let (records, next) =
-                                read_msgpack_chunk_list(call.portal, call.context, start, end)?;
+                                read_msgpack_chunk_list(call.host, call.context, start, end)?;
                             Ok(MethodOutput::Json(
                                 json!({"records": records, "next_offset": next}),
                             ))
@@ -263,8 +268,8 @@ pub fn module() -> Module {
                     Protected::read(
                         Permission::AccessContentsInformation,
                         |call: &mut Call<'_>| {
-                            let size = size_of(call.portal, call.context)?;
-                            let bytes = read_checked(call.portal, call.context, 0, size)?;
+                            let size = size_of(call.host, call.context)?;
+                            let bytes = read_checked(call.host, call.context, 0, size)?;
                             Ok(MethodOutput::Json(Value::from(
                                 String::from_utf8_lossy(&bytes).into_owned(),
                             )))
@@ -274,14 +279,11 @@ pub fn module() -> Module {
         )
         .script("DataStream_view", |call: &mut Call<'_>| {
             let doc = call.context;
-            let size = size_of(call.portal, doc)?;
-            let preview = if call.portal.allowed(
-                call.user,
-                &doc.path,
-                Permission::AccessContentsInformation,
-            )? {
+            let size = size_of(call.host, doc)?;
+            // Checked on the call's own connection: no second transaction inside the call.
+            let preview = if call.allowed(doc, Permission::AccessContentsInformation)? {
                 read_checked(
-                    call.portal,
+                    call.host,
                     doc,
                     0,
                     size.min(256).min(settings().max_read_bytes),
@@ -300,7 +302,7 @@ pub fn module() -> Module {
                 reference: doc.reference.as_deref().unwrap_or(""),
                 description: &doc.description,
                 size,
-                last_append: last_append(call.portal, doc)?.unwrap_or_default(),
+                last_append: last_append(call.host, doc)?.unwrap_or_default(),
                 hex: hex_dump(&preview),
                 text: String::from_utf8_lossy(&preview).into_owned(),
                 records: records
@@ -329,8 +331,8 @@ fn bad_offset(name: &str) -> CoreError {
 }
 
 /// When the stream last grew, RFC 3339 (none when unknown).
-pub fn last_append(portal: &Portal, doc: &Document) -> CoreResult<Option<String>> {
-    let t = store(portal)?
+pub fn last_append(host: &(impl Host + ?Sized), doc: &Document) -> CoreResult<Option<String>> {
+    let t = store(host)?
         .last_append(stream_id(doc))
         .map_err(core_error)?;
     Ok(t.map(|t| {

@@ -32,12 +32,13 @@ use tantivy::query::QueryParser;
 use tantivy::schema::{Field, Schema, Value as _, FAST, INDEXED, STORED, TEXT};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
-use crate::catalog::{Bind, Bound, Statement};
-use crate::db::{Database, DbConnection};
-use crate::document;
-use crate::error::{CoreError, CoreResult};
-use crate::schema::{fulltext_indexes, fulltext_outbox};
-use crate::types::{Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
+use crate::model::error::{CoreError, CoreResult};
+use crate::model::schema::{fulltext_indexes, fulltext_outbox};
+use crate::model::types::{Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
+use crate::store::after_write::Written;
+use crate::store::db::{Database, DbConnection};
+use crate::store::document;
+use crate::store::sql::{Bind, Bound, Statement};
 
 /// Documents taken from the outbox per commit at most.
 const BATCH: i64 = 20_000;
@@ -206,7 +207,7 @@ fn register(db: &Database, id: &str) -> CoreResult<()> {
             .execute(c)?;
         Ok(())
     })?;
-    if db.backend() == crate::db::Backend::Postgres {
+    if db.backend() == crate::store::db::Backend::Postgres {
         #[derive(QueryableByName)]
         struct Xid {
             #[diesel(sql_type = diesel::sql_types::Text)]
@@ -269,7 +270,7 @@ fn renew(dir: &Path, writer: &mut IndexWriter, db: &Database) -> CoreResult<Stri
     writer.delete_all_documents().map_err(ft_err)?;
     writer.commit().map_err(ft_err)?;
     // 64 random bits: unique among a database's indexes, short in every outbox row.
-    let id = crate::users::random_token()[..16].to_owned();
+    let id = crate::access::users::random_token()[..16].to_owned();
     // The id is written before it is registered: a crash between the two leaves an id
     // that is not registered, which the next start replaces.
     let tmp = dir.join(format!("{ID_FILE}.tmp"));
@@ -707,4 +708,18 @@ fn entries(
         out.push((*uid, Some(e)));
     }
     Ok(out)
+}
+
+/// The full-text index's after-write hook: an edited or deleted document, and one whose
+/// viewers changed (entries carry the security set), goes to the outbox.
+pub(crate) fn after_write(
+    conn: &mut DbConnection,
+    _registry: &Registry,
+    written: &Written<'_>,
+) -> CoreResult<()> {
+    match *written {
+        Written::Updated { doc } => enqueue(conn, doc.uid),
+        Written::Viewers { uid } | Written::Deleted { uid, .. } => enqueue(conn, uid),
+        _ => Ok(()),
+    }
 }

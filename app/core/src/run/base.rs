@@ -2,12 +2,12 @@
 
 use serde_json::Value;
 
-use crate::dispatch::{Call, MethodOutput, Protected};
-use crate::document;
-use crate::error::{CoreError, CoreResult};
-use crate::security::{self, permission_map, Permission};
-use crate::types::Module;
-use crate::workflow::{Transition, Workflow};
+use crate::access::security::{self, permission_map, Permission};
+use crate::model::error::{CoreError, CoreResult};
+use crate::model::types::Module;
+use crate::run::dispatch::{Call, MethodOutput, Protected};
+use crate::run::workflow::{Transition, Workflow};
+use crate::store::document;
 
 /// The kernel's own contribution to the registry: the generic `Base_` scripts and the
 /// standard workflows (`validation_workflow`, `publication_workflow`).
@@ -53,7 +53,7 @@ pub fn module() -> Module {
                 };
                 security::set_local_roles(
                     call.conn,
-                    &call.portal.registry,
+                    call.registry,
                     call.context,
                     &principal,
                     &roles,
@@ -76,12 +76,7 @@ pub fn module() -> Module {
                     .ok_or_else(|| {
                         CoreError::BadRequest("argument 'block' (true or false) is required".into())
                     })?;
-                security::set_block_acquisition(
-                    call.conn,
-                    &call.portal.registry,
-                    call.context,
-                    block,
-                )?;
+                security::set_block_acquisition(call.conn, call.registry, call.context, block)?;
                 Ok(MethodOutput::Json(Value::from(block)))
             }),
         )
@@ -94,14 +89,14 @@ pub fn module() -> Module {
                 let patch = document::DocumentPatch::from_json(body)?;
                 let doc = document::update(
                     call.conn,
-                    &call.portal.registry,
+                    call.registry,
                     &call.context.path,
                     patch,
                     call.user,
                 )?;
                 Ok(MethodOutput::Json(document::to_json(
                     call.conn,
-                    &call.portal.registry,
+                    call.registry,
                     &doc,
                 )?))
             }),
@@ -124,8 +119,8 @@ pub fn module() -> Module {
                         )))
                     }
                 };
-                let defaults = crate::activity::Activate::default();
-                let options = crate::activity::Activate {
+                let defaults = crate::run::activity::Activate::default();
+                let options = crate::run::activity::Activate {
                     priority: int_arg(call, "priority")?.unwrap_or(defaults.priority),
                     tag: match call.args.get("tag") {
                         None | Some(Value::Null) => None,
@@ -140,9 +135,9 @@ pub fn module() -> Module {
                         .unwrap_or(defaults.delay_seconds),
                     max_attempts: int_arg(call, "max_attempts")?.unwrap_or(defaults.max_attempts),
                 };
-                let id = crate::activity::activate_checked(
+                let id = crate::run::activity::activate_checked(
                     call.conn,
-                    &call.portal.registry,
+                    call.registry,
                     call.user,
                     call.context,
                     &method,
@@ -155,7 +150,7 @@ pub fn module() -> Module {
         .script("Base_getWorkflowHistory", |call: &mut Call<'_>| {
             let workflow = call.arg_str("workflow").map(str::to_owned);
             let entries =
-                crate::workflow::history(call.conn, call.context.uid, workflow.as_deref())?;
+                crate::run::workflow::history(call.conn, call.context.uid, workflow.as_deref())?;
             Ok(MethodOutput::Json(
                 serde_json::to_value(entries).map_err(|e| CoreError::Internal(e.to_string()))?,
             ))
@@ -163,7 +158,7 @@ pub fn module() -> Module {
         .script("Base_getSize", |call: &mut Call<'_>| {
             // A document's own size is the size of its stored record; types holding
             // payloads (data streams, arrays, images) override getSize.
-            let json = document::to_json(call.conn, &call.portal.registry, call.context)?;
+            let json = document::to_json(call.conn, call.registry, call.context)?;
             Ok(MethodOutput::Json(Value::from(json.to_string().len())))
         })
         .script("Base_getPath", |call: &mut Call<'_>| {
@@ -175,7 +170,7 @@ pub fn module() -> Module {
         .script("Base_asJSON", |call: &mut Call<'_>| {
             Ok(MethodOutput::Json(document::to_json(
                 call.conn,
-                &call.portal.registry,
+                call.registry,
                 call.context,
             )?))
         })
@@ -199,9 +194,9 @@ fn viewable(call: &mut Call<'_>, paths: Vec<String>) -> CoreResult<Vec<String>> 
     let mut out = Vec::with_capacity(paths.len());
     for path in paths {
         if let Some(doc) = document::find(call.conn, &path)? {
-            if crate::security::has_permission(
+            if crate::access::security::has_permission(
                 call.conn,
-                &call.portal.registry,
+                call.registry,
                 call.user,
                 &doc,
                 Permission::View,

@@ -17,7 +17,7 @@
 //! level, so the depth bound is also what keeps a deep query from exhausting the stack;
 //! the term bound keeps the SQL it compiles to inside the databases' expression limits.
 
-use crate::error::{CoreError, CoreResult};
+use crate::model::error::{CoreError, CoreResult};
 
 /// Longest query accepted, in characters.
 pub const MAX_QUERY_CHARS: usize = 8192;

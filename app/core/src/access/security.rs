@@ -10,279 +10,23 @@
 //! before LIMIT.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use diesel::prelude::*;
-use serde::{Deserialize, Serialize};
 
-use crate::db::DbConnection;
-use crate::document::{self, Document};
-use crate::error::{CoreError, CoreResult};
-use crate::schema::{
-    documents, local_roles, security_set_principals, security_sets, workflow_states,
+use crate::model::error::{CoreError, CoreResult};
+use crate::model::schema::{documents, local_roles, security_set_principals, security_sets};
+use crate::model::types::{Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
+use crate::store::db::DbConnection;
+use crate::store::document::{self, Document};
+
+pub use crate::model::permission::{
+    check_principal, check_role, default_document_map, module_folder_map, permission_map,
+    portal_map, Permission, PermissionMap, User, ROLES,
 };
-use crate::types::{Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
-
-/// The permissions every decision is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Permission {
-    /// See the document.
-    #[serde(rename = "View")]
-    View,
-    /// Read its properties and list its contents.
-    #[serde(rename = "Access contents information")]
-    AccessContentsInformation,
-    /// Edit it.
-    #[serde(rename = "Modify portal content")]
-    ModifyPortalContent,
-    /// Create documents inside it.
-    #[serde(rename = "Add portal content")]
-    AddPortalContent,
-    /// Delete it.
-    #[serde(rename = "Delete objects")]
-    DeleteObjects,
-    /// Give and take local roles on it.
-    #[serde(rename = "Change local roles")]
-    ChangeLocalRoles,
-    /// Administer the portal.
-    #[serde(rename = "Manage portal")]
-    ManagePortal,
-}
-
-impl Permission {
-    /// Every permission.
-    pub const ALL: [Permission; 7] = [
-        Permission::View,
-        Permission::AccessContentsInformation,
-        Permission::ModifyPortalContent,
-        Permission::AddPortalContent,
-        Permission::DeleteObjects,
-        Permission::ChangeLocalRoles,
-        Permission::ManagePortal,
-    ];
-
-    /// The Zope name, e.g. "Modify portal content".
-    pub fn name(self) -> &'static str {
-        match self {
-            Permission::View => "View",
-            Permission::AccessContentsInformation => "Access contents information",
-            Permission::ModifyPortalContent => "Modify portal content",
-            Permission::AddPortalContent => "Add portal content",
-            Permission::DeleteObjects => "Delete objects",
-            Permission::ChangeLocalRoles => "Change local roles",
-            Permission::ManagePortal => "Manage portal",
-        }
-    }
-}
-
-impl fmt::Display for Permission {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Every role the platform knows.
-pub const ROLES: [&str; 9] = [
-    "Anonymous",
-    "Authenticated",
-    "Owner",
-    "Manager",
-    "Assignor",
-    "Assignee",
-    "Associate",
-    "Auditor",
-    "Author",
-];
-
-/// Checks a role name against [`ROLES`].
-pub fn check_role(role: &str) -> CoreResult<()> {
-    if ROLES.contains(&role) {
-        Ok(())
-    } else {
-        Err(CoreError::Invalid(format!(
-            "unknown role '{role}'; roles are {}",
-            ROLES.join(", ")
-        )))
-    }
-}
-
-/// Which roles hold each permission.
-pub type PermissionMap = BTreeMap<Permission, BTreeSet<String>>;
-
-/// Builds a map from `(permission, roles)` pairs.
-pub fn permission_map(entries: &[(Permission, &[&str])]) -> PermissionMap {
-    entries
-        .iter()
-        .map(|(p, roles)| (*p, roles.iter().map(|r| (*r).to_owned()).collect()))
-        .collect()
-}
-
-/// The map of a document type that declares none (ERP5's defaults, roughly): owners and
-/// assignees work on it, auditors and associates read it, managers do everything.
-pub fn default_document_map() -> PermissionMap {
-    const READERS: &[&str] = &[
-        "Manager",
-        "Owner",
-        "Assignor",
-        "Assignee",
-        "Associate",
-        "Auditor",
-    ];
-    const WRITERS: &[&str] = &["Manager", "Owner", "Assignor", "Assignee"];
-    permission_map(&[
-        (Permission::View, READERS),
-        (Permission::AccessContentsInformation, READERS),
-        (Permission::ModifyPortalContent, WRITERS),
-        (Permission::AddPortalContent, WRITERS),
-        (Permission::DeleteObjects, &["Manager", "Owner", "Assignor"]),
-        (
-            Permission::ChangeLocalRoles,
-            &["Manager", "Owner", "Assignor"],
-        ),
-        (Permission::ManagePortal, &["Manager"]),
-    ])
-}
-
-/// Module folders: every logged-in user sees the folder (documents inside are filtered
-/// one by one); authors, assignors and managers create in it.
-pub fn module_folder_map() -> PermissionMap {
-    const ALL: &[&str] = &["Authenticated", "Manager"];
-    permission_map(&[
-        (Permission::View, ALL),
-        (Permission::AccessContentsInformation, ALL),
-        (Permission::ModifyPortalContent, &["Manager"]),
-        (
-            Permission::AddPortalContent,
-            &["Manager", "Author", "Assignor"],
-        ),
-        (Permission::DeleteObjects, &["Manager"]),
-        (Permission::ChangeLocalRoles, &["Manager"]),
-        (Permission::ManagePortal, &["Manager"]),
-    ])
-}
-
-/// The portal root: anyone may reach it (it only lists what they may see).
-pub fn portal_map() -> PermissionMap {
-    const ALL: &[&str] = &["Anonymous", "Authenticated", "Manager"];
-    permission_map(&[
-        (Permission::View, ALL),
-        (Permission::AccessContentsInformation, ALL),
-        (Permission::ModifyPortalContent, &["Manager"]),
-        (Permission::AddPortalContent, &["Manager"]),
-        (Permission::DeleteObjects, &["Manager"]),
-        (Permission::ChangeLocalRoles, &["Manager"]),
-        (Permission::ManagePortal, &["Manager"]),
-    ])
-}
-
-/// Who is asking: a login (none for Anonymous), global roles and groups.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    /// Login; `None` for anonymous visitors.
-    pub login: Option<String>,
-    /// Global roles, including the groups' roles, Anonymous and (when logged in) Authenticated.
-    pub roles: BTreeSet<String>,
-    /// Groups the user belongs to.
-    pub groups: Vec<String>,
-}
-
-impl User {
-    /// A visitor without credentials.
-    pub fn anonymous() -> User {
-        User {
-            login: None,
-            roles: ["Anonymous".to_owned()].into_iter().collect(),
-            groups: Vec::new(),
-        }
-    }
-
-    /// A logged-in user with global `roles` (their own and their groups').
-    pub fn authenticated(
-        login: &str,
-        roles: impl IntoIterator<Item = String>,
-        groups: Vec<String>,
-    ) -> User {
-        let mut all: BTreeSet<String> = roles.into_iter().collect();
-        all.insert("Anonymous".into());
-        all.insert("Authenticated".into());
-        User {
-            login: Some(login.to_owned()),
-            roles: all,
-            groups,
-        }
-    }
-
-    /// The server itself (command line, start-up): a Manager named `system`.
-    pub fn system() -> User {
-        User::authenticated("system", ["Manager".to_owned()], Vec::new())
-    }
-
-    /// The name recorded as actor and owner ("Anonymous User" when not logged in).
-    pub fn actor(&self) -> &str {
-        self.login.as_deref().unwrap_or("Anonymous User")
-    }
-
-    /// The login an activity runs as: the user's, "system" for the server, "" for Anonymous.
-    pub fn actor_login(&self) -> &str {
-        self.login.as_deref().unwrap_or("")
-    }
-
-    /// Principals local roles can be given to: `user:<login>` and `group:<id>`.
-    pub fn local_principals(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.groups.iter().map(|g| format!("group:{g}")).collect();
-        if let Some(l) = &self.login {
-            out.push(format!("user:{l}"));
-        }
-        out
-    }
-
-    /// Every principal that can appear in a document's View set.
-    pub fn principals(&self) -> Vec<String> {
-        let mut out = self.local_principals();
-        out.extend(self.roles.iter().map(|r| format!("role:{r}")));
-        out
-    }
-}
-
-/// Checks a principal given for a local role: `user:<login>` or `group:<id>`.
-pub fn check_principal(principal: &str) -> CoreResult<()> {
-    match principal.split_once(':') {
-        Some(("user" | "group", name)) if !name.is_empty() => Ok(()),
-        _ => Err(CoreError::Invalid(format!(
-            "principal '{principal}' must be user:<login> or group:<id>"
-        ))),
-    }
-}
-
-/// Current workflow states of several documents in one query (listings), by uid.
-pub fn workflow_states_of(
-    conn: &mut DbConnection,
-    uids: &[i64],
-) -> CoreResult<BTreeMap<i64, BTreeMap<String, String>>> {
-    let rows: Vec<(i64, String, String)> = workflow_states::table
-        .filter(workflow_states::uid.eq_any(uids))
-        .select((
-            workflow_states::uid,
-            workflow_states::workflow,
-            workflow_states::state,
-        ))
-        .load(conn)?;
-    let mut out: BTreeMap<i64, BTreeMap<String, String>> = BTreeMap::new();
-    for (uid, workflow, state) in rows {
-        out.entry(uid).or_default().insert(workflow, state);
-    }
-    Ok(out)
-}
-
-/// Current state of each workflow of a document.
-pub fn workflow_states(conn: &mut DbConnection, uid: i64) -> CoreResult<BTreeMap<String, String>> {
-    Ok(workflow_states::table
-        .filter(workflow_states::uid.eq(uid))
-        .select((workflow_states::workflow, workflow_states::state))
-        .load::<(String, String)>(conn)?
-        .into_iter()
-        .collect())
-}
+use crate::store::after_write::{notify, Written};
+pub use crate::store::document::{workflow_states, workflow_states_of};
+use crate::store::sql::{Bind, Statement};
+pub use crate::store::visible::Visible;
 
 /// The permission map in force on `doc` given its workflow `states`.
 pub fn effective_map(
@@ -475,9 +219,9 @@ pub fn security_set_of(conn: &mut DbConnection, uid: i64) -> CoreResult<i64> {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         security_set: i64,
     }
-    let q = crate::catalog::Statement {
+    let q = Statement {
         sql: "SELECT security_set FROM documents WHERE uid = ?".into(),
-        binds: vec![crate::catalog::Bind::Int(Some(uid))],
+        binds: vec![Bind::Int(Some(uid))],
     };
     Ok(q.query()
         .get_result::<Row>(conn)
@@ -497,54 +241,13 @@ pub fn update_viewers(
     if set == security_set_of(conn, doc.uid)? {
         return Ok(());
     }
-    let q = crate::catalog::Statement {
+    let q = Statement {
         sql: "UPDATE documents SET security_set = ? WHERE uid = ?".into(),
-        binds: vec![
-            crate::catalog::Bind::Int(Some(set)),
-            crate::catalog::Bind::Int(Some(doc.uid)),
-        ],
+        binds: vec![Bind::Int(Some(set)), Bind::Int(Some(doc.uid))],
     };
     q.query().execute(conn)?;
     // The full-text index filters by the same principals: it must see the change.
-    crate::fulltext::enqueue(conn, doc.uid)
-}
-
-/// Which security sets the holder of `principals` may View.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Visible {
-    /// Every set that exists (read in the same snapshot as the query that uses it).
-    All,
-    /// Only these.
-    Sets(Vec<i64>),
-}
-
-impl Visible {
-    /// The set ids visible to `principals`, in the caller's snapshot.
-    pub fn for_principals(conn: &mut DbConnection, principals: &[String]) -> CoreResult<Visible> {
-        let mut sets: Vec<i64> = security_set_principals::table
-            .filter(security_set_principals::principal.eq_any(principals))
-            .select(security_set_principals::set_id)
-            .distinct()
-            .load(conn)?;
-        let total: i64 = security_sets::table.count().get_result(conn)?;
-        if i64::try_from(sets.len()).unwrap_or(i64::MAX) >= total {
-            return Ok(Visible::All);
-        }
-        sets.sort_unstable();
-        Ok(Visible::Sets(sets))
-    }
-
-    /// An SQL condition on `documents` (set ids are our own integers: inlined).
-    pub fn sql(&self) -> String {
-        match self {
-            Visible::All => "1 = 1".to_owned(),
-            Visible::Sets(s) if s.is_empty() => "1 = 0".to_owned(),
-            Visible::Sets(s) => format!(
-                "security_set IN ({})",
-                s.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
-            ),
-        }
-    }
+    notify(conn, registry, Written::Viewers { uid: doc.uid })
 }
 
 /// Files every document whose security set was never computed (after an upgrade).
@@ -656,4 +359,34 @@ pub fn set_block_acquisition(
         .execute(conn)?;
     let doc = document::get_by_uid(conn, doc.uid)?;
     update_viewers_subtree(conn, registry, &doc)
+}
+
+/// The access layer's after-write hook: a new document, and one a workflow moved, get
+/// their security set; a relation to a document the writer may not View is refused
+/// exactly like one to a missing document, so a relation cannot tell that it exists.
+pub(crate) fn after_write(
+    conn: &mut DbConnection,
+    registry: &Registry,
+    written: &Written<'_>,
+) -> CoreResult<()> {
+    match *written {
+        Written::Created { doc } | Written::StateChanged { doc } => {
+            update_viewers(conn, registry, doc)
+        }
+        Written::Relation {
+            writer,
+            name,
+            target,
+        } => {
+            if has_permission(conn, registry, writer, target, Permission::View)? {
+                Ok(())
+            } else {
+                Err(CoreError::Invalid(format!(
+                    "relation '{name}' names a missing document /{}",
+                    target.path
+                )))
+            }
+        }
+        _ => Ok(()),
+    }
 }

@@ -12,8 +12,8 @@
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 
-use crate::db::DbConnection;
-use crate::error::CoreResult;
+use crate::model::error::CoreResult;
+use crate::store::db::DbConnection;
 
 #[derive(QueryableByName)]
 struct Generation {

@@ -11,137 +11,17 @@ use std::collections::BTreeMap;
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Double, Nullable, Text, Timestamp};
+use diesel::sql_types::{BigInt, Text};
 
-use crate::db::DbConnection;
-use crate::document::{self, Document};
-use crate::error::{CoreError, CoreResult};
-use crate::query::{self, Expr, Op};
-use crate::types::{PropertyType, Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
+use crate::model::error::{CoreError, CoreResult};
+use crate::model::query::{self, Expr, Op};
+use crate::model::types::{Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
+use crate::store::db::DbConnection;
+use crate::store::document::{self, Document};
 
-/// How a catalog column's values are typed and compared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Text, compared as text; LIKE allowed.
-    Text,
-    /// 64-bit integer.
-    Int,
-    /// Float.
-    Float,
-    /// true/false.
-    Bool,
-    /// A core timestamp column (UTC).
-    Timestamp,
-    /// A date or datetime property, stored as canonical ISO text (sorts like time).
-    IsoText,
-}
-
-/// A key queries may use.
-#[derive(Debug, Clone)]
-pub struct Column {
-    /// Name in queries, e.g. `title`, `size`, `validation_state`.
-    pub key: String,
-    /// SQL column.
-    pub sql: String,
-    /// Value type.
-    pub kind: Kind,
-}
-
-/// The catalog's keys, derived from the registry.
-#[derive(Debug, Clone, Default)]
-pub struct CatalogSchema {
-    columns: BTreeMap<String, Column>,
-    /// property name → column, for maintenance.
-    properties: BTreeMap<String, Column>,
-    /// workflow id → column.
-    workflows: BTreeMap<String, Column>,
-}
-
-fn col(key: &str, sql: &str, kind: Kind) -> Column {
-    Column {
-        key: key.to_owned(),
-        sql: sql.to_owned(),
-        kind,
-    }
-}
-
-impl CatalogSchema {
-    /// Builds the schema; fails when two types index one property name with two types.
-    pub fn from_registry(registry: &Registry) -> CoreResult<CatalogSchema> {
-        let mut schema = CatalogSchema::default();
-        for c in [
-            col("uid", "uid", Kind::Int),
-            col("id", "id", Kind::Text),
-            col("path", "path", Kind::Text),
-            col("portal_type", "portal_type", Kind::Text),
-            col("module", "module", Kind::Text),
-            col("title", "title", Kind::Text),
-            col("reference", "reference", Kind::Text),
-            col("description", "description", Kind::Text),
-            col("owner", "owner", Kind::Text),
-            col("creation_date", "creation_date", Kind::Timestamp),
-            col("modification_date", "modification_date", Kind::Timestamp),
-            col("parent_uid", "parent_uid", Kind::Int),
-        ] {
-            schema.columns.insert(c.key.clone(), c);
-        }
-        let mut owners: BTreeMap<String, (String, PropertyType)> = BTreeMap::new();
-        for t in registry.portal_types() {
-            for p in t.properties.iter().filter(|p| p.indexed) {
-                let kind = match p.kind {
-                    PropertyType::String | PropertyType::Text => Kind::Text,
-                    PropertyType::Int => Kind::Int,
-                    PropertyType::Float => Kind::Float,
-                    PropertyType::Bool => Kind::Bool,
-                    PropertyType::Date | PropertyType::DateTime => Kind::IsoText,
-                    PropertyType::Json | PropertyType::Relation => {
-                        return Err(CoreError::Internal(format!(
-                            "property {} of {} cannot be indexed: {:?} has no catalog column type",
-                            p.name, t.name, p.kind
-                        )))
-                    }
-                };
-                if let Some((other, k)) = owners.get(&p.name) {
-                    if *k != p.kind {
-                        return Err(CoreError::Internal(format!(
-                            "indexed property {} is {:?} in {other} but {:?} in {}",
-                            p.name, k, p.kind, t.name
-                        )));
-                    }
-                }
-                owners.insert(p.name.clone(), (t.name.clone(), p.kind));
-                if schema.columns.contains_key(&p.name) {
-                    continue;
-                }
-                let c = col(&p.name, &format!("p_{}", p.name), kind);
-                schema.columns.insert(p.name.clone(), c.clone());
-                schema.properties.insert(p.name.clone(), c);
-            }
-        }
-        for wf in registry.workflows() {
-            let key = wf.state_variable();
-            let c = col(&key, &format!("s_{}", wf.id), Kind::Text);
-            schema.columns.insert(key, c.clone());
-            schema.workflows.insert(wf.id.clone(), c);
-        }
-        Ok(schema)
-    }
-
-    /// A key, or a 400 naming it and the keys there are.
-    pub fn column(&self, key: &str) -> CoreResult<&Column> {
-        self.columns.get(key).ok_or_else(|| {
-            CoreError::BadRequest(format!(
-                "unknown catalog key '{key}'; keys: {}",
-                self.columns.keys().cloned().collect::<Vec<_>>().join(", ")
-            ))
-        })
-    }
-
-    /// Every key.
-    pub fn keys(&self) -> impl Iterator<Item = &Column> {
-        self.columns.values()
-    }
-}
+pub use crate::model::catalog_schema::{CatalogSchema, Column, Kind};
+use crate::store::after_write::Written;
+use crate::store::sql::{Bind, Statement};
 
 fn sql_type(kind: Kind) -> &'static str {
     match kind {
@@ -204,7 +84,7 @@ pub fn ensure_columns(conn: &mut DbConnection, registry: &Registry) -> CoreResul
 
 /// Refills every catalog column of every document (after columns were added).
 pub fn reindex_all(conn: &mut DbConnection, registry: &Registry) -> CoreResult<usize> {
-    use crate::schema::documents;
+    use crate::model::schema::documents;
     let uids: Vec<i64> = documents::table.select(documents::uid).load(conn)?;
     for uid in &uids {
         let doc = document::get_by_uid(conn, *uid)?;
@@ -215,7 +95,7 @@ pub fn reindex_all(conn: &mut DbConnection, registry: &Registry) -> CoreResult<u
 
 /// Every document's uid, in uid order (`wendelin reindex` walks them in chunks).
 pub fn document_uids(conn: &mut DbConnection) -> CoreResult<Vec<i64>> {
-    use crate::schema::documents;
+    use crate::model::schema::documents;
     Ok(documents::table
         .select(documents::uid)
         .order(documents::uid.asc())
@@ -231,101 +111,11 @@ pub fn reindex_documents(
 ) -> CoreResult<()> {
     for uid in uids {
         let doc = document::get_by_uid(conn, *uid)?;
-        crate::security::update_viewers(conn, registry, &doc)?;
+        crate::access::security::update_viewers(conn, registry, &doc)?;
         index_document(conn, registry, &doc)?;
     }
     Ok(())
 }
-
-/// One value bound into a catalog statement.
-#[derive(Debug, Clone)]
-pub(crate) enum Bind {
-    Text(Option<String>),
-    Int(Option<i64>),
-    Float(Option<f64>),
-    Bool(Option<bool>),
-    Timestamp(NaiveDateTime),
-}
-
-/// A statement with `?` where values go.
-pub(crate) struct Statement {
-    pub(crate) sql: String,
-    pub(crate) binds: Vec<Bind>,
-}
-
-impl Statement {
-    /// The statement ready to run (not kept prepared: catalog SQL varies with each search).
-    pub(crate) fn query(&self) -> Bound<'_, Bind> {
-        Bound {
-            sql: &self.sql,
-            binds: &self.binds,
-            cache: false,
-        }
-    }
-}
-
-/// SQL with `?` where values go, bound to its values by reference and ready to run: each
-/// `?` becomes the backend's placeholder as diesel writes it (`$n` on PostgreSQL). With
-/// `cache`, the statement is prepared once per connection (diesel's statement cache) —
-/// for SQL run many times with other values, as bulk inserts do.
-pub(crate) struct Bound<'a, B = &'a Bind> {
-    pub(crate) sql: &'a str,
-    pub(crate) binds: &'a [B],
-    pub(crate) cache: bool,
-}
-
-impl<B> diesel::query_builder::QueryId for Bound<'_, B> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl<B> diesel::query_builder::Query for Bound<'_, B> {
-    type SqlType = diesel::sql_types::Untyped;
-}
-
-/// Any backend that takes every kind of [`Bind`]: [`crate::db::MultiBackend`], and SQLite itself for
-/// bulk loads, which bind straight into SQLite's statement rather than through the
-/// multi-backend's boxed values.
-impl<B, DB> diesel::query_builder::QueryFragment<DB> for Bound<'_, B>
-where
-    B: std::borrow::Borrow<Bind>,
-    DB: diesel::backend::Backend
-        + diesel::sql_types::HasSqlType<Text>
-        + diesel::sql_types::HasSqlType<BigInt>
-        + diesel::sql_types::HasSqlType<Double>
-        + diesel::sql_types::HasSqlType<Bool>
-        + diesel::sql_types::HasSqlType<Timestamp>,
-    String: diesel::serialize::ToSql<Text, DB>,
-    i64: diesel::serialize::ToSql<BigInt, DB>,
-    f64: diesel::serialize::ToSql<Double, DB>,
-    bool: diesel::serialize::ToSql<Bool, DB>,
-    NaiveDateTime: diesel::serialize::ToSql<Timestamp, DB>,
-{
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
-    ) -> QueryResult<()> {
-        if !self.cache {
-            out.unsafe_to_cache_prepared();
-        }
-        let mut parts = self.sql.split('?');
-        out.push_sql(parts.next().unwrap_or_default());
-        for (b, part) in self.binds.iter().zip(parts) {
-            match b.borrow() {
-                Bind::Text(v) => out.push_bind_param::<Nullable<Text>, _>(v)?,
-                Bind::Int(v) => out.push_bind_param::<Nullable<BigInt>, _>(v)?,
-                Bind::Float(v) => out.push_bind_param::<Nullable<Double>, _>(v)?,
-                Bind::Bool(v) => out.push_bind_param::<Nullable<Bool>, _>(v)?,
-                Bind::Timestamp(v) => out.push_bind_param::<Timestamp, _>(v)?,
-            }
-            out.push_sql(part);
-        }
-        Ok(())
-    }
-}
-
-impl<B> RunQueryDsl<DbConnection> for Bound<'_, B> {}
-impl<B> RunQueryDsl<diesel::SqliteConnection> for Bound<'_, B> {}
 
 fn property_bind(kind: Kind, value: Option<&serde_json::Value>) -> Bind {
     match kind {
@@ -342,7 +132,7 @@ fn property_bind(kind: Kind, value: Option<&serde_json::Value>) -> Bind {
 /// states: (column, value) for each indexed property and each workflow of its chain.
 pub(crate) fn catalog_values(
     registry: &Registry,
-    t: &crate::types::PortalType,
+    t: &crate::model::types::PortalType,
     props: &serde_json::Map<String, serde_json::Value>,
     states: &BTreeMap<String, String>,
 ) -> Vec<(String, Bind)> {
@@ -372,7 +162,7 @@ pub fn index_document(
         return Ok(());
     };
     let props = doc.property_map()?;
-    let states = crate::security::workflow_states(conn, doc.uid)?;
+    let states = crate::access::security::workflow_states(conn, doc.uid)?;
     let values = catalog_values(registry, t, &props, &states);
     let mut sets = Vec::new();
     let mut binds = Vec::new();
@@ -395,7 +185,7 @@ pub fn index_document(
 /// A catalog search.
 #[derive(Debug, Clone, Default)]
 pub struct Search {
-    /// Query string (see [`crate::query`]).
+    /// Query string (see [`crate::model::query`]).
     pub query: String,
     /// Sort keys, e.g. `modification_date desc, title`.
     pub sort_on: String,
@@ -597,7 +387,10 @@ const FEW_VISIBLE: i64 = 1_000;
 
 /// How many documents the security sets of `visible` hold (all of them for
 /// `Visible::All`), from the counters.
-fn visible_rows(conn: &mut DbConnection, visible: &crate::security::Visible) -> CoreResult<i64> {
+fn visible_rows(
+    conn: &mut DbConnection,
+    visible: &crate::access::security::Visible,
+) -> CoreResult<i64> {
     let sql = format!(
         "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM catalog_counts WHERE {}",
         visible.sql()
@@ -776,7 +569,7 @@ fn split_text(expr: Option<Expr>) -> (Option<Expr>, Vec<String>) {
 pub fn search(
     conn: &mut DbConnection,
     registry: &Registry,
-    fulltext: Option<&crate::fulltext::FullText>,
+    fulltext: Option<&crate::index::fulltext::FullText>,
     principals: &[String],
     s: &Search,
     count_mode: Count,
@@ -800,7 +593,7 @@ pub fn search(
     if let Some(expr) = structured {
         clauses.push(compile(schema, &expr, &mut binds)?);
     }
-    let visible = crate::security::Visible::for_principals(conn, principals)?;
+    let visible = crate::access::security::Visible::for_principals(conn, principals)?;
     let ranked = !words.is_empty() && s.sort_on.trim().is_empty();
     let mut scores = BTreeMap::new();
     if let (Some(ft), false) = (fulltext, words.is_empty()) {
@@ -883,10 +676,10 @@ pub fn search(
 }
 
 /// The security sets the full-text index filters by: none when the caller sees all.
-fn fulltext_sets(visible: &crate::security::Visible) -> Option<&[i64]> {
+fn fulltext_sets(visible: &crate::access::security::Visible) -> Option<&[i64]> {
     match visible {
-        crate::security::Visible::All => None,
-        crate::security::Visible::Sets(sets) => Some(sets.as_slice()),
+        crate::access::security::Visible::All => None,
+        crate::access::security::Visible::Sets(sets) => Some(sets.as_slice()),
     }
 }
 
@@ -895,9 +688,9 @@ fn fulltext_sets(visible: &crate::security::Visible) -> Option<&[i64]> {
 /// index may lag a just-committed change by up to a second.
 fn words_only(
     conn: &mut DbConnection,
-    ft: &crate::fulltext::FullText,
+    ft: &crate::index::fulltext::FullText,
     words: &[String],
-    visible: &crate::security::Visible,
+    visible: &crate::access::security::Visible,
     s: &Search,
 ) -> CoreResult<SearchResult> {
     let offset = usize::try_from(s.offset).unwrap_or(0);
@@ -937,9 +730,9 @@ fn words_only(
 /// Every full-text match of `words` (at most [`MAX_FULLTEXT_MATCHES`]) with its score, and
 /// the SQL clause that keeps them.
 fn fulltext_matches(
-    ft: &crate::fulltext::FullText,
+    ft: &crate::index::fulltext::FullText,
     words: &[String],
-    visible: &crate::security::Visible,
+    visible: &crate::access::security::Visible,
 ) -> CoreResult<(BTreeMap<i64, f32>, String)> {
     let (hits, count) = ft.search(
         &words.join(" "),
@@ -1008,7 +801,7 @@ fn ranked_page(
 /// it can answer (a few rows, in the same snapshot), else over the documents.
 fn count_statement(
     counters: Option<Vec<(&'static str, String)>>,
-    visible: &crate::security::Visible,
+    visible: &crate::access::security::Visible,
     filter: &str,
     binds: &[Bind],
 ) -> Statement {
@@ -1039,7 +832,7 @@ fn count_statement(
 /// What the SQLite page plan is chosen from.
 struct Plan<'a> {
     schema: &'a CatalogSchema,
-    visible: &'a crate::security::Visible,
+    visible: &'a crate::access::security::Visible,
     equalities: &'a [String],
     words: bool,
     filter: &'a str,
@@ -1068,7 +861,7 @@ fn sqlite_hint(conn: &mut DbConnection, plan: &Plan<'_>, s: &Search) -> CoreResu
         .and_then(|k| k.split_whitespace().next())
         .unwrap_or_default();
     let few_visible = match plan.visible {
-        crate::security::Visible::Sets(sets) if !sets.is_empty() => {
+        crate::access::security::Visible::Sets(sets) if !sets.is_empty() => {
             visible_rows(conn, plan.visible)? <= FEW_VISIBLE
         }
         _ => false,
@@ -1084,7 +877,7 @@ fn sqlite_hint(conn: &mut DbConnection, plan: &Plan<'_>, s: &Search) -> CoreResu
     let Some(index) = sort_index(plan.schema, &s.sort_on) else {
         return Ok(String::new());
     };
-    let all = visible_rows(conn, &crate::security::Visible::All)?;
+    let all = visible_rows(conn, &crate::access::security::Visible::All)?;
     let wanted = (all / 200).max(1_000);
     let matches = match plan.total {
         Some(total) => total,
@@ -1104,4 +897,19 @@ fn sqlite_hint(conn: &mut DbConnection, plan: &Plan<'_>, s: &Search) -> CoreResu
     } else {
         String::new()
     })
+}
+
+/// The catalog's after-write hook: the columns of a created, edited or transitioned
+/// document follow it in the same transaction.
+pub(crate) fn after_write(
+    conn: &mut DbConnection,
+    registry: &Registry,
+    written: &Written<'_>,
+) -> CoreResult<()> {
+    match *written {
+        Written::Created { doc } | Written::Updated { doc } | Written::StateChanged { doc } => {
+            index_document(conn, registry, doc)
+        }
+        _ => Ok(()),
+    }
 }

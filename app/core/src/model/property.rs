@@ -3,8 +3,8 @@
 use chrono::{DateTime, NaiveDate};
 use serde_json::Value;
 
-use crate::error::{CoreError, CoreResult};
-use crate::types::{PortalType, PropertyDef, PropertyType};
+use crate::model::error::{CoreError, CoreResult};
+use crate::model::types::{PortalType, PropertyDef, PropertyType};
 
 /// The largest integer a double holds exactly (2^53).
 pub const MAX_EXACT_INTEGER: f64 = 9_007_199_254_740_992.0;

@@ -10,10 +10,15 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::dispatch::{Method, ScriptSource};
-use crate::error::{CoreError, CoreResult};
-use crate::security::{default_document_map, Permission, PermissionMap};
-use crate::workflow::Workflow;
+use crate::model::catalog_schema::CatalogSchema;
+use crate::model::document::{Document, CORE_FIELDS, RESERVED_IDS};
+use crate::model::error::{CoreError, CoreResult};
+use crate::model::method::{Method, ScriptSource};
+use crate::model::permission::{check_role, default_document_map, Permission, PermissionMap, User};
+use crate::model::workflow::Workflow;
+// The one edge up the layers: provisioning, computed columns, file sizes and purges run
+// their own transactions through the portal.
+use crate::run::portal::Portal;
 
 /// The type of a property value, as declared in a schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -180,11 +185,7 @@ pub struct Upload {
 /// Creates what a new document of a type needs (an Ingestion Policy with its Data
 /// Product, Data Supply and Data Operation) from the form's values, through the Portal
 /// (its own transactions) as the given user; returns the path of the document to open.
-pub type ProvisionFn = dyn Fn(
-        &crate::Portal,
-        &crate::User,
-        &serde_json::Map<String, serde_json::Value>,
-    ) -> crate::CoreResult<String>
+pub type ProvisionFn = dyn Fn(&Portal, &User, &serde_json::Map<String, serde_json::Value>) -> CoreResult<String>
     + Send
     + Sync;
 
@@ -198,11 +199,10 @@ pub struct Provision {
 }
 
 /// A value computed per document for a listing (see [`PortalType::computed_columns`]).
-pub type ComputeFn =
-    dyn Fn(&crate::Portal, &crate::Document) -> crate::CoreResult<String> + Send + Sync;
+pub type ComputeFn = dyn Fn(&Portal, &Document) -> CoreResult<String> + Send + Sync;
 
 /// The size of the file a document holds (see [`FileSlot`]).
-pub type SizeFn = dyn Fn(&crate::Portal, &crate::Document) -> crate::CoreResult<u64> + Send + Sync;
+pub type SizeFn = dyn Fn(&Portal, &Document) -> CoreResult<u64> + Send + Sync;
 
 /// A listbox column computed by the module.
 #[derive(Clone)]
@@ -222,26 +222,26 @@ pub struct FileSlot {
     /// Current size in bytes.
     pub size: Arc<SizeFn>,
     /// Download and upload URL of a document.
-    pub url: Arc<dyn Fn(&crate::Document) -> String + Send + Sync>,
+    pub url: Arc<dyn Fn(&Document) -> String + Send + Sync>,
 }
 
 /// A whole-document check of the properties (see [`PortalType::validate`]).
 pub type PropertyCheck =
-    dyn Fn(&serde_json::Map<String, serde_json::Value>) -> crate::CoreResult<()> + Send + Sync;
+    dyn Fn(&serde_json::Map<String, serde_json::Value>) -> CoreResult<()> + Send + Sync;
 
 /// Cleans up after a deleted document: runs in an activity queued by the transaction
 /// that deleted it, so it runs only if that transaction committed and runs again after a
 /// crash (at least once): it must be idempotent. `uid` is never reused.
 pub trait OnDelete: Send + Sync {
     /// Removes what the document with `uid` kept outside the database.
-    fn purge(&self, portal: &crate::Portal, uid: i64) -> crate::CoreResult<()>;
+    fn purge(&self, portal: &Portal, uid: i64) -> CoreResult<()>;
 }
 
 impl<F> OnDelete for F
 where
-    F: Fn(&crate::Portal, i64) -> crate::CoreResult<()> + Send + Sync,
+    F: Fn(&Portal, i64) -> CoreResult<()> + Send + Sync,
 {
-    fn purge(&self, portal: &crate::Portal, uid: i64) -> crate::CoreResult<()> {
+    fn purge(&self, portal: &Portal, uid: i64) -> CoreResult<()> {
         self(portal, uid)
     }
 }
@@ -306,11 +306,7 @@ impl PortalType {
     pub fn provisioned_by(
         mut self,
         fields: Vec<PropertyDef>,
-        create: impl Fn(
-                &crate::Portal,
-                &crate::User,
-                &serde_json::Map<String, serde_json::Value>,
-            ) -> crate::CoreResult<String>
+        create: impl Fn(&Portal, &User, &serde_json::Map<String, serde_json::Value>) -> CoreResult<String>
             + Send
             + Sync
             + 'static,
@@ -327,10 +323,7 @@ impl PortalType {
         mut self,
         key: &str,
         label: &str,
-        value: impl Fn(&crate::Portal, &crate::Document) -> crate::CoreResult<String>
-            + Send
-            + Sync
-            + 'static,
+        value: impl Fn(&Portal, &Document) -> CoreResult<String> + Send + Sync + 'static,
     ) -> Self {
         self.computed_columns.push(ComputedColumn {
             key: key.to_owned(),
@@ -343,11 +336,8 @@ impl PortalType {
     /// Declares that documents of this type hold a file (see [`FileSlot`]).
     pub fn holds_file(
         mut self,
-        size: impl Fn(&crate::Portal, &crate::Document) -> crate::CoreResult<u64>
-            + Send
-            + Sync
-            + 'static,
-        url: impl Fn(&crate::Document) -> String + Send + Sync + 'static,
+        size: impl Fn(&Portal, &Document) -> CoreResult<u64> + Send + Sync + 'static,
+        url: impl Fn(&Document) -> String + Send + Sync + 'static,
     ) -> Self {
         self.file = Some(FileSlot {
             size: Arc::new(size),
@@ -364,7 +354,7 @@ impl PortalType {
     /// Declares the whole-document property check (see [`PortalType::validate`]).
     pub fn validate(
         mut self,
-        check: impl Fn(&serde_json::Map<String, serde_json::Value>) -> crate::CoreResult<()>
+        check: impl Fn(&serde_json::Map<String, serde_json::Value>) -> CoreResult<()>
             + Send
             + Sync
             + 'static,
@@ -510,7 +500,7 @@ pub struct Registry {
     sources: Vec<Arc<dyn ScriptSource>>,
     modules: Vec<String>,
     workflows: BTreeMap<String, Workflow>,
-    catalog: crate::catalog::CatalogSchema,
+    catalog: CatalogSchema,
     reserved_ids: std::collections::BTreeSet<String>,
 }
 
@@ -547,10 +537,7 @@ impl Registry {
             modules: Vec::new(),
             workflows: BTreeMap::new(),
             catalog: Default::default(),
-            reserved_ids: crate::document::RESERVED_IDS
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
+            reserved_ids: RESERVED_IDS.iter().map(|s| (*s).to_owned()).collect(),
         };
         for module in modules {
             registry.modules.push(module.name.clone());
@@ -593,7 +580,7 @@ impl Registry {
             }
         }
         registry.check()?;
-        registry.catalog = crate::catalog::CatalogSchema::from_registry(&registry)?;
+        registry.catalog = CatalogSchema::from_registry(&registry)?;
         for t in registry.types.values() {
             for c in &t.computed_columns {
                 if registry.catalog.column(&c.key).is_ok() {
@@ -642,11 +629,11 @@ impl Registry {
             }
             for roles in t.permissions.values() {
                 for r in roles {
-                    crate::security::check_role(r)?;
+                    check_role(r)?;
                 }
             }
             for p in &t.properties {
-                if crate::document::CORE_FIELDS.contains(&p.name.as_str()) {
+                if CORE_FIELDS.contains(&p.name.as_str()) {
                     return Err(CoreError::Internal(format!(
                         "portal type {} redeclares core field {}",
                         t.name, p.name
@@ -700,7 +687,7 @@ impl Registry {
             .or_else(|| self.scripts.get(name).cloned())
     }
     /// The catalog's keys and columns.
-    pub fn catalog(&self) -> &crate::catalog::CatalogSchema {
+    pub fn catalog(&self) -> &CatalogSchema {
         &self.catalog
     }
     /// A workflow definition by id.

@@ -5,22 +5,15 @@ use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
-use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use crate::error::{CoreError, CoreResult};
+use crate::model::error::{CoreError, CoreResult};
+
+pub use crate::model::connection::DbConnection;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
-
-/// A connection to either backend; queries are written once against it.
-#[derive(diesel::MultiConnection)]
-pub enum DbConnection {
-    /// PostgreSQL (clusters).
-    Postgres(PgConnection),
-    /// SQLite (the embedded default).
-    Sqlite(SqliteConnection),
-}
 
 /// Which backend a database URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

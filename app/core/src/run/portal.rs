@@ -5,14 +5,15 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::db::{write_tx, Database, DbConnection};
-use crate::dispatch::{self, Call, MethodOutput, Resolution, Target};
-use crate::document::{self, Document, DocumentPatch, NewDocument};
-use crate::error::{CoreError, CoreResult};
-use crate::fulltext::FullText;
-use crate::security::{self, Permission, User};
-use crate::types::Registry;
-use crate::workflow::{self, WorkflowStatus};
+use crate::access::security::{self, Permission, User};
+use crate::index::fulltext::FullText;
+use crate::model::error::{CoreError, CoreResult};
+use crate::model::method::{Call, Host, MethodOutput};
+use crate::model::types::Registry;
+use crate::run::dispatch::{self, Resolution, Target};
+use crate::run::workflow::{self, WorkflowStatus};
+use crate::store::db::{write_tx, Database, DbConnection};
+use crate::store::document::{self, Document, DocumentPatch, NewDocument};
 
 /// The object server: every read and write of documents goes through here.
 #[derive(Clone)]
@@ -47,7 +48,8 @@ impl Portal {
     pub fn open(registry: Registry, url: &str, max_connections: u32) -> CoreResult<Portal> {
         let db = Database::open(url, max_connections)?;
         let registry = Arc::new(registry);
-        db.exclusive(|c| crate::db::write_tx(c, |c| document::ensure_structure(c, &registry)))?;
+        crate::run::hooks::register();
+        db.exclusive(|c| crate::store::db::write_tx(c, |c| ensure_structure(c, &registry)))?;
         db.optimize()?;
         Ok(Portal {
             registry,
@@ -184,7 +186,7 @@ impl Portal {
         let many = news.len() >= 10_000;
         let uids = self.written(self.db.write_bulk(|c| {
             let parent = self.visible(c, user, container, Permission::AddPortalContent)?;
-            crate::bulk::create_many(c, &self.registry, &parent.path, news, user)
+            crate::index::bulk::create_many(c, &self.registry, &parent.path, news, user)
         }))?;
         if many {
             self.db.optimize()?;
@@ -202,7 +204,7 @@ impl Portal {
     ) -> CoreResult<(Vec<Document>, i64)> {
         self.db.snapshot(|c| {
             let container = self.visible(c, user, path, Permission::AccessContentsInformation)?;
-            if container.portal_type != crate::types::MODULE_FOLDER_TYPE {
+            if container.portal_type != crate::model::types::MODULE_FOLDER_TYPE {
                 return document::children(
                     c,
                     container.uid,
@@ -213,19 +215,19 @@ impl Portal {
             }
             // A module folder may hold millions of documents: the catalog pages them from
             // an index and counts them from its counters where it can.
-            let search = crate::catalog::Search {
-                query: crate::catalog::folder_scope(&self.registry, &container),
+            let search = crate::index::catalog::Search {
+                query: crate::index::catalog::folder_scope(&self.registry, &container),
                 sort_on: "uid".into(),
                 limit,
                 offset,
             };
-            let found = crate::catalog::search(
+            let found = crate::index::catalog::search(
                 c,
                 &self.registry,
                 self.fulltext(),
                 &user.principals(),
                 &search,
-                crate::catalog::Count::Exact,
+                crate::index::catalog::Count::Exact,
             )?;
             Ok((found.documents, found.total))
         })
@@ -268,57 +270,85 @@ impl Portal {
     ) -> CoreResult<MethodOutput> {
         let path = clean(path);
         let mut conn = self.db.conn()?;
-        let doc = document::get(&mut conn, path)?;
-        // Resolve before checking, so that a missing name is a 404 for everyone, exactly
-        // like a missing document (an anonymous 401 here would tell the two apart).
-        let found = dispatch::resolve(&mut conn, &self.registry, &doc, name)?.ok_or_else(|| {
+        let (doc, found) = self.found(&mut conn, user, path, name)?;
+        match &found.target {
+            Target::Method(m) if !m.read_only() && allow_writes => {
+                self.written(write_tx(&mut conn, |c| {
+                    // Re-read inside the transaction so the method sees the committed state.
+                    let doc = document::get(c, path)?;
+                    let holder = if found.holder.path == doc.path {
+                        doc.clone()
+                    } else {
+                        document::get(c, &found.holder.path)?
+                    };
+                    self.run(c, user, &doc, &holder, &found, args, true)
+                }))
+            }
+            _ => self.run(&mut conn, user, &doc, &found.holder, &found, args, false),
+        }
+    }
+
+    /// The object at `path` and what `name` resolves to on it, once `user` may View it.
+    /// Resolves before checking, so that a missing name is a 404 for everyone, exactly
+    /// like a missing document (an anonymous 401 here would tell the two apart).
+    fn found(
+        &self,
+        c: &mut DbConnection,
+        user: &User,
+        path: &str,
+        name: &str,
+    ) -> CoreResult<(Document, Resolution)> {
+        let doc = document::get(c, path)?;
+        let found = dispatch::resolve(c, &self.registry, &doc, name)?.ok_or_else(|| {
             CoreError::NotFound(format!("/{path} has no method or property '{name}'"))
         })?;
-        security::check(&mut conn, &self.registry, user, &doc, Permission::View)?;
+        security::check(c, &self.registry, user, &doc, Permission::View)?;
+        Ok((doc, found))
+    }
+
+    /// Answers a resolved name on `doc`: a value needs Access contents information, a
+    /// method its own permission; a method that changes data runs only when `writable`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the parts of one call, checked here"
+    )]
+    fn run(
+        &self,
+        c: &mut DbConnection,
+        user: &User,
+        doc: &Document,
+        holder: &Document,
+        found: &Resolution,
+        args: &Map<String, Value>,
+        writable: bool,
+    ) -> CoreResult<MethodOutput> {
         match &found.target {
             Target::Value(v) => {
                 security::check(
-                    &mut conn,
+                    c,
                     &self.registry,
                     user,
-                    &doc,
+                    doc,
                     Permission::AccessContentsInformation,
                 )?;
                 Ok(MethodOutput::Json(v.clone()))
             }
-            Target::Method(m) if m.read_only() => {
-                security::check(&mut conn, &self.registry, user, &doc, m.permission())?;
+            Target::Method(m) if !m.read_only() && !writable => Err(CoreError::MethodNotAllowed(
+                format!("{} changes data: call it with POST", found.name),
+            )),
+            Target::Method(m) => {
+                security::check(c, &self.registry, user, doc, m.permission())?;
                 m.call(&mut Call {
-                    portal: self,
-                    conn: &mut conn,
-                    context: &doc,
-                    holder: &found.holder,
-                    args,
+                    registry: &self.registry,
+                    conn: c,
                     user,
+                    context: doc,
+                    holder,
+                    args,
+                    host: self,
+                    writable,
                 })
             }
-            Target::Method(_) if !allow_writes => Err(CoreError::MethodNotAllowed(format!(
-                "{} changes data: call it with POST",
-                found.name
-            ))),
-            Target::Method(m) => self.written(write_tx(&mut conn, |c| {
-                // Re-read inside the transaction so the method sees the committed state.
-                let doc = document::get(c, path)?;
-                security::check(c, &self.registry, user, &doc, m.permission())?;
-                let holder = if found.holder.path == doc.path {
-                    doc.clone()
-                } else {
-                    document::get(c, &found.holder.path)?
-                };
-                m.call(&mut Call {
-                    portal: self,
-                    conn: c,
-                    context: &doc,
-                    holder: &holder,
-                    args,
-                    user,
-                })
-            })),
         }
     }
 
@@ -349,21 +379,21 @@ impl Portal {
     pub fn search(
         &self,
         user: &User,
-        search: &crate::catalog::Search,
-    ) -> CoreResult<crate::catalog::SearchResult> {
-        self.search_counted(user, search, crate::catalog::Count::Exact)
+        search: &crate::index::catalog::Search,
+    ) -> CoreResult<crate::index::catalog::SearchResult> {
+        self.search_counted(user, search, crate::index::catalog::Count::Exact)
     }
 
-    /// [`Portal::search`], counting the matches or not: with [`crate::catalog::Count::None`]
+    /// [`Portal::search`], counting the matches or not: with [`crate::index::catalog::Count::None`]
     /// a caller who wants only the page does not pay for counting every match.
     pub fn search_counted(
         &self,
         user: &User,
-        search: &crate::catalog::Search,
-        count: crate::catalog::Count,
-    ) -> CoreResult<crate::catalog::SearchResult> {
+        search: &crate::index::catalog::Search,
+        count: crate::index::catalog::Count,
+    ) -> CoreResult<crate::index::catalog::SearchResult> {
         self.db.snapshot(|c| {
-            crate::catalog::search(
+            crate::index::catalog::search(
                 c,
                 &self.registry,
                 self.fulltext(),
@@ -383,11 +413,19 @@ impl Portal {
         path: &str,
         method: &str,
         args: &Map<String, Value>,
-        options: &crate::activity::Activate,
+        options: &crate::run::activity::Activate,
     ) -> CoreResult<i64> {
         self.db.write(|c| {
             let doc = self.visible(c, user, path, Permission::View)?;
-            crate::activity::activate_checked(c, &self.registry, user, &doc, method, args, options)
+            crate::run::activity::activate_checked(
+                c,
+                &self.registry,
+                user,
+                &doc,
+                method,
+                args,
+                options,
+            )
         })
     }
 
@@ -441,10 +479,10 @@ impl Portal {
         user: &User,
         state: Option<&str>,
         limit: i64,
-    ) -> CoreResult<Vec<crate::activity::ActivityInfo>> {
+    ) -> CoreResult<Vec<crate::run::activity::ActivityInfo>> {
         self.db.read(|c| {
             self.require_manager(c, user)?;
-            crate::activity::list(c, state, limit)
+            crate::run::activity::list(c, state, limit)
         })
     }
 
@@ -452,7 +490,7 @@ impl Portal {
     pub fn retry_activity(&self, user: &User, id: i64) -> CoreResult<()> {
         self.db.write(|c| {
             self.require_manager(c, user)?;
-            crate::activity::retry(c, id)
+            crate::run::activity::retry(c, id)
         })
     }
 
@@ -478,7 +516,80 @@ impl Portal {
     }
 }
 
+/// What a running method reaches of the portal ([`Call::host`]).
+impl Host for Portal {
+    fn data_dir(&self) -> Option<&std::path::Path> {
+        Portal::data_dir(self)
+    }
+
+    fn call_in(
+        &self,
+        conn: &mut DbConnection,
+        user: &User,
+        path: &str,
+        name: &str,
+        args: &Map<String, Value>,
+        writable: bool,
+    ) -> CoreResult<MethodOutput> {
+        let (doc, found) = self.found(conn, user, clean(path), name)?;
+        self.run(conn, user, &doc, &found.holder, &found, args, writable)
+    }
+
+    fn allowed_in(
+        &self,
+        conn: &mut DbConnection,
+        user: &User,
+        doc: &Document,
+        permission: Permission,
+    ) -> CoreResult<bool> {
+        security::has_permission(conn, &self.registry, user, doc, permission)
+    }
+}
+
 /// Paths are given with or without slashes around them.
 fn clean(path: &str) -> &str {
     path.trim_matches('/')
+}
+
+/// Creates the portal root (with the catalog's columns), and one folder per registered module folder, when missing.
+fn ensure_structure(conn: &mut DbConnection, registry: &Registry) -> CoreResult<()> {
+    crate::index::catalog::ensure_columns(conn, registry)?;
+    let root = match document::find(conn, "")? {
+        Some(root) => root,
+        None => document::insert_row(
+            conn,
+            None,
+            "",
+            "",
+            "",
+            crate::model::types::PORTAL_TYPE,
+            "Wendelin",
+            "",
+            "{}",
+        )?,
+    };
+    security::update_viewers(conn, registry, &root)?;
+    for folder in registry.folders() {
+        if let Some(existing) = document::find(conn, &folder.id)? {
+            security::update_viewers(conn, registry, &existing)?;
+        } else {
+            let created = document::insert_row(
+                conn,
+                Some(root.uid),
+                &folder.id,
+                &folder.id,
+                &folder.id,
+                crate::model::types::MODULE_FOLDER_TYPE,
+                &folder.title,
+                "",
+                "{}",
+            )?;
+            security::update_viewers(conn, registry, &created)?;
+        }
+    }
+    let filed = security::backfill_security_sets(conn, registry)?;
+    if filed > 0 {
+        tracing::info!(documents = filed, "security sets computed");
+    }
+    Ok(())
 }

@@ -14,10 +14,10 @@ use diesel::prelude::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::db::DbConnection;
-use crate::error::{CoreError, CoreResult};
-use crate::schema::{api_tokens, login_failures, sessions, user_groups, users};
-use crate::security::{check_role, User};
+use crate::access::security::{check_role, User};
+use crate::model::error::{CoreError, CoreResult};
+use crate::model::schema::{api_tokens, login_failures, sessions, user_groups, users};
+use crate::store::db::DbConnection;
 
 /// Hashes a password with argon2id and the crate's default cost (19 MiB, 2 passes,
 /// 1 lane: OWASP's recommended minimum).
@@ -585,8 +585,8 @@ pub fn list_tokens(conn: &mut DbConnection, login: &str) -> CoreResult<Vec<Token
             id,
             login,
             name,
-            creation_date: crate::document::format_time(&created),
-            last_used: last.as_ref().map(crate::document::format_time),
+            creation_date: crate::store::document::format_time(&created),
+            last_used: last.as_ref().map(crate::store::document::format_time),
             revoked,
         })
         .collect())

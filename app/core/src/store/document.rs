@@ -1,275 +1,26 @@
 //! Documents: rows of the `documents` table, their properties, relations and containment.
 //!
 //! Every function here takes a connection so that callers compose them inside one
-//! transaction; [`crate::portal::Portal`] is the convenient entry point.
+//! transaction; the portal (`run::portal`) is the convenient entry point. Each write tells
+//! the after-write hooks ([`crate::store::after_write`]) what it wrote.
 
 use std::collections::BTreeMap;
 
 use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
-use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::db::DbConnection;
-use crate::error::{CoreError, CoreResult};
-use crate::property::{check_value, relation_targets};
-use crate::schema::{documents, local_roles, relations};
-use crate::security::{Permission, User};
-use crate::types::{PortalType, PropertyType, Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
-use crate::{security, workflow};
+use crate::model::error::{CoreError, CoreResult};
+use crate::model::permission::User;
+use crate::model::property::{check_value, relation_targets};
+use crate::model::schema::{documents, local_roles, relations, workflow_states};
+use crate::model::types::{PortalType, PropertyType, Registry, MODULE_FOLDER_TYPE, PORTAL_TYPE};
+use crate::store::after_write::{notify, Written};
+use crate::store::db::DbConnection;
 
-/// Relation name → target paths.
-pub type RelationTargets = BTreeMap<String, Vec<String>>;
-
-/// Fields every document has; a schema may not redeclare them.
-pub const CORE_FIELDS: &[&str] = &[
-    "uid",
-    "path",
-    "id",
-    "portal_type",
-    "module",
-    "title",
-    "reference",
-    "description",
-    "owner",
-    "creation_date",
-    "modification_date",
-    "serial",
-    "parent",
-    "workflow_states",
-];
-
-/// A stored object: the portal root, a module folder, a document or a sub-document.
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
-#[diesel(table_name = documents)]
-pub struct Document {
-    /// Unique, never reused number.
-    pub uid: i64,
-    /// Container's uid; none for the portal root.
-    #[serde(skip)]
-    pub parent_uid: Option<i64>,
-    /// Path from the portal: `data_ingestion_module/3/line_1` ("" for the portal).
-    pub path: String,
-    /// Id, unique within its container.
-    pub id: String,
-    /// Top-level module folder the document lives in.
-    pub module: String,
-    /// Portal type name.
-    pub portal_type: String,
-    /// Title.
-    pub title: String,
-    /// Reference, unique per portal type.
-    pub reference: Option<String>,
-    /// Description.
-    pub description: String,
-    /// Login of the creator.
-    pub owner: String,
-    /// Creation time (UTC).
-    #[serde(serialize_with = "ser_time")]
-    pub creation_date: NaiveDateTime,
-    /// Last modification time (UTC).
-    #[serde(serialize_with = "ser_time")]
-    pub modification_date: NaiveDateTime,
-    /// Incremented by every write; a write based on an older serial is refused.
-    pub serial: i64,
-    /// Typed properties as JSON text (relations excluded).
-    #[serde(skip)]
-    pub properties: String,
-    /// Local roles are not acquired from containers.
-    #[serde(skip)]
-    pub block_acquisition: bool,
-}
-
-fn ser_time<S: serde::Serializer>(t: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format_time(t))
-}
-
-/// RFC 3339 UTC with microseconds, as the API shows times.
-pub fn format_time(t: &NaiveDateTime) -> String {
-    t.and_utc()
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
-
-impl Document {
-    /// The typed properties (relations excluded).
-    pub fn property_map(&self) -> CoreResult<Map<String, Value>> {
-        serde_json::from_str(&self.properties).map_err(|e| {
-            CoreError::Internal(format!(
-                "stored properties of {} unreadable: {e}",
-                self.path
-            ))
-        })
-    }
-
-    /// One property value, or a core field by name.
-    pub fn get(&self, name: &str) -> CoreResult<Option<Value>> {
-        let core = match name {
-            "uid" => Some(Value::from(self.uid)),
-            "path" => Some(Value::from(self.path.clone())),
-            "id" => Some(Value::from(self.id.clone())),
-            "portal_type" => Some(Value::from(self.portal_type.clone())),
-            "module" => Some(Value::from(self.module.clone())),
-            "title" => Some(Value::from(self.title.clone())),
-            "reference" => Some(
-                self.reference
-                    .clone()
-                    .map(Value::from)
-                    .unwrap_or(Value::Null),
-            ),
-            "description" => Some(Value::from(self.description.clone())),
-            "owner" => Some(Value::from(self.owner.clone())),
-            "creation_date" => Some(Value::from(format_time(&self.creation_date))),
-            "modification_date" => Some(Value::from(format_time(&self.modification_date))),
-            "serial" => Some(Value::from(self.serial)),
-            _ => None,
-        };
-        match core {
-            Some(v) => Ok(Some(v)),
-            None => Ok(self.property_map()?.remove(name)),
-        }
-    }
-
-    /// The container's path ("" is the portal); none for the portal itself.
-    pub fn parent_path(&self) -> Option<&str> {
-        if self.path.is_empty() {
-            return None;
-        }
-        Some(self.path.rsplit_once('/').map(|(p, _)| p).unwrap_or(""))
-    }
-}
-
-/// What a caller gives to create a document.
-#[derive(Debug, Clone, Default)]
-pub struct NewDocument {
-    /// Portal type; may be omitted when the container allows exactly one type.
-    pub portal_type: Option<String>,
-    /// Id; auto-numbered ("1", "2", …) when absent.
-    pub id: Option<String>,
-    /// Title.
-    pub title: String,
-    /// Reference, unique per portal type.
-    pub reference: Option<String>,
-    /// Description.
-    pub description: String,
-    /// Typed properties and relations (relations as paths).
-    pub properties: Map<String, Value>,
-}
-
-impl NewDocument {
-    /// Splits a JSON object into core fields and properties.
-    pub fn from_json(body: Value) -> CoreResult<NewDocument> {
-        let Value::Object(mut map) = body else {
-            return Err(CoreError::BadRequest(
-                "the request body must be a JSON object".into(),
-            ));
-        };
-        let mut doc = NewDocument {
-            portal_type: take_string(&mut map, "portal_type")?,
-            id: take_string(&mut map, "id")?,
-            title: take_string(&mut map, "title")?.unwrap_or_default(),
-            reference: take_string(&mut map, "reference")?,
-            description: take_string(&mut map, "description")?.unwrap_or_default(),
-            properties: Map::new(),
-        };
-        reject_read_only(&map)?;
-        doc.properties = map;
-        Ok(doc)
-    }
-}
-
-/// A partial update: only the given fields change.
-#[derive(Debug, Clone, Default)]
-pub struct DocumentPatch {
-    /// The serial the change is based on.
-    pub serial: Option<i64>,
-    /// New title.
-    pub title: Option<String>,
-    /// New reference (`Some(None)` clears it).
-    pub reference: Option<Option<String>>,
-    /// New description.
-    pub description: Option<String>,
-    /// Properties to set; a null value removes the property.
-    pub properties: Map<String, Value>,
-}
-
-impl DocumentPatch {
-    /// Splits a JSON object into the serial, core fields and properties.
-    pub fn from_json(body: Value) -> CoreResult<DocumentPatch> {
-        let Value::Object(mut map) = body else {
-            return Err(CoreError::BadRequest(
-                "the request body must be a JSON object".into(),
-            ));
-        };
-        let serial = match map.remove("serial") {
-            None | Some(Value::Null) => None,
-            // 3.0 is the integer 3 in JSON (and in JSON Schema).
-            Some(v) => Some(
-                v.as_i64()
-                    .or_else(|| {
-                        v.as_f64()
-                            .filter(|f| {
-                                f.fract() == 0.0 && f.abs() <= crate::property::MAX_EXACT_INTEGER
-                            })
-                            .map(|f| f as i64)
-                    })
-                    .ok_or_else(|| {
-                        CoreError::BadRequest(format!("serial must be an integer, got {v}"))
-                    })?,
-            ),
-        };
-        let reference = match map.remove("reference") {
-            None => None,
-            Some(Value::Null) => Some(None),
-            Some(Value::String(s)) => Some(Some(s)),
-            Some(v) => {
-                return Err(CoreError::Invalid(format!(
-                    "reference must be a string, got {v}"
-                )))
-            }
-        };
-        let patch = DocumentPatch {
-            serial,
-            title: take_string(&mut map, "title")?,
-            reference,
-            description: take_string(&mut map, "description")?,
-            properties: Map::new(),
-        };
-        for key in ["id", "portal_type"] {
-            if map.contains_key(key) {
-                return Err(CoreError::Invalid(format!(
-                    "{key} cannot be changed by an edit"
-                )));
-            }
-        }
-        reject_read_only(&map)?;
-        Ok(DocumentPatch {
-            properties: map,
-            ..patch
-        })
-    }
-}
-
-fn take_string(map: &mut Map<String, Value>, key: &str) -> CoreResult<Option<String>> {
-    match map.remove(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(v) => Err(CoreError::Invalid(format!(
-            "{key} must be a string, got {v}"
-        ))),
-    }
-}
-
-fn reject_read_only(map: &Map<String, Value>) -> CoreResult<()> {
-    for key in map.keys() {
-        if CORE_FIELDS.contains(&key.as_str()) {
-            return Err(CoreError::Invalid(format!("{key} is read-only")));
-        }
-    }
-    Ok(())
-}
-
-/// Ids that name API sub-resources and cannot be document ids.
-pub const RESERVED_IDS: &[&str] = &["workflows", "transitions", "local_roles"];
+pub use crate::model::document::{
+    format_time, Document, DocumentPatch, NewDocument, RelationTargets, CORE_FIELDS, RESERVED_IDS,
+};
 
 /// Checks an id given by a user: it becomes a path segment and a URL segment.
 pub fn check_id(registry: &Registry, id: &str) -> CoreResult<()> {
@@ -348,7 +99,7 @@ pub fn children(
         .filter(documents::parent_uid.eq(parent_uid))
         .into_boxed();
     if let Some(p) = viewers {
-        let visible = crate::security::Visible::for_principals(conn, p)?.sql();
+        let visible = crate::store::visible::Visible::for_principals(conn, p)?.sql();
         items = items.filter(diesel::dsl::sql::<diesel::sql_types::Bool>(&visible));
         count = count.filter(diesel::dsl::sql::<diesel::sql_types::Bool>(&visible));
     }
@@ -384,44 +135,11 @@ pub(crate) fn now() -> NaiveDateTime {
     Utc::now().naive_utc()
 }
 
-/// Creates the portal root and one folder per registered module folder, when missing.
-pub fn ensure_structure(conn: &mut DbConnection, registry: &Registry) -> CoreResult<()> {
-    crate::catalog::ensure_columns(conn, registry)?;
-    let root = match find(conn, "")? {
-        Some(root) => root,
-        None => insert_row(conn, None, "", "", "", PORTAL_TYPE, "Wendelin", "", "{}")?,
-    };
-    security::update_viewers(conn, registry, &root)?;
-    for folder in registry.folders() {
-        if let Some(existing) = find(conn, &folder.id)? {
-            security::update_viewers(conn, registry, &existing)?;
-        } else {
-            let created = insert_row(
-                conn,
-                Some(root.uid),
-                &folder.id,
-                &folder.id,
-                &folder.id,
-                MODULE_FOLDER_TYPE,
-                &folder.title,
-                "",
-                "{}",
-            )?;
-            security::update_viewers(conn, registry, &created)?;
-        }
-    }
-    let filed = security::backfill_security_sets(conn, registry)?;
-    if filed > 0 {
-        tracing::info!(documents = filed, "security sets computed");
-    }
-    Ok(())
-}
-
 #[expect(
     clippy::too_many_arguments,
     reason = "one row's columns, used twice in this file"
 )]
-fn insert_row(
+pub(crate) fn insert_row(
     conn: &mut DbConnection,
     parent_uid: Option<i64>,
     path: &str,
@@ -544,7 +262,6 @@ pub fn create(
         })?;
     let doc = get(conn, &path)?;
     set_relations(conn, registry, creator, &doc, rels)?;
-    workflow::init_states(conn, registry, &doc)?;
     if !owner.is_empty() {
         // The creator is Owner of what they create, locally.
         diesel::insert_into(local_roles::table)
@@ -555,8 +272,7 @@ pub fn create(
             ))
             .execute(conn)?;
     }
-    security::update_viewers(conn, registry, &doc)?;
-    crate::catalog::index_document(conn, registry, &doc)?;
+    notify(conn, registry, Written::Created { doc: &doc })?;
     Ok(doc)
 }
 
@@ -719,10 +435,16 @@ pub(crate) fn set_relations(
                 ))
             };
             let target = find(conn, path)?.ok_or_else(missing)?;
-            if !crate::security::has_permission(conn, registry, writer, &target, Permission::View)?
-            {
-                return Err(missing());
-            }
+            // Access refuses a target the writer may not View, exactly like a missing one.
+            notify(
+                conn,
+                registry,
+                Written::Relation {
+                    writer,
+                    name: &name,
+                    target: &target,
+                },
+            )?;
             let position = i32::try_from(position).map_err(|_| {
                 CoreError::Invalid(format!("relation '{name}' has too many targets"))
             })?;
@@ -806,8 +528,7 @@ pub fn update(
     }
     set_relations(conn, registry, editor, &doc, rels)?;
     let doc = get(conn, path)?;
-    crate::catalog::index_document(conn, registry, &doc)?;
-    crate::fulltext::enqueue(conn, doc.uid)?;
+    notify(conn, registry, Written::Updated { doc: &doc })?;
     Ok(doc)
 }
 
@@ -820,7 +541,7 @@ fn stale(doc: &Document, serial: i64) -> CoreError {
 
 /// Deletes the document at `path` with its sub-documents and relations. With a serial,
 /// refuses when the document changed meanwhile. For every deleted document whose type
-/// keeps data outside the database ([`crate::types::OnDelete`]), queues the activity that
+/// keeps data outside the database ([`crate::model::types::OnDelete`]), queues the activity that
 /// removes it once this transaction has committed.
 pub fn delete(
     conn: &mut DbConnection,
@@ -840,7 +561,8 @@ pub fn delete(
             return Err(stale(&doc, s));
         }
     }
-    // The full-text entries of the document and of everything it contains go too.
+    // The document and everything it contains go: each is told to the hooks (full-text
+    // entries, the purge of data kept outside the database).
     let below: Vec<(i64, String, String)> = documents::table
         .filter(documents::path.gt(format!("{}/", doc.path)))
         .filter(documents::path.lt(format!("{}0", doc.path)))
@@ -851,28 +573,15 @@ pub fn delete(
             .into_iter()
             .chain([(doc.uid, doc.portal_type.clone(), doc.path.clone())])
     {
-        crate::fulltext::enqueue(conn, uid)?;
-        if registry
-            .portal_type(&portal_type)
-            .is_some_and(|t| t.on_delete.is_some())
-        {
-            let mut args = serde_json::Map::new();
-            args.insert("uid".into(), uid.into());
-            args.insert("portal_type".into(), portal_type.into());
-            crate::activity::activate(
-                conn,
-                "system",
-                &path,
-                crate::activity::PURGE_METHOD,
-                &args,
-                &crate::activity::Activate {
-                    // Lets writes that were in flight when the document went finish first.
-                    delay_seconds: 5,
-                    tag: Some(format!("purge:{uid}")),
-                    ..Default::default()
-                },
-            )?;
-        }
+        notify(
+            conn,
+            registry,
+            Written::Deleted {
+                uid,
+                portal_type: &portal_type,
+                path: &path,
+            },
+        )?;
     }
     diesel::delete(documents::table.find(doc.uid)).execute(conn)?;
     Ok(())
@@ -959,7 +668,7 @@ pub fn to_json_many(
     let mut states = BTreeMap::new();
     let mut rels: BTreeMap<i64, BTreeMap<String, Vec<String>>> = BTreeMap::new();
     for part in uids.chunks(UIDS_PER_QUERY) {
-        states.extend(security::workflow_states_of(conn, part)?);
+        states.extend(workflow_states_of(conn, part)?);
     }
     for part in with_relations.chunks(UIDS_PER_QUERY) {
         let rows: Vec<(i64, String, String)> = relations::table
@@ -1023,4 +732,34 @@ pub fn to_json_many(
             Ok(Value::Object(out))
         })
         .collect()
+}
+
+/// Current workflow states of several documents in one query (listings), by uid.
+pub fn workflow_states_of(
+    conn: &mut DbConnection,
+    uids: &[i64],
+) -> CoreResult<BTreeMap<i64, BTreeMap<String, String>>> {
+    let rows: Vec<(i64, String, String)> = workflow_states::table
+        .filter(workflow_states::uid.eq_any(uids))
+        .select((
+            workflow_states::uid,
+            workflow_states::workflow,
+            workflow_states::state,
+        ))
+        .load(conn)?;
+    let mut out: BTreeMap<i64, BTreeMap<String, String>> = BTreeMap::new();
+    for (uid, workflow, state) in rows {
+        out.entry(uid).or_default().insert(workflow, state);
+    }
+    Ok(out)
+}
+
+/// Current state of each workflow of a document.
+pub fn workflow_states(conn: &mut DbConnection, uid: i64) -> CoreResult<BTreeMap<String, String>> {
+    Ok(workflow_states::table
+        .filter(workflow_states::uid.eq(uid))
+        .select((workflow_states::workflow, workflow_states::state))
+        .load::<(String, String)>(conn)?
+        .into_iter()
+        .collect())
 }

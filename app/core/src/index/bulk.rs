@@ -13,13 +13,14 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
-use crate::catalog::{catalog_values, Bind, Bound, Statement};
-use crate::db::DbConnection;
-use crate::document::{self, NewDocument, RelationTargets};
-use crate::error::{CoreError, CoreResult};
-use crate::schema::documents;
-use crate::security::User;
-use crate::types::{Registry, MODULE_FOLDER_TYPE};
+use crate::access::security::User;
+use crate::index::catalog::catalog_values;
+use crate::model::error::{CoreError, CoreResult};
+use crate::model::schema::documents;
+use crate::model::types::{Registry, MODULE_FOLDER_TYPE};
+use crate::store::db::DbConnection;
+use crate::store::document::{self, NewDocument, RelationTargets};
+use crate::store::sql::{Bind, Bound, Statement};
 
 /// Bound values per statement at most (SQLite allows 32,766; PostgreSQL 65,535).
 const MAX_BINDS: usize = 30_000;
@@ -179,7 +180,7 @@ pub fn create_many(
         .collect::<CoreResult<_>>()?;
     let first = uids.iter().copied().min().unwrap_or_default();
     let last = uids.iter().copied().max().unwrap_or_default();
-    crate::fulltext::enqueue_range(conn, first, last)?;
+    crate::index::fulltext::enqueue_range(conn, first, last)?;
 
     // Relations, where given (one document at a time: they name arbitrary targets).
     for (row, uid) in rows.iter_mut().zip(&uids) {
@@ -338,8 +339,8 @@ fn security_sets_of<'r>(
     for row in first_rows {
         let uid = uid_of.get(&row.id).copied().unwrap_or_default();
         let first = document::get_by_uid(conn, uid)?;
-        let principals = crate::security::viewer_principals(conn, registry, &first)?;
-        let set = crate::security::security_set(conn, &principals)?;
+        let principals = crate::access::security::viewer_principals(conn, registry, &first)?;
+        let set = crate::access::security::security_set(conn, &principals)?;
         Statement {
             sql: "UPDATE documents SET security_set = ? WHERE uid = ?".into(),
             binds: vec![Bind::Int(Some(set)), Bind::Int(Some(uid))],

@@ -16,13 +16,14 @@ use diesel::prelude::*;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::catalog::{Bind, Statement};
-use crate::db::DbConnection;
-use crate::document::format_time;
-use crate::error::{CoreError, CoreResult};
-use crate::portal::Portal;
-use crate::schema::{activities, activity_runs, activity_tags};
-use crate::security::User;
+use crate::access::security::User;
+use crate::model::error::{CoreError, CoreResult};
+use crate::model::schema::{activities, activity_runs, activity_tags};
+use crate::run::portal::Portal;
+use crate::store::after_write::Written;
+use crate::store::db::DbConnection;
+use crate::store::document::format_time;
+use crate::store::sql::{Bind, Statement};
 
 /// How an activity is queued.
 #[derive(Debug, Clone)]
@@ -50,7 +51,7 @@ impl Default for Activate {
 
 /// The kernel's own activity queued when a document whose type keeps data outside the
 /// database is deleted (args: `uid`, `portal_type`): runs the type's
-/// [`crate::types::OnDelete`] hook instead of a method of the (gone) document.
+/// [`crate::model::types::OnDelete`] hook instead of a method of the (gone) document.
 pub const PURGE_METHOD: &str = "_purgeDeletedData";
 
 /// How long a claim holds before a silent worker is presumed dead.
@@ -124,9 +125,9 @@ fn check_request(method: &str, args: &Map<String, Value>, options: &Activate) ->
 /// decided it. Returns the activity id.
 pub fn activate_checked(
     conn: &mut DbConnection,
-    registry: &crate::types::Registry,
+    registry: &crate::model::types::Registry,
     user: &User,
-    doc: &crate::document::Document,
+    doc: &crate::store::document::Document,
     method: &str,
     args: &Map<String, Value>,
     options: &Activate,
@@ -135,13 +136,13 @@ pub fn activate_checked(
         return Err(CoreError::Unauthorized("log in to queue activities".into()));
     }
     check_request(method, args, options)?;
-    let found = crate::dispatch::resolve(conn, registry, doc, method)?
+    let found = crate::run::dispatch::resolve(conn, registry, doc, method)?
         .ok_or_else(|| CoreError::NotFound(format!("/{} has no method '{method}'", doc.path)))?;
     match &found.target {
-        crate::dispatch::Target::Method(m) => {
-            crate::security::check(conn, registry, user, doc, m.permission())?;
+        crate::run::dispatch::Target::Method(m) => {
+            crate::access::security::check(conn, registry, user, doc, m.permission())?;
         }
-        crate::dispatch::Target::Value(_) => {
+        crate::run::dispatch::Target::Value(_) => {
             return Err(CoreError::Invalid(format!(
                 "'{method}' is a property of /{}, not a method to queue",
                 doc.path
@@ -381,7 +382,7 @@ fn execute(portal: &Portal, claimed: &Claimed) -> Result<(), String> {
         "system" => User::system(),
         login => portal
             .db
-            .read(|c| crate::users::load_user(c, login))
+            .read(|c| crate::access::users::load_user(c, login))
             .map_err(|e| format!("cannot run as {login}: {e}"))?,
     };
     portal
@@ -537,5 +538,46 @@ pub fn retry(conn: &mut DbConnection, id: i64) -> CoreResult<()> {
     if n == 0 {
         return Err(CoreError::NotFound(format!("no failed activity {id}")));
     }
+    Ok(())
+}
+
+/// The activities' after-write hook: a deleted document whose type keeps data outside the
+/// database ([`OnDelete`](crate::model::types::OnDelete)) gets the activity that removes
+/// it, which runs once the deleting transaction has committed.
+pub(crate) fn after_write(
+    conn: &mut DbConnection,
+    registry: &crate::model::types::Registry,
+    written: &Written<'_>,
+) -> CoreResult<()> {
+    let Written::Deleted {
+        uid,
+        portal_type,
+        path,
+    } = *written
+    else {
+        return Ok(());
+    };
+    if registry
+        .portal_type(portal_type)
+        .is_none_or(|t| t.on_delete.is_none())
+    {
+        return Ok(());
+    }
+    let mut args = Map::new();
+    args.insert("uid".into(), uid.into());
+    args.insert("portal_type".into(), portal_type.into());
+    activate(
+        conn,
+        "system",
+        path,
+        PURGE_METHOD,
+        &args,
+        &Activate {
+            // Lets writes that were in flight when the document went finish first.
+            delay_seconds: 5,
+            tag: Some(format!("purge:{uid}")),
+            ..Default::default()
+        },
+    )?;
     Ok(())
 }
