@@ -157,9 +157,8 @@ pub struct PortalType {
 
 /// Appends an uploaded file's bytes at offset `at` to the document at `path` as `user`
 /// (checking the user's permission); returns the document and its new size in bytes.
-pub type UploadFn = dyn Fn(&crate::Portal, &crate::User, &str, &[u8], u64) -> crate::CoreResult<(crate::Document, u64)>
-    + Send
-    + Sync;
+pub type UploadFn =
+    dyn Fn(&Portal, &User, &str, &[u8], u64) -> CoreResult<(Document, u64)> + Send + Sync;
 
 /// How large an upload may be, read when a request arrives (module settings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,13 +282,7 @@ impl PortalType {
     pub fn accepts_upload(
         mut self,
         limits: impl Fn() -> UploadLimits + Send + Sync + 'static,
-        append: impl Fn(
-                &crate::Portal,
-                &crate::User,
-                &str,
-                &[u8],
-                u64,
-            ) -> crate::CoreResult<(crate::Document, u64)>
+        append: impl Fn(&Portal, &User, &str, &[u8], u64) -> CoreResult<(Document, u64)>
             + Send
             + Sync
             + 'static,
