@@ -1,6 +1,6 @@
 //! HTTP routes: health, the JSON API over documents, the OpenAPI document, and URL
 //! traversal (`/data_stream_module/1/getSize`). Handlers are thin: they extract, call the
-//! portal on the blocking pool, and render.
+//! portal on the blocking pool (reads behind the read gate, [`read`]), and render.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -172,6 +172,17 @@ async fn blocking(
         .map(HttpResponse::from)
 }
 
+/// [`blocking`] for read-only work, behind the read gate ([`wendelin_http::blocking_read`]):
+/// listings, catalog searches and read-only calls never take the connections writes need.
+async fn read(
+    portal: &Portal,
+    f: impl FnOnce() -> Result<Reply, ServerError> + Send + 'static,
+) -> Result<HttpResponse, ServerError> {
+    wendelin_http::blocking_read(portal, f)
+        .await
+        .map(HttpResponse::from)
+}
+
 async fn health(portal: web::Data<Portal>) -> Result<HttpResponse, ServerError> {
     blocking(move || {
         let root = portal.get(&User::anonymous(), "")?;
@@ -259,7 +270,8 @@ async fn api_get(
     let path = path.into_inner();
     let args = query_map(&req)?;
     let query_string = req.query_string().to_owned();
-    blocking(move || match portal.traverse(&path)? {
+    let gate = portal.clone();
+    read(&gate, move || match portal.traverse(&path)? {
         Traversal::Object(doc) => {
             let listing = doc.portal_type == MODULE_FOLDER_TYPE || doc.path.is_empty();
             let q: ListQuery = web::Query::from_query(&query_string)
@@ -476,7 +488,8 @@ async fn traverse_get(
     let user = auth.user;
     let path = path.into_inner();
     let args = query_map(&req)?;
-    blocking(move || {
+    let gate = portal.clone();
+    read(&gate, move || {
         let (target, name) = match portal.traverse(&path)? {
             Traversal::Object(doc) => (doc.path, "view".to_owned()),
             Traversal::Name(doc, name) => (doc.path, name),
@@ -523,7 +536,8 @@ async fn workflows(
     auth: Auth,
 ) -> Result<HttpResponse, ServerError> {
     let path = path.into_inner();
-    blocking(move || {
+    let gate = portal.clone();
+    read(&gate, move || {
         let status = portal.workflows(&auth.user, &path)?;
         Ok(json_reply(json!({ "workflows": status })))
     })
@@ -595,7 +609,8 @@ async fn catalog(
         limit,
         offset,
     };
-    blocking(move || {
+    let gate = portal.clone();
+    read(&gate, move || {
         let found = portal.search_counted(&auth.user, &search, count)?;
         let items = portal.documents_json(&found.documents)?;
         Ok(json_reply(json!({
@@ -623,7 +638,8 @@ async fn list_activities(
     q: web::Query<ActivityQuery>,
 ) -> Result<HttpResponse, ServerError> {
     let q = q.into_inner();
-    blocking(move || {
+    let gate = portal.clone();
+    read(&gate, move || {
         let items = portal.activities(
             &auth.user,
             q.state.as_deref(),
