@@ -578,6 +578,90 @@ fn page_cache_case(dir: &std::path::Path, database_url: String) {
     }
 }
 
+/// What `n` concurrent GETs of `path` by `b` answered: (X-Page-Cache header, body) each.
+fn concurrent_gets(server: &TestServer, b: &Browser, path: &str, n: usize) -> Vec<(String, Reply)> {
+    let start = std::sync::Barrier::new(n);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                scope.spawn(|| {
+                    start.wait();
+                    let r = b.get(server, path);
+                    let source = r.header("x-page-cache").unwrap_or("none").to_owned();
+                    (source, r)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// Requests that miss the same page together (right after a write moved the change
+/// generation) are rendered once and share it (`X-Page-Cache: shared`), instead of each
+/// rendering it at once; a live page (a stream listbox: sizes live outside the database)
+/// is shared too, but never kept (never a `hit`).
+#[test]
+fn concurrent_misses_of_one_page_render_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("d"), None);
+    add_user(&server, "alice", "alice-password-1", &["Manager"]);
+    let alice = login(&server, "alice", "alice-password-1");
+    const N: usize = 16;
+    let mut live_shared = 0;
+    let mut live_misses = 0;
+    for round in 0..5 {
+        let title = format!("Person-{round}");
+        let r = server.req(
+            "POST",
+            "/api/v1/person_module",
+            Some(&json!({ "title": title })),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        let answers = concurrent_gets(&server, &alice, "/ui/person_module", N);
+        for (source, r) in &answers {
+            assert_eq!(r.status, 200, "{}", r.text);
+            assert!(
+                r.text.contains(&title),
+                "round {round}: {source} page is stale"
+            );
+        }
+        let count = |what: &str| answers.iter().filter(|(s, _)| s == what).count();
+        assert_eq!(
+            count("miss"),
+            1,
+            "round {round}: one render for {N} requests, got {:?}",
+            answers.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>()
+        );
+        assert_eq!(count("miss") + count("shared") + count("hit"), N);
+
+        let stream = format!("Stream-{round}");
+        let r = server.req(
+            "POST",
+            "/api/v1/data_stream_module",
+            Some(&json!({ "title": stream })),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        let answers = concurrent_gets(&server, &alice, "/ui/data_stream_module", N);
+        for (source, r) in &answers {
+            assert_eq!(r.status, 200, "{}", r.text);
+            assert!(
+                r.text.contains(&stream),
+                "round {round}: {source} page is stale"
+            );
+            assert!(
+                source == "miss" || source == "shared",
+                "a live page is never kept: {source}"
+            );
+        }
+        live_shared += answers.iter().filter(|(s, _)| s == "shared").count();
+        live_misses += answers.iter().filter(|(s, _)| s == "miss").count();
+    }
+    assert!(
+        live_shared > 0 && live_misses < 5 * N,
+        "live pages are shared: {live_misses} renders, {live_shared} shared"
+    );
+}
+
 /// A listbox shows the columns its portal type declares, in their order, each sortable
 /// and filterable.
 #[test]
