@@ -1,7 +1,7 @@
 //! The admin UI over plain HTTP (what needs no browser): login redirects, escaping of
 //! titles on every page, CSRF on every form post, error pages, validation and conflicts,
 //! cache-busted static files, the page cache (never stale, never shared, across two
-//! processes), listbox columns declared by the type, the upload field. The browser walkthrough is in `browser.rs`.
+//! processes), its single flight (concurrent misses render once), listbox columns declared by the type, the upload field. The browser walkthrough is in `browser.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::json;
@@ -660,6 +660,78 @@ fn concurrent_misses_of_one_page_render_it_once() {
         live_shared > 0 && live_misses < 5 * N,
         "live pages are shared: {live_misses} renders, {live_shared} shared"
     );
+}
+
+/// A page is never served stale after a write that changes it, while other requests keep
+/// rendering, sharing and caching it: every GET that starts after a write returned (in
+/// the other process, on the same database) shows the write, whether it was a hit, a
+/// shared render or its own.
+#[test]
+fn pages_are_never_stale_after_a_write_in_another_process_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, url) in wendelin_tests::backends(dir.path()) {
+        never_stale_under_load_case(&dir.path().join(backend), url);
+    }
+}
+
+fn never_stale_under_load_case(dir: &std::path::Path, database_url: String) {
+    let one = TestServer::start(&dir.join("one"), Some(database_url.clone()));
+    let two = TestServer::start(&dir.join("two"), Some(database_url));
+    add_user(&one, "alice", "alice-password-1", &["Manager"]);
+    let alice = login(&one, "alice", "alice-password-1");
+    let r = two.req(
+        "POST",
+        "/api/v1/person_module",
+        Some(&json!({"title": "version-0"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let path = r.json()["path"].as_str().unwrap().to_owned();
+    let pages = [format!("/ui/{path}"), "/ui/person_module".to_owned()];
+    /// Stops the readers when the writer's loop ends, failed assertions included (the
+    /// scope waits for them).
+    struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // Readers that keep the pages in flight and in the cache of process one.
+        for page in &pages {
+            for _ in 0..2 {
+                let (stop, alice, one) = (&stop, &alice, &one);
+                scope.spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        if alice.get(one, page).status != 200 {
+                            break;
+                        }
+                    }
+                });
+            }
+        }
+        let done = Stop(&stop);
+        for version in 1..=8 {
+            let title = format!("version-{version}");
+            let r = two.req(
+                "PATCH",
+                &format!("/api/v1/{path}"),
+                Some(&json!({"serial": version, "title": title})),
+            );
+            assert_eq!(r.status, 200, "{}", r.text);
+            for page in &pages {
+                for (source, r) in concurrent_gets(&one, &alice, page, 8) {
+                    assert_eq!(r.status, 200, "{page}: {}", r.text);
+                    assert!(
+                        r.text.contains(&title),
+                        "{page} ({source}) does not show {title}"
+                    );
+                }
+                assert!(alice.get(&two, page).text.contains(&title));
+            }
+        }
+        drop(done);
+    });
 }
 
 /// A listbox shows the columns its portal type declares, in their order, each sortable
