@@ -687,30 +687,7 @@ fn never_stale_under_load_case(dir: &std::path::Path, database_url: String) {
     assert_eq!(r.status, 201, "{}", r.text);
     let path = r.json()["path"].as_str().unwrap().to_owned();
     let pages = [format!("/ui/{path}"), "/ui/person_module".to_owned()];
-    /// Stops the readers when the writer's loop ends, failed assertions included (the
-    /// scope waits for them).
-    struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
-    impl Drop for Stop<'_> {
-        fn drop(&mut self) {
-            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        // Readers that keep the pages in flight and in the cache of process one.
-        for page in &pages {
-            for _ in 0..2 {
-                let (stop, alice, one) = (&stop, &alice, &one);
-                scope.spawn(move || {
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        if alice.get(one, page).status != 200 {
-                            break;
-                        }
-                    }
-                });
-            }
-        }
-        let done = Stop(&stop);
+    with_readers(&one, &alice, &pages, || {
         for version in 1..=8 {
             let title = format!("version-{version}");
             let r = two.req(
@@ -730,7 +707,85 @@ fn never_stale_under_load_case(dir: &std::path::Path, database_url: String) {
                 assert!(alice.get(&two, page).text.contains(&title));
             }
         }
-        drop(done);
+    });
+}
+
+/// Runs `f` while two threads per page keep GETting `pages` from `server` as `b` (hits,
+/// shared renders and misses all along), until `f` returns or fails.
+fn with_readers(server: &TestServer, b: &Browser, pages: &[String], f: impl FnOnce()) {
+    /// Stops the readers when `f` ends, failed assertions included (the scope waits for
+    /// them).
+    struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for page in pages {
+            for _ in 0..2 {
+                let stop = &stop;
+                scope.spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        if b.get(server, page).status != 200 {
+                            break;
+                        }
+                    }
+                });
+            }
+        }
+        let _stop = Stop(&stop);
+        f();
+    });
+}
+
+/// A live page (a stream listbox: sizes are read from the streams, and an append moves no
+/// generation) shared between concurrent requests never predates one of them: after each
+/// append returned, every GET shows the new size, while readers keep the page in flight.
+#[test]
+fn a_shared_live_page_is_never_older_than_the_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("d"), None);
+    add_user(&server, "alice", "alice-password-1", &["Manager"]);
+    let alice = login(&server, "alice", "alice-password-1");
+    let r = server.req(
+        "POST",
+        "/api/v1/data_stream_module",
+        Some(&json!({"title": "Kessel-88"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let path = r.json()["path"].as_str().unwrap().to_owned();
+    let listbox = "/ui/data_stream_module".to_owned();
+    with_readers(&server, &alice, std::slice::from_ref(&listbox), || {
+        for size in 1..=8usize {
+            let r = request_raw(
+                "PUT",
+                &server.url(&format!("/api/v1/{path}/data")),
+                "application/octet-stream",
+                b"x",
+                &[
+                    ("Authorization", &format!("Bearer {}", server.manager_token)),
+                    (
+                        "Content-Range",
+                        &format!("bytes {}-{}/*", size - 1, size - 1),
+                    ),
+                ],
+            );
+            assert!(r.status == 200 || r.status == 308, "{}", r.text);
+            for (source, page) in concurrent_gets(&server, &alice, &listbox, 8) {
+                let row = page
+                    .text
+                    .split("<tr")
+                    .find(|r| r.contains("Kessel-88"))
+                    .unwrap_or_default()
+                    .to_owned();
+                assert!(
+                    row.contains(&format!("<td>{size}</td>")),
+                    "{source} page older than the append of byte {size}: {row}"
+                );
+            }
+        }
     });
 }
 

@@ -32,7 +32,7 @@
 //! quick_cache evicts the coldest pages past that) and process-local.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use actix_web::http::StatusCode;
@@ -156,7 +156,7 @@ enum Outcome {
     /// Still rendering.
     Pending,
     /// A page for every waiter; a `live` one only for those that came before its render
-    /// started.
+    /// started (the others take the flight's successor).
     Page { page: Page, live: bool },
     /// Nothing to share (an error page, a redirect, a status other than 200): each waiter
     /// renders its own.
@@ -165,14 +165,37 @@ enum Outcome {
     Abandoned,
 }
 
-/// One render in progress for a key and generation.
+/// One render for a key and generation: in progress, or (a live page's successor) waiting
+/// for one of its waiters to claim it.
 struct Flight {
+    /// Someone leads it (every flight is created claimed, except a successor).
+    claimed: AtomicBool,
     /// Set by the leader right before its render reads anything.
     started: AtomicBool,
+    /// Waiters that joined after the render started (counted under the map's lock).
+    late: AtomicUsize,
+    /// The flight the late waiters take when the page is live (created at publication).
+    next: OnceLock<Arc<Flight>>,
     outcome: watch::Sender<Outcome>,
 }
 
+impl Flight {
+    fn new(claimed: bool) -> Arc<Flight> {
+        Arc::new(Flight {
+            claimed: AtomicBool::new(claimed),
+            started: AtomicBool::new(false),
+            late: AtomicUsize::new(0),
+            next: OnceLock::new(),
+            outcome: watch::Sender::new(Outcome::Pending),
+        })
+    }
+}
+
 type FlightKey = (String, i64);
+
+/// Flights kept in the map at most before the successors nobody claimed (their waiters
+/// all went away) are dropped.
+const MAX_FLIGHTS: usize = 1024;
 
 fn flights() -> &'static Mutex<HashMap<FlightKey, Arc<Flight>>> {
     static FLIGHTS: OnceLock<Mutex<HashMap<FlightKey, Arc<Flight>>>> = OnceLock::new();
@@ -198,12 +221,14 @@ impl Lead {
         self.flight.started.store(true, Ordering::SeqCst);
     }
 
-    /// Removes the flight (a request arriving from now on starts its own, or finds the
-    /// page kept), then wakes the waiters with `outcome`.
+    /// Ends the flight with `outcome` and wakes its waiters.
     fn publish(mut self, outcome: Outcome) {
         self.end(outcome);
     }
 
+    /// Takes the flight out of the map — a request arriving from now on finds the page
+    /// kept, or starts a flight of its own — except for a live page that waiters joined
+    /// too late for: its successor takes the flight's place, and those waiters take it.
     fn end(&mut self, outcome: Outcome) {
         if self.done {
             return;
@@ -211,11 +236,21 @@ impl Lead {
         self.done = true;
         {
             let mut map = lock_flights();
-            if map
+            let current = map
                 .get(&self.key)
-                .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
-            {
-                map.remove(&self.key);
+                .is_none_or(|f| Arc::ptr_eq(f, &self.flight));
+            let live = matches!(outcome, Outcome::Page { live: true, .. });
+            let successor = (live && self.flight.late.load(Ordering::SeqCst) > 0)
+                .then(|| self.flight.next.get_or_init(|| Flight::new(false)).clone());
+            match successor {
+                Some(next) if current => {
+                    map.insert(self.key.clone(), next);
+                }
+                Some(_) => {}
+                None if current => {
+                    map.remove(&self.key);
+                }
+                None => {}
             }
         }
         self.flight.outcome.send_replace(outcome);
@@ -234,37 +269,63 @@ enum Part {
     Kept(Page),
     /// Renders the page for everyone.
     Lead(Lead),
-    /// Waits for another request's render; `started`: the render had begun on arrival.
+    /// Waits for another request's render; `late`: the render had begun when it joined.
     Wait(Arc<Flight>, bool),
 }
 
-fn join(key: &str, generation: i64) -> Part {
+/// Leads `flight` if nobody does yet.
+fn claim(flight: &Arc<Flight>, key: &FlightKey) -> Option<Lead> {
+    (!flight.claimed.swap(true, Ordering::SeqCst)).then(|| Lead {
+        key: key.clone(),
+        flight: flight.clone(),
+        done: false,
+    })
+}
+
+fn join(key: &FlightKey) -> Part {
     let mut map = lock_flights();
     // Under the lock: a leader keeps its page before it removes its flight, so a request
     // that finds no flight finds the page, if it was kept.
-    if let Some(page) = lookup(key, generation) {
+    if let Some(page) = lookup(&key.0, key.1) {
         return Part::Kept(page);
     }
-    let flight_key = (key.to_owned(), generation);
-    if let Some(flight) = map.get(&flight_key) {
-        let started = flight.started.load(Ordering::SeqCst);
-        return Part::Wait(flight.clone(), started);
+    if let Some(flight) = map.get(key).cloned() {
+        if let Some(lead) = claim(&flight, key) {
+            return Part::Lead(lead);
+        }
+        let late = flight.started.load(Ordering::SeqCst);
+        if late {
+            flight.late.fetch_add(1, Ordering::SeqCst);
+        }
+        return Part::Wait(flight, late);
     }
-    let flight = Arc::new(Flight {
-        started: AtomicBool::new(false),
-        outcome: watch::Sender::new(Outcome::Pending),
-    });
-    map.insert(flight_key.clone(), flight.clone());
+    if map.len() >= MAX_FLIGHTS {
+        map.retain(|_, f| f.claimed.load(Ordering::SeqCst));
+    }
+    let flight = Flight::new(true);
+    map.insert(key.clone(), flight.clone());
     Part::Lead(Lead {
-        key: flight_key,
+        key: key.clone(),
         flight,
         done: false,
     })
 }
 
-/// Times a request waits for a live page it arrived too late for before it renders its
-/// own.
-const LIVE_RETRIES: usize = 3;
+/// The part of a waiter that joined `flight` too late for its live page: in its successor,
+/// which was created after the waiter came, so whose render is fresh for it.
+fn follow(flight: &Flight, key: &FlightKey) -> Part {
+    match flight.next.get() {
+        Some(next) => match claim(next, key) {
+            Some(lead) => Part::Lead(lead),
+            None => Part::Wait(next.clone(), false),
+        },
+        None => join(key),
+    }
+}
+
+/// Flights a request takes part in at most (successors, retries after an abandoned
+/// flight) before it renders on its own.
+const MAX_TRIES: usize = 4;
 
 /// Serves a cacheable page that missed the cache ([`lookup`]) for `key` at `generation`:
 /// the first request renders it with `render` behind the read gate
@@ -277,46 +338,46 @@ pub async fn single_flight(
     generation: i64,
     render: impl FnOnce() -> Result<Out, ServerError> + Send + 'static,
 ) -> (Result<Out, ServerError>, Source) {
-    let mut render = Some(render);
-    for _ in 0..=LIVE_RETRIES {
-        match join(&key, generation) {
+    let key = (key, generation);
+    let mut part = join(&key);
+    let mut tries = 1;
+    loop {
+        match part {
             Part::Kept(page) => return (Ok(Out::Cached(page)), Source::Hit),
             Part::Lead(lead) => {
-                let Some(render) = render.take() else { break };
-                let key = key.clone();
-                let result =
-                    wendelin_http::blocking_read(portal, move || lead_render(lead, key, render))
-                        .await;
+                let page_key = key.0.clone();
+                let result = wendelin_http::blocking_read(portal, move || {
+                    lead_render(lead, page_key, render)
+                })
+                .await;
                 return (result, Source::Miss);
             }
-            Part::Wait(flight, started) => {
+            Part::Wait(flight, late) => {
                 let mut outcome = flight.outcome.subscribe();
                 let outcome = outcome
                     .wait_for(|o| !matches!(o, Outcome::Pending))
                     .await
                     .map(|o| o.clone())
                     .unwrap_or(Outcome::Abandoned);
-                match outcome {
+                part = match outcome {
                     Outcome::Page { page, live: false } => {
                         return (Ok(Out::Cached(page)), Source::Shared)
                     }
-                    Outcome::Page { page, live: true } if !started => {
+                    Outcome::Page { page, live: true } if !late => {
                         return (Ok(Out::Live(Box::new(Out::Cached(page)))), Source::Shared)
                     }
+                    Outcome::Page { .. } => follow(&flight, &key),
                     Outcome::Own => break,
-                    // A live page whose render began before this request came, or no page
-                    // at all: the next flight.
-                    Outcome::Page { .. } | Outcome::Abandoned | Outcome::Pending => {}
+                    Outcome::Abandoned | Outcome::Pending => join(&key),
+                };
+                tries += 1;
+                if tries > MAX_TRIES && matches!(part, Part::Wait(..)) {
+                    break;
                 }
             }
         }
     }
-    let Some(render) = render else {
-        return (
-            Err(ServerError::Internal("page rendered twice".into())),
-            Source::Miss,
-        );
-    };
+    // Nothing to share, or waited too often: this request renders its own.
     (
         wendelin_http::blocking_read(portal, render).await,
         Source::Miss,
