@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod flight;
 pub mod headers;
 pub mod range;
 
