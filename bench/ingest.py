@@ -4,17 +4,23 @@
 Starts the release `wendelin` binary on a fresh data directory under /tmp (deleted at the
 end) with the Forward listener on, provisions the policy `bench`, then measures:
   (a) HTTP ingestion of 1 MiB msgpack chunks over keep-alive (POST /api/v1/ingest/…,
-      bearer token), with 1 and C concurrent clients, against a plain loop appending the
-      same 1 MiB chunks to a file in the same directory with fdatasync after each (the same
-      fsync policy as one request) and without fsync;
+      bearer token), with 1, C and 2C concurrent clients, against the reference: a plain
+      loop appending the same 1 MiB chunks to a file in the same directory with fdatasync
+      after each (the same fsync policy as one request). The disk's speed swings between
+      runs and within one, so the reference is measured again right before every HTTP
+      row, A B A B … for ROUNDS rounds per client count: the table gives the medians of
+      both, the median of the per-pair ratios (HTTP / the loop just before it), their
+      range, and the server's CPU time per MiB ingested (user + system, from
+      /proc/<pid>/stat, over each HTTP row); a loop without fsync is measured once per
+      round of the first row, for scale;
   (b) Forward-protocol ingestion of ~100-byte records in PackedForward messages of R
       records each, acknowledged (`chunk`), over K connections;
   (c) the server's peak RSS (VmHWM) after ingesting TOTAL GiB over HTTP.
-Usage: python3 bench/ingest.py [--a-mib 1024] [--clients 4] [--total-gib 8]
+Usage: python3 bench/ingest.py [--a-mib 256] [--rounds 5] [--clients 4] [--total-gib 2]
 Needs `cargo build --release -p wendelin-server` and the repository's .venv (msgpack),
 which the tests or .ci/run create.
 """
-import argparse, http.client, os, shutil, socket, subprocess, sys, tempfile, threading, time
+import argparse, http.client, os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
 
 from harness import ROOT, BIN, free_port, cli  # noqa: E402
 
@@ -118,6 +124,24 @@ def forward_ingest(port, records_per_msg, messages, connections):
     return records_per_msg * messages * connections, time.perf_counter() - t0, size
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds of process `pid` so far (/proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        # The command name may hold spaces: the fields after it start past its ')'.
+        fields = f.read().rsplit(")", 1)[1].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def forward_option(env, address):
+    """How this build is told to listen for Forward: the `serve --forward` flag of older
+    builds, else `[ingestion] forward` through its environment variable."""
+    usage = subprocess.run([BIN, "serve", "--help"], env=env, capture_output=True, text=True).stdout
+    if "--forward" in usage:
+        return ["--forward", address], {}
+    return [], {"WENDELIN_INGESTION_FORWARD": address}
+
+
 def vm(pid, key):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -128,9 +152,10 @@ def vm(pid, key):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--a-mib", type=int, default=1024)
-    ap.add_argument("--clients", type=int, default=4, help="clients of the 8 GiB run; (a) also runs 1 and twice this")
-    ap.add_argument("--total-gib", type=float, default=8)
+    ap.add_argument("--a-mib", type=int, default=256, help="MiB per row of (a)")
+    ap.add_argument("--rounds", type=int, default=5, help="A B pairs per client count in (a)")
+    ap.add_argument("--clients", type=int, default=4, help="clients of the (c) run; (a) also runs 1 and twice this")
+    ap.add_argument("--total-gib", type=float, default=2)
     ap.add_argument("--fwd-records", type=int, default=10_000)
     ap.add_argument("--fwd-messages", type=int, default=100)
     ap.add_argument("--fwd-connections", type=int, default=2)
@@ -143,9 +168,12 @@ def main():
     try:
         cli(env, "init")
         token = cli(env, "user", "token", "add", "manager").split()[-1]
+        # `data` is a reserved id (a stream's bytes): the product is `bulk`.
         cli(env, "ingestion", "add", "bench", "--product", "bulk")
-        server = subprocess.Popen([BIN, "serve", "--bind", f"127.0.0.1:{port}"],
-                                  env=dict(env, WENDELIN_INGESTION_FORWARD=f"127.0.0.1:{fport}"), stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "server.log"), "w"))
+        flag, forward_env = forward_option(env, f"127.0.0.1:{fport}")
+        server = subprocess.Popen([BIN, "serve", "--bind", f"127.0.0.1:{port}", *flag],
+                                  env=dict(env, **forward_env), stdout=subprocess.DEVNULL,
+                                  stderr=open(os.path.join(tmp, "server.log"), "w"))
         for _ in range(200):
             try:
                 socket.create_connection(("127.0.0.1", port)).close()
@@ -156,18 +184,21 @@ def main():
         n = args.a_mib
         # warm-up (creates the stream and the ingestion)
         http_ingest(port, token, body, 8, 1, "warm.bulk")
-        rows = []
-        t_sync = file_loop(os.path.join(tmp, "plain.bin"), body, n, True)
-        t_nosync = file_loop(os.path.join(tmp, "plain.bin"), body, n, False)
-        t_http1 = http_ingest(port, token, body, n, 1, "a1.bulk")
-        t_httpc = http_ingest(port, token, body, n, args.clients, "ac.bulk")
-        t_http2c = http_ingest(port, token, body, n, 2 * args.clients, "a2c.bulk")
         mib = len(body) * n / MIB
-        rows.append(("plain file append loop, fdatasync after each 1 MiB", mib / t_sync))
-        rows.append(("plain file append loop, no fsync", mib / t_nosync))
-        rows.append(("HTTP ingestion, 1 client (keep-alive)", mib / t_http1))
-        rows.append((f"HTTP ingestion, {args.clients} clients (keep-alive)", mib / t_httpc))
-        rows.append((f"HTTP ingestion, {2 * args.clients} clients (keep-alive)", mib / t_http2c))
+        plain = os.path.join(tmp, "plain.bin")
+        rows = []  # (name, loop MiB/s per round, HTTP MiB/s per round, server CPU ms/MiB per round)
+        nosync = []
+        for clients in (1, args.clients, 2 * args.clients):
+            loop, http, cpu = [], [], []
+            for r in range(args.rounds):
+                loop.append(mib / file_loop(plain, body, n, True))
+                if clients == 1:
+                    nosync.append(mib / file_loop(plain, body, n, False))
+                before = cpu_seconds(server.pid)
+                http.append(mib / http_ingest(port, token, body, n, clients, f"a{clients}r{r}.bulk"))
+                cpu.append((cpu_seconds(server.pid) - before) * 1000 / mib)
+            rows.append((f"HTTP ingestion, {clients} client{'s' if clients > 1 else ''} (keep-alive)",
+                         loop, http, cpu))
         recs, t_fwd, rec_size = forward_ingest(fport, args.fwd_records, args.fwd_messages, args.fwd_connections)
         recs1, t_fwd1, _ = forward_ingest(fport, args.fwd_records, args.fwd_messages, 1)
         hwm_before = vm(server.pid, "VmHWM")
@@ -176,11 +207,19 @@ def main():
         hwm = vm(server.pid, "VmHWM")
         load = open("/proc/loadavg").read().split()[:3]
         print(f"## ingestion run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} (load average {' '.join(load)})\n")
-        print("(a) 1 MiB msgpack chunks, {} MiB per row:\n".format(n))
-        print("| writer | MiB/s | vs plain loop with fdatasync |")
-        print("|---|---|---|")
-        for name, rate in rows:
-            print(f"| {name} | {rate:.0f} | {rate / rows[0][1]:.2f}× |")
+        print(f"(a) 1 MiB msgpack chunks, {n} MiB per row, {args.rounds} rounds of (fdatasync loop, HTTP row) "
+              "per client count, interleaved:\n")
+        print("| writer | fdatasync loop MiB/s (median) | HTTP MiB/s (median) | ratio, median of pairs "
+              "| ratios (min–max) | server CPU ms/MiB (median) |")
+        print("|---|---|---|---|---|---|")
+        for name, loop, http, cpu in rows:
+            ratios = [h / a for a, h in zip(loop, http)]
+            print(f"| {name} | {statistics.median(loop):.0f} | {statistics.median(http):.0f} "
+                  f"| {statistics.median(ratios):.2f}× | {min(ratios):.2f}–{max(ratios):.2f} "
+                  f"| {statistics.median(cpu):.2f} |")
+        print(f"\nplain file append loop without fsync: {statistics.median(nosync):.0f} MiB/s (median of "
+              f"{len(nosync)}); every fdatasync loop: {min(min(r[1]) for r in rows):.0f}–"
+              f"{max(max(r[1]) for r in rows):.0f} MiB/s")
         print(f"\n(b) Forward protocol, PackedForward, {args.fwd_records} records of ~{rec_size:.0f} bytes per "
               f"message, ack per message, {args.fwd_connections} connections: {recs} records in {t_fwd:.2f} s = "
               f"{recs / t_fwd:,.0f} records/s (1 connection: {recs1 / t_fwd1:,.0f} records/s)")

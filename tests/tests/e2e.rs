@@ -750,3 +750,61 @@ fn ids_claimed_by_module_routes_are_refused() {
     );
     assert_eq!(r.status, 201, "{}", r.text);
 }
+
+/// Concurrent identical reads of a module listing or of the catalog at one change
+/// generation run once and share the body (`X-Single-Flight: shared`); each still shows
+/// the write that came before it. Searches with full-text terms are not shared (they
+/// follow the index, not the generation).
+#[test]
+fn concurrent_identical_listings_and_catalog_searches_are_read_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("var"), None);
+    const N: usize = 16;
+    let burst = |path: &str| -> Vec<wendelin_tests::Reply> {
+        let start = std::sync::Barrier::new(N);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..N)
+                .map(|_| {
+                    scope.spawn(|| {
+                        start.wait();
+                        server.req("GET", path, None)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    };
+    let mut shared = 0;
+    for round in 0..5 {
+        let title = format!("Reader-{round}");
+        let r = server.req(
+            "POST",
+            "/api/v1/person_module",
+            Some(&json!({ "title": title })),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        for path in [
+            "/api/v1/person_module?limit=100",
+            "/api/v1/catalog?q=portal_type:Person&limit=100",
+        ] {
+            let replies = burst(path);
+            for r in &replies {
+                assert_eq!(r.status, 200, "{path}: {}", r.text);
+                assert!(r.text.contains(&title), "{path}: stale {}", r.text);
+                assert_eq!(r.text, replies[0].text, "{path}: one generation, one body");
+                let got = r.header("x-single-flight");
+                assert!(got == Some("miss") || got == Some("shared"), "{got:?}");
+            }
+            shared += replies
+                .iter()
+                .filter(|r| r.header("x-single-flight") == Some("shared"))
+                .count();
+        }
+    }
+    assert!(shared > 0, "concurrent identical reads are shared");
+    let r = server.req("GET", "/api/v1/catalog?q=Reader-3", None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("x-single-flight"), None, "full-text is not shared");
+    let r = server.req("GET", "/api/v1/person_module?limit=0", None);
+    assert_eq!(r.status, 400, "{}", r.text);
+}

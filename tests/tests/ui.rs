@@ -1,7 +1,7 @@
 //! The admin UI over plain HTTP (what needs no browser): login redirects, escaping of
 //! titles on every page, CSRF on every form post, error pages, validation and conflicts,
 //! cache-busted static files, the page cache (never stale, never shared, across two
-//! processes), listbox columns declared by the type, the upload field. The browser walkthrough is in `browser.rs`.
+//! processes), its single flight (concurrent misses render once), listbox columns declared by the type, the upload field. The browser walkthrough is in `browser.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::json;
@@ -576,6 +576,217 @@ fn page_cache_case(dir: &std::path::Path, database_url: String) {
             server.base
         );
     }
+}
+
+/// What `n` concurrent GETs of `path` by `b` answered: (X-Page-Cache header, body) each.
+fn concurrent_gets(server: &TestServer, b: &Browser, path: &str, n: usize) -> Vec<(String, Reply)> {
+    let start = std::sync::Barrier::new(n);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                scope.spawn(|| {
+                    start.wait();
+                    let r = b.get(server, path);
+                    let source = r.header("x-page-cache").unwrap_or("none").to_owned();
+                    (source, r)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// Requests that miss the same page together (right after a write moved the change
+/// generation) are rendered once and share it (`X-Page-Cache: shared`), instead of each
+/// rendering it at once; a live page (a stream listbox: sizes live outside the database)
+/// is shared too, but never kept (never a `hit`).
+#[test]
+fn concurrent_misses_of_one_page_render_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("d"), None);
+    add_user(&server, "alice", "alice-password-1", &["Manager"]);
+    let alice = login(&server, "alice", "alice-password-1");
+    const N: usize = 16;
+    let mut live_shared = 0;
+    let mut live_misses = 0;
+    for round in 0..5 {
+        let title = format!("Person-{round}");
+        let r = server.req(
+            "POST",
+            "/api/v1/person_module",
+            Some(&json!({ "title": title })),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        let answers = concurrent_gets(&server, &alice, "/ui/person_module", N);
+        for (source, r) in &answers {
+            assert_eq!(r.status, 200, "{}", r.text);
+            assert!(
+                r.text.contains(&title),
+                "round {round}: {source} page is stale"
+            );
+        }
+        let count = |what: &str| answers.iter().filter(|(s, _)| s == what).count();
+        assert_eq!(
+            count("miss"),
+            1,
+            "round {round}: one render for {N} requests, got {:?}",
+            answers.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>()
+        );
+        assert_eq!(count("miss") + count("shared") + count("hit"), N);
+
+        let stream = format!("Stream-{round}");
+        let r = server.req(
+            "POST",
+            "/api/v1/data_stream_module",
+            Some(&json!({ "title": stream })),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        let answers = concurrent_gets(&server, &alice, "/ui/data_stream_module", N);
+        for (source, r) in &answers {
+            assert_eq!(r.status, 200, "{}", r.text);
+            assert!(
+                r.text.contains(&stream),
+                "round {round}: {source} page is stale"
+            );
+            assert!(
+                source == "miss" || source == "shared",
+                "a live page is never kept: {source}"
+            );
+        }
+        live_shared += answers.iter().filter(|(s, _)| s == "shared").count();
+        live_misses += answers.iter().filter(|(s, _)| s == "miss").count();
+    }
+    assert!(
+        live_shared > 0 && live_misses < 5 * N,
+        "live pages are shared: {live_misses} renders, {live_shared} shared"
+    );
+}
+
+/// A page is never served stale after a write that changes it, while other requests keep
+/// rendering, sharing and caching it: every GET that starts after a write returned (in
+/// the other process, on the same database) shows the write, whether it was a hit, a
+/// shared render or its own.
+#[test]
+fn pages_are_never_stale_after_a_write_in_another_process_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, url) in wendelin_tests::backends(dir.path()) {
+        never_stale_under_load_case(&dir.path().join(backend), url);
+    }
+}
+
+fn never_stale_under_load_case(dir: &std::path::Path, database_url: String) {
+    let one = TestServer::start(&dir.join("one"), Some(database_url.clone()));
+    let two = TestServer::start(&dir.join("two"), Some(database_url));
+    add_user(&one, "alice", "alice-password-1", &["Manager"]);
+    let alice = login(&one, "alice", "alice-password-1");
+    let r = two.req(
+        "POST",
+        "/api/v1/person_module",
+        Some(&json!({"title": "version-0"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let path = r.json()["path"].as_str().unwrap().to_owned();
+    let pages = [format!("/ui/{path}"), "/ui/person_module".to_owned()];
+    with_readers(&one, &alice, &pages, || {
+        for version in 1..=8 {
+            let title = format!("version-{version}");
+            let r = two.req(
+                "PATCH",
+                &format!("/api/v1/{path}"),
+                Some(&json!({"serial": version, "title": title})),
+            );
+            assert_eq!(r.status, 200, "{}", r.text);
+            for page in &pages {
+                for (source, r) in concurrent_gets(&one, &alice, page, 8) {
+                    assert_eq!(r.status, 200, "{page}: {}", r.text);
+                    assert!(
+                        r.text.contains(&title),
+                        "{page} ({source}) does not show {title}"
+                    );
+                }
+                assert!(alice.get(&two, page).text.contains(&title));
+            }
+        }
+    });
+}
+
+/// Runs `f` while two threads per page keep GETting `pages` from `server` as `b` (hits,
+/// shared renders and misses all along), until `f` returns or fails.
+fn with_readers(server: &TestServer, b: &Browser, pages: &[String], f: impl FnOnce()) {
+    /// Stops the readers when `f` ends, failed assertions included (the scope waits for
+    /// them).
+    struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for page in pages {
+            for _ in 0..2 {
+                let stop = &stop;
+                scope.spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        if b.get(server, page).status != 200 {
+                            break;
+                        }
+                    }
+                });
+            }
+        }
+        let _stop = Stop(&stop);
+        f();
+    });
+}
+
+/// A live page (a stream listbox: sizes are read from the streams, and an append moves no
+/// generation) shared between concurrent requests never predates one of them: after each
+/// append returned, every GET shows the new size, while readers keep the page in flight.
+#[test]
+fn a_shared_live_page_is_never_older_than_the_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("d"), None);
+    add_user(&server, "alice", "alice-password-1", &["Manager"]);
+    let alice = login(&server, "alice", "alice-password-1");
+    let r = server.req(
+        "POST",
+        "/api/v1/data_stream_module",
+        Some(&json!({"title": "Kessel-88"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let path = r.json()["path"].as_str().unwrap().to_owned();
+    let listbox = "/ui/data_stream_module".to_owned();
+    with_readers(&server, &alice, std::slice::from_ref(&listbox), || {
+        for size in 1..=8usize {
+            let r = request_raw(
+                "PUT",
+                &server.url(&format!("/api/v1/{path}/data")),
+                "application/octet-stream",
+                b"x",
+                &[
+                    ("Authorization", &format!("Bearer {}", server.manager_token)),
+                    (
+                        "Content-Range",
+                        &format!("bytes {}-{}/*", size - 1, size - 1),
+                    ),
+                ],
+            );
+            assert!(r.status == 200 || r.status == 308, "{}", r.text);
+            for (source, page) in concurrent_gets(&server, &alice, &listbox, 8) {
+                let row = page
+                    .text
+                    .split("<tr")
+                    .find(|r| r.contains("Kessel-88"))
+                    .unwrap_or_default()
+                    .to_owned();
+                assert!(
+                    row.contains(&format!("<td>{size}</td>")),
+                    "{source} page older than the append of byte {size}: {row}"
+                );
+            }
+        }
+    });
 }
 
 /// A listbox shows the columns its portal type declares, in their order, each sortable

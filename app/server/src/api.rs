@@ -1,6 +1,6 @@
 //! HTTP routes: health, the JSON API over documents, the OpenAPI document, and URL
 //! traversal (`/person_module/1/getTitle`). Handlers are thin: they extract, call the
-//! portal on the blocking pool, and render.
+//! portal on the blocking pool (reads behind the read gate, [`read`]), and render.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -171,6 +171,17 @@ async fn blocking(
         .map(HttpResponse::from)
 }
 
+/// [`blocking`] for read-only work, behind the read gate ([`wendelin_http::blocking_read`]):
+/// listings, catalog searches and read-only calls never take the connections writes need.
+async fn read(
+    portal: &Portal,
+    f: impl FnOnce() -> Result<Reply, ServerError> + Send + 'static,
+) -> Result<HttpResponse, ServerError> {
+    wendelin_http::blocking_read(portal, f)
+        .await
+        .map(HttpResponse::from)
+}
+
 async fn health(portal: web::Data<Portal>) -> Result<HttpResponse, ServerError> {
     blocking(move || {
         let root = portal.get(&User::anonymous(), "")?;
@@ -254,36 +265,134 @@ async fn api_get(
     req: HttpRequest,
     auth: Auth,
 ) -> Result<HttpResponse, ServerError> {
-    let user = auth.user;
     let path = path.into_inner();
     let args = query_map(&req)?;
     let query_string = req.query_string().to_owned();
-    blocking(move || match portal.traverse(&path)? {
+    // A module folder's listing (the path names one; folders are made at start-up) is
+    // computed from the database alone: concurrent identical ones run once.
+    if portal.registry.folder(&path).is_some() {
+        let generation = generation_of(&portal, &auth).await?;
+        let key = flight_key(&auth.user, &path, &query_string);
+        let user = auth.user;
+        let gate = portal.clone();
+        let (result, got) = flights()
+            .run(&gate, key, generation, move || {
+                json_bytes(&listing(&portal, &user, &path, &query_string)?)
+            })
+            .await;
+        return Ok(shared_json(result?, got));
+    }
+    let user = auth.user;
+    let gate = portal.clone();
+    read(&gate, move || match portal.traverse(&path)? {
         Traversal::Object(doc) => {
-            let listing = doc.portal_type == MODULE_FOLDER_TYPE || doc.path.is_empty();
-            let q: ListQuery = web::Query::from_query(&query_string)
-                .map(|q: web::Query<ListQuery>| q.into_inner())
-                .map_err(|e| ServerError::BadRequest(format!("bad listing parameters: {e}")))?;
-            let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-            let offset = q.offset.unwrap_or(0);
-            if !(1..=MAX_LIMIT).contains(&limit) || offset < 0 {
-                return Err(ServerError::BadRequest(format!(
-                    "limit must be 1..={MAX_LIMIT} and offset ≥ 0 (got limit={limit}, offset={offset})"
-                )));
-            }
-            if listing || q.contents.unwrap_or(false) {
-                let (items, total) = portal.children(&user, &doc.path, limit, offset)?;
-                let items = portal.documents_json(&items)?;
-                Ok(json_reply(json!({
-                    "items": items, "total": total, "limit": limit, "offset": offset,
-                })))
+            let listing_here = doc.portal_type == MODULE_FOLDER_TYPE || doc.path.is_empty();
+            let q = list_query(&query_string)?;
+            page_of(&q)?;
+            if listing_here || q.contents.unwrap_or(false) {
+                Ok(json_reply(listing(
+                    &portal,
+                    &user,
+                    &doc.path,
+                    &query_string,
+                )?))
             } else {
                 Ok(json_reply(portal.get_json(&user, &doc.path)?))
             }
         }
-        Traversal::Name(doc, name) => Ok(render(portal.call(&user, &doc.path, &name, &args, false)?)),
+        Traversal::Name(doc, name) => {
+            Ok(render(portal.call(&user, &doc.path, &name, &args, false)?))
+        }
     })
     .await
+}
+
+fn list_query(query_string: &str) -> Result<ListQuery, ServerError> {
+    web::Query::from_query(query_string)
+        .map(|q: web::Query<ListQuery>| q.into_inner())
+        .map_err(|e| ServerError::BadRequest(format!("bad listing parameters: {e}")))
+}
+
+/// The (limit, offset) a listing query asks for, within bounds.
+fn page_of(q: &ListQuery) -> Result<(i64, i64), ServerError> {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    let offset = q.offset.unwrap_or(0);
+    if !(1..=MAX_LIMIT).contains(&limit) || offset < 0 {
+        return Err(ServerError::BadRequest(format!(
+            "limit must be 1..={MAX_LIMIT} and offset ≥ 0 (got limit={limit}, offset={offset})"
+        )));
+    }
+    Ok((limit, offset))
+}
+
+/// The documents directly in `path` the user may View, a page of them as the query
+/// string asks (`limit`, `offset`), with their total.
+fn listing(
+    portal: &Portal,
+    user: &User,
+    path: &str,
+    query_string: &str,
+) -> Result<Value, ServerError> {
+    let (limit, offset) = page_of(&list_query(query_string)?)?;
+    let (items, total) = portal.children(user, path, limit, offset)?;
+    let items = portal.documents_json(&items)?;
+    Ok(json!({
+        "items": items, "total": total, "limit": limit, "offset": offset,
+    }))
+}
+
+/// The listings and catalog searches running now, shared by identical requests
+/// ([`wendelin_http::flight`]); results are JSON bodies.
+fn flights() -> &'static wendelin_http::flight::Flights<web::Bytes> {
+    static FLIGHTS: std::sync::OnceLock<wendelin_http::flight::Flights<web::Bytes>> =
+        std::sync::OnceLock::new();
+    FLIGHTS.get_or_init(Default::default)
+}
+
+/// What a shared read depends on besides the data: who asks (login, roles, groups, which
+/// decide what they may View) and what they ask.
+fn flight_key(user: &User, path: &str, query: &str) -> String {
+    format!(
+        "{:?}",
+        (&user.login, &user.roles, &user.groups, path, query)
+    )
+}
+
+/// The change generation, read before anything the request computes: the one its session
+/// was resolved at, else read now (token, Basic, anonymous).
+async fn generation_of(portal: &web::Data<Portal>, auth: &Auth) -> Result<i64, ServerError> {
+    if let auth::Via::Session { generation, .. } = auth.via {
+        return Ok(generation);
+    }
+    let portal = portal.clone();
+    wendelin_http::blocking(move || portal.db.read(wendelin_core::generation::current)).await
+}
+
+fn json_bytes(value: &Value) -> Result<web::Bytes, ServerError> {
+    serde_json::to_vec(value)
+        .map(web::Bytes::from)
+        .map_err(|e| ServerError::Internal(format!("cannot serialize JSON: {e}")))
+}
+
+/// A JSON body from a flight; `X-Single-Flight` says whether this request ran the read
+/// (`miss`) or took another's (`shared`).
+fn shared_json(body: web::Bytes, got: wendelin_http::flight::Got) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header(("x-single-flight", got.as_str()))
+        .body(body)
+}
+
+/// Whether a catalog query has full-text terms (words or phrases without a key), whose
+/// results follow the full-text index rather than the change generation.
+fn has_fulltext(expr: &wendelin_core::query::Expr) -> bool {
+    use wendelin_core::query::Expr;
+    match expr {
+        Expr::Text(_) => true,
+        Expr::And(items) | Expr::Or(items) => items.iter().any(has_fulltext),
+        Expr::Not(inner) => has_fulltext(inner),
+        Expr::Compare { .. } | Expr::In { .. } | Expr::Range { .. } | Expr::IsNull { .. } => false,
+    }
 }
 
 /// Whether the request says its body is JSON (`application/json` or `…+json`).
@@ -475,7 +584,8 @@ async fn traverse_get(
     let user = auth.user;
     let path = path.into_inner();
     let args = query_map(&req)?;
-    blocking(move || {
+    let gate = portal.clone();
+    read(&gate, move || {
         let (target, name) = match portal.traverse(&path)? {
             Traversal::Object(doc) => (doc.path, "view".to_owned()),
             Traversal::Name(doc, name) => (doc.path, name),
@@ -522,7 +632,8 @@ async fn workflows(
     auth: Auth,
 ) -> Result<HttpResponse, ServerError> {
     let path = path.into_inner();
-    blocking(move || {
+    let gate = portal.clone();
+    read(&gate, move || {
         let status = portal.workflows(&auth.user, &path)?;
         Ok(json_reply(json!({ "workflows": status })))
     })
@@ -594,18 +705,46 @@ async fn catalog(
         limit,
         offset,
     };
-    blocking(move || {
-        let found = portal.search_counted(&auth.user, &search, count)?;
-        let items = portal.documents_json(&found.documents)?;
-        Ok(json_reply(json!({
-            "items": items,
-            "total": found.exact.then_some(found.total),
-            "more": found.more,
-            "limit": limit,
-            "offset": offset,
-        })))
+    // Searches of the catalog alone (no full-text term; a query that does not parse is
+    // left to report its error) depend on the data through the change generation only:
+    // concurrent identical ones run once.
+    let structured = wendelin_core::query::parse(&search.query)
+        .is_ok_and(|expr| !expr.as_ref().is_some_and(has_fulltext));
+    let gate = portal.clone();
+    if structured {
+        let generation = generation_of(&portal, &auth).await?;
+        let key = flight_key(&auth.user, "/api/v1/catalog", req.query_string());
+        let (result, got) = flights()
+            .run(&gate, key, generation, move || {
+                json_bytes(&catalog_page(&portal, &auth.user, &search, count)?)
+            })
+            .await;
+        return Ok(shared_json(result?, got));
+    }
+    read(&gate, move || {
+        Ok(json_reply(catalog_page(
+            &portal, &auth.user, &search, count,
+        )?))
     })
     .await
+}
+
+/// A catalog page as the endpoint answers it.
+fn catalog_page(
+    portal: &Portal,
+    user: &User,
+    search: &wendelin_core::catalog::Search,
+    count: wendelin_core::catalog::Count,
+) -> Result<Value, ServerError> {
+    let found = portal.search_counted(user, search, count)?;
+    let items = portal.documents_json(&found.documents)?;
+    Ok(json!({
+        "items": items,
+        "total": found.exact.then_some(found.total),
+        "more": found.more,
+        "limit": search.limit,
+        "offset": search.offset,
+    }))
 }
 
 /// Activity listing parameters.
@@ -622,7 +761,8 @@ async fn list_activities(
     q: web::Query<ActivityQuery>,
 ) -> Result<HttpResponse, ServerError> {
     let q = q.into_inner();
-    blocking(move || {
+    let gate = portal.clone();
+    read(&gate, move || {
         let items = portal.activities(
             &auth.user,
             q.state.as_deref(),

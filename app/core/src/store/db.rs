@@ -157,6 +157,11 @@ impl Database {
         self.pool.get().map_err(|e| CoreError::Pool(e.to_string()))
     }
 
+    /// Connections the pool holds at most (the server bounds concurrent reads by it).
+    pub fn pool_size(&self) -> u32 {
+        self.pool.max_size()
+    }
+
     /// Which backend this is.
     pub fn backend(&self) -> Backend {
         self.backend

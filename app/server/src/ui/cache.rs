@@ -1,5 +1,7 @@
 //! Rendered UI pages, kept per session and request and reused while the database's change
-//! generation ([`wendelin_core::generation`]) is the one read before they were rendered.
+//! generation ([`wendelin_core::generation`]) is the one read before they were rendered;
+//! and the single flight that renders a page once for all the requests that miss it
+//! together.
 //!
 //! Why it is safe:
 //! - never shows what the user may not see: the key holds the session (so the same user,
@@ -15,13 +17,31 @@
 //!   index follows commits by about a second), no module tabs (their data lives outside
 //!   the database, e.g. a stream's size), nothing shown with a one-time flash message.
 //!
+//! Single flight ([`single_flight`]): requests that miss the same key at the same
+//! generation wait for one render and share it, instead of each rendering the page at
+//! once after every write (a stampede that took every database connection). Sharing
+//! keeps the rules above: the key is the cache key (same session, roles, groups, path and
+//! query) and the generation is the one each request read itself, so a shared page is
+//! exactly what the request would have rendered. A live page ([`super::Out::Live`], shown
+//! in part from data outside the database, which moves no generation) is shared only with
+//! the requests that arrived before its render started, so it never predates a request;
+//! it is never kept. The `X-Page-Cache` header says `hit`, `shared` or `miss` (rendered
+//! for this request).
+//!
 //! The cache is bounded ([`MAX_ENTRIES`] pages expected, [`MAX_BYTES`] in total;
 //! quick_cache evicts the coldest pages past that) and process-local.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
+use tokio::sync::watch;
+use wendelin_core::Portal;
+
+use super::Out;
+use crate::error::ServerError;
 
 /// Pages expected at most (sizes the cache's table).
 pub const MAX_ENTRIES: usize = 4096;
@@ -106,6 +126,319 @@ pub fn store(key: String, page: Page) {
 pub fn forget_session(session_token: &str) {
     let prefix = format!("{session_token}\n");
     pages().retain(|k, _| !k.starts_with(&prefix));
+}
+
+/// Where a page came from: the `X-Page-Cache` response header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// From the page cache.
+    Hit,
+    /// Rendered once for several requests, this one among those that waited.
+    Shared,
+    /// Rendered for this request.
+    Miss,
+}
+
+impl Source {
+    /// The header's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Hit => "hit",
+            Source::Shared => "shared",
+            Source::Miss => "miss",
+        }
+    }
+}
+
+/// What a flight ends with.
+#[derive(Clone)]
+enum Outcome {
+    /// Still rendering.
+    Pending,
+    /// A page for every waiter; a `live` one only for those that came before its render
+    /// started (the others take the flight's successor).
+    Page { page: Page, live: bool },
+    /// Nothing to share (an error page, a redirect, a status other than 200): each waiter
+    /// renders its own.
+    Own,
+    /// The leader went away before rendering (its request was dropped): waiters try again.
+    Abandoned,
+}
+
+/// One render for a key and generation: in progress, or (a live page's successor) waiting
+/// for one of its waiters to claim it.
+struct Flight {
+    /// Someone leads it (every flight is created claimed, except a successor).
+    claimed: AtomicBool,
+    /// Set by the leader right before its render reads anything.
+    started: AtomicBool,
+    /// Waiters that joined after the render started (counted under the map's lock).
+    late: AtomicUsize,
+    /// The flight the late waiters take when the page is live (created at publication).
+    next: OnceLock<Arc<Flight>>,
+    outcome: watch::Sender<Outcome>,
+}
+
+impl Flight {
+    fn new(claimed: bool) -> Arc<Flight> {
+        Arc::new(Flight {
+            claimed: AtomicBool::new(claimed),
+            started: AtomicBool::new(false),
+            late: AtomicUsize::new(0),
+            next: OnceLock::new(),
+            outcome: watch::Sender::new(Outcome::Pending),
+        })
+    }
+}
+
+type FlightKey = (String, i64);
+
+/// Flights kept in the map at most before the successors nobody claimed (their waiters
+/// all went away) are dropped.
+const MAX_FLIGHTS: usize = 1024;
+
+fn flights() -> &'static Mutex<HashMap<FlightKey, Arc<Flight>>> {
+    static FLIGHTS: OnceLock<Mutex<HashMap<FlightKey, Arc<Flight>>>> = OnceLock::new();
+    FLIGHTS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn lock_flights() -> std::sync::MutexGuard<'static, HashMap<FlightKey, Arc<Flight>>> {
+    // The map is consistent after any panic (one insert or remove), so a poisoned lock is
+    // still usable.
+    flights().lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The leader's hold on its flight: [`Lead::publish`] ends it; dropped unpublished (the
+/// request went away before the render ran), it ends the flight as abandoned.
+struct Lead {
+    key: FlightKey,
+    flight: Arc<Flight>,
+    done: bool,
+}
+
+impl Lead {
+    fn start(&self) {
+        self.flight.started.store(true, Ordering::SeqCst);
+    }
+
+    /// Ends the flight with `outcome` and wakes its waiters.
+    fn publish(mut self, outcome: Outcome) {
+        self.end(outcome);
+    }
+
+    /// Takes the flight out of the map — a request arriving from now on finds the page
+    /// kept, or starts a flight of its own — except for a live page that waiters joined
+    /// too late for: its successor takes the flight's place, and those waiters take it.
+    fn end(&mut self, outcome: Outcome) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        {
+            let mut map = lock_flights();
+            let current = map
+                .get(&self.key)
+                .is_none_or(|f| Arc::ptr_eq(f, &self.flight));
+            let live = matches!(outcome, Outcome::Page { live: true, .. });
+            let successor = (live && self.flight.late.load(Ordering::SeqCst) > 0)
+                .then(|| self.flight.next.get_or_init(|| Flight::new(false)).clone());
+            match successor {
+                Some(next) if current => {
+                    map.insert(self.key.clone(), next);
+                }
+                Some(_) => {}
+                None if current => {
+                    map.remove(&self.key);
+                }
+                None => {}
+            }
+        }
+        self.flight.outcome.send_replace(outcome);
+    }
+}
+
+impl Drop for Lead {
+    fn drop(&mut self) {
+        self.end(Outcome::Abandoned);
+    }
+}
+
+/// A request's part in a flight.
+enum Part {
+    /// Found kept after all (rendered and kept since the request's own lookup).
+    Kept(Page),
+    /// Renders the page for everyone.
+    Lead(Lead),
+    /// Waits for another request's render; `late`: the render had begun when it joined.
+    Wait(Arc<Flight>, bool),
+}
+
+/// Leads `flight` if nobody does yet.
+fn claim(flight: &Arc<Flight>, key: &FlightKey) -> Option<Lead> {
+    (!flight.claimed.swap(true, Ordering::SeqCst)).then(|| Lead {
+        key: key.clone(),
+        flight: flight.clone(),
+        done: false,
+    })
+}
+
+fn join(key: &FlightKey) -> Part {
+    let mut map = lock_flights();
+    // Under the lock: a leader keeps its page before it removes its flight, so a request
+    // that finds no flight finds the page, if it was kept.
+    if let Some(page) = lookup(&key.0, key.1) {
+        return Part::Kept(page);
+    }
+    if let Some(flight) = map.get(key).cloned() {
+        if let Some(lead) = claim(&flight, key) {
+            return Part::Lead(lead);
+        }
+        let late = flight.started.load(Ordering::SeqCst);
+        if late {
+            flight.late.fetch_add(1, Ordering::SeqCst);
+        }
+        return Part::Wait(flight, late);
+    }
+    if map.len() >= MAX_FLIGHTS {
+        map.retain(|_, f| f.claimed.load(Ordering::SeqCst));
+    }
+    let flight = Flight::new(true);
+    map.insert(key.clone(), flight.clone());
+    Part::Lead(Lead {
+        key: key.clone(),
+        flight,
+        done: false,
+    })
+}
+
+/// The part of a waiter that joined `flight` too late for its live page: in its successor,
+/// which was created after the waiter came, so whose render is fresh for it.
+fn follow(flight: &Flight, key: &FlightKey) -> Part {
+    match flight.next.get() {
+        Some(next) => match claim(next, key) {
+            Some(lead) => Part::Lead(lead),
+            None => Part::Wait(next.clone(), false),
+        },
+        None => join(key),
+    }
+}
+
+/// Flights a request takes part in at most (successors, retries after an abandoned
+/// flight) before it renders on its own.
+const MAX_TRIES: usize = 4;
+
+/// Serves a cacheable page that missed the cache ([`lookup`]) for `key` at `generation`:
+/// the first request renders it with `render` behind the read gate
+/// ([`wendelin_http::blocking_read`]) and keeps it (unless it is live); the requests that
+/// miss the same key and generation meanwhile wait and take the same page (see the
+/// module's documentation).
+pub async fn single_flight(
+    portal: &Portal,
+    key: String,
+    generation: i64,
+    render: impl FnOnce() -> Result<Out, ServerError> + Send + 'static,
+) -> (Result<Out, ServerError>, Source) {
+    let key = (key, generation);
+    let mut part = join(&key);
+    let mut tries = 1;
+    loop {
+        match part {
+            Part::Kept(page) => return (Ok(Out::Cached(page)), Source::Hit),
+            Part::Lead(lead) => {
+                let page_key = key.0.clone();
+                let result = wendelin_http::blocking_read(portal, move || {
+                    lead_render(lead, page_key, render)
+                })
+                .await;
+                return (result, Source::Miss);
+            }
+            Part::Wait(flight, late) => {
+                let mut outcome = flight.outcome.subscribe();
+                let outcome = outcome
+                    .wait_for(|o| !matches!(o, Outcome::Pending))
+                    .await
+                    .map(|o| o.clone())
+                    .unwrap_or(Outcome::Abandoned);
+                part = match outcome {
+                    Outcome::Page { page, live: false } => {
+                        return (Ok(Out::Cached(page)), Source::Shared)
+                    }
+                    Outcome::Page { page, live: true } if !late => {
+                        return (Ok(Out::Live(Box::new(Out::Cached(page)))), Source::Shared)
+                    }
+                    Outcome::Page { .. } => follow(&flight, &key),
+                    Outcome::Own => break,
+                    Outcome::Abandoned | Outcome::Pending => join(&key),
+                };
+                tries += 1;
+                if tries > MAX_TRIES && matches!(part, Part::Wait(..)) {
+                    break;
+                }
+            }
+        }
+    }
+    // Nothing to share, or waited too often: this request renders its own.
+    (
+        wendelin_http::blocking_read(portal, render).await,
+        Source::Miss,
+    )
+}
+
+/// The leader's render (on the blocking pool): a page of status 200 is kept (unless live)
+/// and shared; anything else is the leader's alone.
+fn lead_render(
+    lead: Lead,
+    key: String,
+    render: impl FnOnce() -> Result<Out, ServerError>,
+) -> Result<Out, ServerError> {
+    lead.start();
+    let generation = lead.key.1;
+    let page = |body: String, url: Option<String>| Page {
+        generation,
+        status: StatusCode::OK,
+        body: body.into(),
+        url,
+    };
+    let out = match render() {
+        Ok(out) => out,
+        Err(e) => {
+            lead.publish(Outcome::Own);
+            return Err(e);
+        }
+    };
+    match out {
+        Out::Page(StatusCode::OK, body) => Ok(keep(lead, key, page(body, None))),
+        Out::PageAt(StatusCode::OK, body, url) => Ok(keep(lead, key, page(body, Some(url)))),
+        Out::Live(out) => match *out {
+            Out::Page(StatusCode::OK, body) => Ok(live(lead, page(body, None))),
+            Out::PageAt(StatusCode::OK, body, url) => Ok(live(lead, page(body, Some(url)))),
+            other => {
+                lead.publish(Outcome::Own);
+                Ok(Out::Live(Box::new(other)))
+            }
+        },
+        other => {
+            lead.publish(Outcome::Own);
+            Ok(other)
+        }
+    }
+}
+
+fn keep(lead: Lead, key: String, page: Page) -> Out {
+    store(key, page.clone());
+    lead.publish(Outcome::Page {
+        page: page.clone(),
+        live: false,
+    });
+    Out::Cached(page)
+}
+
+fn live(lead: Lead, page: Page) -> Out {
+    lead.publish(Outcome::Page {
+        page: page.clone(),
+        live: true,
+    });
+    Out::Live(Box::new(Out::Cached(page)))
 }
 
 #[cfg(test)]

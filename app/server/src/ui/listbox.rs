@@ -238,7 +238,9 @@ fn bulk_transitions(portal: &Portal, folder: &Document) -> Vec<(String, String)>
     out
 }
 
-/// `GET /ui/<module>`.
+/// `GET /ui/<module>`: the folder's documents found by the catalog for the listbox's
+/// state (its URL), as rows of cells under sortable, filterable columns, with a pager,
+/// add buttons and the bulk actions.
 pub fn page(
     portal: &Portal,
     s: &Session,
@@ -254,6 +256,61 @@ pub fn page(
         .collect();
     let state = State::from_query(query, &catalog_keys);
     let base = format!("/ui/{}", folder.path);
+    let (found, error) = match portal.search(&s.user, &search_of(portal, folder, &state)) {
+        Ok(r) => (Some(r), String::new()),
+        Err(e @ (CoreError::BadRequest(_) | CoreError::Invalid(_))) => {
+            (None, crate::error::public_message(&ServerError::Core(e)))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (documents, total) = found.map(|r| (r.documents, r.total)).unwrap_or_default();
+    let rows = rows(portal, &documents, &keys, &computed)?;
+    let pager = Pager::new(&state, &base, total, rows.len());
+    let title = portal
+        .registry
+        .folder(&folder.id)
+        .map(|f| f.title.clone())
+        .unwrap_or_else(|| folder.id.clone());
+    let status = if error.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    let listbox = ListboxPage {
+        page: Chrome::new(s, title.clone()).with_path(portal, &s.user, &folder.path),
+        title,
+        q: state.q.clone(),
+        columns: columns(&keys, &computed, &state, &base),
+        rows,
+        total,
+        first: pager.first,
+        last: pager.last,
+        prev: pager.prev,
+        next: pager.next,
+        pages: pager.pages,
+        error,
+        add: add_links(portal, s, folder, &base)?,
+        transitions: bulk_transitions(portal, folder),
+        return_to: state.href(&base),
+        size: state.size,
+        sizes: PAGE_SIZES.to_vec(),
+        sort_on: state.sort_on.clone(),
+        sort_order: state.order.clone(),
+        base,
+    };
+    let canonical = listbox.return_to.clone();
+    let out = Out::PageAt(status, render(&listbox)?, canonical);
+    Ok(if computed.is_empty() {
+        out
+    } else {
+        Out::Live(Box::new(out))
+    })
+}
+
+/// The catalog search a listbox state asks for: the folder's documents, each column
+/// filter, the search box's words, the sort (newest first by default, by relevance for a
+/// search), the page.
+fn search_of(portal: &Portal, folder: &Document, state: &State) -> Search {
     let schema = portal.registry.catalog();
     let mut clauses = vec![folder_scope(&portal.registry, folder)];
     for (key, text) in &state.filters {
@@ -282,20 +339,22 @@ pub fn page(
             if state.order == "desc" { "desc" } else { "asc" }
         ),
     };
-    let search = Search {
+    Search {
         query: clauses.join(" AND "),
         sort_on,
         limit: state.size,
         offset: (state.page - 1) * state.size,
-    };
-    let (found, error) = match portal.search(&s.user, &search) {
-        Ok(r) => (Some(r), String::new()),
-        Err(e @ (CoreError::BadRequest(_) | CoreError::Invalid(_))) => {
-            (None, crate::error::public_message(&ServerError::Core(e)))
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let (documents, total) = found.map(|r| (r.documents, r.total)).unwrap_or_default();
+    }
+}
+
+/// One row per document: a cell per column key (workflow states read for the whole page
+/// at once, computed columns asked of the module).
+fn rows(
+    portal: &Portal,
+    documents: &[Document],
+    keys: &[String],
+    computed: &BTreeMap<String, wendelin_core::types::ComputedColumn>,
+) -> Result<Vec<Row>, ServerError> {
     let uids: Vec<i64> = documents.iter().map(|d| d.uid).collect();
     let mut states = portal.workflow_states_of(&uids)?;
     let state_keys: BTreeMap<String, String> = portal
@@ -304,10 +363,10 @@ pub fn page(
         .map(|w| (w.state_variable(), w.id.clone()))
         .collect();
     let mut rows = Vec::with_capacity(documents.len());
-    for doc in &documents {
+    for doc in documents {
         let wf_states = states.remove(&doc.uid).unwrap_or_default();
         let mut cells = Vec::with_capacity(keys.len());
-        for key in &keys {
+        for key in keys {
             if let Some(column) = computed.get(key) {
                 cells.push((column.value)(portal, doc)?);
                 continue;
@@ -329,8 +388,18 @@ pub fn page(
             cells,
         });
     }
-    let columns = keys
-        .iter()
+    Ok(rows)
+}
+
+/// The column headers: label, current filter, and the link that sorts by the column
+/// (toggling the order of the current one, back to the first page).
+fn columns(
+    keys: &[String],
+    computed: &BTreeMap<String, wendelin_core::types::ComputedColumn>,
+    state: &State,
+    base: &str,
+) -> Vec<Column> {
+    keys.iter()
         .map(|key| {
             let current = state.sort_on == *key;
             let mut next = state.clone();
@@ -351,7 +420,7 @@ pub fn page(
                     (None, k) => label(k),
                 },
                 filter: state.filters.get(key).cloned().unwrap_or_default(),
-                sort_href: next.href(&base),
+                sort_href: next.href(base),
                 sorted: match (current, state.order.as_str()) {
                     (true, "desc") => "descending",
                     (true, _) => "ascending",
@@ -359,92 +428,83 @@ pub fn page(
                 },
             }
         })
-        .collect();
-    let page_count = ((total + state.size - 1) / state.size).max(1);
-    let at = |n: i64| {
-        let mut p = state.clone();
-        p.page = n;
-        p.href(&base)
-    };
-    let mut pages = Vec::new();
-    for n in 1..=page_count {
-        if n == 1 || n == page_count || (n - state.page).abs() <= 2 {
-            pages.push((n, at(n), n == state.page));
-        } else if pages.last().is_some_and(|(m, _, _)| *m > 0) {
-            pages.push((0, String::new(), false));
+        .collect()
+}
+
+/// The pager: which rows this page shows (1-based, 0 when none), the page links (the
+/// first, the last and two on each side of the current one; 0 marks a gap), previous and
+/// next ("" at the ends).
+struct Pager {
+    first: i64,
+    last: i64,
+    pages: Vec<(i64, String, bool)>,
+    prev: String,
+    next: String,
+}
+
+impl Pager {
+    fn new(state: &State, base: &str, total: i64, shown: usize) -> Pager {
+        let page_count = ((total + state.size - 1) / state.size).max(1);
+        let at = |n: i64| {
+            let mut p = state.clone();
+            p.page = n;
+            p.href(base)
+        };
+        let mut pages = Vec::new();
+        for n in 1..=page_count {
+            if n == 1 || n == page_count || (n - state.page).abs() <= 2 {
+                pages.push((n, at(n), n == state.page));
+            } else if pages.last().is_some_and(|(m, _, _)| *m > 0) {
+                pages.push((0, String::new(), false));
+            }
+        }
+        let first = if total == 0 {
+            0
+        } else {
+            (state.page - 1) * state.size + 1
+        };
+        Pager {
+            first,
+            last: (first + i64::try_from(shown).unwrap_or(0) - 1).max(0),
+            prev: if state.page > 1 {
+                at(state.page - 1)
+            } else {
+                String::new()
+            },
+            next: if state.page < page_count {
+                at(state.page + 1)
+            } else {
+                String::new()
+            },
+            pages,
         }
     }
-    let first = if total == 0 {
-        0
-    } else {
-        (state.page - 1) * state.size + 1
-    };
-    let last = (first + i64::try_from(rows.len()).unwrap_or(0) - 1).max(0);
-    let add = if portal.allowed(&s.user, &folder.path, Permission::AddPortalContent)? {
-        portal
-            .registry
-            .folder(&folder.id)
-            .map(|f| f.allowed_content_types.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|t| {
-                let href = format!(
-                    "{base}/+add?{}",
-                    serde_urlencoded::to_string([("type", t.as_str())]).unwrap_or_default()
-                );
-                (href, t)
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let title = portal
+}
+
+/// An add button per type the folder allows, when the user may add content there.
+fn add_links(
+    portal: &Portal,
+    s: &Session,
+    folder: &Document,
+    base: &str,
+) -> Result<Vec<(String, String)>, ServerError> {
+    if !portal.allowed(&s.user, &folder.path, Permission::AddPortalContent)? {
+        return Ok(Vec::new());
+    }
+    Ok(portal
         .registry
         .folder(&folder.id)
-        .map(|f| f.title.clone())
-        .unwrap_or_else(|| folder.id.clone());
-    let status = if error.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::BAD_REQUEST
-    };
-    let listbox = ListboxPage {
-        page: Chrome::new(s, title.clone()).with_path(portal, &s.user, &folder.path),
-        title,
-        q: state.q.clone(),
-        columns,
-        rows,
-        total,
-        first,
-        last,
-        prev: if state.page > 1 {
-            at(state.page - 1)
-        } else {
-            String::new()
-        },
-        next: if state.page < page_count {
-            at(state.page + 1)
-        } else {
-            String::new()
-        },
-        pages,
-        error,
-        add,
-        transitions: bulk_transitions(portal, folder),
-        return_to: state.href(&base),
-        size: state.size,
-        sizes: PAGE_SIZES.to_vec(),
-        sort_on: state.sort_on.clone(),
-        sort_order: state.order.clone(),
-        base,
-    };
-    let canonical = listbox.return_to.clone();
-    let out = Out::PageAt(status, render(&listbox)?, canonical);
-    Ok(if computed.is_empty() {
-        out
-    } else {
-        Out::Live(Box::new(out))
-    })
+        .map(|f| f.allowed_content_types.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| {
+            let href = format!(
+                "{base}/+add?{}",
+                serde_urlencoded::to_string([("type", t.as_str())]).unwrap_or_default()
+            );
+            (href, t)
+        })
+        .collect())
 }
 
 /// `POST /ui/<module>/+bulk`: fires one transition on every selected document the user

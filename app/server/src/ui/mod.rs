@@ -294,72 +294,66 @@ async fn ui_get(
     // Pages computed from the database alone (home, listbox without full-text search,
     // document view), for a session without a message to show: served from the page
     // cache while the change generation (read when the session was resolved) is
-    // unchanged (see `cache`) — without a trip to the blocking pool.
+    // unchanged (see `cache`) — without a trip to the blocking pool — and rendered once
+    // for all the requests that miss them together.
     let cacheable = action.is_none()
         && session.flash.is_none()
         && query
             .as_ref()
             .is_ok_and(|q| q.get("q").is_none_or(|q| q.trim().is_empty()));
-    let mut keep = None;
-    if let Some(generation) = session.generation.filter(|_| cacheable) {
+    let keyed = session.generation.filter(|_| cacheable).map(|generation| {
         let key = cache::key(&session.token, &session.user, &path, &raw_query);
-        if let Some(page) = cache::lookup(&key, generation) {
-            return finish(Ok(Out::Cached(page)), &session);
-        }
-        keep = Some((key, generation));
-    }
+        (key, generation)
+    });
     let s = session.clone();
-    let result = wendelin_http::blocking_http(move || {
-        let query = query?;
-        let out = match action.as_deref() {
-            None if path.is_empty() => home(&portal, &s),
-            None => {
-                let doc = portal.get(&s.user, &path)?;
-                if doc.portal_type == MODULE_FOLDER_TYPE {
-                    listbox::page(&portal, &s, &doc, &query)
-                } else {
-                    document::view(&portal, &s, &doc)
-                }
+    let p = portal.clone();
+    let render = move || get_page(&p, &s, &path, action.as_deref(), query);
+    let Some((key, generation)) = keyed else {
+        let result = wendelin_http::blocking_read(&portal, render).await;
+        return finish(result, &session);
+    };
+    let (result, source) = match cache::lookup(&key, generation) {
+        Some(page) => (Ok(Out::Cached(page)), cache::Source::Hit),
+        None => cache::single_flight(&portal, key, generation, render).await,
+    };
+    let mut response = finish(result, &session);
+    response.headers_mut().insert(
+        header::HeaderName::from_static("x-page-cache"),
+        header::HeaderValue::from_static(source.as_str()),
+    );
+    response
+}
+
+/// The page a GET of `/ui/<path>[/+action]` shows.
+fn get_page(
+    portal: &Portal,
+    s: &Session,
+    path: &str,
+    action: Option<&str>,
+    query: Result<form::Pairs, ServerError>,
+) -> Result<Out, ServerError> {
+    let query = query?;
+    match action {
+        None if path.is_empty() => home(portal, s),
+        None => {
+            let doc = portal.get(&s.user, path)?;
+            if doc.portal_type == MODULE_FOLDER_TYPE {
+                listbox::page(portal, s, &doc, &query)
+            } else {
+                document::view(portal, s, &doc)
             }
-            Some("edit") => document::edit_page(&portal, &s, &path),
-            Some("add") => document::add_page(&portal, &s, &path, &query),
-            Some("history") => document::history(&portal, &s, &path),
-            Some("roles") => document::roles(&portal, &s, &path),
-            Some("relations") => document::relations(&portal, &s, &path),
-            Some("module") => document::module_tab(&portal, &s, &path),
-            Some("pick") => document::pick(&portal, &s, &query),
-            Some(other) => Err(ServerError::Core(CoreError::NotFound(format!(
-                "no page '+{other}'"
-            )))),
-        }?;
-        Ok(match (keep, out) {
-            (Some((key, generation)), Out::Page(status, body)) if status == StatusCode::OK => {
-                let page = cache::Page {
-                    generation,
-                    status,
-                    body: body.into(),
-                    url: None,
-                };
-                cache::store(key, page.clone());
-                Out::Cached(page)
-            }
-            (Some((key, generation)), Out::PageAt(status, body, url))
-                if status == StatusCode::OK =>
-            {
-                let page = cache::Page {
-                    generation,
-                    status,
-                    body: body.into(),
-                    url: Some(url),
-                };
-                cache::store(key, page.clone());
-                Out::Cached(page)
-            }
-            (_, out) => out,
-        })
-    })
-    .await;
-    finish(result, &session)
+        }
+        Some("edit") => document::edit_page(portal, s, path),
+        Some("add") => document::add_page(portal, s, path, &query),
+        Some("history") => document::history(portal, s, path),
+        Some("roles") => document::roles(portal, s, path),
+        Some("relations") => document::relations(portal, s, path),
+        Some("module") => document::module_tab(portal, s, path),
+        Some("pick") => document::pick(portal, s, &query),
+        Some(other) => Err(ServerError::Core(CoreError::NotFound(format!(
+            "no page '+{other}'"
+        )))),
+    }
 }
 
 async fn ui_post(
