@@ -5,8 +5,10 @@
 //! each have one), registered in `fulltext_indexes` under the id written in the index
 //! directory. Changes to documents queue their uid in the outbox once per registered index,
 //! inside the transaction that made them. An index's writer takes what is queued for it
-//! (waking on a nudge or every 250 ms), rewrites those documents' entries, commits the
-//! index, and only then deletes exactly the outbox rows it took: a crash between the
+//! (waking on a nudge or every 250 ms, and committing at most every [`COMMIT_GAP`] so a
+//! steady trickle of writes is indexed in a few commits a second, not one commit each),
+//! rewrites those documents' entries with one indexing thread, commits the index, and
+//! only then deletes exactly the outbox rows it took: a crash between the
 //! database commit and the index commit loses nothing (the rows are still queued) and
 //! indexes nothing twice (entries are replaced by uid). Rows are never skipped by id: on
 //! PostgreSQL a transaction may commit its outbox row after a later-numbered one was
@@ -44,6 +46,14 @@ use crate::store::sql::{Bind, Bound, Statement};
 const BATCH: i64 = 20_000;
 /// How often the writer looks at the outbox without being nudged.
 const POLL: Duration = Duration::from_millis(250);
+/// The least time between two index commits. Every commit flushes a segment and starts a
+/// new one (a fresh indexing arena); committing once per write cost a busy portal about a
+/// third of its CPU. Writes arriving within the gap are taken by one commit.
+const COMMIT_GAP: Duration = Duration::from_millis(200);
+/// Indexing threads and their memory. One thread: a batch is at most [`BATCH`] small
+/// entries, and each thread's arena is allocated anew after every commit.
+const WRITER_THREADS: usize = 1;
+const WRITER_MEMORY: usize = 32_000_000;
 /// How often the writer marks its index as alive and forgets indexes not seen for
 /// [`FORGET_AFTER_DAYS`].
 const HEARTBEAT: Duration = Duration::from_secs(60);
@@ -255,7 +265,9 @@ fn register(db: &Database, id: &str) -> CoreResult<()> {
 /// Makes the index in `dir` this process's to write: its writer, and its registration id
 /// (an index that is not registered is emptied and registered anew).
 fn take_over(dir: &Path, index: &Index, db: &Database) -> CoreResult<(IndexWriter, String)> {
-    let mut writer: IndexWriter = index.writer(50_000_000).map_err(ft_err)?;
+    let mut writer: IndexWriter = index
+        .writer_with_num_threads(WRITER_THREADS, WRITER_MEMORY)
+        .map_err(ft_err)?;
     if let Some(id) = id_in(dir) {
         if heartbeat(db, &id)? {
             return Ok((writer, id));
@@ -536,10 +548,15 @@ impl Writer {
             },
         };
         let mut beat = Instant::now();
+        let mut committed = Instant::now();
         loop {
             match wake.recv_timeout(POLL) {
                 Ok(()) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
+            }
+            // Let the writes of the next moments join this commit.
+            if let Some(rest) = COMMIT_GAP.checked_sub(committed.elapsed()) {
+                std::thread::sleep(rest);
             }
             if beat.elapsed() > HEARTBEAT {
                 beat = Instant::now();
@@ -552,7 +569,10 @@ impl Writer {
             loop {
                 match self.batch(&mut writer, &id) {
                     Ok(0) => break,
-                    Ok(_) => continue,
+                    Ok(_) => {
+                        committed = Instant::now();
+                        continue;
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "full-text indexing failed; retrying");
                         let _ = writer.rollback();
