@@ -138,17 +138,11 @@ impl ScriptSource for UserScripts {
         {
             return Ok(None);
         }
-        for path in Self::candidates(doc, name) {
-            if path == doc.path {
-                continue;
-            }
-            if let Some(found) = wendelin_core::document::find(conn, &path)? {
-                if found.portal_type == SCRIPT_TYPE {
-                    return Ok(Some(Arc::new(UserScript::from_document(found)?)));
-                }
-            }
+        let candidates = Self::candidates(doc, name);
+        match wendelin_core::document::find_first_of_type(conn, &candidates, SCRIPT_TYPE)? {
+            Some(found) => Ok(Some(Arc::new(UserScript::from_document(found)?))),
+            None => Ok(None),
         }
-        Ok(None)
     }
 }
 

@@ -53,6 +53,23 @@ pub fn find(conn: &mut DbConnection, path: &str) -> CoreResult<Option<Document>>
         .optional()?)
 }
 
+/// The first of `paths`, in the order given, that holds a document of `portal_type`
+/// (one query): how a name is looked up along a chain of containers.
+pub fn find_first_of_type(
+    conn: &mut DbConnection,
+    paths: &[String],
+    portal_type: &str,
+) -> CoreResult<Option<Document>> {
+    let found: Vec<Document> = documents::table
+        .filter(documents::path.eq_any(paths))
+        .filter(documents::portal_type.eq(portal_type))
+        .select(Document::as_select())
+        .load(conn)?;
+    Ok(paths
+        .iter()
+        .find_map(|p| found.iter().find(|d| &d.path == p).cloned()))
+}
+
 /// The object at `path`, or [`CoreError::NotFound`].
 pub fn get(conn: &mut DbConnection, path: &str) -> CoreResult<Document> {
     find(conn, path)?.ok_or_else(|| CoreError::NotFound(format!("no document at /{path}")))
