@@ -368,3 +368,82 @@ fn wall_time_stops_a_script() {
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     still_answers(&server);
 }
+
+#[test]
+fn edits_reach_another_process_and_activities_run_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, url) in wendelin_tests::backends(dir.path()) {
+        two_processes_case(&dir.path().join(backend), url, backend);
+    }
+}
+
+fn two_processes_case(dir: &std::path::Path, database_url: String, backend: &str) {
+    let one = TestServer::start(&dir.join("one"), Some(database_url.clone()));
+    let two = TestServer::start(&dir.join("two"), Some(database_url));
+    let s = stream(&one, "s");
+    created(script(
+        &one,
+        "portal_skins",
+        "Base_motto",
+        r#""first""#,
+        json!({}),
+    ));
+    // Compiled and cached by the second process...
+    assert_eq!(
+        two.req("GET", &format!("/{s}/motto"), None).json(),
+        json!("first"),
+        "{backend}"
+    );
+    let r = one.req(
+        "PATCH",
+        "/api/v1/portal_skins/Base_motto",
+        Some(&json!({"serial": 1, "body": r#""second""#})),
+    );
+    assert_eq!(r.status, 200, "{backend}: {}", r.text);
+    // ... which runs the edited script at once: its cache is per (uid, serial).
+    assert_eq!(
+        two.req("GET", &format!("/{s}/motto"), None).json(),
+        json!("second"),
+        "{backend}"
+    );
+
+    // A script that does not compile is refused when called, with its position.
+    created(script(
+        &one,
+        "portal_skins",
+        "Base_broken",
+        "let x = ;",
+        json!({}),
+    ));
+    let r = two.req("GET", &format!("/{s}/broken"), None);
+    assert_eq!(r.status, 422, "{backend}: {}", r.text);
+    assert!(
+        r.error_message().contains("line 1"),
+        "{backend}: {}",
+        r.text
+    );
+
+    // An activity runs a (mutating) script, as the user who queued it.
+    created(script(
+        &one,
+        "portal_skins",
+        "Base_stamp",
+        r#"invoke("edit", #{ description: "stamped " + params.n, serial: context.serial }); 1"#,
+        json!({"read_only": false, "parameters": {"n": 0}}),
+    ));
+    let r = one.req(
+        "POST",
+        &format!("/{s}/Base_activate"),
+        Some(&json!({"method": "stamp", "args": {"n": 7}})),
+    );
+    assert_eq!(r.status, 200, "{backend}: {}", r.text);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let doc = one.req("GET", &format!("/api/v1/{s}"), None).json();
+        if doc["description"] == "stamped 7" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{backend}: {doc}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
