@@ -64,6 +64,10 @@ pub const MAX_NESTING: u32 = 8;
 pub const MAX_RESULT_DEPTH: usize = 64;
 /// Stack of the thread a script runs on (Rhai recursion uses the native stack).
 const STACK_BYTES: usize = 16 << 20;
+/// `max_call_levels` and `max_expr_depth` are capped here whatever the settings say: a
+/// deeper recursion could overflow [`STACK_BYTES`], which aborts the process (256 levels
+/// fit in an unoptimised build; 1,024 do not).
+pub const MAX_DEPTH_CAP: u64 = 256;
 
 static SETTINGS: OnceLock<ScriptSettings> = OnceLock::new();
 static ENGINE: OnceLock<Engine> = OnceLock::new();
@@ -147,8 +151,9 @@ fn build(s: ScriptSettings) -> Engine {
     e.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
     e.set_max_modules(0);
     e.set_max_operations(s.max_operations);
-    e.set_max_call_levels(size(s.max_call_levels));
-    e.set_max_expr_depths(size(s.max_expr_depth), size(s.max_expr_depth));
+    e.set_max_call_levels(size(s.max_call_levels.min(MAX_DEPTH_CAP)));
+    let depth = size(s.max_expr_depth.min(MAX_DEPTH_CAP));
+    e.set_max_expr_depths(depth, depth);
     e.set_max_string_size(size(s.max_string_size));
     e.set_max_array_size(size(s.max_array_size));
     e.set_max_map_size(size(s.max_map_size));
@@ -257,11 +262,14 @@ pub fn run(
                 LINK.with(|l| l.borrow_mut().take());
                 let _ = done.send(Msg::Done(out));
             });
-        if let Err(e) = spawned {
-            return Err(CoreError::Internal(format!(
-                "cannot start script {name}: {e}"
-            )));
-        }
+        let handle = match spawned {
+            Ok(handle) => handle,
+            Err(e) => {
+                return Err(CoreError::Internal(format!(
+                    "cannot start script {name}: {e}"
+                )))
+            }
+        };
         let mut binding_error: Option<CoreError> = None;
         loop {
             match from_script.recv() {
@@ -285,9 +293,12 @@ pub fn run(
                     };
                 }
                 Err(_) => {
+                    // The script's thread panicked: joined here, so the panic stays
+                    // there (the scope would raise it again) and the server goes on.
+                    let _ = handle.join();
                     return Err(CoreError::Internal(format!(
                         "script {name} ended without an answer"
-                    )))
+                    )));
                 }
             }
         }
