@@ -168,6 +168,17 @@ fn build(s: ScriptSettings) -> Engine {
             _ => None,
         }
     });
+    // Rhai's `sleep` would block the script's thread (and the caller's connection)
+    // without an operation being counted, past any wall time: refused instead.
+    e.register_fn("sleep", |_: rhai::INT| -> Result<(), Box<EvalAltResult>> {
+        Err("sleep is not available to scripts".into())
+    });
+    e.register_fn(
+        "sleep",
+        |_: rhai::FLOAT| -> Result<(), Box<EvalAltResult>> {
+            Err("sleep is not available to scripts".into())
+        },
+    );
     e.register_type_with_name::<PortalHandle>("Portal");
     e.register_fn("get", |_: &mut PortalHandle, path: &str| {
         ask(Request::Get(path.to_owned()))
@@ -491,6 +502,12 @@ mod tests {
         let deep = format!("{}1{}", "(".repeat(200), ")".repeat(200));
         let e = eval(&deep).unwrap_err().to_string();
         assert!(e.contains("max_expr_depth"), "{e}");
+        let started = Instant::now();
+        let e = eval("sleep(5); 1").unwrap_err().to_string();
+        assert!(e.contains("sleep is not available"), "{e}");
+        let e = eval("sleep(5.0); 1").unwrap_err().to_string();
+        assert!(e.contains("sleep is not available"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(1));
         let e = eval("import \"x\" as y; 1").unwrap_err().to_string();
         assert!(e.contains("import") || e.contains("compile"), "{e}");
     }
