@@ -194,7 +194,8 @@ impl Method for UserScript {
         let ast = self.ast()?;
         let mut params = self.props.parameters.clone();
         for (k, v) in call.args {
-            params.insert(k.clone(), v.clone());
+            let v = coerce(params.get(k), v);
+            params.insert(k.clone(), v);
         }
         let mut user = call.user.clone();
         user.roles.extend(self.props.proxy_roles.iter().cloned());
@@ -217,6 +218,21 @@ impl Method for UserScript {
     fn permission(&self) -> Permission {
         self.permission
     }
+}
+
+/// A query-string argument (always text) as the type of the parameter's declared
+/// default, when it reads as one: `?limit=5` is 5 where the default is a number.
+fn coerce(default: Option<&Value>, value: &Value) -> Value {
+    let (Some(default), Value::String(text)) = (default, value) else {
+        return value.clone();
+    };
+    let parsed = match default {
+        Value::Number(n) if n.is_i64() || n.is_u64() => text.parse::<i64>().ok().map(Value::from),
+        Value::Number(_) => text.parse::<f64>().ok().map(Value::from),
+        Value::Bool(_) => text.parse::<bool>().ok().map(Value::from),
+        _ => None,
+    };
+    parsed.unwrap_or_else(|| value.clone())
 }
 
 /// What a script sees of a document: its core fields and properties, one map.

@@ -146,6 +146,26 @@ fn scripts_call_scripts_with_parameters_and_refuse_writes_over_get() {
     ));
     let r = server.req("GET", &format!("/{s}/double"), None);
     assert_eq!(r.json(), json!(42), "{}", r.text);
+    // Query-string arguments take the type of the declared default.
+    let r = server.req("GET", &format!("/{s}/double?x=4"), None);
+    assert_eq!(r.json(), json!(8), "{}", r.text);
+    // The README's example.
+    created(script(
+        &server,
+        "portal_skins",
+        "DataStream_summary",
+        r#"let related = portal.search(`portal_type:"Data Stream" AND title:%${context.title}%`, params.limit);
+#{ title: context.title, size: invoke("getSize"), similar: related.map(|d| d.path) }"#,
+        json!({"parameters": {"limit": 10}}),
+    ));
+    let r = server.req("GET", &format!("/{s}/DataStream_summary?limit=5"), None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json(),
+        json!({"title": "s", "size": 0, "similar": [s]}),
+        "{}",
+        r.text
+    );
     let r = server.req("POST", &format!("/{s}/quadruple"), Some(&json!({"x": 5})));
     assert_eq!(r.status, 200, "{}", r.text);
     let id = s.rsplit('/').next().unwrap();
