@@ -437,6 +437,14 @@ fn to_json(d: &Dynamic, depth: usize) -> Result<Value, Box<EvalAltResult>> {
     if depth > MAX_RESULT_DEPTH {
         return Err(format!("value nests deeper than {MAX_RESULT_DEPTH} levels").into());
     }
+    // Values captured by closures are shared: read them as plain values.
+    let flat;
+    let d = if d.is_shared() {
+        flat = d.flatten_clone();
+        &flat
+    } else {
+        d
+    };
     if d.is_unit() {
         return Ok(Value::Null);
     }
@@ -488,6 +496,11 @@ mod tests {
         assert_eq!(
             eval(r#"#{a: [1, 2.5, "x", true, ()]}"#).unwrap(),
             serde_json::json!({"a": [1, 2.5, "x", true, null]})
+        );
+        // A variable a closure captured is shared.
+        assert_eq!(
+            eval("let n = 1; let f = || n + 1; n = 5; [n, f.call()]").unwrap(),
+            serde_json::json!([5, 6])
         );
     }
 
