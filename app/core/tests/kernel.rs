@@ -1042,7 +1042,141 @@ fn invoke_calls_in_the_same_transaction_with_the_portal_checks(backend: &str, ur
     assert_eq!(count(), Some(json!(2)), "{backend}");
 }
 
+/// A script source that answers `where` with the path of the document asked about, for
+/// documents under `sensor_module/<rack>` only (as a source of stored scripts would).
+struct RackScripts;
+
+impl wendelin_core::dispatch::ScriptSource for RackScripts {
+    fn find(&self, _name: &str) -> Option<std::sync::Arc<dyn wendelin_core::Method>> {
+        None
+    }
+    fn find_in(
+        &self,
+        _conn: &mut wendelin_core::db::DbConnection,
+        doc: &wendelin_core::Document,
+        name: &str,
+    ) -> wendelin_core::CoreResult<Option<std::sync::Arc<dyn wendelin_core::Method>>> {
+        if name != "Base_where" || doc.path.matches('/').count() < 2 {
+            return Ok(None);
+        }
+        let seen = doc.path.clone();
+        Ok(Some(std::sync::Arc::new(move |_call: &mut Call<'_>| {
+            Ok(MethodOutput::Json(json!(format!("source saw {seen}"))))
+        })))
+    }
+}
+
+fn type_rules_and_sources_that_see_the_document(backend: &str, url: &str) {
+    let module = Module::new("lab")
+        .folder("sensor_module", "Sensors", &["Rack"])
+        .portal_type(
+            PortalType::new("Rack", "sensor_module")
+                .allow("Rack")
+                .property(PropertyDef::new("location", PropertyType::String)),
+        )
+        .portal_type(
+            PortalType::new("Note", "sensor_module")
+                .anywhere()
+                .edit_permission(Permission::ManagePortal)
+                .property(PropertyDef::new("text", PropertyType::String))
+                .property(PropertyDef::new("grant", PropertyType::Json).set_by("Manager")),
+        )
+        .script("Base_where", text("module script"))
+        .script_source(std::sync::Arc::new(RackScripts));
+    let registry = Registry::build(vec![wendelin_core::base::module(), module]).unwrap();
+    let portal = Portal::open(registry, url, 4).unwrap();
+    // A type allowed anywhere is never the default type of a container.
+    let rack = portal
+        .create(
+            &sys(),
+            "sensor_module",
+            NewDocument::from_json(json!({})).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(rack.portal_type, "Rack", "{backend}");
+    let inner = portal
+        .create(&sys(), &rack.path, new("Rack", json!({})))
+        .unwrap();
+    // ... but may go in a module folder and in a document that holds sub-documents.
+    portal
+        .create(&sys(), "sensor_module", new("Note", json!({"id": "n1"})))
+        .unwrap();
+    portal
+        .create(&sys(), &rack.path, new("Note", json!({"id": "n2"})))
+        .unwrap();
+    // Its edit permission is asked on the portal root, whatever the container allows.
+    let author = User::authenticated("amy", ["Author".to_owned()], Vec::new());
+    let err = portal
+        .create(&author, "sensor_module", new("Note", json!({"id": "n3"})))
+        .unwrap_err();
+    assert!(
+        matches!(err, CoreError::Forbidden(ref m) if m.contains("Manage portal")),
+        "{backend}: {err}"
+    );
+    portal
+        .create(&author, "sensor_module", new("Rack", json!({})))
+        .unwrap();
+    // A role-only property: a Manager sets it; someone holding Manage portal otherwise
+    // (a local Manager role on the root) does not, but may leave it empty.
+    let local = User::authenticated("lou", ["Author".to_owned()], Vec::new());
+    let roles = json!({"principal": "user:lou", "roles": ["Manager"]});
+    portal
+        .call(
+            &sys(),
+            "",
+            "setLocalRoles",
+            roles.as_object().unwrap(),
+            true,
+        )
+        .unwrap();
+    portal
+        .create(
+            &local,
+            "sensor_module",
+            new("Note", json!({"id": "n4", "grant": []})),
+        )
+        .unwrap();
+    let err = portal
+        .create(
+            &local,
+            "sensor_module",
+            new("Note", json!({"id": "n5", "grant": ["Manager"]})),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, CoreError::Forbidden(ref m) if m.contains("grant")),
+        "{backend}: {err}"
+    );
+    let err = portal
+        .update(
+            &local,
+            "sensor_module/n4",
+            DocumentPatch::from_json(json!({"grant": ["Manager"]})).unwrap(),
+        )
+        .unwrap_err();
+    assert!(matches!(err, CoreError::Forbidden(_)), "{backend}: {err}");
+    portal
+        .create(
+            &sys(),
+            "sensor_module",
+            new("Note", json!({"id": "n6", "grant": ["Manager"]})),
+        )
+        .unwrap();
+    // Sources are given the document a name is resolved on, and asked first.
+    assert_eq!(
+        call(&portal, &rack.path, "where"),
+        json!("module script"),
+        "{backend}"
+    );
+    assert_eq!(
+        call(&portal, &inner.path, "where"),
+        json!(format!("source saw {}", inner.path)),
+        "{backend}"
+    );
+}
+
 wendelin_tests::on_every_backend!(
+    type_rules_and_sources_that_see_the_document,
     dispatch_order_type_script_then_builtin_then_base,
     containment_acquisition_up_to_the_portal,
     ids_are_numbered_per_container_or_given,

@@ -28,6 +28,7 @@ pub fn modules() -> Vec<Module> {
         wendelin_notebook::module(),
         wendelin_image::module(),
         wendelin_web::module(),
+        wendelin_scripts::module(),
     ]
 }
 
@@ -39,6 +40,7 @@ pub fn server_modules() -> Vec<Box<dyn ServerModule>> {
         Box::new(wendelin_data_stream::http::DataStreamModule),
         Box::new(wendelin_data_array::http::DataArrayModule),
         Box::new(wendelin_ingestion::http::IngestionModule),
+        Box::new(wendelin_scripts::http::ScriptsModule),
     ]
 }
 

@@ -220,4 +220,16 @@ where
 pub trait ScriptSource: Send + Sync {
     /// The script called exactly `name`, if this source has it.
     fn find(&self, name: &str) -> Option<Arc<dyn Method>>;
+    /// The script called exactly `name` as seen from `doc` (the document the name is
+    /// resolved on), read on `conn`: a source whose scripts live in documents finds them
+    /// in `doc`'s containers. Defaults to [`ScriptSource::find`].
+    fn find_in(
+        &self,
+        conn: &mut DbConnection,
+        doc: &Document,
+        name: &str,
+    ) -> CoreResult<Option<Arc<dyn Method>>> {
+        let _ = (conn, doc);
+        Ok(self.find(name))
+    }
 }

@@ -64,6 +64,8 @@ pub struct PropertyDef {
     pub multiple: bool,
     /// Human description, shown in forms and the OpenAPI document.
     pub description: String,
+    /// Only a user holding this global role may set it (on creation or edit).
+    pub set_by_role: Option<String>,
 }
 
 impl PropertyDef {
@@ -78,6 +80,7 @@ impl PropertyDef {
             full_text: false,
             multiple: false,
             description: String::new(),
+            set_by_role: None,
         }
     }
     /// Marks the property as required.
@@ -108,6 +111,12 @@ impl PropertyDef {
     /// Sets the description.
     pub fn describe(mut self, text: &str) -> Self {
         self.description = text.to_owned();
+        self
+    }
+    /// Only users holding the global `role` may set the property (see
+    /// [`PropertyDef::set_by_role`]).
+    pub fn set_by(mut self, role: &str) -> Self {
+        self.set_by_role = Some(role.to_owned());
         self
     }
 }
@@ -153,6 +162,12 @@ pub struct PortalType {
     /// How the generic UI's upload form appends a file to a document of this type, when
     /// it takes uploads (see [`Upload`]).
     pub upload: Option<Upload>,
+    /// Documents of this type may be created in any container (module folders and
+    /// documents alike), besides the containers that allow them by name.
+    pub anywhere: bool,
+    /// Creating or editing a document of this type also needs this permission on the
+    /// portal root (e.g. user scripts: *Manage portal*).
+    pub edit_permission: Option<Permission>,
 }
 
 /// Appends an uploaded file's bytes at offset `at` to the document at `path` as `user`
@@ -274,7 +289,21 @@ impl PortalType {
             file: None,
             provision: None,
             upload: None,
+            anywhere: false,
+            edit_permission: None,
         }
+    }
+
+    /// Allows documents of this type in any container (see [`PortalType::anywhere`]).
+    pub fn anywhere(mut self) -> Self {
+        self.anywhere = true;
+        self
+    }
+    /// Creating or editing a document of this type needs `permission` on the portal
+    /// root too (see [`PortalType::edit_permission`]).
+    pub fn edit_permission(mut self, permission: Permission) -> Self {
+        self.edit_permission = Some(permission);
+        self
     }
 
     /// Declares that the generic UI's upload form appends files to documents of this
@@ -438,6 +467,8 @@ pub struct Module {
     /// Path segments its routes claim after a document's path (`data`, `zarr`, …): no
     /// document may have such an id, so none is shadowed by a route.
     pub reserved_ids: Vec<String>,
+    /// Sources of scripts asked before every module's own scripts (user scripts).
+    pub script_sources: Vec<Arc<dyn ScriptSource>>,
 }
 
 impl Module {
@@ -470,6 +501,11 @@ impl Module {
     /// Adds a workflow definition.
     pub fn workflow(mut self, workflow: Workflow) -> Self {
         self.workflows.push(workflow);
+        self
+    }
+    /// Adds a source of scripts (see [`Registry::add_script_source`]).
+    pub fn script_source(mut self, source: Arc<dyn ScriptSource>) -> Self {
+        self.script_sources.push(source);
         self
     }
     /// Claims path segments for the module's routes (see [`Module::reserved_ids`]).
@@ -535,6 +571,7 @@ impl Registry {
         for module in modules {
             registry.modules.push(module.name.clone());
             registry.reserved_ids.extend(module.reserved_ids);
+            registry.sources.extend(module.script_sources);
             for folder in module.folders {
                 if registry.folders.contains_key(&folder.id) {
                     return Err(CoreError::Internal(format!(
@@ -671,6 +708,21 @@ impl Registry {
     /// Names of the modules the registry was built from, in order.
     pub fn modules(&self) -> &[String] {
         &self.modules
+    }
+    /// A script by exact name as seen from `doc` (see [`ScriptSource::find_in`]):
+    /// pluggable sources first, then the modules' scripts.
+    pub fn script_in(
+        &self,
+        conn: &mut crate::model::connection::DbConnection,
+        doc: &crate::model::document::Document,
+        name: &str,
+    ) -> CoreResult<Option<Arc<dyn Method>>> {
+        for source in &self.sources {
+            if let Some(found) = source.find_in(conn, doc, name)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(self.scripts.get(name).cloned())
     }
     /// A script by exact name: pluggable sources first, then the modules' scripts.
     pub fn script(&self, name: &str) -> Option<Arc<dyn Method>> {

@@ -9,7 +9,9 @@
 //!
 //! and finally for a script named exactly `name` (ERP5's skins: `DataStream_view`).
 //! Scripts come from the modules and from pluggable [`ScriptSource`]s (user scripts
-//! stored as documents will be one); sources are asked first, so they can override.
+//! stored as documents are one); sources are asked first, so they can override, and
+//! are given the document the name is resolved on (`ScriptSource::find_in`), so a
+//! script stored in one of its containers applies to it.
 
 use std::sync::Arc;
 
@@ -82,7 +84,7 @@ pub fn resolve(
 ) -> CoreResult<Option<Resolution>> {
     let mut holder = doc.clone();
     loop {
-        if let Some(found) = lookup_own(registry, &holder, name)? {
+        if let Some(found) = lookup_own(conn, registry, doc, &holder, name)? {
             return Ok(Some(found));
         }
         match holder.parent_path() {
@@ -90,7 +92,7 @@ pub fn resolve(
             None => break,
         }
     }
-    Ok(registry.script(name).map(|m| Resolution {
+    Ok(registry.script_in(conn, doc, name)?.map(|m| Resolution {
         step: Step::Skin,
         name: name.to_owned(),
         holder: doc.clone(),
@@ -99,7 +101,9 @@ pub fn resolve(
 }
 
 fn lookup_own(
+    conn: &mut DbConnection,
     registry: &Registry,
+    doc: &Document,
     holder: &Document,
     name: &str,
 ) -> CoreResult<Option<Resolution>> {
@@ -112,7 +116,7 @@ fn lookup_own(
         })
     };
     let type_script = format!("{}_{name}", script_prefix(&holder.portal_type));
-    if let Some(m) = registry.script(&type_script) {
+    if let Some(m) = registry.script_in(conn, doc, &type_script)? {
         return Ok(found(Step::TypeScript, type_script, Target::Method(m)));
     }
     if let Some(m) = registry
@@ -126,7 +130,7 @@ fn lookup_own(
         ));
     }
     let base = format!("Base_{name}");
-    if let Some(m) = registry.script(&base) {
+    if let Some(m) = registry.script_in(conn, doc, &base)? {
         return Ok(found(Step::Base, base, Target::Method(m)));
     }
     for property in [Some(name.to_owned()), accessor_property(name)]

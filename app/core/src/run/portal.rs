@@ -155,6 +155,8 @@ impl Portal {
     pub fn create(&self, user: &User, container: &str, new: NewDocument) -> CoreResult<Document> {
         self.written(self.db.write(|c| {
             let parent = self.visible(c, user, container, Permission::AddPortalContent)?;
+            let type_name = self.type_to_create(&parent, new.portal_type.as_deref());
+            self.type_rules(c, user, type_name.as_deref(), &new.properties)?;
             document::create(c, &self.registry, &parent.path, new, user)
         }))
     }
@@ -163,6 +165,7 @@ impl Portal {
     pub fn update(&self, user: &User, path: &str, patch: DocumentPatch) -> CoreResult<Document> {
         self.written(self.db.write(|c| {
             let doc = self.visible(c, user, path, Permission::ModifyPortalContent)?;
+            self.type_rules(c, user, Some(&doc.portal_type), &patch.properties)?;
             document::update(c, &self.registry, &doc.path, patch, user)
         }))
     }
@@ -186,6 +189,10 @@ impl Portal {
         let many = news.len() >= 10_000;
         let uids = self.written(self.db.write_bulk(|c| {
             let parent = self.visible(c, user, container, Permission::AddPortalContent)?;
+            for new in &news {
+                let type_name = self.type_to_create(&parent, new.portal_type.as_deref());
+                self.type_rules(c, user, type_name.as_deref(), &new.properties)?;
+            }
             crate::index::bulk::create_many(c, &self.registry, &parent.path, news, user)
         }))?;
         if many {
@@ -492,6 +499,66 @@ impl Portal {
             self.require_manager(c, user)?;
             crate::run::activity::retry(c, id)
         })
+    }
+
+    /// The type a create in `parent` makes: the one given, else the one the container
+    /// names when it names exactly one (else creation fails later, in the store).
+    fn type_to_create(&self, parent: &Document, given: Option<&str>) -> Option<String> {
+        if let Some(t) = given {
+            return Some(t.to_owned());
+        }
+        let named: Vec<&str> = document::allowed_types(&self.registry, parent)
+            .into_iter()
+            .filter(|t| self.registry.portal_type(t).is_some_and(|t| !t.anywhere))
+            .collect();
+        match named.as_slice() {
+            [only] => Some((*only).to_owned()),
+            _ => None,
+        }
+    }
+
+    /// What a type asks of whoever creates or edits one of its documents beyond the
+    /// container's and the document's permissions: its `edit_permission` on the portal
+    /// root, and for each property given a value (not empty) that only a role may set,
+    /// that global role.
+    fn type_rules(
+        &self,
+        c: &mut DbConnection,
+        user: &User,
+        type_name: Option<&str>,
+        properties: &Map<String, Value>,
+    ) -> CoreResult<()> {
+        let Some(t) = type_name.and_then(|n| self.registry.portal_type(n)) else {
+            return Ok(());
+        };
+        if let Some(permission) = t.edit_permission {
+            let root = document::get(c, "")?;
+            if !security::has_permission(c, &self.registry, user, &root, permission)? {
+                return Err(CoreError::Forbidden(format!(
+                    "creating or editing a {} needs '{}' on the portal",
+                    t.name,
+                    permission.name()
+                )));
+            }
+        }
+        for p in &t.properties {
+            if let Some(role) = &p.set_by_role {
+                let set = properties.get(&p.name).is_some_and(|v| match v {
+                    Value::Null => false,
+                    Value::String(s) => !s.is_empty(),
+                    Value::Array(a) => !a.is_empty(),
+                    Value::Object(o) => !o.is_empty(),
+                    _ => true,
+                });
+                if set && !user.roles.contains(role) {
+                    return Err(CoreError::Forbidden(format!(
+                        "only a {role} may set '{}' of a {}",
+                        p.name, t.name
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Activities are an operator's view of the whole portal: *Manage portal* is needed.

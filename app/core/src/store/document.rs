@@ -53,6 +53,23 @@ pub fn find(conn: &mut DbConnection, path: &str) -> CoreResult<Option<Document>>
         .optional()?)
 }
 
+/// The first of `paths`, in the order given, that holds a document of `portal_type`
+/// (one query): how a name is looked up along a chain of containers.
+pub fn find_first_of_type(
+    conn: &mut DbConnection,
+    paths: &[String],
+    portal_type: &str,
+) -> CoreResult<Option<Document>> {
+    let found: Vec<Document> = documents::table
+        .filter(documents::path.eq_any(paths))
+        .filter(documents::portal_type.eq(portal_type))
+        .select(Document::as_select())
+        .load(conn)?;
+    Ok(paths
+        .iter()
+        .find_map(|p| found.iter().find(|d| &d.path == p).cloned()))
+}
+
 /// The object at `path`, or [`CoreError::NotFound`].
 pub fn get(conn: &mut DbConnection, path: &str) -> CoreResult<Document> {
     find(conn, path)?.ok_or_else(|| CoreError::NotFound(format!("no document at /{path}")))
@@ -172,7 +189,8 @@ pub(crate) fn insert_row(
     get(conn, path)
 }
 
-/// Which portal types may be created inside `container`.
+/// Which portal types may be created inside `container`: those it names, and in every
+/// container the types allowed anywhere ([`crate::model::types::PortalType::anywhere`]).
 pub fn allowed_types<'r>(registry: &'r Registry, container: &Document) -> Vec<&'r str> {
     let names: Vec<String> = match container.portal_type.as_str() {
         MODULE_FOLDER_TYPE => registry
@@ -185,10 +203,20 @@ pub fn allowed_types<'r>(registry: &'r Registry, container: &Document) -> Vec<&'
             .map(|t| t.allowed_content_types.clone())
             .unwrap_or_default(),
     };
-    names
+    let mut allowed: Vec<&'r str> = names
         .iter()
         .filter_map(|n| registry.portal_type(n).map(|t| t.name.as_str()))
-        .collect()
+        .collect();
+    // Types allowed anywhere go in every container: module folders and documents whose
+    // type holds sub-documents (never the portal root, nor a leaf document).
+    if container.portal_type == MODULE_FOLDER_TYPE || !allowed.is_empty() {
+        for t in registry.portal_types() {
+            if t.anywhere && !allowed.contains(&t.name.as_str()) {
+                allowed.push(t.name.as_str());
+            }
+        }
+    }
+    allowed
 }
 
 /// Creates a document inside `container_path`; the caller holds a write transaction.
@@ -293,9 +321,15 @@ pub(crate) fn prepare<'r>(
     properties: Map<String, Value>,
 ) -> CoreResult<Prepared<'r>> {
     let allowed = allowed_types(registry, container);
+    // The default type is the one the container names, never a type allowed anywhere.
+    let named: Vec<&str> = allowed
+        .iter()
+        .copied()
+        .filter(|t| registry.portal_type(t).is_some_and(|t| !t.anywhere))
+        .collect();
     let type_name = match type_name {
         Some(name) => name.clone(),
-        None if allowed.len() == 1 => allowed[0].to_owned(),
+        None if named.len() == 1 => named[0].to_owned(),
         None => {
             return Err(CoreError::Invalid(format!(
                 "portal_type is required in /{container_path}; allowed: {}",
