@@ -43,16 +43,23 @@ pub async fn blocking_http<T: Send + 'static>(
 pub const KEPT_FOR_WRITES: u32 = 2;
 
 /// How many reads [`blocking_read`] lets run at once for a pool of `pool_size`
-/// connections: all but [`KEPT_FOR_WRITES`], at least one.
-pub fn read_slots(pool_size: u32) -> usize {
-    pool_size.saturating_sub(KEPT_FOR_WRITES).max(1) as usize
+/// connections on a machine of `cores` cores: all connections but [`KEPT_FOR_WRITES`],
+/// and no more than the cores (at least two). Renders are CPU work: more of them at once
+/// than there are cores only makes each slower and leaves a writer's request waiting for
+/// a core behind them.
+pub fn read_slots(pool_size: u32, cores: usize) -> usize {
+    let connections = pool_size.saturating_sub(KEPT_FOR_WRITES).max(1) as usize;
+    connections.min(cores.max(2))
 }
 
 /// The read gate: a fair (FIFO) semaphore of [`read_slots`] permits, sized by the first
 /// portal that asks (a process serves one portal).
 fn read_gate(portal: &Portal) -> &'static tokio::sync::Semaphore {
     static GATE: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
-    GATE.get_or_init(|| tokio::sync::Semaphore::new(read_slots(portal.db.pool_size())))
+    GATE.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        tokio::sync::Semaphore::new(read_slots(portal.db.pool_size(), cores))
+    })
 }
 
 /// [`blocking_http`] for read-only work (page renders, listings, catalog searches): at
