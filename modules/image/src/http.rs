@@ -1,0 +1,202 @@
+//! The Image's HTTP routes and settings: `PUT /api/v1/image_module/{id}/data` (the
+//! bytes, with their Content-Type) and `GET /api/v1/image_module/{id}/data` (the
+//! original, or a conversion: `?display=thumbnail|small|medium|large` or
+//! `?width=&height=&format=png|jpeg|webp&quality=`), and the `[image]` section of
+//! `wendelin.toml` ([`ImageConfig`]). [`ImageModule`] declares them to the server.
+
+use std::collections::HashMap;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+use wendelin_core::{CoreError, Permission, Portal};
+use wendelin_http::body::{read_body, BodyLimits};
+use wendelin_http::range::parse_content_range;
+use wendelin_http::{
+    blocking, blocking_http, blocking_read, Auth, Section, ServerError, ServerModule,
+};
+
+use crate::convert::{self, Conversion};
+use crate::{store, ImageConfig};
+
+/// The Image module as the server sees it: its data routes and `[image]`.
+pub struct ImageModule;
+
+impl ServerModule for ImageModule {
+    fn name(&self) -> &'static str {
+        "image"
+    }
+
+    fn settings(&self) -> Option<Section> {
+        Some(Section::of::<ImageConfig>("image", crate::configure))
+    }
+
+    fn routes(&self, cfg: &mut web::ServiceConfig) {
+        routes(cfg);
+    }
+}
+
+/// Registers `GET|PUT /api/v1/image_module/{id}/data`; must come before the generic
+/// routes and before any other module's `…/{path}/data`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/v1/image_module/{id}/data", web::get().to(download))
+        .route("/api/v1/image_module/{id}/data", web::put().to(upload));
+}
+
+/// Responses may be kept by the asking browser only, and revalidated (the ETag) each
+/// time: who may View an image can change.
+const CACHE_CONTROL: &str = "private, no-cache";
+
+fn body_limits() -> BodyLimits {
+    let l = crate::upload_limits();
+    BodyLimits {
+        max_bytes: l.max_bytes,
+        max_inflight_bytes: l.max_inflight_bytes,
+        setting: l.setting,
+    }
+}
+
+/// `PUT /api/v1/image_module/{id}/data`: replaces the image's bytes. 400 and nothing
+/// stored unless they decode as the declared PNG, JPEG, GIF or WebP within the limits.
+async fn upload(
+    portal: web::Data<Portal>,
+    id: web::Path<String>,
+    req: HttpRequest,
+    auth: Auth,
+    payload: web::Payload,
+) -> Result<HttpResponse, ServerError> {
+    let path = format!("image_module/{}", id.into_inner());
+    let user = auth.user;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| ServerError::BadRequest("Content-Type is not text".into()))
+        })
+        .transpose()?;
+    // Refused before the body is read: who may not write learns nothing more.
+    let (p, u, pa) = (portal.clone(), user.clone(), path.clone());
+    blocking(move || crate::checked(&p, &u, &pa, Permission::ModifyPortalContent)).await?;
+    // The admin UI's uploader sends `Content-Range: bytes <at>-<end>/<total>`, `at`
+    // being the size the page showed: an image is replaced whole, only if it still holds
+    // `at` bytes (two people replacing from one page conflict, 409).
+    let expected = match req.headers().get(header::CONTENT_RANGE) {
+        None => None,
+        Some(v) => {
+            let v = v
+                .to_str()
+                .map_err(|_| ServerError::BadRequest("Content-Range is not text".into()))?;
+            match parse_content_range(v).map_err(ServerError::BadRequest)? {
+                Some((a, b, _)) => Some((a, b - a + 1)),
+                None => {
+                    return Err(ServerError::BadRequest(
+                        "an image upload is not resumable: send the whole file".into(),
+                    ))
+                }
+            }
+        }
+    };
+    let (body, reservation) = read_body(&req, payload, &body_limits()).await?;
+    if let Some((_, len)) = expected {
+        if body.len() as u64 != len {
+            return Err(ServerError::BadRequest(format!(
+                "Content-Range announces {len} bytes, the body has {}",
+                body.len()
+            )));
+        }
+    }
+    let doc = blocking(move || {
+        let _held = reservation;
+        let at = expected.map(|(a, _)| a);
+        crate::store_upload(&portal, &user, &path, &body, content_type.as_deref(), at)
+    })
+    .await?;
+    let get = |k: &str| doc.get(k).ok().flatten().unwrap_or(serde_json::Value::Null);
+    Ok(HttpResponse::Ok().json(json!({
+        "path": doc.path,
+        "format": get("format"),
+        "content_type": get("content_type"),
+        "width": get("width"),
+        "height": get("height"),
+        "byte_size": get("byte_size"),
+        "sha256": get("sha256"),
+        "serial": doc.serial,
+    })))
+}
+
+/// Whether `If-None-Match` names `etag`.
+fn not_modified(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            let t = t.trim();
+            t == "*" || t.trim_start_matches("W/") == etag
+        })
+}
+
+/// `GET /api/v1/image_module/{id}/data`: the original, or a conversion computed once
+/// per source content (`X-Image-Conversion: computed|cached`). An image the caller may
+/// not View is a 404, whatever is asked of it.
+async fn download(
+    portal: web::Data<Portal>,
+    id: web::Path<String>,
+    query: web::Query<HashMap<String, String>>,
+    req: HttpRequest,
+    auth: Auth,
+) -> Result<HttpResponse, ServerError> {
+    let path = format!("image_module/{}", id.into_inner());
+    let user = auth.user;
+    let p = portal.clone();
+    let doc = blocking_read(&portal, move || {
+        Ok(crate::checked(&p, &user, &path, Permission::View)?)
+    })
+    .await?;
+    let (sha, format) = crate::source_of(&doc).ok_or_else(|| {
+        CoreError::NotFound(format!(
+            "/{} has no picture yet: PUT its bytes to /api/v1/{}/data",
+            doc.path, doc.path
+        ))
+    })?;
+    let config = crate::settings();
+    let query = query.into_inner();
+    let conversion = Conversion::parse(|k| query.get(k).cloned(), format, config.max_output_side)?;
+    let etag = match &conversion {
+        None => format!("\"{sha}\""),
+        Some(c) => format!("\"{}-{}\"", &sha[..16], c.key()),
+    };
+    let mut resp = if not_modified(&req, &etag) {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    resp.insert_header((header::ETAG, etag.clone()))
+        .insert_header((header::CACHE_CONTROL, CACHE_CONTROL));
+    if not_modified(&req, &etag) {
+        return Ok(resp.finish());
+    }
+    let Some(conversion) = conversion else {
+        let bytes = blocking(move || crate::read_original(&portal, &doc, &sha)).await?;
+        wendelin_http::headers::user_content(&mut resp, Some(convert::mime_of(format)));
+        return Ok(resp.body(bytes));
+    };
+    let (bytes, how) = blocking_http(move || {
+        let dir = store::doc_dir(portal.get_ref(), doc.uid)?;
+        let file = store::derived_path(&dir, &sha, &conversion.key(), conversion.output.ext())?;
+        if let Some(bytes) = store::read(&file)? {
+            return Ok((bytes, "cached"));
+        }
+        let original = crate::read_original(&portal, &doc, &sha)?;
+        let (img, _) = convert::decode(&original, Some(format), config.max_pixels)?;
+        let out = conversion.apply(&img)?;
+        store::write_atomic(&file, &out)?;
+        Ok((out, "computed"))
+    })
+    .await?;
+    wendelin_http::headers::user_content(&mut resp, Some(conversion.output.mime()));
+    resp.insert_header(("x-image-conversion", how));
+    Ok(resp.body(bytes))
+}
