@@ -555,3 +555,104 @@ fn an_image_one_may_not_view_is_not_found_with_its_conversions() {
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+/// The admin UI's upload field replaces the image: with JavaScript through `PUT …/data`
+/// (session, CSRF token, `Content-Range` starting at the size the page showed), without
+/// it through the multipart form of `+upload`; a stale page conflicts, a bad file is
+/// refused and the image is unchanged.
+#[test]
+fn the_ui_upload_replaces_the_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("var"), None);
+    wendelin_tests::add_user(&server, "alice", "alice-password-1", &["Author"]);
+    let (cookie, csrf) = wendelin_tests::login(&server, "alice", "alice-password-1");
+    let r = wendelin_tests::with_cookie(
+        &server,
+        "POST",
+        "/api/v1/image_module",
+        Some(&json!({"title": "chart"})),
+        &cookie,
+        Some(&csrf),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let path = r.json()["path"].as_str().unwrap().to_owned();
+    let page = wendelin_tests::request_with(
+        "GET",
+        &server.url(&format!("/ui/{path}/+edit")),
+        None,
+        &[("Cookie", &cookie)],
+    );
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(
+        page.text.contains(&format!(
+            "data-upload=\"/api/v1/{path}/data\" data-size=\"0\""
+        )),
+        "{}",
+        page.text
+    );
+    let png = encode(&picture(20, 10, 8), ImageFormat::Png);
+    let js_put = |token: Option<&str>, at: usize, bytes: &[u8]| {
+        let mut req = agent()
+            .put(&server.url(&format!("/api/v1/{path}/data")))
+            .set("cookie", &cookie)
+            .set("content-type", "image/png")
+            .set(
+                "content-range",
+                &format!("bytes {at}-{}/{}", at + bytes.len() - 1, at + bytes.len()),
+            );
+        if let Some(t) = token {
+            req = req.set("x-csrf-token", t);
+        }
+        got(req.send_bytes(bytes))
+    };
+    assert_eq!(js_put(None, 0, &png).status, 403, "no CSRF token");
+    let r = js_put(Some(&csrf), 0, &png);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = js_put(Some(&csrf), 0, &png);
+    assert_eq!(r.status, 409, "a page showing the old size: {}", r.text());
+
+    let form = |at: &str, file: &[u8]| {
+        let mut body = Vec::new();
+        for (name, value) in [("csrf_token", csrf.as_str()), ("at", at)] {
+            body.extend_from_slice(
+                format!(
+                    "--XB\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+                )
+                .as_bytes(),
+            );
+        }
+        body.extend_from_slice(
+            b"--XB\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n",
+        );
+        body.extend_from_slice(file);
+        body.extend_from_slice(b"\r\n--XB--\r\n");
+        wendelin_tests::request_raw(
+            "POST",
+            &server.url(&format!("/ui/{path}/+upload")),
+            "multipart/form-data; boundary=XB",
+            &body,
+            &[("Cookie", cookie.as_str())],
+        )
+    };
+    let jpeg = encode(&picture(16, 32, 9), ImageFormat::Jpeg);
+    let size = png.len().to_string();
+    let r = form("0", &jpeg);
+    assert_eq!(r.status, 409, "{}", r.text);
+    let r = form(&size, &jpeg[..jpeg.len() / 2]);
+    assert_eq!(r.status, 400, "{}", r.text);
+    let auth = manager(&server);
+    assert_eq!(
+        get(&server, &format!("/api/v1/{path}/data"), Some(&auth), &[]).body,
+        png
+    );
+    let r = form(&size, &jpeg);
+    assert_eq!(r.status, 303, "{}", r.text);
+    let back = get(&server, &format!("/api/v1/{path}/data"), Some(&auth), &[]);
+    assert_eq!(back.body, jpeg);
+    assert_eq!(back.header("content-type"), Some("image/jpeg"));
+    let doc = server.req("GET", &format!("/api/v1/{path}"), None).json();
+    assert_eq!(
+        (doc["format"].as_str(), doc["height"].as_u64()),
+        (Some("jpeg"), Some(32))
+    );
+}
