@@ -5,6 +5,7 @@
 //! those dimensions.
 
 use std::io::Cursor;
+use std::sync::{Condvar, Mutex, PoisonError};
 
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::PngEncoder;
@@ -34,6 +35,35 @@ pub fn mime_of(f: ImageFormat) -> &'static str {
         .iter()
         .find(|(g, _, _)| *g == f)
         .map_or("application/octet-stream", |(_, _, m)| m)
+}
+
+/// Decodes running in this process, bounded by `[image] max_decodes`: each holds up to
+/// `max_pixels` × 8 bytes, so the bound is what keeps many large uploads or
+/// conversions at once from exhausting memory (the blocking pool has hundreds of
+/// threads).
+static DECODES: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+/// A decode slot, held while a decoded image is alive; freed on drop.
+pub struct DecodeSlot(());
+
+/// Waits for a decode slot (at most `max` held at once).
+pub fn decode_slot(max: usize) -> DecodeSlot {
+    let (busy, freed) = &DECODES;
+    let mut n = busy.lock().unwrap_or_else(PoisonError::into_inner);
+    while *n >= max.max(1) {
+        n = freed.wait(n).unwrap_or_else(PoisonError::into_inner);
+    }
+    *n += 1;
+    DecodeSlot(())
+}
+
+impl Drop for DecodeSlot {
+    fn drop(&mut self) {
+        let (busy, freed) = &DECODES;
+        let mut n = busy.lock().unwrap_or_else(PoisonError::into_inner);
+        *n = n.saturating_sub(1);
+        freed.notify_one();
+    }
 }
 
 /// What an accepted upload is.
@@ -79,7 +109,14 @@ pub fn declared_format(content_type: Option<&str>) -> CoreResult<Option<ImageFor
 
 /// Decodes `bytes` fully (so a truncated or corrupt file is refused), checking that they
 /// are one of the four formats, agree with `declared`, and hold at most `max_pixels`.
-pub fn check(bytes: &[u8], declared: Option<ImageFormat>, max_pixels: u64) -> CoreResult<Checked> {
+/// Holds a decode slot ([`decode_slot`]) while it decodes.
+pub fn check(
+    bytes: &[u8],
+    declared: Option<ImageFormat>,
+    max_pixels: u64,
+    max_decodes: usize,
+) -> CoreResult<Checked> {
+    let _slot = decode_slot(max_decodes);
     let (img, format) = decode(bytes, declared, max_pixels)?;
     Ok(Checked {
         format,
@@ -456,7 +493,7 @@ mod tests {
             Some(ImageFormat::Png)
         );
         let svg = b"<?xml version=\"1.0\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\"/>";
-        let e = check(svg, None, 100).unwrap_err().to_string();
+        let e = check(svg, None, 100, 1).unwrap_err().to_string();
         assert!(e.contains("SVG"), "{e}");
     }
 }

@@ -6,11 +6,13 @@
 
 use std::collections::HashMap;
 
+use actix_multipart::Multipart;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
 use serde_json::json;
 use wendelin_core::{CoreError, Permission, Portal};
-use wendelin_http::body::{read_body, BodyLimits};
+use wendelin_http::body::{content_length, read_body, too_large, BodyLimits, Reservation};
 use wendelin_http::range::parse_content_range;
 use wendelin_http::{
     blocking, blocking_http, blocking_read, Auth, Section, ServerError, ServerModule,
@@ -40,7 +42,8 @@ impl ServerModule for ImageModule {
 /// routes and before any other module's `…/{path}/data`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/image_module/{id}/data", web::get().to(download))
-        .route("/api/v1/image_module/{id}/data", web::put().to(upload));
+        .route("/api/v1/image_module/{id}/data", web::put().to(upload))
+        .route("/api/v1/image_module/{id}/data", web::post().to(upload));
 }
 
 /// Responses may be kept by the asking browser only, and revalidated (the ETag) each
@@ -56,8 +59,11 @@ fn body_limits() -> BodyLimits {
     }
 }
 
-/// `PUT /api/v1/image_module/{id}/data`: replaces the image's bytes. 400 and nothing
-/// stored unless they decode as the declared PNG, JPEG, GIF or WebP within the limits.
+/// `PUT|POST /api/v1/image_module/{id}/data`: replaces the image's bytes, sent as the
+/// body with their Content-Type, or as the `file` part of a `multipart/form-data` body
+/// (`curl -F file=@photo.jpg`; the part's Content-Type is the declared one). 400 and
+/// nothing stored unless they decode as the declared PNG, JPEG, GIF or WebP within the
+/// limits.
 async fn upload(
     portal: web::Data<Portal>,
     id: web::Path<String>,
@@ -98,7 +104,17 @@ async fn upload(
             }
         }
     };
-    let (body, reservation) = read_body(&req, payload, &body_limits()).await?;
+    let multipart = content_type.as_deref().is_some_and(|t| {
+        t.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("multipart/form-data")
+    });
+    let (body, content_type, reservation) = if multipart {
+        read_file_part(&req, payload).await?
+    } else {
+        let (body, reservation) = read_body(&req, payload, &body_limits()).await?;
+        (body, content_type, reservation)
+    };
     if let Some((_, len)) = expected {
         if body.len() as u64 != len {
             return Err(ServerError::BadRequest(format!(
@@ -124,6 +140,49 @@ async fn upload(
         "sha256": get("sha256"),
         "serial": doc.serial,
     })))
+}
+
+/// The `file` part of a `multipart/form-data` body, with its declared Content-Type
+/// (other parts are skipped), within `[image] max_upload_bytes`.
+async fn read_file_part(
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<(Vec<u8>, Option<String>, Reservation), ServerError> {
+    let limits = body_limits();
+    let limit = limits.max_bytes;
+    let declared = content_length(req);
+    // The file is at most the request minus the other parts and the boundaries.
+    if let Some(n) = declared.filter(|n| *n > limit.saturating_add(64 * 1024)) {
+        return Err(too_large(n, &limits));
+    }
+    let reservation = Reservation::take(declared.unwrap_or(limit), limits.max_inflight_bytes)?;
+    let bad = |e: &dyn std::fmt::Display| {
+        ServerError::BadRequest(format!("the multipart body could not be read: {e}"))
+    };
+    let mut form = Multipart::new(req.headers(), payload);
+    let mut file = None;
+    while let Some(field) = form.next().await {
+        let mut field = field.map_err(|e| bad(&e))?;
+        if field.name() != Some("file") || file.is_some() {
+            while let Some(chunk) = field.next().await {
+                chunk.map_err(|e| bad(&e))?;
+            }
+            continue;
+        }
+        let content_type = field.content_type().map(ToString::to_string);
+        let mut body = Vec::new();
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk.map_err(|e| bad(&e))?;
+            if body.len() + chunk.len() > limit {
+                return Err(too_large(body.len() + chunk.len(), &limits));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        file = Some((body, content_type));
+    }
+    let (body, content_type) = file
+        .ok_or_else(|| ServerError::BadRequest("the multipart body has no 'file' part".into()))?;
+    Ok((body, content_type, reservation))
 }
 
 /// Whether `If-None-Match` names `etag`.
@@ -190,6 +249,7 @@ async fn download(
             return Ok((bytes, "cached"));
         }
         let original = crate::read_original(&portal, &doc, &sha)?;
+        let _slot = convert::decode_slot(config.max_decodes);
         let (img, _) = convert::decode(&original, Some(format), config.max_pixels)?;
         let out = conversion.apply(&img)?;
         store::write_atomic(&file, &out)?;

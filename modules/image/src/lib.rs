@@ -32,6 +32,9 @@ pub struct ImageConfig {
     pub max_pixels: u64,
     /// Largest width or height of a conversion, in pixels.
     pub max_output_side: u32,
+    /// Images decoded at once in this process (uploads being checked, conversions being
+    /// computed); more wait. Each may hold `max_pixels` × 8 bytes.
+    pub max_decodes: usize,
     /// Largest upload (`PUT …/data`, the UI's upload form), in bytes.
     pub max_upload_bytes: usize,
     /// Upload bytes being handled at once above which uploads get 503 + Retry-After.
@@ -43,6 +46,7 @@ impl Default for ImageConfig {
         ImageConfig {
             max_pixels: 100_000_000,
             max_output_side: 4096,
+            max_decodes: 4,
             max_upload_bytes: 64 << 20,
             max_inflight_bytes: 256 << 20,
         }
@@ -134,7 +138,8 @@ pub fn store_upload(
     // The cheap refusal first: someone who may not write learns nothing from a decode.
     checked(portal, user, path, Permission::ModifyPortalContent)?;
     let declared = convert::declared_format(content_type)?;
-    let info = convert::check(bytes, declared, settings().max_pixels)?;
+    let config = settings();
+    let info = convert::check(bytes, declared, config.max_pixels, config.max_decodes)?;
     let sha = store::sha256_hex(bytes);
     let _one = UPLOADS
         .lock()

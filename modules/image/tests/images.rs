@@ -197,6 +197,39 @@ fn each_format_round_trips_with_indexed_properties() {
         &encode(&img, ImageFormat::Png),
     );
     assert_eq!(r.status, 200, "{}", r.text());
+    // A multipart body (`curl -F file=@chart.webp`), POST or PUT: the `file` part, with
+    // the part's Content-Type; other parts are skipped.
+    let webp = encode(&picture(12, 34, 5), ImageFormat::WebP);
+    let multipart = |part_type: &str| {
+        let mut body =
+            b"--XB\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n".to_vec();
+        body.extend_from_slice(
+            format!(
+                "--XB\r\nContent-Disposition: form-data; name=\"file\"; filename=\"c.webp\"\r\nContent-Type: {part_type}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(&webp);
+        body.extend_from_slice(b"\r\n--XB--\r\n");
+        body
+    };
+    for method in ["POST", "PUT"] {
+        let path = new_image(&server, "multipart");
+        let r = got(agent()
+            .request(method, &server.url(&format!("/api/v1/{path}/data")))
+            .set("authorization", &auth)
+            .set("content-type", "multipart/form-data; boundary=XB")
+            .send_bytes(&multipart("image/webp")));
+        assert_eq!(r.status, 200, "{method}: {}", r.text());
+        let back = get(&server, &format!("/api/v1/{path}/data"), Some(&auth), &[]);
+        assert_eq!(back.body, webp);
+        let r = got(agent()
+            .request(method, &server.url(&format!("/api/v1/{path}/data")))
+            .set("authorization", &auth)
+            .set("content-type", "multipart/form-data; boundary=XB")
+            .send_bytes(&multipart("image/gif")));
+        assert_eq!(r.status, 400, "mislabelled part: {}", r.text());
+    }
     // No picture yet: 404 with a hint.
     let empty = new_image(&server, "empty");
     let r = get(&server, &format!("/api/v1/{empty}/data"), Some(&auth), &[]);
@@ -335,12 +368,16 @@ fn bad_files_are_refused_and_nothing_is_stored() {
 }
 
 #[test]
-fn the_pixel_limit_is_a_setting() {
+fn the_limits_are_settings() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start_with_env(
         &dir.path().join("var"),
         None,
-        &[("WENDELIN_IMAGE_MAX_PIXELS", "1000")],
+        &[
+            ("WENDELIN_IMAGE_MAX_PIXELS", "1000"),
+            ("WENDELIN_IMAGE_MAX_UPLOAD_BYTES", "100000"),
+            ("WENDELIN_IMAGE_MAX_OUTPUT_SIDE", "30"),
+        ],
     );
     let auth = manager(&server);
     let path = new_image(&server, "limited");
@@ -362,6 +399,20 @@ fn the_pixel_limit_is_a_setting() {
     );
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.text().contains("1040 pixels"), "{}", r.text());
+    let r = put(&server, &url, &auth, "image/png", &vec![0; 100_001]);
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(
+        r.text().contains("[image] max_upload_bytes"),
+        "{}",
+        r.text()
+    );
+    let r = get(&server, &format!("{url}?width=31"), Some(&auth), &[]);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("[image] max_output_side"), "{}", r.text());
+    // A display size above the limit is capped to it.
+    let r = get(&server, &format!("{url}?display=large"), Some(&auth), &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(decoded(&r.body).width(), 30);
 }
 
 #[test]
