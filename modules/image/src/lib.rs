@@ -9,7 +9,7 @@ pub mod convert;
 pub mod http;
 pub mod store;
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -117,10 +117,6 @@ pub fn read_original(portal: &Portal, doc: &Document, sha: &str) -> CoreResult<V
         .ok_or_else(|| CoreError::NotFound(format!("the bytes of /{} are not stored", doc.path)))
 }
 
-/// One upload at a time per process: a replacement's cleanup removes the files of
-/// every other content of the document, which must not hit an upload in flight.
-static UPLOADS: Mutex<()> = Mutex::new(());
-
 /// Stores `bytes` as the image at `path`, replacing what it held, as `user` (permission
 /// *Modify portal content*): they must decode as PNG, JPEG, GIF or WebP (agreeing with
 /// `content_type` when one is declared) within `[image] max_pixels`, else nothing is
@@ -136,15 +132,21 @@ pub fn store_upload(
     expected_size: Option<u64>,
 ) -> CoreResult<Document> {
     // The cheap refusal first: someone who may not write learns nothing from a decode.
-    checked(portal, user, path, Permission::ModifyPortalContent)?;
+    let first = checked(portal, user, path, Permission::ModifyPortalContent)?;
     let declared = convert::declared_format(content_type)?;
     let config = settings();
     let info = convert::check(bytes, declared, config.max_pixels, config.max_decodes)?;
     let sha = store::sha256_hex(bytes);
-    let _one = UPLOADS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // One replacement of a document at a time (across processes): a replacement's
+    // cleanup removes the files of every other content of the document, which must not
+    // hit an upload in flight; the document is checked again under the lock.
+    let _held = store::lock(&store::doc_dir(portal, first.uid)?)?;
     let doc = checked(portal, user, path, Permission::ModifyPortalContent)?;
+    if doc.uid != first.uid {
+        return Err(CoreError::Conflict(format!(
+            "/{path} is another document than when the upload began"
+        )));
+    }
     if let Some(at) = expected_size {
         let size = byte_size(&doc);
         if at != size {

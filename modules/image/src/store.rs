@@ -5,9 +5,11 @@
 //! hand can never reach another document's bytes, and a purge is one directory removal
 //! (no reference counting across documents). Every file is written to a temporary name,
 //! fsynced, renamed into place and its directory fsynced, so a reader sees a whole file
-//! or none.
+//! or none. Replacements and purges of one document take its lock,
+//! `<data_dir>/images/<uid>.lock` (an exclusive `flock`, so two processes on one data
+//! directory take turns too).
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +23,27 @@ pub fn doc_dir(host: &(impl Host + ?Sized), uid: i64) -> CoreResult<PathBuf> {
         .data_dir()
         .ok_or_else(|| CoreError::Internal("the portal has no data directory".into()))?;
     Ok(root.join("images").join(uid.to_string()))
+}
+
+/// A document's lock, held until dropped.
+pub struct DocLock {
+    _file: File,
+    path: PathBuf,
+}
+
+/// Takes the exclusive lock of the document whose directory is `dir` (waits for it).
+pub fn lock(dir: &Path) -> io::Result<DocLock> {
+    let path = dir.with_extension("lock");
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map_err(io::Error::from)?;
+    Ok(DocLock { _file: file, path })
 }
 
 /// The SHA-256 of `bytes`, lowercase hex.
@@ -110,7 +133,9 @@ pub fn keep_only(dir: &Path, keep: &str) -> io::Result<()> {
             let entry = entry?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if entry.file_type()?.is_file() && !is_kept(&name) {
+            // Dot-files are temporary files of writers in flight (conversions write
+            // without the lock); a crash's leftovers go with the directory.
+            if entry.file_type()?.is_file() && !name.starts_with('.') && !is_kept(&name) {
                 match fs::remove_file(entry.path()) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -122,9 +147,15 @@ pub fn keep_only(dir: &Path, keep: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// Removes a document's directory (idempotent).
+/// Removes a deleted document's directory and lock file (idempotent), under its lock:
+/// an upload that waited for it then finds the document gone before writing anything.
 pub fn remove(dir: &Path) -> io::Result<()> {
+    let held = lock(dir)?;
     match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    match fs::remove_file(&held.path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
@@ -146,7 +177,13 @@ mod tests {
         write_atomic(&original_path(&dir, &b).unwrap(), b"b").unwrap();
         write_atomic(&derived_path(&dir, &a, "w1-h1-png", "png").unwrap(), b"x").unwrap();
         write_atomic(&derived_path(&dir, &b, "w1-h1-png", "png").unwrap(), b"y").unwrap();
-        keep_only(&dir, &b).unwrap();
+        let tmp = dir.join(".tmp-in-flight");
+        fs::write(&tmp, b"t").unwrap();
+        {
+            let _held = lock(&dir).unwrap();
+            keep_only(&dir, &b).unwrap();
+        }
+        assert!(tmp.exists(), "a writer's temporary file is left alone");
         assert_eq!(read(&original_path(&dir, &a).unwrap()).unwrap(), None);
         assert_eq!(
             read(&original_path(&dir, &b).unwrap()).unwrap().unwrap(),
@@ -157,5 +194,6 @@ mod tests {
         remove(&dir).unwrap();
         remove(&dir).unwrap();
         assert!(!dir.exists());
+        assert!(!dir.with_extension("lock").exists());
     }
 }
