@@ -11,12 +11,13 @@ pub mod store;
 
 use std::sync::OnceLock;
 
+use askama::Template;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use wendelin_core::types::UploadLimits;
 use wendelin_core::{
-    CoreError, CoreResult, Document, DocumentPatch, Module, Permission, Portal, PortalType,
-    PropertyDef, PropertyType, User,
+    Call, CoreError, CoreResult, Document, DocumentPatch, MethodOutput, Module, Permission, Portal,
+    PortalType, PropertyDef, PropertyType, User,
 };
 
 /// The portal type name.
@@ -229,4 +230,53 @@ pub fn module() -> Module {
                     Ok((doc, size))
                 }),
         )
+        .script("Image_view", |call: &mut Call<'_>| {
+            let doc = call.context;
+            let int = |k: &str| {
+                doc.get(k)
+                    .ok()
+                    .flatten()
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(0)
+            };
+            let base = format!("/api/v1/{}/data", doc.path);
+            let mut conversions: Vec<(String, String)> = convert::DISPLAYS
+                .iter()
+                .map(|(name, _)| ((*name).to_owned(), format!("{base}?display={name}")))
+                .collect();
+            conversions.push(("WebP".into(), format!("{base}?format=webp")));
+            conversions.push(("JPEG".into(), format!("{base}?format=jpeg")));
+            let page = ImageView {
+                title: if doc.title.is_empty() {
+                    doc.id.as_str()
+                } else {
+                    doc.title.as_str()
+                },
+                path: &doc.path,
+                description: &doc.description,
+                has_picture: source_of(doc).is_some(),
+                format: text_prop(doc, "format").unwrap_or_default(),
+                width: int("width"),
+                height: int("height"),
+                byte_size: byte_size(doc),
+                conversions,
+            };
+            page.render()
+                .map(MethodOutput::Html)
+                .map_err(|e| CoreError::Internal(format!("Image_view failed: {e}")))
+        })
+}
+
+#[derive(Template)]
+#[template(path = "image_view.html")]
+struct ImageView<'a> {
+    title: &'a str,
+    path: &'a str,
+    description: &'a str,
+    has_picture: bool,
+    format: String,
+    width: u64,
+    height: u64,
+    byte_size: u64,
+    conversions: Vec<(String, String)>,
 }

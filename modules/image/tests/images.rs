@@ -705,4 +705,18 @@ fn the_ui_upload_replaces_the_image() {
         (doc["format"].as_str(), doc["height"].as_u64()),
         (Some("jpeg"), Some(32))
     );
+    // The image's page shows it, what it is, and links to its conversions.
+    let page = server.req("GET", &format!("/{path}"), None);
+    assert_eq!(page.status, 200, "{}", page.text);
+    for part in [
+        "<span id=\"format\">jpeg</span>".to_owned(),
+        "<span id=\"dimensions\">16 × 32</span>".to_owned(),
+        format!("<img src=\"/api/v1/{path}/data?display=medium\""),
+        format!("href=\"/api/v1/{path}/data?display=thumbnail\""),
+    ] {
+        assert!(page.text.contains(&part), "{part}: {}", page.text);
+    }
+    let empty = new_image(&server, "empty");
+    let page = server.req("GET", &format!("/{empty}"), None);
+    assert!(page.text.contains("id=\"no-picture\""), "{}", page.text);
 }
