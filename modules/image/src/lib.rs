@@ -189,6 +189,47 @@ pub fn store_upload(
     Ok(updated)
 }
 
+/// What an upload records must stay coherent when edited through the generic API: a
+/// `format` of the four, a `content_type` that is its MIME type, a `sha256` that is a
+/// digest (it names a file of the document's own directory only).
+fn consistent(props: &Map<String, Value>) -> CoreResult<()> {
+    // An empty field of the UI's forms is no value.
+    let text = |k: &str| {
+        props
+            .get(k)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+    };
+    let format = match text("format") {
+        None => None,
+        Some(name) => Some(
+            convert::FORMATS
+                .iter()
+                .find(|(_, n, _)| *n == name)
+                .ok_or_else(|| {
+                    CoreError::Invalid(format!(
+                        "format must be png, jpeg, gif or webp, not '{name}'"
+                    ))
+                })?,
+        ),
+    };
+    if let (Some((_, name, mime)), Some(ct)) = (format, text("content_type")) {
+        if ct != *mime {
+            return Err(CoreError::Invalid(format!(
+                "content_type of a {name} image is {mime}, not '{ct}'"
+            )));
+        }
+    }
+    if let Some(sha) = text("sha256") {
+        if !store::is_sha256(sha) {
+            return Err(CoreError::Invalid(
+                "sha256 must be 64 lowercase hexadecimal digits".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Removes a deleted image's files (the kernel's delete hook; idempotent).
 fn purge(portal: &Portal, uid: i64) -> CoreResult<()> {
     Ok(store::remove(&store::doc_dir(portal, uid)?)?)
@@ -204,6 +245,7 @@ pub fn module() -> Module {
             PortalType::new(IMAGE, "image_module")
                 .describe("A picture: a chart, a plot or a photo (PNG, JPEG, GIF or WebP)")
                 .on_delete(purge)
+                .validate(consistent)
                 .property(PropertyDef::new("content_type", PropertyType::String).indexed())
                 .property(PropertyDef::new("format", PropertyType::String).indexed())
                 .property(PropertyDef::new("width", PropertyType::Int).indexed())

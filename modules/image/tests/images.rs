@@ -187,6 +187,22 @@ fn each_format_round_trips_with_indexed_properties() {
         let text = found.text.clone();
         assert!(text.contains(&format!("\"{path}\"")), "{name}: {text}");
     }
+    // What an upload records stays coherent when edited by hand (422, unchanged).
+    let path = new_image(&server, "edited");
+    for bad in [
+        json!({"serial": 1, "format": "svg"}),
+        json!({"serial": 1, "sha256": "../../etc/passwd"}),
+        json!({"serial": 1, "format": "png", "content_type": "text/html"}),
+    ] {
+        let r = server.req("PATCH", &format!("/api/v1/{path}"), Some(&bad));
+        assert_eq!(r.status, 422, "{bad}: {}", r.text);
+    }
+    let r = server.req(
+        "PATCH",
+        &format!("/api/v1/{path}"),
+        Some(&json!({"serial": 1, "format": "", "sha256": "", "content_type": ""})),
+    );
+    assert_eq!(r.status, 200, "empty form fields: {}", r.text);
     // Without a declared type the bytes say what they are.
     let path = new_image(&server, "sniffed");
     let r = put(
