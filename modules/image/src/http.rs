@@ -227,16 +227,15 @@ async fn download(
         None => format!("\"{sha}\""),
         Some(c) => format!("\"{}-{}\"", &sha[..16], c.key()),
     };
-    let mut resp = if not_modified(&req, &etag) {
-        HttpResponse::NotModified()
-    } else {
-        HttpResponse::Ok()
-    };
-    resp.insert_header((header::ETAG, etag.clone()))
-        .insert_header((header::CACHE_CONTROL, CACHE_CONTROL));
     if not_modified(&req, &etag) {
-        return Ok(resp.finish());
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .insert_header((header::CACHE_CONTROL, CACHE_CONTROL))
+            .finish());
     }
+    let mut resp = HttpResponse::Ok();
+    resp.insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, CACHE_CONTROL));
     let Some(conversion) = conversion else {
         let bytes = blocking(move || crate::read_original(&portal, &doc, &sha)).await?;
         wendelin_http::headers::user_content(&mut resp, Some(convert::mime_of(format)));
