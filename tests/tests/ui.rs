@@ -874,15 +874,15 @@ fn ui_file_upload_field_and_module_tab() {
         r.text
     );
     assert!(r.text.contains("<input type=\"file\" id=\"upload-file\""));
-    // An Image holds no file served by a module: no upload field.
+    // A Data Notebook holds no file served by a module: no upload field.
     let r = alice.post(
         &server,
-        "/ui/image_module/+add",
-        &[("portal_type", "Image"), ("title", "photo")],
+        "/ui/data_notebook_module/+add",
+        &[("portal_type", "Data Notebook"), ("title", "notes")],
         true,
     );
     assert_eq!(r.status, 303, "{}", r.text);
-    let r = alice.get(&server, "/ui/image_module/1/+edit");
+    let r = alice.get(&server, "/ui/data_notebook_module/1/+edit");
     assert_eq!(r.status, 200);
     assert!(!r.text.contains("data-upload"), "{}", r.text);
 

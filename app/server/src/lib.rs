@@ -37,6 +37,9 @@ pub fn modules() -> Vec<Module> {
 /// With [`modules`], the only place that names a module.
 pub fn server_modules() -> Vec<Box<dyn ServerModule>> {
     vec![
+        // Before Data Streams: `/api/v1/image_module/{id}/data` is more specific than
+        // their `/api/v1/{path}/data`, and routes match in the order registered.
+        Box::new(wendelin_image::http::ImageModule),
         Box::new(wendelin_data_stream::http::DataStreamModule),
         Box::new(wendelin_data_array::http::DataArrayModule),
         Box::new(wendelin_ingestion::http::IngestionModule),

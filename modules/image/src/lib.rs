@@ -1,24 +1,324 @@
-//! Images: pictures produced by analyses or uploaded (bytes live in the storage engine).
+//! Images: pictures uploaded or produced by analyses. The bytes live outside the database
+//! ([`store`]: `<data_dir>/images/<uid>/<sha256>`), the document carries what they are
+//! (`format`, `width`, `height`, `byte_size`, `content_type`, `sha256`, indexed). An
+//! upload is stored only if it decodes as PNG, JPEG, GIF or WebP within the pixel limit
+//! ([`convert`]); conversions (`?display=small`, `?width=&format=webp`, …) are computed
+//! once per source content and cached beside it. Routes and settings: [`http`].
 
-use wendelin_core::{Module, PortalType, PropertyDef, PropertyType};
+pub mod convert;
+pub mod http;
+pub mod store;
+
+use std::sync::OnceLock;
+
+use askama::Template;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use wendelin_core::types::UploadLimits;
+use wendelin_core::{
+    Call, CoreError, CoreResult, Document, DocumentPatch, MethodOutput, Module, Permission, Portal,
+    PortalType, PropertyDef, PropertyType, User,
+};
+
+/// The portal type name.
+pub const IMAGE: &str = "Image";
+
+/// The `[image]` section of `wendelin.toml`; each key is also set by
+/// `WENDELIN_IMAGE_<KEY>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImageConfig {
+    /// Largest image accepted or converted, in pixels (width × height, read from the
+    /// file's header before decoding).
+    pub max_pixels: u64,
+    /// Largest width or height of a conversion, in pixels.
+    pub max_output_side: u32,
+    /// Images decoded at once in this process (uploads being checked, conversions being
+    /// computed); more wait. Each may hold `max_pixels` × 8 bytes.
+    pub max_decodes: usize,
+    /// Largest upload (`PUT …/data`, the UI's upload form), in bytes.
+    pub max_upload_bytes: usize,
+    /// Upload bytes being handled at once above which uploads get 503 + Retry-After.
+    pub max_inflight_bytes: usize,
+}
+
+impl Default for ImageConfig {
+    fn default() -> Self {
+        ImageConfig {
+            max_pixels: 100_000_000,
+            max_output_side: 4096,
+            max_decodes: 4,
+            max_upload_bytes: 64 << 20,
+            max_inflight_bytes: 256 << 20,
+        }
+    }
+}
+
+static CONFIG: OnceLock<ImageConfig> = OnceLock::new();
+
+/// Applies the section (the first call wins; the server calls it before serving).
+pub fn configure(config: ImageConfig) {
+    let _ = CONFIG.set(config);
+}
+
+/// The settings in effect.
+pub fn settings() -> ImageConfig {
+    CONFIG.get().copied().unwrap_or_default()
+}
+
+/// The limits of uploads (`[image] max_upload_bytes`).
+pub fn upload_limits() -> UploadLimits {
+    let c = settings();
+    UploadLimits {
+        max_bytes: c.max_upload_bytes,
+        max_inflight_bytes: c.max_inflight_bytes,
+        setting: "[image] max_upload_bytes",
+    }
+}
+
+/// The Image at `path` if `user` holds `permission` on it (an Image one may not View is
+/// not found, [`Portal::checked`]).
+pub fn checked(
+    portal: &Portal,
+    user: &User,
+    path: &str,
+    permission: Permission,
+) -> CoreResult<Document> {
+    portal.checked(user, path, IMAGE, permission)
+}
+
+fn text_prop(doc: &Document, name: &str) -> Option<String> {
+    doc.get(name)
+        .ok()
+        .flatten()
+        .and_then(|v| v.as_str().map(str::to_owned))
+}
+
+/// The stored bytes' size (0 while the image has none).
+pub fn byte_size(doc: &Document) -> u64 {
+    doc.get("byte_size")
+        .ok()
+        .flatten()
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0)
+}
+
+/// What a document's stored original is: its SHA-256 and format, `None` before an upload.
+pub fn source_of(doc: &Document) -> Option<(String, image::ImageFormat)> {
+    let sha = text_prop(doc, "sha256").filter(|s| store::is_sha256(s))?;
+    let name = text_prop(doc, "format")?;
+    let (format, _, _) = convert::FORMATS.iter().find(|(_, n, _)| *n == name)?;
+    Some((sha, *format))
+}
+
+/// The original's bytes of a document (permission checked by the caller).
+pub fn read_original(portal: &Portal, doc: &Document, sha: &str) -> CoreResult<Vec<u8>> {
+    let dir = store::doc_dir(portal, doc.uid)?;
+    store::read(&store::original_path(&dir, sha)?)?
+        .ok_or_else(|| CoreError::NotFound(format!("the bytes of /{} are not stored", doc.path)))
+}
+
+/// Stores `bytes` as the image at `path`, replacing what it held, as `user` (permission
+/// *Modify portal content*): they must decode as PNG, JPEG, GIF or WebP (agreeing with
+/// `content_type` when one is declared) within `[image] max_pixels`, else nothing is
+/// stored (a 400). With `expected_size`, only if the image holds that many bytes now
+/// (the UI's form: two people replacing from the same page conflict). Returns the
+/// updated document.
+pub fn store_upload(
+    portal: &Portal,
+    user: &User,
+    path: &str,
+    bytes: &[u8],
+    content_type: Option<&str>,
+    expected_size: Option<u64>,
+) -> CoreResult<Document> {
+    // The cheap refusal first: someone who may not write learns nothing from a decode.
+    let first = checked(portal, user, path, Permission::ModifyPortalContent)?;
+    let declared = convert::declared_format(content_type)?;
+    let config = settings();
+    let info = convert::check(bytes, declared, config.max_pixels, config.max_decodes)?;
+    let sha = store::sha256_hex(bytes);
+    // One replacement of a document at a time (across processes): a replacement's
+    // cleanup removes the files of every other content of the document, which must not
+    // hit an upload in flight; the document is checked again under the lock.
+    let _held = store::lock(&store::doc_dir(portal, first.uid)?)?;
+    let doc = checked(portal, user, path, Permission::ModifyPortalContent)?;
+    if doc.uid != first.uid {
+        return Err(CoreError::Conflict(format!(
+            "/{path} is another document than when the upload began"
+        )));
+    }
+    if let Some(at) = expected_size {
+        let size = byte_size(&doc);
+        if at != size {
+            return Err(CoreError::Conflict(format!(
+                "the image holds {size} bytes now, not {at}: reload it before replacing it"
+            )));
+        }
+    }
+    let dir = store::doc_dir(portal, doc.uid)?;
+    let file = store::original_path(&dir, &sha)?;
+    if !file.exists() {
+        store::write_atomic(&file, bytes)?;
+    }
+    let mut properties = Map::new();
+    properties.insert(
+        "content_type".into(),
+        Value::from(convert::mime_of(info.format)),
+    );
+    properties.insert(
+        "format".into(),
+        Value::from(convert::format_name(info.format)),
+    );
+    properties.insert("width".into(), Value::from(info.width));
+    properties.insert("height".into(), Value::from(info.height));
+    properties.insert("byte_size".into(), Value::from(bytes.len() as u64));
+    properties.insert("sha256".into(), Value::from(sha.clone()));
+    let updated = portal.update(
+        user,
+        path,
+        DocumentPatch {
+            serial: Some(doc.serial),
+            properties,
+            ..Default::default()
+        },
+    )?;
+    // The previous content and its conversions; a failure leaves files the next upload
+    // or the delete hook removes.
+    let _ = store::keep_only(&dir, &sha);
+    Ok(updated)
+}
+
+/// What an upload records must stay coherent when edited through the generic API: a
+/// `format` of the four, a `content_type` that is its MIME type, a `sha256` that is a
+/// digest (it names a file of the document's own directory only).
+fn consistent(props: &Map<String, Value>) -> CoreResult<()> {
+    // An empty field of the UI's forms is no value.
+    let text = |k: &str| {
+        props
+            .get(k)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+    };
+    let format = match text("format") {
+        None => None,
+        Some(name) => Some(
+            convert::FORMATS
+                .iter()
+                .find(|(_, n, _)| *n == name)
+                .ok_or_else(|| {
+                    CoreError::Invalid(format!(
+                        "format must be png, jpeg, gif or webp, not '{name}'"
+                    ))
+                })?,
+        ),
+    };
+    if let (Some((_, name, mime)), Some(ct)) = (format, text("content_type")) {
+        if ct != *mime {
+            return Err(CoreError::Invalid(format!(
+                "content_type of a {name} image is {mime}, not '{ct}'"
+            )));
+        }
+    }
+    if let Some(sha) = text("sha256") {
+        if !store::is_sha256(sha) {
+            return Err(CoreError::Invalid(
+                "sha256 must be 64 lowercase hexadecimal digits".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Removes a deleted image's files (the kernel's delete hook; idempotent).
+fn purge(portal: &Portal, uid: i64) -> CoreResult<()> {
+    Ok(store::remove(&store::doc_dir(portal, uid)?)?)
+}
 
 /// The image module: `image_module` holding Image documents.
 pub fn module() -> Module {
     Module::new("image")
-        .folder("image_module", "Images", &["Image"])
+        // `GET|PUT /api/v1/image_module/<id>/data` (the bytes and their conversions).
+        .reserve_ids(&["data"])
+        .folder("image_module", "Images", &[IMAGE])
         .portal_type(
-            PortalType::new("Image", "image_module")
-                .describe("A picture: a chart, a plot or a photo")
+            PortalType::new(IMAGE, "image_module")
+                .describe("A picture: a chart, a plot or a photo (PNG, JPEG, GIF or WebP)")
+                .on_delete(purge)
+                .validate(consistent)
                 .property(PropertyDef::new("content_type", PropertyType::String).indexed())
-                .property(PropertyDef::new("width", PropertyType::Int))
-                .property(PropertyDef::new("height", PropertyType::Int))
+                .property(PropertyDef::new("format", PropertyType::String).indexed())
+                .property(PropertyDef::new("width", PropertyType::Int).indexed())
+                .property(PropertyDef::new("height", PropertyType::Int).indexed())
+                .property(PropertyDef::new("byte_size", PropertyType::Int).indexed())
+                .property(PropertyDef::new("sha256", PropertyType::String))
                 .workflow("publication_workflow")
                 .listbox_columns(&[
                     "title",
-                    "content_type",
+                    "format",
+                    "width",
+                    "height",
                     "owner",
                     "publication_state",
                     "modification_date",
-                ]),
+                ])
+                .holds_file(
+                    |_, doc| Ok(byte_size(doc)),
+                    |doc| format!("/api/v1/{}/data", doc.path),
+                )
+                .accepts_upload(upload_limits, |portal, user, path, bytes, at| {
+                    let doc = store_upload(portal, user, path, bytes, None, Some(at))?;
+                    let size = byte_size(&doc);
+                    Ok((doc, size))
+                }),
         )
+        .script("Image_view", |call: &mut Call<'_>| {
+            let doc = call.context;
+            let int = |k: &str| {
+                doc.get(k)
+                    .ok()
+                    .flatten()
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(0)
+            };
+            let base = format!("/api/v1/{}/data", doc.path);
+            let mut conversions: Vec<(String, String)> = convert::DISPLAYS
+                .iter()
+                .map(|(name, _)| ((*name).to_owned(), format!("{base}?display={name}")))
+                .collect();
+            conversions.push(("WebP".into(), format!("{base}?format=webp")));
+            conversions.push(("JPEG".into(), format!("{base}?format=jpeg")));
+            let page = ImageView {
+                title: if doc.title.is_empty() {
+                    doc.id.as_str()
+                } else {
+                    doc.title.as_str()
+                },
+                path: &doc.path,
+                description: &doc.description,
+                has_picture: source_of(doc).is_some(),
+                format: text_prop(doc, "format").unwrap_or_default(),
+                width: int("width"),
+                height: int("height"),
+                byte_size: byte_size(doc),
+                conversions,
+            };
+            page.render()
+                .map(MethodOutput::Html)
+                .map_err(|e| CoreError::Internal(format!("Image_view failed: {e}")))
+        })
+}
+
+#[derive(Template)]
+#[template(path = "image_view.html")]
+struct ImageView<'a> {
+    title: &'a str,
+    path: &'a str,
+    description: &'a str,
+    has_picture: bool,
+    format: String,
+    width: u64,
+    height: u64,
+    byte_size: u64,
+    conversions: Vec<(String, String)>,
 }

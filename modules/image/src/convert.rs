@@ -1,0 +1,499 @@
+//! Checking uploads and computing conversions with the `image` crate (PNG, JPEG, GIF and
+//! WebP decoders only). A file is read in two steps: its header's dimensions first,
+//! refused above the pixel limit before any pixel is decoded (a decompression bomb
+//! costs a header read), then the whole decode under an allocation limit sized from
+//! those dimensions.
+
+use std::io::Cursor;
+use std::sync::{Condvar, Mutex, PoisonError};
+
+use image::codecs::jpeg::JpegEncoder;
+use image::codecs::png::PngEncoder;
+use image::codecs::webp::WebPEncoder;
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
+use wendelin_core::{CoreError, CoreResult};
+
+/// The formats stored, by name and MIME type.
+pub const FORMATS: &[(ImageFormat, &str, &str)] = &[
+    (ImageFormat::Png, "png", "image/png"),
+    (ImageFormat::Jpeg, "jpeg", "image/jpeg"),
+    (ImageFormat::Gif, "gif", "image/gif"),
+    (ImageFormat::WebP, "webp", "image/webp"),
+];
+
+/// The name of a stored format (`png`, `jpeg`, `gif`, `webp`).
+pub fn format_name(f: ImageFormat) -> &'static str {
+    FORMATS
+        .iter()
+        .find(|(g, _, _)| *g == f)
+        .map_or("unknown", |(_, n, _)| n)
+}
+
+/// The MIME type of a stored format.
+pub fn mime_of(f: ImageFormat) -> &'static str {
+    FORMATS
+        .iter()
+        .find(|(g, _, _)| *g == f)
+        .map_or("application/octet-stream", |(_, _, m)| m)
+}
+
+/// Decodes running in this process, bounded by `[image] max_decodes`: each holds up to
+/// `max_pixels` × 8 bytes, so the bound is what keeps many large uploads or
+/// conversions at once from exhausting memory (the blocking pool has hundreds of
+/// threads).
+static DECODES: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+/// A decode slot, held while a decoded image is alive; freed on drop.
+pub struct DecodeSlot(());
+
+/// Waits for a decode slot (at most `max` held at once).
+pub fn decode_slot(max: usize) -> DecodeSlot {
+    let (busy, freed) = &DECODES;
+    let mut n = busy.lock().unwrap_or_else(PoisonError::into_inner);
+    while *n >= max.max(1) {
+        n = freed.wait(n).unwrap_or_else(PoisonError::into_inner);
+    }
+    *n += 1;
+    DecodeSlot(())
+}
+
+impl Drop for DecodeSlot {
+    fn drop(&mut self) {
+        let (busy, freed) = &DECODES;
+        let mut n = busy.lock().unwrap_or_else(PoisonError::into_inner);
+        *n = n.saturating_sub(1);
+        freed.notify_one();
+    }
+}
+
+/// What an accepted upload is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// Its format, as its bytes say (and its Content-Type agrees).
+    pub format: ImageFormat,
+    /// Width and height once its EXIF orientation is applied.
+    pub width: u32,
+    /// See `width`.
+    pub height: u32,
+}
+
+/// The format an upload declares: `None` for no declaration (`application/octet-stream`
+/// or no Content-Type: the bytes say); SVG and any other type are refused.
+pub fn declared_format(content_type: Option<&str>) -> CoreResult<Option<ImageFormat>> {
+    let Some(ct) = content_type else {
+        return Ok(None);
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence.is_empty() || essence == "application/octet-stream" {
+        return Ok(None);
+    }
+    if essence == "image/svg+xml" {
+        return Err(CoreError::BadRequest(
+            "SVG images are refused: an SVG file is a document that may carry scripts and \
+             links; upload PNG, JPEG, GIF or WebP"
+                .into(),
+        ));
+    }
+    match FORMATS.iter().find(|(_, _, m)| *m == essence) {
+        Some((f, _, _)) => Ok(Some(*f)),
+        None => Err(CoreError::BadRequest(format!(
+            "an image must be PNG, JPEG, GIF or WebP, not '{essence}'"
+        ))),
+    }
+}
+
+/// Decodes `bytes` fully (so a truncated or corrupt file is refused), checking that they
+/// are one of the four formats, agree with `declared`, and hold at most `max_pixels`.
+/// Holds a decode slot ([`decode_slot`]) while it decodes.
+pub fn check(
+    bytes: &[u8],
+    declared: Option<ImageFormat>,
+    max_pixels: u64,
+    max_decodes: usize,
+) -> CoreResult<Checked> {
+    let _slot = decode_slot(max_decodes);
+    let (img, format) = decode(bytes, declared, max_pixels)?;
+    Ok(Checked {
+        format,
+        width: img.width(),
+        height: img.height(),
+    })
+}
+
+/// The format the bytes are in, if one of the four.
+fn sniff(bytes: &[u8]) -> CoreResult<ImageFormat> {
+    if looks_like_svg(bytes) {
+        return Err(CoreError::BadRequest(
+            "SVG images are refused: an SVG file is a document that may carry scripts and \
+             links; upload PNG, JPEG, GIF or WebP"
+                .into(),
+        ));
+    }
+    match image::guess_format(bytes) {
+        Ok(f) if FORMATS.iter().any(|(g, _, _)| *g == f) => Ok(f),
+        _ => Err(CoreError::BadRequest(
+            "the file is not a PNG, JPEG, GIF or WebP image".into(),
+        )),
+    }
+}
+
+fn looks_like_svg(bytes: &[u8]) -> bool {
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).to_ascii_lowercase();
+    let t = head.trim_start_matches('\u{feff}').trim_start();
+    t.starts_with("<svg") || (t.starts_with("<?xml") && head.contains("<svg"))
+}
+
+/// Decodes the image in `bytes` with its EXIF orientation applied (JPEG, WebP), after
+/// refusing, from the header alone, more than `max_pixels` pixels.
+pub fn decode(
+    bytes: &[u8],
+    declared: Option<ImageFormat>,
+    max_pixels: u64,
+) -> CoreResult<(DynamicImage, ImageFormat)> {
+    let format = sniff(bytes)?;
+    if let Some(d) = declared {
+        if d != format {
+            return Err(CoreError::BadRequest(format!(
+                "the file is declared {} but its bytes are {}",
+                mime_of(d),
+                mime_of(format)
+            )));
+        }
+    }
+    let bad = |e: image::ImageError| {
+        CoreError::BadRequest(format!(
+            "the file is not a readable {} image: {e}",
+            format_name(format)
+        ))
+    };
+    complete(bytes, format)?;
+    let (w, h) = ImageReader::with_format(Cursor::new(bytes), format)
+        .into_dimensions()
+        .map_err(bad)?;
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > max_pixels {
+        return Err(CoreError::BadRequest(format!(
+            "the image is {w} × {h} = {pixels} pixels, above the limit of {max_pixels} \
+             ([image] max_pixels): refused before decoding"
+        )));
+    }
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut limits = Limits::default();
+    // 4 channels of 16 bits per pixel at most, and room for the decoder's own buffers.
+    limits.max_alloc = Some(pixels.saturating_mul(8).saturating_add(64 << 20));
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(bad)?;
+    let orientation = decoder.orientation().map_err(bad)?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(bad)?;
+    img.apply_orientation(orientation);
+    Ok((img, format))
+}
+
+/// Refuses a JPEG or GIF cut short, which their decoders would fill in silently: a JPEG
+/// must have its end-of-image marker after the start of its last scan (inside scan data
+/// `FF` is always followed by `00` or a restart marker, so `FF DA` there starts a scan),
+/// a GIF its trailer. PNG and WebP decoders refuse truncation themselves.
+fn complete(bytes: &[u8], format: ImageFormat) -> CoreResult<()> {
+    let whole = match format {
+        ImageFormat::Jpeg => {
+            let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+            last_scan.is_some_and(|at| bytes[at..].windows(2).any(|w| w == [0xFF, 0xD9]))
+        }
+        ImageFormat::Gif => bytes.last() == Some(&0x3B),
+        _ => true,
+    };
+    if whole {
+        Ok(())
+    } else {
+        Err(CoreError::BadRequest(format!(
+            "the file is not a readable {} image: it is truncated (no end marker)",
+            format_name(format)
+        )))
+    }
+}
+
+/// Output formats of conversions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Lossless.
+    Png,
+    /// With a quality 1–100.
+    Jpeg(u8),
+    /// Lossless (the `image` crate encodes WebP losslessly only).
+    WebP,
+}
+
+impl Output {
+    /// File extension and cache-key part.
+    pub fn ext(self) -> &'static str {
+        match self {
+            Output::Png => "png",
+            Output::Jpeg(_) => "jpeg",
+            Output::WebP => "webp",
+        }
+    }
+
+    /// The MIME type served.
+    pub fn mime(self) -> &'static str {
+        match self {
+            Output::Png => "image/png",
+            Output::Jpeg(_) => "image/jpeg",
+            Output::WebP => "image/webp",
+        }
+    }
+}
+
+/// A conversion, in its canonical form: a box the image is fitted into (never enlarged),
+/// and an output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conversion {
+    /// Largest width, `None` for any.
+    pub width: Option<u32>,
+    /// Largest height, `None` for any.
+    pub height: Option<u32>,
+    /// The output format.
+    pub output: Output,
+}
+
+/// Named sizes of `?display=`: the side of the square box.
+pub const DISPLAYS: &[(&str, u32)] = &[
+    ("thumbnail", 128),
+    ("small", 320),
+    ("medium", 640),
+    ("large", 1280),
+];
+
+/// Default JPEG quality.
+pub const DEFAULT_QUALITY: u8 = 85;
+
+impl Conversion {
+    /// Parses `display`, `width`, `height`, `format`, `quality` (`None` when none is
+    /// given: the original is wanted). `source` is the stored format (the default output
+    /// when it is PNG, JPEG or WebP; GIF converts to PNG). Sides above `max_side` are
+    /// refused.
+    pub fn parse(
+        get: impl Fn(&str) -> Option<String>,
+        source: ImageFormat,
+        max_side: u32,
+    ) -> CoreResult<Option<Conversion>> {
+        let (display, width, height, format, quality) = (
+            get("display"),
+            get("width"),
+            get("height"),
+            get("format"),
+            get("quality"),
+        );
+        if display.is_none()
+            && width.is_none()
+            && height.is_none()
+            && format.is_none()
+            && quality.is_none()
+        {
+            return Ok(None);
+        }
+        let side = |name: &str, v: Option<String>| -> CoreResult<Option<u32>> {
+            let Some(v) = v else { return Ok(None) };
+            match v.trim().parse::<u32>() {
+                Ok(n) if (1..=max_side).contains(&n) => Ok(Some(n)),
+                _ => Err(CoreError::BadRequest(format!(
+                    "'{name}' must be a number of pixels from 1 to {max_side} \
+                     ([image] max_output_side), not '{v}'"
+                ))),
+            }
+        };
+        let (mut width, mut height) = (side("width", width)?, side("height", height)?);
+        if let Some(d) = display {
+            if width.is_some() || height.is_some() {
+                return Err(CoreError::BadRequest(
+                    "give either 'display' or 'width'/'height', not both".into(),
+                ));
+            }
+            let names: Vec<_> = DISPLAYS.iter().map(|(n, _)| *n).collect();
+            let (_, s) = DISPLAYS.iter().find(|(n, _)| *n == d).ok_or_else(|| {
+                CoreError::BadRequest(format!(
+                    "'display' must be one of {}, not '{d}'",
+                    names.join(", ")
+                ))
+            })?;
+            let s = (*s).min(max_side);
+            (width, height) = (Some(s), Some(s));
+        }
+        let quality = match quality {
+            None => None,
+            Some(q) => match q.trim().parse::<u8>() {
+                Ok(n) if (1..=100).contains(&n) => Some(n),
+                _ => {
+                    return Err(CoreError::BadRequest(format!(
+                        "'quality' must be from 1 to 100, not '{q}'"
+                    )))
+                }
+            },
+        };
+        let output = match format.as_deref() {
+            None => match source {
+                ImageFormat::Jpeg => Output::Jpeg(quality.unwrap_or(DEFAULT_QUALITY)),
+                ImageFormat::WebP => Output::WebP,
+                _ => Output::Png,
+            },
+            Some("png") => Output::Png,
+            Some("jpeg" | "jpg") => Output::Jpeg(quality.unwrap_or(DEFAULT_QUALITY)),
+            Some("webp") => Output::WebP,
+            Some(other) => {
+                return Err(CoreError::BadRequest(format!(
+                    "'format' must be png, jpeg or webp, not '{other}'"
+                )))
+            }
+        };
+        if quality.is_some() && !matches!(output, Output::Jpeg(_)) {
+            return Err(CoreError::BadRequest(
+                "'quality' applies to JPEG output only (PNG and WebP are lossless)".into(),
+            ));
+        }
+        Ok(Some(Conversion {
+            width,
+            height,
+            output,
+        }))
+    }
+
+    /// The cache key: what the result depends on besides the source's bytes.
+    pub fn key(&self) -> String {
+        let side = |s: Option<u32>| s.map_or_else(|| "any".to_owned(), |n| n.to_string());
+        let q = match self.output {
+            Output::Jpeg(q) => format!("-q{q}"),
+            _ => String::new(),
+        };
+        format!(
+            "w{}-h{}-{}{q}",
+            side(self.width),
+            side(self.height),
+            self.output.ext()
+        )
+    }
+
+    /// The output's size for a `w` × `h` source: fitted into the box, never enlarged.
+    pub fn fit(&self, w: u32, h: u32) -> (u32, u32) {
+        let bw = self.width.unwrap_or(w).min(w);
+        let bh = self.height.unwrap_or(h).min(h);
+        if w == 0 || h == 0 {
+            return (w, h);
+        }
+        // The largest scale keeping both sides in the box.
+        let (sx, sy) = (f64::from(bw) / f64::from(w), f64::from(bh) / f64::from(h));
+        let s = sx.min(sy).min(1.0);
+        let side = |v: u32| ((f64::from(v) * s).round() as u32).max(1);
+        (side(w), side(h))
+    }
+
+    /// Resizes and encodes `img` (metadata is not carried over: the encoders write pixels).
+    pub fn apply(&self, img: &DynamicImage) -> CoreResult<Vec<u8>> {
+        let (w, h) = self.fit(img.width(), img.height());
+        let resized = if (w, h) == (img.width(), img.height()) {
+            img.clone()
+        } else {
+            img.thumbnail_exact(w, h)
+        };
+        let mut out = Vec::new();
+        let failed = |e: image::ImageError| CoreError::Internal(format!("encoding failed: {e}"));
+        match self.output {
+            Output::Png => resized
+                .write_with_encoder(PngEncoder::new(&mut out))
+                .map_err(failed)?,
+            Output::Jpeg(q) => DynamicImage::ImageRgb8(resized.to_rgb8())
+                .write_with_encoder(JpegEncoder::new_with_quality(&mut out, q))
+                .map_err(failed)?,
+            Output::WebP => {
+                let rgba = if resized.color().has_alpha() {
+                    DynamicImage::ImageRgba8(resized.to_rgba8())
+                } else {
+                    DynamicImage::ImageRgb8(resized.to_rgb8())
+                };
+                rgba.write_with_encoder(WebPEncoder::new_lossless(&mut out))
+                    .map_err(failed)?
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn params<'a>(q: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            q.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn conversions_parse_to_one_canonical_key() {
+        let a = Conversion::parse(params(&[("display", "small")]), ImageFormat::Png, 4096)
+            .unwrap()
+            .unwrap();
+        let b = Conversion::parse(
+            params(&[("width", "320"), ("height", "320"), ("format", "png")]),
+            ImageFormat::Png,
+            4096,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(a.key(), b.key());
+        assert_eq!(
+            Conversion::parse(params(&[]), ImageFormat::Png, 4096).unwrap(),
+            None
+        );
+        let j = Conversion::parse(params(&[("width", "10")]), ImageFormat::Jpeg, 4096)
+            .unwrap()
+            .unwrap();
+        assert_eq!(j.key(), "w10-hany-jpeg-q85");
+        for bad in [
+            &[("display", "huge")][..],
+            &[("width", "0")],
+            &[("width", "5000")],
+            &[("format", "svg")],
+            &[("quality", "101")],
+            &[("quality", "50"), ("format", "png")],
+            &[("display", "small"), ("width", "3")],
+        ] {
+            assert!(
+                Conversion::parse(params(bad), ImageFormat::Png, 4096).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn fit_keeps_the_aspect_and_never_enlarges() {
+        let c = |w, h| Conversion {
+            width: w,
+            height: h,
+            output: Output::Png,
+        };
+        assert_eq!(c(Some(100), Some(100)).fit(400, 200), (100, 50));
+        assert_eq!(c(None, Some(100)).fit(400, 200), (200, 100));
+        assert_eq!(c(Some(1000), Some(1000)).fit(40, 20), (40, 20));
+        assert_eq!(c(Some(1), Some(1)).fit(1000, 1), (1, 1));
+    }
+
+    #[test]
+    fn svg_and_other_types_are_refused() {
+        assert!(declared_format(Some("image/svg+xml")).is_err());
+        assert!(declared_format(Some("text/html")).is_err());
+        assert_eq!(
+            declared_format(Some("image/png; q=1")).unwrap(),
+            Some(ImageFormat::Png)
+        );
+        let svg = b"<?xml version=\"1.0\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\"/>";
+        let e = check(svg, None, 100, 1).unwrap_err().to_string();
+        assert!(e.contains("SVG"), "{e}");
+    }
+}

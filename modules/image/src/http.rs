@@ -1,0 +1,261 @@
+//! The Image's HTTP routes and settings: `PUT /api/v1/image_module/{id}/data` (the
+//! bytes, with their Content-Type) and `GET /api/v1/image_module/{id}/data` (the
+//! original, or a conversion: `?display=thumbnail|small|medium|large` or
+//! `?width=&height=&format=png|jpeg|webp&quality=`), and the `[image]` section of
+//! `wendelin.toml` ([`ImageConfig`]). [`ImageModule`] declares them to the server.
+
+use std::collections::HashMap;
+
+use actix_multipart::Multipart;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde_json::json;
+use wendelin_core::{CoreError, Permission, Portal};
+use wendelin_http::body::{content_length, read_body, too_large, BodyLimits, Reservation};
+use wendelin_http::range::parse_content_range;
+use wendelin_http::{
+    blocking, blocking_http, blocking_read, Auth, Section, ServerError, ServerModule,
+};
+
+use crate::convert::{self, Conversion};
+use crate::{store, ImageConfig};
+
+/// The Image module as the server sees it: its data routes and `[image]`.
+pub struct ImageModule;
+
+impl ServerModule for ImageModule {
+    fn name(&self) -> &'static str {
+        "image"
+    }
+
+    fn settings(&self) -> Option<Section> {
+        Some(Section::of::<ImageConfig>("image", crate::configure))
+    }
+
+    fn routes(&self, cfg: &mut web::ServiceConfig) {
+        routes(cfg);
+    }
+}
+
+/// Registers `GET|PUT /api/v1/image_module/{id}/data`; must come before the generic
+/// routes and before any other module's `…/{path}/data`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/v1/image_module/{id}/data", web::get().to(download))
+        .route("/api/v1/image_module/{id}/data", web::put().to(upload))
+        .route("/api/v1/image_module/{id}/data", web::post().to(upload));
+}
+
+/// Responses may be kept by the asking browser only, and revalidated (the ETag) each
+/// time: who may View an image can change.
+const CACHE_CONTROL: &str = "private, no-cache";
+
+fn body_limits() -> BodyLimits {
+    let l = crate::upload_limits();
+    BodyLimits {
+        max_bytes: l.max_bytes,
+        max_inflight_bytes: l.max_inflight_bytes,
+        setting: l.setting,
+    }
+}
+
+/// `PUT|POST /api/v1/image_module/{id}/data`: replaces the image's bytes, sent as the
+/// body with their Content-Type, or as the `file` part of a `multipart/form-data` body
+/// (`curl -F file=@photo.jpg`; the part's Content-Type is the declared one). 400 and
+/// nothing stored unless they decode as the declared PNG, JPEG, GIF or WebP within the
+/// limits.
+async fn upload(
+    portal: web::Data<Portal>,
+    id: web::Path<String>,
+    req: HttpRequest,
+    auth: Auth,
+    payload: web::Payload,
+) -> Result<HttpResponse, ServerError> {
+    let path = format!("image_module/{}", id.into_inner());
+    let user = auth.user;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| ServerError::BadRequest("Content-Type is not text".into()))
+        })
+        .transpose()?;
+    // Refused before the body is read: who may not write learns nothing more.
+    let (p, u, pa) = (portal.clone(), user.clone(), path.clone());
+    blocking(move || crate::checked(&p, &u, &pa, Permission::ModifyPortalContent)).await?;
+    // The admin UI's uploader sends `Content-Range: bytes <at>-<end>/<total>`, `at`
+    // being the size the page showed: an image is replaced whole, only if it still holds
+    // `at` bytes (two people replacing from one page conflict, 409).
+    let expected = match req.headers().get(header::CONTENT_RANGE) {
+        None => None,
+        Some(v) => {
+            let v = v
+                .to_str()
+                .map_err(|_| ServerError::BadRequest("Content-Range is not text".into()))?;
+            match parse_content_range(v).map_err(ServerError::BadRequest)? {
+                Some((a, b, _)) => Some((a, b - a + 1)),
+                None => {
+                    return Err(ServerError::BadRequest(
+                        "an image upload is not resumable: send the whole file".into(),
+                    ))
+                }
+            }
+        }
+    };
+    let multipart = content_type.as_deref().is_some_and(|t| {
+        t.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("multipart/form-data")
+    });
+    let (body, content_type, reservation) = if multipart {
+        read_file_part(&req, payload).await?
+    } else {
+        let (body, reservation) = read_body(&req, payload, &body_limits()).await?;
+        (body, content_type, reservation)
+    };
+    if let Some((_, len)) = expected {
+        if body.len() as u64 != len {
+            return Err(ServerError::BadRequest(format!(
+                "Content-Range announces {len} bytes, the body has {}",
+                body.len()
+            )));
+        }
+    }
+    let doc = blocking(move || {
+        let _held = reservation;
+        let at = expected.map(|(a, _)| a);
+        crate::store_upload(&portal, &user, &path, &body, content_type.as_deref(), at)
+    })
+    .await?;
+    let get = |k: &str| doc.get(k).ok().flatten().unwrap_or(serde_json::Value::Null);
+    Ok(HttpResponse::Ok().json(json!({
+        "path": doc.path,
+        "format": get("format"),
+        "content_type": get("content_type"),
+        "width": get("width"),
+        "height": get("height"),
+        "byte_size": get("byte_size"),
+        "sha256": get("sha256"),
+        "serial": doc.serial,
+    })))
+}
+
+/// The `file` part of a `multipart/form-data` body, with its declared Content-Type
+/// (other parts are skipped), within `[image] max_upload_bytes`.
+async fn read_file_part(
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<(Vec<u8>, Option<String>, Reservation), ServerError> {
+    let limits = body_limits();
+    let limit = limits.max_bytes;
+    let declared = content_length(req);
+    // The file is at most the request minus the other parts and the boundaries.
+    if let Some(n) = declared.filter(|n| *n > limit.saturating_add(64 * 1024)) {
+        return Err(too_large(n, &limits));
+    }
+    let reservation = Reservation::take(declared.unwrap_or(limit), limits.max_inflight_bytes)?;
+    let bad = |e: &dyn std::fmt::Display| {
+        ServerError::BadRequest(format!("the multipart body could not be read: {e}"))
+    };
+    let mut form = Multipart::new(req.headers(), payload);
+    let mut file = None;
+    while let Some(field) = form.next().await {
+        let mut field = field.map_err(|e| bad(&e))?;
+        if field.name() != Some("file") || file.is_some() {
+            while let Some(chunk) = field.next().await {
+                chunk.map_err(|e| bad(&e))?;
+            }
+            continue;
+        }
+        let content_type = field.content_type().map(ToString::to_string);
+        let mut body = Vec::new();
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk.map_err(|e| bad(&e))?;
+            if body.len() + chunk.len() > limit {
+                return Err(too_large(body.len() + chunk.len(), &limits));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        file = Some((body, content_type));
+    }
+    let (body, content_type) = file
+        .ok_or_else(|| ServerError::BadRequest("the multipart body has no 'file' part".into()))?;
+    Ok((body, content_type, reservation))
+}
+
+/// Whether `If-None-Match` names `etag`.
+fn not_modified(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            let t = t.trim();
+            t == "*" || t.trim_start_matches("W/") == etag
+        })
+}
+
+/// `GET /api/v1/image_module/{id}/data`: the original, or a conversion computed once
+/// per source content (`X-Image-Conversion: computed|cached`). An image the caller may
+/// not View is a 404, whatever is asked of it.
+async fn download(
+    portal: web::Data<Portal>,
+    id: web::Path<String>,
+    query: web::Query<HashMap<String, String>>,
+    req: HttpRequest,
+    auth: Auth,
+) -> Result<HttpResponse, ServerError> {
+    let path = format!("image_module/{}", id.into_inner());
+    let user = auth.user;
+    let p = portal.clone();
+    let doc = blocking_read(&portal, move || {
+        Ok(crate::checked(&p, &user, &path, Permission::View)?)
+    })
+    .await?;
+    let (sha, format) = crate::source_of(&doc).ok_or_else(|| {
+        CoreError::NotFound(format!(
+            "/{} has no picture yet: PUT its bytes to /api/v1/{}/data",
+            doc.path, doc.path
+        ))
+    })?;
+    let config = crate::settings();
+    let query = query.into_inner();
+    let conversion = Conversion::parse(|k| query.get(k).cloned(), format, config.max_output_side)?;
+    let etag = match &conversion {
+        None => format!("\"{sha}\""),
+        Some(c) => format!("\"{}-{}\"", &sha[..16], c.key()),
+    };
+    if not_modified(&req, &etag) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .insert_header((header::CACHE_CONTROL, CACHE_CONTROL))
+            .finish());
+    }
+    let mut resp = HttpResponse::Ok();
+    resp.insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, CACHE_CONTROL));
+    let Some(conversion) = conversion else {
+        let bytes = blocking(move || crate::read_original(&portal, &doc, &sha)).await?;
+        wendelin_http::headers::user_content(&mut resp, Some(convert::mime_of(format)));
+        return Ok(resp.body(bytes));
+    };
+    let (bytes, how) = blocking_http(move || {
+        let dir = store::doc_dir(portal.get_ref(), doc.uid)?;
+        let file = store::derived_path(&dir, &sha, &conversion.key(), conversion.output.ext())?;
+        if let Some(bytes) = store::read(&file)? {
+            return Ok((bytes, "cached"));
+        }
+        let original = crate::read_original(&portal, &doc, &sha)?;
+        let _slot = convert::decode_slot(config.max_decodes);
+        let (img, _) = convert::decode(&original, Some(format), config.max_pixels)?;
+        let out = conversion.apply(&img)?;
+        store::write_atomic(&file, &out)?;
+        Ok((out, "computed"))
+    })
+    .await?;
+    wendelin_http::headers::user_content(&mut resp, Some(conversion.output.mime()));
+    resp.insert_header(("x-image-conversion", how));
+    Ok(resp.body(bytes))
+}
