@@ -90,17 +90,36 @@ fn parse_permission(name: &str) -> Option<Permission> {
     Permission::ALL.into_iter().find(|p| p.name() == name)
 }
 
+/// The Script type's whole-document check, run by the kernel on creation and on every
+/// edit (a refusal is a 422 and nothing is stored): `parameters` is an object, the
+/// permission exists, and the body compiles — so a broken script is refused when it is
+/// saved, with the line and column of its error, rather than found broken when called.
 fn check_properties(props: &Map<String, Value>) -> CoreResult<()> {
+    if let Some(p) = props.get("parameters") {
+        if !p.is_object() {
+            let kind = match p {
+                Value::Null => "null",
+                Value::Bool(_) => "a boolean",
+                Value::Number(_) => "a number",
+                Value::String(_) => "a string",
+                Value::Array(_) => "an array",
+                Value::Object(_) => "an object",
+            };
+            return Err(CoreError::Invalid(format!(
+                "parameters must be a JSON object of names and their defaults, not {kind}"
+            )));
+        }
+    }
     let parsed: ScriptProps = serde_json::from_value(Value::Object(props.clone()))
         .map_err(|e| CoreError::Invalid(format!("script properties: {e}")))?;
     if parse_permission(&parsed.permission).is_none() {
         return Err(CoreError::Invalid(format!(
-            "unknown permission '{}'; known: {}",
+            "permission '{}' does not exist; known: {}",
             parsed.permission,
             Permission::ALL.map(|p| p.name()).join(", ")
         )));
     }
-    Ok(())
+    sandbox::check_compiles(&parsed.body)
 }
 
 /// Finds Script documents by name (see the crate documentation).

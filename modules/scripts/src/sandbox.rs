@@ -14,7 +14,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use rhai::{Dynamic, Engine, EvalAltResult, ParseErrorType, Scope, AST};
+use rhai::{Dynamic, Engine, EvalAltResult, ParseError, ParseErrorType, Scope, AST};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use wendelin_core::catalog::{Count, Search};
@@ -215,18 +215,36 @@ fn build(s: ScriptSettings) -> Engine {
 /// Compiles a script (within the expression depth limit); an error gives its line and
 /// column.
 pub fn compile(name: &str, body: &str) -> CoreResult<AST> {
-    engine().compile(body).map_err(|e| {
-        if matches!(*e.0, ParseErrorType::ExprTooDeep) {
-            CoreError::Invalid(format!(
-                "script {name} does not compile: expression depth limit exceeded \
-                 (max_expr_depth = {}) {}",
-                settings().max_expr_depth,
-                e.1
-            ))
-        } else {
-            CoreError::Invalid(format!("script {name} does not compile: {e}"))
-        }
-    })
+    engine()
+        .compile(body)
+        .map_err(|e| CoreError::Invalid(format!("script {name} does not compile: {}", why(&e))))
+}
+
+/// Checks that `body` compiles, as a Script is saved: the refusal names the line and
+/// column of the error (see [`compile`], which gives the same at call time).
+pub fn check_compiles(body: &str) -> CoreResult<()> {
+    engine()
+        .compile(body)
+        .map(drop)
+        .map_err(|e| CoreError::Invalid(format!("body does not compile: {}", why(&e))))
+}
+
+/// A compilation error as the user reads it: what is wrong (the expression depth by its
+/// setting's name), then where, as "line L, column C".
+fn why(e: &ParseError) -> String {
+    let what = if matches!(*e.0, ParseErrorType::ExprTooDeep) {
+        format!(
+            "expression depth limit exceeded (max_expr_depth = {})",
+            settings().max_expr_depth
+        )
+    } else {
+        e.0.to_string()
+    };
+    match (e.1.line(), e.1.position()) {
+        (Some(line), Some(column)) => format!("{what} at line {line}, column {column}"),
+        (Some(line), None) => format!("{what} at line {line}"),
+        _ => what,
+    }
 }
 
 /// Runs a compiled script for `call` as `user` (the caller, with the script's proxy

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::{json, Value};
-use wendelin_tests::{add_user, request_with, run_cli, Reply, TestServer};
+use wendelin_tests::{add_user, login, request_raw, request_with, run_cli, Reply, TestServer};
 
 fn script(server: &TestServer, container: &str, id: &str, body: &str, extra: Value) -> Reply {
     let mut doc = json!({"portal_type": "Script", "id": id, "body": body});
@@ -301,6 +301,118 @@ fn scripts_see_only_what_their_caller_sees() {
 }
 
 #[test]
+fn scripts_that_do_not_compile_are_refused_on_save() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("var"), None);
+    let s = stream(&server, "s");
+
+    // Created through the API: a 422 naming the line and column, nothing stored.
+    let r = script(
+        &server,
+        "portal_skins",
+        "Base_bad",
+        "let a = 1;\nlet x = ;",
+        json!({}),
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.error_message().contains("line 2, column 9"), "{}", r.text);
+    let r = server.req("GET", "/api/v1/portal_skins/Base_bad", None);
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = server.req("GET", &format!("/{s}/Base_bad"), None);
+    assert_eq!(r.status, 404, "{}", r.text);
+
+    // In a bulk creation: all or nothing.
+    let r = server.req(
+        "POST",
+        "/api/v1/portal_skins",
+        Some(&json!([
+            {"portal_type": "Script", "id": "Base_fine", "body": "1"},
+            {"portal_type": "Script", "id": "Base_worse", "body": "fn f( { 1 }"},
+        ])),
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.error_message().contains("line 1, column"), "{}", r.text);
+    for id in ["Base_fine", "Base_worse"] {
+        let r = server.req("GET", &format!("/api/v1/portal_skins/{id}"), None);
+        assert_eq!(r.status, 404, "{id}: {}", r.text);
+    }
+
+    // An edit to a body that does not compile: refused, the old body still runs.
+    created(script(
+        &server,
+        "portal_skins",
+        "Base_good",
+        r#""good""#,
+        json!({}),
+    ));
+    let r = server.req(
+        "PATCH",
+        "/api/v1/portal_skins/Base_good",
+        Some(&json!({"serial": 1, "body": "\"good\";\n  1 +"})),
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.error_message().contains("line 2, column"), "{}", r.text);
+    let r = server.req("GET", &format!("/{s}/Base_good"), None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json(), json!("good"));
+    let doc = server
+        .req("GET", "/api/v1/portal_skins/Base_good", None)
+        .json();
+    assert_eq!(doc["serial"], 1, "{doc}");
+
+    // Through the admin UI's edit form: the form again, the error next to the body.
+    add_user(&server, "manny", "manny-password-1", &["Manager"]);
+    let (cookie, csrf) = login(&server, "manny", "manny-password-1");
+    let form = format!(
+        "serial=1&body={}&csrf_token={csrf}",
+        "%22good%22%3B%0Alet+x+%3D+%3B"
+    );
+    let r = request_raw(
+        "POST",
+        &server.url("/ui/portal_skins/Base_good/+edit"),
+        "application/x-www-form-urlencoded",
+        form.as_bytes(),
+        &[("Cookie", cookie.as_str())],
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.text.contains("line 2, column 9"), "{}", r.text);
+    let r = server.req("GET", &format!("/{s}/Base_good"), None);
+    assert_eq!(r.json(), json!("good"), "{}", r.text);
+
+    // The other properties are checked on save too.
+    let r = script(
+        &server,
+        "portal_skins",
+        "Base_params",
+        "1",
+        json!({"parameters": [1, 2]}),
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.error_message().contains("parameters"), "{}", r.text);
+    let r = script(
+        &server,
+        "portal_skins",
+        "Base_perm",
+        "1",
+        json!({"permission": "Fly"}),
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(
+        r.error_message()
+            .contains("permission 'Fly' does not exist"),
+        "{}",
+        r.text
+    );
+    let r = server.req(
+        "PATCH",
+        "/api/v1/portal_skins/Base_good",
+        Some(&json!({"serial": 1, "parameters": "x"})),
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
+    still_answers(&server);
+}
+
+#[test]
 fn limits_stop_scripts_and_the_server_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start_with_env(
@@ -337,18 +449,13 @@ fn limits_stop_scripts_and_the_server_goes_on() {
         assert!(r.error_message().contains(limit), "{id}: {}", r.text);
         still_answers(&server);
     }
-    // Too deep to compile: refused when called, naming the limit.
+    // Too deep to compile: refused when saved, naming the limit.
     let deep = format!("{}1{}", "(".repeat(200), ")".repeat(200));
-    created(script(
-        &server,
-        "portal_skins",
-        "Base_deep",
-        &deep,
-        json!({}),
-    ));
-    let r = server.req("GET", &format!("/{s}/Base_deep"), None);
+    let r = script(&server, "portal_skins", "Base_deep", &deep, json!({}));
     assert_eq!(r.status, 422, "{}", r.text);
     assert!(r.error_message().contains("max_expr_depth"), "{}", r.text);
+    let r = server.req("GET", &format!("/{s}/Base_deep"), None);
+    assert_eq!(r.status, 404, "{}", r.text);
     // No files.
     created(script(
         &server,
@@ -427,20 +534,28 @@ fn two_processes_case(dir: &std::path::Path, database_url: String, backend: &str
         "{backend}"
     );
 
-    // A script that does not compile is refused when called, with its position.
-    created(script(
-        &one,
-        "portal_skins",
-        "Base_broken",
-        "let x = ;",
-        json!({}),
-    ));
-    let r = two.req("GET", &format!("/{s}/broken"), None);
+    // A script that does not compile cannot be stored: refused when saved, with its
+    // position; the other process has nothing to call.
+    let r = script(&one, "portal_skins", "Base_broken", "let x = ;", json!({}));
     assert_eq!(r.status, 422, "{backend}: {}", r.text);
     assert!(
-        r.error_message().contains("line 1"),
+        r.error_message().contains("line 1, column"),
         "{backend}: {}",
         r.text
+    );
+    let r = two.req("GET", &format!("/{s}/broken"), None);
+    assert_eq!(r.status, 404, "{backend}: {}", r.text);
+    // An edit to a broken body is refused too: the other process runs the old one.
+    let r = one.req(
+        "PATCH",
+        "/api/v1/portal_skins/Base_motto",
+        Some(&json!({"serial": 2, "body": "\"third"})),
+    );
+    assert_eq!(r.status, 422, "{backend}: {}", r.text);
+    assert_eq!(
+        two.req("GET", &format!("/{s}/motto"), None).json(),
+        json!("second"),
+        "{backend}"
     );
 
     // An activity runs a (mutating) script, as the user who queued it.
