@@ -86,15 +86,35 @@ pub fn get_by_uid(conn: &mut DbConnection, uid: i64) -> CoreResult<Document> {
 }
 
 /// The documents with these uids, in the order given; uids of missing documents are
-/// skipped. One query per 10,000 uids.
+/// skipped (and repeated ones given once). On SQLite one primary-key lookup per uid (one
+/// prepared statement): for `uid IN (…)` its planner weighs the list against the table's
+/// statistics, and with statistics older than the table's growth (taken when the portal
+/// held 16 documents, or 4,000 of 8,000) it scanned the whole table for every listing
+/// page. On PostgreSQL one query per 10,000 uids.
 pub fn get_many(conn: &mut DbConnection, uids: &[i64]) -> CoreResult<Vec<Document>> {
     let mut found: BTreeMap<i64, Document> = BTreeMap::new();
-    for part in uids.chunks(10_000) {
-        let docs: Vec<Document> = documents::table
-            .filter(documents::uid.eq_any(part))
-            .select(Document::as_select())
-            .load(conn)?;
-        found.extend(docs.into_iter().map(|d| (d.uid, d)));
+    if matches!(conn, DbConnection::Sqlite(_)) {
+        for &uid in uids {
+            if found.contains_key(&uid) {
+                continue;
+            }
+            if let Some(doc) = documents::table
+                .find(uid)
+                .select(Document::as_select())
+                .first(conn)
+                .optional()?
+            {
+                found.insert(uid, doc);
+            }
+        }
+    } else {
+        for part in uids.chunks(10_000) {
+            let docs: Vec<Document> = documents::table
+                .filter(documents::uid.eq_any(part))
+                .select(Document::as_select())
+                .load(conn)?;
+            found.extend(docs.into_iter().map(|d| (d.uid, d)));
+        }
     }
     Ok(uids.iter().filter_map(|u| found.remove(u)).collect())
 }
