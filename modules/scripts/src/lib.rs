@@ -218,7 +218,7 @@ impl Method for UserScript {
         }
         let mut user = call.user.clone();
         user.roles.extend(self.props.proxy_roles.iter().cloned());
-        let context = context_map(call.context)?;
+        let context = call.context.field_map()?;
         sandbox::run(
             &self.doc.id,
             &ast,
@@ -252,28 +252,4 @@ fn coerce(default: Option<&Value>, value: &Value) -> Value {
         _ => None,
     };
     parsed.unwrap_or_else(|| value.clone())
-}
-
-/// What a script sees of a document: its core fields and properties, one map.
-pub(crate) fn context_map(doc: &Document) -> CoreResult<Map<String, Value>> {
-    let mut map = doc.property_map()?;
-    for key in [
-        "uid",
-        "path",
-        "id",
-        "portal_type",
-        "module",
-        "title",
-        "reference",
-        "description",
-        "owner",
-        "creation_date",
-        "modification_date",
-        "serial",
-    ] {
-        if let Some(v) = doc.get(key)? {
-            map.insert(key.to_owned(), v);
-        }
-    }
-    Ok(map)
 }

@@ -371,7 +371,7 @@ fn serve(
             )?;
             let mut out = Vec::with_capacity(found.documents.len());
             for doc in &found.documents {
-                out.push(Value::Object(crate::context_map(doc)?));
+                out.push(Value::Object(doc.field_map()?));
             }
             Ok(Value::Array(out))
         }

@@ -94,6 +94,18 @@ impl Document {
         })
     }
 
+    /// The document as one flat map: its properties and every core field [`Document::get`]
+    /// answers (the ones needing other tables, `parent` and `workflow_states`, are left out).
+    pub fn field_map(&self) -> CoreResult<Map<String, Value>> {
+        let mut map = self.property_map()?;
+        for key in CORE_FIELDS {
+            if let Some(v) = self.get(key)? {
+                map.insert((*key).to_owned(), v);
+            }
+        }
+        Ok(map)
+    }
+
     /// One property value, or a core field by name.
     pub fn get(&self, name: &str) -> CoreResult<Option<Value>> {
         let core = match name {
