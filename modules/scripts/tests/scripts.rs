@@ -582,3 +582,104 @@ fn two_processes_case(dir: &std::path::Path, database_url: String, backend: &str
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+#[test]
+fn workflow_guard_and_hook_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("var"), None);
+    let good = stream(&server, "good");
+    let bad = stream(&server, "bad one");
+    let fire = |path: &str, t: &str| {
+        server.req(
+            "POST",
+            &format!("/api/v1/{path}/transitions/{t}"),
+            Some(&json!({})),
+        )
+    };
+    let state = |path: &str| {
+        server.req("GET", &format!("/api/v1/{path}"), None).json()["workflow_states"]
+            ["validation_workflow"]
+            .clone()
+    };
+    let offered = |path: &str| -> Vec<String> {
+        let r = server.req("GET", &format!("/api/v1/{path}/workflows"), None);
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()["workflows"][0]["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(offered(&bad).contains(&"validate".to_owned()));
+
+    // A guard script: true lets through, a string is the reason to refuse.
+    created(script(
+        &server,
+        "portal_skins",
+        "DataStream_guardValidate",
+        r#"if context.title.contains("bad") { "the title says bad" } else { true }"#,
+        json!({}),
+    ));
+    assert!(!offered(&bad).contains(&"validate".to_owned()));
+    let r = fire(&bad, "validate");
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.text.contains("the title says bad"), "{}", r.text);
+    assert_eq!(state(&bad), "draft");
+
+    // An after script runs in the transition's transaction and may change the document.
+    created(script(
+        &server,
+        "portal_skins",
+        "DataStream_afterValidate",
+        r#"invoke("edit", #{ description: `validated as ${context.title}` }); ()"#,
+        json!({"read_only": false, "permission": "Modify portal content"}),
+    ));
+    let r = fire(&good, "validate");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(state(&good), "validated");
+    let doc = server.req("GET", &format!("/api/v1/{good}"), None).json();
+    assert_eq!(doc["description"], "validated as good", "{doc}");
+
+    // A before script that fails refuses the transition and nothing changes.
+    created(script(
+        &server,
+        "portal_skins",
+        "Base_beforeInvalidate",
+        r#"if context.description != "" { throw "described documents stay valid" } ()"#,
+        json!({}),
+    ));
+    let serial = server.req("GET", &format!("/api/v1/{good}"), None).json()["serial"].clone();
+    let r = fire(&good, "invalidate");
+    assert!(r.status >= 400 && r.status < 500, "{} {}", r.status, r.text);
+    assert!(
+        r.text.contains("described documents stay valid"),
+        "{}",
+        r.text
+    );
+    assert_eq!(state(&good), "validated");
+    let doc = server.req("GET", &format!("/api/v1/{good}"), None).json();
+    assert_eq!(doc["serial"], serial, "{doc}");
+    // The other stream has no description: the same before script lets it through.
+    assert_eq!(fire(&bad, "invalidate").status, 200);
+    assert_eq!(state(&bad), "invalidated");
+
+    // A guard returning something else is a clear error, not a silent pass.
+    let guard = "/api/v1/portal_skins/DataStream_guardValidate";
+    let serial = server.req("GET", guard, None).json()["serial"].clone();
+    let r = server.req(
+        "PATCH",
+        guard,
+        Some(&json!({"serial": serial, "body": "42"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = fire(&bad, "validate");
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(
+        r.text.contains("must return true, false or a reason"),
+        "{}",
+        r.text
+    );
+    assert_eq!(state(&bad), "invalidated");
+    still_answers(&server);
+}

@@ -364,7 +364,7 @@ impl Portal {
     pub fn workflows(&self, user: &User, path: &str) -> CoreResult<Vec<WorkflowStatus>> {
         self.db.read(|c| {
             let doc = self.visible(c, user, path, Permission::View)?;
-            workflow::status(c, &self.registry, user, &doc)
+            workflow::status(c, &self.registry, self, user, &doc)
         })
     }
 
@@ -378,7 +378,7 @@ impl Portal {
     ) -> CoreResult<Document> {
         self.written(self.db.write(|c| {
             let doc = document::get(c, clean(path))?;
-            workflow::fire(c, &self.registry, user, &doc, transition, variables)
+            workflow::fire(c, &self.registry, self, user, &doc, transition, variables)
         }))
     }
 

@@ -10,8 +10,10 @@ use serde_json::{Map, Value};
 
 use crate::access::security::{self, Permission, User};
 use crate::model::error::{CoreError, CoreResult};
+use crate::model::method::{Host, MethodOutput};
 use crate::model::schema::{documents, workflow_history, workflow_states};
 use crate::model::types::Registry;
+use crate::run::dispatch::{self, Target};
 use crate::store::after_write::{notify, Written};
 use crate::store::db::DbConnection;
 use crate::store::document::{self, format_time, Document};
@@ -39,10 +41,13 @@ pub fn init_states(conn: &mut DbConnection, registry: &Registry, doc: &Document)
     Ok(())
 }
 
-/// Why a guard refuses `user`, or `None` when it lets them through.
+/// Why a guard refuses `user`, or `None` when it lets them through: the declared roles,
+/// permissions and expression, then the guard script `guard<Transition>` when one
+/// resolves on the document (see [`script_name`]).
 pub fn guard_refusal(
     conn: &mut DbConnection,
     registry: &Registry,
+    host: &dyn Host,
     user: &User,
     doc: &Document,
     t: &Transition,
@@ -71,7 +76,62 @@ pub fn guard_refusal(
             return Ok(Some(format!("transition '{}' refused: {reason}", t.id)));
         }
     }
-    Ok(None)
+    let name = script_name("guard", &t.id);
+    let Some(answer) = call_script(conn, registry, host, user, doc, &name, false)? else {
+        return Ok(None);
+    };
+    Ok(match answer {
+        MethodOutput::Json(Value::Bool(true) | Value::Null) => None,
+        MethodOutput::Json(Value::Bool(false)) => Some(format!(
+            "transition '{}' refused by the guard script {name}",
+            t.id
+        )),
+        MethodOutput::Json(Value::String(reason)) if !reason.is_empty() => {
+            Some(format!("transition '{}' refused: {reason}", t.id))
+        }
+        _ => {
+            return Err(CoreError::Invalid(format!(
+                "the guard script {name} must return true, false or a reason (a string)"
+            )))
+        }
+    })
+}
+
+/// The name of the script a transition looks for at one of its moments: `guard`,
+/// `before` or `after` followed by the transition id in camel case (`validate` →
+/// `guardValidate`, `publish_alive` → `beforePublishAlive`). It is resolved on the
+/// document like any method, so `DataStream_guardValidate` (a user script in
+/// `portal_skins` or in a container, or a module's script) applies to Data Streams and
+/// `Base_guardValidate` to every type.
+pub fn script_name(moment: &str, transition: &str) -> String {
+    let mut name = moment.to_owned();
+    for part in transition.split('_').filter(|p| !p.is_empty()) {
+        let mut chars = part.chars();
+        if let Some(first) = chars.next() {
+            name.extend(first.to_uppercase());
+            name.push_str(chars.as_str());
+        }
+    }
+    name
+}
+
+/// Calls the script `name` on `doc` as `user` when a method by that name resolves on it
+/// (a property of that name is not a script); `None` when there is none.
+fn call_script(
+    conn: &mut DbConnection,
+    registry: &Registry,
+    host: &dyn Host,
+    user: &User,
+    doc: &Document,
+    name: &str,
+    writable: bool,
+) -> CoreResult<Option<MethodOutput>> {
+    match dispatch::resolve(conn, registry, doc, name)? {
+        Some(found) if matches!(found.target, Target::Method(_)) => host
+            .call_in(conn, user, &doc.path, name, &Map::new(), writable)
+            .map(Some),
+        _ => Ok(None),
+    }
 }
 
 /// One workflow of a document as the API shows it.
@@ -125,6 +185,7 @@ pub struct HistoryEntry {
 pub fn status(
     conn: &mut DbConnection,
     registry: &Registry,
+    host: &dyn Host,
     user: &User,
     doc: &Document,
 ) -> CoreResult<Vec<WorkflowStatus>> {
@@ -140,7 +201,8 @@ pub fn status(
         };
         let mut transitions = Vec::new();
         for t in wf.transitions.iter().filter(|t| t.from.contains(state)) {
-            if guard_refusal(conn, registry, user, doc, t)?.is_none() {
+            // A guard script that fails hides its transition here; firing it shows why.
+            if matches!(guard_refusal(conn, registry, host, user, doc, t), Ok(None)) {
                 transitions.push(AvailableTransition {
                     id: t.id.clone(),
                     title: t.title.clone(),
@@ -219,6 +281,7 @@ pub fn history(
 pub fn fire(
     conn: &mut DbConnection,
     registry: &Registry,
+    host: &dyn Host,
     user: &User,
     doc: &Document,
     transition: &str,
@@ -227,7 +290,7 @@ pub fn fire(
     security::check(conn, registry, user, doc, Permission::View)?;
     let states = security::workflow_states(conn, doc.uid)?;
     let (wf, t) = find_transition(registry, doc, &states, transition)?;
-    if let Some(reason) = guard_refusal(conn, registry, user, doc, t)? {
+    if let Some(reason) = guard_refusal(conn, registry, host, user, doc, t)? {
         return Err(if user.login.is_none() {
             CoreError::Unauthorized(reason)
         } else {
@@ -236,6 +299,15 @@ pub fn fire(
     }
     let (comment, recorded) = checked_variables(wf, variables)?;
     run_hooks(conn, registry, user, doc, wf, t, &t.before)?;
+    call_script(
+        conn,
+        registry,
+        host,
+        user,
+        doc,
+        &script_name("before", &t.id),
+        true,
+    )?;
     let from = states.get(&wf.id).cloned().unwrap_or_default();
     diesel::update(
         workflow_states::table
@@ -262,7 +334,12 @@ pub fn fire(
         .set(documents::serial.eq(documents::serial + 1))
         .execute(conn)?;
     run_hooks(conn, registry, user, doc, wf, t, &t.after)?;
-    let doc = document::get_by_uid(conn, doc.uid)?;
+    let mut doc = document::get_by_uid(conn, doc.uid)?;
+    let after = script_name("after", &t.id);
+    if call_script(conn, registry, host, user, &doc, &after, true)?.is_some() {
+        // What the after script changed is part of the transition's result.
+        doc = document::get_by_uid(conn, doc.uid)?;
+    }
     notify(conn, registry, Written::StateChanged { doc: &doc })?;
     Ok(doc)
 }
@@ -383,5 +460,17 @@ pub(crate) fn after_write(
     match *written {
         Written::Created { doc } => init_states(conn, registry, doc),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::script_name;
+
+    #[test]
+    fn script_names_camel_case_the_transition() {
+        assert_eq!(script_name("guard", "validate"), "guardValidate");
+        assert_eq!(script_name("before", "publish_alive"), "beforePublishAlive");
+        assert_eq!(script_name("after", "a__b_"), "afterAB");
     }
 }
