@@ -47,6 +47,11 @@ pub fn module() -> Module {
                         .describe("false: the script may change data (POST only)"),
                 )
                 .property(
+                    PropertyDef::new("result", PropertyType::String)
+                        .default_value(json!("json"))
+                        .describe("json: the value as JSON; html: the value (a string) as a page"),
+                )
+                .property(
                     PropertyDef::new("proxy_roles", PropertyType::Json)
                         .set_by("Manager")
                         .describe(
@@ -71,6 +76,7 @@ struct ScriptProps {
     parameters: Map<String, Value>,
     permission: String,
     read_only: bool,
+    result: String,
     proxy_roles: Vec<String>,
 }
 
@@ -81,6 +87,7 @@ impl Default for ScriptProps {
             parameters: Map::new(),
             permission: "View".into(),
             read_only: true,
+            result: "json".into(),
             proxy_roles: Vec::new(),
         }
     }
@@ -117,6 +124,12 @@ fn check_properties(props: &Map<String, Value>) -> CoreResult<()> {
             "permission '{}' does not exist; known: {}",
             parsed.permission,
             Permission::ALL.map(|p| p.name()).join(", ")
+        )));
+    }
+    if !matches!(parsed.result.as_str(), "json" | "html") {
+        return Err(CoreError::Invalid(format!(
+            "result '{}' is not known; known: json, html",
+            parsed.result
         )));
     }
     sandbox::check_compiles(&parsed.body)
@@ -227,7 +240,14 @@ impl Method for UserScript {
             Value::Object(context),
             Value::Object(params),
         )
-        .map(MethodOutput::Json)
+        .and_then(|value| match (self.props.result.as_str(), value) {
+            ("html", Value::String(page)) => Ok(MethodOutput::Html(page)),
+            ("html", other) => Err(CoreError::Invalid(format!(
+                "script {} declares an html result but returned {other}, not a string",
+                self.doc.id
+            ))),
+            (_, value) => Ok(MethodOutput::Json(value)),
+        })
     }
 
     fn read_only(&self) -> bool {

@@ -18,7 +18,7 @@ use rhai::{Dynamic, Engine, EvalAltResult, ParseError, ParseErrorType, Scope, AS
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use wendelin_core::catalog::{Count, Search};
-use wendelin_core::{Call, CoreError, CoreResult, MethodOutput, User};
+use wendelin_core::{Call, CoreError, CoreResult, MethodOutput, NewDocument, User};
 
 /// The `[scripts]` section of `wendelin.toml`: the sandbox's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +95,8 @@ enum Request {
     Get(String),
     Search(String, i64),
     Invoke(Option<String>, String, Map<String, Value>),
+    Create(String, Map<String, Value>),
+    Fire(String, String, Map<String, Value>),
 }
 
 enum Msg {
@@ -203,6 +205,39 @@ fn build(s: ScriptSettings) -> Engine {
             ))
         },
     );
+    e.register_fn(
+        "create",
+        |_: &mut PortalHandle, container: &str, fields: rhai::Map| {
+            ask(Request::Create(container.to_owned(), args_of(fields)?))
+        },
+    );
+    e.register_fn(
+        "transition",
+        |_: &mut PortalHandle, path: &str, transition: &str| {
+            ask(Request::Fire(
+                path.to_owned(),
+                transition.to_owned(),
+                Map::new(),
+            ))
+        },
+    );
+    e.register_fn(
+        "transition",
+        |_: &mut PortalHandle, path: &str, transition: &str, variables: rhai::Map| {
+            ask(Request::Fire(
+                path.to_owned(),
+                transition.to_owned(),
+                args_of(variables)?,
+            ))
+        },
+    );
+    // Queue `method` on `context` (Base_activate with its checks and bounds).
+    e.register_fn("activate", |method: &str, args: rhai::Map| {
+        let mut queued = Map::new();
+        queued.insert("method".into(), Value::from(method));
+        queued.insert("args".into(), Value::Object(args_of(args)?));
+        ask(Request::Invoke(None, "Base_activate".into(), queued))
+    });
     e.register_fn("invoke", |name: &str| {
         ask(Request::Invoke(None, name.to_owned(), Map::new()))
     });
@@ -374,6 +409,19 @@ fn serve(
                 out.push(Value::Object(doc.field_map()?));
             }
             Ok(Value::Array(out))
+        }
+        Request::Create(container, fields) => {
+            let new = NewDocument::from_json(Value::Object(fields))?;
+            call.require_writable("create a document")?;
+            let doc = call.host.create_in(call.conn, user, &container, new)?;
+            wendelin_core::document::to_json(call.conn, call.registry, &doc)
+        }
+        Request::Fire(path, transition, variables) => {
+            call.require_writable("fire a transition")?;
+            let doc = call
+                .host
+                .fire_in(call.conn, user, &path, &transition, &variables)?;
+            wendelin_core::document::to_json(call.conn, call.registry, &doc)
         }
         Request::Invoke(path, name, args) => {
             let path = path.unwrap_or_else(|| call.context.path.clone());

@@ -683,3 +683,90 @@ fn workflow_guard_and_hook_scripts() {
     assert_eq!(state(&bad), "invalidated");
     still_answers(&server);
 }
+
+#[test]
+fn scripts_create_fire_activate_and_return_html() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("var"), None);
+    let s = stream(&server, "source");
+    created(script(
+        &server,
+        "portal_skins",
+        "DataStream_spawn",
+        r#"let made = portal.create("data_stream_module", #{ title: `copy of ${context.title}`, reference: params.reference });
+let done = portal.transition(made.path, "validate", #{ comment: "made by a script" });
+activate("edit", #{ description: "queued by a script" });
+#{ path: made.path, state: done.workflow_states.validation_workflow }"#,
+        json!({"read_only": false, "permission": "Modify portal content",
+               "parameters": {"reference": "copy-1"}}),
+    ));
+    // Read-only calls may not create: over GET the mutating script is refused outright,
+    // and a read-only script calling the binding is refused too, with nothing created.
+    assert_eq!(server.req("GET", &format!("/{s}/spawn"), None).status, 405);
+    created(script(
+        &server,
+        "portal_skins",
+        "DataStream_sneakyCreate",
+        r#"portal.create("data_stream_module", #{ title: "sneaky" })"#,
+        json!({}),
+    ));
+    let r = server.req("GET", &format!("/{s}/sneakyCreate"), None);
+    assert_eq!(r.status, 405, "{}", r.text);
+    assert!(r.text.contains("cannot create a document"), "{}", r.text);
+
+    let r = server.req("POST", &format!("/{s}/spawn"), Some(&json!({})));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let out = r.json();
+    assert_eq!(out["state"], "validated", "{out}");
+    let made = out["path"].as_str().unwrap();
+    let doc = server.req("GET", &format!("/api/v1/{made}"), None).json();
+    assert_eq!(doc["title"], "copy of source", "{doc}");
+    assert_eq!(doc["reference"], "copy-1", "{doc}");
+    let history = server
+        .req("GET", &format!("/api/v1/{made}/workflows"), None)
+        .json();
+    assert_eq!(
+        history["workflows"][0]["history"][0]["comment"], "made by a script",
+        "{history}"
+    );
+    let listing = server.req("GET", "/api/v1/data_stream_module", None);
+    assert_eq!(listing.status, 200, "{}", listing.text);
+    assert!(listing.text.contains("copy of source"), "{}", listing.text);
+    assert!(!listing.text.contains("\"sneaky\""), "{}", listing.text);
+    // The queued edit runs as an activity.
+    let mut described = Value::Null;
+    for _ in 0..100 {
+        described = server.req("GET", &format!("/api/v1/{s}"), None).json()["description"].clone();
+        if described == "queued by a script" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(described, "queued by a script");
+
+    // An html result is served as a page; a non-string value is a clear error.
+    created(script(
+        &server,
+        "portal_skins",
+        "DataStream_card",
+        r#"`<h1>${context.title}</h1>`"#,
+        json!({"result": "html"}),
+    ));
+    let r = server.req("GET", &format!("/{s}/card"), None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.text, "<h1>source</h1>");
+    assert!(
+        r.content_type.starts_with("text/html"),
+        "{}",
+        r.content_type
+    );
+    let r = script(
+        &server,
+        "portal_skins",
+        "Base_bad",
+        "1",
+        json!({"result": "pdf"}),
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.text.contains("known: json, html"), "{}", r.text);
+}

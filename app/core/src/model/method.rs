@@ -8,8 +8,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::model::connection::DbConnection;
-use crate::model::document::Document;
-use crate::model::error::CoreResult;
+use crate::model::document::{Document, NewDocument};
+use crate::model::error::{CoreError, CoreResult};
 use crate::model::permission::{Permission, User};
 use crate::model::types::Registry;
 
@@ -50,6 +50,26 @@ pub trait Host: Send + Sync {
         doc: &Document,
         permission: Permission,
     ) -> CoreResult<bool>;
+    /// Creates a document in `container` as `user` on `conn` (a write transaction), with
+    /// the checks of a creation through the portal (Add portal content, the type allowed
+    /// there, set-by rules).
+    fn create_in(
+        &self,
+        conn: &mut DbConnection,
+        user: &User,
+        container: &str,
+        new: NewDocument,
+    ) -> CoreResult<Document>;
+    /// Fires `transition` on the document at `path` as `user` on `conn` (a write
+    /// transaction), guards and hooks included.
+    fn fire_in(
+        &self,
+        conn: &mut DbConnection,
+        user: &User,
+        path: &str,
+        transition: &str,
+        variables: &Map<String, Value>,
+    ) -> CoreResult<Document>;
 }
 
 /// A shared or borrowed host (`Arc<Portal>`, a web handler's `Data<Portal>`) is a host.
@@ -80,6 +100,25 @@ where
         permission: Permission,
     ) -> CoreResult<bool> {
         (**self).allowed_in(conn, user, doc, permission)
+    }
+    fn create_in(
+        &self,
+        conn: &mut DbConnection,
+        user: &User,
+        container: &str,
+        new: NewDocument,
+    ) -> CoreResult<Document> {
+        (**self).create_in(conn, user, container, new)
+    }
+    fn fire_in(
+        &self,
+        conn: &mut DbConnection,
+        user: &User,
+        path: &str,
+        transition: &str,
+        variables: &Map<String, Value>,
+    ) -> CoreResult<Document> {
+        (**self).fire_in(conn, user, path, transition, variables)
     }
 }
 
@@ -125,6 +164,17 @@ impl Call<'_> {
     /// Whether the caller holds `permission` on `doc`, read in the running transaction.
     pub fn allowed(&mut self, doc: &Document, permission: Permission) -> CoreResult<bool> {
         self.host.allowed_in(self.conn, self.user, doc, permission)
+    }
+
+    /// Refuses `what` (a change of data) unless the call runs in a write transaction.
+    pub fn require_writable(&self, what: &str) -> CoreResult<()> {
+        if self.writable {
+            Ok(())
+        } else {
+            Err(CoreError::MethodNotAllowed(format!(
+                "a read-only call cannot {what}: call a method that changes data, with POST"
+            )))
+        }
     }
 
     /// The data directory of the portal running the call ([`Host::data_dir`]).

@@ -153,12 +153,7 @@ impl Portal {
 
     /// Creates a document in the container at `container`; `user` becomes its Owner.
     pub fn create(&self, user: &User, container: &str, new: NewDocument) -> CoreResult<Document> {
-        self.written(self.db.write(|c| {
-            let parent = self.visible(c, user, container, Permission::AddPortalContent)?;
-            let type_name = self.type_to_create(&parent, new.portal_type.as_deref());
-            self.type_rules(c, user, type_name.as_deref(), &new.properties)?;
-            document::create(c, &self.registry, &parent.path, new, user)
-        }))
+        self.written(self.db.write(|c| self.create_in(c, user, container, new)))
     }
 
     /// Edits the document at `path`; fails with a conflict on a stale serial.
@@ -376,10 +371,10 @@ impl Portal {
         transition: &str,
         variables: &Map<String, Value>,
     ) -> CoreResult<Document> {
-        self.written(self.db.write(|c| {
-            let doc = document::get(c, clean(path))?;
-            workflow::fire(c, &self.registry, self, user, &doc, transition, variables)
-        }))
+        self.written(
+            self.db
+                .write(|c| self.fire_in(c, user, path, transition, variables)),
+        )
     }
 
     /// Searches the catalog; only what `user` may View is returned and counted (exactly).
@@ -610,6 +605,39 @@ impl Host for Portal {
         permission: Permission,
     ) -> CoreResult<bool> {
         security::has_permission(conn, &self.registry, user, doc, permission)
+    }
+
+    fn create_in(
+        &self,
+        conn: &mut DbConnection,
+        user: &User,
+        container: &str,
+        new: NewDocument,
+    ) -> CoreResult<Document> {
+        let parent = self.visible(conn, user, container, Permission::AddPortalContent)?;
+        let type_name = self.type_to_create(&parent, new.portal_type.as_deref());
+        self.type_rules(conn, user, type_name.as_deref(), &new.properties)?;
+        document::create(conn, &self.registry, &parent.path, new, user)
+    }
+
+    fn fire_in(
+        &self,
+        conn: &mut DbConnection,
+        user: &User,
+        path: &str,
+        transition: &str,
+        variables: &Map<String, Value>,
+    ) -> CoreResult<Document> {
+        let doc = document::get(conn, clean(path))?;
+        workflow::fire(
+            conn,
+            &self.registry,
+            self,
+            user,
+            &doc,
+            transition,
+            variables,
+        )
     }
 }
 
