@@ -25,3 +25,29 @@ def post(base, token, path, body):
                                  headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
     with urllib.request.urlopen(req) as r:
         return r.status
+
+
+class serve:
+    """`with serve(env, port) as base:` runs `wendelin serve` on 127.0.0.1:`port` with `env`
+    until the block ends, once it answers /health; `base` is its URL."""
+
+    def __init__(self, env, port):
+        self.env, self.port = env, port
+
+    def __enter__(self):
+        import time, urllib.request
+        self.proc = subprocess.Popen([BIN, "serve", "--bind", f"127.0.0.1:{self.port}"], env=self.env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        base = f"http://127.0.0.1:{self.port}"
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(base + "/health")
+                return base
+            except OSError:
+                time.sleep(0.1)
+        self.proc.kill()
+        raise SystemExit("the server did not answer /health within 30 s")
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait()
