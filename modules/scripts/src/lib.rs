@@ -5,6 +5,7 @@
 
 pub mod http;
 pub mod sandbox;
+mod view;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -66,6 +67,7 @@ pub fn module() -> Module {
                 .permission(Permission::DeleteObjects, &["Manager"]),
         )
         .script_source(Arc::new(UserScripts))
+        .script("Script_view", view::script_view)
 }
 
 /// The typed properties of a Script, read from its document.

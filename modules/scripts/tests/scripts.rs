@@ -770,3 +770,65 @@ activate("edit", #{ description: "queued by a script" });
     assert_eq!(r.status, 422, "{}", r.text);
     assert!(r.text.contains("known: json, html"), "{}", r.text);
 }
+
+#[test]
+fn a_scripts_page_tests_it_and_lists_its_callers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("var"), None);
+    let s = stream(&server, "probe <b>");
+    created(script(
+        &server,
+        "portal_skins",
+        "DataStream_label",
+        "`${params.prefix}: ${context.title}`",
+        json!({"parameters": {"prefix": "stream"}}),
+    ));
+    created(script(
+        &server,
+        "portal_skins",
+        "Base_usesLabel",
+        r#"invoke("label")"#,
+        json!({}),
+    ));
+    created(script(
+        &server,
+        "portal_skins",
+        "Base_other",
+        "1",
+        json!({}),
+    ));
+    add_user(&server, "mgr", "mgr-password-1", &["Manager"]);
+    let (cookie, _) = login(&server, "mgr", "mgr-password-1");
+    let page = |query: &str| {
+        let r = request_with(
+            "GET",
+            &server.url(&format!("/ui/portal_skins/DataStream_label/+module{query}")),
+            None,
+            &[("Cookie", &cookie)],
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.text
+    };
+    let html = page("");
+    assert!(html.contains("id=\"test-form\""), "{html}");
+    assert!(
+        html.contains("<code>`${params.prefix}: ${context.title}`</code>"),
+        "{html}"
+    );
+    // Called from: the script naming it by its short name, not the unrelated one.
+    assert!(html.contains("/portal_skins/Base_usesLabel"), "{html}");
+    assert!(!html.contains("/portal_skins/Base_other"), "{html}");
+    // Test: this very script, on a chosen document, with arguments; escaped output.
+    let html = page(&format!("?on={s}&args=%7B%22prefix%22%3A%22tested%22%7D"));
+    assert!(html.contains("id=\"test-result\""), "{html}");
+    assert!(
+        html.contains("tested: probe &#60;b&#62;") || html.contains("tested: probe &lt;b&gt;"),
+        "{html}"
+    );
+    // A missing document, and bad arguments, are errors shown on the page.
+    let html = page("?on=data_stream_module/nope");
+    assert!(html.contains("id=\"test-error\""), "{html}");
+    assert!(html.contains("does not exist"), "{html}");
+    let html = page(&format!("?on={s}&args=%5B1%5D"));
+    assert!(html.contains("arguments must be a JSON object"), "{html}");
+}

@@ -899,8 +899,14 @@ struct ModulePage {
 }
 
 /// `GET /ui/<path>/+module`: the view the type's module provides (a data stream's size,
-/// later its download and charts), inside the UI's tabs.
-pub fn module_tab(portal: &Portal, s: &Session, path: &str) -> Result<Out, ServerError> {
+/// a script's *Test* form), inside the UI's tabs; the query string is the view's
+/// arguments (read-only: the view runs in a read transaction).
+pub fn module_tab(
+    portal: &Portal,
+    s: &Session,
+    path: &str,
+    query: &Pairs,
+) -> Result<Out, ServerError> {
     let doc = portal.get(&s.user, path)?;
     let name = module_view(portal, &doc).ok_or_else(|| {
         ServerError::Core(CoreError::NotFound(format!(
@@ -908,7 +914,7 @@ pub fn module_tab(portal: &Portal, s: &Session, path: &str) -> Result<Out, Serve
             doc.portal_type
         )))
     })?;
-    let html = match portal.call(&s.user, &doc.path, &name, &Map::new(), false)? {
+    let html = match portal.call(&s.user, &doc.path, &name, &query.to_args(), false)? {
         MethodOutput::Html(h) => h,
         MethodOutput::Json(_) => {
             return Err(ServerError::Internal(format!("{name} answered JSON")))

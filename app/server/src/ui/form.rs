@@ -34,6 +34,14 @@ impl Pairs {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
+    /// The pairs as a map of strings (the last value of a name wins), as arguments of a
+    /// method call.
+    pub fn to_args(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.0
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+            .collect()
+    }
     /// Every value given for `name`.
     pub fn all(&self, name: &str) -> Vec<&str> {
         self.0

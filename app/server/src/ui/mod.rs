@@ -348,7 +348,7 @@ fn get_page(
         Some("history") => document::history(portal, s, path),
         Some("roles") => document::roles(portal, s, path),
         Some("relations") => document::relations(portal, s, path),
-        Some("module") => document::module_tab(portal, s, path),
+        Some("module") => document::module_tab(portal, s, path, &query),
         Some("pick") => document::pick(portal, s, &query),
         Some(other) => Err(ServerError::Core(CoreError::NotFound(format!(
             "no page '+{other}'"
