@@ -5,8 +5,10 @@ port, and a manager token made with the CLI (as ``tests/src/lib.rs``'s TestServe
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -74,8 +76,11 @@ class Server:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data = tmp_path_factory.mktemp("wendelin") / "var"
+def server() -> Iterator[Server]:
+    # Not pytest's tmp_path: it keeps the last runs, and the big stream is 2 GiB.
+    top = Path(tempfile.mkdtemp(prefix="wendelin-client-"))
+    data = top / "var"
+    data.mkdir()
     port = free_port()
     env = {
         **os.environ,
@@ -102,7 +107,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         except requests.ConnectionError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"wendelin serve did not start; see {data.parent / 'server.log'}")
+            proc.kill()
+            log.close()
+            text = (top / "server.log").read_text(errors="replace")[-4000:]
+            shutil.rmtree(top, ignore_errors=True)
+            raise RuntimeError(f"wendelin serve did not start:\n{text}")
         time.sleep(0.05)
     s = Server(base=base, data_dir=data, token="", process=proc)
     s.token = s.token_for("manager")
@@ -116,6 +125,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+        shutil.rmtree(top, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import io
 import os
 from typing import IO, Any
 
+from .errors import WendelinError
 from .portal import DOCUMENT_CLASSES, FOLDER_CLASSES, Document, Folder
 
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -120,7 +121,11 @@ class ImageFolder(Folder):
         """A new Image holding ``data``."""
         doc = self.newContent(title=title, **props)
         assert isinstance(doc, Image)
-        return doc.upload(data, content_type)
+        try:
+            return doc.upload(data, content_type)
+        except WendelinError:
+            doc.delete()  # no empty Image left behind
+            raise
 
     def new_from_file(
         self,
