@@ -66,7 +66,7 @@ class DataArray(Document):
     """A Data Array (``portal.data_array_module["1"]``)."""
 
     @property
-    def array(self) -> zarr.Array:
+    def array(self) -> zarr.Array[Any]:
         """The array as a read-only ``zarr.Array`` over the server's Zarr store (HTTP
         through fsspec, with this connection's credentials). Opened anew on each access,
         so it has the current shape."""
@@ -112,15 +112,18 @@ class DataArray(Document):
                 shape, fortran, dtype = np.lib.format.read_array_header_1_0(raw)
             else:
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(raw)
-            out = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
-            view = memoryview(out.reshape(-1).view(np.uint8)) if out.size else memoryview(b"")
+            count = 1
+            for n in shape:
+                count *= int(n)
+            buf = bytearray(count * dtype.itemsize)
+            view = memoryview(buf)
             got = 0
             while got < len(view):
                 n = raw.readinto(view[got : got + (8 << 20)])
                 if not n:
                     raise WendelinError(f"the read of {self.path} ended after {got} bytes")
                 got += n
-        return out
+        return np.ndarray(shape, dtype=dtype, buffer=buf, order="F" if fortran else "C")
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         a = self.read()
@@ -217,7 +220,8 @@ class DataArray(Document):
         """The array as a ``dask.array`` (``dask.array.from_zarr`` over :attr:`array`)."""
         import dask.array as da
 
-        return da.from_zarr(self.array) if chunks is None else da.from_zarr(self.array, chunks)
+        from_zarr: Any = da.from_zarr
+        return from_zarr(self.array) if chunks is None else from_zarr(self.array, chunks)
 
     def to_xarray(self, dims: Sequence[str] | None = None) -> Any:
         """The array as a lazy ``xarray.DataArray`` backed by dask."""

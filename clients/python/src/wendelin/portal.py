@@ -339,7 +339,7 @@ class Folder(_Listing):
         )
         return out
 
-    @overload  # type: ignore[override]
+    @overload
     def __getitem__(self, key: str) -> Document: ...
     @overload
     def __getitem__(self, key: int) -> Document: ...
