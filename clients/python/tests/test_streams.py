@@ -38,6 +38,11 @@ def test_size_data_read_iterate(portal: wendelin.Portal, server: Server) -> None
     odd = list(s.iterate(chunk_size=999, start=7, end=5000))
     assert [len(c) for c in odd] == [999] * 4 + [4993 - 999 * 4]
     assert b"".join(odd) == data[7:5000]
+    # Progress bars (tqdm, optional) change nothing of what is read or written.
+    assert b"".join(s.iterate(chunk_size=4096, progress=True)) == data
+    t = new_stream(portal, "progress")
+    assert t.append(data, part_size=100_000, progress=True) == len(data)
+    assert t.getData() == data
     # What the client reads is what the API serves.
     assert server.raw("GET", f"/api/v1/{s.path}/data").content == data
 
