@@ -8,6 +8,8 @@ import pytest
 
 import wendelin
 
+from .conftest import Server
+
 
 def test_new_from_numpy_in_parts_and_the_zarr_array(portal: wendelin.Portal) -> None:
     a = np.arange(20_000, dtype="float64").reshape(2000, 10) * 0.25
@@ -71,3 +73,16 @@ def test_dask_and_xarray_open_the_array(portal: wendelin.Portal) -> None:
     # xarray straight on the zarr array, as a data scientist would.
     y = xr.DataArray(doc.array, dims=["t", "c"])
     assert np.allclose(y[10:20].values, a[10:20])
+
+
+def test_a_session_reads_the_zarr_array_too(portal: wendelin.Portal, server: Server) -> None:
+    """With login and password the credentials are the session cookie (and its CSRF
+    token for writes), passed to fsspec as headers."""
+    server.add_user("dora", "dora-secret-1", ["Manager"])
+    dora = wendelin.connect(server.base, login="dora", password="dora-secret-1")
+    a = np.arange(12, dtype="int16").reshape(4, 3)
+    doc = dora.data_array_module.new_from_numpy(a, title="session")
+    assert "Cookie" in dora._conn.auth_headers()
+    assert np.array_equal(dora[doc.path].array[:], a)  # type: ignore[union-attr]
+    assert doc.append(a) == (8, 3)
+    assert doc.reduce("sum") == 2 * int(a.sum())
