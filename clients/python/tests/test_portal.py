@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
+import requests
 
 import wendelin
 from wendelin import Conflict, Forbidden, Invalid, NotFound, Unauthorized
@@ -31,6 +32,13 @@ def test_connect_with_token_or_login_and_bad_credentials(server: Server) -> None
     assert doc.owner == "carol"
     doc.edit(description="session edit")
     assert doc.reload().description == "session edit"
+    # A session that ends (expired, revoked elsewhere: 401) is opened again.
+    ended = requests.post(server.base + "/logout", headers=q._conn.auth_headers(), timeout=10)
+    assert ended.status_code < 400, ended.text
+    before = q._conn.auth_headers()["Cookie"]
+    assert q.me()["login"] == "carol"
+    assert q._conn.auth_headers()["Cookie"] != before  # a new session
+    doc.edit(description="after a new login")
     with pytest.raises(Unauthorized) as e:
         wendelin.connect(server.base, token="wdl_" + "0" * 64)
     assert e.value.status == 401 and e.value.message

@@ -115,6 +115,32 @@ def test_append_bytes_files_and_paths(portal: wendelin.Portal, tmp_path: Path) -
         s.append(tmp_path / "missing")
 
 
+def test_another_writer_during_an_append_is_a_conflict(portal: wendelin.Portal) -> None:
+    s = new_stream(portal, "two writers")
+    other = portal[s.path]
+    assert isinstance(other, wendelin.DataStream)
+
+    class Meddling(io.RawIOBase):
+        """Another writer appends between the first and second part."""
+
+        def __init__(self) -> None:
+            self.parts = 0
+
+        def readable(self) -> bool:
+            return True
+
+        def read(self, n: int = -1) -> bytes:
+            self.parts += 1
+            if self.parts == 2:
+                other.append(b"theirs")
+            return b"mine" if self.parts <= 3 else b""
+
+    with pytest.raises(wendelin.Conflict) as e:
+        s.append(Meddling(), part_size=4)  # type: ignore[arg-type]
+    assert "resume the upload at byte 10" in e.value.message
+    assert s.getData() == b"minetheirs"
+
+
 def test_interrupted_upload_resumes_without_duplicates(server: Server) -> None:
     port = urllib.parse.urlparse(server.base).port
     assert port is not None

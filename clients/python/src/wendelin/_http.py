@@ -50,18 +50,25 @@ class Connection:
         self.session.verify = verify
         self.session.headers["User-Agent"] = "wendelin-python"
         self.csrf: str | None = None
-        self.login: str | None = None
+        self.login = login
+        # Kept to log in again when the session expires (a long notebook).
+        self._password = password
         if token is not None:
             self.session.headers["Authorization"] = f"Bearer {token}"
         elif login is not None:
             if password is None:
                 raise ValueError("login needs a password")
-            reply = self.request("POST", "/login", json={"login": login, "password": password})
-            body = reply.json()
-            self.csrf = body.get("csrf_token")
-            if self.csrf:
-                self.session.headers["X-CSRF-Token"] = self.csrf
-        self.login = login
+            self._log_in()
+
+    def _log_in(self) -> None:
+        """Opens a session (``POST /login``): the cookie, and the CSRF token writes send."""
+        self.session.cookies.clear()
+        self.session.headers.pop("X-CSRF-Token", None)
+        body = {"login": self.login, "password": self._password}
+        reply = self.request("POST", "/login", json=body, relogin=False)
+        self.csrf = reply.json().get("csrf_token")
+        if self.csrf:
+            self.session.headers["X-CSRF-Token"] = self.csrf
 
     # -- credentials for other HTTP stacks (fsspec, dask workers) --------------------
 
@@ -108,12 +115,14 @@ class Connection:
         stream: bool = False,
         ok: tuple[int, ...] = (),
         retry_connection: bool | None = None,
+        relogin: bool = True,
     ) -> requests.Response:
         """Sends a request; returns the response of a 2xx (or a status in ``ok``),
         raises the matching :class:`~wendelin.errors.WendelinError` otherwise.
 
         503 is retried with back-off; a lost connection too when the method is
-        idempotent (or ``retry_connection`` says so)."""
+        idempotent (or ``retry_connection`` says so). A session that expired (401) is
+        opened again once, and the request sent again."""
         if retry_connection is None:
             retry_connection = method in IDEMPOTENT
         attempt = 0
@@ -143,6 +152,11 @@ class Connection:
                 continue
             if reply.status_code < 300 or reply.status_code in ok:
                 return reply
+            if reply.status_code == 401 and relogin and self._password is not None:
+                reply.close()
+                self._log_in()
+                relogin = False
+                continue
             raise self.error(reply)
 
     @staticmethod

@@ -166,8 +166,10 @@ class DataStream(Document):
                     )
                     reply.close()
                     done = len(pending)
-                except (Unavailable, Conflict) as e:
-                    # The answer was lost or the server was busy: ask how far it got.
+                except Unavailable as e:
+                    # The answer was lost or the server stayed busy: ask how far it got.
+                    # (A Conflict is the server refusing bytes at the wrong offset:
+                    # another writer appended; it propagates.)
                     failures += 1
                     if failures > conn.retries:
                         raise
