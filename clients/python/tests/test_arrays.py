@@ -3,6 +3,8 @@ reductions on the server, dask and xarray."""
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -70,6 +72,9 @@ def test_dask_and_xarray_open_the_array(portal: wendelin.Portal) -> None:
     x = doc.to_xarray(dims=["time", "channel"])
     assert x.dims == ("time", "channel") and x.name == "random"
     assert np.allclose(x.mean(dim="time").values, a.mean(axis=0))
+    # A dask cluster's workers get the graph pickled: the store travels with its headers.
+    shipped = pickle.loads(pickle.dumps(doc.to_dask()))
+    assert float(shipped.mean().compute()) == pytest.approx(float(a.mean()), rel=1e-12)
     # xarray straight on the zarr array, as a data scientist would.
     y = xr.DataArray(doc.array, dims=["t", "c"])
     assert np.allclose(y[10:20].values, a[10:20])
