@@ -21,7 +21,9 @@ def unique(prefix: str) -> str:
     return f"{prefix}.{uuid.uuid4().hex[:8]}"
 
 
-def test_connect_with_token_or_login_and_bad_credentials(server: Server) -> None:
+def test_connect_with_token_or_login_and_bad_credentials(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
     p = wendelin.connect(server.base, token=server.token)
     assert p.me()["login"] == "manager"
     server.add_user("carol", "carol-secret-1", ["Manager"])
@@ -44,8 +46,11 @@ def test_connect_with_token_or_login_and_bad_credentials(server: Server) -> None
     assert e.value.status == 401 and e.value.message
     with pytest.raises(Unauthorized):
         wendelin.connect(server.base, login="carol", password="wrong")
+    monkeypatch.delenv("WENDELIN_TOKEN", raising=False)
     with pytest.raises(ValueError):
         wendelin.connect(server.base)
+    monkeypatch.setenv("WENDELIN_TOKEN", server.token)
+    assert wendelin.connect(server.base).me()["login"] == "manager"
 
 
 def test_documents_by_path_and_by_folder_with_properties(portal: wendelin.Portal) -> None:

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import os
+
 from ._http import Connection
 from .array import DataArray, DataArrayFolder
 from .errors import (
@@ -71,12 +73,15 @@ def connect(
     verify: bool | str = True,
 ) -> Portal:
     """The portal at ``url`` (``http://host:8080``), with an API token
-    (``wendelin user token add LOGIN``) or a login and password (a session).
+    (``wendelin user token add LOGIN``; default: the ``WENDELIN_TOKEN`` environment
+    variable) or a login and password (a session).
 
     503 answers are retried ``retries`` times with back-off; ``max_read_bytes`` bounds
     ``DataStream.getData`` like the server's ``[data_stream] max_read_bytes``."""
     if token is None and login is None:
-        raise ValueError("connect needs token=… or login=… and password=…")
+        token = os.environ.get("WENDELIN_TOKEN")
+    if token is None and login is None:
+        raise ValueError("connect needs token=… (or WENDELIN_TOKEN) or login=… and password=…")
     conn = Connection(
         url,
         token=token,
