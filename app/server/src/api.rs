@@ -6,6 +6,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use wendelin_core::dispatch::{Resolution, Target};
 use wendelin_core::types::MODULE_FOLDER_TYPE;
 use wendelin_core::{DocumentPatch, MethodOutput, NewDocument, Portal, Traversal, User};
 
@@ -54,15 +55,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// caller may View it: a resource the caller may not see is a 404 like a missing one.
 fn allow_of(portal: &Portal, user: &User, found: &Traversal) -> Result<String, ServerError> {
     Ok(match found {
-        Traversal::Name(doc, name) => {
+        Traversal::Name(doc, name) => match portal.resolve(user, &doc.path, name)? {
             // A name that resolves to nothing is no resource at all.
-            if portal.resolve(user, &doc.path, name)?.is_none() {
+            None => {
                 return Err(ServerError::Core(wendelin_core::CoreError::NotFound(
                     format!("/{} has no method or property '{name}'", doc.path),
-                )));
+                )))
             }
-            "GET, POST".to_owned()
-        }
+            // A method that changes data answers POST only (GET is a 405): clients
+            // (the Python client) ask OPTIONS which verb to call a method by.
+            Some(Resolution {
+                target: Target::Method(m),
+                ..
+            }) if !m.read_only() => "POST".to_owned(),
+            Some(_) => "GET, POST".to_owned(),
+        },
         Traversal::Object(doc) if doc.path.is_empty() => "GET".to_owned(),
         Traversal::Object(doc) => {
             portal.get(user, &doc.path)?;

@@ -182,6 +182,28 @@ fn scripts_call_scripts_with_parameters_and_refuse_writes_over_get() {
     ));
     let r = server.req("GET", &format!("/{s}/retitle"), None);
     assert_eq!(r.status, 405, "{}", r.text);
+    assert_eq!(r.header("allow"), Some("POST"), "{:?}", r.headers);
+    // OPTIONS declares the verb a method is called by (the Python client asks it): POST
+    // only for one that changes data, script or built-in, GET and POST otherwise.
+    for (name, allow) in [
+        ("retitle", "POST"),
+        ("Base_edit", "POST"),
+        ("double", "GET, POST"),
+        ("getSize", "GET, POST"),
+        ("title", "GET, POST"),
+    ] {
+        for prefix in ["", "/api/v1"] {
+            let r = server.req("OPTIONS", &format!("{prefix}/{s}/{name}"), None);
+            assert_eq!(r.status, 204, "OPTIONS {name}: {}", r.text);
+            assert_eq!(
+                r.header("allow"),
+                Some(allow),
+                "OPTIONS {prefix}/{s}/{name}"
+            );
+        }
+    }
+    let r = server.req("OPTIONS", &format!("/{s}/noSuchMethod"), None);
+    assert_eq!(r.status, 404, "{}", r.text);
     let r = server.req("POST", &format!("/{s}/retitle"), Some(&json!({})));
     assert_eq!(r.status, 200, "{}", r.text);
     let doc = server.req("GET", &format!("/api/v1/{s}"), None).json();
