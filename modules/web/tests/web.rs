@@ -42,11 +42,6 @@ fn anon(s: &TestServer, path: &str) -> Reply {
     s.anon("GET", path, None)
 }
 
-fn edit(s: &TestServer, path: &str, props: Value) {
-    let r = s.req("PATCH", &format!("/api/v1/{path}"), Some(&props));
-    assert_eq!(r.status, 200, "{}", r.text);
-}
-
 const LISTING: &str = r#"<ul>{% for d in search(query='portal_type:"Web Page"', limit=50) %}<li>{{ d.title }}</li>{% endfor %}</ul><p>{{ page.title }}</p>"#;
 
 #[test]
@@ -326,7 +321,7 @@ fn template_limits_errors_and_functions() {
         json!({"portal_type": "Web Site", "id": "t", "title": "T"}),
     );
     publish(&s, "web_site_module/t");
-    let mut make = |reference: &str, body: &str| {
+    let make = |reference: &str, body: &str| {
         let p = page(&s, reference, "text/x-tera", reference, body);
         publish(&s, &p);
     };
