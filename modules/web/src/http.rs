@@ -125,7 +125,7 @@ fn not_found() -> HttpResponse {
 struct Page {
     status: u16,
     content_type: &'static str,
-    body: Arc<[u8]>,
+    body: web::Bytes,
     etag: String,
     /// Served at a hashed URL: never changes.
     immutable: bool,
@@ -139,7 +139,7 @@ impl Page {
         Page {
             status,
             content_type: kind_type,
-            body: body.into(),
+            body: web::Bytes::from(body),
             etag,
             immutable: false,
             cacheable: status == 200,
@@ -225,8 +225,14 @@ async fn serve(
     params: web::Path<(String, String)>,
     query: web::Query<Map<String, Value>>,
     req: HttpRequest,
-    auth: Auth,
+    auth: Result<Auth, ServerError>,
 ) -> Result<HttpResponse, ServerError> {
+    // A public page answers whoever asks: credentials that do not hold (an expired
+    // session's cookie) make an anonymous visitor, not an error.
+    let auth = auth.unwrap_or(Auth {
+        user: User::anonymous(),
+        via: Via::Anonymous,
+    });
     let (site, tail) = params.into_inner();
     if !is_name(&site) {
         return Ok(not_found());

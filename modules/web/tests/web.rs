@@ -284,6 +284,15 @@ fn etag_and_cache_invalidation_across_processes() {
     let r = request_with("GET", &a.url("/web/s/"), None, &[("If-None-Match", &etag)]);
     assert_eq!(r.status, 304);
     assert!(r.text.is_empty());
+    // A stale session cookie is an anonymous visitor on a public page, not a 401.
+    let r = request_with(
+        "GET",
+        &a.url("/web/s/"),
+        None,
+        &[("Cookie", "wendelin_session=expired-or-unknown")],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.text, first.text);
 
     // A second process on the same database edits the page: the first serves the edit.
     let b = TestServer::start(&data, None);
