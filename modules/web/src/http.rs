@@ -29,10 +29,15 @@ use crate::{
 };
 
 /// The policy of `/web/`: this origin's scripts, styles, images and data only; no inline
-/// script, no plugins, never framed.
-pub const WEB_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-img-src 'self' data: blob:; connect-src 'self'; font-src 'self'; object-src 'none'; \
-base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+/// script, no plugins, never framed; and sandboxed without `allow-same-origin`, so a
+/// page's scripts run in an opaque origin: whoever may edit a published page cannot
+/// script its visitors' sessions (cookies are not theirs to send or read, and this
+/// origin's API and admin UI answer them as a cross-site stranger). What a page's
+/// scripts fetch from the site (chart data) is served with CORS for that reason.
+pub const WEB_CSP: &str = "sandbox allow-scripts allow-forms allow-popups \
+allow-popups-to-escape-sandbox allow-downloads; default-src 'self'; script-src 'self'; \
+style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; font-src 'self'; \
+object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// One body for every page that is missing or that the visitor may not see.
 const NOT_FOUND: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>Not found</title></head><body><h1>Not found</h1><p>There is no such page.</p></body></html>";
@@ -745,7 +750,20 @@ async fn published_array(
     };
     let q = web::Query::<wendelin_data_array::http::DecimateQuery>::from_query(req.query_string())
         .map_err(|e| ServerError::BadRequest(e.to_string()))?;
-    wendelin_data_array::http::decimate_response(&portal, dir, q.into_inner()).await
+    let mut resp =
+        wendelin_data_array::http::decimate_response(&portal, dir, q.into_inner()).await?;
+    // Read by the page's scripts, which run in an opaque origin (the sandbox of WEB_CSP):
+    // public data of a published site.
+    let h = resp.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        header::HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        header::HeaderValue::from_static("x-decimate-bins, x-array-shape"),
+    );
+    Ok(resp)
 }
 
 /// Clones a document with its properties (and, for a site, its sections), as a draft

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::json;
-use wendelin_tests::{in_ci, repo_root, TestServer};
+use wendelin_tests::{add_user, in_ci, repo_root, TestServer};
 
 fn skip(why: &str) {
     if in_ci() {
@@ -103,6 +103,7 @@ fn published_chart_in_chromium() {
     );
     fire(&s, "web_site_module/lab", "publish");
     fire(&s, &home, "publish_alive");
+    add_user(&s, "boss", "boss-password-1", &["Manager"]);
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/browser-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let out = Command::new("node")
@@ -114,6 +115,8 @@ fn published_chart_in_chromium() {
         .env("TOKEN", &s.manager_token)
         .env("ARRAY", &array)
         .env("LENGTH", length.to_string())
+        .env("LOGIN", "boss")
+        .env("PASSWORD", "boss-password-1")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -110,6 +110,34 @@ async function until(what, fn, ms = 15000) {
     check(r.ok, "append: " + r.status);
     await until("the chart to follow the append", async () => Number(await attr(chart, "data-length")) === LENGTH + 500);
 
+    step("page scripts run in an opaque origin, even for a logged-in manager");
+    check((await page.evaluate(() => window.origin)) === "null", "the sandbox gives the page an opaque origin");
+    const login = await fetch(BASE + "/login", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ login: process.env.LOGIN, password: process.env.PASSWORD }),
+    });
+    check(login.ok, "login: " + login.status);
+    const cookie = login.headers.get("set-cookie").split(";")[0];
+    const eq = cookie.indexOf("=");
+    const manager = await browser.newContext();
+    await manager.addCookies([{ name: cookie.slice(0, eq), value: cookie.slice(eq + 1), url: BASE }]);
+    const mp = await manager.newPage();
+    const own = await mp.goto(BASE + "/api/v1/me");
+    check((await own.json()).login === process.env.LOGIN, "the cookie logs the browser in");
+    await mp.goto(BASE + "/web/lab/");
+    const seen = await mp.evaluate(async () => {
+      try {
+        const r = await fetch("/api/v1/me", { credentials: "include" });
+        return "read: " + (await r.text());
+      } catch (e) {
+        return "refused";
+      }
+    });
+    console.log("page script fetching /api/v1/me: " + seen.slice(0, 120));
+    check(!seen.includes(process.env.LOGIN), "a page's script cannot act as the visitor: " + seen);
+    await manager.close();
+
     check(problems.length === 0, "no console errors (CSP violations included): " + problems.join(" | "));
     console.log("ALL STEPS PASSED");
   } catch (e) {
