@@ -66,6 +66,7 @@ impl ServerModule for WebModule {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/web/{site}", web::get().to(site_root))
         .route("/web/{site}/{tail:.*}", web::get().to(serve))
+        .route("/web/{site}/{tail:.*}", web::head().to(serve))
         .route("/web-static/{file}", web::get().to(static_file))
         .route(
             "/api/v1/web_site_module/{id}/clone",

@@ -281,6 +281,10 @@ fn etag_and_cache_invalidation_across_processes() {
     let again = anon(&a, "/web/s/");
     assert_eq!(again.header("x-page-cache"), Some("hit"));
     assert_eq!(again.text, first.text);
+    let head = a.anon("HEAD", "/web/s/", None);
+    assert_eq!(head.status, 200);
+    assert!(head.text.is_empty());
+    assert_eq!(head.header("etag"), Some(etag.as_str()));
     let r = request_with("GET", &a.url("/web/s/"), None, &[("If-None-Match", &etag)]);
     assert_eq!(r.status, 304);
     assert!(r.text.is_empty());
