@@ -631,15 +631,16 @@ fn show_page(visit: &Arc<Visit>, place: &Place, page: &Value) -> CoreResult<Page
     Ok(p)
 }
 
-/// A template that failed: its authors (who may edit it) see why, with the line;
-/// visitors a plain page.
+/// A template that failed: authors — who may edit the page, or write Web Pages at all
+/// (a published page is frozen for its owner) — see why, with the line; other visitors
+/// a plain page.
 fn failed(visit: &Visit, page: &Value, e: &RenderError) -> Page {
     let path = text(page, "path");
+    let may =
+        |path: &str, p: Permission| visit.portal.allowed(&visit.user, path, p).unwrap_or(false);
     let author = visit.user.login.is_some()
-        && visit
-            .portal
-            .allowed(&visit.user, &path, Permission::ModifyPortalContent)
-            .unwrap_or(false);
+        && (may(&path, Permission::ModifyPortalContent)
+            || may(PAGE_FOLDER, Permission::AddPortalContent));
     let status = if matches!(e, RenderError::TimedOut(_)) {
         503
     } else {

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::{json, Value};
-use wendelin_tests::{request_with, Reply, TestServer};
+use wendelin_tests::{add_user, login, request_with, with_cookie, Reply, TestServer};
 
 fn create(s: &TestServer, container: &str, body: Value) -> String {
     let r = s.req("POST", &format!("/api/v1/{container}"), Some(&body));
@@ -388,6 +388,44 @@ fn template_limits_errors_and_functions() {
         assert_eq!(r.text, plain.text, "{p}");
     }
     assert_eq!(anon(&s, "/web/t/slow").status, 503);
+    // An author sees the error of their own published (so frozen) page; a logged-in
+    // reader does not.
+    add_user(&s, "alice", "alice-password-1", &["Author"]);
+    add_user(&s, "bob", "bob-password-12", &[]);
+    let (alice, csrf) = login(&s, "alice", "alice-password-1");
+    let r = with_cookie(
+        &s,
+        "POST",
+        "/api/v1/web_page_module",
+        Some(
+            &json!({"portal_type": "Web Page", "title": "Mine", "page_reference": "mine",
+                     "content_type": "text/x-tera", "text_content": "a\nb\n{{ oops( }}"}),
+        ),
+        &alice,
+        Some(&csrf),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let mine = r.json()["path"].as_str().unwrap().to_owned();
+    let r = with_cookie(
+        &s,
+        "POST",
+        &format!("/api/v1/{mine}/transitions/publish"),
+        Some(&json!({})),
+        &alice,
+        Some(&csrf),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = with_cookie(&s, "GET", "/web/t/mine", None, &alice, None);
+    assert_eq!(r.status, 500);
+    assert!(
+        r.text.contains("template-error") && r.text.contains("3:"),
+        "{}",
+        r.text
+    );
+    let (bob, _) = login(&s, "bob", "bob-password-12");
+    let r = with_cookie(&s, "GET", "/web/t/mine", None, &bob, None);
+    assert_eq!(r.status, 500);
+    assert_eq!(r.text, plain.text);
     // Functions as the visitor; auto-escaping.
     let r = anon(&s, "/web/t/doc");
     assert_eq!(r.status, 200, "{}", author("doc").text);
