@@ -47,36 +47,43 @@ const LISTING: &str = r#"<ul>{% for d in search(query='portal_type:"Web Page"', 
 #[test]
 fn publication_versions_sections_and_escaping() {
     let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start(&dir.path().join("d"), None);
+    for (backend, url) in wendelin_tests::backends(dir.path()) {
+        println!("backend: {backend}");
+        let s = TestServer::start(&dir.path().join(backend), Some(url));
+        publication(&s);
+    }
+}
+
+fn publication(s: &TestServer) {
     create(
-        &s,
+        s,
         "web_site_module",
         json!({"portal_type": "Web Site", "id": "demo", "title": "Demo site",
                "front_page": "home", "stylesheet": "theme"}),
     );
-    let home = page(&s, "home", "text/x-tera", "Home", LISTING);
+    let home = page(s, "home", "text/x-tera", "Home", LISTING);
     let news = page(
-        &s,
+        s,
         "news",
         "text/html",
         "<script>alert(1)</script> News",
         "<p>news body</p>",
     );
-    let secret = page(&s, "secret", "text/html", "Secret draft", "<p>hidden</p>");
-    let theme = page(&s, "theme", "text/css", "Theme", "body { color: #123456 }");
+    let secret = page(s, "secret", "text/html", "Secret draft", "<p>hidden</p>");
+    let theme = page(s, "theme", "text/css", "Theme", "body { color: #123456 }");
 
     // A draft site is the 404 of a missing one.
-    let missing = anon(&s, "/web/nosuchsite/");
+    let missing = anon(s, "/web/nosuchsite/");
     assert_eq!(missing.status, 404);
-    let draft_site = anon(&s, "/web/demo/");
+    let draft_site = anon(s, "/web/demo/");
     assert_eq!(draft_site.status, 404);
     assert_eq!(draft_site.text, missing.text);
-    assert_eq!(anon(&s, "/web/demo").status, 301);
+    assert_eq!(anon(s, "/web/demo").status, 301);
 
     for p in ["web_site_module/demo", &home, &news, &theme] {
-        publish(&s, p);
+        publish(s, p);
     }
-    let front = anon(&s, "/web/demo/");
+    let front = anon(s, "/web/demo/");
     assert_eq!(front.status, 200, "{}", front.text);
     assert!(front.content_type.starts_with("text/html"));
     let csp = front.header("content-security-policy").unwrap();
@@ -104,12 +111,12 @@ fn publication_versions_sections_and_escaping() {
     assert_eq!(r.header("cache-control"), Some("private, no-store"));
 
     // A draft page: the same 404 as a missing one, for anyone without preview.
-    let nothing = anon(&s, "/web/demo/nothing");
+    let nothing = anon(s, "/web/demo/nothing");
     assert_eq!(nothing.status, 404);
-    let hidden = anon(&s, "/web/demo/secret");
+    let hidden = anon(s, "/web/demo/secret");
     assert_eq!(hidden.status, 404);
     assert_eq!(hidden.text, nothing.text);
-    assert_eq!(anon(&s, "/web/demo/secret?preview=1").status, 404);
+    assert_eq!(anon(s, "/web/demo/secret?preview=1").status, 404);
     assert_eq!(s.req("GET", "/web/demo/secret", None).status, 404);
     let preview = s.req("GET", "/web/demo/secret?preview=1", None);
     assert_eq!(preview.status, 200);
@@ -117,7 +124,7 @@ fn publication_versions_sections_and_escaping() {
     let _ = secret;
 
     // The layout: the site's title, its theme at a hashed, immutable URL.
-    let r = anon(&s, "/web/demo/news");
+    let r = anon(s, "/web/demo/news");
     assert_eq!(r.status, 200);
     assert!(r.text.contains("<p>news body</p>"));
     assert!(
@@ -133,16 +140,16 @@ fn publication_versions_sections_and_escaping() {
         .and_then(|p| p.split('"').next())
         .unwrap_or_else(|| panic!("no theme link: {}", r.text))
         .to_owned();
-    let css = anon(&s, &css_url);
+    let css = anon(s, &css_url);
     assert_eq!(css.status, 200);
     assert!(css.content_type.starts_with("text/css"));
     assert!(css.text.contains("#123456"));
     assert!(css.header("cache-control").unwrap().contains("immutable"));
     assert_eq!(
-        anon(&s, "/web/demo/_asset/theme.0000000000000000.css").status,
+        anon(s, "/web/demo/_asset/theme.0000000000000000.css").status,
         404
     );
-    let plain = anon(&s, "/web/demo/theme");
+    let plain = anon(s, "/web/demo/theme");
     assert!(
         plain.content_type.starts_with("text/css"),
         "{}",
@@ -151,20 +158,20 @@ fn publication_versions_sections_and_escaping() {
 
     // Versions: the highest published one is served.
     let v2 = create(
-        &s,
+        s,
         "web_page_module",
         json!({"portal_type": "Web Page", "title": "News v2", "page_reference": "news",
                "version": "2", "content_type": "text/markdown", "text_content": "# Second *edition*"}),
     );
-    assert!(anon(&s, "/web/demo/news").text.contains("news body"));
+    assert!(anon(s, "/web/demo/news").text.contains("news body"));
     let r = s.req("GET", "/web/demo/news?preview=1", None);
     assert!(
         r.text.contains("<h1>Second <em>edition</em></h1>"),
         "{}",
         r.text
     );
-    publish(&s, &v2);
-    let r = anon(&s, "/web/demo/news");
+    publish(s, &v2);
+    let r = anon(s, "/web/demo/news");
     assert!(
         r.text.contains("<h1>Second <em>edition</em></h1>"),
         "{}",
@@ -172,30 +179,30 @@ fn publication_versions_sections_and_escaping() {
     );
     // Languages: ?language= picks a translation, else the site's language.
     let fr = create(
-        &s,
+        s,
         "web_page_module",
         json!({"portal_type": "Web Page", "title": "Nouvelles", "page_reference": "news",
                "language": "fr", "text_content": "<p>en français</p>"}),
     );
-    publish(&s, &fr);
-    assert!(anon(&s, "/web/demo/news?language=fr")
+    publish(s, &fr);
+    assert!(anon(s, "/web/demo/news?language=fr")
         .text
         .contains("en français"));
-    assert!(anon(&s, "/web/demo/news").text.contains("Second"));
-    assert!(anon(&s, "/web/demo/news?language=de")
+    assert!(anon(s, "/web/demo/news").text.contains("Second"));
+    assert!(anon(s, "/web/demo/news?language=de")
         .text
         .contains("Second"));
 
     // Sections: a listing by catalog query, published documents only, in the navigation.
     let section = create(
-        &s,
+        s,
         "web_site_module/demo",
         json!({"portal_type": "Web Section", "id": "docs", "title": "Documents",
                "listing": "portal_type:\"Web Page\" AND language:\"en\""}),
     );
-    assert_eq!(anon(&s, "/web/demo/docs/").status, 404);
-    publish(&s, &section);
-    let r = anon(&s, "/web/demo/docs/");
+    assert_eq!(anon(s, "/web/demo/docs/").status, 404);
+    publish(s, &section);
+    let r = anon(s, "/web/demo/docs/");
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(
         r.text
@@ -205,12 +212,12 @@ fn publication_versions_sections_and_escaping() {
     );
     assert!(!r.text.contains("Secret draft"), "{}", r.text);
     assert!(!r.text.contains("Nouvelles"), "{}", r.text);
-    assert!(anon(&s, "/web/demo/")
+    assert!(anon(s, "/web/demo/")
         .text
         .contains("<a href=\"/web/demo/docs/\">Documents</a>"));
-    assert!(anon(&s, "/web/demo/docs/news").text.contains("Second"));
-    assert_eq!(anon(&s, "/web/demo/docs/secret").status, 404);
-    assert_eq!(anon(&s, "/web/demo/nosection/news").status, 404);
+    assert!(anon(s, "/web/demo/docs/news").text.contains("Second"));
+    assert_eq!(anon(s, "/web/demo/docs/secret").status, 404);
+    assert_eq!(anon(s, "/web/demo/nosection/news").status, 404);
 
     // A page whose content type is not one of the five is refused.
     let r = s.req(
@@ -240,9 +247,9 @@ fn publication_versions_sections_and_escaping() {
         r.json()["listing"],
         "portal_type:\"Web Page\" AND language:\"en\""
     );
-    assert_eq!(anon(&s, "/web/demo2/").status, 404);
-    publish(&s, "web_site_module/demo2");
-    assert!(anon(&s, "/web/demo2/").text.contains("Demo copy"));
+    assert_eq!(anon(s, "/web/demo2/").status, 404);
+    publish(s, "web_site_module/demo2");
+    assert!(anon(s, "/web/demo2/").text.contains("Demo copy"));
     let id = home.rsplit('/').next().unwrap();
     let r = s.req("POST", &format!("/api/v1/web_page_module/{id}/clone"), None);
     assert_eq!(r.status, 201, "{}", r.text);
