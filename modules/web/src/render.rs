@@ -148,6 +148,47 @@ pub fn refused_tag(body: &str) -> Option<(usize, &'static str)> {
     None
 }
 
+/// Deepest nesting of block tags (`if`, `for`, …) and brackets, together, in a template:
+/// tera parses and renders recursively, and a deep enough template overflows the
+/// thread's stack, which aborts the process (200 nested `if`s do on a 2 MiB stack in a
+/// debug build) before any other limit is checked.
+pub const MAX_NESTING: usize = 64;
+
+/// Largest template, in bytes.
+pub const MAX_TEMPLATE_BYTES: usize = 256 << 10;
+
+/// Where `body` nests deeper than [`MAX_NESTING`]: the line, if it does.
+pub fn too_deep(body: &str) -> Option<usize> {
+    let (mut blocks, mut brackets) = (0usize, 0usize);
+    let mut line = 1;
+    let mut rest = body;
+    while let Some(c) = rest.chars().next() {
+        if rest.starts_with("{%") {
+            let tag = rest[2..].trim_start_matches(['-', '+']).trim_start();
+            if tag.starts_with("end") {
+                blocks = blocks.saturating_sub(1);
+            } else if ["if ", "for ", "block ", "raw", "filter ", "macro "]
+                .iter()
+                .any(|t| tag.starts_with(t))
+            {
+                blocks += 1;
+            }
+        }
+        match c {
+            '\n' => line += 1,
+            '(' | '[' | '{' => brackets += 1,
+            ')' | ']' | '}' => brackets = brackets.saturating_sub(1),
+            _ => {}
+        }
+        // One stack: a bracket inside a block nests one deeper than the block.
+        if blocks + brackets > MAX_NESTING {
+            return Some(line);
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    None
+}
+
 /// The output of a render, bounded in size and time.
 struct Limited<'a> {
     out: Vec<u8>,
@@ -438,6 +479,17 @@ pub fn render_tera(
     context: &Value,
 ) -> Result<(String, Arc<Flags>), RenderError> {
     let config = crate::settings();
+    if body.len() > MAX_TEMPLATE_BYTES {
+        return Err(RenderError::Template(format!(
+            "the template has {} bytes, more than {MAX_TEMPLATE_BYTES}",
+            body.len()
+        )));
+    }
+    if let Some(line) = too_deep(body) {
+        return Err(RenderError::Template(format!(
+            "line {line}: blocks or brackets nested deeper than {MAX_NESTING}"
+        )));
+    }
     if let Some((line, tag)) = refused_tag(body) {
         return Err(RenderError::Template(format!(
             "line {line}: {{% {tag} %}} is not available in web pages"
@@ -492,6 +544,21 @@ mod tests {
             None
         );
         assert_eq!(refused_tag("{% if macros %}"), None);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_tera_sees_it() {
+        let deep = "{% if true %}".repeat(65) + &"{% endif %}".repeat(65);
+        assert_eq!(too_deep(&deep), Some(1));
+        let ok = "{% if true %}".repeat(30) + &"{% endif %}".repeat(30);
+        assert_eq!(too_deep(&ok), None);
+        // Sequential blocks do not add up.
+        let flat = "{% for x in y %}{% if x %}{{ x }}{% endif %}{% endfor %}\n".repeat(200);
+        assert_eq!(too_deep(&flat), None);
+        let parens = format!("a\n{{{{ {}1{} }}}}", "(".repeat(70), ")".repeat(70));
+        assert_eq!(too_deep(&parens), Some(2));
+        let both = "{% if true %}".repeat(40) + "{{ " + &"(".repeat(40) + "1" + &")".repeat(40);
+        assert_eq!(too_deep(&both), Some(1));
     }
 
     #[test]

@@ -361,6 +361,10 @@ fn template_limits_errors_and_functions() {
         "line one\n{% macro f() %}{{ self::f() }}{% endmacro %}",
     );
     make("ranges", "{% for i in range(end=20000) %}{% endfor %}");
+    // Deep enough to overflow a render thread's stack (and abort the server) were it
+    // not refused first.
+    let deep = "{% if true %}".repeat(300) + "x" + &"{% endif %}".repeat(300);
+    make("deep", &deep);
     make(
         "doc",
         "{% set d = doc(path='web_site_module/t') %}<b>{{ d.title }}</b>{{ '<i>' }}",
@@ -384,6 +388,9 @@ fn template_limits_errors_and_functions() {
     assert!(!r.text.contains("/usr/bin"), "{}", r.text);
     let r = author("macro");
     assert!(r.text.contains("line 2"), "{}", r.text);
+    let r = author("deep");
+    assert_eq!(r.status, 500, "{}", r.text);
+    assert!(r.text.contains("nested deeper than 64"), "{}", r.text);
     let r = author("ranges");
     assert!(r.text.contains("more than 10000"), "{}", r.text);
     // Visitors see a plain page, without the details.
