@@ -163,8 +163,8 @@ pub fn too_deep(body: &str) -> Option<usize> {
     let mut line = 1;
     let mut rest = body;
     while let Some(c) = rest.chars().next() {
-        if rest.starts_with("{%") {
-            let tag = rest[2..].trim_start_matches(['-', '+']).trim_start();
+        if let Some(after) = rest.strip_prefix("{%") {
+            let tag = after.trim_start_matches(['-', '+']).trim_start();
             if tag.starts_with("end") {
                 blocks = blocks.saturating_sub(1);
             } else if ["if ", "for ", "block ", "raw", "filter ", "macro "]
