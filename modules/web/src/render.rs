@@ -4,14 +4,18 @@
 //!
 //! Limits. Tera has no fuel, so they are enforced around it: the output goes through a
 //! writer that refuses to grow past `[web] max_output_bytes` and fails once
-//! `[web] render_timeout_ms` has passed, and every function checks the deadline too and
-//! counts against [`MAX_CALLS`]; `range()` hands out at most [`MAX_RANGE`] numbers per
-//! render. Tags that would escape these checks are refused before parsing: `macro`
-//! (unbounded recursion), `filter` blocks and `set_global` (output built in memory
-//! outside the writer), `include`/`import`/`extends` (there is one template). What is
-//! left unbounded: a loop that neither writes nor calls a function, or that grows a
-//! string with `~` in a `set`, runs until it ends; the server stops waiting for it at the
-//! deadline (503) while its thread finishes on its own.
+//! `[web] render_timeout_ms` has passed; every function checks the deadline too and
+//! counts against [`MAX_CALLS`]; every `for` loop's body starts with a call that checks
+//! the deadline ([`with_ticks`]), so a loop stops at its next turn after it, writing or
+//! not; `range()` hands out at most [`MAX_RANGE`] numbers per render. Before parsing,
+//! templates over [`MAX_TEMPLATE_BYTES`] or nesting past [`MAX_NESTING`] (a stack
+//! overflow aborts the process) are refused, and so are the tags that would escape these
+//! checks ([`REFUSED_TAGS`]): `macro` (recursion), `filter` blocks and `set_global`
+//! (output or strings built in memory across turns), `include`/`import`/`extends` (there
+//! is one template). What is left: one expression is not interrupted — a filter over a
+//! large value (`join` with a long separator, `replace`) or a chain of `~` in `set`s
+//! builds its string whole, in memory, before anything checks it. Who may edit tera pages
+//! is trusted with that; the server stops waiting at the deadline (503) either way.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -187,6 +191,39 @@ pub fn too_deep(body: &str) -> Option<usize> {
         rest = &rest[c.len_utf8()..];
     }
     None
+}
+
+/// The function every loop turn calls (see [`with_ticks`]).
+const TICK: &str = "__tick";
+
+/// `body` with a call of [`TICK`] at the start of every `for` loop's body: tera has no
+/// fuel, so each turn of a loop checks the deadline this way, whether or not the loop
+/// writes anything. No newline is added (error lines stay right); after a tag closed with
+/// `-%}` the call trims the whitespace that follows, as the tag would have.
+pub fn with_ticks(body: &str) -> String {
+    let mut out = String::with_capacity(body.len() + 64);
+    let mut rest = body;
+    while let Some(i) = rest.find("{%") {
+        let (before, tag) = rest.split_at(i);
+        out.push_str(before);
+        let word = tag[2..].trim_start_matches(['-', '+']).trim_start();
+        let Some(end) = tag.find("%}") else {
+            out.push_str(tag);
+            return out;
+        };
+        let (whole, after) = tag.split_at(end + 2);
+        out.push_str(whole);
+        if word.starts_with("for ") {
+            if whole.ends_with("-%}") {
+                out.push_str(&format!("{{{{ {TICK}() -}}}}"));
+            } else {
+                out.push_str(&format!("{{{{ {TICK}() }}}}"));
+            }
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The output of a render, bounded in size and time.
@@ -457,6 +494,15 @@ fn register(tera: &mut Tera, shared: &Shared) {
                 .collect::<Vec<_>>(),
         ))
     });
+    let s = shared.clone();
+    tera.register_function(TICK, move |_: &HashMap<String, Value>| {
+        let (visit, flags) = &s;
+        if Instant::now() > visit.deadline {
+            flags.timed_out.store(true, Ordering::Relaxed);
+            return Err(tera::Error::msg("time limit"));
+        }
+        Ok(Value::from(""))
+    });
     // The environment (database URL, secrets) is not the visitor's business.
     tera.register_function("get_env", |_: &HashMap<String, Value>| {
         Err(tera::Error::msg("get_env is not available in web pages"))
@@ -500,7 +546,7 @@ pub fn render_tera(
     let mut tera = Tera::default();
     register(&mut tera, &shared);
     // `.html`: auto-escaping on.
-    tera.add_raw_template("page.html", body)
+    tera.add_raw_template("page.html", &with_ticks(body))
         .map_err(|e| RenderError::Template(describe(&e)))?;
     let context =
         Context::from_value(context.clone()).map_err(|e| RenderError::Template(describe(&e)))?;
@@ -559,6 +605,16 @@ mod tests {
         assert_eq!(too_deep(&parens), Some(2));
         let both = "{% if true %}".repeat(40) + "{{ " + &"(".repeat(40) + "1" + &")".repeat(40);
         assert_eq!(too_deep(&both), Some(1));
+    }
+
+    #[test]
+    fn every_loop_turn_ticks() {
+        assert_eq!(
+            with_ticks("a{% for x in y %}{{ x }}{% endfor %}\n{%- for z in w -%} b{% endfor %}"),
+            "a{% for x in y %}{{ __tick() }}{{ x }}{% endfor %}\n{%- for z in w -%}{{ __tick() -}} b{% endfor %}"
+        );
+        assert_eq!(with_ticks("{% if a %}{% endif %}"), "{% if a %}{% endif %}");
+        assert_eq!(with_ticks("x {% for"), "x {% for");
     }
 
     #[test]

@@ -353,6 +353,11 @@ fn template_limits_errors_and_functions() {
         "slow",
         "{% set r = range(end=100) %}{% for a in r %}{% for b in r %}{% for c in r %}{% for d in r %}{% if c == 0 and d == 0 %}.{% endif %}{% endfor %}{% endfor %}{% endfor %}{% endfor %}",
     );
+    // 10^8 turns writing nothing: stopped by the loop's own deadline check.
+    make(
+        "silent",
+        "{% set r = range(end=100) %}{% for a in r %}{% for b in r %}{% for c in r %}{% for d in r %}{% endfor %}{% endfor %}{% endfor %}{% endfor %}",
+    );
     make("broken", "<p>ok</p>\n<p>{{ nope( }}</p>");
     make("unknown", "<p>{{ missing_variable }}</p>");
     make("env", "{{ get_env(name='PATH') }}");
@@ -377,6 +382,16 @@ fn template_limits_errors_and_functions() {
     let r = author("slow");
     assert_eq!(r.status, 503, "{}", r.text);
     assert!(r.text.contains("render_timeout_ms"), "{}", r.text);
+    let started = std::time::Instant::now();
+    let r = author("silent");
+    assert_eq!(r.status, 503, "{}", r.text);
+    // The render itself stopped (the author's page says why), not just the wait for it.
+    assert!(r.text.contains("render_timeout_ms"), "{}", r.text);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     let r = author("broken");
     assert_eq!(r.status, 500);
     assert!(r.text.contains("2:"), "the line of the error: {}", r.text);
