@@ -79,6 +79,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(&format!("{BASE}/write"), web::post().to(write))
         .route(&format!("{BASE}/read"), web::get().to(read))
         .route(&format!("{BASE}/reduce"), web::get().to(reduce))
+        .route(&format!("{BASE}/decimate"), web::get().to(decimate))
         .route(&format!("{BASE}/zarr/{{key:.*}}"), web::get().to(zarr_key))
         .route(&format!("{BASE}/zarr/{{key:.*}}"), web::head().to(zarr_key));
 }
@@ -344,6 +345,113 @@ async fn reduce(
     Ok(HttpResponse::Ok().json(json!({
         "op": q.op, "axis": q.axis, "result": result, "shape": shape, "workers": workers,
     })))
+}
+
+/// Decimation parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecimateQuery {
+    /// Only 0: series run along the first axis.
+    pub axis: Option<usize>,
+    /// Bins (the chart's width in pixels); default 1000.
+    pub bins: Option<usize>,
+    /// First index; default 0.
+    pub start: Option<u64>,
+    /// One past the last index; default the array's length.
+    pub stop: Option<u64>,
+    /// Indices of the other axes, comma-separated (default all 0).
+    pub at: Option<String>,
+    /// `json` (default) or `f64` (little-endian float64: x…, min…, max…).
+    pub format: Option<String>,
+}
+
+impl DecimateQuery {
+    /// The `at` indices.
+    pub fn at(&self) -> Result<Vec<u64>, ServerError> {
+        self.at
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<u64>()
+                    .map_err(|_| ServerError::BadRequest(format!("at: '{s}' is not an index")))
+            })
+            .collect()
+    }
+}
+
+/// Runs a decimation on the array directory `dir` (permission checked by the caller)
+/// and answers it as JSON or binary float64 (`X-Decimate-Bins` says how many bins).
+pub async fn decimate_response(
+    portal: &Portal,
+    dir: std::path::PathBuf,
+    q: DecimateQuery,
+) -> Result<HttpResponse, ServerError> {
+    if q.axis.unwrap_or(0) != 0 {
+        return Err(ServerError::BadRequest(
+            "decimate runs along axis 0 only (select the others with 'at')".into(),
+        ));
+    }
+    let binary = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("f64") => true,
+        Some(other) => {
+            return Err(ServerError::BadRequest(format!(
+                "format must be json or f64, not '{other}'"
+            )))
+        }
+    };
+    let at = q.at()?;
+    let (bins, start, stop) = (q.bins.unwrap_or(1000), q.start.unwrap_or(0), q.stop);
+    // Behind the read gate: a decimation is a read of the whole series.
+    let (d, shape) = wendelin_http::blocking_read(portal, move || {
+        DataArray::with_reader(&dir, |a| {
+            Ok((
+                arrays::decimate(a, start, stop, bins, &at)?,
+                a.shape().to_vec(),
+            ))
+        })
+        .map_err(array_err)
+    })
+    .await?;
+    if binary {
+        return Ok(HttpResponse::Ok()
+            .content_type("application/octet-stream")
+            .insert_header(("x-decimate-bins", d.x.len().to_string()))
+            .insert_header((
+                "x-array-shape",
+                shape
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ))
+            .body(d.to_f64_bytes()));
+    }
+    // NaN (a bin of NaN only) is null in JSON.
+    let num =
+        |v: &[f64]| -> Vec<Option<f64>> { v.iter().map(|x| (!x.is_nan()).then_some(*x)).collect() };
+    Ok(HttpResponse::Ok().json(json!({
+        "shape": shape, "start": d.start, "stop": d.stop, "bins": d.x.len(),
+        "x": d.x, "min": num(&d.min), "max": num(&d.max),
+    })))
+}
+
+/// `GET …/decimate?axis=0&bins=1200&start=&stop=&at=&format=json|f64`: min and max per
+/// bin of a series ([`crate::decimate()`]).
+async fn decimate(
+    portal: web::Data<Portal>,
+    id: web::Path<String>,
+    auth: Auth,
+    q: web::Query<DecimateQuery>,
+) -> Result<HttpResponse, ServerError> {
+    let path = doc_path(&id);
+    let user = auth.user;
+    let p = portal.clone();
+    let dir = wendelin_http::blocking(move || arrays::for_read(&p, &user, &path)).await?;
+    decimate_response(&portal, dir, q.into_inner()).await
 }
 
 /// `GET …/zarr/{key}`: one key of the Zarr store (`zarr.json`, `c/0/1`, …); a missing key

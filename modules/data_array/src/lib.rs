@@ -8,6 +8,7 @@
 //! `codec`, `fill_value` and `dimension_names` properties are the creation parameters, and
 //! the array is created from them on first use. See [`store`] for the atomicity scheme.
 
+pub mod decimate;
 pub mod dtype;
 pub mod error;
 pub mod http;
@@ -54,6 +55,7 @@ pub fn settings() -> ArraySettings {
     SETTINGS.get().copied().unwrap_or_default()
 }
 
+pub use decimate::{decimate, Decimation};
 pub use dtype::Dtype;
 pub use error::{ArrayError, ArrayResult};
 pub use reduce::Op;
@@ -72,8 +74,8 @@ pub const MAX_JSON_ELEMENTS: u64 = 1_000_000;
 /// The data array module: `data_array_module` holding Data Array documents.
 pub fn module() -> Module {
     Module::new("data_array")
-        // `/api/v1/<array>/append|write|read|reduce|zarr/…`.
-        .reserve_ids(&["append", "write", "read", "reduce", "zarr"])
+        // `/api/v1/<array>/append|write|read|reduce|decimate|zarr/…`.
+        .reserve_ids(&["append", "write", "read", "reduce", "decimate", "zarr"])
         .folder(FOLDER, "Data Arrays", &[PORTAL_TYPE])
         .portal_type(
             PortalType::new(PORTAL_TYPE, FOLDER)

@@ -1,0 +1,130 @@
+//! A published site's chart in a real browser: Debian's Chromium driven by playwright-core
+//! (`tests/browser/chart.js` beside this file). A logged-out visitor loads the site and
+//! sees the array drawn; a draft page is a 404; zooming refetches at full resolution; the
+//! live chart follows an append; no console error (no CSP violation).
+//!
+//! Needs `/usr/bin/chromium` (or `WENDELIN_CHROMIUM`), `node`, and the repository's
+//! `tests/browser/node_modules` (`npm ci` there). Without them it prints `skipped: …`, and
+//! fails under `CI=true`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::json;
+use wendelin_tests::{add_user, in_ci, repo_root, TestServer};
+
+fn skip(why: &str) {
+    if in_ci() {
+        panic!("{why} (CI=true: the browser test must run)");
+    }
+    println!("skipped: {why}");
+}
+
+fn chromium() -> PathBuf {
+    std::env::var("WENDELIN_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("/usr/bin/chromium"))
+}
+
+fn create(s: &TestServer, container: &str, body: serde_json::Value) -> String {
+    let r = s.req("POST", &format!("/api/v1/{container}"), Some(&body));
+    assert!(
+        r.status == 201 || r.status == 200,
+        "{} {}",
+        r.status,
+        r.text
+    );
+    r.json()["path"].as_str().unwrap().to_owned()
+}
+
+fn fire(s: &TestServer, path: &str, transition: &str) {
+    let r = s.req(
+        "POST",
+        &format!("/api/v1/{path}/transitions/{transition}"),
+        Some(&json!({})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+#[test]
+fn published_chart_in_chromium() {
+    let playwright = repo_root().join("tests/browser/node_modules/playwright-core");
+    if !chromium().is_file() {
+        return skip(&format!("chromium not found at {}", chromium().display()));
+    }
+    if Command::new("node").arg("--version").output().is_err() {
+        return skip("node not found");
+    }
+    if !playwright.is_dir() {
+        return skip("tests/browser/node_modules missing (run `npm ci` in tests/browser)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(&dir.path().join("var"), None);
+    let array = create(
+        &s,
+        "data_array_module",
+        json!({"portal_type": "Data Array", "title": "Signal", "dtype": "float64",
+               "shape": [0], "chunk_shape": [10000]}),
+    );
+    let length = 100_000;
+    let values: Vec<f64> = (0..length).map(|i| f64::from(i % 1000)).collect();
+    let body: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let r = wendelin_tests::request_raw(
+        "POST",
+        &s.url(&format!("/api/v1/{array}/append")),
+        "application/octet-stream",
+        &body,
+        &[
+            ("Authorization", &format!("Bearer {}", s.manager_token)),
+            ("X-Array-Dtype", "float64"),
+            ("X-Array-Shape", &length.to_string()),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    create(
+        &s,
+        "web_site_module",
+        json!({"portal_type": "Web Site", "id": "lab", "title": "Lab", "front_page": "home",
+               "arrays": [array]}),
+    );
+    let home = create(
+        &s,
+        "web_page_module",
+        json!({"portal_type": "Web Page", "title": "Home", "page_reference": "home",
+               "content_type": "text/x-tera",
+               "text_content": format!("<h1>{{{{ page.title }}}}</h1>{{{{ chart(array='{array}', title='Signal', live=1) }}}}")}),
+    );
+    create(
+        &s,
+        "web_page_module",
+        json!({"portal_type": "Web Page", "title": "Draft", "page_reference": "draft",
+               "text_content": "<p>not yet</p>"}),
+    );
+    fire(&s, "web_site_module/lab", "publish");
+    fire(&s, &home, "publish_alive");
+    add_user(&s, "boss", "boss-password-1", &["Manager"]);
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/browser-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = Command::new("node")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/chart.js"))
+        .env("BASE_URL", &s.base)
+        .env("CHROMIUM", chromium())
+        .env("PLAYWRIGHT", &playwright)
+        .env("SCREENSHOTS", &shots)
+        .env("TOKEN", &s.manager_token)
+        .env("ARRAY", &array)
+        .env("LENGTH", length.to_string())
+        .env("LOGIN", "boss")
+        .env("PASSWORD", "boss-password-1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("ALL STEPS PASSED"),
+        "browser chart test failed:\n{stdout}\n{stderr}\nserver log:\n{}",
+        s.stderr()
+    );
+}
