@@ -19,6 +19,7 @@ use wendelin_http::{
 };
 
 use crate::convert::{self, Conversion};
+use crate::plot::{self, Plot};
 use crate::{store, ImageConfig};
 
 /// The Image module as the server sees it: its data routes and `[image]`.
@@ -43,7 +44,121 @@ impl ServerModule for ImageModule {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/image_module/{id}/data", web::get().to(download))
         .route("/api/v1/image_module/{id}/data", web::put().to(upload))
-        .route("/api/v1/image_module/{id}/data", web::post().to(upload));
+        .route("/api/v1/image_module/{id}/data", web::post().to(upload))
+        .route("/api/v1/data_array_module/{id}/plot", web::get().to(plot))
+        .route(
+            "/data_array_module/{id}/DataArray_plot",
+            web::get().to(plot),
+        )
+        .route(
+            "/api/v1/data_array_module/{id}/saveAsImage",
+            web::post().to(save_as_image),
+        )
+        .route(
+            "/data_array_module/{id}/DataArray_saveAsImage",
+            web::post().to(save_as_image),
+        );
+}
+
+/// Renders the plot of the array `id` (View checked) on the read gate's pool.
+async fn render_plot(
+    portal: &web::Data<Portal>,
+    user: &wendelin_core::User,
+    id: &str,
+    params: HashMap<String, String>,
+) -> Result<(Vec<u8>, Plot), ServerError> {
+    let config = crate::settings();
+    let plot = plot::from_query(&params, config.max_output_side)?;
+    let (p, u, path) = (
+        portal.clone(),
+        user.clone(),
+        format!("data_array_module/{id}"),
+    );
+    let shown = plot.clone();
+    let png = blocking_read(portal, move || {
+        let dir = wendelin_data_array::for_read(&p, &u, &path)?;
+        let array = wendelin_data_array::DataArray::open(&dir)
+            .map_err(|e| CoreError::Invalid(format!("/{path}: {e}")))?;
+        Ok::<_, ServerError>(plot::render(&array, &shown, &config.plot_font)?)
+    })
+    .await?;
+    Ok((png, plot))
+}
+
+/// `GET /api/v1/data_array_module/{id}/plot?kind=line|heatmap&width=&height=&title=
+/// &x_label=&y_label=&log_x=&log_y=&x_start=&x_step=|sample_rate=&start=&stop=&columns=`
+/// (also `GET /data_array_module/{id}/DataArray_plot?…`): the array drawn as a PNG, for
+/// dashboards. Who may not View the array gets a 404.
+async fn plot(
+    portal: web::Data<Portal>,
+    id: web::Path<String>,
+    query: web::Query<HashMap<String, String>>,
+    auth: Auth,
+) -> Result<HttpResponse, ServerError> {
+    let (png, _) = render_plot(&portal, &auth.user, &id, query.into_inner()).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("image/png")
+        .insert_header((header::CACHE_CONTROL, CACHE_CONTROL))
+        .body(png))
+}
+
+/// `POST /api/v1/data_array_module/{id}/saveAsImage` (also
+/// `…/DataArray_saveAsImage`) with the plot's parameters in the query string or a JSON
+/// object: draws the plot and stores it as a new Image in `image_module` (Add portal
+/// content there), related to the array (`data_array`); 201 with the Image.
+async fn save_as_image(
+    portal: web::Data<Portal>,
+    id: web::Path<String>,
+    query: web::Query<HashMap<String, String>>,
+    auth: Auth,
+    body: Option<web::Json<serde_json::Map<String, serde_json::Value>>>,
+) -> Result<HttpResponse, ServerError> {
+    let mut params = query.into_inner();
+    for (k, v) in body.map(web::Json::into_inner).unwrap_or_default() {
+        let v = match v {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        };
+        params.insert(k, v);
+    }
+    let id = id.into_inner();
+    let user = auth.user;
+    let (png, plot) = render_plot(&portal, &user, &id, params).await?;
+    let p = portal.clone();
+    let doc = blocking(move || {
+        let array_path = format!("data_array_module/{id}");
+        let array = p.get(&user, &array_path)?;
+        let title = if plot.title.is_empty() {
+            format!(
+                "Plot of {}",
+                if array.title.is_empty() {
+                    &array.id
+                } else {
+                    &array.title
+                }
+            )
+        } else {
+            plot.title.clone()
+        };
+        let mut properties = serde_json::Map::new();
+        properties.insert("data_array".into(), json!(array_path));
+        let new = wendelin_core::NewDocument {
+            portal_type: Some(crate::IMAGE.into()),
+            title,
+            description: plot.describe(),
+            properties,
+            ..Default::default()
+        };
+        let image = p.create(&user, "image_module", new)?;
+        if let Err(e) = crate::store_upload(&p, &user, &image.path, &png, Some("image/png"), None) {
+            // Nothing half-made: the empty Image goes with the failure.
+            let _ = p.delete(&user, &image.path, None);
+            return Err(e);
+        }
+        p.get_json(&user, &image.path)
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(doc))
 }
 
 /// Responses may be kept by the asking browser only, and revalidated (the ETag) each

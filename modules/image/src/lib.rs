@@ -7,6 +7,7 @@
 
 pub mod convert;
 pub mod http;
+pub mod plot;
 pub mod store;
 
 use std::sync::OnceLock;
@@ -25,7 +26,7 @@ pub const IMAGE: &str = "Image";
 
 /// The `[image]` section of `wendelin.toml`; each key is also set by
 /// `WENDELIN_IMAGE_<KEY>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ImageConfig {
     /// Largest image accepted or converted, in pixels (width × height, read from the
@@ -40,6 +41,8 @@ pub struct ImageConfig {
     pub max_upload_bytes: usize,
     /// Upload bytes being handled at once above which uploads get 503 + Retry-After.
     pub max_inflight_bytes: usize,
+    /// The TrueType font plots of Data Arrays write their text with.
+    pub plot_font: String,
 }
 
 impl Default for ImageConfig {
@@ -50,6 +53,7 @@ impl Default for ImageConfig {
             max_decodes: 4,
             max_upload_bytes: 64 << 20,
             max_inflight_bytes: 256 << 20,
+            plot_font: "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf".into(),
         }
     }
 }
@@ -63,7 +67,7 @@ pub fn configure(config: ImageConfig) {
 
 /// The settings in effect.
 pub fn settings() -> ImageConfig {
-    CONFIG.get().copied().unwrap_or_default()
+    CONFIG.get().cloned().unwrap_or_default()
 }
 
 /// The limits of uploads (`[image] max_upload_bytes`).
@@ -252,6 +256,10 @@ pub fn module() -> Module {
                 .property(PropertyDef::new("height", PropertyType::Int).indexed())
                 .property(PropertyDef::new("byte_size", PropertyType::Int).indexed())
                 .property(PropertyDef::new("sha256", PropertyType::String))
+                .property(
+                    PropertyDef::new("data_array", PropertyType::Relation)
+                        .describe("the Data Array a plot was drawn from (saveAsImage)"),
+                )
                 .workflow("publication_workflow")
                 .listbox_columns(&[
                     "title",
@@ -272,6 +280,7 @@ pub fn module() -> Module {
                     Ok((doc, size))
                 }),
         )
+        .script("DataArray_view", data_array_view)
         .script("Image_view", |call: &mut Call<'_>| {
             let doc = call.context;
             let int = |k: &str| {
@@ -321,4 +330,61 @@ struct ImageView<'a> {
     height: u64,
     byte_size: u64,
     conversions: Vec<(String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "data_array_view.html")]
+struct DataArrayView<'a> {
+    title: &'a str,
+    path: &'a str,
+    shape: String,
+    dtype: String,
+    plot: String,
+    drawable: bool,
+    why: String,
+}
+
+/// The module view of a Data Array: its shape and type and a plot preview (a line for
+/// 1-D, a heatmap for 2-D), drawn by `GET …/plot` ([`plot`]).
+fn data_array_view(call: &mut Call<'_>) -> CoreResult<MethodOutput> {
+    let doc = call.context;
+    let opened = wendelin_data_array::array_dir(call.host, doc).and_then(|dir| {
+        wendelin_data_array::DataArray::open(&dir).map_err(|e| CoreError::Invalid(e.to_string()))
+    });
+    let (shape, dtype, why) = match &opened {
+        Ok(a) => (
+            format!("{:?}", a.shape()),
+            format!("{:?}", a.dtype()),
+            match a.shape().len() {
+                1 | 2 if a.shape().first().is_some_and(|n| *n > 0) => String::new(),
+                1 | 2 => "Nothing to plot yet: the array is empty.".to_owned(),
+                n => format!("Plots draw 1-D and 2-D arrays; this one has {n} dimensions."),
+            },
+        ),
+        Err(e) => (
+            String::new(),
+            String::new(),
+            format!("The array cannot be read: {e}"),
+        ),
+    };
+    let kind = match &opened {
+        Ok(a) if a.shape().len() == 2 && a.shape()[1] > 16 => "heatmap",
+        _ => "line",
+    };
+    let page = DataArrayView {
+        title: if doc.title.is_empty() {
+            &doc.id
+        } else {
+            &doc.title
+        },
+        path: &doc.path,
+        shape,
+        dtype,
+        plot: format!("/api/v1/{}/plot?kind={kind}&width=800&height=300", doc.path),
+        drawable: why.is_empty(),
+        why,
+    };
+    page.render()
+        .map(MethodOutput::Html)
+        .map_err(|e| CoreError::Internal(format!("DataArray_view failed: {e}")))
 }
