@@ -20,7 +20,7 @@ Usage: .venv/bin/python bench/arrays.py [GIB]
 import json, os, shutil, statistics, subprocess, sys, tempfile, time
 import urllib.request
 
-from harness import BIN, free_port  # noqa: E402
+from harness import Server  # noqa: E402
 
 import numpy as np
 import zarr
@@ -31,56 +31,6 @@ PIECE = 4 << 20  # elements per append (32 MiB)
 ROUNDS = 30  # interleaved rounds of 1 MiB appends in (b)
 ROUNDS_A = 6  # interleaved rounds of the cold and warm means in (a)
 N = int(GIB * (1 << 30)) // 8
-
-
-def npy_bytes(a):
-    import io
-    buf = io.BytesIO()
-    np.save(buf, a)
-    return buf.getvalue()
-
-
-class Server:
-    def __init__(self, data):
-        self.env = dict(os.environ, WENDELIN_DATA_DIR=data, WENDELIN_LOG="warn",
-                        WENDELIN_MAX_BODY_BYTES=str(64 << 20), WENDELIN_WORKERS="2")
-        subprocess.run([BIN, "init"], env=self.env, capture_output=True, check=True)
-        out = subprocess.run([BIN, "user", "token", "add", "manager", "--name", "bench"],
-                             env=self.env, capture_output=True, text=True, check=True).stdout
-        self.token = out.split()[-1]
-        self.port = free_port()
-        self.proc = subprocess.Popen([BIN, "serve", "--bind", f"127.0.0.1:{self.port}"],
-                                     env=self.env, stdout=subprocess.DEVNULL)
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(self.url("/health"))
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise SystemExit("server did not start")
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def req(self, method, path, body=None, ctype="application/json"):
-        data = json.dumps(body).encode() if isinstance(body, dict) else body
-        r = urllib.request.Request(self.url(path), data=data, method=method)
-        r.add_header("Authorization", "Bearer " + self.token)
-        if data is not None:
-            r.add_header("Content-Type", ctype)
-        with urllib.request.urlopen(r, timeout=3600) as resp:
-            return json.loads(resp.read() or b"null")
-
-    def create(self, **props):
-        return self.req("POST", "/api/v1/data_array_module",
-                        dict(portal_type="Data Array", dtype="float64", **props))["path"]
-
-    def append(self, path, a):
-        return self.req("POST", f"/api/v1/{path}/append", npy_bytes(a), "application/x-npy")
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait()
 
 
 def drop_caches():

@@ -1,6 +1,6 @@
 """What the whole-system benchmarks share: where the release binary is, a free port, the
 CLI, and a JSON POST with a bearer token. The scripts beside this file import it."""
-import json, os, socket, subprocess, urllib.request
+import json, os, socket, subprocess, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("WENDELIN_BIN", os.path.join(ROOT, "target", "release", "wendelin"))
@@ -35,7 +35,6 @@ class serve:
         self.env, self.port = env, port
 
     def __enter__(self):
-        import time, urllib.request
         self.proc = subprocess.Popen([BIN, "serve", "--bind", f"127.0.0.1:{self.port}"], env=self.env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{self.port}"
@@ -49,5 +48,59 @@ class serve:
         raise SystemExit("the server did not answer /health within 30 s")
 
     def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def npy_bytes(a):
+    import io
+    import numpy as np
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+class Server:
+    """`wendelin serve` on a fresh data directory with a manager token (64 MiB bodies,
+    2 workers), and JSON / .npy requests to it."""
+
+    def __init__(self, data):
+        self.env = dict(os.environ, WENDELIN_DATA_DIR=data, WENDELIN_LOG="warn",
+                        WENDELIN_MAX_BODY_BYTES=str(64 << 20), WENDELIN_WORKERS="2")
+        subprocess.run([BIN, "init"], env=self.env, capture_output=True, check=True)
+        out = subprocess.run([BIN, "user", "token", "add", "manager", "--name", "bench"],
+                             env=self.env, capture_output=True, text=True, check=True).stdout
+        self.token = out.split()[-1]
+        self.port = free_port()
+        self.proc = subprocess.Popen([BIN, "serve", "--bind", f"127.0.0.1:{self.port}"],
+                                     env=self.env, stdout=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(self.url("/health"))
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("server did not start")
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def req(self, method, path, body=None, ctype="application/json"):
+        data = json.dumps(body).encode() if isinstance(body, dict) else body
+        r = urllib.request.Request(self.url(path), data=data, method=method)
+        r.add_header("Authorization", "Bearer " + self.token)
+        if data is not None:
+            r.add_header("Content-Type", ctype)
+        with urllib.request.urlopen(r, timeout=3600) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def create(self, **props):
+        return self.req("POST", "/api/v1/data_array_module",
+                        dict(portal_type="Data Array", dtype="float64", **props))["path"]
+
+    def append(self, path, a):
+        return self.req("POST", f"/api/v1/{path}/append", npy_bytes(a), "application/x-npy")
+
+    def stop(self):
         self.proc.terminate()
         self.proc.wait()
