@@ -35,12 +35,8 @@ use wendelin_data_stream::{msgpack, Durability};
 use wendelin_http::ServerError;
 
 use crate::http::IngestionConfig;
-use crate::{Payload, Routes};
+use crate::{Payload, Routes, ROUTE_CAPACITY, ROUTE_TTL};
 
-/// How long a connection trusts a resolved route before resolving (and checking) again.
-pub const ROUTE_TTL: Duration = Duration::from_secs(5);
-/// Routes a connection keeps at most (a sender with more tags resolves some again).
-pub const ROUTE_CAPACITY: usize = 4096;
 /// Largest msgpack value read before the handshake succeeded (a PING is about 200 bytes).
 pub const HANDSHAKE_MAX_BYTES: usize = 64 * 1024;
 /// Largest options map of a message (`chunk`, `size`, `compressed`: a few dozen bytes).

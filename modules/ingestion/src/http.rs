@@ -7,7 +7,7 @@
 //! a 204/200 is sent only once the bytes are durable. [`IngestionModule`] declares it all
 //! to the server.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,7 @@ use wendelin_data_stream::{msgpack, Durability};
 use wendelin_http::body::{content_type, read_body, BodyLimits, Reservation};
 use wendelin_http::{blocking, Auth, CliCommand, Section, ServerError, ServerModule, Via};
 
-use crate::{Ingested, Payload, PolicySpec, Routes};
+use crate::{Ingested, Payload, PolicySpec, Routes, ROUTE_CAPACITY, ROUTE_TTL};
 
 /// The `[ingestion]` section of `wendelin.toml`; each key is also set by
 /// `WENDELIN_INGESTION_<KEY>`.
@@ -376,15 +376,15 @@ async fn ingest_durably(
 ) -> Result<Ingested, ServerError> {
     blocking(move || {
         let _held = reservation;
-        crate::ingest(
-            &portal,
-            &user,
-            &mut Routes::per_request(),
-            &policy,
-            &tag,
-            payload,
-            Durability::Durable,
-        )
+        // Resolved (and checked) at most every ROUTE_TTL per user, policy and tag: the
+        // lock is held for a lookup or a resolution, never for the append.
+        static ROUTES: OnceLock<Mutex<Routes>> = OnceLock::new();
+        let route = ROUTES
+            .get_or_init(|| Mutex::new(Routes::cached(ROUTE_TTL, ROUTE_CAPACITY)))
+            .lock()
+            .map_err(|_| CoreError::Internal("the ingestion route cache is poisoned".into()))?
+            .get(&portal, &user, &policy, &tag)?;
+        crate::ingest_to(&portal, route, payload, Durability::Durable)
     })
     .await
 }

@@ -572,22 +572,24 @@ pub struct Ingested {
     pub size: u64,
 }
 
-/// Routes resolved by [`resolve`], kept for a while: the Forward listener keeps one per
-/// connection (a few seconds, bounded), HTTP resolves every request
-/// ([`Routes::per_request`]). Permissions are checked again whenever a route is resolved.
+/// Routes resolved by [`resolve`], kept for a while per (user's principals, policy, tag):
+/// the Forward listener keeps one per connection, the HTTP routes one per process
+/// ([`ROUTE_TTL`], at most [`ROUTE_CAPACITY`]). Permissions are checked again whenever a
+/// route is resolved, so a revoked permission or a deleted stream is noticed within
+/// [`ROUTE_TTL`].
 #[derive(Debug)]
 pub struct Routes {
     ttl: Duration,
     capacity: usize,
-    kept: HashMap<(String, String), (Route, Instant)>,
+    kept: HashMap<(String, String, String), (Route, Instant)>,
 }
 
-impl Routes {
-    /// Keeps nothing: every call resolves (and checks) again.
-    pub fn per_request() -> Routes {
-        Routes::cached(Duration::ZERO, 0)
-    }
+/// How long a resolved route is trusted before it is resolved (and checked) again.
+pub const ROUTE_TTL: Duration = Duration::from_secs(5);
+/// Routes kept at most (more tags resolve some again).
+pub const ROUTE_CAPACITY: usize = 4096;
 
+impl Routes {
     /// Keeps up to `capacity` routes for `ttl` each.
     pub fn cached(ttl: Duration, capacity: usize) -> Routes {
         Routes {
@@ -606,7 +608,11 @@ impl Routes {
         policy: &str,
         tag: &str,
     ) -> CoreResult<Route> {
-        let key = (policy.to_owned(), tag.to_owned());
+        let key = (
+            user.principals().join("\n"),
+            policy.to_owned(),
+            tag.to_owned(),
+        );
         if let Some((route, at)) = self.kept.get(&key) {
             if at.elapsed() < self.ttl {
                 return Ok(route.clone());
@@ -640,6 +646,16 @@ pub fn ingest(
     mode: Durability,
 ) -> CoreResult<Ingested> {
     let route = routes.get(portal, user, policy, tag)?;
+    ingest_to(portal, route, payload, mode)
+}
+
+/// Appends `payload` along `route` (resolved and checked by [`Routes::get`]).
+pub fn ingest_to(
+    portal: &Portal,
+    route: Route,
+    payload: Payload,
+    mode: Durability,
+) -> CoreResult<Ingested> {
     let bytes = match (route.operation, payload) {
         // The posted msgpack as it is: no copy.
         (Operation::Append, Payload::Msgpack(bytes)) => bytes,
