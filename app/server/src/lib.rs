@@ -44,6 +44,7 @@ pub fn server_modules() -> Vec<Box<dyn ServerModule>> {
         Box::new(wendelin_data_array::http::DataArrayModule),
         Box::new(wendelin_ingestion::http::IngestionModule),
         Box::new(wendelin_scripts::http::ScriptsModule),
+        Box::new(wendelin_data_operation::http::DataOperationModule),
     ]
 }
 

@@ -183,6 +183,18 @@ pub fn activate(
         .map_err(CoreError::from)
 }
 
+/// Whether `method` is queued (not yet claimed) on the document at `path`: what a module
+/// asks before queuing a run that one already queued would do as well.
+pub fn is_queued(conn: &mut DbConnection, path: &str, method: &str) -> CoreResult<bool> {
+    let n: i64 = activities::table
+        .filter(activities::path.eq(path.trim_matches('/')))
+        .filter(activities::method.eq(method))
+        .filter(activities::state.eq("queued"))
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
+}
+
 /// An activity a worker has claimed.
 #[derive(Debug, Clone)]
 pub struct Claimed {
