@@ -181,28 +181,54 @@ fn rows_of(dir: &std::path::Path) -> CoreResult<u64> {
     })?)
 }
 
-/// Makes the output array of `line` exist with `dtype` and rows of `inner` shape (its
-/// document's properties set first, so the array and its document agree). An array
-/// created with other properties while still empty (e.g. by a viewer) is made again.
+/// Where an output array stands before a step appends to it.
+enum Prep {
+    /// The line has no Data Array.
+    NoArray,
+    /// The array exists with the dtype and row shape asked.
+    Ready(PathBuf),
+    /// Its document's dtype/shape were just changed: nothing may be appended in this
+    /// transaction (see [`prepare`]); the run queues itself again.
+    Retyped,
+}
+
+/// Makes the output array of `line` exist with `dtype` and rows of `inner` shape.
+///
+/// Arrays are created from their document's properties by whoever uses them first (a
+/// viewer too), so the properties must be committed before the array is created: when
+/// they differ, this step only changes them (`Retyped`) and the next run, in a new
+/// transaction, creates the array. An array created with other properties while still
+/// empty (e.g. by a viewer before the change) is made again.
 fn prepare(
     call: &mut Call<'_>,
     line: &Line,
     dtype: &str,
     inner: &[u64],
     description: &str,
-) -> CoreResult<Option<PathBuf>> {
+) -> CoreResult<Prep> {
     let Some(doc) = line.array() else {
-        return Ok(None);
+        return Ok(Prep::NoArray);
     };
-    let dir = wendelin_data_array::array_dir(call.host, doc)?;
+    let fresh = docs::get(call.conn, &doc.path)?;
+    let props = fresh.property_map()?;
     let mut shape = vec![0u64];
     shape.extend_from_slice(inner);
+    let declared = props.get("dtype").and_then(Value::as_str) == Some(dtype)
+        && props.get("shape") == Some(&json!(shape));
+    if !declared {
+        let patch = DocumentPatch::from_json(json!({
+            "serial": fresh.serial, "dtype": dtype, "shape": shape, "description": description,
+        }))?;
+        docs::update(call.conn, call.registry, &doc.path, patch, call.user)?;
+        return Ok(Prep::Retyped);
+    }
+    let dir = wendelin_data_array::array_dir(call.host, &fresh)?;
     if !missing(&dir) {
         let same = DataArray::with_reader(&dir, |a| {
             Ok(a.dtype().name() == dtype && a.shape()[1..] == shape[1..])
         })?;
         if same {
-            return Ok(Some(dir));
+            return Ok(Prep::Ready(dir));
         }
         if rows_of(&dir)? > 0 {
             return Err(CoreError::Invalid(format!(
@@ -213,22 +239,18 @@ fn prepare(
         }
         std::fs::remove_dir_all(&dir)?;
     }
-    let fresh = docs::get(call.conn, &doc.path)?;
-    let patch = DocumentPatch::from_json(json!({
-        "serial": fresh.serial, "dtype": dtype, "shape": shape, "description": description,
-    }))?;
-    let updated = docs::update(call.conn, call.registry, &doc.path, patch, call.user)?;
-    wendelin_data_array::ensure(call.host, &updated)?;
-    Ok(Some(dir))
+    wendelin_data_array::ensure(call.host, &fresh)?;
+    Ok(Prep::Ready(dir))
 }
 
-fn append_rows(dir: &std::path::Path, inner: &[u64], bytes: &[u8]) -> CoreResult<u64> {
+fn append_rows(dir: &std::path::Path, dtype: &str, inner: &[u64], bytes: &[u8]) -> CoreResult<u64> {
+    let dtype = Dtype::parse(dtype)?;
     DataArray::with_writer(dir, |a| {
-        let row: u64 = inner.iter().product::<u64>() * a.dtype().size() as u64;
+        let row: u64 = inner.iter().product::<u64>() * dtype.size() as u64;
         let n = (bytes.len() as u64).checked_div(row).unwrap_or(0);
         let mut shape = vec![n];
         shape.extend_from_slice(inner);
-        let grown = a.append(a.dtype(), &shape, bytes)?;
+        let grown = a.append(dtype, &shape, bytes)?;
         Ok(grown[0])
     })
     .map_err(CoreError::from)
@@ -557,31 +579,35 @@ fn wav_decode(
             stream.path
         );
         let dtype = w.format.dtype();
-        for (c, samples) in decoded.channels.iter().enumerate() {
-            let reference = format!("channel_{c}");
-            let Some(line) = lines
-                .iter()
-                .find(|l| l.reference() == reference && l.quantity > 0.0)
-            else {
+        let ch = u64::from(w.channels);
+        // Every output ready before anything is appended.
+        let mut targets: Vec<(String, PathBuf, Vec<u64>)> = Vec::new();
+        let mut retyped = false;
+        for line in lines.iter().filter(|l| l.quantity > 0.0) {
+            let reference = line.reference();
+            let (inner, desc) = if reference == "frames" {
+                (vec![ch], description.clone())
+            } else if let Some(c) = reference
+                .strip_prefix("channel_")
+                .and_then(|c| c.parse::<u64>().ok())
+                .filter(|c| *c < ch)
+            {
+                (Vec::new(), format!("{description}: channel {c}"))
+            } else {
                 continue;
             };
-            if let Some(dir) = prepare(
-                call,
-                line,
-                dtype,
-                &[],
-                &format!("{description}: channel {c}"),
-            )? {
-                let rows = append_rows(&dir, &[], samples)?;
-                progress.rows.insert(reference, rows);
+            match prepare(call, line, dtype, &inner, &desc)? {
+                Prep::Ready(dir) => targets.push((reference.to_owned(), dir, inner)),
+                Prep::Retyped => retyped = true,
+                Prep::NoArray => {}
             }
         }
-        if let Some(line) = lines
-            .iter()
-            .find(|l| l.reference() == "frames" && l.quantity > 0.0)
-        {
-            let ch = u64::from(w.channels);
-            if let Some(dir) = prepare(call, line, dtype, &[ch], &description)? {
+        if retyped {
+            // The arrays' properties commit first; the samples come with the next run.
+            return Ok(true);
+        }
+        for (reference, dir, inner) in targets {
+            let rows = if reference == "frames" {
                 let size = w.format.out_bytes();
                 let n = usize::try_from(decoded.frames).unwrap_or(0);
                 let mut interleaved = Vec::with_capacity(n * size * decoded.channels.len());
@@ -590,9 +616,16 @@ fn wav_decode(
                         interleaved.extend_from_slice(&c[f * size..(f + 1) * size]);
                     }
                 }
-                let rows = append_rows(&dir, &[ch], &interleaved)?;
-                progress.rows.insert("frames".into(), rows);
-            }
+                append_rows(&dir, dtype, &inner, &interleaved)?
+            } else {
+                let c = reference
+                    .strip_prefix("channel_")
+                    .and_then(|c| c.parse::<usize>().ok())
+                    .unwrap_or(0);
+                let samples = decoded.channels.get(c).map_or(&[][..], Vec::as_slice);
+                append_rows(&dir, dtype, &inner, samples)?
+            };
+            progress.rows.insert(reference, rows);
         }
     }
     progress.decoder = decoder;
@@ -649,22 +682,27 @@ fn records_to_columns(
             col.extend_from_slice(&value.to_le_bytes());
         }
     }
+    let mut targets = Vec::new();
+    let mut retyped = false;
     for (line, col) in fields.iter().zip(&columns) {
         let dtype = if line.reference() == "timestamp" {
             "int64"
         } else {
             "float64"
         };
-        if let Some(dir) = prepare(
-            call,
-            line,
-            dtype,
-            &[],
-            &format!("{} of /{}", line.reference(), stream.path),
-        )? {
-            let rows = append_rows(&dir, &[], col)?;
-            progress.rows.insert(line.reference().to_owned(), rows);
+        let desc = format!("{} of /{}", line.reference(), stream.path);
+        match prepare(call, line, dtype, &[], &desc)? {
+            Prep::Ready(dir) => targets.push((line.reference().to_owned(), dir, dtype, col)),
+            Prep::Retyped => retyped = true,
+            Prep::NoArray => {}
         }
+    }
+    if retyped {
+        return Ok(true);
+    }
+    for (reference, dir, dtype, col) in targets {
+        let rows = append_rows(&dir, dtype, &[], col)?;
+        progress.rows.insert(reference, rows);
     }
     *offset += used as u64;
     Ok(*offset < size && used > 0)
@@ -808,14 +846,17 @@ fn derive(
                      memory_budget ({limit}): use stft for long signals"
                 )));
             }
+            let dir = match prepare(call, &line, "float64", &[], &format!("|rfft| of {of}"))? {
+                Prep::Ready(dir) => dir,
+                Prep::Retyped => return Ok(true),
+                Prep::NoArray => return Ok(false),
+            };
             let x = signal.read(0, n)?;
             let spectrum = spectrum::rfft_magnitude(&x);
-            let dir = prepare(call, &line, "float64", &[], &format!("|rfft| of {of}"))?;
-            if let Some(dir) = dir {
-                cut(&dir, 0)?;
-                let rows = append_rows(&dir, &[], &f64_bytes(&spectrum))?;
-                progress.rows.insert(out.to_owned(), rows);
-            }
+            drop(x);
+            cut(&dir, 0)?;
+            let rows = append_rows(&dir, "float64", &[], &f64_bytes(&spectrum))?;
+            progress.rows.insert(out.to_owned(), rows);
             progress.source_len.insert(out.to_owned(), n);
             Ok(false)
         }
@@ -845,19 +886,20 @@ fn derive(
             let avail = (n - start - w) / h + 1;
             let count = fit.min(avail);
             let end = start + (count - 1) * h + w;
-            let x = signal.read(start, end)?;
-            let (rows, got) = s.windows(&x);
             let bins = s.bins() as u64;
             let desc = format!(
                 "stft of {of}: window {w}, hop {h}, {:?}, {:?}",
                 s.window_fn, s.scale
             );
-            if let Some(dir) = prepare(call, &line, "float64", &[bins], &desc)? {
-                let total = append_rows(&dir, &[bins], &f64_bytes(&rows))?;
-                progress.rows.insert(out.to_owned(), total);
-            } else {
-                progress.rows.insert(out.to_owned(), done + got as u64);
-            }
+            let dir = match prepare(call, &line, "float64", &[bins], &desc)? {
+                Prep::Ready(dir) => dir,
+                Prep::Retyped => return Ok(true),
+                Prep::NoArray => return Ok(false),
+            };
+            let x = signal.read(start, end)?;
+            let (rows, _) = s.windows(&x);
+            let total = append_rows(&dir, "float64", &[bins], &f64_bytes(&rows))?;
+            progress.rows.insert(out.to_owned(), total);
             Ok(count < avail)
         }
         "aggregate" => {
@@ -869,6 +911,17 @@ fn derive(
             }
             let avail = (n - start) / w;
             let count = (max_samples / w).max(1).min(avail);
+            let dir = match prepare(
+                call,
+                &line,
+                "float64",
+                &[],
+                &format!("{how} of {of} per {w} samples"),
+            )? {
+                Prep::Ready(dir) => dir,
+                Prep::Retyped => return Ok(true),
+                Prep::NoArray => return Ok(false),
+            };
             let x = signal.read(start, start + count * w)?;
             let mut vals = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
             for chunk in x.chunks_exact(usize::try_from(w).unwrap_or(1)) {
@@ -885,16 +938,8 @@ fn derive(
                     }
                 });
             }
-            if let Some(dir) = prepare(
-                call,
-                &line,
-                "float64",
-                &[],
-                &format!("{how} of {of} per {w} samples"),
-            )? {
-                let total = append_rows(&dir, &[], &f64_bytes(&vals))?;
-                progress.rows.insert(out.to_owned(), total);
-            }
+            let total = append_rows(&dir, "float64", &[], &f64_bytes(&vals))?;
+            progress.rows.insert(out.to_owned(), total);
             Ok(count < avail)
         }
         other => Err(CoreError::Invalid(format!(

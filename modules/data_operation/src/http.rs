@@ -207,6 +207,25 @@ enum AnalysisAction {
         /// Path of the analysis.
         path: String,
     },
+    /// Set up the tutorial flow: a validated Data Transformation "WAV → channels →
+    /// spectrum" for the ingestions of a product. Prints its path.
+    TemplateWav {
+        /// Reference of the Data Product (the second part of the fluentd tag).
+        #[arg(long)]
+        product: String,
+        /// Id of the transformation.
+        #[arg(long, default_value = "wav-spectrum")]
+        id: String,
+        /// Channels of the WAV files.
+        #[arg(long, default_value_t = 2)]
+        channels: u16,
+        /// STFT window, in samples.
+        #[arg(long, default_value_t = 4096)]
+        window: u64,
+        /// STFT hop, in samples.
+        #[arg(long, default_value_t = 2048)]
+        hop: u64,
+    },
 }
 
 /// One analysis as `analysis list` and the view show it.
@@ -298,6 +317,26 @@ fn run_cli(portal: &Portal, cli: AnalysisCli) -> Result<(), ServerError> {
                 .db
                 .write(|c| exec::queue_run(c, &user, path.trim_matches('/'), 0))?;
             println!("{path}: reprocessing from scratch on its next run");
+        }
+        AnalysisAction::TemplateWav {
+            product,
+            id,
+            channels,
+            window,
+            hop,
+        } => {
+            let path = crate::template::provision_wav(
+                portal,
+                &user,
+                &crate::template::WavTemplate {
+                    id,
+                    product,
+                    channels,
+                    window,
+                    hop,
+                },
+            )?;
+            println!("{path}");
         }
     }
     Ok(())

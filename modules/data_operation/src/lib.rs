@@ -16,6 +16,7 @@ pub mod alarm;
 pub mod exec;
 pub mod http;
 pub mod spectrum;
+pub mod template;
 pub mod wav;
 
 use std::sync::OnceLock;

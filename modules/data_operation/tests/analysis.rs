@@ -1,0 +1,209 @@
+//! Data Analysis end to end, as the tutorial: a WAV file ingested through the
+//! fluentd-compatible endpoint in pieces becomes channel arrays, a spectrum and an STFT
+//! with no manual step, incrementally and exactly once.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use wendelin_tests::{python, run_cli, run_python, TestServer};
+
+const FEEDER_PASSWORD: &str = "feeder-password-1";
+
+/// A server with the policy `audio` (product `wav`), the Author `feeder` and the tutorial
+/// transformation.
+fn setup(dir: &Path, env: &[(&str, &str)]) -> TestServer {
+    let server = TestServer::start_with_env(&dir.join("var"), None, env);
+    let cli = |args: &[&str], stdin: &str| {
+        let (ok, out, err) = run_cli(args, &server.cli_env(), stdin);
+        assert!(ok, "{args:?}: {out} {err}");
+        out
+    };
+    cli(
+        &[
+            "ingestion",
+            "add",
+            "audio",
+            "--product",
+            "wav",
+            "--accept",
+            "feeder",
+        ],
+        "",
+    );
+    cli(
+        &[
+            "user",
+            "add",
+            "feeder",
+            "--role",
+            "Author",
+            "--password-stdin",
+        ],
+        FEEDER_PASSWORD,
+    );
+    let out = cli(
+        &[
+            "analysis",
+            "template-wav",
+            "--product",
+            "wav",
+            "--window",
+            "256",
+            "--hop",
+            "128",
+        ],
+        "",
+    );
+    assert!(
+        out.contains("data_transformation_module/wav-spectrum"),
+        "{out}"
+    );
+    server
+}
+
+/// Python helpers shared by the scripts: the WAV, posting pieces, reading arrays.
+const PRELUDE: &str = r#"
+import os, time, io, json, msgpack, requests, numpy as np
+U = os.environ["URL"]
+H = {"Authorization": "Bearer " + os.environ["TOKEN"]}
+auth = ("feeder", os.environ["PW"])
+url = U + "/erp5/portal_ingestion_policies/audio/ingest"
+rng = np.random.default_rng(int(os.environ.get("SEED", "7")))
+def wav_header(channels, rate, frames):
+    data = frames * channels * 2
+    return (b"RIFF" + (36 + data).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
+            + (1).to_bytes(2, "little") + channels.to_bytes(2, "little") + rate.to_bytes(4, "little")
+            + (rate * channels * 2).to_bytes(4, "little") + (channels * 2).to_bytes(2, "little")
+            + (16).to_bytes(2, "little") + b"data" + data.to_bytes(4, "little"))
+def post(piece):
+    body = msgpack.packb([int(time.time()), {"data": piece}], use_bin_type=True)
+    r = requests.post(url, params={"reference": "sensor1.wav"}, data=body, auth=auth,
+                      headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 204, (r.status_code, r.text)
+def analysis():
+    r = requests.get(U + "/api/v1/data_analysis_module", headers=H)
+    assert r.status_code == 200, r.text
+    items = r.json()["items"]
+    return items[0]["id"] if items else None
+def array(aid, line):
+    r = requests.get(U + "/api/v1/data_array_module/%s-%s/read" % (aid, line), headers=H)
+    if r.status_code != 200:
+        return None
+    return np.load(io.BytesIO(r.content))
+def wait(cond, what, seconds=60):
+    end = time.time() + seconds
+    while time.time() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.2)
+    aid = analysis()
+    pi = requests.get(U + "/api/v1/progress_indicator_module/%s-progress" % aid, headers=H).text
+    shapes = {l: (None if (a := array(aid, l)) is None else a.shape)
+              for l in ("channel_0", "channel_1", "spectrum_0", "stft_0")}
+    raise AssertionError("timed out waiting for %s: %s %s" % (what, shapes, pi))
+"#;
+
+/// Runs the script; when it fails, shows the activity queue and the server's log first.
+fn python_or_dump(server: &TestServer, py: &Path, script: &str, env: &[(&str, &str)]) -> String {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_python(py, script, env))) {
+        Ok(out) => out,
+        Err(e) => {
+            let (_, list, _) = run_cli(&["activities", "list"], &server.cli_env(), "");
+            eprintln!("activities:\n{list}\nserver log:\n{}", server.stderr());
+            std::panic::resume_unwind(e)
+        }
+    }
+}
+
+#[test]
+fn wav_in_pieces_becomes_channels_spectrum_and_stft_incrementally() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // No periodic step: the analysis must appear from the appends alone.
+    let server = setup(
+        dir.path(),
+        &[("WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS", "0")],
+    );
+    let script = format!(
+        "{PRELUDE}{}",
+        r#"
+frames = 3000
+samples = rng.integers(-32768, 32767, size=(frames, 2), dtype=np.int16)
+wav = wav_header(2, 8000, 4000) + samples.tobytes()
+# The header split across two appends, then frames cut mid-frame.
+for piece in (wav[:20], wav[20:1003], wav[1003:7001], wav[7001:]):
+    post(piece)
+aid = wait(analysis, "the Data Analysis")
+def full():
+    c0, c1 = array(aid, "channel_0"), array(aid, "channel_1")
+    return c0 is not None and c1 is not None and len(c0) == frames and len(c1) == frames
+wait(full, "the channel arrays")
+got = samples.tobytes()
+ch = np.frombuffer(got, dtype=np.int16).reshape(-1, 2)
+c0, c1 = array(aid, "channel_0"), array(aid, "channel_1")
+assert c0.dtype == np.int16 and (c0 == ch[:, 0]).all() and (c1 == ch[:, 1]).all()
+def spectrum_done():
+    s = array(aid, "spectrum_0")
+    return s is not None and len(s) == frames // 2 + 1
+wait(spectrum_done, "the spectrum")
+want = np.abs(np.fft.rfft(ch[:, 0].astype(np.float64)))
+s = array(aid, "spectrum_0")
+assert np.max(np.abs(s - want) / np.maximum(np.abs(want), 1e-300)) <= 1e-9, "spectrum"
+def stft_ref(x):
+    w = np.hanning(256)
+    n = (len(x) - 256) // 128 + 1
+    return np.array([np.abs(np.fft.rfft(x[i*128:i*128+256] * w)) for i in range(n)])
+wait(lambda: (a := array(aid, "stft_0")) is not None and len(a) == (frames - 256) // 128 + 1, "the STFT")
+st = array(aid, "stft_0")
+ref = stft_ref(ch[:, 0].astype(np.float64))
+assert st.shape == ref.shape, (st.shape, ref.shape)
+assert np.allclose(st, ref, rtol=1e-9, atol=1e-6), "stft"
+# More frames later: the outputs grow by exactly the new rows, earlier rows untouched.
+more = rng.integers(-32768, 32767, size=(1000, 2), dtype=np.int16)
+post(more.tobytes()[:2001]); post(more.tobytes()[2001:])
+total = frames + 1000
+wait(lambda: len(array(aid, "channel_0")) == total and len(array(aid, "channel_1")) == total, "the appended frames")
+allch = np.concatenate([ch, more])
+assert (array(aid, "channel_0") == allch[:, 0]).all() and (array(aid, "channel_1") == allch[:, 1]).all()
+n_st = (total - 256) // 128 + 1
+wait(lambda: len(array(aid, "stft_0")) == n_st, "the STFT rows of the new frames")
+st2 = array(aid, "stft_0")
+assert (st2[:len(st)] == st).all(), "earlier STFT rows changed"
+assert np.allclose(st2, stft_ref(allch[:, 0].astype(np.float64)), rtol=1e-9, atol=1e-6)
+wait(lambda: len(array(aid, "spectrum_0")) == total // 2 + 1, "the new spectrum")
+want = np.abs(np.fft.rfft(allch[:, 0].astype(np.float64)))
+s = array(aid, "spectrum_0")
+assert np.max(np.abs(s - want) / np.maximum(np.abs(want), 1e-300)) <= 1e-9
+print(aid)
+"#
+    );
+    let out = python_or_dump(
+        &server,
+        &py,
+        &script,
+        &[
+            ("URL", &server.base),
+            ("TOKEN", &server.manager_token),
+            ("PW", FEEDER_PASSWORD),
+        ],
+    );
+    let aid = out.trim().to_owned();
+    eprintln!("analysis {aid}");
+    assert!(aid.ends_with("-sensor1-wav-spectrum"), "{out}");
+    // The Progress Indicator's offset is the stream's size.
+    let pi = server
+        .req(
+            "GET",
+            &format!("/api/v1/progress_indicator_module/{aid}-progress"),
+            None,
+        )
+        .json();
+    let size = server.stream_bytes("data_stream_module/sensor1.wav").len() as u64;
+    assert_eq!(pi["int_offset_index"].as_u64(), Some(size), "{pi}");
+    // `analysis list` shows it caught up.
+    let (ok, list, err) = run_cli(&["analysis", "list"], &server.cli_env(), "");
+    assert!(ok, "{err}");
+    let row: serde_json::Value = serde_json::from_str(list.lines().next().unwrap()).unwrap();
+    assert_eq!(row["lag_bytes"], 0, "{row}");
+}
