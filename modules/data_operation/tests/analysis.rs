@@ -207,3 +207,90 @@ print(aid)
     let row: serde_json::Value = serde_json::from_str(list.lines().next().unwrap()).unwrap();
     assert_eq!(row["lag_bytes"], 0, "{row}");
 }
+
+/// Posts a long WAV (`FRAMES` frames) in pieces, or waits until the analysis has caught
+/// up with it and prints the SHA-256 of each output's `.npy`.
+const LONG: &str = r#"
+import hashlib, sys
+frames = int(os.environ["FRAMES"])
+samples = rng.integers(-32768, 32767, size=(frames, 2), dtype=np.int16)
+wav = wav_header(2, 8000, frames) + samples.tobytes()
+if sys.argv[-1] == "post" or os.environ.get("MODE") == "post":
+    step = 50001
+    for i in range(0, len(wav), step):
+        post(wav[i:i + step])
+    print("posted")
+else:
+    total = sum(len(msgpack.packb([int(time.time()), {"data": wav[i:i + 50001]}], use_bin_type=True))
+                for i in range(0, len(wav), 50001))
+    aid = wait(analysis, "the Data Analysis", 120)
+    def done():
+        pi = requests.get(U + "/api/v1/progress_indicator_module/%s-progress" % aid, headers=H).json()
+        if pi.get("int_offset_index") != total:
+            return False
+        c0, st, sp = array(aid, "channel_0"), array(aid, "stft_0"), array(aid, "spectrum_0")
+        return (c0 is not None and len(c0) == frames and st is not None
+                and len(st) == (frames - 256) // 128 + 1 and sp is not None and len(sp) == frames // 2 + 1)
+    wait(done, "the analysis to catch up", 240)
+    out = {}
+    for line in ("channel_0", "channel_1", "spectrum_0", "stft_0"):
+        r = requests.get(U + "/api/v1/data_array_module/%s-%s/read" % (aid, line), headers=H)
+        out[line] = hashlib.sha256(r.content).hexdigest()
+    ch = samples
+    assert (array(aid, "channel_0") == ch[:, 0]).all() and (array(aid, "channel_1") == ch[:, 1]).all()
+    print(json.dumps(out, sort_keys=True))
+"#;
+
+fn long_env<'a>(server: &'a TestServer, mode: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("URL", &server.base),
+        ("TOKEN", &server.manager_token),
+        ("PW", FEEDER_PASSWORD),
+        ("FRAMES", "120000"),
+        ("SEED", "11"),
+        ("MODE", mode),
+    ]
+}
+
+#[test]
+fn kill_9_at_20_points_of_an_analysis_changes_no_output_byte() {
+    let Some(py) = python() else { return };
+    let script = format!("{PRELUDE}{LONG}");
+    // Small steps (many runs, many places to die in), the periodic step as a safety net.
+    let env = [
+        ("WENDELIN_DATA_OPERATION_MAX_INPUT_BYTES", "16384"),
+        ("WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS", "1"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let reference = {
+        let server = setup(&dir.path().join("a"), &env);
+        python_or_dump(&server, &py, &script, &long_env(&server, "post"));
+        let started = std::time::Instant::now();
+        let out = python_or_dump(&server, &py, &script, &long_env(&server, "check"));
+        eprintln!(
+            "uninterrupted analysis caught up in {:?}",
+            started.elapsed()
+        );
+        out
+    };
+    let mut server = setup(&dir.path().join("b"), &env);
+    python_or_dump(&server, &py, &script, &long_env(&server, "post"));
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    for _ in 0..20 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        std::thread::sleep(std::time::Duration::from_millis(50 + (seed >> 33) % 400));
+        server.kill_and_restart();
+    }
+    let killed = std::time::Instant::now();
+    let crashed = python_or_dump(&server, &py, &script, &long_env(&server, "check"));
+    eprintln!("after the last kill, caught up in {:?}", killed.elapsed());
+    assert_eq!(
+        crashed, reference,
+        "outputs after 20 kills differ from an uninterrupted run"
+    );
+}
