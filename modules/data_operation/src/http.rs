@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use wendelin_core::activity::{self, Activate};
 use wendelin_core::document::{self as docs};
 use wendelin_core::{CoreResult, Document, Portal, User};
@@ -14,7 +14,7 @@ use wendelin_http::{CliCommand, Section, ServerError, ServerModule};
 
 use crate::{
     configure, exec, settings, OperationSettings, ANALYSIS_FOLDER, ANALYSIS_LINE, CREATE_ANALYSES,
-    DATA_ANALYSIS, EXECUTE, PROGRESS_INDICATOR,
+    DATA_ANALYSIS, EXECUTE,
 };
 
 /// The module's server side.
@@ -228,38 +228,11 @@ enum AnalysisAction {
     },
 }
 
-/// One analysis as `analysis list` and the view show it.
+/// One analysis as `analysis list` shows it.
 pub fn describe(portal: &Portal, analysis: &Document) -> CoreResult<Value> {
-    portal.db.read(|c| {
-        let states = docs::workflow_states(c, analysis.uid)?;
-        let lines = exec::load_lines(c, analysis)?;
-        let mut offset = 0;
-        let mut last_run = Value::Null;
-        let mut rate = Value::Null;
-        let mut size = 0;
-        for line in &lines {
-            for d in &line.aggregates {
-                if d.portal_type == PROGRESS_INDICATOR {
-                    let p = d.property_map()?;
-                    offset = p.get("int_offset_index").and_then(Value::as_u64).unwrap_or(0);
-                    last_run = p.get("last_run").cloned().unwrap_or(Value::Null);
-                    rate = p.get("bytes_per_second").cloned().unwrap_or(Value::Null);
-                }
-            }
-            if line.quantity < 0.0 {
-                if let Some(s) = line.stream() {
-                    size += wendelin_data_stream::size_of(portal, s)?;
-                }
-            }
-        }
-        Ok(json!({
-            "path": analysis.path, "title": analysis.title, "states": states,
-            "offset": offset, "input_size": size, "lag_bytes": size.saturating_sub(offset),
-            "last_run": last_run, "bytes_per_second": rate,
-            "inputs": lines.iter().filter(|l| l.quantity < 0.0).flat_map(|l| l.aggregates.iter().map(|d| d.path.clone())).collect::<Vec<_>>(),
-            "outputs": lines.iter().filter(|l| l.quantity > 0.0).flat_map(|l| l.aggregates.iter().map(|d| d.path.clone())).collect::<Vec<_>>(),
-        }))
-    })
+    portal
+        .db
+        .read(|c| crate::view::describe(c, portal, analysis))
 }
 
 fn analyses(portal: &Portal, user: &User) -> CoreResult<Vec<Document>> {

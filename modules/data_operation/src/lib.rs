@@ -17,6 +17,7 @@ pub mod exec;
 pub mod http;
 pub mod spectrum;
 pub mod template;
+pub mod view;
 pub mod wav;
 
 use std::sync::OnceLock;
@@ -187,7 +188,10 @@ pub fn refresh_workflow() -> Workflow {
 pub fn module() -> Module {
     Module::new("data_operation")
         .workflow(lifecycle_workflow("data_analysis_workflow", DATA_ANALYSIS))
-        .workflow(refresh_workflow())
+        .workflow(refresh_workflow().after("plan_refresh", |ctx| {
+            // Reprocessing starts with the next run: queue it now.
+            exec::queue_run(ctx.conn, ctx.user, &ctx.document.path, 0).map(|_| ())
+        }))
         .folder("data_operation_module", "Data Operations", &[DATA_OPERATION])
         .folder(
             "data_transformation_module",
@@ -280,6 +284,7 @@ pub fn module() -> Module {
             EXECUTE,
             Protected::write(Permission::ModifyPortalContent, exec::execute_method),
         )
+        .script("DataAnalysis_view", view::view_method)
         .script(
             CREATE_ANALYSES,
             Protected::write(Permission::ManagePortal, alarm::create_method),

@@ -294,3 +294,75 @@ fn kill_9_at_20_points_of_an_analysis_changes_no_output_byte() {
         "outputs after 20 kills differ from an uninterrupted run"
     );
 }
+
+#[test]
+fn the_page_shows_progress_and_reprocess_and_stop_work() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = setup(dir.path(), &[]);
+    let script = format!("{PRELUDE}{LONG}");
+    let env = |mode: &'static str| {
+        let mut e = long_env(&server, mode);
+        e.retain(|(k, _)| *k != "FRAMES");
+        e.push(("FRAMES", "5000"));
+        e
+    };
+    python_or_dump(&server, &py, &script, &env("post"));
+    let first = python_or_dump(&server, &py, &script, &env("check"));
+    let list = server
+        .req("GET", "/api/v1/data_analysis_module", None)
+        .json();
+    let path = format!(
+        "data_analysis_module/{}",
+        list["items"][0]["id"].as_str().unwrap()
+    );
+    // The page: progress caught up, inputs and outputs listed.
+    let page = server.req("GET", &format!("/api/v1/{path}/DataAnalysis_view"), None);
+    assert_eq!(page.status, 200, "{}", page.text);
+    let html = &page.text;
+    assert!(html.contains("<span id=\"lag-bytes\">0</span>"), "{html}");
+    assert!(html.contains("data_stream_module/sensor1.wav"), "{html}");
+    assert!(html.contains("-stft_0"), "{html}");
+    // Reprocess from scratch (the workflow's transition): the same outputs again.
+    let r = server.req(
+        "POST",
+        &format!("/api/v1/{path}/transitions/plan_refresh"),
+        Some(&serde_json::json!({})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let states = server
+            .req("GET", &format!("/api/v1/{path}/workflows"), None)
+            .json();
+        let refresh = states["workflows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|w| w["workflow"] == "data_analysis_refresh_workflow")
+            .map(|w| w["state"].clone());
+        if refresh == Some(serde_json::json!("current")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reprocessing did not finish: {states}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let again = python_or_dump(&server, &py, &script, &env("check"));
+    assert_eq!(
+        again, first,
+        "reprocessing from scratch changed the outputs"
+    );
+    // Stop: appends no longer reach the outputs.
+    let r = server.req(
+        "POST",
+        &format!("/api/v1/{path}/transitions/stop"),
+        Some(&serde_json::json!({})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (ok, out, err) = run_cli(&["analysis", "list"], &server.cli_env(), "");
+    assert!(ok, "{err}");
+    assert!(out.contains("\"stopped\""), "{out}");
+}
