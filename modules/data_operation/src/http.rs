@@ -164,7 +164,7 @@ fn follow_appends(
                 }
             }
         }
-        if analyses.is_empty() {
+        if analyses.is_empty() && first_news(*uid) {
             unknown = true;
         }
         for path in analyses {
@@ -180,6 +180,28 @@ fn follow_appends(
         queue_alarm(c)?;
     }
     Ok(())
+}
+
+/// Whether a stream that no analysis reads should trigger the periodic step now: at most
+/// once per 10 s per stream, so streams that feed no transformation do not run it at
+/// every append.
+fn first_news(stream: i64) -> bool {
+    static SEEN: OnceLock<Mutex<std::collections::HashMap<i64, Instant>>> = OnceLock::new();
+    let mut seen = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let now = Instant::now();
+    if seen.len() > 100_000 {
+        seen.retain(|_, at| now.duration_since(*at) < Duration::from_secs(10));
+    }
+    match seen.get(&stream) {
+        Some(at) if now.duration_since(*at) < Duration::from_secs(10) => false,
+        _ => {
+            seen.insert(stream, now);
+            true
+        }
+    }
 }
 
 /// Data Analyses.
