@@ -960,3 +960,53 @@ pub fn in_state(
         .map(String::as_str)
         == Some(state))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use wendelin_data_array::{Codec, CreateOptions};
+
+    #[test]
+    fn a_view_reads_one_column_of_a_2d_array() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a");
+        let options = CreateOptions {
+            dtype: Dtype::I16,
+            shape: vec![0, 3],
+            chunk_shape: Some(vec![4, 3]),
+            shard_shape: None,
+            codec: Codec::None,
+            fill_value: None,
+            dimension_names: None,
+        };
+        DataArray::create(&dir, &options).unwrap();
+        let rows: Vec<i16> = (0..30).collect();
+        let bytes: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(append_rows(&dir, "int16", &[3], &bytes).unwrap(), 10);
+        let column = Signal {
+            dir: dir.clone(),
+            view: Some((1, 2)),
+        };
+        assert_eq!(column.len().unwrap(), 10);
+        assert_eq!(column.read(3, 6).unwrap(), vec![11.0, 14.0, 17.0]);
+        let row = Signal {
+            dir: dir.clone(),
+            view: Some((0, 1)),
+        };
+        assert_eq!(row.len().unwrap(), 3);
+        assert_eq!(row.read(0, 3).unwrap(), vec![3.0, 4.0, 5.0]);
+        // A 2-D array without a view is not a signal.
+        assert!(Signal {
+            dir: dir.clone(),
+            view: None
+        }
+        .read(0, 1)
+        .is_err());
+        // Appending another dtype is refused, not reinterpreted.
+        assert!(append_rows(&dir, "float64", &[3], &[0; 24]).is_err());
+        // Cutting back drops the rows a crashed run appended.
+        cut(&dir, 4).unwrap();
+        assert_eq!(rows_of(&dir).unwrap(), 4);
+    }
+}

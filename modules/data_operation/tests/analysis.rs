@@ -366,3 +366,117 @@ fn the_page_shows_progress_and_reprocess_and_stop_work() {
     assert!(ok, "{err}");
     assert!(out.contains("\"stopped\""), "{out}");
 }
+
+#[test]
+fn records_become_columns_with_timestamps_and_window_aggregates() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with_env(
+        &dir.path().join("var"),
+        None,
+        &[("WENDELIN_DATA_OPERATION_MAX_INPUT_BYTES", "4096")],
+    );
+    let (ok, out, err) = run_cli(
+        &["ingestion", "add", "plant", "--product", "temp"],
+        &server.cli_env(),
+        "",
+    );
+    assert!(ok, "{out} {err}");
+    // The transformation through the JSON API, as a user would write it.
+    let post = |path: &str, body: serde_json::Value| {
+        let r = server.req("POST", &format!("/api/v1/{path}"), Some(&body));
+        assert!(
+            r.status == 201 || r.status == 200,
+            "{path}: {} {}",
+            r.status,
+            r.text
+        );
+        r.json()
+    };
+    post(
+        "data_operation_module",
+        serde_json::json!({"portal_type": "Data Operation", "id": "columns",
+                           "script_id": "records_to_columns"}),
+    );
+    post(
+        "data_transformation_module",
+        serde_json::json!({"portal_type": "Data Transformation", "id": "temp-columns",
+                           "resource": "temp"}),
+    );
+    let t = "data_transformation_module/temp-columns";
+    let line = |id: &str, extra: serde_json::Value| {
+        let mut body = serde_json::json!({"portal_type": "Data Transformation Line", "id": id,
+            "quantity": 1.0, "use": "big_data/analysis/transient",
+            "aggregated_portal_type_list": ["Data Array"]});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        post(t, body);
+    };
+    line(
+        "in",
+        serde_json::json!({"quantity": -1.0, "use": "big_data/ingestion/stream",
+        "resource": "temp", "aggregated_portal_type_list": []}),
+    );
+    line(
+        "op",
+        serde_json::json!({"quantity": 0.0, "aggregated_portal_type_list": [],
+        "data_operation": "data_operation_module/columns"}),
+    );
+    line("timestamp", serde_json::json!({}));
+    line("value", serde_json::json!({}));
+    line(
+        "value_mean",
+        serde_json::json!({"parameters": {"derive": "aggregate", "of": "value",
+        "window": 4, "function": "mean"}}),
+    );
+    line(
+        "value_max",
+        serde_json::json!({"parameters": {"derive": "aggregate", "of": "value",
+        "window": 4, "function": "max"}}),
+    );
+    line(
+        "progress",
+        serde_json::json!({"aggregated_portal_type_list": ["Progress Indicator"]}),
+    );
+    for path in ["data_operation_module/columns", t] {
+        let r = server.req(
+            "POST",
+            &format!("/api/v1/{path}/transitions/validate"),
+            Some(&serde_json::json!({})),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let script = format!(
+        "{PRELUDE}{}",
+        r#"
+url = U + "/erp5/portal_ingestion_policies/plant/ingest"
+from fluent.sender import EventTime
+n = 1000
+for start in range(0, n, 150):
+    body = b"".join(msgpack.packb([EventTime(1700000000 + i, 500), {"value": i * 1.5, "name": "x"}],
+                                  use_bin_type=True) for i in range(start, min(n, start + 150)))
+    r = requests.post(url, params={"reference": "boiler.temp"}, data=body, headers=H)
+    assert r.status_code == 204, r.text
+aid = wait(analysis, "the Data Analysis")
+wait(lambda: (a := array(aid, "value_max")) is not None and len(a) == n // 4, "the aggregates", 120)
+v, ts = array(aid, "value"), array(aid, "timestamp")
+assert v.dtype == np.float64 and (v == np.arange(n) * 1.5).all()
+assert ts.dtype == np.int64 and (ts == (1700000000 + np.arange(n)) * 10**9 + 500).all()
+assert np.allclose(array(aid, "value_mean"), (np.arange(n) * 1.5).reshape(-1, 4).mean(axis=1), rtol=1e-12)
+assert (array(aid, "value_max") == (np.arange(n) * 1.5).reshape(-1, 4).max(axis=1)).all()
+print("ok")
+"#
+    );
+    let out = python_or_dump(
+        &server,
+        &py,
+        &script,
+        &[
+            ("URL", &server.base),
+            ("TOKEN", &server.manager_token),
+            ("PW", ""),
+        ],
+    );
+    assert_eq!(out.trim(), "ok");
+}
