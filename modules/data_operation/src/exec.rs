@@ -377,12 +377,24 @@ pub fn execute_method(call: &mut Call<'_>) -> CoreResult<MethodOutput> {
             let out = param_str(&params, "out", "out").to_owned();
             derive(call, &lines, &out, &spec, &mut progress, budget)?
         }
-        other => {
-            return Err(CoreError::Invalid(format!(
-                "the Data Operation /{op_path} runs '{other}', which is not a built-in operation \
-                 (wav_decode, records_to_columns, rfft, stft, aggregate)"
-            )))
-        }
+        other => run_script(
+            call,
+            &analysis,
+            &lines,
+            other,
+            &params,
+            &mut offset,
+            &mut progress,
+        )
+        .map_err(|e| match e {
+            CoreError::NotFound(m) => CoreError::Invalid(format!(
+                "the Data Operation /{op_path} runs '{other}', which is neither a built-in \
+                     operation (wav_decode, records_to_columns, rfft, stft, aggregate) nor a \
+                     Script found from /{}: {m}",
+                analysis.path
+            )),
+            e => e,
+        })?,
     };
     // Outputs computed from other lines, in line order.
     for line in lines.iter().filter(|l| l.quantity > 0.0) {
@@ -424,6 +436,62 @@ pub fn execute_method(call: &mut Call<'_>) -> CoreResult<MethodOutput> {
     Ok(MethodOutput::Json(json!({
         "ran": true, "offset": offset, "more": more, "rows": progress.rows,
     })))
+}
+
+/// A user Script as the operation (Wendelin's script_id): called on the analysis with
+/// one keyword argument per line reference — the path of what the line aggregates (a
+/// list when several) — plus `offset` (the Progress Indicator's) and `parameters`. It
+/// returns 1/0 (more to do or not) or `{"offset": n, "more": bool}`. Its outputs are
+/// cut back at the next run like a built-in's, to the rows they had when it returned.
+fn run_script(
+    call: &mut Call<'_>,
+    analysis: &Document,
+    lines: &[Line],
+    script: &str,
+    params: &Map<String, Value>,
+    offset: &mut u64,
+    progress: &mut Progress,
+) -> CoreResult<bool> {
+    let mut args = Map::new();
+    for line in lines {
+        let paths: Vec<Value> = line
+            .aggregates
+            .iter()
+            .map(|d| Value::from(d.path.clone()))
+            .collect();
+        let v = match paths.len() {
+            0 => continue,
+            1 => paths.into_iter().next().unwrap_or(Value::Null),
+            _ => Value::Array(paths),
+        };
+        args.insert(line.reference().to_owned(), v);
+    }
+    args.insert("offset".into(), Value::from(*offset));
+    args.insert("parameters".into(), Value::Object(params.clone()));
+    let out = call.invoke(&analysis.path, script, &args)?;
+    let value = match out {
+        MethodOutput::Json(v) => v,
+        MethodOutput::Html(_) => Value::Null,
+    };
+    let more = match &value {
+        Value::Object(o) => {
+            if let Some(n) = o.get("offset").and_then(Value::as_u64) {
+                *offset = n;
+            }
+            o.get("more").and_then(Value::as_bool).unwrap_or(false)
+        }
+        Value::Bool(b) => *b,
+        v => v.as_i64().is_some_and(|n| n != 0),
+    };
+    for line in lines.iter().filter(|l| l.quantity > 0.0) {
+        if let Some(doc) = line.array() {
+            let dir = wendelin_data_array::array_dir(call.host, doc)?;
+            progress
+                .rows
+                .insert(line.reference().to_owned(), rows_of(&dir)?);
+        }
+    }
+    Ok(more)
 }
 
 /// Queues a run of the analysis at `path` as `user`, unless one is queued already.

@@ -480,3 +480,89 @@ print("ok")
     );
     assert_eq!(out.trim(), "ok");
 }
+
+#[test]
+fn a_user_script_runs_as_the_operation_with_the_lines_as_arguments() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("var"), None);
+    let (ok, out, err) = run_cli(
+        &["ingestion", "add", "meter", "--product", "power"],
+        &server.cli_env(),
+        "",
+    );
+    assert!(ok, "{out} {err}");
+    let post = |path: &str, body: serde_json::Value| {
+        let r = server.req("POST", &format!("/api/v1/{path}"), Some(&body));
+        assert!(
+            r.status == 201 || r.status == 200,
+            "{path}: {} {}",
+            r.status,
+            r.text
+        );
+    };
+    // Appends how many new bytes each run found, and says how far it read.
+    post(
+        "portal_skins",
+        serde_json::json!({"portal_type": "Script", "id": "countNewBytes", "body": r#"
+let size = portal.invoke(params.meter, "getSize");
+if size > params.offset {
+    portal.invoke(params.counts, "DataArray_append", #{ data: [size - params.offset] });
+}
+#{ offset: size, more: false }
+"#}),
+    );
+    post(
+        "data_operation_module",
+        serde_json::json!({"portal_type": "Data Operation", "id": "count", "script_id": "countNewBytes"}),
+    );
+    post(
+        "data_transformation_module",
+        serde_json::json!({"portal_type": "Data Transformation", "id": "power-count", "resource": "power"}),
+    );
+    let t = "data_transformation_module/power-count";
+    for body in [
+        serde_json::json!({"id": "meter", "quantity": -1.0, "use": "big_data/ingestion/stream", "resource": "power"}),
+        serde_json::json!({"id": "op", "quantity": 0.0, "data_operation": "data_operation_module/count"}),
+        serde_json::json!({"id": "counts", "quantity": 1.0, "aggregated_portal_type_list": ["Data Array"]}),
+        serde_json::json!({"id": "progress", "quantity": 1.0, "aggregated_portal_type_list": ["Progress Indicator"]}),
+    ] {
+        let mut b = body;
+        b["portal_type"] = serde_json::json!("Data Transformation Line");
+        post(t, b);
+    }
+    for path in ["data_operation_module/count", t] {
+        post(
+            &format!("{path}/transitions/validate"),
+            serde_json::json!({}),
+        );
+    }
+    let script = format!(
+        "{PRELUDE}{}",
+        r#"
+url = U + "/erp5/portal_ingestion_policies/meter/ingest"
+total = 0
+for k in range(3):
+    body = msgpack.packb([1700000000 + k, {"w": k}], use_bin_type=True)
+    total += len(body)
+    r = requests.post(url, params={"reference": "m1.power"}, data=body, headers=H)
+    assert r.status_code == 204, r.text
+    aid = wait(analysis, "the Data Analysis")
+    wait(lambda: (a := array(aid, "counts")) is not None and a.sum() == total, "the counts")
+pi = requests.get(U + "/api/v1/progress_indicator_module/%s-progress" % aid, headers=H).json()
+assert pi["int_offset_index"] == total, pi
+print("ok")
+"#
+    );
+    let out = python_or_dump(
+        &server,
+        &py,
+        &script,
+        &[
+            ("URL", &server.base),
+            ("TOKEN", &server.manager_token),
+            ("PW", ""),
+        ],
+    );
+    assert_eq!(out.trim(), "ok");
+}
