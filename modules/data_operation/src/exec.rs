@@ -131,6 +131,8 @@ pub struct Progress {
     pub processed_bytes: u64,
     /// The last run: seconds it took.
     pub last_run_seconds: f64,
+    /// Outputs whose computation failed in the last run, with the error.
+    pub errors: BTreeMap<String, String>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -400,7 +402,21 @@ pub fn execute_method(call: &mut Call<'_>) -> CoreResult<MethodOutput> {
     for line in lines.iter().filter(|l| l.quantity > 0.0) {
         if line.parameters.contains_key("derive") {
             let spec = line.parameters.clone();
-            more |= derive(call, &lines, line.reference(), &spec, &mut progress, budget)?;
+            // A derived output that fails (e.g. an rfft above the memory budget) keeps its
+            // error and its recorded rows; the other outputs go on.
+            match derive(call, &lines, line.reference(), &spec, &mut progress, budget) {
+                Ok(m) => {
+                    more |= m;
+                    progress.errors.remove(line.reference());
+                }
+                Err(e @ (CoreError::Invalid(_) | CoreError::BadRequest(_))) => {
+                    tracing::warn!(analysis = %analysis.path, output = line.reference(), error = %e, "derived output failed");
+                    progress
+                        .errors
+                        .insert(line.reference().to_owned(), e.to_string());
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
     let elapsed = started.elapsed().as_secs_f64();

@@ -247,6 +247,10 @@ enum AnalysisAction {
         /// STFT hop, in samples.
         #[arg(long, default_value_t = 2048)]
         hop: u64,
+        /// Leave out `spectrum_0` (the |rfft| of all of channel 0, recomputed as it
+        /// grows): for long streams.
+        #[arg(long)]
+        no_spectrum: bool,
     },
 }
 
@@ -319,6 +323,7 @@ fn run_cli(portal: &Portal, cli: AnalysisCli) -> Result<(), ServerError> {
             channels,
             window,
             hop,
+            no_spectrum,
         } => {
             let path = crate::template::provision_wav(
                 portal,
@@ -329,6 +334,7 @@ fn run_cli(portal: &Portal, cli: AnalysisCli) -> Result<(), ServerError> {
                     channels,
                     window,
                     hop,
+                    spectrum: !no_spectrum,
                 },
             )?;
             println!("{path}");

@@ -19,6 +19,9 @@ pub struct WavTemplate {
     pub window: u64,
     /// STFT hop.
     pub hop: u64,
+    /// Whether to keep `spectrum_0`, the |rfft| of all of channel 0 (recomputed whole as
+    /// the channel grows, refused above `memory_budget`: leave it out for long streams).
+    pub spectrum: bool,
 }
 
 fn ensure(portal: &Portal, user: &User, folder: &str, body: Value) -> CoreResult<Document> {
@@ -83,11 +86,13 @@ pub fn provision_wav(portal: &Portal, user: &User, t: &WavTemplate) -> CoreResul
             "quantity": 1.0, "use": USE_TRANSIENT, "aggregated_portal_type_list": ["Data Array"]}),
         );
     }
-    lines.push(
-        json!({"id": "spectrum_0", "title": "|rfft| of channel 0", "quantity": 1.0,
-        "use": USE_TRANSIENT, "aggregated_portal_type_list": ["Data Array"],
-        "parameters": {"derive": "rfft", "of": "channel_0"}}),
-    );
+    if t.spectrum {
+        lines.push(
+            json!({"id": "spectrum_0", "title": "|rfft| of channel 0", "quantity": 1.0,
+            "use": USE_TRANSIENT, "aggregated_portal_type_list": ["Data Array"],
+            "parameters": {"derive": "rfft", "of": "channel_0"}}),
+        );
+    }
     lines.push(
         json!({"id": "stft_0", "title": "STFT of channel 0", "quantity": 1.0,
         "use": USE_TRANSIENT, "aggregated_portal_type_list": ["Data Array"],

@@ -22,6 +22,7 @@ pub fn describe(
     let mut last_run = Value::Null;
     let mut rate = Value::Null;
     let mut rows = Value::Null;
+    let mut output_errors = Value::Null;
     let mut size = 0;
     let mut last_append: Option<String> = None;
     for line in &lines {
@@ -40,6 +41,7 @@ pub fn describe(
                     .and_then(|v| serde_json::from_value(v).ok())
                     .unwrap_or_default();
                 rows = json!(progress.rows);
+                output_errors = json!(progress.errors);
             }
         }
         if line.quantity < 0.0 {
@@ -68,12 +70,19 @@ pub fn describe(
     let last_error = wendelin_core::activity::list(conn, None, 1000)?
         .into_iter()
         .filter(|a| a.path == analysis.path && a.method == EXECUTE)
-        .find_map(|a| a.last_error);
+        .find_map(|a| a.last_error)
+        .or_else(|| {
+            output_errors.as_object().and_then(|o| {
+                o.iter()
+                    .next()
+                    .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or("")))
+            })
+        });
     let name = |l: &exec::Line| l.reference().to_owned();
     Ok(json!({
         "path": analysis.path, "title": analysis.title, "states": states,
         "offset": offset, "input_size": size, "lag_bytes": lag_bytes, "lag_seconds": lag_seconds,
-        "last_run": last_run, "bytes_per_second": rate, "rows": rows, "last_error": last_error,
+        "last_run": last_run, "bytes_per_second": rate, "rows": rows, "last_error": last_error, "output_errors": output_errors,
         "operation": lines.iter().find_map(|l| l.operation.clone()),
         "inputs": lines.iter().filter(|l| l.quantity < 0.0)
             .flat_map(|l| l.aggregates.iter().map(move |d| json!([name(l), d.path]))).collect::<Vec<_>>(),

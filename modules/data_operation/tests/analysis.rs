@@ -566,3 +566,46 @@ print("ok")
     );
     assert_eq!(out.trim(), "ok");
 }
+
+#[test]
+fn an_rfft_above_the_memory_budget_is_refused_without_stopping_the_other_outputs() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = setup(
+        dir.path(),
+        &[("WENDELIN_DATA_OPERATION_MEMORY_BUDGET", "10000")],
+    );
+    let script = format!(
+        "{PRELUDE}{}",
+        r#"
+frames = 3000
+samples = rng.integers(-32768, 32767, size=(frames, 2), dtype=np.int16)
+post(wav_header(2, 8000, frames) + samples.tobytes())
+aid = wait(analysis, "the Data Analysis")
+wait(lambda: (a := array(aid, "stft_0")) is not None and len(a) == (frames - 256) // 128 + 1, "the STFT")
+assert (array(aid, "channel_1") == samples[:, 1]).all()
+s = array(aid, "spectrum_0")
+assert s is None or len(s) == 0, s
+print(aid)
+"#
+    );
+    let env = [
+        ("URL", server.base.as_str()),
+        ("TOKEN", server.manager_token.as_str()),
+        ("PW", FEEDER_PASSWORD),
+    ];
+    let aid = python_or_dump(&server, &py, &script, &env);
+    let page = server.req(
+        "GET",
+        &format!(
+            "/api/v1/data_analysis_module/{}/DataAnalysis_view",
+            aid.trim()
+        ),
+        None,
+    );
+    assert!(
+        page.text.contains("spectrum_0: ") && page.text.contains("memory_budget"),
+        "{}",
+        page.text
+    );
+}
