@@ -565,6 +565,10 @@ print("ok")
         ],
     );
     assert_eq!(out.trim(), "ok");
+    // `analysis run` in the foreground: nothing left to do, the offset unchanged.
+    let (ok, out, err) = run_cli(&["analysis", "run"], &server.cli_env(), "");
+    assert!(ok, "{err}");
+    assert!(out.contains("(1 steps)") && out.contains("\"lag_bytes\":0"), "{out}");
 }
 
 #[test]
