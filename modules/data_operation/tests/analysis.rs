@@ -12,7 +12,12 @@ const FEEDER_PASSWORD: &str = "feeder-password-1";
 /// A server with the policy `audio` (product `wav`), the Author `feeder` and the tutorial
 /// transformation.
 fn setup(dir: &Path, env: &[(&str, &str)]) -> TestServer {
-    let server = TestServer::start_with_env(&dir.join("var"), None, env);
+    setup_on(dir, None, env)
+}
+
+/// [`setup`] on a database URL.
+fn setup_on(dir: &Path, database: Option<String>, env: &[(&str, &str)]) -> TestServer {
+    let server = TestServer::start_with_env(&dir.join("var"), database, env);
     let cli = |args: &[&str], stdin: &str| {
         let (ok, out, err) = run_cli(args, &server.cli_env(), stdin);
         assert!(ok, "{args:?}: {out} {err}");
@@ -125,6 +130,26 @@ fn wav_in_pieces_becomes_channels_spectrum_and_stft_incrementally() {
         dir.path(),
         &[("WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS", "0")],
     );
+    tutorial(&server, &py);
+}
+
+#[test]
+fn the_tutorial_on_postgresql() {
+    let Some(py) = python() else { return };
+    let Some(pg) = wendelin_tests::postgres() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = setup_on(
+        dir.path(),
+        Some(pg.new_database()),
+        &[("WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS", "0")],
+    );
+    tutorial(&server, &py);
+}
+
+/// The tutorial on `server`: pieces in, numpy's results out, more frames appended.
+fn tutorial(server: &TestServer, py: &Path) {
     let script = format!(
         "{PRELUDE}{}",
         r#"
@@ -179,8 +204,8 @@ print(aid)
 "#
     );
     let out = python_or_dump(
-        &server,
-        &py,
+        server,
+        py,
         &script,
         &[
             ("URL", &server.base),
@@ -568,7 +593,10 @@ print("ok")
     // `analysis run` in the foreground: nothing left to do, the offset unchanged.
     let (ok, out, err) = run_cli(&["analysis", "run"], &server.cli_env(), "");
     assert!(ok, "{err}");
-    assert!(out.contains("(1 steps)") && out.contains("\"lag_bytes\":0"), "{out}");
+    assert!(
+        out.contains("(1 steps)") && out.contains("\"lag_bytes\":0"),
+        "{out}"
+    );
 }
 
 #[test]
