@@ -187,7 +187,12 @@ pub fn refresh_workflow() -> Workflow {
 /// The data operation module: operations, transformations, analyses, progress indicators.
 pub fn module() -> Module {
     Module::new("data_operation")
-        .workflow(lifecycle_workflow("data_analysis_workflow", DATA_ANALYSIS))
+        .workflow(
+            lifecycle_workflow("data_analysis_workflow", DATA_ANALYSIS).after("restart", |ctx| {
+                // A restarted analysis catches up with what arrived while it was stopped.
+                exec::queue_run(ctx.conn, ctx.user, &ctx.document.path, 0).map(|_| ())
+            }),
+        )
         .workflow(refresh_workflow().after("plan_refresh", |ctx| {
             // Reprocessing starts with the next run: queue it now.
             exec::queue_run(ctx.conn, ctx.user, &ctx.document.path, 0).map(|_| ())

@@ -390,6 +390,15 @@ fn the_page_shows_progress_and_reprocess_and_stop_work() {
     let (ok, out, err) = run_cli(&["analysis", "list"], &server.cli_env(), "");
     assert!(ok, "{err}");
     assert!(out.contains("\"stopped\""), "{out}");
+    // Restarted, it runs again at once (nothing new: its offset stays where it was).
+    let r = server.req(
+        "POST",
+        &format!("/api/v1/{path}/transitions/restart"),
+        Some(&serde_json::json!({})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let again = python_or_dump(&server, &py, &script, &env("check"));
+    assert_eq!(again, first);
 }
 
 #[test]
