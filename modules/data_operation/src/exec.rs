@@ -986,6 +986,9 @@ fn derive(
             progress.rows.insert(out.to_owned(), total);
             Ok(count < avail)
         }
+        "aggregate" if spec.contains_key("time") => {
+            aggregate_by_time(call, lines, &line, &signal, spec, progress, max_samples)
+        }
         "aggregate" => {
             let w = param_u64(spec, "window").unwrap_or(1).max(1);
             let how = param_str(spec, "function", "mean").to_owned();
@@ -1030,6 +1033,86 @@ fn derive(
             "output '{out}': derive '{other}' is unknown (rfft, stft, aggregate)"
         ))),
     }
+}
+
+fn reduce(how: &str, x: &[f64]) -> CoreResult<f64> {
+    Ok(match how {
+        "mean" => x.iter().sum::<f64>() / x.len().max(1) as f64,
+        "sum" => x.iter().sum(),
+        "min" => x.iter().copied().fold(f64::INFINITY, f64::min),
+        "max" => x.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        "count" => x.len() as f64,
+        other => {
+            return Err(CoreError::Invalid(format!(
+                "aggregate function '{other}' is unknown (mean, sum, min, max, count)"
+            )))
+        }
+    })
+}
+
+/// `aggregate` per window of time: `time` names the line of int64 nanosecond timestamps
+/// (as `records_to_columns` writes), `seconds` the window. Output rows `[window start in
+/// seconds, value]`, one per window once a later sample shows it complete; the samples
+/// of the open window are read again by the next run.
+fn aggregate_by_time(
+    call: &mut Call<'_>,
+    lines: &[Line],
+    line: &Line,
+    signal: &Signal,
+    spec: &Map<String, Value>,
+    progress: &mut Progress,
+    max_samples: u64,
+) -> CoreResult<bool> {
+    let out = line.reference();
+    let of = param_str(spec, "of", "in");
+    let how = param_str(spec, "function", "mean").to_owned();
+    let period = spec
+        .get("seconds")
+        .and_then(Value::as_f64)
+        .filter(|p| *p > 0.0)
+        .ok_or_else(|| {
+            CoreError::Invalid(format!("aggregate of '{out}' by time needs seconds > 0"))
+        })?;
+    let time_ref = param_str(spec, "time", "timestamp");
+    let Some(times) = Signal::of(call.host, lines, time_ref)? else {
+        return Ok(false);
+    };
+    let n = signal.len()?.min(times.len()?);
+    let from = progress.source_len.get(out).copied().unwrap_or(0);
+    if from >= n {
+        return Ok(false);
+    }
+    let to = n.min(from + max_samples);
+    let desc = format!("{how} of {of} per {period} s of {time_ref}: [start s, value]");
+    let dir = match prepare(call, line, "float64", &[2], &desc)? {
+        Prep::Ready(dir) => dir,
+        Prep::Retyped => return Ok(true),
+        Prep::NoArray => return Ok(false),
+    };
+    let x = signal.read(from, to)?;
+    let t = times.read(from, to)?;
+    let mut rows: Vec<f64> = Vec::new();
+    let mut start = 0usize;
+    let window = |ns: f64| (ns / 1e9 / period).floor();
+    for i in 1..x.len() {
+        if window(t[i]) != window(t[start]) {
+            rows.push(window(t[start]) * period);
+            rows.push(reduce(&how, &x[start..i])?);
+            start = i;
+        }
+    }
+    if rows.is_empty() && to < n {
+        return Err(CoreError::Invalid(format!(
+            "a window of '{out}' holds more than {max_samples} samples: raise \
+             [data_operation] max_input_bytes or shorten the window"
+        )));
+    }
+    let total = append_rows(&dir, "float64", &[2], &f64_bytes(&rows))?;
+    progress.rows.insert(out.to_owned(), total);
+    progress
+        .source_len
+        .insert(out.to_owned(), from + start as u64);
+    Ok(to < n && !rows.is_empty())
 }
 
 /// Registry-free helper for the alarm: whether `doc` is in `state` of `workflow`.

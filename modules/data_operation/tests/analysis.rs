@@ -470,6 +470,11 @@ fn records_become_columns_with_timestamps_and_window_aggregates() {
         "window": 4, "function": "max"}}),
     );
     line(
+        "value_per_10s",
+        serde_json::json!({"parameters": {"derive": "aggregate", "of": "value",
+            "time": "timestamp", "seconds": 10, "function": "sum"}}),
+    );
+    line(
         "progress",
         serde_json::json!({"aggregated_portal_type_list": ["Progress Indicator"]}),
     );
@@ -499,6 +504,11 @@ assert v.dtype == np.float64 and (v == np.arange(n) * 1.5).all()
 assert ts.dtype == np.int64 and (ts == (1700000000 + np.arange(n)) * 10**9 + 500).all()
 assert np.allclose(array(aid, "value_mean"), (np.arange(n) * 1.5).reshape(-1, 4).mean(axis=1), rtol=1e-12)
 assert (array(aid, "value_max") == (np.arange(n) * 1.5).reshape(-1, 4).max(axis=1)).all()
+# Per 10 s of timestamps: every window but the last, still open.
+wait(lambda: (a := array(aid, "value_per_10s")) is not None and len(a) == n // 10 - 1, "the time windows")
+w = array(aid, "value_per_10s")
+assert (w[:, 0] == 1700000000 + 10 * np.arange(n // 10 - 1)).all(), w[:3]
+assert np.allclose(w[:, 1], (np.arange(n) * 1.5).reshape(-1, 10).sum(axis=1)[:-1], rtol=1e-12)
 print("ok")
 "#
     );
