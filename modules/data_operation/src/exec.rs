@@ -310,7 +310,16 @@ pub fn execute_method(call: &mut Call<'_>) -> CoreResult<MethodOutput> {
         .ok_or_else(|| {
             CoreError::Invalid(format!("/{} has no Progress Indicator line", analysis.path))
         })?;
-    let pi_doc = docs::get(call.conn, &pi_doc.path)?;
+    // Claim the Progress Indicator first (a serial-checked write): a second run of this
+    // analysis outside the activity queue's tag (`analysis run`, another node on
+    // PostgreSQL) waits for this transaction and then fails on the serial, instead of
+    // cutting and appending beside this one.
+    let seen = docs::get(call.conn, &pi_doc.path)?;
+    let claim = DocumentPatch::from_json(json!({
+        "serial": seen.serial,
+        "last_run": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    }))?;
+    let pi_doc = docs::update(call.conn, call.registry, &pi_doc.path, claim, call.user)?;
     let pi_props = pi_doc.property_map()?;
     let mut offset = pi_props
         .get("int_offset_index")
