@@ -75,7 +75,11 @@ fn allow_of(portal: &Portal, user: &User, found: &Traversal) -> Result<String, S
             portal.get(user, &doc.path)?;
             if doc.portal_type == MODULE_FOLDER_TYPE {
                 "GET, POST".to_owned()
-            } else if wendelin_core::document::allowed_types(&portal.registry, doc).is_empty() {
+            } else if wendelin_core::document::allowed_types(&portal.registry, doc).is_empty()
+                // A sub-document answers what the API's `<folder>/{id}/{method}` declares
+                // (POST there creates in it: refused when its type contains nothing).
+                && doc.path.matches('/').count() < 2
+            {
                 "GET, PATCH, DELETE".to_owned()
             } else {
                 "GET, POST, PATCH, DELETE".to_owned()

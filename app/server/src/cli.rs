@@ -235,7 +235,11 @@ fn serve_command(config: Config) -> Result<(), ServerError> {
     for m in crate::server_modules() {
         m.start(&portal)?;
     }
-    let node = format!("{}#{}", config.bind, std::process::id());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let node = format!("{host}/{}#{}", config.bind, std::process::id());
+    release_dead_claims(&portal, &host, &config.bind)?;
     wendelin_core::activity::spawn_workers(
         portal.clone(),
         &node,
@@ -243,6 +247,31 @@ fn serve_command(config: Config) -> Result<(), ServerError> {
         std::time::Duration::from_millis(500),
     )?;
     serve(config, portal)
+}
+
+/// Claims of an earlier server of this host on this address (killed: one process at a
+/// time can listen on it) are released at once instead of after the claim timeout.
+fn release_dead_claims(portal: &Portal, host: &str, bind: &str) -> Result<(), ServerError> {
+    let fixed_port = bind.rsplit_once(':').is_some_and(|(_, p)| p != "0");
+    if host.is_empty() || !fixed_port {
+        return Ok(());
+    }
+    // Free now: no live server listens there (a bind failure is reported by serve).
+    let Ok(probe) = std::net::TcpListener::bind(bind) else {
+        return Ok(());
+    };
+    drop(probe);
+    let prefix = format!("{host}/{bind}#");
+    let n = portal
+        .db
+        .write(|c| wendelin_core::activity::release_claims(c, &prefix))?;
+    if n > 0 {
+        tracing::warn!(
+            released = n,
+            "activities claimed by a previous server on this address queued again"
+        );
+    }
+    Ok(())
 }
 
 fn migrate_command(portal: &Portal) -> Result<(), ServerError> {

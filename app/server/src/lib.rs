@@ -45,6 +45,7 @@ pub fn server_modules() -> Vec<Box<dyn ServerModule>> {
         Box::new(wendelin_ingestion::http::IngestionModule),
         Box::new(wendelin_scripts::http::ScriptsModule),
         Box::new(wendelin_web::http::WebModule),
+        Box::new(wendelin_data_operation::http::DataOperationModule),
     ]
 }
 

@@ -461,25 +461,49 @@ pub fn document(registry: &Registry) -> Value {
         let any = json!({"application/json": {"schema": {}},
             "text/html": {"schema": {"type": "string"}},
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}});
-        paths.insert(
-            format!("/api/v1/{}/{{id}}/{{method}}", f.id),
-            json!({
-                "parameters": [
-                    {"name": "id", "in": "path", "required": true, "schema": {"type": "string"}},
-                    {"name": "method", "in": "path", "required": true, "schema": {"type": "string"},
-                     "description": "resolved as <Type>_<method>, built-in, Base_<method>, property, then acquired from containers; also a sub-document's id"}],
-                "get": {"summary": "call a read-only method, read a property or a sub-document (arguments in the query string)",
-                    "responses": responses(json!({"200": {"description": "its result", "content": any}}),
-                        &codes(&[400, 404, 405, 409, 422]))},
-                "post": {"summary": "call a method with JSON arguments (no body: none)",
-                    "requestBody": {"required": false, "content": json_content(json!({"type": "object"}))},
-                    "responses": responses(json!({
-                        "200": {"description": "its result", "content": any},
-                        "201": {"description": "a sub-document created in a sub-document",
+        let mut method_item = json!({
+            "parameters": [
+                {"name": "id", "in": "path", "required": true, "schema": {"type": "string"}},
+                {"name": "method", "in": "path", "required": true, "schema": {"type": "string"},
+                 "description": "resolved as <Type>_<method>, built-in, Base_<method>, property, then acquired from containers; also a sub-document's id"}],
+            "get": {"summary": "call a read-only method, read a property or a sub-document (arguments in the query string)",
+                "responses": responses(json!({"200": {"description": "its result", "content": any}}),
+                    &codes(&[400, 404, 405, 409, 422]))},
+            "post": {"summary": "call a method with JSON arguments (no body: none)",
+                "requestBody": {"required": false, "content": json_content(json!({"type": "object"}))},
+                "responses": responses(json!({
+                    "200": {"description": "its result", "content": any},
+                    "201": {"description": "a sub-document created in a sub-document",
+                        "content": json_content(json!({"type": "object"}))}}),
+                    &codes(&[400, 404, 405, 409, 413, 415, 422]))},
+        });
+        if !inner.is_empty() {
+            // `{method}` may name a sub-document, which is edited and deleted like any.
+            let inner_edits = one_of(
+                inner
+                    .iter()
+                    .map(|t| schema_ref(format!("{}Edit", schema_name(&t.name))))
+                    .collect(),
+            );
+            if let Value::Object(m) = &mut method_item {
+                m.insert(
+                    "patch".into(),
+                    json!({"summary": "edit a sub-document; send the serial you read",
+                    "requestBody": {"required": true, "content": json_content(inner_edits)},
+                    "responses": responses(
+                        json!({"200": {"description": "the edited sub-document",
                             "content": json_content(json!({"type": "object"}))}}),
-                        &codes(&[400, 404, 405, 409, 413, 415, 422]))},
-            }),
-        );
+                        &codes(&[400, 404, 405, 409, 413, 415, 422]))}),
+                );
+                m.insert("delete".into(), json!({"summary": "delete a sub-document",
+                    "parameters": [{"name": "serial", "in": "query", "schema": int64(),
+                        "description": "the serial read (or If-Match: \"N\"); a stale one is a 409"}],
+                    "responses": responses(
+                        json!({"204": {"description": "deleted"}}),
+                        &codes(&[400, 404, 405, 409]))}));
+            }
+        }
+        paths.insert(format!("/api/v1/{}/{{id}}/{{method}}", f.id), method_item);
     }
     json!({
         "openapi": "3.1.0",

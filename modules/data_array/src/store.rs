@@ -500,6 +500,15 @@ impl DataArray {
         let metadata = build_metadata(options)?;
         let store = Arc::new(AtomicStore::new(dir)?);
         let _lock = DirLock::take(dir, true)?;
+        // Checked again under the lock: two creators that both found no array must not
+        // both write one (the second would replace the metadata of rows the first
+        // appended meanwhile).
+        if dir.join("zarr.json").exists() {
+            return Err(ArrayError::BadRequest(format!(
+                "an array already exists in {}",
+                dir.display()
+            )));
+        }
         let array = Array::new_with_metadata(store.clone(), "/", metadata)?;
         array.store_metadata()?;
         Ok(DataArray {

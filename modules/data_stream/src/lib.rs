@@ -125,9 +125,38 @@ pub fn append_checked(
     mode: Durability,
 ) -> CoreResult<u64> {
     require_stream(doc)?;
-    store(portal)?
+    let size = store(portal)?
         .append(stream_id(doc), data, at, mode)
-        .map_err(core_error)
+        .map_err(core_error)?;
+    for listener in listeners() {
+        listener(portal, doc, size);
+    }
+    Ok(size)
+}
+
+/// Told of every append, after it (the stream and its new size): how a module follows
+/// streams without the stream module knowing it. It must return at once (no I/O).
+pub type AppendListener = fn(&Portal, &Document, u64);
+
+static LISTENERS: OnceLock<Mutex<Vec<AppendListener>>> = OnceLock::new();
+
+/// Registers `listener` for every append of this process (once per listener).
+pub fn on_append(listener: AppendListener) {
+    let mut all = LISTENERS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !all.iter().any(|l| std::ptr::fn_addr_eq(*l, listener)) {
+        all.push(listener);
+    }
+}
+
+fn listeners() -> Vec<AppendListener> {
+    LISTENERS.get().map_or_else(Vec::new, |l| {
+        l.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    })
 }
 
 /// Appends to the stream at `path` as `user` (permission *Modify portal content*).

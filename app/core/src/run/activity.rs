@@ -183,6 +183,49 @@ pub fn activate(
         .map_err(CoreError::from)
 }
 
+/// Releases the claims of the workers whose id starts with `prefix` (queued again, their
+/// tags freed): what a process that knows those workers dead — e.g. a server restarted
+/// on the address they served — does at start-up rather than wait for the claim timeout.
+/// Returns how many activities were released.
+pub fn release_claims(conn: &mut DbConnection, prefix: &str) -> CoreResult<usize> {
+    let pattern = format!(
+        "{}%",
+        prefix
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    let ids: Vec<i64> = activities::table
+        .filter(activities::state.eq("running"))
+        .filter(activities::claimed_by.like(&pattern).escape('\\'))
+        .select(activities::id)
+        .load(conn)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(activity_tags::table.filter(activity_tags::activity_id.eq_any(&ids)))
+        .execute(conn)?;
+    diesel::update(activities::table.filter(activities::id.eq_any(&ids)))
+        .set((
+            activities::state.eq("queued"),
+            activities::claimed_by.eq(None::<String>),
+        ))
+        .execute(conn)?;
+    Ok(ids.len())
+}
+
+/// Whether `method` is queued (not yet claimed) on the document at `path`: what a module
+/// asks before queuing a run that one already queued would do as well.
+pub fn is_queued(conn: &mut DbConnection, path: &str, method: &str) -> CoreResult<bool> {
+    let n: i64 = activities::table
+        .filter(activities::path.eq(path.trim_matches('/')))
+        .filter(activities::method.eq(method))
+        .filter(activities::state.eq("queued"))
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
+}
+
 /// An activity a worker has claimed.
 #[derive(Debug, Clone)]
 pub struct Claimed {

@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""Whole-system benchmark: Data Analysis (decode + STFT of an ingested WAV) against numpy
+doing the same on the file, in one run.
+
+Starts the release `wendelin` binary on a fresh data directory under /tmp, creates the
+policy `audio` (product `wav`), and measures:
+  (a) decode + STFT (window 4096, hop 2048, Hann, magnitude, channel 0) of a GIB GiB
+      stereo int16 WAV, ingested first through the fluentd path in 1 MiB records
+      {"data": bytes} with no transformation yet; then `analysis template-wav
+      --no-spectrum` and the periodic step started by hand: time until the Progress
+      Indicator's offset is the stream's size; the server's peak RSS (VmHWM after
+      clear_refs) meanwhile. numpy: the same file read in 64 MiB blocks, channels split
+      (copies), STFT of channel 0 (sliding windows × numpy.hanning, rfft, abs);
+  (b) the time from the acknowledgement of a 1 MiB append to its outputs being visible
+      (offset caught up), on the long stream of (a) and on a 1 MiB stream (median of
+      ROUNDS interleaved rounds);
+  (c) ingest-ack to output-visible latency under a steady 1 MiB/s ingestion (64 KiB
+      every 62.5 ms for SECONDS s): p50, p99, max.
+Everything is deleted at the end. Needs `cargo build --release`, .venv with numpy,
+msgpack and requests; root for clear_refs (else RSS is VmHWM since start).
+Usage: .venv/bin/python bench/analysis.py [GIB] [SECONDS]
+"""
+import faulthandler, os, shutil, signal, statistics, subprocess, sys, tempfile, threading, time
+
+import msgpack
+import numpy as np
+import requests
+
+from harness import BIN, free_port  # noqa: E402
+
+GIB = float(sys.argv[1]) if len(sys.argv) > 1 else 1
+SECONDS = float(sys.argv[2]) if len(sys.argv) > 2 else 60
+RECORD = 1 << 20
+ROUNDS = 10
+W, H = 4096, 2048
+
+
+def wav_header(channels, rate, frames):
+    data = frames * channels * 2
+    if data > 0xFFFFFF00:  # a live stream: sizes unknown
+        data = 0xFFFFFFFF - 36
+    return (b"RIFF" + (36 + data).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
+            + (1).to_bytes(2, "little") + channels.to_bytes(2, "little") + rate.to_bytes(4, "little")
+            + (rate * channels * 2).to_bytes(4, "little") + (channels * 2).to_bytes(2, "little")
+            + (16).to_bytes(2, "little") + b"data" + data.to_bytes(4, "little"))
+
+
+class Server:
+    def __init__(self, data):
+        self.env = dict(os.environ, WENDELIN_DATA_DIR=data, WENDELIN_LOG="warn",
+                        WENDELIN_WORKERS="2", WENDELIN_INGESTION_MAX_BODY_BYTES=str(4 << 20),
+                        WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS="0")
+        subprocess.run([BIN, "init"], env=self.env, capture_output=True, check=True)
+        out = subprocess.run([BIN, "user", "token", "add", "manager", "--name", "bench"],
+                             env=self.env, capture_output=True, text=True, check=True).stdout
+        self.token = out.split()[-1]
+        self.h = {"Authorization": "Bearer " + self.token}
+        self.cli("ingestion", "add", "audio", "--product", "wav")
+        self.port = free_port()
+        self.proc = subprocess.Popen([BIN, "serve", "--bind", f"127.0.0.1:{self.port}"],
+                                     env=self.env, stdout=subprocess.DEVNULL)
+        self.s = requests.Session()
+        for _ in range(200):
+            try:
+                self.s.get(self.url("/health"))
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("server did not start")
+
+    def cli(self, *args):
+        return subprocess.run([BIN, *args], env=self.env, capture_output=True, text=True,
+                              check=True).stdout
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def post(self, tag, piece):
+        body = msgpack.packb([int(time.time()), {"data": piece}], use_bin_type=True)
+        r = self.s.post(self.url("/erp5/portal_ingestion_policies/audio/ingest"),
+                        params={"reference": tag}, data=body, headers=self.h)
+        assert r.status_code == 204, r.text
+        return len(body)
+
+    def analyses(self):
+        return [i["id"] for i in self.s.get(self.url("/api/v1/data_analysis_module"),
+                                             headers=self.h).json()["items"]]
+
+    def offset(self, aid):
+        r = self.s.get(self.url(f"/api/v1/progress_indicator_module/{aid}-progress"), headers=self.h)
+        return r.json().get("int_offset_index", 0) if r.status_code == 200 else 0
+
+    def step(self):
+        r = self.s.post(self.url("/api/v1/data_analysis_module/ERP5Site_createDataAnalysisList"),
+                        json={}, headers=self.h)
+        assert r.status_code == 200, r.text
+
+    def wait_offset(self, aid, size, poll=0.005):
+        while self.offset(aid) < size:
+            time.sleep(poll)
+        return time.perf_counter()
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def rss_peak(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def numpy_stft(path, frames):
+    """Channels split and the STFT of channel 0, block by block (bounded memory)."""
+    win = np.hanning(W)
+    block = (64 << 20) // 4 // H * H  # frames per block, a multiple of the hop
+    tail = np.empty(0, dtype=np.int16)
+    rows = 0
+    with open(path, "rb") as f:
+        f.seek(44)
+        while True:
+            raw = f.read(block * 4)
+            if not raw:
+                break
+            x = np.frombuffer(raw, dtype=np.int16).reshape(-1, 2)
+            c0, c1 = x[:, 0].copy(), x[:, 1].copy()  # the channel arrays
+            del c1
+            sig = np.concatenate([tail, c0]).astype(np.float64)
+            if len(sig) >= W:
+                n = (len(sig) - W) // H + 1
+                frames_view = np.lib.stride_tricks.sliding_window_view(sig, W)[::H][:n]
+                rows += len(np.abs(np.fft.rfft(frames_view * win, axis=1)))
+                tail = c0[-(len(sig) - n * H):] if len(sig) - n * H > 0 else np.empty(0, np.int16)
+            else:
+                tail = sig.astype(np.int16)
+    return rows
+
+
+def main():
+    faulthandler.register(signal.SIGUSR1)  # kill -USR1 <pid>: where it is
+    work = tempfile.mkdtemp(prefix="wendelin-bench-analysis-", dir="/tmp")
+    try:
+        run(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(work):
+    srv = Server(os.path.join(work, "data"))
+    try:
+        measure(srv, work)
+    finally:
+        srv.stop()
+
+
+def measure(srv, work):
+    frames = int(GIB * (1 << 30)) // 4
+    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {GIB:g} GiB stereo int16 "
+          f"WAV, STFT {W}/{H} Hann, {os.cpu_count()} CPUs")
+    # (a) the file, ingested before any transformation exists.
+    path = os.path.join(work, "in.wav")
+    rng = np.random.default_rng(1)
+    with open(path, "wb") as f:
+        f.write(wav_header(2, 48000, frames))
+        left = frames
+        while left:
+            n = min(left, 8 << 20)
+            f.write(rng.integers(-32768, 32767, size=2 * n, dtype=np.int16).tobytes())
+            left -= n
+    size = 0
+    with open(path, "rb") as f:
+        while piece := f.read(RECORD):
+            size += srv.post("long.wav", piece)
+    srv.cli("analysis", "template-wav", "--product", "wav", "--no-spectrum",
+            "--window", str(W), "--hop", str(H))
+    try:
+        with open(f"/proc/{srv.proc.pid}/clear_refs", "w") as f:
+            f.write("5\n")
+    except OSError:
+        pass
+    t0 = time.perf_counter()
+    srv.step()
+    aid = None
+    while aid is None:
+        aid = next((a for a in srv.analyses() if "-long-" in a), None)
+        time.sleep(0.01)
+    t1 = srv.wait_offset(aid, size, poll=0.05)
+    server_s = t1 - t0
+    peak = rss_peak(srv.proc.pid)
+    t0 = time.perf_counter()
+    rows = numpy_stft(path, frames)
+    numpy_s = time.perf_counter() - t0
+    nbytes = os.path.getsize(path)
+    print(f"(a) decode + STFT of {nbytes / 2**30:.2f} GiB: server {server_s:.1f} s "
+          f"({nbytes / server_s / 2**20:.0f} MiB/s), numpy {numpy_s:.1f} s "
+          f"({nbytes / numpy_s / 2**20:.0f} MiB/s, {rows} windows): "
+          f"{numpy_s / server_s:.2f}× numpy; peak server RSS {peak / 2**20:.0f} MiB")
+
+    # (b) 1 MiB appends: to the long stream vs to a 1 MiB stream.
+    srv.post("short.wav", wav_header(2, 48000, 1 << 30) + bytes(RECORD - 44))
+    srv.step()
+    short = None
+    while short is None:
+        short = next((a for a in srv.analyses() if "-short-" in a), None)
+        time.sleep(0.01)
+    offsets = {aid: size, short: 0}
+    offsets[short] = srv.offset(short)
+    while srv.offset(short) == 0:
+        time.sleep(0.01)
+    offsets[short] = srv.offset(short)
+    piece = rng.integers(-32768, 32767, size=RECORD // 2, dtype=np.int16).tobytes()
+    times = {aid: [], short: []}
+    for _ in range(ROUNDS):
+        for a, tag in ((aid, "long.wav"), (short, "short.wav")):
+            offsets[a] += srv.post(tag, piece)
+            t0 = time.perf_counter()
+            times[a].append(srv.wait_offset(a, offsets[a]) - t0)
+    long_m, short_m = statistics.median(times[aid]), statistics.median(times[short])
+    print(f"(b) 1 MiB append → outputs visible: {long_m * 1000:.0f} ms on the "
+          f"{size / 2**30:.2f} GiB stream, {short_m * 1000:.0f} ms on a 1 MiB stream: "
+          f"{long_m / short_m:.2f}×")
+
+    # (c) steady 1 MiB/s: 64 KiB every 62.5 ms; latency from each ack to its visibility.
+    piece = bytes(64 << 10)
+    acks = []
+    done = threading.Event()
+    seen = []
+
+    def watch():
+        while not done.is_set() or len(seen) < len(acks):
+            off = srv.offset(short)
+            now = time.perf_counter()
+            while len(seen) < len(acks) and acks[len(seen)][1] <= off:
+                seen.append(now - acks[len(seen)][0])
+            time.sleep(0.005)
+
+    w = threading.Thread(target=watch)
+    w.start()
+    end = time.perf_counter() + SECONDS
+    nxt = time.perf_counter()
+    while time.perf_counter() < end:
+        offsets[short] += srv.post("short.wav", piece)
+        acks.append((time.perf_counter(), offsets[short]))
+        nxt += 0.0625
+        time.sleep(max(0.0, nxt - time.perf_counter()))
+    done.set()
+    w.join()
+    seen.sort()
+    p = lambda q: seen[min(len(seen) - 1, int(q * len(seen)))] * 1000  # noqa: E731
+    print(f"(c) steady 1 MiB/s for {SECONDS:g} s: ack → visible p50 {p(0.5):.0f} ms, "
+          f"p99 {p(0.99):.0f} ms, max {seen[-1] * 1000:.0f} ms ({len(seen)} appends)")
+
+
+if __name__ == "__main__":
+    main()

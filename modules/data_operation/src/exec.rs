@@ -1,0 +1,1184 @@
+//! Running a Data Analysis: `DataAnalysis_executeDataOperation`, one bounded step per
+//! activity, exactly once.
+//!
+//! A run happens inside the activity's write transaction. It first cuts every output
+//! array back to the rows its Progress Indicator records (rows a crashed run appended
+//! after the last committed offset), then reads at most `max_input_bytes` of new input
+//! from the recorded offset, appends to the outputs, and records the new offset, the
+//! decoder's state and the outputs' rows on the Progress Indicator in the same
+//! transaction. A crash anywhere before that commit leaves the old offset and rows, and
+//! the next run cuts and redoes: outputs are neither duplicated nor lost. While input
+//! remains the run queues itself again (serialization tag: the analysis), so a backlog is
+//! worked through in bounded steps and never holds a worker.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rmpv::ValueRef;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use wendelin_core::activity::{self, Activate};
+use wendelin_core::document::{self as docs};
+use wendelin_core::{
+    Call, CoreError, CoreResult, Document, DocumentPatch, Host, MethodOutput, User,
+};
+use wendelin_data_array::{DataArray, Dtype};
+use wendelin_data_stream::msgpack;
+
+use crate::spectrum::{self, Stft};
+use crate::wav;
+use crate::{settings, ANALYSIS_LINE, EXECUTE, PROGRESS_INDICATOR, REFRESH_WORKFLOW};
+
+/// A line of an analysis with what it aggregates.
+#[derive(Debug, Clone)]
+pub struct Line {
+    /// The line document; its id is the line's reference.
+    pub doc: Document,
+    /// Negative: input; positive: output.
+    pub quantity: f64,
+    /// Parameters (operation parameters, or a derived output's spec).
+    pub parameters: Map<String, Value>,
+    /// A view of a 2-D array: (axis, index).
+    pub view: Option<(usize, u64)>,
+    /// The Data Operation, on the operation line.
+    pub operation: Option<String>,
+    /// The documents aggregated.
+    pub aggregates: Vec<Document>,
+}
+
+impl Line {
+    /// The line's reference (its id).
+    pub fn reference(&self) -> &str {
+        &self.doc.id
+    }
+
+    fn aggregate_of(&self, portal_type: &str) -> Option<&Document> {
+        self.aggregates
+            .iter()
+            .find(|d| d.portal_type == portal_type)
+    }
+
+    /// The Data Array of the line, if any.
+    pub fn array(&self) -> Option<&Document> {
+        self.aggregate_of(wendelin_data_array::PORTAL_TYPE)
+    }
+
+    /// The Data Stream of the line, if any.
+    pub fn stream(&self) -> Option<&Document> {
+        self.aggregate_of(wendelin_data_stream::DATA_STREAM)
+    }
+}
+
+/// The lines of `analysis` (sub-documents of type Data Analysis Line), in creation order.
+pub fn load_lines(
+    conn: &mut wendelin_core::db::DbConnection,
+    analysis: &Document,
+) -> CoreResult<Vec<Line>> {
+    let (children, _) = docs::children(conn, analysis.uid, None, 1000, 0)?;
+    let mut lines = Vec::new();
+    for doc in children
+        .into_iter()
+        .filter(|d| d.portal_type == ANALYSIS_LINE)
+    {
+        let props = doc.property_map()?;
+        let mut rel = docs::relations_from(conn, doc.uid, None)?;
+        let mut aggregates = Vec::new();
+        for path in rel.remove("aggregate").unwrap_or_default() {
+            aggregates.push(docs::get(conn, &path)?);
+        }
+        let operation = rel
+            .remove("data_operation")
+            .and_then(|p| p.into_iter().next());
+        let view = match (
+            props.get("view_axis").and_then(Value::as_u64),
+            props.get("view_index").and_then(Value::as_u64),
+        ) {
+            (Some(a), Some(i)) => Some((usize::try_from(a).unwrap_or(usize::MAX), i)),
+            _ => None,
+        };
+        lines.push(Line {
+            quantity: props.get("quantity").and_then(Value::as_f64).unwrap_or(0.0),
+            parameters: props
+                .get("parameters")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+            view,
+            operation,
+            aggregates,
+            doc,
+        });
+    }
+    Ok(lines)
+}
+
+/// What a Progress Indicator records besides its offset.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Progress {
+    /// Rows of each output array (by line reference) as of the offset.
+    pub rows: BTreeMap<String, u64>,
+    /// Input bytes read but not yet used (a partial header or frame), hex.
+    pub carry: String,
+    /// How the stream is read: `raw` or `msgpack`, found on the first run.
+    pub input_format: Option<String>,
+    /// The WAV decoder's state.
+    pub decoder: wav::Decoder,
+    /// Per derived output, the source length it was computed for (whole-signal outputs).
+    pub source_len: BTreeMap<String, u64>,
+    /// Total input bytes processed.
+    pub processed_bytes: u64,
+    /// The last run: seconds it took.
+    pub last_run_seconds: f64,
+    /// Outputs whose computation failed in the last run, with the error.
+    pub errors: BTreeMap<String, String>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> CoreResult<Vec<u8>> {
+    (0..s.len() / 2)
+        .map(|i| {
+            u8::from_str_radix(s.get(2 * i..2 * i + 2).unwrap_or(""), 16)
+                .map_err(|_| CoreError::Internal("a Progress Indicator's carry is damaged".into()))
+        })
+        .collect()
+}
+
+/// The output arrays a run writes, each known by its line reference.
+struct Outputs<'a> {
+    host: &'a dyn Host,
+    lines: &'a [Line],
+}
+
+impl Outputs<'_> {
+    fn line(&self, reference: &str) -> Option<&Line> {
+        self.lines
+            .iter()
+            .find(|l| l.reference() == reference && l.quantity > 0.0)
+    }
+
+    fn dir(&self, reference: &str) -> CoreResult<Option<PathBuf>> {
+        match self.line(reference).and_then(Line::array) {
+            Some(doc) => Ok(Some(wendelin_data_array::array_dir(self.host, doc)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+fn missing(dir: &std::path::Path) -> bool {
+    !dir.join("zarr.json").is_file()
+}
+
+/// Rows of the array in `dir` (0 when not created yet).
+fn rows_of(dir: &std::path::Path) -> CoreResult<u64> {
+    if missing(dir) {
+        return Ok(0);
+    }
+    Ok(DataArray::with_reader(dir, |a| {
+        Ok(a.shape().first().copied().unwrap_or(0))
+    })?)
+}
+
+/// Where an output array stands before a step appends to it.
+enum Prep {
+    /// The line has no Data Array.
+    NoArray,
+    /// The array exists with the dtype and row shape asked.
+    Ready(PathBuf),
+    /// Its document's dtype/shape were just changed: nothing may be appended in this
+    /// transaction (see [`prepare`]); the run queues itself again.
+    Retyped,
+}
+
+/// Makes the output array of `line` exist with `dtype` and rows of `inner` shape.
+///
+/// Arrays are created from their document's properties by whoever uses them first (a
+/// viewer too), so the properties must be committed before the array is created: when
+/// they differ, this step only changes them (`Retyped`) and the next run, in a new
+/// transaction, creates the array. An array created with other properties while still
+/// empty (e.g. by a viewer before the change) is made again.
+fn prepare(
+    call: &mut Call<'_>,
+    line: &Line,
+    dtype: &str,
+    inner: &[u64],
+    description: &str,
+) -> CoreResult<Prep> {
+    let Some(doc) = line.array() else {
+        return Ok(Prep::NoArray);
+    };
+    let fresh = docs::get(call.conn, &doc.path)?;
+    let props = fresh.property_map()?;
+    let mut shape = vec![0u64];
+    shape.extend_from_slice(inner);
+    let declared = props.get("dtype").and_then(Value::as_str) == Some(dtype)
+        && props.get("shape") == Some(&json!(shape));
+    if !declared {
+        let patch = DocumentPatch::from_json(json!({
+            "serial": fresh.serial, "dtype": dtype, "shape": shape, "description": description,
+        }))?;
+        docs::update(call.conn, call.registry, &doc.path, patch, call.user)?;
+        return Ok(Prep::Retyped);
+    }
+    let dir = wendelin_data_array::array_dir(call.host, &fresh)?;
+    if !missing(&dir) {
+        let same = DataArray::with_reader(&dir, |a| {
+            Ok(a.dtype().name() == dtype && a.shape()[1..] == shape[1..])
+        })?;
+        if same {
+            return Ok(Prep::Ready(dir));
+        }
+        if rows_of(&dir)? > 0 {
+            return Err(CoreError::Invalid(format!(
+                "the output /{} holds rows of another dtype or shape than {dtype} {shape:?}: \
+                 reprocess the analysis from scratch",
+                doc.path
+            )));
+        }
+        std::fs::remove_dir_all(&dir)?;
+    }
+    wendelin_data_array::ensure(call.host, &fresh)?;
+    Ok(Prep::Ready(dir))
+}
+
+fn append_rows(dir: &std::path::Path, dtype: &str, inner: &[u64], bytes: &[u8]) -> CoreResult<u64> {
+    let dtype = Dtype::parse(dtype)?;
+    DataArray::with_writer(dir, |a| {
+        let row: u64 = inner.iter().product::<u64>() * dtype.size() as u64;
+        let n = (bytes.len() as u64).checked_div(row).unwrap_or(0);
+        let mut shape = vec![n];
+        shape.extend_from_slice(inner);
+        let grown = a.append(dtype, &shape, bytes)?;
+        Ok(grown[0])
+    })
+    .map_err(CoreError::from)
+}
+
+/// Cuts the array in `dir` back to `rows` rows (what a crashed run appended goes).
+fn cut(dir: &std::path::Path, rows: u64) -> CoreResult<()> {
+    if missing(dir) {
+        return Ok(());
+    }
+    DataArray::with_writer(dir, |a| {
+        if a.shape().first().copied().unwrap_or(0) > rows {
+            let mut shape = a.shape().to_vec();
+            shape[0] = rows;
+            a.resize(&shape)?;
+        }
+        Ok(())
+    })
+    .map_err(CoreError::from)
+}
+
+fn param_str<'a>(p: &'a Map<String, Value>, name: &str, default: &'a str) -> &'a str {
+    p.get(name).and_then(Value::as_str).unwrap_or(default)
+}
+
+fn param_u64(p: &Map<String, Value>, name: &str) -> Option<u64> {
+    p.get(name).and_then(Value::as_u64)
+}
+
+/// The run of one analysis (the method `DataAnalysis_executeDataOperation`).
+pub fn execute_method(call: &mut Call<'_>) -> CoreResult<MethodOutput> {
+    let started = Instant::now();
+    let analysis = call.context.clone();
+    if analysis.portal_type != crate::DATA_ANALYSIS {
+        return Err(CoreError::BadRequest(format!(
+            "/{} is not a Data Analysis",
+            analysis.path
+        )));
+    }
+    let states = docs::workflow_states(call.conn, analysis.uid)?;
+    if states.get("data_analysis_workflow").map(String::as_str) != Some("started") {
+        return Ok(MethodOutput::Json(
+            json!({"ran": false, "why": "the analysis is not started"}),
+        ));
+    }
+    let mut refresh = states
+        .get(REFRESH_WORKFLOW)
+        .cloned()
+        .unwrap_or_else(|| "current".into());
+    let lines = load_lines(call.conn, &analysis)?;
+    let pi_doc = lines
+        .iter()
+        .find_map(|l| l.aggregate_of(PROGRESS_INDICATOR))
+        .cloned()
+        .ok_or_else(|| {
+            CoreError::Invalid(format!("/{} has no Progress Indicator line", analysis.path))
+        })?;
+    // Claim the Progress Indicator first (a serial-checked write): a second run of this
+    // analysis outside the activity queue's tag (`analysis run`, another node on
+    // PostgreSQL) waits for this transaction and then fails on the serial, instead of
+    // cutting and appending beside this one.
+    let seen = docs::get(call.conn, &pi_doc.path)?;
+    let claim = DocumentPatch::from_json(json!({
+        "serial": seen.serial,
+        "last_run": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    }))?;
+    let pi_doc = docs::update(call.conn, call.registry, &pi_doc.path, claim, call.user)?;
+    let pi_props = pi_doc.property_map()?;
+    let mut offset = pi_props
+        .get("int_offset_index")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let mut progress: Progress = pi_props
+        .get("state")
+        .cloned()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    if refresh == "refresh_planned" {
+        offset = 0;
+        progress = Progress::default();
+        call.host.fire_in(
+            call.conn,
+            call.user,
+            &analysis.path,
+            "start_refresh",
+            &Map::new(),
+        )?;
+        refresh = "refresh_started".into();
+    }
+    // Exactly once: nothing past what the committed offset accounts for.
+    let outputs = Outputs {
+        host: call.host,
+        lines: &lines,
+    };
+    for line in lines.iter().filter(|l| l.quantity > 0.0) {
+        if let Some(dir) = outputs.dir(line.reference())? {
+            cut(
+                &dir,
+                progress.rows.get(line.reference()).copied().unwrap_or(0),
+            )?;
+        }
+    }
+    let op_line = lines
+        .iter()
+        .find(|l| l.operation.is_some())
+        .ok_or_else(|| CoreError::Invalid(format!("/{} has no operation line", analysis.path)))?;
+    let op_path = op_line.operation.clone().unwrap_or_default();
+    let op = docs::get(call.conn, &op_path)?;
+    let op_props = op.property_map()?;
+    let script = op_props
+        .get("script_id")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let mut params = op_props
+        .get("parameters")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    params.extend(op_line.parameters.clone());
+    let budget = settings().max_input_bytes.max(1);
+    let before = offset;
+    let mut more = match script.as_str() {
+        "wav_decode" => wav_decode(call, &lines, &params, &mut offset, &mut progress, budget)?,
+        "records_to_columns" => {
+            records_to_columns(call, &lines, &params, &mut offset, &mut progress, budget)?
+        }
+        "rfft" | "stft" | "aggregate" => {
+            let mut spec = params.clone();
+            spec.insert("derive".into(), Value::from(script.clone()));
+            let out = param_str(&params, "out", "out").to_owned();
+            derive(call, &lines, &out, &spec, &mut progress, budget)?
+        }
+        other => run_script(
+            call,
+            &analysis,
+            &lines,
+            other,
+            &params,
+            &mut offset,
+            &mut progress,
+        )
+        .map_err(|e| match e {
+            CoreError::NotFound(m) => CoreError::Invalid(format!(
+                "the Data Operation /{op_path} runs '{other}', which is neither a built-in \
+                     operation (wav_decode, records_to_columns, rfft, stft, aggregate) nor a \
+                     Script found from /{}: {m}",
+                analysis.path
+            )),
+            e => e,
+        })?,
+    };
+    // Outputs computed from other lines, in line order.
+    for line in lines.iter().filter(|l| l.quantity > 0.0) {
+        if line.parameters.contains_key("derive") {
+            let spec = line.parameters.clone();
+            // A derived output that fails (e.g. an rfft above the memory budget) keeps its
+            // error and its recorded rows; the other outputs go on.
+            match derive(call, &lines, line.reference(), &spec, &mut progress, budget) {
+                Ok(m) => {
+                    more |= m;
+                    progress.errors.remove(line.reference());
+                }
+                Err(e @ (CoreError::Invalid(_) | CoreError::BadRequest(_))) => {
+                    tracing::warn!(analysis = %analysis.path, output = line.reference(), error = %e, "derived output failed");
+                    progress
+                        .errors
+                        .insert(line.reference().to_owned(), e.to_string());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    progress.processed_bytes += offset - before;
+    progress.last_run_seconds = elapsed;
+    let rate = if elapsed > 0.0 {
+        (offset - before) as f64 / elapsed
+    } else {
+        0.0
+    };
+    let fresh = docs::get(call.conn, &pi_doc.path)?;
+    let patch = DocumentPatch::from_json(json!({
+        "serial": fresh.serial,
+        "int_offset_index": offset,
+        "state": serde_json::to_value(&progress).map_err(|e| CoreError::Internal(e.to_string()))?,
+        "last_run": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "bytes_per_second": rate,
+    }))?;
+    docs::update(call.conn, call.registry, &pi_doc.path, patch, call.user)?;
+    if more {
+        queue_run(call.conn, call.user, &analysis.path, 0)?;
+    } else if refresh == "refresh_started" {
+        call.host.fire_in(
+            call.conn,
+            call.user,
+            &analysis.path,
+            "finish_refresh",
+            &Map::new(),
+        )?;
+    }
+    Ok(MethodOutput::Json(json!({
+        "ran": true, "offset": offset, "more": more, "rows": progress.rows,
+    })))
+}
+
+/// A user Script as the operation (Wendelin's script_id): called on the analysis with
+/// one keyword argument per line reference — the path of what the line aggregates (a
+/// list when several) — plus `offset` (the Progress Indicator's) and `parameters`. It
+/// returns 1/0 (more to do or not) or `{"offset": n, "more": bool}`. Its outputs are
+/// cut back at the next run like a built-in's, to the rows they had when it returned.
+fn run_script(
+    call: &mut Call<'_>,
+    analysis: &Document,
+    lines: &[Line],
+    script: &str,
+    params: &Map<String, Value>,
+    offset: &mut u64,
+    progress: &mut Progress,
+) -> CoreResult<bool> {
+    let mut args = Map::new();
+    for line in lines {
+        let paths: Vec<Value> = line
+            .aggregates
+            .iter()
+            .map(|d| Value::from(d.path.clone()))
+            .collect();
+        let v = match paths.len() {
+            0 => continue,
+            1 => paths.into_iter().next().unwrap_or(Value::Null),
+            _ => Value::Array(paths),
+        };
+        args.insert(line.reference().to_owned(), v);
+    }
+    args.insert("offset".into(), Value::from(*offset));
+    args.insert("parameters".into(), Value::Object(params.clone()));
+    let out = call.invoke(&analysis.path, script, &args)?;
+    let value = match out {
+        MethodOutput::Json(v) => v,
+        MethodOutput::Html(_) => Value::Null,
+    };
+    let more = match &value {
+        Value::Object(o) => {
+            if let Some(n) = o.get("offset").and_then(Value::as_u64) {
+                *offset = n;
+            }
+            o.get("more").and_then(Value::as_bool).unwrap_or(false)
+        }
+        Value::Bool(b) => *b,
+        v => v.as_i64().is_some_and(|n| n != 0),
+    };
+    for line in lines.iter().filter(|l| l.quantity > 0.0) {
+        if let Some(doc) = line.array() {
+            let dir = wendelin_data_array::array_dir(call.host, doc)?;
+            progress
+                .rows
+                .insert(line.reference().to_owned(), rows_of(&dir)?);
+        }
+    }
+    Ok(more)
+}
+
+/// Queues a run of the analysis at `path` as `user`, unless one is queued already.
+pub fn queue_run(
+    conn: &mut wendelin_core::db::DbConnection,
+    user: &User,
+    path: &str,
+    delay_seconds: i64,
+) -> CoreResult<bool> {
+    if activity::is_queued(conn, path, EXECUTE)? {
+        return Ok(false);
+    }
+    activity::activate(
+        conn,
+        user.login.as_deref().unwrap_or(""),
+        path,
+        EXECUTE,
+        &Map::new(),
+        &Activate {
+            tag: Some(format!("data_analysis/{}", path.trim_matches('/'))),
+            delay_seconds,
+            max_attempts: 10,
+            ..Activate::default()
+        },
+    )?;
+    Ok(true)
+}
+
+/// The input stream line (the first input with a Data Stream).
+fn input_stream(lines: &[Line]) -> CoreResult<&Document> {
+    lines
+        .iter()
+        .filter(|l| l.quantity < 0.0)
+        .find_map(Line::stream)
+        .ok_or_else(|| {
+            CoreError::Invalid("the analysis has no input line with a Data Stream".into())
+        })
+}
+
+/// New payload bytes from the stream: raw bytes as they are, or the `field` of each
+/// fluentd record (`[time, {field: bytes}]`). Returns the payload and the new offset
+/// (always at a record boundary).
+fn read_payload(
+    host: &dyn Host,
+    stream: &Document,
+    offset: u64,
+    budget: u64,
+    progress: &mut Progress,
+    field: &str,
+) -> CoreResult<(Vec<u8>, u64, bool)> {
+    let size = wendelin_data_stream::size_of(host, stream)?;
+    if offset >= size {
+        return Ok((Vec::new(), offset, false));
+    }
+    let max_read = wendelin_data_stream::settings().max_read_bytes;
+    let mut len = budget.min(size - offset).min(max_read);
+    let format = match progress.input_format.clone() {
+        Some(f) => f,
+        None => {
+            let first = wendelin_data_stream::read_checked(host, stream, 0, 1)?;
+            let f = if first.first() == Some(&b'R') {
+                "raw"
+            } else {
+                "msgpack"
+            };
+            progress.input_format = Some(f.into());
+            f.into()
+        }
+    };
+    if format == "raw" {
+        let bytes = wendelin_data_stream::read_checked(host, stream, offset, len)?;
+        let end = offset + bytes.len() as u64;
+        return Ok((bytes, end, end < size));
+    }
+    loop {
+        let bytes = wendelin_data_stream::read_checked(host, stream, offset, len)?;
+        let (values, used) = msgpack::decode_prefix(&bytes).map_err(CoreError::BadRequest)?;
+        if used == 0 && !bytes.is_empty() {
+            // One record longer than the budget: read it whole (within the stream's limit).
+            if len < size - offset && len < max_read {
+                len = (len * 2).min(size - offset).min(max_read);
+                continue;
+            }
+            if offset + (bytes.len() as u64) < size {
+                return Err(CoreError::Invalid(format!(
+                    "a record of /{} at offset {offset} is longer than [data_stream] max_read_bytes",
+                    stream.path
+                )));
+            }
+            return Ok((Vec::new(), offset, false));
+        }
+        let mut payload = Vec::new();
+        for v in &values {
+            if let Some(data) = record_field(v, field) {
+                payload.extend_from_slice(data);
+            }
+        }
+        let end = offset + used as u64;
+        return Ok((payload, end, end < size));
+    }
+}
+
+/// The record of a fluentd entry `[time, record]` (or a bare map).
+fn record_of<'a, 'b>(v: &'a ValueRef<'b>) -> Option<&'a Vec<(ValueRef<'b>, ValueRef<'b>)>> {
+    match v {
+        ValueRef::Array(a) if a.len() == 2 => match &a[1] {
+            ValueRef::Map(m) => Some(m),
+            _ => None,
+        },
+        ValueRef::Map(m) => Some(m),
+        _ => None,
+    }
+}
+
+fn record_field<'a>(v: &'a ValueRef<'a>, field: &str) -> Option<&'a [u8]> {
+    record_of(v)?.iter().find_map(|(k, val)| match (k, val) {
+        (ValueRef::String(k), ValueRef::Binary(b)) if k.as_str() == Some(field) => Some(*b),
+        (ValueRef::String(k), ValueRef::String(s)) if k.as_str() == Some(field) => {
+            Some(s.as_bytes())
+        }
+        _ => None,
+    })
+}
+
+/// `wav_decode`: the stream's WAV samples into one array per channel (`channel_<n>`
+/// lines) and/or one frames × channels array (a `frames` line).
+fn wav_decode(
+    call: &mut Call<'_>,
+    lines: &[Line],
+    params: &Map<String, Value>,
+    offset: &mut u64,
+    progress: &mut Progress,
+    budget: u64,
+) -> CoreResult<bool> {
+    let stream = input_stream(lines)?.clone();
+    let field = param_str(params, "field", "data").to_owned();
+    let (payload, end, more) = read_payload(call.host, &stream, *offset, budget, progress, &field)?;
+    if end == *offset {
+        return Ok(false);
+    }
+    let mut input = unhex(&progress.carry)?;
+    input.extend_from_slice(&payload);
+    let mut decoder = progress.decoder.clone();
+    let decoded = decoder
+        .step(&input)
+        .map_err(|e| CoreError::Invalid(format!("/{} at offset {}: {e}", stream.path, *offset)))?;
+    if let Some(w) = decoder.wav {
+        let description = format!(
+            "WAV {} Hz, {}, {} channels, from /{}",
+            w.sample_rate,
+            w.format.name(),
+            w.channels,
+            stream.path
+        );
+        let dtype = w.format.dtype();
+        let ch = u64::from(w.channels);
+        // Every output ready before anything is appended.
+        let mut targets: Vec<(String, PathBuf, Vec<u64>)> = Vec::new();
+        let mut retyped = false;
+        for line in lines.iter().filter(|l| l.quantity > 0.0) {
+            let reference = line.reference();
+            let (inner, desc) = if reference == "frames" {
+                (vec![ch], description.clone())
+            } else if let Some(c) = reference
+                .strip_prefix("channel_")
+                .and_then(|c| c.parse::<u64>().ok())
+                .filter(|c| *c < ch)
+            {
+                (Vec::new(), format!("{description}: channel {c}"))
+            } else {
+                continue;
+            };
+            match prepare(call, line, dtype, &inner, &desc)? {
+                Prep::Ready(dir) => targets.push((reference.to_owned(), dir, inner)),
+                Prep::Retyped => retyped = true,
+                Prep::NoArray => {}
+            }
+        }
+        if retyped {
+            // The arrays' properties commit first; the samples come with the next run.
+            return Ok(true);
+        }
+        for (reference, dir, inner) in targets {
+            let rows = if reference == "frames" {
+                let size = w.format.out_bytes();
+                let n = usize::try_from(decoded.frames).unwrap_or(0);
+                let mut interleaved = Vec::with_capacity(n * size * decoded.channels.len());
+                for f in 0..n {
+                    for c in &decoded.channels {
+                        interleaved.extend_from_slice(&c[f * size..(f + 1) * size]);
+                    }
+                }
+                append_rows(&dir, dtype, &inner, &interleaved)?
+            } else {
+                let c = reference
+                    .strip_prefix("channel_")
+                    .and_then(|c| c.parse::<usize>().ok())
+                    .unwrap_or(0);
+                let samples = decoded.channels.get(c).map_or(&[][..], Vec::as_slice);
+                append_rows(&dir, dtype, &inner, samples)?
+            };
+            progress.rows.insert(reference, rows);
+        }
+    }
+    progress.decoder = decoder;
+    progress.carry = hex(&input[decoded.used..]);
+    *offset = end;
+    Ok(more)
+}
+
+/// `records_to_columns`: fluentd records (msgpack `[time, record]`) into one float64
+/// array per output line named after a numeric field, and an int64 nanosecond
+/// `timestamp` array.
+fn records_to_columns(
+    call: &mut Call<'_>,
+    lines: &[Line],
+    _params: &Map<String, Value>,
+    offset: &mut u64,
+    progress: &mut Progress,
+    budget: u64,
+) -> CoreResult<bool> {
+    let stream = input_stream(lines)?.clone();
+    let size = wendelin_data_stream::size_of(call.host, &stream)?;
+    if *offset >= size {
+        return Ok(false);
+    }
+    let len = budget
+        .min(size - *offset)
+        .min(wendelin_data_stream::settings().max_read_bytes);
+    let bytes = wendelin_data_stream::read_checked(call.host, &stream, *offset, len)?;
+    let (values, used) = msgpack::decode_prefix(&bytes).map_err(CoreError::BadRequest)?;
+    let fields: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.quantity > 0.0 && l.array().is_some() && !l.parameters.contains_key("derive"))
+        .collect();
+    let mut columns: Vec<Vec<u8>> = vec![Vec::new(); fields.len()];
+    for v in &values {
+        let time = match v {
+            ValueRef::Array(a) if a.len() == 2 => time_ns(&a[0]),
+            _ => None,
+        };
+        let record = record_of(v);
+        for (line, col) in fields.iter().zip(columns.iter_mut()) {
+            if line.reference() == "timestamp" {
+                col.extend_from_slice(&time.unwrap_or(i64::MIN).to_le_bytes());
+                continue;
+            }
+            let value = record
+                .and_then(|r| {
+                    r.iter().find_map(|(k, val)| match k {
+                        ValueRef::String(k) if k.as_str() == Some(line.reference()) => number(val),
+                        _ => None,
+                    })
+                })
+                .unwrap_or(f64::NAN);
+            col.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+    let mut targets = Vec::new();
+    let mut retyped = false;
+    for (line, col) in fields.iter().zip(&columns) {
+        let dtype = if line.reference() == "timestamp" {
+            "int64"
+        } else {
+            "float64"
+        };
+        let desc = format!("{} of /{}", line.reference(), stream.path);
+        match prepare(call, line, dtype, &[], &desc)? {
+            Prep::Ready(dir) => targets.push((line.reference().to_owned(), dir, dtype, col)),
+            Prep::Retyped => retyped = true,
+            Prep::NoArray => {}
+        }
+    }
+    if retyped {
+        return Ok(true);
+    }
+    for (reference, dir, dtype, col) in targets {
+        let rows = append_rows(&dir, dtype, &[], col)?;
+        progress.rows.insert(reference, rows);
+    }
+    *offset += used as u64;
+    Ok(*offset < size && used > 0)
+}
+
+fn number(v: &ValueRef<'_>) -> Option<f64> {
+    match v {
+        ValueRef::Integer(i) => i.as_f64(),
+        ValueRef::F32(f) => Some(f64::from(*f)),
+        ValueRef::F64(f) => Some(*f),
+        ValueRef::Boolean(b) => Some(f64::from(u8::from(*b))),
+        _ => None,
+    }
+}
+
+/// Nanoseconds since the epoch of a fluentd time (EventTime, integer or float seconds).
+fn time_ns(v: &ValueRef<'_>) -> Option<i64> {
+    match v {
+        ValueRef::Ext(0, d) if d.len() == 8 => {
+            let s = i64::from(u32::from_be_bytes([d[0], d[1], d[2], d[3]]));
+            let n = i64::from(u32::from_be_bytes([d[4], d[5], d[6], d[7]]));
+            Some(s * 1_000_000_000 + n)
+        }
+        ValueRef::Integer(i) => i.as_i64().map(|s| s.saturating_mul(1_000_000_000)),
+        ValueRef::F64(f) => Some((f * 1e9).round() as i64),
+        ValueRef::F32(f) => Some((f64::from(*f) * 1e9).round() as i64),
+        _ => None,
+    }
+}
+
+/// A 1-D signal read from a line's array (or the view of a 2-D one).
+struct Signal {
+    dir: PathBuf,
+    view: Option<(usize, u64)>,
+}
+
+impl Signal {
+    fn of(host: &dyn Host, lines: &[Line], reference: &str) -> CoreResult<Option<Signal>> {
+        let line = lines
+            .iter()
+            .find(|l| l.reference() == reference)
+            .ok_or_else(|| CoreError::Invalid(format!("no line '{reference}' to compute from")))?;
+        let Some(doc) = line.array() else {
+            return Ok(None);
+        };
+        let dir = wendelin_data_array::array_dir(host, doc)?;
+        if missing(&dir) {
+            return Ok(None);
+        }
+        Ok(Some(Signal {
+            dir,
+            view: line.view,
+        }))
+    }
+
+    fn len(&self) -> CoreResult<u64> {
+        Ok(DataArray::with_reader(&self.dir, |a| {
+            let shape = a.shape();
+            Ok(match self.view {
+                Some((0, _)) => shape.get(1).copied().unwrap_or(0),
+                _ => shape.first().copied().unwrap_or(0),
+            })
+        })?)
+    }
+
+    /// Samples `[start, end)` as f64.
+    fn read(&self, start: u64, end: u64) -> CoreResult<Vec<f64>> {
+        let view = self.view;
+        Ok(DataArray::with_reader(&self.dir, |a| {
+            let shape = a.shape().to_vec();
+            let ranges = match (view, shape.len()) {
+                (None, 1) => std::iter::once(start..end).collect(),
+                (Some((1, i)), 2) => vec![start..end, i..i + 1],
+                (Some((0, i)), 2) => vec![i..i + 1, start..end],
+                (v, n) => {
+                    return Err(wendelin_data_array::ArrayError::BadRequest(format!(
+                        "a signal is a 1-D array or a view (axis 0 or 1) of a 2-D one, \
+                         not a {n}-D array with view {v:?}"
+                    )))
+                }
+            };
+            let dtype: Dtype = a.dtype();
+            if dtype.is_complex() {
+                return Err(wendelin_data_array::ArrayError::BadRequest(
+                    "complex signals are not supported".into(),
+                ));
+            }
+            let bytes = a.read_box(&ranges)?;
+            let mut out = Vec::with_capacity(bytes.len() / dtype.size());
+            dtype.extend_f64(&bytes, &mut out);
+            Ok(out)
+        })?)
+    }
+}
+
+fn f64_bytes(v: &[f64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// An output computed from another line's signal (`derive`: rfft, stft or aggregate).
+/// Returns whether more remains to compute.
+fn derive(
+    call: &mut Call<'_>,
+    lines: &[Line],
+    out: &str,
+    spec: &Map<String, Value>,
+    progress: &mut Progress,
+    budget: u64,
+) -> CoreResult<bool> {
+    let kind = param_str(spec, "derive", "");
+    let of = param_str(spec, "of", "in").to_owned();
+    let line = lines
+        .iter()
+        .find(|l| l.reference() == out && l.quantity > 0.0)
+        .ok_or_else(|| CoreError::Invalid(format!("no output line '{out}'")))?
+        .clone();
+    let Some(signal) = Signal::of(call.host, lines, &of)? else {
+        return Ok(false);
+    };
+    let n = signal.len()?;
+    let done = progress.rows.get(out).copied().unwrap_or(0);
+    let max_samples = (budget / 8).max(1);
+    match kind {
+        "rfft" => {
+            let intact = match line.array() {
+                Some(doc) => {
+                    rows_of(&wendelin_data_array::array_dir(call.host, doc)?)?
+                        == progress.rows.get(out).copied().unwrap_or(0)
+                }
+                None => true,
+            };
+            if (progress.source_len.get(out) == Some(&n) && intact) || n == 0 {
+                return Ok(false);
+            }
+            // Input, transform and output: about three f64 copies of the signal.
+            let need = n.saturating_mul(8 * 3);
+            let limit = settings().memory_budget;
+            if need > limit {
+                return Err(CoreError::Invalid(format!(
+                    "rfft of {n} samples needs about {need} bytes, more than [data_operation] \
+                     memory_budget ({limit}): use stft for long signals"
+                )));
+            }
+            let dir = match prepare(call, &line, "float64", &[], &format!("|rfft| of {of}"))? {
+                Prep::Ready(dir) => dir,
+                Prep::Retyped => return Ok(true),
+                Prep::NoArray => return Ok(false),
+            };
+            let x = signal.read(0, n)?;
+            let spectrum = spectrum::rfft_magnitude(&x);
+            drop(x);
+            cut(&dir, 0)?;
+            let rows = append_rows(&dir, "float64", &[], &f64_bytes(&spectrum))?;
+            progress.rows.insert(out.to_owned(), rows);
+            progress.source_len.insert(out.to_owned(), n);
+            Ok(false)
+        }
+        "stft" => {
+            let s = Stft {
+                window: usize::try_from(param_u64(spec, "window").unwrap_or(4096)).unwrap_or(0),
+                hop: usize::try_from(param_u64(spec, "hop").unwrap_or(2048)).unwrap_or(0),
+                window_fn: serde_json::from_value(
+                    spec.get("window_fn").cloned().unwrap_or(json!("hann")),
+                )
+                .map_err(|e| {
+                    CoreError::Invalid(format!("stft window_fn: {e} (hann, hamming, rectangular)"))
+                })?,
+                scale: serde_json::from_value(
+                    spec.get("scale").cloned().unwrap_or(json!("magnitude")),
+                )
+                .map_err(|e| CoreError::Invalid(format!("stft scale: {e} (magnitude, power)")))?,
+            };
+            s.check().map_err(CoreError::Invalid)?;
+            let (w, h) = (s.window as u64, s.hop as u64);
+            let start = done * h;
+            if start + w > n {
+                return Ok(false);
+            }
+            // Whole windows within the budget (at least one).
+            let fit = (max_samples.saturating_sub(w) / h + 1).max(1);
+            let avail = (n - start - w) / h + 1;
+            let count = fit.min(avail);
+            let end = start + (count - 1) * h + w;
+            let bins = s.bins() as u64;
+            let desc = format!(
+                "stft of {of}: window {w}, hop {h}, {:?}, {:?}",
+                s.window_fn, s.scale
+            );
+            let dir = match prepare(call, &line, "float64", &[bins], &desc)? {
+                Prep::Ready(dir) => dir,
+                Prep::Retyped => return Ok(true),
+                Prep::NoArray => return Ok(false),
+            };
+            let x = signal.read(start, end)?;
+            let (rows, _) = s.windows(&x);
+            let total = append_rows(&dir, "float64", &[bins], &f64_bytes(&rows))?;
+            progress.rows.insert(out.to_owned(), total);
+            Ok(count < avail)
+        }
+        "aggregate" if spec.contains_key("time") => {
+            aggregate_by_time(call, lines, &line, &signal, spec, progress, max_samples)
+        }
+        "aggregate" => {
+            let w = param_u64(spec, "window").unwrap_or(1).max(1);
+            let how = param_str(spec, "function", "mean").to_owned();
+            let start = done * w;
+            if start + w > n {
+                return Ok(false);
+            }
+            let avail = (n - start) / w;
+            let count = (max_samples / w).max(1).min(avail);
+            let dir = match prepare(
+                call,
+                &line,
+                "float64",
+                &[],
+                &format!("{how} of {of} per {w} samples"),
+            )? {
+                Prep::Ready(dir) => dir,
+                Prep::Retyped => return Ok(true),
+                Prep::NoArray => return Ok(false),
+            };
+            let x = signal.read(start, start + count * w)?;
+            let mut vals = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+            for chunk in x.chunks_exact(usize::try_from(w).unwrap_or(1)) {
+                vals.push(match how.as_str() {
+                    "mean" => chunk.iter().sum::<f64>() / chunk.len() as f64,
+                    "sum" => chunk.iter().sum(),
+                    "min" => chunk.iter().copied().fold(f64::INFINITY, f64::min),
+                    "max" => chunk.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                    "count" => chunk.len() as f64,
+                    other => {
+                        return Err(CoreError::Invalid(format!(
+                            "aggregate function '{other}' is unknown (mean, sum, min, max, count)"
+                        )))
+                    }
+                });
+            }
+            let total = append_rows(&dir, "float64", &[], &f64_bytes(&vals))?;
+            progress.rows.insert(out.to_owned(), total);
+            Ok(count < avail)
+        }
+        other => Err(CoreError::Invalid(format!(
+            "output '{out}': derive '{other}' is unknown (rfft, stft, aggregate)"
+        ))),
+    }
+}
+
+fn reduce(how: &str, x: &[f64]) -> CoreResult<f64> {
+    Ok(match how {
+        "mean" => x.iter().sum::<f64>() / x.len().max(1) as f64,
+        "sum" => x.iter().sum(),
+        "min" => x.iter().copied().fold(f64::INFINITY, f64::min),
+        "max" => x.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        "count" => x.len() as f64,
+        other => {
+            return Err(CoreError::Invalid(format!(
+                "aggregate function '{other}' is unknown (mean, sum, min, max, count)"
+            )))
+        }
+    })
+}
+
+/// `aggregate` per window of time: `time` names the line of int64 nanosecond timestamps
+/// (as `records_to_columns` writes), `seconds` the window. Output rows `[window start in
+/// seconds, value]`, one per window once a later sample shows it complete; the samples
+/// of the open window are read again by the next run.
+fn aggregate_by_time(
+    call: &mut Call<'_>,
+    lines: &[Line],
+    line: &Line,
+    signal: &Signal,
+    spec: &Map<String, Value>,
+    progress: &mut Progress,
+    max_samples: u64,
+) -> CoreResult<bool> {
+    let out = line.reference();
+    let of = param_str(spec, "of", "in");
+    let how = param_str(spec, "function", "mean").to_owned();
+    let period = spec
+        .get("seconds")
+        .and_then(Value::as_f64)
+        .filter(|p| *p > 0.0)
+        .ok_or_else(|| {
+            CoreError::Invalid(format!("aggregate of '{out}' by time needs seconds > 0"))
+        })?;
+    let time_ref = param_str(spec, "time", "timestamp");
+    let Some(times) = Signal::of(call.host, lines, time_ref)? else {
+        return Ok(false);
+    };
+    let n = signal.len()?.min(times.len()?);
+    let from = progress.source_len.get(out).copied().unwrap_or(0);
+    if from >= n {
+        return Ok(false);
+    }
+    let to = n.min(from + max_samples);
+    let desc = format!("{how} of {of} per {period} s of {time_ref}: [start s, value]");
+    let dir = match prepare(call, line, "float64", &[2], &desc)? {
+        Prep::Ready(dir) => dir,
+        Prep::Retyped => return Ok(true),
+        Prep::NoArray => return Ok(false),
+    };
+    let x = signal.read(from, to)?;
+    let t = times.read(from, to)?;
+    let mut rows: Vec<f64> = Vec::new();
+    let mut start = 0usize;
+    let window = |ns: f64| (ns / 1e9 / period).floor();
+    for i in 1..x.len() {
+        if window(t[i]) != window(t[start]) {
+            rows.push(window(t[start]) * period);
+            rows.push(reduce(&how, &x[start..i])?);
+            start = i;
+        }
+    }
+    if rows.is_empty() && to < n {
+        return Err(CoreError::Invalid(format!(
+            "a window of '{out}' holds more than {max_samples} samples: raise \
+             [data_operation] max_input_bytes or shorten the window"
+        )));
+    }
+    let total = append_rows(&dir, "float64", &[2], &f64_bytes(&rows))?;
+    progress.rows.insert(out.to_owned(), total);
+    progress
+        .source_len
+        .insert(out.to_owned(), from + start as u64);
+    Ok(to < n && !rows.is_empty())
+}
+
+/// Registry-free helper for the alarm: whether `doc` is in `state` of `workflow`.
+pub fn in_state(
+    conn: &mut wendelin_core::db::DbConnection,
+    doc: &Document,
+    workflow: &str,
+    state: &str,
+) -> CoreResult<bool> {
+    Ok(docs::workflow_states(conn, doc.uid)?
+        .get(workflow)
+        .map(String::as_str)
+        == Some(state))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use wendelin_data_array::{Codec, CreateOptions};
+
+    #[test]
+    fn a_view_reads_one_column_of_a_2d_array() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a");
+        let options = CreateOptions {
+            dtype: Dtype::I16,
+            shape: vec![0, 3],
+            chunk_shape: Some(vec![4, 3]),
+            shard_shape: None,
+            codec: Codec::None,
+            fill_value: None,
+            dimension_names: None,
+        };
+        DataArray::create(&dir, &options).unwrap();
+        let rows: Vec<i16> = (0..30).collect();
+        let bytes: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(append_rows(&dir, "int16", &[3], &bytes).unwrap(), 10);
+        let column = Signal {
+            dir: dir.clone(),
+            view: Some((1, 2)),
+        };
+        assert_eq!(column.len().unwrap(), 10);
+        assert_eq!(column.read(3, 6).unwrap(), vec![11.0, 14.0, 17.0]);
+        let row = Signal {
+            dir: dir.clone(),
+            view: Some((0, 1)),
+        };
+        assert_eq!(row.len().unwrap(), 3);
+        assert_eq!(row.read(0, 3).unwrap(), vec![3.0, 4.0, 5.0]);
+        // A 2-D array without a view is not a signal.
+        assert!(Signal {
+            dir: dir.clone(),
+            view: None
+        }
+        .read(0, 1)
+        .is_err());
+        // Appending another dtype is refused, not reinterpreted.
+        assert!(append_rows(&dir, "float64", &[3], &[0; 24]).is_err());
+        // Cutting back drops the rows a crashed run appended.
+        cut(&dir, 4).unwrap();
+        assert_eq!(rows_of(&dir).unwrap(), 4);
+    }
+}

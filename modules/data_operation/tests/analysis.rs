@@ -1,0 +1,662 @@
+//! Data Analysis end to end, as the tutorial: a WAV file ingested through the
+//! fluentd-compatible endpoint in pieces becomes channel arrays, a spectrum and an STFT
+//! with no manual step, incrementally and exactly once.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use wendelin_tests::{python, run_cli, run_python, TestServer};
+
+const FEEDER_PASSWORD: &str = "feeder-password-1";
+
+/// A server with the policy `audio` (product `wav`), the Author `feeder` and the tutorial
+/// transformation.
+fn setup(dir: &Path, env: &[(&str, &str)]) -> TestServer {
+    setup_on(dir, None, env)
+}
+
+/// [`setup`] on a database URL.
+fn setup_on(dir: &Path, database: Option<String>, env: &[(&str, &str)]) -> TestServer {
+    let server = TestServer::start_with_env(&dir.join("var"), database, env);
+    let cli = |args: &[&str], stdin: &str| {
+        let (ok, out, err) = run_cli(args, &server.cli_env(), stdin);
+        assert!(ok, "{args:?}: {out} {err}");
+        out
+    };
+    cli(
+        &[
+            "ingestion",
+            "add",
+            "audio",
+            "--product",
+            "wav",
+            "--accept",
+            "feeder",
+        ],
+        "",
+    );
+    cli(
+        &[
+            "user",
+            "add",
+            "feeder",
+            "--role",
+            "Author",
+            "--password-stdin",
+        ],
+        FEEDER_PASSWORD,
+    );
+    let out = cli(
+        &[
+            "analysis",
+            "template-wav",
+            "--product",
+            "wav",
+            "--window",
+            "256",
+            "--hop",
+            "128",
+        ],
+        "",
+    );
+    assert!(
+        out.contains("data_transformation_module/wav-spectrum"),
+        "{out}"
+    );
+    server
+}
+
+/// Python helpers shared by the scripts: the WAV, posting pieces, reading arrays.
+const PRELUDE: &str = r#"
+import os, time, io, json, msgpack, requests, numpy as np
+U = os.environ["URL"]
+H = {"Authorization": "Bearer " + os.environ["TOKEN"]}
+auth = ("feeder", os.environ["PW"])
+url = U + "/erp5/portal_ingestion_policies/audio/ingest"
+rng = np.random.default_rng(int(os.environ.get("SEED", "7")))
+def wav_header(channels, rate, frames):
+    data = frames * channels * 2
+    return (b"RIFF" + (36 + data).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
+            + (1).to_bytes(2, "little") + channels.to_bytes(2, "little") + rate.to_bytes(4, "little")
+            + (rate * channels * 2).to_bytes(4, "little") + (channels * 2).to_bytes(2, "little")
+            + (16).to_bytes(2, "little") + b"data" + data.to_bytes(4, "little"))
+def post(piece):
+    body = msgpack.packb([int(time.time()), {"data": piece}], use_bin_type=True)
+    r = requests.post(url, params={"reference": "sensor1.wav"}, data=body, auth=auth,
+                      headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 204, (r.status_code, r.text)
+def analysis():
+    r = requests.get(U + "/api/v1/data_analysis_module", headers=H)
+    assert r.status_code == 200, r.text
+    items = r.json()["items"]
+    return items[0]["id"] if items else None
+def array(aid, line):
+    r = requests.get(U + "/api/v1/data_array_module/%s-%s/read" % (aid, line), headers=H)
+    if r.status_code != 200:
+        return None
+    return np.load(io.BytesIO(r.content))
+def wait(cond, what, seconds=60):
+    end = time.time() + seconds
+    while time.time() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.2)
+    aid = analysis()
+    pi = requests.get(U + "/api/v1/progress_indicator_module/%s-progress" % aid, headers=H).text
+    shapes = {l: (None if (a := array(aid, l)) is None else a.shape)
+              for l in ("channel_0", "channel_1", "spectrum_0", "stft_0")}
+    raise AssertionError("timed out waiting for %s: %s %s" % (what, shapes, pi))
+"#;
+
+/// Runs the script; when it fails, shows the activity queue and the server's log first.
+fn python_or_dump(server: &TestServer, py: &Path, script: &str, env: &[(&str, &str)]) -> String {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_python(py, script, env))) {
+        Ok(out) => out,
+        Err(e) => {
+            let (_, list, _) = run_cli(&["activities", "list"], &server.cli_env(), "");
+            eprintln!("activities:\n{list}\nserver log:\n{}", server.stderr());
+            std::panic::resume_unwind(e)
+        }
+    }
+}
+
+#[test]
+fn wav_in_pieces_becomes_channels_spectrum_and_stft_incrementally() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // No periodic step: the analysis must appear from the appends alone.
+    let server = setup(
+        dir.path(),
+        &[("WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS", "0")],
+    );
+    tutorial(&server, &py);
+}
+
+#[test]
+fn the_tutorial_on_postgresql() {
+    let Some(py) = python() else { return };
+    let Some(pg) = wendelin_tests::postgres() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = setup_on(
+        dir.path(),
+        Some(pg.new_database()),
+        &[("WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS", "0")],
+    );
+    tutorial(&server, &py);
+}
+
+/// The tutorial on `server`: pieces in, numpy's results out, more frames appended.
+fn tutorial(server: &TestServer, py: &Path) {
+    let script = format!(
+        "{PRELUDE}{}",
+        r#"
+frames = 3000
+samples = rng.integers(-32768, 32767, size=(frames, 2), dtype=np.int16)
+wav = wav_header(2, 8000, 4000) + samples.tobytes()
+# The header split across two appends, then frames cut mid-frame.
+for piece in (wav[:20], wav[20:1003], wav[1003:7001], wav[7001:]):
+    post(piece)
+aid = wait(analysis, "the Data Analysis")
+def full():
+    c0, c1 = array(aid, "channel_0"), array(aid, "channel_1")
+    return c0 is not None and c1 is not None and len(c0) == frames and len(c1) == frames
+wait(full, "the channel arrays")
+got = samples.tobytes()
+ch = np.frombuffer(got, dtype=np.int16).reshape(-1, 2)
+c0, c1 = array(aid, "channel_0"), array(aid, "channel_1")
+assert c0.dtype == np.int16 and (c0 == ch[:, 0]).all() and (c1 == ch[:, 1]).all()
+def spectrum_done():
+    s = array(aid, "spectrum_0")
+    return s is not None and len(s) == frames // 2 + 1
+wait(spectrum_done, "the spectrum")
+want = np.abs(np.fft.rfft(ch[:, 0].astype(np.float64)))
+s = array(aid, "spectrum_0")
+assert np.max(np.abs(s - want) / np.maximum(np.abs(want), 1e-300)) <= 1e-9, "spectrum"
+def stft_ref(x):
+    w = np.hanning(256)
+    n = (len(x) - 256) // 128 + 1
+    return np.array([np.abs(np.fft.rfft(x[i*128:i*128+256] * w)) for i in range(n)])
+wait(lambda: (a := array(aid, "stft_0")) is not None and len(a) == (frames - 256) // 128 + 1, "the STFT")
+st = array(aid, "stft_0")
+ref = stft_ref(ch[:, 0].astype(np.float64))
+assert st.shape == ref.shape, (st.shape, ref.shape)
+assert np.allclose(st, ref, rtol=1e-9, atol=1e-6), "stft"
+# More frames later: the outputs grow by exactly the new rows, earlier rows untouched.
+more = rng.integers(-32768, 32767, size=(1000, 2), dtype=np.int16)
+post(more.tobytes()[:2001]); post(more.tobytes()[2001:])
+total = frames + 1000
+wait(lambda: len(array(aid, "channel_0")) == total and len(array(aid, "channel_1")) == total, "the appended frames")
+allch = np.concatenate([ch, more])
+assert (array(aid, "channel_0") == allch[:, 0]).all() and (array(aid, "channel_1") == allch[:, 1]).all()
+n_st = (total - 256) // 128 + 1
+wait(lambda: len(array(aid, "stft_0")) == n_st, "the STFT rows of the new frames")
+st2 = array(aid, "stft_0")
+assert (st2[:len(st)] == st).all(), "earlier STFT rows changed"
+assert np.allclose(st2, stft_ref(allch[:, 0].astype(np.float64)), rtol=1e-9, atol=1e-6)
+wait(lambda: len(array(aid, "spectrum_0")) == total // 2 + 1, "the new spectrum")
+want = np.abs(np.fft.rfft(allch[:, 0].astype(np.float64)))
+s = array(aid, "spectrum_0")
+assert np.max(np.abs(s - want) / np.maximum(np.abs(want), 1e-300)) <= 1e-9
+print(aid)
+"#
+    );
+    let out = python_or_dump(
+        server,
+        py,
+        &script,
+        &[
+            ("URL", &server.base),
+            ("TOKEN", &server.manager_token),
+            ("PW", FEEDER_PASSWORD),
+        ],
+    );
+    let aid = out.trim().to_owned();
+    eprintln!("analysis {aid}");
+    assert!(aid.ends_with("-sensor1-wav-spectrum"), "{out}");
+    // The Progress Indicator's offset is the stream's size.
+    let pi = server
+        .req(
+            "GET",
+            &format!("/api/v1/progress_indicator_module/{aid}-progress"),
+            None,
+        )
+        .json();
+    let size = server.stream_bytes("data_stream_module/sensor1.wav").len() as u64;
+    assert_eq!(pi["int_offset_index"].as_u64(), Some(size), "{pi}");
+    // `analysis list` shows it caught up.
+    let (ok, list, err) = run_cli(&["analysis", "list"], &server.cli_env(), "");
+    assert!(ok, "{err}");
+    let row: serde_json::Value = serde_json::from_str(list.lines().next().unwrap()).unwrap();
+    assert_eq!(row["lag_bytes"], 0, "{row}");
+}
+
+/// Posts a long WAV (`FRAMES` frames) in pieces, or waits until the analysis has caught
+/// up with it and prints the SHA-256 of each output's `.npy`.
+const LONG: &str = r#"
+import hashlib, sys
+frames = int(os.environ["FRAMES"])
+samples = rng.integers(-32768, 32767, size=(frames, 2), dtype=np.int16)
+wav = wav_header(2, 8000, frames) + samples.tobytes()
+if sys.argv[-1] == "post" or os.environ.get("MODE") == "post":
+    step = 50001
+    for i in range(0, len(wav), step):
+        post(wav[i:i + step])
+    print("posted")
+else:
+    total = sum(len(msgpack.packb([int(time.time()), {"data": wav[i:i + 50001]}], use_bin_type=True))
+                for i in range(0, len(wav), 50001))
+    aid = wait(analysis, "the Data Analysis", 120)
+    def done():
+        pi = requests.get(U + "/api/v1/progress_indicator_module/%s-progress" % aid, headers=H).json()
+        if pi.get("int_offset_index") != total:
+            return False
+        c0, st, sp = array(aid, "channel_0"), array(aid, "stft_0"), array(aid, "spectrum_0")
+        return (c0 is not None and len(c0) == frames and st is not None
+                and len(st) == (frames - 256) // 128 + 1 and sp is not None and len(sp) == frames // 2 + 1)
+    wait(done, "the analysis to catch up", 240)
+    out = {}
+    for line in ("channel_0", "channel_1", "spectrum_0", "stft_0"):
+        r = requests.get(U + "/api/v1/data_array_module/%s-%s/read" % (aid, line), headers=H)
+        out[line] = hashlib.sha256(r.content).hexdigest()
+    ch = samples
+    assert (array(aid, "channel_0") == ch[:, 0]).all() and (array(aid, "channel_1") == ch[:, 1]).all()
+    print(json.dumps(out, sort_keys=True))
+"#;
+
+fn long_env<'a>(server: &'a TestServer, mode: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("URL", &server.base),
+        ("TOKEN", &server.manager_token),
+        ("PW", FEEDER_PASSWORD),
+        ("FRAMES", "120000"),
+        ("SEED", "11"),
+        ("MODE", mode),
+    ]
+}
+
+#[test]
+fn kill_9_at_20_points_of_an_analysis_changes_no_output_byte() {
+    let Some(py) = python() else { return };
+    let script = format!("{PRELUDE}{LONG}");
+    // Small steps (many runs, many places to die in), the periodic step as a safety net.
+    let env = [
+        ("WENDELIN_DATA_OPERATION_MAX_INPUT_BYTES", "16384"),
+        ("WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS", "1"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let reference = {
+        let server = setup(&dir.path().join("a"), &env);
+        python_or_dump(&server, &py, &script, &long_env(&server, "post"));
+        let started = std::time::Instant::now();
+        let out = python_or_dump(&server, &py, &script, &long_env(&server, "check"));
+        eprintln!(
+            "uninterrupted analysis caught up in {:?}",
+            started.elapsed()
+        );
+        out
+    };
+    let mut server = setup(&dir.path().join("b"), &env);
+    python_or_dump(&server, &py, &script, &long_env(&server, "post"));
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    for _ in 0..20 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        std::thread::sleep(std::time::Duration::from_millis(50 + (seed >> 33) % 400));
+        server.kill_and_restart();
+    }
+    let killed = std::time::Instant::now();
+    let crashed = python_or_dump(&server, &py, &script, &long_env(&server, "check"));
+    eprintln!("after the last kill, caught up in {:?}", killed.elapsed());
+    assert_eq!(
+        crashed, reference,
+        "outputs after 20 kills differ from an uninterrupted run"
+    );
+}
+
+#[test]
+fn the_page_shows_progress_and_reprocess_and_stop_work() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = setup(dir.path(), &[]);
+    let script = format!("{PRELUDE}{LONG}");
+    let env = |mode: &'static str| {
+        let mut e = long_env(&server, mode);
+        e.retain(|(k, _)| *k != "FRAMES");
+        e.push(("FRAMES", "5000"));
+        e
+    };
+    python_or_dump(&server, &py, &script, &env("post"));
+    let first = python_or_dump(&server, &py, &script, &env("check"));
+    let list = server
+        .req("GET", "/api/v1/data_analysis_module", None)
+        .json();
+    let path = format!(
+        "data_analysis_module/{}",
+        list["items"][0]["id"].as_str().unwrap()
+    );
+    // The page: progress caught up, inputs and outputs listed.
+    let page = server.req("GET", &format!("/api/v1/{path}/DataAnalysis_view"), None);
+    assert_eq!(page.status, 200, "{}", page.text);
+    let html = &page.text;
+    assert!(html.contains("<span id=\"lag-bytes\">0</span>"), "{html}");
+    assert!(html.contains("data_stream_module/sensor1.wav"), "{html}");
+    assert!(html.contains("-stft_0"), "{html}");
+    // Reprocess from scratch (the workflow's transition): the same outputs again.
+    let r = server.req(
+        "POST",
+        &format!("/api/v1/{path}/transitions/plan_refresh"),
+        Some(&serde_json::json!({})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let states = server
+            .req("GET", &format!("/api/v1/{path}/workflows"), None)
+            .json();
+        let refresh = states["workflows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|w| w["workflow"] == "data_analysis_refresh_workflow")
+            .map(|w| w["state"].clone());
+        if refresh == Some(serde_json::json!("current")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reprocessing did not finish: {states}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let again = python_or_dump(&server, &py, &script, &env("check"));
+    assert_eq!(
+        again, first,
+        "reprocessing from scratch changed the outputs"
+    );
+    // Stop: appends no longer reach the outputs.
+    let r = server.req(
+        "POST",
+        &format!("/api/v1/{path}/transitions/stop"),
+        Some(&serde_json::json!({})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (ok, out, err) = run_cli(&["analysis", "list"], &server.cli_env(), "");
+    assert!(ok, "{err}");
+    assert!(out.contains("\"stopped\""), "{out}");
+    // Restarted, it runs again at once (nothing new: its offset stays where it was).
+    let r = server.req(
+        "POST",
+        &format!("/api/v1/{path}/transitions/restart"),
+        Some(&serde_json::json!({})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let again = python_or_dump(&server, &py, &script, &env("check"));
+    assert_eq!(again, first);
+}
+
+#[test]
+fn records_become_columns_with_timestamps_and_window_aggregates() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with_env(
+        &dir.path().join("var"),
+        None,
+        &[("WENDELIN_DATA_OPERATION_MAX_INPUT_BYTES", "4096")],
+    );
+    let (ok, out, err) = run_cli(
+        &["ingestion", "add", "plant", "--product", "temp"],
+        &server.cli_env(),
+        "",
+    );
+    assert!(ok, "{out} {err}");
+    // The transformation through the JSON API, as a user would write it.
+    let post = |path: &str, body: serde_json::Value| {
+        let r = server.req("POST", &format!("/api/v1/{path}"), Some(&body));
+        assert!(
+            r.status == 201 || r.status == 200,
+            "{path}: {} {}",
+            r.status,
+            r.text
+        );
+        r.json()
+    };
+    post(
+        "data_operation_module",
+        serde_json::json!({"portal_type": "Data Operation", "id": "columns",
+                           "script_id": "records_to_columns"}),
+    );
+    post(
+        "data_transformation_module",
+        serde_json::json!({"portal_type": "Data Transformation", "id": "temp-columns",
+                           "resource": "temp"}),
+    );
+    let t = "data_transformation_module/temp-columns";
+    let line = |id: &str, extra: serde_json::Value| {
+        let mut body = serde_json::json!({"portal_type": "Data Transformation Line", "id": id,
+            "quantity": 1.0, "use": "big_data/analysis/transient",
+            "aggregated_portal_type_list": ["Data Array"]});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        post(t, body);
+    };
+    line(
+        "in",
+        serde_json::json!({"quantity": -1.0, "use": "big_data/ingestion/stream",
+        "resource": "temp", "aggregated_portal_type_list": []}),
+    );
+    line(
+        "op",
+        serde_json::json!({"quantity": 0.0, "aggregated_portal_type_list": [],
+        "data_operation": "data_operation_module/columns"}),
+    );
+    line("timestamp", serde_json::json!({}));
+    line("value", serde_json::json!({}));
+    line(
+        "value_mean",
+        serde_json::json!({"parameters": {"derive": "aggregate", "of": "value",
+        "window": 4, "function": "mean"}}),
+    );
+    line(
+        "value_max",
+        serde_json::json!({"parameters": {"derive": "aggregate", "of": "value",
+        "window": 4, "function": "max"}}),
+    );
+    line(
+        "value_per_10s",
+        serde_json::json!({"parameters": {"derive": "aggregate", "of": "value",
+            "time": "timestamp", "seconds": 10, "function": "sum"}}),
+    );
+    line(
+        "progress",
+        serde_json::json!({"aggregated_portal_type_list": ["Progress Indicator"]}),
+    );
+    for path in ["data_operation_module/columns", t] {
+        let r = server.req(
+            "POST",
+            &format!("/api/v1/{path}/transitions/validate"),
+            Some(&serde_json::json!({})),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let script = format!(
+        "{PRELUDE}{}",
+        r#"
+url = U + "/erp5/portal_ingestion_policies/plant/ingest"
+from fluent.sender import EventTime
+n = 1000
+for start in range(0, n, 150):
+    body = b"".join(msgpack.packb([EventTime(1700000000 + i, 500), {"value": i * 1.5, "name": "x"}],
+                                  use_bin_type=True) for i in range(start, min(n, start + 150)))
+    r = requests.post(url, params={"reference": "boiler.temp"}, data=body, headers=H)
+    assert r.status_code == 204, r.text
+aid = wait(analysis, "the Data Analysis")
+wait(lambda: (a := array(aid, "value_max")) is not None and len(a) == n // 4, "the aggregates", 120)
+v, ts = array(aid, "value"), array(aid, "timestamp")
+assert v.dtype == np.float64 and (v == np.arange(n) * 1.5).all()
+assert ts.dtype == np.int64 and (ts == (1700000000 + np.arange(n)) * 10**9 + 500).all()
+assert np.allclose(array(aid, "value_mean"), (np.arange(n) * 1.5).reshape(-1, 4).mean(axis=1), rtol=1e-12)
+assert (array(aid, "value_max") == (np.arange(n) * 1.5).reshape(-1, 4).max(axis=1)).all()
+# Per 10 s of timestamps: every window but the last, still open.
+wait(lambda: (a := array(aid, "value_per_10s")) is not None and len(a) == n // 10 - 1, "the time windows")
+w = array(aid, "value_per_10s")
+assert (w[:, 0] == 1700000000 + 10 * np.arange(n // 10 - 1)).all(), w[:3]
+assert np.allclose(w[:, 1], (np.arange(n) * 1.5).reshape(-1, 10).sum(axis=1)[:-1], rtol=1e-12)
+print("ok")
+"#
+    );
+    let out = python_or_dump(
+        &server,
+        &py,
+        &script,
+        &[
+            ("URL", &server.base),
+            ("TOKEN", &server.manager_token),
+            ("PW", ""),
+        ],
+    );
+    assert_eq!(out.trim(), "ok");
+}
+
+#[test]
+fn a_user_script_runs_as_the_operation_with_the_lines_as_arguments() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("var"), None);
+    let (ok, out, err) = run_cli(
+        &["ingestion", "add", "meter", "--product", "power"],
+        &server.cli_env(),
+        "",
+    );
+    assert!(ok, "{out} {err}");
+    let post = |path: &str, body: serde_json::Value| {
+        let r = server.req("POST", &format!("/api/v1/{path}"), Some(&body));
+        assert!(
+            r.status == 201 || r.status == 200,
+            "{path}: {} {}",
+            r.status,
+            r.text
+        );
+    };
+    // Appends how many new bytes each run found, and says how far it read.
+    post(
+        "portal_skins",
+        serde_json::json!({"portal_type": "Script", "id": "countNewBytes", "body": r#"
+let size = portal.invoke(params.meter, "getSize");
+if size > params.offset {
+    portal.invoke(params.counts, "DataArray_append", #{ data: [size - params.offset] });
+}
+#{ offset: size, more: false }
+"#}),
+    );
+    post(
+        "data_operation_module",
+        serde_json::json!({"portal_type": "Data Operation", "id": "count", "script_id": "countNewBytes"}),
+    );
+    post(
+        "data_transformation_module",
+        serde_json::json!({"portal_type": "Data Transformation", "id": "power-count", "resource": "power"}),
+    );
+    let t = "data_transformation_module/power-count";
+    for body in [
+        serde_json::json!({"id": "meter", "quantity": -1.0, "use": "big_data/ingestion/stream", "resource": "power"}),
+        serde_json::json!({"id": "op", "quantity": 0.0, "data_operation": "data_operation_module/count"}),
+        serde_json::json!({"id": "counts", "quantity": 1.0, "aggregated_portal_type_list": ["Data Array"]}),
+        serde_json::json!({"id": "progress", "quantity": 1.0, "aggregated_portal_type_list": ["Progress Indicator"]}),
+    ] {
+        let mut b = body;
+        b["portal_type"] = serde_json::json!("Data Transformation Line");
+        post(t, b);
+    }
+    for path in ["data_operation_module/count", t] {
+        post(
+            &format!("{path}/transitions/validate"),
+            serde_json::json!({}),
+        );
+    }
+    let script = format!(
+        "{PRELUDE}{}",
+        r#"
+url = U + "/erp5/portal_ingestion_policies/meter/ingest"
+total = 0
+for k in range(3):
+    body = msgpack.packb([1700000000 + k, {"w": k}], use_bin_type=True)
+    total += len(body)
+    r = requests.post(url, params={"reference": "m1.power"}, data=body, headers=H)
+    assert r.status_code == 204, r.text
+    aid = wait(analysis, "the Data Analysis")
+    wait(lambda: (a := array(aid, "counts")) is not None and a.sum() == total, "the counts")
+pi = requests.get(U + "/api/v1/progress_indicator_module/%s-progress" % aid, headers=H).json()
+assert pi["int_offset_index"] == total, pi
+print("ok")
+"#
+    );
+    let out = python_or_dump(
+        &server,
+        &py,
+        &script,
+        &[
+            ("URL", &server.base),
+            ("TOKEN", &server.manager_token),
+            ("PW", ""),
+        ],
+    );
+    assert_eq!(out.trim(), "ok");
+    // `analysis run` in the foreground: nothing left to do, the offset unchanged.
+    let (ok, out, err) = run_cli(&["analysis", "run"], &server.cli_env(), "");
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("(1 steps)") && out.contains("\"lag_bytes\":0"),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_rfft_above_the_memory_budget_is_refused_without_stopping_the_other_outputs() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = setup(
+        dir.path(),
+        &[("WENDELIN_DATA_OPERATION_MEMORY_BUDGET", "10000")],
+    );
+    let script = format!(
+        "{PRELUDE}{}",
+        r#"
+frames = 3000
+samples = rng.integers(-32768, 32767, size=(frames, 2), dtype=np.int16)
+post(wav_header(2, 8000, frames) + samples.tobytes())
+aid = wait(analysis, "the Data Analysis")
+wait(lambda: (a := array(aid, "stft_0")) is not None and len(a) == (frames - 256) // 128 + 1, "the STFT")
+assert (array(aid, "channel_1") == samples[:, 1]).all()
+s = array(aid, "spectrum_0")
+assert s is None or len(s) == 0, s
+print(aid)
+"#
+    );
+    let env = [
+        ("URL", server.base.as_str()),
+        ("TOKEN", server.manager_token.as_str()),
+        ("PW", FEEDER_PASSWORD),
+    ];
+    let aid = python_or_dump(&server, &py, &script, &env);
+    let page = server.req(
+        "GET",
+        &format!(
+            "/api/v1/data_analysis_module/{}/DataAnalysis_view",
+            aid.trim()
+        ),
+        None,
+    );
+    assert!(
+        page.text.contains("spectrum_0: ") && page.text.contains("memory_budget"),
+        "{}",
+        page.text
+    );
+}
