@@ -194,6 +194,61 @@ pub fn decode(
     Ok((img, format))
 }
 
+/// [`decode`] for `conversion`: a JPEG much larger than the conversion's box is decoded
+/// at 1/2, 1/4 or 1/8 of its size by the decoder itself (scaled IDCT, as Pillow's draft
+/// mode), never whole; everything else is decoded whole. The same checks as [`decode`]
+/// come first.
+pub fn decode_for(
+    bytes: &[u8],
+    declared: Option<ImageFormat>,
+    max_pixels: u64,
+    conversion: &Conversion,
+) -> CoreResult<(DynamicImage, ImageFormat)> {
+    if sniff(bytes)? != ImageFormat::Jpeg || declared.is_some_and(|d| d != ImageFormat::Jpeg) {
+        return decode(bytes, declared, max_pixels);
+    }
+    let bad = |e: &dyn std::fmt::Display| {
+        CoreError::BadRequest(format!("the file is not a readable jpeg image: {e}"))
+    };
+    complete(bytes, ImageFormat::Jpeg)?;
+    let mut probe = ImageReader::with_format(Cursor::new(bytes), ImageFormat::Jpeg)
+        .into_decoder()
+        .map_err(|e| bad(&e))?;
+    let (w, h) = image::ImageDecoder::dimensions(&probe);
+    // The box as stored and as displayed (the EXIF orientation may swap the sides).
+    let ((aw, ah), (bw, bh)) = (conversion.fit(w, h), conversion.fit(h, w));
+    let side = aw.max(ah).max(bw).max(bh);
+    if side.saturating_mul(2) > w.min(h) || u64::from(w) * u64::from(h) > max_pixels {
+        // Too little to gain, or refused by decode with its message.
+        return decode(bytes, declared, max_pixels);
+    }
+    let orientation = image::ImageDecoder::orientation(&mut probe).map_err(|e| bad(&e))?;
+    drop(probe);
+    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    let request = u16::try_from(side).unwrap_or(u16::MAX);
+    decoder.scale(request, request).map_err(|e| bad(&e))?;
+    let pixels = decoder.decode().map_err(|e| bad(&e))?;
+    let Some(info) = decoder.info() else {
+        return decode(bytes, declared, max_pixels);
+    };
+    let (sw, sh) = (u32::from(info.width), u32::from(info.height));
+    let scaled = match info.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => {
+            image::RgbImage::from_raw(sw, sh, pixels).map(DynamicImage::ImageRgb8)
+        }
+        jpeg_decoder::PixelFormat::L8 => {
+            image::GrayImage::from_raw(sw, sh, pixels).map(DynamicImage::ImageLuma8)
+        }
+        // CMYK and 16-bit JPEGs are rare: decoded whole.
+        _ => None,
+    };
+    let Some(mut img) = scaled else {
+        return decode(bytes, declared, max_pixels);
+    };
+    img.apply_orientation(orientation);
+    Ok((img, ImageFormat::Jpeg))
+}
+
 /// Refuses a JPEG or GIF cut short, which their decoders would fill in silently: a JPEG
 /// must have its end-of-image marker after the start of its last scan (inside scan data
 /// `FF` is always followed by `00` or a restart marker, so `FF DA` there starts a scan),

@@ -364,7 +364,8 @@ async fn download(
         }
         let original = crate::read_original(&portal, &doc, &sha)?;
         let _slot = convert::decode_slot(config.max_decodes);
-        let (img, _) = convert::decode(&original, Some(format), config.max_pixels)?;
+        let (img, _) =
+            convert::decode_for(&original, Some(format), config.max_pixels, &conversion)?;
         let out = conversion.apply(&img)?;
         store::write_atomic(&file, &out)?;
         Ok((out, "computed"))

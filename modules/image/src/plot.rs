@@ -323,6 +323,19 @@ fn line(root: &Area<'_>, array: &DataArray, shape: &[u64], plot: &Plot) -> CoreR
     }
 }
 
+/// A chart's frame: margins, room for the axes' labels, the caption.
+fn framed<'a, 'b>(root: &'a Area<'b>, plot: &Plot) -> ChartBuilder<'a, 'static, BitMapBackend<'b>> {
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .margin(10)
+        .x_label_area_size(if plot.x_label.is_empty() { 24 } else { 40 })
+        .y_label_area_size(if plot.y_label.is_empty() { 56 } else { 72 });
+    if !plot.title.is_empty() {
+        builder.caption(&plot.title, (FAMILY, 18));
+    }
+    builder
+}
+
 /// An axis needs a range: a single value gets one around it.
 fn widen(lo: f64, hi: f64, log: bool) -> f64 {
     if hi > lo {
@@ -341,14 +354,7 @@ where
     X::CoordDescType: ValueFormatter<f64>,
     Y::CoordDescType: ValueFormatter<f64>,
 {
-    let mut builder = ChartBuilder::on(root);
-    builder
-        .margin(10)
-        .x_label_area_size(if plot.x_label.is_empty() { 24 } else { 40 })
-        .y_label_area_size(if plot.y_label.is_empty() { 56 } else { 72 });
-    if !plot.title.is_empty() {
-        builder.caption(&plot.title, (FAMILY, 18));
-    }
+    let mut builder = framed(root, plot);
     let mut chart = builder.build_cartesian_2d(x, y).map_err(drawing)?;
     chart
         .configure_mesh()
@@ -401,14 +407,7 @@ fn heatmap(root: &Area<'_>, array: &DataArray, shape: &[u64], plot: &Plot) -> Co
             plot.start
         )));
     }
-    let mut builder = ChartBuilder::on(root);
-    builder
-        .margin(10)
-        .x_label_area_size(if plot.x_label.is_empty() { 24 } else { 40 })
-        .y_label_area_size(if plot.y_label.is_empty() { 56 } else { 72 });
-    if !plot.title.is_empty() {
-        builder.caption(&plot.title, (FAMILY, 18));
-    }
+    let mut builder = framed(root, plot);
     #[allow(clippy::cast_precision_loss)]
     let (x0, x1) = (
         plot.x_start + plot.start as f64 * plot.x_step,

@@ -736,3 +736,51 @@ fn the_ui_upload_replaces_the_image() {
     let page = server.req("GET", &format!("/{empty}"), None);
     assert!(page.text.contains("id=\"no-picture\""), "{}", page.text);
 }
+
+#[test]
+fn a_large_jpeg_thumbnail_is_decoded_at_a_fraction_of_its_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("var"), None);
+    let auth = manager(&server);
+    let path = new_image(&server, "quadrants");
+    // 1600 × 1200: red, green / blue, white quadrants.
+    let img = RgbImage::from_fn(1600, 1200, |x, y| match (x < 800, y < 600) {
+        (true, true) => Rgb([255, 0, 0]),
+        (false, true) => Rgb([0, 255, 0]),
+        (true, false) => Rgb([0, 0, 255]),
+        (false, false) => Rgb([255, 255, 255]),
+    });
+    let bytes = encode(&DynamicImage::ImageRgb8(img), ImageFormat::Jpeg);
+    let url = format!("/api/v1/{path}/data");
+    assert_eq!(put(&server, &url, &auth, "image/jpeg", &bytes).status, 200);
+    let c = get(
+        &server,
+        &format!("{url}?display=thumbnail"),
+        Some(&auth),
+        &[],
+    );
+    assert_eq!(c.status, 200, "{}", c.text());
+    let t = decoded(&c.body).to_rgb8();
+    assert_eq!(t.dimensions(), (128, 96));
+    let near = |p: &Rgb<u8>, q: [u8; 3]| p.0.iter().zip(q).all(|(a, b)| a.abs_diff(b) < 40);
+    assert!(
+        near(t.get_pixel(20, 20), [255, 0, 0]),
+        "{:?}",
+        t.get_pixel(20, 20)
+    );
+    assert!(
+        near(t.get_pixel(108, 20), [0, 255, 0]),
+        "{:?}",
+        t.get_pixel(108, 20)
+    );
+    assert!(
+        near(t.get_pixel(20, 76), [0, 0, 255]),
+        "{:?}",
+        t.get_pixel(20, 76)
+    );
+    assert!(
+        near(t.get_pixel(108, 76), [255, 255, 255]),
+        "{:?}",
+        t.get_pixel(108, 76)
+    );
+}
