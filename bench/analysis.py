@@ -20,13 +20,13 @@ Everything is deleted at the end. Needs `cargo build --release`, .venv with nump
 msgpack and requests; root for clear_refs (else RSS is VmHWM since start).
 Usage: .venv/bin/python bench/analysis.py [GIB] [SECONDS]
 """
-import faulthandler, os, shutil, signal, statistics, subprocess, sys, tempfile, threading, time
+import faulthandler, os, shutil, signal, statistics, sys, tempfile, threading, time
 
 import msgpack
 import numpy as np
 import requests
 
-from harness import BIN, free_port  # noqa: E402
+import harness  # noqa: E402
 
 GIB = float(sys.argv[1]) if len(sys.argv) > 1 else 1
 SECONDS = float(sys.argv[2]) if len(sys.argv) > 2 else 60
@@ -45,35 +45,16 @@ def wav_header(channels, rate, frames):
             + (16).to_bytes(2, "little") + b"data" + data.to_bytes(4, "little"))
 
 
-class Server:
+class Server(harness.Server):
+    """The harness's server with the `audio` policy (product `wav`), 4 MiB ingestion
+    bodies, no periodic step (the bench runs it), and a requests session."""
+
     def __init__(self, data):
-        self.env = dict(os.environ, WENDELIN_DATA_DIR=data, WENDELIN_LOG="warn",
-                        WENDELIN_WORKERS="2", WENDELIN_INGESTION_MAX_BODY_BYTES=str(4 << 20),
-                        WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS="0")
-        subprocess.run([BIN, "init"], env=self.env, capture_output=True, check=True)
-        out = subprocess.run([BIN, "user", "token", "add", "manager", "--name", "bench"],
-                             env=self.env, capture_output=True, text=True, check=True).stdout
-        self.token = out.split()[-1]
+        super().__init__(data, env={"WENDELIN_INGESTION_MAX_BODY_BYTES": str(4 << 20),
+                                    "WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS": "0"},
+                         before_serve=lambda s: s.cli("ingestion", "add", "audio", "--product", "wav"))
         self.h = {"Authorization": "Bearer " + self.token}
-        self.cli("ingestion", "add", "audio", "--product", "wav")
-        self.port = free_port()
-        self.proc = subprocess.Popen([BIN, "serve", "--bind", f"127.0.0.1:{self.port}"],
-                                     env=self.env, stdout=subprocess.DEVNULL)
         self.s = requests.Session()
-        for _ in range(200):
-            try:
-                self.s.get(self.url("/health"))
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise SystemExit("server did not start")
-
-    def cli(self, *args):
-        return subprocess.run([BIN, *args], env=self.env, capture_output=True, text=True,
-                              check=True).stdout
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
 
     def post(self, tag, piece):
         body = msgpack.packb([int(time.time()), {"data": piece}], use_bin_type=True)
@@ -99,10 +80,6 @@ class Server:
         while self.offset(aid) < size:
             time.sleep(poll)
         return time.perf_counter()
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait()
 
 
 def rss_peak(pid):

@@ -64,13 +64,13 @@ class Server:
     """`wendelin serve` on a fresh data directory with a manager token (64 MiB bodies,
     2 workers), and JSON / .npy requests to it."""
 
-    def __init__(self, data):
+    def __init__(self, data, env=None, before_serve=None):
         self.env = dict(os.environ, WENDELIN_DATA_DIR=data, WENDELIN_LOG="warn",
-                        WENDELIN_MAX_BODY_BYTES=str(64 << 20), WENDELIN_WORKERS="2")
+                        WENDELIN_MAX_BODY_BYTES=str(64 << 20), WENDELIN_WORKERS="2", **(env or {}))
         subprocess.run([BIN, "init"], env=self.env, capture_output=True, check=True)
-        out = subprocess.run([BIN, "user", "token", "add", "manager", "--name", "bench"],
-                             env=self.env, capture_output=True, text=True, check=True).stdout
-        self.token = out.split()[-1]
+        self.token = self.cli("user", "token", "add", "manager", "--name", "bench").split()[-1]
+        if before_serve:
+            before_serve(self)
         self.port = free_port()
         self.proc = subprocess.Popen([BIN, "serve", "--bind", f"127.0.0.1:{self.port}"],
                                      env=self.env, stdout=subprocess.DEVNULL)
@@ -81,6 +81,11 @@ class Server:
             except OSError:
                 time.sleep(0.05)
         raise SystemExit("server did not start")
+
+    def cli(self, *args):
+        """Runs `wendelin ARGS` on this server's data; returns its standard output."""
+        return subprocess.run([BIN, *args], env=self.env, capture_output=True, text=True,
+                              check=True).stdout
 
     def url(self, path):
         return f"http://127.0.0.1:{self.port}{path}"

@@ -799,3 +799,55 @@ pub fn run_python(py: &Path, script: &str, env: &[(&str, &str)]) -> String {
     );
     stdout
 }
+
+/// Prints `skipped: why`, or fails under `CI=true`, where every test must run.
+pub fn skip(why: &str) {
+    if in_ci() {
+        panic!("{why} (CI=true: this test must run)");
+    }
+    println!("skipped: {why}");
+}
+
+/// Debian's Chromium, or `WENDELIN_CHROMIUM`.
+pub fn chromium() -> PathBuf {
+    std::env::var("WENDELIN_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("/usr/bin/chromium"))
+}
+
+/// Why the browser tests cannot run here (no Chromium, no node, no playwright-core in
+/// `tests/browser/node_modules`), or `None` when they can.
+pub fn browser_missing() -> Option<String> {
+    if !chromium().is_file() {
+        return Some(format!("chromium not found at {}", chromium().display()));
+    }
+    if Command::new("node").arg("--version").output().is_err() {
+        return Some("node not found".into());
+    }
+    if !repo_root()
+        .join("tests/browser/node_modules/playwright-core")
+        .is_dir()
+    {
+        return Some("tests/browser/node_modules missing (run `npm ci` in tests/browser)".into());
+    }
+    None
+}
+
+/// Waits for `child` at most `deadline` (then kills it): its exit status, or `None` when
+/// it had to be killed.
+pub fn wait_at_most(child: &mut Child, deadline: Duration) -> Option<std::process::ExitStatus> {
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if started.elapsed() <= deadline => {
+                std::thread::sleep(Duration::from_millis(200))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}

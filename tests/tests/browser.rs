@@ -10,20 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::json;
-use wendelin_tests::{add_user, in_ci, TestServer};
-
-fn skip(why: &str) {
-    if in_ci() {
-        panic!("{why} (CI=true: the browser test must run)");
-    }
-    println!("skipped: {why}");
-}
-
-fn chromium() -> PathBuf {
-    std::env::var("WENDELIN_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from("/usr/bin/chromium"))
-}
+use wendelin_tests::{add_user, browser_missing, chromium, skip, TestServer};
 
 fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
@@ -41,14 +28,8 @@ fn screenshot_dir() -> PathBuf {
 
 #[test]
 fn admin_ui_walkthrough_in_chromium() {
-    if !chromium().is_file() {
-        return skip(&format!("chromium not found at {}", chromium().display()));
-    }
-    if Command::new("node").arg("--version").output().is_err() {
-        return skip("node not found");
-    }
-    if !browser_dir().join("node_modules/playwright-core").is_dir() {
-        return skip("tests/browser/node_modules missing (run `npm ci` in tests/browser)");
+    if let Some(why) = browser_missing() {
+        return skip(&why);
     }
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(&dir.path().join("var"), None);

@@ -10,7 +10,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use wendelin_tests::{in_ci, repo_root, wendelin_bin};
+use wendelin_tests::{in_ci, repo_root, wait_at_most, wendelin_bin};
 
 /// The suite is killed (and the test fails) past this; it takes about a minute.
 const DEADLINE: Duration = Duration::from_secs(900);
@@ -66,17 +66,7 @@ fn python_client_suite_passes_against_the_server() {
         .spawn()
         .unwrap();
     let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if started.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = wait_at_most(&mut child, DEADLINE);
     let output = std::fs::read_to_string(&out_path).unwrap_or_default();
     println!(
         "pytest clients/python/tests ({:.0} s):\n{output}",

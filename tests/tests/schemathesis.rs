@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use wendelin_tests::{in_ci, TestServer};
+use wendelin_tests::{in_ci, wait_at_most, TestServer};
 
 /// Examples per operation and phase: enough to cover every operation's statuses, small
 /// enough for the test command.
@@ -185,17 +185,7 @@ fn openapi_contract_holds_under_schemathesis() {
         .spawn()
         .unwrap();
     let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if started.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = wait_at_most(&mut child, DEADLINE);
     let output = std::fs::read_to_string(&out_path).unwrap_or_default();
     // The summary, and the failures above it (the head is the configuration).
     let tail: String = {

@@ -8,24 +8,11 @@
 //! fails under `CI=true`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::json;
-use wendelin_tests::{add_user, in_ci, repo_root, TestServer};
-
-fn skip(why: &str) {
-    if in_ci() {
-        panic!("{why} (CI=true: the browser test must run)");
-    }
-    println!("skipped: {why}");
-}
-
-fn chromium() -> PathBuf {
-    std::env::var("WENDELIN_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from("/usr/bin/chromium"))
-}
+use wendelin_tests::{add_user, browser_missing, chromium, repo_root, skip, TestServer};
 
 fn create(s: &TestServer, container: &str, body: serde_json::Value) -> String {
     let r = s.req("POST", &format!("/api/v1/{container}"), Some(&body));
@@ -50,14 +37,8 @@ fn fire(s: &TestServer, path: &str, transition: &str) {
 #[test]
 fn published_chart_in_chromium() {
     let playwright = repo_root().join("tests/browser/node_modules/playwright-core");
-    if !chromium().is_file() {
-        return skip(&format!("chromium not found at {}", chromium().display()));
-    }
-    if Command::new("node").arg("--version").output().is_err() {
-        return skip("node not found");
-    }
-    if !playwright.is_dir() {
-        return skip("tests/browser/node_modules missing (run `npm ci` in tests/browser)");
+    if let Some(why) = browser_missing() {
+        return skip(&why);
     }
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(&dir.path().join("var"), None);
