@@ -25,6 +25,7 @@ Then, as the portal is used while data flows in:
     writer creates 10 documents/s (one POST each, paced at 100 ms, for wrk's 10 s):
     req/s and p99 of the pages, writes landed (of those due), the writer's p50/p99.
 The `X-Page-Cache` header (hit, shared, miss) of the sequential GETs is counted.
+BENCH_UI_DATA=<dir> keeps the filled portal in <dir> and reuses it on later runs.
 Usage: python3 bench/ui.py [N] [WRITES]   (needs `cargo build --release -p wendelin-server`
 and wrk; WENDELIN_BIN=target/debug/wendelin only to check that the script runs)
 """
@@ -53,8 +54,9 @@ def fulltext_total(base, token, word):
         return json.load(r).get("total", 0)
 
 
-def timed_get(url, cookie, sources=None):
-    """Seconds of one GET; counts its X-Page-Cache header in `sources`."""
+def timed_get(url, cookie, sources=None, server=None):
+    """Seconds of one GET; counts its X-Page-Cache header in `sources` and appends the
+    server's own time (its `Server-Timing: app;dur=` header, in seconds) to `server`."""
     req = urllib.request.Request(url, headers={"Cookie": cookie})
     start = time.perf_counter()
     with urllib.request.urlopen(req) as r:
@@ -64,6 +66,10 @@ def timed_get(url, cookie, sources=None):
         if sources is not None:
             source = r.headers.get("X-Page-Cache", "none")
             sources[source] = sources.get(source, 0) + 1
+        if server is not None:
+            timing = re.search(r"app;dur=([0-9.]+)", r.headers.get("Server-Timing", ""))
+            if timing:
+                server.append(float(timing.group(1)) / 1000)
     return time.perf_counter() - start
 
 
@@ -90,16 +96,17 @@ def write(base, token, path, body, method="POST"):
 
 def after_writes(base, token, cookie, path, serial):
     """WRITES rounds of (PATCH the description of document 1, GET `path`): every GET comes
-    right after a write. Returns (GET seconds, X-Page-Cache counts, next serial)."""
-    times, sources = [], {}
+    right after a write. Returns (GET seconds, X-Page-Cache counts, next serial, the
+    server's own seconds per GET)."""
+    times, sources, server = [], {}, []
     for i in range(WRITES):
         status, _ = write(base, token, "/api/v1/data_stream_module/1",
                           {"serial": serial, "description": f"changed {serial}"}, method="PATCH")
         if status != 200:
             raise SystemExit(f"PATCH data_stream_module/1: {status}")
         serial += 1
-        times.append(timed_get(base + path, cookie, sources))
-    return times, sources, serial
+        times.append(timed_get(base + path, cookie, sources, server))
+    return times, sources, serial, server
 
 
 def writer(base, token, until, out):
@@ -147,13 +154,22 @@ def wrk(url, cookie=None):
 
 
 def main():
-    data = tempfile.mkdtemp(prefix="wendelin-bench-ui-")
+    # BENCH_UI_DATA=<dir> keeps the filled portal there and reuses it on the next run (for
+    # profiling at 1M documents without refilling); by default a temporary one is removed.
+    keep = os.environ.get("BENCH_UI_DATA")
+    data = keep or tempfile.mkdtemp(prefix="wendelin-bench-ui-")
+    saved = os.path.join(data, "bench-ui.json")
+    reuse = keep is not None and os.path.exists(saved)
     port = free_port()
     env = dict(os.environ, WENDELIN_DATA_DIR=data, WENDELIN_LOG="warn")
-    cli(env, "init")
-    for user in ("erin", "frank"):
-        cli(env, "user", "add", user, "--role", "Author", "--password-stdin", stdin=user + "-password-1\n")
-    tokens = {u: cli(env, "user", "token", "add", u).split()[-1] for u in ("erin", "frank")}
+    if reuse:
+        tokens = json.load(open(saved))["tokens"]
+    else:
+        os.makedirs(data, exist_ok=True)
+        cli(env, "init")
+        for user in ("erin", "frank"):
+            cli(env, "user", "add", user, "--role", "Author", "--password-stdin", stdin=user + "-password-1\n")
+        tokens = {u: cli(env, "user", "token", "add", u).split()[-1] for u in ("erin", "frank")}
     server = subprocess.Popen([BIN, "serve", "--bind", f"127.0.0.1:{port}"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
@@ -167,7 +183,7 @@ def main():
         start = time.time()
         # Bulk creation (a JSON array per POST, one transaction each), in batches per owner.
         batches = {"erin": [], "frank": []}
-        for i in range(N):
+        for i in range(0 if reuse else N):
             owner = "frank" if i % 200 == 7 else "erin"
             batches[owner].append({"title": f"stream {i}", "reference": f"s{i}",
                                    "description": f"sensor {i % 97}"})
@@ -175,7 +191,12 @@ def main():
             for b in range(0, len(docs), 1000):
                 post(base, tokens[owner], "/api/v1/data_stream_module", docs[b:b + 1000])
         fill_s = time.time() - start
-        print(f"documents: {N}; created through the API in {fill_s:.1f} s ({N / fill_s:.0f}/s, bulk POSTs of 1000)")
+        if reuse:
+            print(f"documents: {N}; reused from {data}")
+        else:
+            print(f"documents: {N}; created through the API in {fill_s:.1f} s ({N / fill_s:.0f}/s, bulk POSTs of 1000)")
+            if keep:
+                json.dump({"tokens": tokens, "n": N}, open(saved, "w"))
         # The full-text index follows the outbox; wait until it holds the last document,
         # so that its catch-up does not compete with the measurements.
         start = time.time()
@@ -202,8 +223,8 @@ def main():
             headers={"Authorization": "Bearer " + tokens["erin"]})))["serial"]
         missed = []
         for name, path in [("listbox (erin)", "/ui/data_stream_module"), ("document view (erin)", first)]:
-            times, sources, serial = after_writes(base, tokens["erin"], cookies["erin"], path, serial)
-            missed.append((name, times, sources))
+            times, sources, serial, server = after_writes(base, tokens["erin"], cookies["erin"], path, serial)
+            missed.append((name, times, sources, server))
         rows = [
             ("GET /ui (ceiling: trivial actix-web handler, same server)", wrk(base + "/ui")),
             ("GET /health (trivial handler, one database read)", wrk(base + "/health")),
@@ -223,11 +244,14 @@ def main():
         for name, (rps, p50, p99) in rows:
             print(f"| {name} | {rps:.0f} | {p50} | {p99} |")
         print(f"\nRight after a write ({WRITES} sequential rounds of PATCH, then GET; end to end):\n")
-        print("| page | p50 | p99 | max | X-Page-Cache |")
-        print("|---|---|---|---|---|")
-        for name, times, sources in missed:
+        print("| page | p50 | p99 | max | server-side p50 | server-side p99 | X-Page-Cache |")
+        print("|---|---|---|---|---|---|---|")
+        for name, times, sources, server in missed:
+            server = server or [float("nan")]
             print(f"| {name} | {statistics.median(times) * 1000:.2f} ms | {percentile(times, 99) * 1000:.2f} ms "
-                  f"| {max(times) * 1000:.2f} ms | {', '.join(f'{k} {v}' for k, v in sorted(sources.items()))} |")
+                  f"| {max(times) * 1000:.2f} ms | {statistics.median(server) * 1000:.2f} ms "
+                  f"| {percentile(server, 99) * 1000:.2f} ms "
+                  f"| {', '.join(f'{k} {v}' for k, v in sorted(sources.items()))} |")
         print(f"\nUnder wrk -c64 while a writer creates {WRITER_RATE} documents/s:\n")
         print("| page | req/s | p50 | p99 | writes landed | writer p50 | writer p99 |")
         print("|---|---|---|---|---|---|---|")
@@ -239,7 +263,8 @@ def main():
     finally:
         server.terminate()
         server.wait()
-        shutil.rmtree(data, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":

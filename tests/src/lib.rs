@@ -455,7 +455,11 @@ impl TestServer {
     pub fn restart(&mut self) {
         if self.child.is_some() {
             let status = self.terminate();
-            assert!(status.success(), "graceful stop failed: {status}");
+            assert!(
+                status.success(),
+                "graceful stop failed: {status}; the server logged:\n{}",
+                self.stderr()
+            );
         }
         self.spawn();
     }

@@ -438,10 +438,15 @@ fn two_worker_processes_share_the_postgres_queue() {
     let dir = tempfile::tempdir().unwrap();
     let url = pg.new_database();
     let mut server = TestServer::start(&dir.path().join("var"), Some(url.clone()));
-    // The server's own workers stay idle so that the two CLI processes do the work.
+    // The server's own workers stay idle so that the two CLI processes do the work, and
+    // the analysis module's periodic step (an activity of its own) stays off.
     server
         .extra_env
         .push(("WENDELIN_ACTIVITY_WORKERS".into(), "0".into()));
+    server.extra_env.push((
+        "WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS".into(),
+        "0".into(),
+    ));
     server.restart();
     let docs = 4;
     let per_doc = 8;

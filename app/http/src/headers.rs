@@ -2,8 +2,10 @@
 //! how bytes that users supplied (stream downloads, later images and web assets) are
 //! served so that a browser never runs them as this site's content.
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::middleware::DefaultHeaders;
+use actix_web::middleware::{DefaultHeaders, Next};
 use actix_web::HttpResponseBuilder;
 
 /// The admin UI's policy: only this origin's scripts and styles (no inline code, no
@@ -25,6 +27,25 @@ pub fn defaults() -> DefaultHeaders {
         .add((header::REFERRER_POLICY, "same-origin"))
         .add((header::CONTENT_SECURITY_POLICY, UI_CSP))
         .add(("cross-origin-opener-policy", "same-origin"))
+}
+
+/// Middleware (`middleware::from_fn(server_timing)`): adds `Server-Timing: app;dur=<ms>`,
+/// the milliseconds from the request's arrival in the app (before its extractors resolve
+/// the session) to its response head, so that a benchmark can tell the server's time from
+/// the client's and the network's. For a streamed body it is the time to the first byte.
+pub async fn server_timing(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let start = std::time::Instant::now();
+    let mut response = next.call(req).await?;
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    if let Ok(value) = HeaderValue::from_str(&format!("app;dur={ms:.3}")) {
+        response
+            .headers_mut()
+            .insert(header::HeaderName::from_static("server-timing"), value);
+    }
+    Ok(response)
 }
 
 /// Types a browser shows without running anything of the file (with `nosniff`): served

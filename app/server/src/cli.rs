@@ -554,6 +554,9 @@ fn serve(config: Config, portal: Portal) -> Result<(), ServerError> {
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(crate::headers::defaults())
+                .wrap(actix_web::middleware::from_fn(
+                    crate::headers::server_timing,
+                ))
                 .app_data(data.clone())
                 .app_data(config.clone())
                 .app_data(json_config(max_body))
