@@ -236,7 +236,7 @@ impl Method for UserScript {
         let context = call.context.field_map()?;
         sandbox::run(
             &self.doc.id,
-            &ast,
+            ast,
             call,
             &user,
             Value::Object(context),

@@ -5,13 +5,14 @@
 //! registered here are the only way out, and each is answered by the calling thread
 //! with the caller's `Call` (its connection, transaction and host) as the calling user.
 //!
-//! A script runs on a scoped thread of its own: its bindings are `'static` closures,
-//! which cannot hold the borrowed `Call`, so they send requests over a channel to the
-//! calling thread, which serves them until the script is done.
+//! A script runs on a worker thread (kept idle between scripts, see [`run`]): its
+//! bindings are `'static` closures, which cannot hold the borrowed `Call`, so they send
+//! requests over a channel to the calling thread, which serves them until the script is
+//! done.
 
 use std::cell::{Cell, RefCell};
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rhai::{Dynamic, Engine, EvalAltResult, ParseError, ParseErrorType, Scope, AST};
@@ -104,13 +105,14 @@ enum Msg {
     Done(CoreResult<Value>),
 }
 
+/// On a worker: the way to and from the thread that runs its current script.
 struct Link {
     to_caller: Sender<Msg>,
-    answers: Receiver<Result<Value, String>>,
+    from_caller: Receiver<ToScript>,
 }
 
 thread_local! {
-    /// On a script's thread: the way to its caller.
+    /// On a worker: the way to its caller.
     static LINK: RefCell<Option<Link>> = const { RefCell::new(None) };
     /// On a script's thread: when it must stop.
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
@@ -132,10 +134,10 @@ fn ask(request: Request) -> Result<Dynamic, Box<EvalAltResult>> {
         if link.to_caller.send(Msg::Ask(request)).is_err() {
             return Err("the caller is gone".into());
         }
-        match link.answers.recv() {
-            Ok(Ok(v)) => Ok(to_dynamic(v)),
-            Ok(Err(message)) => Err(message.into()),
-            Err(_) => Err("the caller is gone".into()),
+        match link.from_caller.recv() {
+            Ok(ToScript::Answer(Ok(v))) => Ok(to_dynamic(v)),
+            Ok(ToScript::Answer(Err(message))) => Err(message.into()),
+            Ok(ToScript::Run(_)) | Err(_) => Err("the caller is gone".into()),
         }
     })
 }
@@ -284,9 +286,15 @@ fn why(e: &ParseError) -> String {
 
 /// Runs a compiled script for `call` as `user` (the caller, with the script's proxy
 /// roles), with `context` and `params` bound; returns its value as JSON.
+///
+/// The script evaluates on a worker thread taken from the process's idle workers (one
+/// is started when none is idle), while this thread answers its bindings; the worker
+/// goes back to the idle ones when the script is done. A script that calls a script
+/// (through a binding answered here) takes a second worker, so nesting never waits for
+/// a worker in use.
 pub fn run(
     name: &str,
-    ast: &AST,
+    ast: Arc<AST>,
     call: &mut Call<'_>,
     user: &User,
     context: Value,
@@ -303,70 +311,167 @@ pub fn run(
     if let Some(outer) = outer {
         deadline = deadline.min(outer);
     }
-    let engine = engine();
-    let (to_caller, from_script) = channel::<Msg>();
-    let (to_script, answers) = channel::<Result<Value, String>>();
-    let script_name = name.to_owned();
-    std::thread::scope(|scope| {
-        let spawned = std::thread::Builder::new()
-            .name(format!("script {name}"))
-            .stack_size(STACK_BYTES)
-            .spawn_scoped(scope, move || {
-                let done = to_caller.clone();
-                LINK.with(|l| *l.borrow_mut() = Some(Link { to_caller, answers }));
-                DEADLINE.with(|d| d.set(Some(deadline)));
-                let mut vars = Scope::new();
-                vars.push_constant("context", to_dynamic(context));
-                vars.push_constant("params", to_dynamic(params));
-                vars.push_constant("portal", PortalHandle);
-                let out = match engine.eval_ast_with_scope::<Dynamic>(&mut vars, ast) {
-                    Ok(v) => to_json(&v, 0).map_err(|e| failure(&script_name, &e, &s)),
-                    Err(e) => Err(failure(&script_name, &e, &s)),
-                };
-                LINK.with(|l| l.borrow_mut().take());
-                let _ = done.send(Msg::Done(out));
-            });
-        let handle = match spawned {
-            Ok(handle) => handle,
-            Err(e) => {
-                return Err(CoreError::Internal(format!(
-                    "cannot start script {name}: {e}"
-                )))
+    let job = Job {
+        name: name.to_owned(),
+        ast,
+        context,
+        params,
+        deadline,
+    };
+    let worker = Worker::start(job)?;
+    let mut binding_error: Option<CoreError> = None;
+    loop {
+        match worker.from_script.recv() {
+            Ok(Msg::Ask(request)) => {
+                NESTING.with(|n| n.set((depth + 1, Some(deadline))));
+                let answer = serve(request, call, user, &s);
+                NESTING.with(|n| n.set((depth, outer)));
+                let answer = answer.map_err(|e| {
+                    let message = e.to_string();
+                    binding_error = Some(e);
+                    message
+                });
+                // The script waits for this answer (it asked and listens until answered).
+                let _ = worker.to_script.send(ToScript::Answer(answer));
             }
-        };
-        let mut binding_error: Option<CoreError> = None;
-        loop {
-            match from_script.recv() {
-                Ok(Msg::Ask(request)) => {
-                    NESTING.with(|n| n.set((depth + 1, Some(deadline))));
-                    let answer = serve(request, call, user, &s);
-                    NESTING.with(|n| n.set((depth, outer)));
-                    let answer = answer.map_err(|e| {
-                        let message = e.to_string();
-                        binding_error = Some(e);
-                        message
-                    });
-                    // A script that stopped meanwhile no longer listens: its Done follows.
-                    let _ = to_script.send(answer);
-                }
-                Ok(Msg::Done(out)) => {
-                    // A binding's own error (a conflict, a refusal) keeps its kind.
-                    return match (out, binding_error) {
-                        (Err(CoreError::BadRequest(_)), Some(e)) => Err(e),
-                        (out, _) => out,
-                    };
-                }
-                Err(_) => {
-                    // The script's thread panicked: joined here, so the panic stays
-                    // there (the scope would raise it again) and the server goes on.
-                    let _ = handle.join();
-                    return Err(CoreError::Internal(format!(
-                        "script {name} ended without an answer"
-                    )));
-                }
+            Ok(Msg::Done(out)) => {
+                worker.idle();
+                // A binding's own error (a conflict, a refusal) keeps its kind.
+                return match (out, binding_error) {
+                    (Err(CoreError::BadRequest(_)), Some(e)) => Err(e),
+                    (out, _) => out,
+                };
+            }
+            Err(_) => {
+                // The worker panicked: its thread is gone (the panic stays there) and
+                // the server goes on; it is not put back.
+                return Err(CoreError::Internal(format!(
+                    "script {name} ended without an answer"
+                )));
             }
         }
+    }
+}
+
+/// A script to evaluate on a worker.
+struct Job {
+    name: String,
+    ast: Arc<AST>,
+    context: Value,
+    params: Value,
+    deadline: Instant,
+}
+
+/// What the calling thread sends a worker: a script to run, or the answer to the
+/// binding request the running script made (the two alternate: a worker asks only
+/// while it runs a script, and then waits for the answer).
+enum ToScript {
+    Run(Job),
+    Answer(Result<Value, String>),
+}
+
+/// A worker thread, as its caller holds it.
+struct Worker {
+    to_script: Sender<ToScript>,
+    from_script: Receiver<Msg>,
+}
+
+/// Idle workers kept for the next scripts, at most [`MAX_IDLE_WORKERS`].
+static IDLE: Mutex<Vec<Worker>> = Mutex::new(Vec::new());
+/// More workers than this, idle at once, end (a burst of nested or concurrent scripts
+/// does not leave its threads behind).
+const MAX_IDLE_WORKERS: usize = 16;
+
+impl Worker {
+    /// An idle worker (or a new one) running `job`.
+    fn start(job: Job) -> CoreResult<Worker> {
+        let idle = IDLE.lock().ok().and_then(|mut idle| idle.pop());
+        let job = match idle {
+            Some(worker) => match worker.to_script.send(ToScript::Run(job)) {
+                Ok(()) => return Ok(worker),
+                // A worker that panicked earlier is gone: start another.
+                Err(e) => match e.0 {
+                    ToScript::Run(job) => job,
+                    ToScript::Answer(_) => {
+                        return Err(CoreError::Internal("script worker lost its job".into()))
+                    }
+                },
+            },
+            None => job,
+        };
+        let (to_script, from_caller) = channel::<ToScript>();
+        let (to_caller, from_script) = channel::<Msg>();
+        std::thread::Builder::new()
+            .name("script worker".into())
+            .stack_size(STACK_BYTES)
+            .spawn(move || {
+                LINK.with(|l| {
+                    *l.borrow_mut() = Some(Link {
+                        to_caller,
+                        from_caller,
+                    })
+                });
+                while let Some(job) = next_job() {
+                    let out = evaluate(job);
+                    let sent = LINK.with(|l| {
+                        l.borrow()
+                            .as_ref()
+                            .is_some_and(|l| l.to_caller.send(Msg::Done(out)).is_ok())
+                    });
+                    if !sent {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| CoreError::Internal(format!("cannot start a script worker: {e}")))?;
+        let worker = Worker {
+            to_script,
+            from_script,
+        };
+        worker
+            .to_script
+            .send(ToScript::Run(job))
+            .map_err(|_| CoreError::Internal("a new script worker ended at once".into()))?;
+        Ok(worker)
+    }
+
+    /// Puts the worker back with the idle ones (or lets it end when enough are).
+    fn idle(self) {
+        if let Ok(mut idle) = IDLE.lock() {
+            if idle.len() < MAX_IDLE_WORKERS {
+                idle.push(self);
+            }
+        }
+    }
+}
+
+/// On a worker: the next script to run, `None` when the worker is to end (its caller
+/// side was dropped).
+fn next_job() -> Option<Job> {
+    LINK.with(|l| {
+        let link = l.borrow();
+        match link.as_ref()?.from_caller.recv() {
+            Ok(ToScript::Run(job)) => Some(job),
+            // An answer with no question pending: the protocol is broken, end.
+            Ok(ToScript::Answer(_)) | Err(_) => None,
+        }
     })
+}
+
+/// On a worker: evaluates a job's script with its deadline.
+fn evaluate(job: Job) -> CoreResult<Value> {
+    let s = settings();
+    DEADLINE.with(|d| d.set(Some(job.deadline)));
+    let mut vars = Scope::new();
+    vars.push_constant("context", to_dynamic(job.context));
+    vars.push_constant("params", to_dynamic(job.params));
+    vars.push_constant("portal", PortalHandle);
+    let out = match engine().eval_ast_with_scope::<Dynamic>(&mut vars, &job.ast) {
+        Ok(v) => to_json(&v, 0).map_err(|e| failure(&job.name, &e, &s)),
+        Err(e) => Err(failure(&job.name, &e, &s)),
+    };
+    DEADLINE.with(|d| d.set(None));
+    out
 }
 
 /// Answers a binding's request on the calling thread, as `user`.
