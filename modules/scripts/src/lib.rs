@@ -31,7 +31,11 @@ pub fn module() -> Module {
         .portal_type(
             PortalType::new(SCRIPT_TYPE, SKINS_FOLDER)
                 .describe("A Rhai script, called by its id as a method of documents")
-                .property(PropertyDef::new("body", PropertyType::Text).describe("Rhai source"))
+                .property(
+                    PropertyDef::new("body", PropertyType::Text)
+                        .code("rhai")
+                        .describe("Rhai source"),
+                )
                 .property(
                     PropertyDef::new("parameters", PropertyType::Json)
                         .default_value(json!({}))
