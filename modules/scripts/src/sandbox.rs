@@ -19,7 +19,7 @@ use rhai::{Dynamic, Engine, EvalAltResult, ParseError, ParseErrorType, Scope, AS
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use wendelin_core::catalog::{Count, Search};
-use wendelin_core::{Call, CoreError, CoreResult, MethodOutput, NewDocument, User};
+use wendelin_core::{Call, CoreError, CoreResult, MethodOutput, NewDocument, Permission, User};
 
 /// The `[scripts]` section of `wendelin.toml`: the sandbox's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +98,8 @@ enum Request {
     Invoke(Option<String>, String, Map<String, Value>),
     Create(String, Map<String, Value>),
     Fire(String, String, Map<String, Value>),
+    /// Bytes `[start, start + len)` of the Data Stream at a path.
+    ReadStream(String, u64, u64),
 }
 
 enum Msg {
@@ -126,6 +128,10 @@ thread_local! {
 struct PortalHandle;
 
 fn ask(request: Request) -> Result<Dynamic, Box<EvalAltResult>> {
+    ask_value(request).map(to_dynamic)
+}
+
+fn ask_value(request: Request) -> Result<Value, Box<EvalAltResult>> {
     LINK.with(|link| {
         let link = link.borrow();
         let Some(link) = link.as_ref() else {
@@ -135,7 +141,7 @@ fn ask(request: Request) -> Result<Dynamic, Box<EvalAltResult>> {
             return Err("the caller is gone".into());
         }
         match link.from_caller.recv() {
-            Ok(ToScript::Answer(Ok(v))) => Ok(to_dynamic(v)),
+            Ok(ToScript::Answer(Ok(v))) => Ok(v),
             Ok(ToScript::Answer(Err(message))) => Err(message.into()),
             Ok(ToScript::Run(_)) | Err(_) => Err("the caller is gone".into()),
         }
@@ -240,6 +246,55 @@ fn build(s: ScriptSettings) -> Engine {
         queued.insert("args".into(), Value::Object(args_of(args)?));
         ask(Request::Invoke(None, "Base_activate".into(), queued))
     });
+    // Data Streams: size, ranged reads (a blob), msgpack records from a value boundary.
+    e.register_fn("stream_size", |_: &mut PortalHandle, path: &str| {
+        ask(Request::Invoke(
+            Some(path.to_owned()),
+            "getSize".into(),
+            Map::new(),
+        ))
+    });
+    e.register_fn(
+        "stream_read",
+        |_: &mut PortalHandle,
+         path: &str,
+         start: i64,
+         len: i64|
+         -> Result<Dynamic, Box<EvalAltResult>> {
+            let (Ok(start), Ok(len)) = (u64::try_from(start), u64::try_from(len)) else {
+                return Err("stream_read: start and len must not be negative".into());
+            };
+            let max = settings().max_string_size;
+            if len > max {
+                return Err(format!(
+                    "stream_read: {len} bytes at once is over max_string_size = {max}; read by ranges"
+                )
+                .into());
+            }
+            let bytes = ask_value(Request::ReadStream(path.to_owned(), start, len))?;
+            let blob: rhai::Blob = match bytes {
+                Value::Array(a) => a
+                    .iter()
+                    .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()).unwrap_or(0))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            Ok(Dynamic::from_blob(blob))
+        },
+    );
+    e.register_fn(
+        "stream_records",
+        |_: &mut PortalHandle, path: &str, start: i64, end: i64| {
+            let mut args = Map::new();
+            args.insert("start".into(), Value::from(start));
+            args.insert("end".into(), Value::from(end));
+            ask(Request::Invoke(
+                Some(path.to_owned()),
+                "readMsgpackChunkList".into(),
+                args,
+            ))
+        },
+    );
     e.register_fn("invoke", |name: &str| {
         ask(Request::Invoke(None, name.to_owned(), Map::new()))
     });
@@ -527,6 +582,41 @@ fn serve(
                 .host
                 .fire_in(call.conn, user, &path, &transition, &variables)?;
             wendelin_core::document::to_json(call.conn, call.registry, &doc)
+        }
+        Request::ReadStream(path, start, len) => {
+            // As a call through the portal would: visible to the caller (else not
+            // found), then Access contents information, and only a Data Stream.
+            let doc = match wendelin_core::document::find(call.conn, path.trim_matches('/'))? {
+                Some(doc)
+                    if call
+                        .host
+                        .allowed_in(call.conn, user, &doc, Permission::View)? =>
+                {
+                    doc
+                }
+                _ => return Err(CoreError::NotFound(format!("no document at /{path}"))),
+            };
+            if doc.portal_type != wendelin_data_stream::DATA_STREAM {
+                return Err(CoreError::BadRequest(format!(
+                    "stream_read: /{path} is a {}, not a {}",
+                    doc.portal_type,
+                    wendelin_data_stream::DATA_STREAM
+                )));
+            }
+            if !call.host.allowed_in(
+                call.conn,
+                user,
+                &doc,
+                Permission::AccessContentsInformation,
+            )? {
+                return Err(CoreError::Forbidden(format!(
+                    "stream_read: reading /{path} needs Access contents information"
+                )));
+            }
+            let size = wendelin_data_stream::size_of(call.host, &doc)?;
+            let len = len.min(size.saturating_sub(start));
+            let bytes = wendelin_data_stream::read_checked(call.host, &doc, start, len)?;
+            Ok(Value::Array(bytes.into_iter().map(Value::from).collect()))
         }
         Request::Invoke(path, name, args) => {
             let path = path.unwrap_or_else(|| call.context.path.clone());
