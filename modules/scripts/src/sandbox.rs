@@ -295,6 +295,60 @@ fn build(s: ScriptSettings) -> Engine {
             ))
         },
     );
+    // Data Arrays, through their methods (so with the checks of any call): shape,
+    // dtype, a region (numpy slice syntax) as nested arrays, a reduction, an append.
+    fn array_call(
+        path: &str,
+        name: &str,
+        args: Map<String, Value>,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        ask(Request::Invoke(
+            Some(path.to_owned()),
+            name.to_owned(),
+            args,
+        ))
+    }
+    e.register_fn("array_shape", |_: &mut PortalHandle, path: &str| {
+        array_call(path, "getShape", Map::new())
+    });
+    e.register_fn("array_dtype", |_: &mut PortalHandle, path: &str| {
+        array_call(path, "getDtype", Map::new())
+    });
+    e.register_fn(
+        "array_slice",
+        |_: &mut PortalHandle, path: &str, region: &str| {
+            let mut args = Map::new();
+            args.insert("region".into(), Value::from(region));
+            array_call(path, "getArraySlice", args)
+        },
+    );
+    e.register_fn(
+        "array_reduce",
+        |_: &mut PortalHandle, path: &str, op: &str, region: &str| {
+            let mut args = Map::new();
+            args.insert("op".into(), Value::from(op));
+            args.insert("region".into(), Value::from(region));
+            array_call(path, "reduce", args)
+        },
+    );
+    e.register_fn(
+        "array_reduce",
+        |_: &mut PortalHandle, path: &str, op: &str, region: &str, axis: i64| {
+            let mut args = Map::new();
+            args.insert("op".into(), Value::from(op));
+            args.insert("region".into(), Value::from(region));
+            args.insert("axis".into(), Value::from(axis));
+            array_call(path, "reduce", args)
+        },
+    );
+    e.register_fn(
+        "array_append",
+        |_: &mut PortalHandle, path: &str, data: rhai::Array| {
+            let mut args = Map::new();
+            args.insert("data".into(), to_json(&Dynamic::from_array(data), 0)?);
+            array_call(path, "append", args)
+        },
+    );
     e.register_fn("invoke", |name: &str| {
         ask(Request::Invoke(None, name.to_owned(), Map::new()))
     });
