@@ -19,6 +19,62 @@
     var live = t.closest("[data-live-filter]");
     if (live) live.dispatchEvent(new Event("filter-input"));
   });
+  // Code editor: every <textarea data-code="LANGUAGE"> becomes a CodeMirror editor
+  // (loaded from this server, only on pages that have one); the textarea stays the form
+  // field, kept up to date, so forms post the same with or without this script.
+  var me = document.currentScript;
+  var modes = {
+    rhai: "rust", rust: "rust", javascript: "javascript", js: "javascript",
+    json: { name: "javascript", json: true }, html: "htmlmixed", css: "css",
+    markdown: "markdown", md: "markdown", xml: "xml"
+  };
+  var loading = null;
+  function editorLoaded() {
+    if (window.CodeMirror) return Promise.resolve(window.CodeMirror);
+    if (loading) return loading;
+    loading = new Promise(function (resolve, reject) {
+      var css = document.createElement("link");
+      css.rel = "stylesheet";
+      css.href = me.getAttribute("data-editor-css");
+      document.head.appendChild(css);
+      var js = document.createElement("script");
+      js.src = me.getAttribute("data-editor");
+      js.onload = function () { resolve(window.CodeMirror); };
+      js.onerror = reject;
+      document.head.appendChild(js);
+    });
+    return loading;
+  }
+  function upgrade(root) {
+    if (!me || !root.querySelectorAll) return;
+    var areas = Array.prototype.filter.call(
+      root.querySelectorAll("textarea[data-code]"),
+      function (t) { return !t.hasAttribute("data-code-editor"); });
+    if (!areas.length) return;
+    editorLoaded().then(function (CM) {
+      areas.forEach(function (t) {
+        if (t.hasAttribute("data-code-editor") || !t.isConnected) return;
+        t.setAttribute("data-code-editor", "");
+        var lang = t.getAttribute("data-code");
+        var cm = CM.fromTextArea(t, {
+          mode: Object.prototype.hasOwnProperty.call(modes, lang) ? modes[lang] : null,
+          lineNumbers: true, indentUnit: 4, tabSize: 4, indentWithTabs: false,
+          lineWrapping: true, viewportMargin: Infinity,
+          readOnly: t.readOnly ? "nocursor" : false
+        });
+        var wrapper = cm.getWrapperElement();
+        wrapper.classList.add("code-editor");
+        wrapper.setAttribute("data-code", lang);
+        if (t.getAttribute("aria-invalid") === "true") wrapper.classList.add("invalid");
+        var label = t.id && document.querySelector('label[for="' + t.id + '"]');
+        if (label) cm.getInputField().setAttribute("aria-label", label.textContent.trim());
+        // Keep the textarea the form's field (also for htmx and fetch-posted forms).
+        cm.on("change", function () { cm.save(); });
+      });
+    }, function () { /* no editor: the plain textarea works as it is */ });
+  }
+  upgrade(document);
+  document.addEventListener("htmx:load", function (e) { upgrade(e.target); });
   // Keyboard: "/" focuses the search box of the page, as on many admin UIs.
   document.addEventListener("keydown", function (e) {
     if (e.key !== "/" || e.ctrlKey || e.metaKey || e.altKey) return;

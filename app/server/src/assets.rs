@@ -26,6 +26,18 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         "text/javascript; charset=utf-8",
         include_bytes!("../../../static/htmx.min.js"),
     ),
+    (
+        // CodeMirror 5.65.21 (MIT, static/codemirror-LICENSE) with its modes for the
+        // languages of `data-code` textareas; wendelin.js loads it where one is shown.
+        "codemirror.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../static/codemirror.min.js"),
+    ),
+    (
+        "codemirror.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../../static/codemirror.css"),
+    ),
 ];
 
 /// FNV-1a: a content fingerprint for cache busting, not a security hash.

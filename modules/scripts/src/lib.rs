@@ -31,7 +31,11 @@ pub fn module() -> Module {
         .portal_type(
             PortalType::new(SCRIPT_TYPE, SKINS_FOLDER)
                 .describe("A Rhai script, called by its id as a method of documents")
-                .property(PropertyDef::new("body", PropertyType::Text).describe("Rhai source"))
+                .property(
+                    PropertyDef::new("body", PropertyType::Text)
+                        .code("rhai")
+                        .describe("Rhai source"),
+                )
                 .property(
                     PropertyDef::new("parameters", PropertyType::Json)
                         .default_value(json!({}))
@@ -236,7 +240,7 @@ impl Method for UserScript {
         let context = call.context.field_map()?;
         sandbox::run(
             &self.doc.id,
-            &ast,
+            ast,
             call,
             &user,
             Value::Object(context),

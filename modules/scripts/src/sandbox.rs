@@ -5,20 +5,21 @@
 //! registered here are the only way out, and each is answered by the calling thread
 //! with the caller's `Call` (its connection, transaction and host) as the calling user.
 //!
-//! A script runs on a scoped thread of its own: its bindings are `'static` closures,
-//! which cannot hold the borrowed `Call`, so they send requests over a channel to the
-//! calling thread, which serves them until the script is done.
+//! A script runs on a worker thread (kept idle between scripts, see [`run`]): its
+//! bindings are `'static` closures, which cannot hold the borrowed `Call`, so they send
+//! requests over a channel to the calling thread, which serves them until the script is
+//! done.
 
 use std::cell::{Cell, RefCell};
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rhai::{Dynamic, Engine, EvalAltResult, ParseError, ParseErrorType, Scope, AST};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use wendelin_core::catalog::{Count, Search};
-use wendelin_core::{Call, CoreError, CoreResult, MethodOutput, NewDocument, User};
+use wendelin_core::{Call, CoreError, CoreResult, MethodOutput, NewDocument, Permission, User};
 
 /// The `[scripts]` section of `wendelin.toml`: the sandbox's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +98,8 @@ enum Request {
     Invoke(Option<String>, String, Map<String, Value>),
     Create(String, Map<String, Value>),
     Fire(String, String, Map<String, Value>),
+    /// Bytes `[start, start + len)` of the Data Stream at a path.
+    ReadStream(String, u64, u64),
 }
 
 enum Msg {
@@ -104,13 +107,14 @@ enum Msg {
     Done(CoreResult<Value>),
 }
 
+/// On a worker: the way to and from the thread that runs its current script.
 struct Link {
     to_caller: Sender<Msg>,
-    answers: Receiver<Result<Value, String>>,
+    from_caller: Receiver<ToScript>,
 }
 
 thread_local! {
-    /// On a script's thread: the way to its caller.
+    /// On a worker: the way to its caller.
     static LINK: RefCell<Option<Link>> = const { RefCell::new(None) };
     /// On a script's thread: when it must stop.
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
@@ -124,6 +128,10 @@ thread_local! {
 struct PortalHandle;
 
 fn ask(request: Request) -> Result<Dynamic, Box<EvalAltResult>> {
+    ask_value(request).map(to_dynamic)
+}
+
+fn ask_value(request: Request) -> Result<Value, Box<EvalAltResult>> {
     LINK.with(|link| {
         let link = link.borrow();
         let Some(link) = link.as_ref() else {
@@ -132,10 +140,10 @@ fn ask(request: Request) -> Result<Dynamic, Box<EvalAltResult>> {
         if link.to_caller.send(Msg::Ask(request)).is_err() {
             return Err("the caller is gone".into());
         }
-        match link.answers.recv() {
-            Ok(Ok(v)) => Ok(to_dynamic(v)),
-            Ok(Err(message)) => Err(message.into()),
-            Err(_) => Err("the caller is gone".into()),
+        match link.from_caller.recv() {
+            Ok(ToScript::Answer(Ok(v))) => Ok(v),
+            Ok(ToScript::Answer(Err(message))) => Err(message.into()),
+            Ok(ToScript::Run(_)) | Err(_) => Err("the caller is gone".into()),
         }
     })
 }
@@ -238,6 +246,109 @@ fn build(s: ScriptSettings) -> Engine {
         queued.insert("args".into(), Value::Object(args_of(args)?));
         ask(Request::Invoke(None, "Base_activate".into(), queued))
     });
+    // Data Streams: size, ranged reads (a blob), msgpack records from a value boundary.
+    e.register_fn("stream_size", |_: &mut PortalHandle, path: &str| {
+        ask(Request::Invoke(
+            Some(path.to_owned()),
+            "getSize".into(),
+            Map::new(),
+        ))
+    });
+    e.register_fn(
+        "stream_read",
+        |_: &mut PortalHandle,
+         path: &str,
+         start: i64,
+         len: i64|
+         -> Result<Dynamic, Box<EvalAltResult>> {
+            let (Ok(start), Ok(len)) = (u64::try_from(start), u64::try_from(len)) else {
+                return Err("stream_read: start and len must not be negative".into());
+            };
+            let max = settings().max_string_size;
+            if len > max {
+                return Err(format!(
+                    "stream_read: {len} bytes at once is over max_string_size = {max}; read by ranges"
+                )
+                .into());
+            }
+            let bytes = ask_value(Request::ReadStream(path.to_owned(), start, len))?;
+            let blob: rhai::Blob = match bytes {
+                Value::Array(a) => a
+                    .iter()
+                    .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()).unwrap_or(0))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            Ok(Dynamic::from_blob(blob))
+        },
+    );
+    e.register_fn(
+        "stream_records",
+        |_: &mut PortalHandle, path: &str, start: i64, end: i64| {
+            let mut args = Map::new();
+            args.insert("start".into(), Value::from(start));
+            args.insert("end".into(), Value::from(end));
+            ask(Request::Invoke(
+                Some(path.to_owned()),
+                "readMsgpackChunkList".into(),
+                args,
+            ))
+        },
+    );
+    // Data Arrays, through their methods (so with the checks of any call): shape,
+    // dtype, a region (numpy slice syntax) as nested arrays, a reduction, an append.
+    fn array_call(
+        path: &str,
+        name: &str,
+        args: Map<String, Value>,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        ask(Request::Invoke(
+            Some(path.to_owned()),
+            name.to_owned(),
+            args,
+        ))
+    }
+    e.register_fn("array_shape", |_: &mut PortalHandle, path: &str| {
+        array_call(path, "getShape", Map::new())
+    });
+    e.register_fn("array_dtype", |_: &mut PortalHandle, path: &str| {
+        array_call(path, "getDtype", Map::new())
+    });
+    e.register_fn(
+        "array_slice",
+        |_: &mut PortalHandle, path: &str, region: &str| {
+            let mut args = Map::new();
+            args.insert("region".into(), Value::from(region));
+            array_call(path, "getArraySlice", args)
+        },
+    );
+    e.register_fn(
+        "array_reduce",
+        |_: &mut PortalHandle, path: &str, op: &str, region: &str| {
+            let mut args = Map::new();
+            args.insert("op".into(), Value::from(op));
+            args.insert("region".into(), Value::from(region));
+            array_call(path, "reduce", args)
+        },
+    );
+    e.register_fn(
+        "array_reduce",
+        |_: &mut PortalHandle, path: &str, op: &str, region: &str, axis: i64| {
+            let mut args = Map::new();
+            args.insert("op".into(), Value::from(op));
+            args.insert("region".into(), Value::from(region));
+            args.insert("axis".into(), Value::from(axis));
+            array_call(path, "reduce", args)
+        },
+    );
+    e.register_fn(
+        "array_append",
+        |_: &mut PortalHandle, path: &str, data: rhai::Array| {
+            let mut args = Map::new();
+            args.insert("data".into(), to_json(&Dynamic::from_array(data), 0)?);
+            array_call(path, "append", args)
+        },
+    );
     e.register_fn("invoke", |name: &str| {
         ask(Request::Invoke(None, name.to_owned(), Map::new()))
     });
@@ -284,9 +395,15 @@ fn why(e: &ParseError) -> String {
 
 /// Runs a compiled script for `call` as `user` (the caller, with the script's proxy
 /// roles), with `context` and `params` bound; returns its value as JSON.
+///
+/// The script evaluates on a worker thread taken from the process's idle workers (one
+/// is started when none is idle), while this thread answers its bindings; the worker
+/// goes back to the idle ones when the script is done. A script that calls a script
+/// (through a binding answered here) takes a second worker, so nesting never waits for
+/// a worker in use.
 pub fn run(
     name: &str,
-    ast: &AST,
+    ast: Arc<AST>,
     call: &mut Call<'_>,
     user: &User,
     context: Value,
@@ -303,70 +420,167 @@ pub fn run(
     if let Some(outer) = outer {
         deadline = deadline.min(outer);
     }
-    let engine = engine();
-    let (to_caller, from_script) = channel::<Msg>();
-    let (to_script, answers) = channel::<Result<Value, String>>();
-    let script_name = name.to_owned();
-    std::thread::scope(|scope| {
-        let spawned = std::thread::Builder::new()
-            .name(format!("script {name}"))
-            .stack_size(STACK_BYTES)
-            .spawn_scoped(scope, move || {
-                let done = to_caller.clone();
-                LINK.with(|l| *l.borrow_mut() = Some(Link { to_caller, answers }));
-                DEADLINE.with(|d| d.set(Some(deadline)));
-                let mut vars = Scope::new();
-                vars.push_constant("context", to_dynamic(context));
-                vars.push_constant("params", to_dynamic(params));
-                vars.push_constant("portal", PortalHandle);
-                let out = match engine.eval_ast_with_scope::<Dynamic>(&mut vars, ast) {
-                    Ok(v) => to_json(&v, 0).map_err(|e| failure(&script_name, &e, &s)),
-                    Err(e) => Err(failure(&script_name, &e, &s)),
-                };
-                LINK.with(|l| l.borrow_mut().take());
-                let _ = done.send(Msg::Done(out));
-            });
-        let handle = match spawned {
-            Ok(handle) => handle,
-            Err(e) => {
-                return Err(CoreError::Internal(format!(
-                    "cannot start script {name}: {e}"
-                )))
+    let job = Job {
+        name: name.to_owned(),
+        ast,
+        context,
+        params,
+        deadline,
+    };
+    let worker = Worker::start(job)?;
+    let mut binding_error: Option<CoreError> = None;
+    loop {
+        match worker.from_script.recv() {
+            Ok(Msg::Ask(request)) => {
+                NESTING.with(|n| n.set((depth + 1, Some(deadline))));
+                let answer = serve(request, call, user, &s);
+                NESTING.with(|n| n.set((depth, outer)));
+                let answer = answer.map_err(|e| {
+                    let message = e.to_string();
+                    binding_error = Some(e);
+                    message
+                });
+                // The script waits for this answer (it asked and listens until answered).
+                let _ = worker.to_script.send(ToScript::Answer(answer));
             }
-        };
-        let mut binding_error: Option<CoreError> = None;
-        loop {
-            match from_script.recv() {
-                Ok(Msg::Ask(request)) => {
-                    NESTING.with(|n| n.set((depth + 1, Some(deadline))));
-                    let answer = serve(request, call, user, &s);
-                    NESTING.with(|n| n.set((depth, outer)));
-                    let answer = answer.map_err(|e| {
-                        let message = e.to_string();
-                        binding_error = Some(e);
-                        message
-                    });
-                    // A script that stopped meanwhile no longer listens: its Done follows.
-                    let _ = to_script.send(answer);
-                }
-                Ok(Msg::Done(out)) => {
-                    // A binding's own error (a conflict, a refusal) keeps its kind.
-                    return match (out, binding_error) {
-                        (Err(CoreError::BadRequest(_)), Some(e)) => Err(e),
-                        (out, _) => out,
-                    };
-                }
-                Err(_) => {
-                    // The script's thread panicked: joined here, so the panic stays
-                    // there (the scope would raise it again) and the server goes on.
-                    let _ = handle.join();
-                    return Err(CoreError::Internal(format!(
-                        "script {name} ended without an answer"
-                    )));
-                }
+            Ok(Msg::Done(out)) => {
+                worker.idle();
+                // A binding's own error (a conflict, a refusal) keeps its kind.
+                return match (out, binding_error) {
+                    (Err(CoreError::BadRequest(_)), Some(e)) => Err(e),
+                    (out, _) => out,
+                };
+            }
+            Err(_) => {
+                // The worker panicked: its thread is gone (the panic stays there) and
+                // the server goes on; it is not put back.
+                return Err(CoreError::Internal(format!(
+                    "script {name} ended without an answer"
+                )));
             }
         }
+    }
+}
+
+/// A script to evaluate on a worker.
+struct Job {
+    name: String,
+    ast: Arc<AST>,
+    context: Value,
+    params: Value,
+    deadline: Instant,
+}
+
+/// What the calling thread sends a worker: a script to run, or the answer to the
+/// binding request the running script made (the two alternate: a worker asks only
+/// while it runs a script, and then waits for the answer).
+enum ToScript {
+    Run(Job),
+    Answer(Result<Value, String>),
+}
+
+/// A worker thread, as its caller holds it.
+struct Worker {
+    to_script: Sender<ToScript>,
+    from_script: Receiver<Msg>,
+}
+
+/// Idle workers kept for the next scripts, at most [`MAX_IDLE_WORKERS`].
+static IDLE: Mutex<Vec<Worker>> = Mutex::new(Vec::new());
+/// More workers than this, idle at once, end (a burst of nested or concurrent scripts
+/// does not leave its threads behind).
+const MAX_IDLE_WORKERS: usize = 16;
+
+impl Worker {
+    /// An idle worker (or a new one) running `job`.
+    fn start(job: Job) -> CoreResult<Worker> {
+        let idle = IDLE.lock().ok().and_then(|mut idle| idle.pop());
+        let job = match idle {
+            Some(worker) => match worker.to_script.send(ToScript::Run(job)) {
+                Ok(()) => return Ok(worker),
+                // A worker that panicked earlier is gone: start another.
+                Err(e) => match e.0 {
+                    ToScript::Run(job) => job,
+                    ToScript::Answer(_) => {
+                        return Err(CoreError::Internal("script worker lost its job".into()))
+                    }
+                },
+            },
+            None => job,
+        };
+        let (to_script, from_caller) = channel::<ToScript>();
+        let (to_caller, from_script) = channel::<Msg>();
+        std::thread::Builder::new()
+            .name("script worker".into())
+            .stack_size(STACK_BYTES)
+            .spawn(move || {
+                LINK.with(|l| {
+                    *l.borrow_mut() = Some(Link {
+                        to_caller,
+                        from_caller,
+                    })
+                });
+                while let Some(job) = next_job() {
+                    let out = evaluate(job);
+                    let sent = LINK.with(|l| {
+                        l.borrow()
+                            .as_ref()
+                            .is_some_and(|l| l.to_caller.send(Msg::Done(out)).is_ok())
+                    });
+                    if !sent {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| CoreError::Internal(format!("cannot start a script worker: {e}")))?;
+        let worker = Worker {
+            to_script,
+            from_script,
+        };
+        worker
+            .to_script
+            .send(ToScript::Run(job))
+            .map_err(|_| CoreError::Internal("a new script worker ended at once".into()))?;
+        Ok(worker)
+    }
+
+    /// Puts the worker back with the idle ones (or lets it end when enough are).
+    fn idle(self) {
+        if let Ok(mut idle) = IDLE.lock() {
+            if idle.len() < MAX_IDLE_WORKERS {
+                idle.push(self);
+            }
+        }
+    }
+}
+
+/// On a worker: the next script to run, `None` when the worker is to end (its caller
+/// side was dropped).
+fn next_job() -> Option<Job> {
+    LINK.with(|l| {
+        let link = l.borrow();
+        match link.as_ref()?.from_caller.recv() {
+            Ok(ToScript::Run(job)) => Some(job),
+            // An answer with no question pending: the protocol is broken, end.
+            Ok(ToScript::Answer(_)) | Err(_) => None,
+        }
     })
+}
+
+/// On a worker: evaluates a job's script with its deadline.
+fn evaluate(job: Job) -> CoreResult<Value> {
+    let s = settings();
+    DEADLINE.with(|d| d.set(Some(job.deadline)));
+    let mut vars = Scope::new();
+    vars.push_constant("context", to_dynamic(job.context));
+    vars.push_constant("params", to_dynamic(job.params));
+    vars.push_constant("portal", PortalHandle);
+    let out = match engine().eval_ast_with_scope::<Dynamic>(&mut vars, &job.ast) {
+        Ok(v) => to_json(&v, 0).map_err(|e| failure(&job.name, &e, &s)),
+        Err(e) => Err(failure(&job.name, &e, &s)),
+    };
+    DEADLINE.with(|d| d.set(None));
+    out
 }
 
 /// Answers a binding's request on the calling thread, as `user`.
@@ -422,6 +636,41 @@ fn serve(
                 .host
                 .fire_in(call.conn, user, &path, &transition, &variables)?;
             wendelin_core::document::to_json(call.conn, call.registry, &doc)
+        }
+        Request::ReadStream(path, start, len) => {
+            // As a call through the portal would: visible to the caller (else not
+            // found), then Access contents information, and only a Data Stream.
+            let doc = match wendelin_core::document::find(call.conn, path.trim_matches('/'))? {
+                Some(doc)
+                    if call
+                        .host
+                        .allowed_in(call.conn, user, &doc, Permission::View)? =>
+                {
+                    doc
+                }
+                _ => return Err(CoreError::NotFound(format!("no document at /{path}"))),
+            };
+            if doc.portal_type != wendelin_data_stream::DATA_STREAM {
+                return Err(CoreError::BadRequest(format!(
+                    "stream_read: /{path} is a {}, not a {}",
+                    doc.portal_type,
+                    wendelin_data_stream::DATA_STREAM
+                )));
+            }
+            if !call.host.allowed_in(
+                call.conn,
+                user,
+                &doc,
+                Permission::AccessContentsInformation,
+            )? {
+                return Err(CoreError::Forbidden(format!(
+                    "stream_read: reading /{path} needs Access contents information"
+                )));
+            }
+            let size = wendelin_data_stream::size_of(call.host, &doc)?;
+            let len = len.min(size.saturating_sub(start));
+            let bytes = wendelin_data_stream::read_checked(call.host, &doc, start, len)?;
+            Ok(Value::Array(bytes.into_iter().map(Value::from).collect()))
         }
         Request::Invoke(path, name, args) => {
             let path = path.unwrap_or_else(|| call.context.path.clone());

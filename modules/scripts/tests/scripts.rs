@@ -854,3 +854,119 @@ fn a_scripts_page_tests_it_and_lists_its_callers() {
     let html = page(&format!("?on={s}&args=%5B1%5D"));
     assert!(html.contains("arguments must be a JSON object"), "{html}");
 }
+
+#[test]
+fn scripts_read_data_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("var"), None);
+    let s = stream(&server, "records");
+    // Two msgpack values: [1, "a"] and {"x": 1}.
+    let bytes = [0x92, 0x01, 0xa1, b'a', 0x81, 0xa1, b'x', 0x01];
+    let put = server.raw(
+        "PUT",
+        &format!("/api/v1/{s}/data"),
+        "application/octet-stream",
+        &bytes,
+    );
+    assert_eq!(put.status, 200, "{}", put.text);
+    created(script(
+        &server,
+        "portal_skins",
+        "DataStream_summary",
+        "let p = context.path;\n\
+         let n = portal.stream_size(p);\n\
+         let head = portal.stream_read(p, 1, 3);\n\
+         let past = portal.stream_read(p, 6, 100);\n\
+         let all = portal.stream_records(p, 0, n);\n\
+         let first = portal.stream_records(p, 0, 5);\n\
+         #{size: n, head: [head.len(), head[0], head[2]], past: past.len(),\n\
+           records: all.records, next: all.next_offset, first: first.records.len(),\n\
+           first_next: first.next_offset}",
+        json!({}),
+    ));
+    let r = server.req("GET", &format!("/{s}/summary"), None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json(),
+        json!({"size": 8, "head": [3, 1, 97], "past": 2,
+               "records": [[1, "a"], {"x": 1}], "next": 8, "first": 1, "first_next": 4})
+    );
+    // A negative range, a read over the string limit and a path that is not a stream
+    // are refused with a message; the server goes on.
+    for (body, needle) in [
+        (
+            "portal.stream_read(context.path, -1, 2)",
+            "must not be negative",
+        ),
+        (
+            "portal.stream_read(context.path, 0, 100000000)",
+            "max_string_size",
+        ),
+        (
+            "portal.stream_read(\"portal_skins\", 0, 2)",
+            "not a Data Stream",
+        ),
+        (
+            "portal.stream_read(\"nowhere/at/all\", 0, 2)",
+            "no document",
+        ),
+    ] {
+        let id = format!("DataStream_bad{}", body.len());
+        created(script(&server, "portal_skins", &id, body, json!({})));
+        let r = server.req("GET", &format!("/{s}/{id}"), None);
+        assert!(
+            r.status >= 400 && r.status < 500,
+            "{body}: {} {}",
+            r.status,
+            r.text
+        );
+        assert!(r.text.contains(needle), "{body}: {}", r.text);
+    }
+    still_answers(&server);
+}
+
+#[test]
+fn scripts_read_and_append_data_arrays() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("var"), None);
+    let r = server.req(
+        "POST",
+        "/api/v1/data_array_module",
+        Some(&json!({"portal_type": "Data Array", "dtype": "int64", "shape": [0, 2]})),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let a = r.json()["path"].as_str().unwrap().to_owned();
+    created(script(
+        &server,
+        "portal_skins",
+        "DataArray_fill",
+        "portal.array_append(context.path, [[1, 2], [3, 4], [5, 6]])",
+        json!({"read_only": false}),
+    ));
+    created(script(
+        &server,
+        "portal_skins",
+        "DataArray_summary",
+        "let p = context.path;\n\
+         let rows = portal.array_slice(p, \"1:\");\n\
+         #{shape: portal.array_shape(p), dtype: portal.array_dtype(p),\n\
+           rows: rows, second: rows[0][1],\n\
+           sum: portal.array_reduce(p, \"sum\", \"\").result,\n\
+           cols: portal.array_reduce(p, \"max\", \"\", 0).result}",
+        json!({}),
+    ));
+    // The append changes data: refused over GET, done over POST. (Reductions come back
+    // as floats, as the array's own reduce answers them.)
+    let r = server.req("GET", &format!("/{a}/fill"), None);
+    assert_eq!(r.status, 405, "{}", r.text);
+    let r = server.req("POST", &format!("/{a}/fill"), Some(&json!({})));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["shape"], json!([3, 2]), "{}", r.text);
+    let r = server.req("GET", &format!("/{a}/summary"), None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json(),
+        json!({"shape": [3, 2], "dtype": "int64", "rows": [[3, 4], [5, 6]], "second": 4,
+               "sum": 21.0, "cols": [5.0, 6.0]})
+    );
+}

@@ -66,6 +66,10 @@ pub struct PropertyDef {
     pub description: String,
     /// Only a user holding this global role may set it (on creation or edit).
     pub set_by_role: Option<String>,
+    /// For text: the language of its code (`rhai`, `javascript`, `html`, `css`,
+    /// `markdown`), which forms edit in a code editor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 impl PropertyDef {
@@ -81,7 +85,13 @@ impl PropertyDef {
             multiple: false,
             description: String::new(),
             set_by_role: None,
+            code: None,
         }
+    }
+    /// Marks a text property as code in `language`: forms edit it in a code editor.
+    pub fn code(mut self, language: &str) -> Self {
+        self.code = Some(language.to_owned());
+        self
     }
     /// Marks the property as required.
     pub fn required(mut self) -> Self {

@@ -77,6 +77,9 @@ pub struct Field {
     pub stored: Option<String>,
     /// Relations with several targets.
     pub multiple: bool,
+    /// For code: its language, the textarea's `data-code` (the UI script turns it into a
+    /// code editor); empty otherwise.
+    pub code: String,
 }
 
 fn core_defs() -> Vec<PropertyDef> {
@@ -152,6 +155,7 @@ pub fn fields(pt: &PortalType, values: &Map<String, Value>) -> Vec<Field> {
                 error: String::new(),
                 stored: None,
                 multiple: def.multiple,
+                code: def.code.clone().unwrap_or_default(),
                 name: def.name,
             }
         })

@@ -141,6 +141,11 @@ pub struct Chrome {
     pub htmx: &'static str,
     /// Our own script.
     pub js: &'static str,
+    /// The code editor (script and style), which our script loads where a page has a
+    /// `textarea[data-code]`.
+    pub editor_js: &'static str,
+    /// The code editor's style.
+    pub editor_css: &'static str,
 }
 
 impl Chrome {
@@ -154,6 +159,8 @@ impl Chrome {
             css: crate::assets::url("wendelin.css"),
             htmx: crate::assets::url("htmx.min.js"),
             js: crate::assets::url("wendelin.js"),
+            editor_js: crate::assets::url("codemirror.min.js"),
+            editor_css: crate::assets::url("codemirror.css"),
         }
     }
 
