@@ -555,6 +555,12 @@ fn exif_orientation_is_applied() {
     assert_eq!(c.status, 200, "{}", c.text());
     let d = decoded(&c.body);
     assert_eq!((d.width(), d.height()), (20, 40));
+    // A conversion small enough to decode at a fraction of the size (scaled IDCT, its own
+    // reading of the EXIF orientation) is turned too.
+    let c = get(&server, &format!("{url}?width=5"), Some(&auth), &[]);
+    assert_eq!(c.status, 200, "{}", c.text());
+    let d = decoded(&c.body);
+    assert_eq!((d.width(), d.height()), (5, 10));
     // The conversion carries no EXIF (nor any other metadata).
     assert!(!c.body.windows(6).any(|w| w == b"Exif\0\0"));
     assert!(bytes.windows(6).any(|w| w == b"Exif\0\0"));
