@@ -374,13 +374,19 @@ async fn download(
         if let Some(bytes) = store::read(&file)? {
             return Ok((bytes, "cached"));
         }
-        let original = crate::read_original(&portal, &doc, &sha)?;
-        let _slot = convert::decode_slot(config.max_decodes);
-        let (img, _) =
-            convert::decode_for(&original, Some(format), config.max_pixels, &conversion)?;
-        let out = conversion.apply(&img)?;
-        store::write_atomic(&file, &out)?;
-        Ok((out, "computed"))
+        // Identical requests at once: one computes, the others find its file.
+        store::Flight::run(&file, || {
+            if let Some(bytes) = store::read(&file)? {
+                return Ok((bytes, "cached"));
+            }
+            let original = crate::read_original(&portal, &doc, &sha)?;
+            let _slot = convert::decode_slot(config.max_decodes);
+            let (img, _) =
+                convert::decode_for(&original, Some(format), config.max_pixels, &conversion)?;
+            let out = conversion.apply(&img)?;
+            store::write_atomic(&file, &out)?;
+            Ok::<_, ServerError>((out, "computed"))
+        })
     })
     .await?;
     wendelin_http::headers::user_content(&mut resp, Some(conversion.output.mime()));

@@ -9,10 +9,12 @@
 //! `<data_dir>/images/<uid>.lock` (an exclusive `flock`, so two processes on one data
 //! directory take turns too).
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use sha2::{Digest, Sha256};
 use wendelin_core::{CoreError, CoreResult, Host};
@@ -79,6 +81,49 @@ pub fn derived_path(dir: &Path, sha: &str, key: &str, ext: &str) -> CoreResult<P
 }
 
 static TEMP: AtomicU64 = AtomicU64::new(0);
+
+/// Files being computed in this process, each with the lock its computer holds.
+static FLIGHTS: Mutex<BTreeMap<PathBuf, Arc<Mutex<()>>>> = Mutex::new(BTreeMap::new());
+
+/// The right to compute the file `path` in this process (single flight): identical
+/// conversions asked at once wait for the first one's file instead of each decoding the
+/// source; the holder looks for the file again once it has this. Freed on drop.
+pub struct Flight {
+    path: PathBuf,
+    entry: Arc<Mutex<()>>,
+}
+
+impl Flight {
+    /// Waits until no other request of this process computes `path`, then runs `f`
+    /// (which reads the file, and computes and writes it when missing).
+    pub fn run<T>(path: &Path, f: impl FnOnce() -> T) -> T {
+        let flight = {
+            let mut map = FLIGHTS.lock().unwrap_or_else(PoisonError::into_inner);
+            let entry = map.entry(path.to_path_buf()).or_default().clone();
+            Flight {
+                path: path.to_path_buf(),
+                entry,
+            }
+        };
+        let out = {
+            let _turn = flight.entry.lock().unwrap_or_else(PoisonError::into_inner);
+            f()
+        };
+        drop(flight);
+        out
+    }
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        let mut map = FLIGHTS.lock().unwrap_or_else(PoisonError::into_inner);
+        // Entries are cloned under the map's lock only: 2 holders (the map and this one)
+        // means no one else waits for it.
+        if Arc::strong_count(&self.entry) == 2 {
+            map.remove(&self.path);
+        }
+    }
+}
 
 /// Writes `bytes` at `path`: temporary file, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {

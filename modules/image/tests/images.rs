@@ -894,3 +894,44 @@ fn the_gallery_shows_thumbnails_of_the_images_one_may_view() {
     assert!(arrays.contains("<table class=\"listbox\""), "{arrays}");
     assert!(!arrays.contains("view=gallery"), "{arrays}");
 }
+
+/// Identical conversions asked at once are computed once (single flight): the others
+/// wait for that one's file and say `cached`, all with the same bytes.
+#[test]
+fn identical_concurrent_conversions_are_computed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("var"), None);
+    let auth = manager(&server);
+    let path = new_image(&server, "busy");
+    let url = format!("/api/v1/{path}/data");
+    let png = encode(&picture(1500, 1000, 4), ImageFormat::Png);
+    assert_eq!(put(&server, &url, &auth, "image/png", &png).status, 200);
+    let answers: Vec<Got> = std::thread::scope(|scope| {
+        let asks: Vec<_> = (0..6)
+            .map(|_| {
+                scope.spawn(|| {
+                    get(
+                        &server,
+                        &format!("{url}?width=300&format=webp"),
+                        Some(&auth),
+                        &[],
+                    )
+                })
+            })
+            .collect();
+        asks.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let how: Vec<&str> = answers
+        .iter()
+        .map(|a| {
+            assert_eq!(a.status, 200, "{}", a.text());
+            a.header("x-image-conversion").unwrap()
+        })
+        .collect();
+    assert_eq!(
+        how.iter().filter(|h| **h == "computed").count(),
+        1,
+        "{how:?}"
+    );
+    assert!(answers.iter().all(|a| a.body == answers[0].body));
+}
