@@ -372,21 +372,17 @@ async fn download(
         let dir = store::doc_dir(portal.get_ref(), doc.uid)?;
         let file = store::derived_path(&dir, &sha, &conversion.key(), conversion.output.ext())?;
         if let Some(bytes) = store::read(&file)? {
-            return Ok((bytes, "cached"));
+            return Ok((web::Bytes::from(bytes), "cached"));
         }
-        // Identical requests at once: one computes, the others find its file.
-        store::Flight::run(&file, || {
-            if let Some(bytes) = store::read(&file)? {
-                return Ok((bytes, "cached"));
-            }
+        // Identical requests at once: one computes, the others get its bytes.
+        let (bytes, computed) = store::Flight::run(&file, || {
             let original = crate::read_original(&portal, &doc, &sha)?;
             let _slot = convert::decode_slot(config.max_decodes);
             let (img, _) =
                 convert::decode_for(&original, Some(format), config.max_pixels, &conversion)?;
-            let out = conversion.apply(&img)?;
-            store::write_atomic(&file, &out)?;
-            Ok::<_, ServerError>((out, "computed"))
-        })
+            Ok::<_, ServerError>(conversion.apply(&img)?)
+        })?;
+        Ok((bytes, if computed { "computed" } else { "cached" }))
     })
     .await?;
     wendelin_http::headers::user_content(&mut resp, Some(conversion.output.mime()));

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use actix_web::web::Bytes;
 use sha2::{Digest, Sha256};
 use wendelin_core::{CoreError, CoreResult, Host};
 
@@ -82,21 +83,27 @@ pub fn derived_path(dir: &Path, sha: &str, key: &str, ext: &str) -> CoreResult<P
 
 static TEMP: AtomicU64 = AtomicU64::new(0);
 
-/// Files being computed in this process, each with the lock its computer holds.
-static FLIGHTS: Mutex<BTreeMap<PathBuf, Arc<Mutex<()>>>> = Mutex::new(BTreeMap::new());
+/// Files being computed in this process: each with its computer's lock and, once
+/// computed, the bytes (served to those who waited while the file is being written).
+static FLIGHTS: Mutex<BTreeMap<PathBuf, Arc<Mutex<Option<Bytes>>>>> = Mutex::new(BTreeMap::new());
 
 /// The right to compute the file `path` in this process (single flight): identical
-/// conversions asked at once wait for the first one's file instead of each decoding the
-/// source; the holder looks for the file again once it has this. Freed on drop.
+/// conversions asked at once wait for the first one's result instead of each decoding
+/// the source. Freed on drop (once the file is written).
 pub struct Flight {
     path: PathBuf,
-    entry: Arc<Mutex<()>>,
+    entry: Arc<Mutex<Option<Bytes>>>,
 }
 
 impl Flight {
-    /// Waits until no other request of this process computes `path`, then runs `f`
-    /// (which reads the file, and computes and writes it when missing).
-    pub fn run<T>(path: &Path, f: impl FnOnce() -> T) -> T {
+    /// The file at `path`, computed by `compute` when no file holds it yet, once per
+    /// process however many ask at once; `true` when this call computed it. The file is
+    /// written after the bytes are returned (atomically, by a thread of its own): who asks
+    /// meanwhile is served the same bytes from memory, who asks after reads the file.
+    pub fn run<E: From<io::Error>>(
+        path: &Path,
+        compute: impl FnOnce() -> Result<Vec<u8>, E>,
+    ) -> Result<(Bytes, bool), E> {
         let flight = {
             let mut map = FLIGHTS.lock().unwrap_or_else(PoisonError::into_inner);
             let entry = map.entry(path.to_path_buf()).or_default().clone();
@@ -105,12 +112,31 @@ impl Flight {
                 entry,
             }
         };
-        let out = {
-            let _turn = flight.entry.lock().unwrap_or_else(PoisonError::into_inner);
-            f()
+        let bytes = {
+            let mut slot = flight.entry.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(bytes) = slot.as_ref() {
+                return Ok((bytes.clone(), false));
+            }
+            if let Some(bytes) = read(path)? {
+                return Ok((Bytes::from(bytes), false));
+            }
+            let bytes = Bytes::from(compute()?);
+            *slot = Some(bytes.clone());
+            bytes
         };
-        drop(flight);
-        out
+        let written = bytes.clone();
+        // The fsyncs (milliseconds) are not the asker's wait; the flight (and so the
+        // bytes in memory) lasts until the file is in place.
+        std::thread::spawn(move || {
+            if let Err(e) = write_atomic(&flight.path, &written) {
+                tracing::warn!(
+                    "a conversion could not be kept at {}: {e} (computed again next time)",
+                    flight.path.display()
+                );
+            }
+            drop(flight);
+        });
+        Ok((bytes, true))
     }
 }
 
