@@ -211,10 +211,13 @@ pub fn decode_for(
         CoreError::BadRequest(format!("the file is not a readable jpeg image: {e}"))
     };
     complete(bytes, ImageFormat::Jpeg)?;
-    let mut probe = ImageReader::with_format(Cursor::new(bytes), ImageFormat::Jpeg)
-        .into_decoder()
-        .map_err(|e| bad(&e))?;
-    let (w, h) = image::ImageDecoder::dimensions(&probe);
+    // The header only (no copy of the file, no pixel): its size.
+    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    decoder.read_info().map_err(|e| bad(&e))?;
+    let Some(info) = decoder.info() else {
+        return decode(bytes, declared, max_pixels);
+    };
+    let (w, h) = (u32::from(info.width), u32::from(info.height));
     // The box as stored and as displayed (the EXIF orientation may swap the sides).
     let ((aw, ah), (bw, bh)) = (conversion.fit(w, h), conversion.fit(h, w));
     let side = aw.max(ah).max(bw).max(bh);
@@ -222,12 +225,17 @@ pub fn decode_for(
         // Too little to gain, or refused by decode with its message.
         return decode(bytes, declared, max_pixels);
     }
-    let orientation = image::ImageDecoder::orientation(&mut probe).map_err(|e| bad(&e))?;
-    drop(probe);
-    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
     let request = u16::try_from(side).unwrap_or(u16::MAX);
-    decoder.scale(request, request).map_err(|e| bad(&e))?;
+    // The smallest of 1/8, 1/4, 1/2 still covering the box (the decoder's choice).
+    let (ow, oh) = decoder.scale(request, request).map_err(|e| bad(&e))?;
+    // The decoder checks its output against this (4 channels at most): the scaled size.
+    let scaled_bytes = u64::from(ow) * u64::from(oh) * 4;
+    decoder.set_max_decoding_buffer_size(usize::try_from(scaled_bytes).unwrap_or(usize::MAX));
     let pixels = decoder.decode().map_err(|e| bad(&e))?;
+    let orientation = decoder
+        .exif_data()
+        .and_then(image::metadata::Orientation::from_exif_chunk)
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
     let Some(info) = decoder.info() else {
         return decode(bytes, declared, max_pixels);
     };
@@ -256,8 +264,14 @@ pub fn decode_for(
 fn complete(bytes: &[u8], format: ImageFormat) -> CoreResult<()> {
     let whole = match format {
         ImageFormat::Jpeg => {
-            let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
-            last_scan.is_some_and(|at| bytes[at..].windows(2).any(|w| w == [0xFF, 0xD9]))
+            // By the `FF` bytes, found with memchr's vector search: the scan is most of a
+            // file, and a byte-by-byte window over it cost milliseconds.
+            let last_scan =
+                memchr::memrchr_iter(0xFF, bytes).find(|&at| bytes.get(at + 1) == Some(&0xDA));
+            last_scan.is_some_and(|at| {
+                memchr::memchr_iter(0xFF, &bytes[at..])
+                    .any(|i| bytes.get(at + i + 1) == Some(&0xD9))
+            })
         }
         ImageFormat::Gif => bytes.last() == Some(&0x3B),
         _ => true,

@@ -79,14 +79,26 @@ async fn render_plot(
         let dir = wendelin_data_array::for_read(&p, &u, &path)?;
         let array = wendelin_data_array::DataArray::open(&dir)
             .map_err(|e| CoreError::Invalid(format!("/{path}: {e}")))?;
-        Ok::<_, ServerError>(plot::render(&array, &shown, &config.plot_font)?)
+        // The x array is read with the same right as the plotted one (a 404 otherwise).
+        let x = match &shown.x_array {
+            None => None,
+            Some(x_path) => {
+                let dir = wendelin_data_array::for_read(&p, &u, x_path)?;
+                Some(
+                    wendelin_data_array::DataArray::open(&dir)
+                        .map_err(|e| CoreError::Invalid(format!("/{x_path}: {e}")))?,
+                )
+            }
+        };
+        Ok::<_, ServerError>(plot::render(&array, x.as_ref(), &shown, &config.plot_font)?)
     })
     .await?;
     Ok((png, plot))
 }
 
 /// `GET /api/v1/data_array_module/{id}/plot?kind=line|heatmap&width=&height=&title=
-/// &x_label=&y_label=&log_x=&log_y=&x_start=&x_step=|sample_rate=&start=&stop=&columns=`
+/// &x_label=&y_label=&log_x=&log_y=&x_start=&x_step=|sample_rate=|x_array=&start=&stop=
+/// &columns=`
 /// (also `GET /data_array_module/{id}/DataArray_plot?…`): the array drawn as a PNG, for
 /// dashboards. Who may not View the array gets a 404.
 async fn plot(
@@ -360,15 +372,17 @@ async fn download(
         let dir = store::doc_dir(portal.get_ref(), doc.uid)?;
         let file = store::derived_path(&dir, &sha, &conversion.key(), conversion.output.ext())?;
         if let Some(bytes) = store::read(&file)? {
-            return Ok((bytes, "cached"));
+            return Ok((web::Bytes::from(bytes), "cached"));
         }
-        let original = crate::read_original(&portal, &doc, &sha)?;
-        let _slot = convert::decode_slot(config.max_decodes);
-        let (img, _) =
-            convert::decode_for(&original, Some(format), config.max_pixels, &conversion)?;
-        let out = conversion.apply(&img)?;
-        store::write_atomic(&file, &out)?;
-        Ok((out, "computed"))
+        // Identical requests at once: one computes, the others get its bytes.
+        let (bytes, computed) = store::Flight::run(&file, || {
+            let original = crate::read_original(&portal, &doc, &sha)?;
+            let _slot = convert::decode_slot(config.max_decodes);
+            let (img, _) =
+                convert::decode_for(&original, Some(format), config.max_pixels, &conversion)?;
+            Ok::<_, ServerError>(conversion.apply(&img)?)
+        })?;
+        Ok((bytes, if computed { "computed" } else { "cached" }))
     })
     .await?;
     wendelin_http::headers::user_content(&mut resp, Some(conversion.output.mime()));

@@ -270,6 +270,10 @@ pub fn module() -> Module {
                     "publication_state",
                     "modification_date",
                 ])
+                // The Image module's listbox offers a gallery of these (`?view=gallery`).
+                .thumbnail(|doc| {
+                    source_of(doc).map(|_| format!("/api/v1/{}/data?display=thumbnail", doc.path))
+                })
                 .holds_file(
                     |_, doc| Ok(byte_size(doc)),
                     |doc| format!("/api/v1/{}/data", doc.path),

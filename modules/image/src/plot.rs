@@ -1,6 +1,7 @@
 //! Plots of Data Arrays, drawn in Rust (plotters) as PNG: line plots of one or several
 //! series (min/max decimated per pixel column, so an array of any length draws every
-//! peak), with x from the index, a step and a start (or a sample rate), linear or log
+//! peak), with x from the index, a step and a start (or a sample rate) or from a second
+//! array (`x_array`, unevenly spaced x: pixel columns are ranges of x), linear or log
 //! axes; heatmaps of 2-D arrays (a spectrogram: axis 0 across, axis 1 up, max-pooled per
 //! pixel). The array is read slab by slab: memory stays bounded by the picture, not the
 //! array. Served by `GET /api/v1/<array>/plot` and saved by `POST …/saveAsImage`
@@ -12,6 +13,7 @@ use std::sync::OnceLock;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 use wendelin_core::{CoreError, CoreResult};
+use wendelin_data_array::region::Dim;
 use wendelin_data_array::{decimate, DataArray, Region};
 
 /// Font family the plots' text is drawn with (registered from `[image] plot_font`).
@@ -70,6 +72,9 @@ pub struct Plot {
     pub stop: Option<u64>,
     /// For a 2-D line plot, the columns (indices along axis 1) drawn as series.
     pub columns: Vec<u64>,
+    /// A 1-D Data Array (its path, e.g. `data_array_module/7`) holding the x of each
+    /// element, instead of `x_start` and `x_step`: x need not be evenly spaced.
+    pub x_array: Option<String>,
 }
 
 impl Plot {
@@ -128,6 +133,28 @@ impl Plot {
         if x_step <= 0.0 {
             return Err(bad(format!("x_step must be positive, not '{x_step}'")));
         }
+        let x_array = match get("x_array") {
+            None => None,
+            Some(v) if v.trim().is_empty() => None,
+            Some(v) => {
+                if ["x_start", "x_step", "sample_rate"]
+                    .iter()
+                    .any(|k| get(k).is_some())
+                {
+                    return Err(bad(
+                        "give x either as x_array or as x_start with x_step or sample_rate, not both"
+                            .into(),
+                    ));
+                }
+                let path = v.trim().trim_start_matches('/').to_owned();
+                if path.len() > 200 || path.split('/').any(|s| s.is_empty() || s == "..") {
+                    return Err(bad(format!(
+                        "x_array must be the path of a Data Array (data_array_module/7), not '{v}'"
+                    )));
+                }
+                Some(path)
+            }
+        };
         let columns = match get("columns") {
             None => Vec::new(),
             Some(v) => v
@@ -166,6 +193,7 @@ impl Plot {
             start: index("start")?.unwrap_or(0),
             stop: index("stop")?,
             columns,
+            x_array,
         })
     }
 
@@ -208,8 +236,14 @@ fn drawing<E: std::fmt::Debug>(e: E) -> CoreError {
     CoreError::Internal(format!("drawing the plot failed: {e:?}"))
 }
 
-/// Draws `plot` of `array` as a PNG.
-pub fn render(array: &DataArray, plot: &Plot, font_path: &str) -> CoreResult<Vec<u8>> {
+/// Draws `plot` of `array` as a PNG; `x` is the array `plot.x_array` names, opened by
+/// the caller (who checked that the user may read it).
+pub fn render(
+    array: &DataArray,
+    x: Option<&DataArray>,
+    plot: &Plot,
+    font_path: &str,
+) -> CoreResult<Vec<u8>> {
     font(font_path)?;
     let shape = array.shape().to_vec();
     if shape.is_empty() || shape.len() > 2 {
@@ -231,7 +265,12 @@ pub fn render(array: &DataArray, plot: &Plot, font_path: &str) -> CoreResult<Vec
             .into_drawing_area();
         root.fill(&WHITE).map_err(drawing)?;
         match plot.kind {
-            Kind::Line => line(&root, array, &shape, plot)?,
+            Kind::Line => line(&root, array, x, &shape, plot)?,
+            Kind::Heatmap if x.is_some() => {
+                return Err(CoreError::BadRequest(
+                    "x_array is for line plots; a heatmap's x is x_start and x_step".into(),
+                ))
+            }
             Kind::Heatmap => heatmap(&root, array, &shape, plot)?,
         }
         root.present().map_err(drawing)?;
@@ -250,7 +289,13 @@ type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
 /// One decimated series: (x, min, max) per pixel column.
 type Series = Vec<(f64, f64, f64)>;
 
-fn line(root: &Area<'_>, array: &DataArray, shape: &[u64], plot: &Plot) -> CoreResult<()> {
+fn line(
+    root: &Area<'_>,
+    array: &DataArray,
+    x: Option<&DataArray>,
+    shape: &[u64],
+    plot: &Plot,
+) -> CoreResult<()> {
     let columns: Vec<Option<u64>> = if shape.len() == 1 {
         if !plot.columns.is_empty() {
             return Err(CoreError::BadRequest(
@@ -265,26 +310,37 @@ fn line(root: &Area<'_>, array: &DataArray, shape: &[u64], plot: &Plot) -> CoreR
     };
     let bins = plot.width as usize;
     let mut all: Vec<(String, Series)> = Vec::new();
+    let xs = match x {
+        Some(x) => Some(XAxis::of(x, shape[0], plot, bins)?),
+        None => None,
+    };
     for column in &columns {
         let at: Vec<u64> = column.iter().copied().collect();
-        let d = decimate(array, plot.start, plot.stop, bins, &at)
-            .map_err(|e| CoreError::BadRequest(e.to_string()))?;
-        #[allow(clippy::cast_precision_loss)]
-        let series: Series =
-            d.x.iter()
-                .zip(d.min.iter().zip(&d.max))
-                .map(|(&i, (&lo, &hi))| (plot.x_start + i as f64 * plot.x_step, lo, hi))
-                .filter(|(x, lo, hi)| lo.is_finite() && hi.is_finite() && (!plot.log_x || *x > 0.0))
-                .map(|(x, lo, hi)| {
-                    if plot.log_y {
-                        // Values ≤ 0 have no place on a log axis: the bin keeps its positive part.
-                        (x, if lo > 0.0 { lo } else { hi }, hi)
-                    } else {
-                        (x, lo, hi)
-                    }
-                })
-                .filter(|(_, lo, hi)| !plot.log_y || (*lo > 0.0 && *hi > 0.0))
-                .collect();
+        let series: Series = match &xs {
+            Some(xs) => xs.series(array, &at)?,
+            None => {
+                let d = decimate(array, plot.start, plot.stop, bins, &at)
+                    .map_err(|e| CoreError::BadRequest(e.to_string()))?;
+                #[allow(clippy::cast_precision_loss)]
+                d.x.iter()
+                    .zip(d.min.iter().zip(&d.max))
+                    .map(|(&i, (&lo, &hi))| (plot.x_start + i as f64 * plot.x_step, lo, hi))
+                    .collect()
+            }
+        };
+        let series: Series = series
+            .into_iter()
+            .filter(|(x, lo, hi)| lo.is_finite() && hi.is_finite() && (!plot.log_x || *x > 0.0))
+            .map(|(x, lo, hi)| {
+                if plot.log_y {
+                    // Values ≤ 0 have no place on a log axis: the bin keeps its positive part.
+                    (x, if lo > 0.0 { lo } else { hi }, hi)
+                } else {
+                    (x, lo, hi)
+                }
+            })
+            .filter(|(_, lo, hi)| !plot.log_y || (*lo > 0.0 && *hi > 0.0))
+            .collect();
         let name = match column {
             Some(c) if columns.len() > 1 => format!("column {c}"),
             _ => String::new(),
@@ -320,6 +376,184 @@ fn line(root: &Area<'_>, array: &DataArray, shape: &[u64], plot: &Plot) -> CoreR
         (true, false) => chart(root, plot, (x0..x1).log_scale(), y0..y1, &all),
         (false, true) => chart(root, plot, x0..x1, (y0..y1).log_scale(), &all),
         (true, true) => chart(root, plot, (x0..x1).log_scale(), (y0..y1).log_scale(), &all),
+    }
+}
+
+/// Elements of the x and y arrays read at once when x comes from an array (two slabs of
+/// 2 MiB of float64).
+const XY_STEP: u64 = 1 << 18;
+
+/// x taken from a second array (`x_array`): pixel columns are ranges of x, not of the
+/// index, so unevenly spaced x (frequencies of a log sweep, timestamps) land where they
+/// belong. Both arrays are read in step, [`XY_STEP`] elements at a time.
+struct XAxis<'a> {
+    array: &'a DataArray,
+    start: u64,
+    stop: u64,
+    /// Smallest and largest x drawn (finite; positive on a log axis); NaN when none.
+    lo: f64,
+    hi: f64,
+    bins: usize,
+    log: bool,
+}
+
+fn array_error(e: wendelin_data_array::ArrayError) -> CoreError {
+    CoreError::BadRequest(e.to_string())
+}
+
+/// The region `start..stop` of the first axis at the indices `at` of the others.
+fn series_region(start: u64, stop: u64, at: &[u64], shape: &[u64]) -> Region {
+    let mut dims = vec![Dim {
+        start,
+        stop,
+        step: 1,
+        keep: true,
+    }];
+    for axis in 1..shape.len() {
+        let i = at.get(axis - 1).copied().unwrap_or(0);
+        dims.push(Dim {
+            start: i,
+            stop: i + 1,
+            step: 1,
+            keep: false,
+        });
+    }
+    Region { dims }
+}
+
+impl<'a> XAxis<'a> {
+    /// Checks `x` against the plotted array's length `len` and finds its range (one pass).
+    fn of(x: &'a DataArray, len: u64, plot: &Plot, bins: usize) -> CoreResult<XAxis<'a>> {
+        let shape = x.shape();
+        if shape.len() != 1 || x.dtype().is_complex() {
+            return Err(CoreError::BadRequest(format!(
+                "x_array must be a 1-D real array; {} has shape {shape:?} and dtype {}",
+                plot.x_array.as_deref().unwrap_or(""),
+                x.dtype().name()
+            )));
+        }
+        if shape[0] != len {
+            return Err(CoreError::BadRequest(format!(
+                "x_array {} has {} elements but the array plotted has {len} along its first axis",
+                plot.x_array.as_deref().unwrap_or(""),
+                shape[0]
+            )));
+        }
+        let stop = plot.stop.unwrap_or(len).min(len);
+        if plot.start > stop {
+            return Err(CoreError::BadRequest(format!(
+                "start {} is past stop {stop}",
+                plot.start
+            )));
+        }
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        let dtype = x.dtype();
+        let mut values = Vec::new();
+        x.read(
+            &series_region(plot.start, stop, &[], shape),
+            SLAB_BYTES,
+            |bytes| {
+                values.clear();
+                dtype.extend_f64(bytes, &mut values);
+                for &v in &values {
+                    if v.is_finite() && (!plot.log_x || v > 0.0) {
+                        lo = lo.min(v);
+                        hi = hi.max(v);
+                    }
+                }
+                Ok(())
+            },
+        )
+        .map_err(array_error)?;
+        if lo > hi {
+            (lo, hi) = (f64::NAN, f64::NAN);
+        }
+        Ok(XAxis {
+            array: x,
+            start: plot.start,
+            stop,
+            lo,
+            hi,
+            bins: bins.max(1),
+            log: plot.log_x,
+        })
+    }
+
+    /// The pixel column of `x`, if it is drawn.
+    fn bin(&self, x: f64) -> Option<usize> {
+        if !x.is_finite() || (self.log && x <= 0.0) || !(self.lo <= x && x <= self.hi) {
+            return None;
+        }
+        let t = if self.hi <= self.lo {
+            0.0
+        } else if self.log {
+            (x.ln() - self.lo.ln()) / (self.hi.ln() - self.lo.ln())
+        } else {
+            (x - self.lo) / (self.hi - self.lo)
+        };
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        Some(((t * self.bins as f64) as usize).min(self.bins - 1))
+    }
+
+    /// The series `y[start..stop, at…]` decimated per pixel column of x: for each column
+    /// holding a point, the middle of its points' x and their smallest and largest y.
+    fn series(&self, y: &DataArray, at: &[u64]) -> CoreResult<Series> {
+        for (axis, (&i, &len)) in at.iter().zip(y.shape().iter().skip(1)).enumerate() {
+            if i >= len {
+                return Err(CoreError::BadRequest(format!(
+                    "at: index {i} is outside axis {} of length {len}",
+                    axis + 1
+                )));
+            }
+        }
+        let n = self.bins;
+        let (mut xlo, mut xhi) = (vec![f64::INFINITY; n], vec![f64::NEG_INFINITY; n]);
+        let (mut ylo, mut yhi) = (vec![f64::INFINITY; n], vec![f64::NEG_INFINITY; n]);
+        if self.lo.is_nan() {
+            return Ok(Vec::new());
+        }
+        let (xt, yt) = (self.array.dtype(), y.dtype());
+        let (mut xv, mut yv) = (Vec::new(), Vec::new());
+        let mut a = self.start;
+        while a < self.stop {
+            let b = self.stop.min(a.saturating_add(XY_STEP));
+            xv.clear();
+            yv.clear();
+            self.array
+                .read(
+                    &series_region(a, b, &[], self.array.shape()),
+                    SLAB_BYTES,
+                    |bytes| {
+                        xt.extend_f64(bytes, &mut xv);
+                        Ok(())
+                    },
+                )
+                .map_err(array_error)?;
+            y.read(&series_region(a, b, at, y.shape()), SLAB_BYTES, |bytes| {
+                yt.extend_f64(bytes, &mut yv);
+                Ok(())
+            })
+            .map_err(array_error)?;
+            for (&x, &v) in xv.iter().zip(&yv) {
+                let Some(c) = self.bin(x) else { continue };
+                if v.is_nan() {
+                    continue;
+                }
+                xlo[c] = xlo[c].min(x);
+                xhi[c] = xhi[c].max(x);
+                ylo[c] = ylo[c].min(v);
+                yhi[c] = yhi[c].max(v);
+            }
+            a = b;
+        }
+        Ok((0..n)
+            .filter(|&c| xlo[c] <= xhi[c])
+            .map(|c| ((xlo[c] + xhi[c]) / 2.0, ylo[c], yhi[c]))
+            .collect())
     }
 }
 

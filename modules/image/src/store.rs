@@ -9,11 +9,14 @@
 //! `<data_dir>/images/<uid>.lock` (an exclusive `flock`, so two processes on one data
 //! directory take turns too).
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
+use actix_web::web::Bytes;
 use sha2::{Digest, Sha256};
 use wendelin_core::{CoreError, CoreResult, Host};
 
@@ -79,6 +82,74 @@ pub fn derived_path(dir: &Path, sha: &str, key: &str, ext: &str) -> CoreResult<P
 }
 
 static TEMP: AtomicU64 = AtomicU64::new(0);
+
+/// Files being computed in this process: each with its computer's lock and, once
+/// computed, the bytes (served to those who waited while the file is being written).
+static FLIGHTS: Mutex<BTreeMap<PathBuf, Arc<Mutex<Option<Bytes>>>>> = Mutex::new(BTreeMap::new());
+
+/// The right to compute the file `path` in this process (single flight): identical
+/// conversions asked at once wait for the first one's result instead of each decoding
+/// the source. Freed on drop (once the file is written).
+pub struct Flight {
+    path: PathBuf,
+    entry: Arc<Mutex<Option<Bytes>>>,
+}
+
+impl Flight {
+    /// The file at `path`, computed by `compute` when no file holds it yet, once per
+    /// process however many ask at once; `true` when this call computed it. The file is
+    /// written after the bytes are returned (atomically, by a thread of its own): who asks
+    /// meanwhile is served the same bytes from memory, who asks after reads the file.
+    pub fn run<E: From<io::Error>>(
+        path: &Path,
+        compute: impl FnOnce() -> Result<Vec<u8>, E>,
+    ) -> Result<(Bytes, bool), E> {
+        let flight = {
+            let mut map = FLIGHTS.lock().unwrap_or_else(PoisonError::into_inner);
+            let entry = map.entry(path.to_path_buf()).or_default().clone();
+            Flight {
+                path: path.to_path_buf(),
+                entry,
+            }
+        };
+        let bytes = {
+            let mut slot = flight.entry.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(bytes) = slot.as_ref() {
+                return Ok((bytes.clone(), false));
+            }
+            if let Some(bytes) = read(path)? {
+                return Ok((Bytes::from(bytes), false));
+            }
+            let bytes = Bytes::from(compute()?);
+            *slot = Some(bytes.clone());
+            bytes
+        };
+        let written = bytes.clone();
+        // The fsyncs (milliseconds) are not the asker's wait; the flight (and so the
+        // bytes in memory) lasts until the file is in place.
+        std::thread::spawn(move || {
+            if let Err(e) = write_atomic(&flight.path, &written) {
+                tracing::warn!(
+                    "a conversion could not be kept at {}: {e} (computed again next time)",
+                    flight.path.display()
+                );
+            }
+            drop(flight);
+        });
+        Ok((bytes, true))
+    }
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        let mut map = FLIGHTS.lock().unwrap_or_else(PoisonError::into_inner);
+        // Entries are cloned under the map's lock only: 2 holders (the map and this one)
+        // means no one else waits for it.
+        if Arc::strong_count(&self.entry) == 2 {
+            map.remove(&self.path);
+        }
+    }
+}
 
 /// Writes `bytes` at `path`: temporary file, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {

@@ -555,6 +555,12 @@ fn exif_orientation_is_applied() {
     assert_eq!(c.status, 200, "{}", c.text());
     let d = decoded(&c.body);
     assert_eq!((d.width(), d.height()), (20, 40));
+    // A conversion small enough to decode at a fraction of the size (scaled IDCT, its own
+    // reading of the EXIF orientation) is turned too.
+    let c = get(&server, &format!("{url}?width=5"), Some(&auth), &[]);
+    assert_eq!(c.status, 200, "{}", c.text());
+    let d = decoded(&c.body);
+    assert_eq!((d.width(), d.height()), (5, 10));
     // The conversion carries no EXIF (nor any other metadata).
     assert!(!c.body.windows(6).any(|w| w == b"Exif\0\0"));
     assert!(bytes.windows(6).any(|w| w == b"Exif\0\0"));
@@ -783,4 +789,149 @@ fn a_large_jpeg_thumbnail_is_decoded_at_a_fraction_of_its_size() {
         "{:?}",
         t.get_pixel(108, 76)
     );
+}
+
+/// The Image module's listbox as a gallery (`?view=gallery`): a thumbnail per image the
+/// user may View and nothing of the others; the thumbnail's URL serves a picture within
+/// 128 pixels to that user and a 404 to the others; an image without a picture yet is a
+/// tile without one; other modules' listboxes offer no gallery.
+#[test]
+fn the_gallery_shows_thumbnails_of_the_images_one_may_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("var"), None);
+    let mut sessions = Vec::new();
+    for who in ["alice", "bob"] {
+        let password = format!("{who}-password-1");
+        wendelin_tests::add_user(&server, who, &password, &["Author"]);
+        sessions.push(wendelin_tests::login(&server, who, &password));
+    }
+    // Each author's draft images are theirs alone (Owner), so each sees only their own.
+    let mut mine = Vec::new();
+    for ((cookie, csrf), (title, seed)) in sessions
+        .iter()
+        .zip([("alices-photo", 1u8), ("bobs-photo", 2)])
+    {
+        let r = wendelin_tests::with_cookie(
+            &server,
+            "POST",
+            "/api/v1/image_module",
+            Some(&json!({"title": title})),
+            cookie,
+            Some(csrf),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        let path = r.json()["path"].as_str().unwrap().to_owned();
+        let png = encode(&picture(600, 300, seed), ImageFormat::Png);
+        assert_eq!(
+            put(
+                &server,
+                &format!("/api/v1/{path}/data"),
+                &manager(&server),
+                "image/png",
+                &png
+            )
+            .status,
+            200
+        );
+        mine.push(path);
+    }
+    let r = wendelin_tests::with_cookie(
+        &server,
+        "POST",
+        "/api/v1/image_module",
+        Some(&json!({"title": "alices-empty"})),
+        &sessions[0].0,
+        Some(&sessions[0].1),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let empty = r.json()["path"].as_str().unwrap().to_owned();
+
+    let page = |cookie: &str, url: &str| {
+        let r = wendelin_tests::request_with("GET", &server.url(url), None, &[("Cookie", cookie)]);
+        assert_eq!(r.status, 200, "{url}: {}", r.text);
+        r.text
+    };
+    let (alice, bob) = (&sessions[0].0, &sessions[1].0);
+    let table = page(alice, "/ui/image_module");
+    assert!(table.contains("<table class=\"listbox\""), "{table}");
+    assert!(
+        table.contains("href=\"/ui/image_module?view=gallery\""),
+        "{table}"
+    );
+    let thumb = |path: &str| format!("<img src=\"/api/v1/{path}/data?display=thumbnail\"");
+    for (cookie, own, other) in [(alice, &mine[0], &mine[1]), (bob, &mine[1], &mine[0])] {
+        let gallery = page(cookie, "/ui/image_module?view=gallery");
+        assert!(gallery.contains("<ul class=\"gallery\">"), "{gallery}");
+        assert!(!gallery.contains("<table class=\"listbox\""), "{gallery}");
+        assert!(gallery.contains(&thumb(own)), "{gallery}");
+        assert!(!gallery.contains(&thumb(other)), "{gallery}");
+        assert!(!gallery.contains(other.as_str()), "{gallery}");
+        // The thumbnail the page names is a picture within 128 pixels for its viewer…
+        let src = format!("/api/v1/{own}/data?display=thumbnail");
+        let t = got(agent().get(&server.url(&src)).set("cookie", cookie).call());
+        assert_eq!(t.status, 200, "{}", t.text());
+        let img = decoded(&t.body);
+        assert_eq!((img.width(), img.height()), (128, 64));
+        // …and a 404 for who may not View the image.
+        let src = format!("/api/v1/{other}/data?display=thumbnail");
+        let t = got(agent().get(&server.url(&src)).set("cookie", cookie).call());
+        assert_eq!(t.status, 404, "{}", t.text());
+    }
+    // A search keeps the gallery; an image without a picture is a tile without one.
+    let gallery = page(alice, "/ui/image_module?view=gallery&q=alices");
+    assert!(
+        gallery.contains("<input type=\"hidden\" name=\"view\" value=\"gallery\">"),
+        "{gallery}"
+    );
+    assert!(
+        gallery.contains(&format!("href=\"/ui/{empty}\"")),
+        "{gallery}"
+    );
+    assert!(gallery.contains("no picture"), "{gallery}");
+    assert_eq!(gallery.matches("<img src=").count(), 1, "{gallery}");
+    // A module whose types have no thumbnails offers no gallery, and ignores the asking.
+    let arrays = page(alice, "/ui/data_array_module?view=gallery");
+    assert!(arrays.contains("<table class=\"listbox\""), "{arrays}");
+    assert!(!arrays.contains("view=gallery"), "{arrays}");
+}
+
+/// Identical conversions asked at once are computed once (single flight): the others
+/// wait for that one's file and say `cached`, all with the same bytes.
+#[test]
+fn identical_concurrent_conversions_are_computed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("var"), None);
+    let auth = manager(&server);
+    let path = new_image(&server, "busy");
+    let url = format!("/api/v1/{path}/data");
+    let png = encode(&picture(1500, 1000, 4), ImageFormat::Png);
+    assert_eq!(put(&server, &url, &auth, "image/png", &png).status, 200);
+    let answers: Vec<Got> = std::thread::scope(|scope| {
+        let asks: Vec<_> = (0..6)
+            .map(|_| {
+                scope.spawn(|| {
+                    get(
+                        &server,
+                        &format!("{url}?width=300&format=webp"),
+                        Some(&auth),
+                        &[],
+                    )
+                })
+            })
+            .collect();
+        asks.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let how: Vec<&str> = answers
+        .iter()
+        .map(|a| {
+            assert_eq!(a.status, 200, "{}", a.text());
+            a.header("x-image-conversion").unwrap()
+        })
+        .collect();
+    assert_eq!(
+        how.iter().filter(|h| **h == "computed").count(),
+        1,
+        "{how:?}"
+    );
+    assert!(answers.iter().all(|a| a.body == answers[0].body));
 }

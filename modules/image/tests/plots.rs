@@ -251,3 +251,99 @@ fn heatmaps_bad_parameters_and_permissions() {
     assert!(page.text.contains("plot?kind=heatmap"), "{}", page.text);
     assert!(page.text.contains("[300, 64]"), "{}", page.text);
 }
+
+/// x from a second array: with x = i² (unevenly spaced), the peak at i = 50 of 0..=100
+/// lies at a quarter of the x range (2,500 of 10,000), not in the middle as the index
+/// would put it; the x array must match the plotted one, and is read with the caller's
+/// rights (an x array one may not View is a 404, as the plotted one).
+#[test]
+fn x_from_a_second_array_places_points_by_their_x() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("var"), None);
+    let y: Vec<f64> = (0..=100)
+        .map(|i: i32| {
+            if i == 50 {
+                10.0
+            } else {
+                f64::from((i % 7) - 3) * 0.1
+            }
+        })
+        .collect();
+    let x: Vec<f64> = (0..=100).map(|i: i32| f64::from(i * i)).collect();
+    let yp = new_array(&server, "float64", &[0]);
+    append_f64(&server, &yp, &y, "101");
+    let xp = new_array(&server, "float64", &[0]);
+    append_f64(&server, &xp, &x, "101");
+    let picture = png(
+        &server,
+        &format!("/api/v1/{yp}/plot?x_array={xp}&width=600&height=300"),
+    );
+    let (left, right, peak) = series_extent(&picture);
+    let expected = left as f64 + 0.25 * (right - left) as f64;
+    assert!(
+        (peak as f64 - expected).abs() <= 2.0,
+        "peak at column {peak}, expected {expected:.1} (series {left}..{right})"
+    );
+    // Without x_array the same array peaks in the middle: the x array made the difference.
+    let (left, right, peak) = series_extent(&png(
+        &server,
+        &format!("/api/v1/{yp}/plot?width=600&height=300"),
+    ));
+    assert!((peak as f64 - (left + right) as f64 / 2.0).abs() <= 2.0);
+    // A log x axis: x from 1 to 10,000 (x = 0 left out), 2,500 at log10 2500 / 4.
+    let (left, right, peak) = series_extent(&png(
+        &server,
+        &format!("/api/v1/{yp}/plot?x_array=/{xp}&log_x=true&width=600&height=300"),
+    ));
+    let expected = left as f64 + 2500f64.log10() / 4.0 * (right - left) as f64;
+    assert!(
+        (peak as f64 - expected).abs() <= 2.0,
+        "log x: peak at column {peak}, expected {expected:.1} (series {left}..{right})"
+    );
+
+    // Refusals: lengths that differ, x given twice, a heatmap, a missing array.
+    let short = new_array(&server, "float64", &[0]);
+    append_f64(&server, &short, &x[..10], "10");
+    for (query, status, says) in [
+        (format!("x_array={short}"), 400, "has 10 elements"),
+        (format!("x_array={xp}&x_step=2"), 400, "not both"),
+        (
+            format!("x_array={xp}&kind=heatmap"),
+            400,
+            "x_array is for line plots",
+        ),
+        ("x_array=data_array_module/999".to_owned(), 404, ""),
+    ] {
+        let r = server.req("GET", &format!("/api/v1/{yp}/plot?{query}"), None);
+        assert_eq!(r.status, status, "{query}: {}", r.text);
+        assert!(r.text.contains(says), "{query}: {}", r.text);
+    }
+
+    // Eve (an Author) may View the plotted array once validated, but not the x array
+    // while it is a draft: a 404; once it is validated too, the plot.
+    add_user(&server, "eve", "eve-password-1", &["Author"]);
+    let (ok, out, err) = run_cli(
+        &["user", "token", "add", "eve", "--name", "t"],
+        &server.cli_env(),
+        "",
+    );
+    assert!(ok, "{err}");
+    let eve = format!("Bearer {}", out.rsplit(' ').next().unwrap().trim());
+    let r = server.req(
+        "POST",
+        &format!("/api/v1/{yp}/transitions/validate"),
+        Some(&json!({})),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let url = format!("/api/v1/{yp}/plot?x_array={xp}");
+    let hidden = request_with("GET", &server.url(&url), None, &[("authorization", &eve)]);
+    assert_eq!(hidden.status, 404, "{}", hidden.text);
+    let r = server.req(
+        "POST",
+        &format!("/api/v1/{xp}/transitions/validate"),
+        Some(&json!({})),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let shown = request_with("GET", &server.url(&url), None, &[("authorization", &eve)]);
+    assert_eq!(shown.status, 200, "{}", shown.text);
+}

@@ -178,7 +178,14 @@ pub struct PortalType {
     /// Creating or editing a document of this type also needs this permission on the
     /// portal root (e.g. user scripts: *Manage portal*).
     pub edit_permission: Option<Permission>,
+    /// The URL of a small picture of a document of this type (see [`ThumbnailFn`]);
+    /// a listing of a folder holding such a type offers a gallery of them.
+    pub thumbnail: Option<Arc<ThumbnailFn>>,
 }
+
+/// The URL of a document's thumbnail (a picture at most 128 pixels a side, served with
+/// the document's own View check), `None` when the document has no picture yet.
+pub type ThumbnailFn = dyn Fn(&Document) -> Option<String> + Send + Sync;
 
 /// Appends an uploaded file's bytes at offset `at` to the document at `path` as `user`
 /// (checking the user's permission); returns the document and its new size in bytes.
@@ -301,7 +308,18 @@ impl PortalType {
             upload: None,
             anywhere: false,
             edit_permission: None,
+            thumbnail: None,
         }
+    }
+
+    /// Declares how a document of this type is pictured in a gallery (see
+    /// [`PortalType::thumbnail`]).
+    pub fn thumbnail(
+        mut self,
+        url: impl Fn(&Document) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.thumbnail = Some(Arc::new(url));
+        self
     }
 
     /// Allows documents of this type in any container (see [`PortalType::anywhere`]).

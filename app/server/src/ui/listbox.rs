@@ -1,8 +1,11 @@
 //! A module's listbox: its documents from the catalog (security-filtered, exact count),
 //! with sortable columns, a filter per column, a search box, pages, row selection with a
-//! bulk workflow action, and add buttons for the types the folder allows.
+//! bulk workflow action, and add buttons for the types the folder allows. A folder
+//! holding a type with thumbnails (`PortalType::thumbnail`) is also shown as a gallery
+//! (`?view=gallery`): the same rows, as pictures.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use askama::Template;
@@ -34,7 +37,12 @@ struct Row {
     path: String,
     href: String,
     cells: Vec<String>,
+    /// The thumbnail's URL in a gallery ("" when the document has none).
+    thumbnail: String,
 }
+
+/// The thumbnail URL of each type of a folder that has them, by type name.
+type Thumbnails = BTreeMap<String, Arc<wendelin_core::types::ThumbnailFn>>;
 
 /// The listbox's state, as carried by its URL.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +53,8 @@ struct State {
     order: String,
     page: i64,
     size: i64,
+    /// `gallery`, or "" for the table.
+    view: String,
 }
 
 impl State {
@@ -67,6 +77,10 @@ impl State {
                 .and_then(|p| p.parse().ok())
                 .filter(|n| PAGE_SIZES.contains(n))
                 .unwrap_or(PAGE_SIZE),
+            view: match query.get("view") {
+                Some("gallery") => "gallery".into(),
+                _ => String::new(),
+            },
             ..State::default()
         };
         for key in keys {
@@ -99,6 +113,9 @@ impl State {
         }
         if self.size != PAGE_SIZE {
             out.push(("size".into(), self.size.to_string()));
+        }
+        if !self.view.is_empty() {
+            out.push(("view".into(), self.view.clone()));
         }
         out
     }
@@ -151,6 +168,15 @@ struct ListboxPage {
     sizes: Vec<i64>,
     sort_on: String,
     sort_order: String,
+    /// Whether the gallery is offered (the folder holds a type with thumbnails).
+    gallery: bool,
+    /// `gallery` when shown as one, else "".
+    view: String,
+    /// The same listing as a table and as a gallery ("" when not offered).
+    table_href: String,
+    gallery_href: String,
+    /// Column filters in effect, carried by the gallery's form (it shows no filter row).
+    filters: Vec<(String, String)>,
 }
 
 /// The catalog keys a module's listbox shows: the columns its types declare
@@ -192,6 +218,19 @@ fn column_keys(portal: &Portal, folder: &Document) -> Vec<String> {
     keys.extend(states);
     keys.push("modification_date".into());
     keys
+}
+
+/// The thumbnail URLs of the folder's types that have them (see `PortalType::thumbnail`).
+fn thumbnails(portal: &Portal, folder: &Document) -> Thumbnails {
+    let registry = &portal.registry;
+    registry
+        .folder(&folder.id)
+        .map(|f| f.allowed_content_types.clone())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|t| registry.portal_type(t))
+        .filter_map(|t| Some((t.name.clone(), t.thumbnail.clone()?)))
+        .collect()
 }
 
 /// The columns among `keys` that the folder's types compute (not catalog keys), by key.
@@ -254,7 +293,11 @@ pub fn page(
         .filter(|k| !computed.contains_key(*k))
         .cloned()
         .collect();
-    let state = State::from_query(query, &catalog_keys);
+    let mut state = State::from_query(query, &catalog_keys);
+    let thumbnails = thumbnails(portal, folder);
+    if thumbnails.is_empty() {
+        state.view = String::new();
+    }
     let base = format!("/ui/{}", folder.path);
     let (found, error) = match portal.search(&s.user, &search_of(portal, folder, &state)) {
         Ok(r) => (Some(r), String::new()),
@@ -264,7 +307,12 @@ pub fn page(
         Err(e) => return Err(e.into()),
     };
     let (documents, total) = found.map(|r| (r.documents, r.total)).unwrap_or_default();
-    let rows = rows(portal, &documents, &keys, &computed)?;
+    let shown = if state.view.is_empty() {
+        None
+    } else {
+        Some(&thumbnails)
+    };
+    let rows = rows(portal, &documents, &keys, &computed, shown)?;
     let pager = Pager::new(&state, &base, total, rows.len());
     let title = portal
         .registry
@@ -275,6 +323,16 @@ pub fn page(
         StatusCode::OK
     } else {
         StatusCode::BAD_REQUEST
+    };
+    let view_href = |view: &str| {
+        let mut v = state.clone();
+        v.view = view.to_owned();
+        v.href(&base)
+    };
+    let (table_href, gallery_href) = if thumbnails.is_empty() {
+        (String::new(), String::new())
+    } else {
+        (view_href(""), view_href("gallery"))
     };
     let listbox = ListboxPage {
         page: Chrome::new(s, title.clone()).with_path(portal, &s.user, &folder.path),
@@ -296,6 +354,15 @@ pub fn page(
         sizes: PAGE_SIZES.to_vec(),
         sort_on: state.sort_on.clone(),
         sort_order: state.order.clone(),
+        gallery: !thumbnails.is_empty(),
+        view: state.view.clone(),
+        table_href,
+        gallery_href,
+        filters: state
+            .filters
+            .iter()
+            .map(|(k, v)| (format!("f_{k}"), v.clone()))
+            .collect(),
         base,
     };
     let canonical = listbox.return_to.clone();
@@ -348,12 +415,13 @@ fn search_of(portal: &Portal, folder: &Document, state: &State) -> Search {
 }
 
 /// One row per document: a cell per column key (workflow states read for the whole page
-/// at once, computed columns asked of the module).
+/// at once, computed columns asked of the module), and its thumbnail in a gallery.
 fn rows(
     portal: &Portal,
     documents: &[Document],
     keys: &[String],
     computed: &BTreeMap<String, wendelin_core::types::ComputedColumn>,
+    thumbnails: Option<&Thumbnails>,
 ) -> Result<Vec<Row>, ServerError> {
     let uids: Vec<i64> = documents.iter().map(|d| d.uid).collect();
     let mut states = portal.workflow_states_of(&uids)?;
@@ -382,10 +450,15 @@ fn rows(
             };
             cells.push(text);
         }
+        let thumbnail = thumbnails
+            .and_then(|t| t.get(&doc.portal_type))
+            .and_then(|url| url(doc))
+            .unwrap_or_default();
         rows.push(Row {
             href: format!("/ui/{}", doc.path),
             path: doc.path.clone(),
             cells,
+            thumbnail,
         });
     }
     Ok(rows)
