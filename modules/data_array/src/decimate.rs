@@ -9,7 +9,8 @@
 //! [`SUMMARY_BYTES`] per process) while the chunk is unchanged — its file's identity
 //! (device, inode, size, modification and change times) and its number of elements in
 //! the array's shape are the same, and no write of this process touched the array since
-//! ([`forget`], called by every append, write and resize). When each bin spans at least
+//! ([`forget_rows`] and [`forget`], called by every append, write and resize for the
+//! chunks they rewrite). When each bin spans at least
 //! [`MIN_BLOCKS_PER_BIN`] blocks, the bins' boundaries are moved to the nearest block
 //! boundary (the returned `x` says where each bin starts) and only the partial blocks at
 //! the series' two ends are read: a 100M-element series decimates from ~100k summaries
@@ -30,6 +31,8 @@ pub const BLOCK: u64 = 1024;
 pub const MIN_BLOCKS_PER_BIN: u64 = 8;
 /// Bytes of summaries kept per process (16 bytes per block: 4G elements' worth).
 pub const SUMMARY_BYTES: usize = 64 << 20;
+/// Threads summarizing chunks at most.
+pub const SUMMARY_WORKERS: usize = 4;
 
 /// Most bins one decimation returns (a very wide chart is some thousands of pixels).
 pub const MAX_BINS: usize = 100_000;
@@ -228,6 +231,9 @@ fn identity(path: &Path) -> ArrayResult<Identity> {
 /// The minimum and maximum of each block of one chunk's part of a series.
 struct Summary {
     identity: Identity,
+    /// The chunk's first element along the first axis, and its length there.
+    first: u64,
+    chunk: u64,
     /// Elements of the chunk inside the array's shape when it was summarized.
     rows: u64,
     min: Vec<f64>,
@@ -261,6 +267,34 @@ pub fn forget(dir: &Path) {
             s.bytes = s.bytes.saturating_sub(freed);
         }
     }
+}
+
+/// Drops the summaries of the chunks of the array in `dir` that hold elements of
+/// `from..to` along the first axis (to the end without `to`): what an append or a region
+/// write rewrites.
+pub fn forget_rows(dir: &Path, from: u64, to: Option<u64>) {
+    if let Ok(mut s) = summaries().lock() {
+        let mut freed = 0;
+        if let Some(chunks) = s.arrays.get_mut(dir) {
+            chunks.retain(|k, v| {
+                let keep = v.first + v.chunk <= from || to.is_some_and(|t| v.first >= t);
+                if !keep {
+                    freed += weight(k, v);
+                }
+                keep
+            });
+        }
+        s.bytes = s.bytes.saturating_sub(freed);
+    }
+}
+
+/// Chunks of the array in `dir` whose summaries are kept.
+#[cfg(test)]
+fn kept(dir: &Path) -> usize {
+    summaries()
+        .lock()
+        .map(|s| s.arrays.get(dir).map_or(0, HashMap::len))
+        .unwrap_or(0)
 }
 
 fn remember(dir: &Path, key: ChunkKey, summary: Arc<Summary>) {
@@ -348,6 +382,8 @@ fn chunk_summary(array: &DataArray, at: &[u64], k: u64, c: u64) -> ArrayResult<A
     let blocks = usize::try_from(rows.div_ceil(BLOCK)).unwrap_or(0);
     let mut summary = Summary {
         identity: before,
+        first,
+        chunk: c,
         rows,
         min: vec![f64::INFINITY; blocks],
         max: vec![f64::NEG_INFINITY; blocks],
@@ -358,13 +394,19 @@ fn chunk_summary(array: &DataArray, at: &[u64], k: u64, c: u64) -> ArrayResult<A
     array.read(&series(first, first + rows, at), SLAB_BYTES, |bytes| {
         values.clear();
         dtype.extend_f64(bytes, &mut values);
-        for &v in &values {
+        let mut rest = values.as_slice();
+        while !rest.is_empty() {
             let b = usize::try_from(i / BLOCK).unwrap_or(usize::MAX);
+            let take = usize::try_from(BLOCK - i % BLOCK)
+                .unwrap_or(usize::MAX)
+                .min(rest.len());
             if let (Some(lo), Some(hi)) = (summary.min.get_mut(b), summary.max.get_mut(b)) {
-                *lo = lo.min(v);
-                *hi = hi.max(v);
+                (*lo, *hi) = rest[..take]
+                    .iter()
+                    .fold((*lo, *hi), |(lo, hi), &v| (lo.min(v), hi.max(v)));
             }
-            i += 1;
+            rest = &rest[take..];
+            i += take as u64;
         }
         Ok(())
     })?;
@@ -375,6 +417,55 @@ fn chunk_summary(array: &DataArray, at: &[u64], k: u64, c: u64) -> ArrayResult<A
         remember(array.dir(), key, summary.clone());
     }
     Ok(summary)
+}
+
+/// The summaries of chunks `from..to`, those not known yet computed by up to
+/// [`SUMMARY_WORKERS`] threads (a cold 100M-element series reads 800 MB once).
+fn all_summaries(
+    array: &DataArray,
+    at: &[u64],
+    from: u64,
+    to: u64,
+    c: u64,
+) -> ArrayResult<Vec<Arc<Summary>>> {
+    let ks: Vec<u64> = (from..to).collect();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, SUMMARY_WORKERS);
+    if workers == 1 || ks.len() < 8 {
+        return ks.iter().map(|&k| chunk_summary(array, at, k, c)).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<ArrayResult<Arc<Summary>>>>> =
+        ks.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&k) = ks.get(i) else {
+                    break;
+                };
+                let r = chunk_summary(array, at, k, c);
+                let failed = r.is_err();
+                if let Ok(mut slot) = results[i].lock() {
+                    *slot = Some(r);
+                }
+                if failed {
+                    // The others stop at their next chunk.
+                    next.store(ks.len(), std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Err(ArrayError::Storage("a summary was not computed".into())))
+        })
+        .collect()
 }
 
 /// The decimation of `start..stop` (not empty) into `nb` bins from the chunk summaries,
@@ -431,9 +522,9 @@ fn summarized(
     (out.min[0], out.max[0]) = (lo, hi);
     let (lo, hi) = fold_raw(array, at, last, stop, (out.min[len - 1], out.max[len - 1]))?;
     (out.min[len - 1], out.max[len - 1]) = (lo, hi);
+    let chunks = all_summaries(array, at, first / c, (last - 1) / c + 1, c)?;
     let mut b = 0usize;
-    for k in first / c..=(last - 1) / c {
-        let s = chunk_summary(array, at, k, c)?;
+    for (k, s) in (first / c..).zip(&chunks) {
         for (j, (lo, hi)) in s.min.iter().zip(&s.max).enumerate() {
             let block = k * c + j as u64 * BLOCK;
             if block < first {
@@ -631,16 +722,30 @@ mod tests {
                 keep: true,
             }],
         };
+        let before = kept(dir.path());
+        // Chunks 0..40; the last one's 3 elements are read, not summarized.
+        assert_eq!(before, 40, "every whole chunk of the series summarized");
         array
             .write(&region, crate::Dtype::F64, &[1], &1e9f64.to_le_bytes())
             .unwrap();
+        assert_eq!(
+            kept(dir.path()),
+            39,
+            "only the written chunk's summary dropped"
+        );
         values[123_456] = 1e9;
         let d = check(&array, &values, 0, n, 10);
         assert_eq!(d.max.iter().copied().fold(f64::MIN, f64::max), 1e9);
         // An append grows the series and its last chunk's summary.
         let more: Vec<f64> = (0..30_000).map(|i| -1e6 - f64::from(i)).collect();
         let bytes: Vec<u8> = more.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let before = kept(dir.path());
         array.append(crate::Dtype::F64, &[30_000], &bytes).unwrap();
+        assert_eq!(
+            kept(dir.path()),
+            before,
+            "the append rewrites the unsummarized tail chunk: the others are kept"
+        );
         values.extend(&more);
         let d = check(&array, &values, 0, n + 30_000, 10);
         assert_eq!(d.min[9], -1e6 - 29_999.0);

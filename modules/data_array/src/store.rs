@@ -674,7 +674,7 @@ impl DataArray {
         if rows_shape[0] == 0 {
             return Ok(shape);
         }
-        crate::decimate::forget(&self.dir);
+        crate::decimate::forget_rows(&self.dir, shape[0], None);
         let mut grown = shape.clone();
         grown[0] += rows_shape[0];
         check_extent(&grown, &self.chunk_shape()?)?;
@@ -712,7 +712,10 @@ impl DataArray {
         if region.full_shape().contains(&0) {
             return Ok(());
         }
-        crate::decimate::forget(&self.dir);
+        match region.dims.first() {
+            Some(d) => crate::decimate::forget_rows(&self.dir, d.start, Some(d.end())),
+            None => crate::decimate::forget(&self.dir),
+        }
         let subset = ArraySubset::new_with_ranges(
             &region
                 .dims
