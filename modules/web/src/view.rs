@@ -76,7 +76,6 @@ fn state_of(call: &mut Call<'_>, doc: &Document) -> CoreResult<String> {
 fn sections(
     call: &mut Call<'_>,
     parent: &Document,
-    site: &str,
     base: &str,
     depth: usize,
     out: &mut Vec<SectionRow>,
@@ -104,7 +103,7 @@ fn sections(
             front_page: text(child, "front_page"),
             listing: text(child, "listing"),
         });
-        sections(call, child, site, &url, depth + 1, out)?;
+        sections(call, child, &url, depth + 1, out)?;
     }
     Ok(())
 }
@@ -162,7 +161,7 @@ pub fn site_view(call: &mut Call<'_>) -> CoreResult<MethodOutput> {
     }
     let base = format!("/web/{}/", site.id);
     let mut rows = Vec::new();
-    sections(call, &site, &site.id, &base, 0, &mut rows)?;
+    sections(call, &site, &base, 0, &mut rows)?;
     // The pages the site names: its front page, theme and scripts, its sections' front
     // pages.
     let mut names: Vec<(String, String)> = Vec::new();
