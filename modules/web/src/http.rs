@@ -102,6 +102,11 @@ const STATIC: &[(&str, &str, &[u8])] = &[
         include_bytes!("../static/web-editor.js"),
     ),
     (
+        "web-editor.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../static/web-editor.css"),
+    ),
+    (
         "uPlot.LICENSE",
         "text/plain; charset=utf-8",
         include_bytes!("../static/uPlot.LICENSE"),
