@@ -12,8 +12,9 @@ search as the visitor) and whose page `chart` draws the array, and measures in o
   - the decimation of the array to 1,200 bins (GET …/decimate?bins=1200&format=f64, as
     the chart asks it through the site): the first request (it summarizes every chunk),
     then median and max of 5; then after an append of 1,000 points (the live chart's
-    case: the tail chunk is summarized again), median of 5 (end to end on loopback: the
-    server's time plus a 28.8 KB answer);
+    case: the tail chunk is summarized again), median of 5, and the first after a server
+    restart (summaries read from disk) (end to end on loopback: the server's time plus a
+    28.8 KB answer);
   - the first chart paint of /web/site/chart in headless Chromium (bench/web_paint.js:
     the Performance API mark "wendelin-chart-drawn", 5 fresh browser contexts).
 Usage: python3 bench/web.py [N]   (needs `cargo build --release -p wendelin-server`,
@@ -136,6 +137,19 @@ def main():
         after_append = timed_get(base, site_path, 1)[0]
         grown = timed_get(base, site_path)
 
+        # A new server process: the summaries are read from the array's directory.
+        proc.terminate()
+        proc.wait()
+        proc = subprocess.Popen([BIN, "serve", "--bind", f"127.0.0.1:{port}"], env=env,
+                                stdout=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(base + "/health")
+                break
+            except OSError:
+                time.sleep(0.05)
+        after_restart = timed_get(base, site_path, 1)[0]
+
         paint = []
         playwright = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "browser",
                                   "node_modules", "playwright-core")
@@ -159,6 +173,7 @@ def main():
         print(f"| same, warm (5) | median {ms(statistics.median(warm))} | max {ms(max(warm))} | |")
         print(f"| same, first after a 1,000-point append | {ms(after_append)} | | |")
         print(f"| same, warm after it (5) | median {ms(statistics.median(grown))} | max {ms(max(grown))} | |")
+        print(f"| same, first after a server restart (summaries on disk) | {ms(after_restart)} | | |")
         if paint:
             print(f"| first chart paint (Chromium, Performance API, 5 runs) | median {statistics.median(paint):.0f} ms | max {max(paint):.0f} ms | |")
     finally:

@@ -258,8 +258,121 @@ fn weight(key: &ChunkKey, s: &Summary) -> usize {
     64 + key.0.len() * 8 + s.min.len() * 16
 }
 
-/// Drops the summaries of the array in `dir` (its writers call it: a rewritten chunk may
-/// get a recycled inode within the file system's clock tick).
+/// Directory of the summaries kept on disk, inside the array's directory (hidden: never
+/// a Zarr key). Not written for imported arrays (a link to another program's directory).
+const SUMMARY_DIR: &str = ".wendelin-summaries";
+
+/// The file of chunk `k`'s summary of the series `at`.
+fn summary_file(dir: &Path, at: &[u64], k: u64) -> PathBuf {
+    let series = if at.is_empty() {
+        "s".to_owned()
+    } else {
+        at.iter().map(u64::to_string).collect::<Vec<_>>().join("_")
+    };
+    dir.join(SUMMARY_DIR).join(series).join(k.to_string())
+}
+
+const MAGIC: &[u8; 8] = b"WSUMMAR1";
+
+#[allow(clippy::cast_sign_loss, clippy::cast_possible_wrap)]
+fn encode(s: &Summary) -> Vec<u8> {
+    let id = match s.identity {
+        Identity::Absent => [0u64; 8],
+        Identity::File {
+            dev,
+            ino,
+            size,
+            mtime,
+            ctime,
+        } => [
+            1,
+            dev,
+            ino,
+            size,
+            mtime.0 as u64,
+            mtime.1 as u64,
+            ctime.0 as u64,
+            ctime.1 as u64,
+        ],
+    };
+    let mut out = Vec::with_capacity(8 + 12 * 8 + s.min.len() * 16);
+    out.extend_from_slice(MAGIC);
+    for w in id
+        .iter()
+        .chain(&[s.first, s.chunk, s.rows, s.min.len() as u64])
+    {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    for v in s.min.iter().chain(&s.max) {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+#[allow(clippy::cast_sign_loss, clippy::cast_possible_wrap)]
+fn decode(bytes: &[u8]) -> Option<Summary> {
+    let body = bytes.strip_prefix(MAGIC.as_slice())?;
+    let word = |i: usize| -> Option<u64> {
+        let b = body.get(i * 8..i * 8 + 8)?;
+        Some(u64::from_le_bytes(b.try_into().ok()?))
+    };
+    let w: Vec<u64> = (0..12).map(word).collect::<Option<_>>()?;
+    let identity = match w[0] {
+        0 => Identity::Absent,
+        1 => Identity::File {
+            dev: w[1],
+            ino: w[2],
+            size: w[3],
+            mtime: (w[4] as i64, w[5] as i64),
+            ctime: (w[6] as i64, w[7] as i64),
+        },
+        _ => return None,
+    };
+    let n = usize::try_from(w[11]).ok()?;
+    let values = body.get(12 * 8..)?;
+    if values.len() != n.checked_mul(16)? {
+        return None;
+    }
+    let floats: Vec<f64> = values
+        .chunks_exact(8)
+        .map(|c| c.try_into().map(f64::from_le_bytes))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let (min, max) = floats.split_at(n);
+    let s = Summary {
+        identity,
+        first: w[8],
+        chunk: w[9],
+        rows: w[10],
+        min: min.to_vec(),
+        max: max.to_vec(),
+    };
+    (s.rows.div_ceil(BLOCK) == w[11]).then_some(s)
+}
+
+/// Keeps a summary on disk (temporary file renamed over it); failures only cost the next
+/// process a read of the chunk.
+fn store_summary(dir: &Path, file: &Path, s: &Summary) {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    if std::fs::symlink_metadata(dir).map_or(true, |m| m.file_type().is_symlink()) {
+        return;
+    }
+    let Some(parent) = file.parent() else {
+        return;
+    };
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = parent.join(format!(".tmp-{}-{n}", std::process::id()));
+    let written = std::fs::create_dir_all(parent)
+        .and_then(|()| std::fs::write(&tmp, encode(s)))
+        .and_then(|()| std::fs::rename(&tmp, file));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        tracing::debug!(file = %file.display(), error = %e, "decimation summary not stored");
+    }
+}
+
+/// Drops the summaries of the array in `dir`, in memory and on disk (its writers call it:
+/// a rewritten chunk may get a recycled inode within the file system's clock tick).
 pub fn forget(dir: &Path) {
     if let Ok(mut s) = summaries().lock() {
         if let Some(gone) = s.arrays.remove(dir) {
@@ -267,12 +380,23 @@ pub fn forget(dir: &Path) {
             s.bytes = s.bytes.saturating_sub(freed);
         }
     }
+    let _ = std::fs::remove_dir_all(dir.join(SUMMARY_DIR));
 }
 
-/// Drops the summaries of the chunks of the array in `dir` that hold elements of
-/// `from..to` along the first axis (to the end without `to`): what an append or a region
-/// write rewrites.
-pub fn forget_rows(dir: &Path, from: u64, to: Option<u64>) {
+/// Drops the summaries of the chunks (of `c` elements along the first axis) of the array
+/// in `dir` that hold elements of `from..to` along the first axis: what an append or a
+/// region write rewrites.
+pub fn forget_rows(dir: &Path, c: u64, from: u64, to: u64) {
+    if to > from && c > 0 {
+        if let Ok(series) = std::fs::read_dir(dir.join(SUMMARY_DIR)) {
+            for entry in series.flatten() {
+                for k in from / c..=(to - 1) / c {
+                    let _ = std::fs::remove_file(entry.path().join(k.to_string()));
+                }
+            }
+        }
+    }
+    let to = Some(to);
     if let Ok(mut s) = summaries().lock() {
         let mut freed = 0;
         if let Some(chunks) = s.arrays.get_mut(dir) {
@@ -379,6 +503,16 @@ fn chunk_summary(array: &DataArray, at: &[u64], k: u64, c: u64) -> ArrayResult<A
     if let Some(s) = known.filter(|s| s.identity == before && s.rows == rows) {
         return Ok(s);
     }
+    let file = summary_file(array.dir(), at, k);
+    if let Some(s) = std::fs::read(&file)
+        .ok()
+        .and_then(|b| decode(&b))
+        .filter(|s| s.identity == before && s.rows == rows && s.first == first && s.chunk == c)
+    {
+        let s = Arc::new(s);
+        remember(array.dir(), key, s.clone());
+        return Ok(s);
+    }
     let blocks = usize::try_from(rows.div_ceil(BLOCK)).unwrap_or(0);
     let mut summary = Summary {
         identity: before,
@@ -415,6 +549,7 @@ fn chunk_summary(array: &DataArray, at: &[u64], k: u64, c: u64) -> ArrayResult<A
     // in-place write to an imported array).
     if identity(&path)? == before {
         remember(array.dir(), key, summary.clone());
+        store_summary(array.dir(), &file, &summary);
     }
     Ok(summary)
 }
@@ -725,6 +860,17 @@ mod tests {
         let before = kept(dir.path());
         // Chunks 0..40; the last one's 3 elements are read, not summarized.
         assert_eq!(before, 40, "every whole chunk of the series summarized");
+        let on_disk = |k: u64| summary_file(dir.path(), &[], k).is_file();
+        assert!((0..40).all(on_disk), "the summaries are kept on disk too");
+        // Another process (none in memory) finds them there, and the same bins.
+        let memory_only = |dir: &Path| {
+            if let Ok(mut s) = summaries().lock() {
+                s.arrays.remove(dir);
+            }
+        };
+        memory_only(dir.path());
+        check(&array, &values, 0, n, 10);
+        assert_eq!(kept(dir.path()), 40);
         array
             .write(&region, crate::Dtype::F64, &[1], &1e9f64.to_le_bytes())
             .unwrap();
@@ -733,6 +879,7 @@ mod tests {
             39,
             "only the written chunk's summary dropped"
         );
+        assert!(!on_disk(24) && on_disk(23) && on_disk(25), "and its file");
         values[123_456] = 1e9;
         let d = check(&array, &values, 0, n, 10);
         assert_eq!(d.max.iter().copied().fold(f64::MIN, f64::max), 1e9);
@@ -749,8 +896,18 @@ mod tests {
         values.extend(&more);
         let d = check(&array, &values, 0, n + 30_000, 10);
         assert_eq!(d.min[9], -1e6 - 29_999.0);
-        // Opened again (another reader), the same answer.
+        // Opened again (another reader), the same answer; from the files alone too.
         let again = DataArray::open(dir.path()).unwrap();
+        check(&again, &values, 0, n + 30_000, 10);
+        memory_only(dir.path());
+        check(&again, &values, 0, n + 30_000, 10);
+        // A stale file (the chunk changed without this process knowing) is not used.
+        std::fs::copy(
+            summary_file(dir.path(), &[], 3),
+            summary_file(dir.path(), &[], 4),
+        )
+        .unwrap();
+        memory_only(dir.path());
         check(&again, &values, 0, n + 30_000, 10);
     }
 

@@ -674,7 +674,12 @@ impl DataArray {
         if rows_shape[0] == 0 {
             return Ok(shape);
         }
-        crate::decimate::forget_rows(&self.dir, shape[0], None);
+        crate::decimate::forget_rows(
+            &self.dir,
+            self.chunk_shape()?[0],
+            shape[0],
+            shape[0].saturating_add(rows_shape[0]),
+        );
         let mut grown = shape.clone();
         grown[0] += rows_shape[0];
         check_extent(&grown, &self.chunk_shape()?)?;
@@ -713,7 +718,9 @@ impl DataArray {
             return Ok(());
         }
         match region.dims.first() {
-            Some(d) => crate::decimate::forget_rows(&self.dir, d.start, Some(d.end())),
+            Some(d) => {
+                crate::decimate::forget_rows(&self.dir, self.chunk_shape()?[0], d.start, d.end());
+            }
             None => crate::decimate::forget(&self.dir),
         }
         let subset = ArraySubset::new_with_ranges(
