@@ -6,7 +6,9 @@
 //!
 //! Wide bins come from summaries: the minimum and maximum of every [`BLOCK`] elements of
 //! a chunk, computed when a decimation first reads the chunk and kept in memory (at most
-//! [`SUMMARY_BYTES`] per process) while the chunk is unchanged — its file's identity
+//! [`SUMMARY_BYTES`] per process) and in the array's directory (`SUMMARY_DIR`, 16 bytes
+//! per 1,024 elements, so another or a restarted process reuses them; not for imported
+//! arrays) while the chunk is unchanged — its file's identity
 //! (device, inode, size, modification and change times) and its number of elements in
 //! the array's shape are the same, and no write of this process touched the array since
 //! ([`forget_rows`] and [`forget`], called by every append, write and resize for the
