@@ -3,10 +3,38 @@
 //! array of any length. The array is read slab by slab (at most [`SLAB_BYTES`] at once,
 //! plus three numbers per bin), never whole. Used by `GET …/decimate` and meant for
 //! server-side plots too.
+//!
+//! Wide bins come from summaries: the minimum and maximum of every [`BLOCK`] elements of
+//! a chunk, computed when a decimation first reads the chunk and kept in memory (at most
+//! [`SUMMARY_BYTES`] per process) and in the array's directory (`SUMMARY_DIR`, 16 bytes
+//! per 1,024 elements, so another or a restarted process reuses them; not for imported
+//! arrays) while the chunk is unchanged — its file's identity
+//! (device, inode, size, modification and change times) and its number of elements in
+//! the array's shape are the same, and no write of this process touched the array since
+//! ([`forget_rows`] and [`forget`], called by every append, write and resize for the
+//! chunks they rewrite). When each bin spans at least
+//! [`MIN_BLOCKS_PER_BIN`] blocks, the bins' boundaries are moved to the nearest block
+//! boundary (the returned `x` says where each bin starts) and only the partial blocks at
+//! the series' two ends are read: a 100M-element series decimates from ~100k summaries
+//! instead of 800 MB of elements. The result is still exact for the bins returned.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::{ArrayError, ArrayResult};
 use crate::region::{Dim, Region};
 use crate::store::DataArray;
+
+/// Elements of one block of a chunk's summary (along the first axis).
+pub const BLOCK: u64 = 1024;
+/// Bins at least this many blocks wide are computed from the summaries (their bounds
+/// move by at most half a block, 1/16 of a bin).
+pub const MIN_BLOCKS_PER_BIN: u64 = 8;
+/// Bytes of summaries kept per process (16 bytes per block: 4G elements' worth).
+pub const SUMMARY_BYTES: usize = 64 << 20;
+/// Threads summarizing chunks at most.
+pub const SUMMARY_WORKERS: usize = 4;
 
 /// Most bins one decimation returns (a very wide chart is some thousands of pixels).
 pub const MAX_BINS: usize = 100_000;
@@ -114,6 +142,12 @@ pub fn decimate(
     }
     let n = stop - start;
     let nb = (bins as u64).min(n);
+    if n > 0 {
+        let at_all: Vec<u64> = dims[1..].iter().map(|d| d.start).collect();
+        if let Some(d) = summarized(array, start, stop, nb, &at_all)? {
+            return Ok(d);
+        }
+    }
     let len = usize::try_from(nb).unwrap_or(MAX_BINS);
     let mut out = Decimation {
         start,
@@ -153,14 +187,498 @@ pub fn decimate(
         }
         Ok(())
     })?;
+    no_value_is_nan(&mut out);
+    Ok(out)
+}
+
+/// Bins that saw no value (only NaN: f64::min/max skip NaN) get NaN.
+fn no_value_is_nan(out: &mut Decimation) {
     for (lo, hi) in out.min.iter_mut().zip(out.max.iter_mut()) {
         if *lo > *hi {
-            // Only NaN (f64::min/max skip NaN): no value in the bin.
             *lo = f64::NAN;
             *hi = f64::NAN;
         }
     }
-    Ok(out)
+}
+
+/// What a file is, as far as `stat` tells: any rewrite of a chunk (a new file renamed
+/// over it, or a change in place) changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Identity {
+    Absent,
+    File {
+        dev: u64,
+        ino: u64,
+        size: u64,
+        mtime: (i64, i64),
+        ctime: (i64, i64),
+    },
+}
+
+fn identity(path: &Path) -> ArrayResult<Identity> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(Identity::File {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Identity::Absent),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The minimum and maximum of each block of one chunk's part of a series.
+struct Summary {
+    identity: Identity,
+    /// The chunk's first element along the first axis, and its length there.
+    first: u64,
+    chunk: u64,
+    /// Elements of the chunk inside the array's shape when it was summarized.
+    rows: u64,
+    min: Vec<f64>,
+    max: Vec<f64>,
+}
+
+/// A series' chunk: the indices of the other axes, and the chunk's index along the first.
+type ChunkKey = (Vec<u64>, u64);
+
+#[derive(Default)]
+struct Summaries {
+    arrays: HashMap<PathBuf, HashMap<ChunkKey, Arc<Summary>>>,
+    bytes: usize,
+}
+
+fn summaries() -> &'static Mutex<Summaries> {
+    static S: OnceLock<Mutex<Summaries>> = OnceLock::new();
+    S.get_or_init(Mutex::default)
+}
+
+fn weight(key: &ChunkKey, s: &Summary) -> usize {
+    64 + key.0.len() * 8 + s.min.len() * 16
+}
+
+/// Directory of the summaries kept on disk, inside the array's directory (hidden: never
+/// a Zarr key). Not written for imported arrays (a link to another program's directory).
+const SUMMARY_DIR: &str = ".wendelin-summaries";
+
+/// The file of chunk `k`'s summary of the series `at`.
+fn summary_file(dir: &Path, at: &[u64], k: u64) -> PathBuf {
+    let series = if at.is_empty() {
+        "s".to_owned()
+    } else {
+        at.iter().map(u64::to_string).collect::<Vec<_>>().join("_")
+    };
+    dir.join(SUMMARY_DIR).join(series).join(k.to_string())
+}
+
+const MAGIC: &[u8; 8] = b"WSUMMAR1";
+
+#[allow(clippy::cast_sign_loss, clippy::cast_possible_wrap)]
+fn encode(s: &Summary) -> Vec<u8> {
+    let id = match s.identity {
+        Identity::Absent => [0u64; 8],
+        Identity::File {
+            dev,
+            ino,
+            size,
+            mtime,
+            ctime,
+        } => [
+            1,
+            dev,
+            ino,
+            size,
+            mtime.0 as u64,
+            mtime.1 as u64,
+            ctime.0 as u64,
+            ctime.1 as u64,
+        ],
+    };
+    let mut out = Vec::with_capacity(8 + 12 * 8 + s.min.len() * 16);
+    out.extend_from_slice(MAGIC);
+    for w in id
+        .iter()
+        .chain(&[s.first, s.chunk, s.rows, s.min.len() as u64])
+    {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    for v in s.min.iter().chain(&s.max) {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+#[allow(clippy::cast_sign_loss, clippy::cast_possible_wrap)]
+fn decode(bytes: &[u8]) -> Option<Summary> {
+    let body = bytes.strip_prefix(MAGIC.as_slice())?;
+    let word = |i: usize| -> Option<u64> {
+        let b = body.get(i * 8..i * 8 + 8)?;
+        Some(u64::from_le_bytes(b.try_into().ok()?))
+    };
+    let w: Vec<u64> = (0..12).map(word).collect::<Option<_>>()?;
+    let identity = match w[0] {
+        0 => Identity::Absent,
+        1 => Identity::File {
+            dev: w[1],
+            ino: w[2],
+            size: w[3],
+            mtime: (w[4] as i64, w[5] as i64),
+            ctime: (w[6] as i64, w[7] as i64),
+        },
+        _ => return None,
+    };
+    let n = usize::try_from(w[11]).ok()?;
+    let values = body.get(12 * 8..)?;
+    if values.len() != n.checked_mul(16)? {
+        return None;
+    }
+    let floats: Vec<f64> = values
+        .chunks_exact(8)
+        .map(|c| c.try_into().map(f64::from_le_bytes))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let (min, max) = floats.split_at(n);
+    let s = Summary {
+        identity,
+        first: w[8],
+        chunk: w[9],
+        rows: w[10],
+        min: min.to_vec(),
+        max: max.to_vec(),
+    };
+    (s.rows.div_ceil(BLOCK) == w[11]).then_some(s)
+}
+
+/// Keeps a summary on disk (temporary file renamed over it); failures only cost the next
+/// process a read of the chunk.
+fn store_summary(dir: &Path, file: &Path, s: &Summary) {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    if std::fs::symlink_metadata(dir).map_or(true, |m| m.file_type().is_symlink()) {
+        return;
+    }
+    let Some(parent) = file.parent() else {
+        return;
+    };
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = parent.join(format!(".tmp-{}-{n}", std::process::id()));
+    let written = std::fs::create_dir_all(parent)
+        .and_then(|()| std::fs::write(&tmp, encode(s)))
+        .and_then(|()| std::fs::rename(&tmp, file));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        tracing::debug!(file = %file.display(), error = %e, "decimation summary not stored");
+    }
+}
+
+/// Drops the summaries of the array in `dir`, in memory and on disk (its writers call it:
+/// a rewritten chunk may get a recycled inode within the file system's clock tick).
+pub fn forget(dir: &Path) {
+    if let Ok(mut s) = summaries().lock() {
+        if let Some(gone) = s.arrays.remove(dir) {
+            let freed: usize = gone.iter().map(|(k, v)| weight(k, v)).sum();
+            s.bytes = s.bytes.saturating_sub(freed);
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir.join(SUMMARY_DIR));
+}
+
+/// Drops the summaries of the chunks (of `c` elements along the first axis) of the array
+/// in `dir` that hold elements of `from..to` along the first axis: what an append or a
+/// region write rewrites.
+pub fn forget_rows(dir: &Path, c: u64, from: u64, to: u64) {
+    if to > from && c > 0 {
+        if let Ok(series) = std::fs::read_dir(dir.join(SUMMARY_DIR)) {
+            for entry in series.flatten() {
+                for k in from / c..=(to - 1) / c {
+                    let _ = std::fs::remove_file(entry.path().join(k.to_string()));
+                }
+            }
+        }
+    }
+    let to = Some(to);
+    if let Ok(mut s) = summaries().lock() {
+        let mut freed = 0;
+        if let Some(chunks) = s.arrays.get_mut(dir) {
+            chunks.retain(|k, v| {
+                let keep = v.first + v.chunk <= from || to.is_some_and(|t| v.first >= t);
+                if !keep {
+                    freed += weight(k, v);
+                }
+                keep
+            });
+        }
+        s.bytes = s.bytes.saturating_sub(freed);
+    }
+}
+
+/// Chunks of the array in `dir` whose summaries are kept.
+#[cfg(test)]
+fn kept(dir: &Path) -> usize {
+    summaries()
+        .lock()
+        .map(|s| s.arrays.get(dir).map_or(0, HashMap::len))
+        .unwrap_or(0)
+}
+
+fn remember(dir: &Path, key: ChunkKey, summary: Arc<Summary>) {
+    let Ok(mut s) = summaries().lock() else {
+        return;
+    };
+    let w = weight(&key, &summary);
+    if s.bytes + w > SUMMARY_BYTES {
+        // Over budget: start again (the summaries of the arrays charted now come back on
+        // their next decimation).
+        s.arrays.clear();
+        s.bytes = 0;
+    }
+    let old = s
+        .arrays
+        .entry(dir.to_path_buf())
+        .or_default()
+        .insert(key.clone(), summary);
+    s.bytes += w;
+    if let Some(old) = old {
+        s.bytes = s.bytes.saturating_sub(weight(&key, &old));
+    }
+}
+
+/// The region of the series `at` from `start` to `stop` along the first axis.
+fn series(start: u64, stop: u64, at: &[u64]) -> Region {
+    let mut dims = vec![Dim {
+        start,
+        stop,
+        step: 1,
+        keep: true,
+    }];
+    dims.extend(at.iter().map(|&i| Dim {
+        start: i,
+        stop: i + 1,
+        step: 1,
+        keep: false,
+    }));
+    Region { dims }
+}
+
+/// Folds the elements `start..stop` of the series into `(lo, hi)`.
+fn fold_raw(
+    array: &DataArray,
+    at: &[u64],
+    start: u64,
+    stop: u64,
+    acc: (f64, f64),
+) -> ArrayResult<(f64, f64)> {
+    let mut acc = acc;
+    if start >= stop {
+        return Ok(acc);
+    }
+    let dtype = array.dtype();
+    let mut values = Vec::new();
+    array.read(&series(start, stop, at), SLAB_BYTES, |bytes| {
+        values.clear();
+        dtype.extend_f64(bytes, &mut values);
+        acc = values
+            .iter()
+            .fold(acc, |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        Ok(())
+    })?;
+    Ok(acc)
+}
+
+/// The summary of chunk `k` (of `c` elements along the first axis) of the series `at`.
+fn chunk_summary(array: &DataArray, at: &[u64], k: u64, c: u64) -> ArrayResult<Arc<Summary>> {
+    let shape = array.shape();
+    let chunk = array.chunk_shape()?;
+    let first = k * c;
+    let rows = c.min(shape[0].saturating_sub(first));
+    let mut indices = vec![k];
+    indices.extend(at.iter().zip(&chunk[1..]).map(|(i, n)| *i / (*n).max(1)));
+    let path = array.chunk_path(&indices);
+    let before = identity(&path)?;
+    let key: ChunkKey = (at.to_vec(), k);
+    let known = summaries()
+        .lock()
+        .ok()
+        .and_then(|s| s.arrays.get(array.dir()).and_then(|m| m.get(&key).cloned()));
+    if let Some(s) = known.filter(|s| s.identity == before && s.rows == rows) {
+        return Ok(s);
+    }
+    let file = summary_file(array.dir(), at, k);
+    if let Some(s) = std::fs::read(&file)
+        .ok()
+        .and_then(|b| decode(&b))
+        .filter(|s| s.identity == before && s.rows == rows && s.first == first && s.chunk == c)
+    {
+        let s = Arc::new(s);
+        remember(array.dir(), key, s.clone());
+        return Ok(s);
+    }
+    let blocks = usize::try_from(rows.div_ceil(BLOCK)).unwrap_or(0);
+    let mut summary = Summary {
+        identity: before,
+        first,
+        chunk: c,
+        rows,
+        min: vec![f64::INFINITY; blocks],
+        max: vec![f64::NEG_INFINITY; blocks],
+    };
+    let dtype = array.dtype();
+    let mut values = Vec::new();
+    let mut i = 0u64;
+    array.read(&series(first, first + rows, at), SLAB_BYTES, |bytes| {
+        values.clear();
+        dtype.extend_f64(bytes, &mut values);
+        let mut rest = values.as_slice();
+        while !rest.is_empty() {
+            let b = usize::try_from(i / BLOCK).unwrap_or(usize::MAX);
+            let take = usize::try_from(BLOCK - i % BLOCK)
+                .unwrap_or(usize::MAX)
+                .min(rest.len());
+            if let (Some(lo), Some(hi)) = (summary.min.get_mut(b), summary.max.get_mut(b)) {
+                (*lo, *hi) = rest[..take]
+                    .iter()
+                    .fold((*lo, *hi), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            }
+            rest = &rest[take..];
+            i += take as u64;
+        }
+        Ok(())
+    })?;
+    let summary = Arc::new(summary);
+    // Kept only if the chunk did not change while it was read (another program's
+    // in-place write to an imported array).
+    if identity(&path)? == before {
+        remember(array.dir(), key, summary.clone());
+        store_summary(array.dir(), &file, &summary);
+    }
+    Ok(summary)
+}
+
+/// The summaries of chunks `from..to`, those not known yet computed by up to
+/// [`SUMMARY_WORKERS`] threads (a cold 100M-element series reads 800 MB once).
+fn all_summaries(
+    array: &DataArray,
+    at: &[u64],
+    from: u64,
+    to: u64,
+    c: u64,
+) -> ArrayResult<Vec<Arc<Summary>>> {
+    let ks: Vec<u64> = (from..to).collect();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, SUMMARY_WORKERS);
+    if workers == 1 || ks.len() < 8 {
+        return ks.iter().map(|&k| chunk_summary(array, at, k, c)).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<ArrayResult<Arc<Summary>>>>> =
+        ks.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&k) = ks.get(i) else {
+                    break;
+                };
+                let r = chunk_summary(array, at, k, c);
+                let failed = r.is_err();
+                if let Ok(mut slot) = results[i].lock() {
+                    *slot = Some(r);
+                }
+                if failed {
+                    // The others stop at their next chunk.
+                    next.store(ks.len(), std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Err(ArrayError::Storage("a summary was not computed".into())))
+        })
+        .collect()
+}
+
+/// The decimation of `start..stop` (not empty) into `nb` bins from the chunk summaries,
+/// when its bins are wide enough (see the module's documentation); `None` otherwise.
+fn summarized(
+    array: &DataArray,
+    start: u64,
+    stop: u64,
+    nb: u64,
+    at: &[u64],
+) -> ArrayResult<Option<Decimation>> {
+    let n = stop - start;
+    let c = array.chunk_shape()?[0];
+    if nb == 0 || c < BLOCK || n / nb < MIN_BLOCKS_PER_BIN * BLOCK {
+        return Ok(None);
+    }
+    // Block boundaries: k·c + j·BLOCK inside chunk k, and every chunk boundary.
+    let split = |p: u64| (p / c * c, p % c);
+    let nearest = |p: u64| {
+        let (base, off) = split(p);
+        base + ((off + BLOCK / 2) / BLOCK * BLOCK).min(c)
+    };
+    let above = |p: u64| {
+        let (base, off) = split(p);
+        base + (off.div_ceil(BLOCK) * BLOCK).min(c)
+    };
+    let below = |p: u64| {
+        let (base, off) = split(p);
+        base + off / BLOCK * BLOCK
+    };
+    let len = usize::try_from(nb).unwrap_or(MAX_BINS);
+    let mut x = Vec::with_capacity(len);
+    x.push(start);
+    for b in 1..nb {
+        let p = nearest(start + bin_start(b, nb, n));
+        if x.last().is_some_and(|&last| p <= last) || p >= stop {
+            return Ok(None);
+        }
+        x.push(p);
+    }
+    let mut out = Decimation {
+        start,
+        stop,
+        x,
+        min: vec![f64::INFINITY; len],
+        max: vec![f64::NEG_INFINITY; len],
+    };
+    // The whole blocks lie in first..last; the elements before and after are read.
+    let (first, last) = (above(start), below(stop));
+    if first >= last {
+        return Ok(None);
+    }
+    let (lo, hi) = fold_raw(array, at, start, first, (out.min[0], out.max[0]))?;
+    (out.min[0], out.max[0]) = (lo, hi);
+    let (lo, hi) = fold_raw(array, at, last, stop, (out.min[len - 1], out.max[len - 1]))?;
+    (out.min[len - 1], out.max[len - 1]) = (lo, hi);
+    let chunks = all_summaries(array, at, first / c, (last - 1) / c + 1, c)?;
+    let mut b = 0usize;
+    for (k, s) in (first / c..).zip(&chunks) {
+        for (j, (lo, hi)) in s.min.iter().zip(&s.max).enumerate() {
+            let block = k * c + j as u64 * BLOCK;
+            if block < first {
+                continue;
+            }
+            if block >= last {
+                break;
+            }
+            while b + 1 < len && out.x[b + 1] <= block {
+                b += 1;
+            }
+            out.min[b] = out.min[b].min(*lo);
+            out.max[b] = out.max[b].max(*hi);
+        }
+    }
+    no_value_is_nan(&mut out);
+    Ok(Some(out))
 }
 
 #[cfg(test)]
@@ -261,6 +779,140 @@ mod tests {
         assert!(empty.x.is_empty());
     }
 
+    /// The reference for bins starting at `x` (the last one ends at `stop`).
+    fn naive_at(values: &[f64], x: &[u64], stop: u64) -> (Vec<f64>, Vec<f64>) {
+        let (mut lo, mut hi) = (Vec::new(), Vec::new());
+        for (b, &s) in x.iter().enumerate() {
+            let e = x.get(b + 1).copied().unwrap_or(stop);
+            let finite: Vec<f64> = values[s as usize..e as usize]
+                .iter()
+                .copied()
+                .filter(|v| !v.is_nan())
+                .collect();
+            lo.push(finite.iter().copied().fold(f64::NAN, f64::min));
+            hi.push(finite.iter().copied().fold(f64::NAN, f64::max));
+        }
+        (lo, hi)
+    }
+
+    #[test]
+    fn wide_bins_come_from_block_summaries_and_follow_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = 200_003u64;
+        let mut values: Vec<f64> = (0..n)
+            .map(|i| {
+                if (70_000..80_000).contains(&i) || i % 4099 == 7 {
+                    f64::NAN
+                } else {
+                    ((i * 7919) % 100_003) as f64 - 50_000.0
+                }
+            })
+            .collect();
+        let options = crate::CreateOptions {
+            dtype: crate::Dtype::F64,
+            shape: vec![0],
+            // Not a multiple of BLOCK: every chunk ends with a short block.
+            chunk_shape: Some(vec![5_000]),
+            codec: crate::Codec::None,
+            shard_shape: None,
+            fill_value: None,
+            dimension_names: None,
+        };
+        let mut array = DataArray::create(dir.path(), &options).unwrap();
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        array.append(crate::Dtype::F64, &[n], &bytes).unwrap();
+        let check = |array: &DataArray, values: &[f64], start: u64, stop: u64, bins: usize| {
+            let d = decimate(array, start, Some(stop), bins, &[]).unwrap();
+            let nb = (bins as u64).min(stop - start);
+            assert_eq!(d.x.len() as u64, nb);
+            assert_eq!(d.x[0], start);
+            // Bounds moved to block boundaries by at most half a block.
+            for (b, &x) in d.x.iter().enumerate().skip(1) {
+                let ideal = start + bin_start(b as u64, nb, stop - start);
+                assert!(x.abs_diff(ideal) <= BLOCK / 2, "bin {b}: {x} vs {ideal}");
+                assert!(x % 5_000 % BLOCK == 0, "bin {b} starts inside a block: {x}");
+            }
+            let (lo, hi) = naive_at(values, &d.x, stop);
+            assert!(
+                same(&d.min, &lo),
+                "{start}..{stop} / {bins}: {:?} {lo:?}",
+                d.min
+            );
+            assert!(same(&d.max, &hi), "{start}..{stop} / {bins}");
+            d
+        };
+        for (start, stop, bins) in [(0, n, 10), (3, n - 5, 7), (12_345, 190_001, 20), (0, n, 24)] {
+            check(&array, &values, start, stop, bins);
+        }
+        // The bins wholly NaN (70,000..80,000) have no value.
+        let d = check(&array, &values, 60_000, 100_000, 4);
+        assert!(d.min[1].is_nan() && d.max[1].is_nan(), "{d:?}");
+        // Narrower bins are exact bins, as before.
+        let d = decimate(&array, 0, Some(n), 1000, &[]).unwrap();
+        assert_eq!(d.x[1], bin_start(1, 1000, n));
+        // A write in the middle shows at once: summaries of rewritten chunks are not reused.
+        let region = Region {
+            dims: vec![Dim {
+                start: 123_456,
+                stop: 123_457,
+                step: 1,
+                keep: true,
+            }],
+        };
+        let before = kept(dir.path());
+        // Chunks 0..40; the last one's 3 elements are read, not summarized.
+        assert_eq!(before, 40, "every whole chunk of the series summarized");
+        let on_disk = |k: u64| summary_file(dir.path(), &[], k).is_file();
+        assert!((0..40).all(on_disk), "the summaries are kept on disk too");
+        // Another process (none in memory) finds them there, and the same bins.
+        let memory_only = |dir: &Path| {
+            if let Ok(mut s) = summaries().lock() {
+                s.arrays.remove(dir);
+            }
+        };
+        memory_only(dir.path());
+        check(&array, &values, 0, n, 10);
+        assert_eq!(kept(dir.path()), 40);
+        array
+            .write(&region, crate::Dtype::F64, &[1], &1e9f64.to_le_bytes())
+            .unwrap();
+        assert_eq!(
+            kept(dir.path()),
+            39,
+            "only the written chunk's summary dropped"
+        );
+        assert!(!on_disk(24) && on_disk(23) && on_disk(25), "and its file");
+        values[123_456] = 1e9;
+        let d = check(&array, &values, 0, n, 10);
+        assert_eq!(d.max.iter().copied().fold(f64::MIN, f64::max), 1e9);
+        // An append grows the series and its last chunk's summary.
+        let more: Vec<f64> = (0..30_000).map(|i| -1e6 - f64::from(i)).collect();
+        let bytes: Vec<u8> = more.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let before = kept(dir.path());
+        array.append(crate::Dtype::F64, &[30_000], &bytes).unwrap();
+        assert_eq!(
+            kept(dir.path()),
+            before,
+            "the append rewrites the unsummarized tail chunk: the others are kept"
+        );
+        values.extend(&more);
+        let d = check(&array, &values, 0, n + 30_000, 10);
+        assert_eq!(d.min[9], -1e6 - 29_999.0);
+        // Opened again (another reader), the same answer; from the files alone too.
+        let again = DataArray::open(dir.path()).unwrap();
+        check(&again, &values, 0, n + 30_000, 10);
+        memory_only(dir.path());
+        check(&again, &values, 0, n + 30_000, 10);
+        // A stale file (the chunk changed without this process knowing) is not used.
+        std::fs::copy(
+            summary_file(dir.path(), &[], 3),
+            summary_file(dir.path(), &[], 4),
+        )
+        .unwrap();
+        memory_only(dir.path());
+        check(&again, &values, 0, n + 30_000, 10);
+    }
+
     #[test]
     fn a_column_of_a_matrix() {
         let dir = tempfile::tempdir().unwrap();
@@ -283,5 +935,28 @@ mod tests {
         assert_eq!(d.max, vec![0.0, -25.0, -50.0, -75.0]);
         assert!(decimate(&array, 0, None, 4, &[3]).is_err());
         assert!(decimate(&array, 0, None, 4, &[0, 0]).is_err());
+
+        // Wide bins of a column, from the summaries of the column's chunks.
+        let dir = tempfile::tempdir().unwrap();
+        let options = crate::CreateOptions {
+            chunk_shape: Some(vec![2048, 2]),
+            ..options
+        };
+        let mut array = DataArray::create(dir.path(), &options).unwrap();
+        let rows: Vec<i32> = (0..40_000).flat_map(|i| [i, -i, (i * 7) % 1000]).collect();
+        let bytes: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
+        array
+            .append(crate::Dtype::I32, &[40_000, 3], &bytes)
+            .unwrap();
+        let d = decimate(&array, 0, None, 2, &[2]).unwrap();
+        assert_eq!(d.x, vec![0, 20_480]);
+        assert_eq!(
+            (d.min.clone(), d.max.clone()),
+            (vec![0.0, 0.0], vec![999.0, 999.0])
+        );
+        let d = decimate(&array, 1, None, 2, &[1]).unwrap();
+        assert_eq!(d.x, vec![1, 20_480]);
+        assert_eq!(d.min, vec![-20_479.0, -39_999.0]);
+        assert_eq!(d.max, vec![-1.0, -20_480.0]);
     }
 }

@@ -273,6 +273,9 @@ fn apply_journal(root: &Path, txn_dir: &Path) -> ArrayResult<()> {
 /// Finishes what a crash interrupted in `dir`: committed journals are applied, others
 /// deleted; a shrinking resize gets its reset done. The caller holds the exclusive lock.
 fn recover(dir: &Path) -> ArrayResult<()> {
+    if dir.join(TXN_DIR).exists() || dir.join(RESIZE_MARK).exists() {
+        crate::decimate::forget(dir);
+    }
     sweep_tmp(dir)?;
     recover_journals(dir)?;
     recover_resize(dir)
@@ -509,6 +512,7 @@ impl DataArray {
                 dir.display()
             )));
         }
+        crate::decimate::forget(dir);
         let array = Array::new_with_metadata(store.clone(), "/", metadata)?;
         array.store_metadata()?;
         Ok(DataArray {
@@ -670,6 +674,12 @@ impl DataArray {
         if rows_shape[0] == 0 {
             return Ok(shape);
         }
+        crate::decimate::forget_rows(
+            &self.dir,
+            self.chunk_shape()?[0],
+            shape[0],
+            shape[0].saturating_add(rows_shape[0]),
+        );
         let mut grown = shape.clone();
         grown[0] += rows_shape[0];
         check_extent(&grown, &self.chunk_shape()?)?;
@@ -706,6 +716,12 @@ impl DataArray {
         check_len(dtype, &region.full_shape(), bytes)?;
         if region.full_shape().contains(&0) {
             return Ok(());
+        }
+        match region.dims.first() {
+            Some(d) => {
+                crate::decimate::forget_rows(&self.dir, self.chunk_shape()?[0], d.start, d.end());
+            }
+            None => crate::decimate::forget(&self.dir),
         }
         let subset = ArraySubset::new_with_ranges(
             &region
@@ -746,6 +762,7 @@ impl DataArray {
             )));
         }
         check_extent(new_shape, &self.chunk_shape()?)?;
+        crate::decimate::forget(&self.dir);
         let shrinks = new_shape.iter().zip(&old).any(|(n, o)| n < o);
         let mark = StoreKey::new(RESIZE_MARK).map_err(|e| ArrayError::Storage(e.to_string()))?;
         if shrinks {
@@ -958,6 +975,11 @@ impl DataArray {
             .and_then(Value::as_array)
             .is_some_and(|t| !t.is_empty());
         Ok(plain && !transformers && cfg!(target_endian = "little"))
+    }
+
+    /// The file of the chunk (for a sharded array, the shard) at `indices` of the grid.
+    pub fn chunk_path(&self, indices: &[u64]) -> PathBuf {
+        self.dir.join(self.array.chunk_key(indices).as_str())
     }
 
     /// The elements of a box, C order.

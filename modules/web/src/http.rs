@@ -64,7 +64,8 @@ impl ServerModule for WebModule {
 
 /// Registers the web routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/web/{site}", web::get().to(site_root))
+    cfg.route("/web/{site}/_preview", web::post().to(preview))
+        .route("/web/{site}", web::get().to(site_root))
         .route("/web/{site}/{tail:.*}", web::get().to(serve))
         .route("/web/{site}/{tail:.*}", web::head().to(serve))
         .route("/web-static/{file}", web::get().to(static_file))
@@ -94,6 +95,16 @@ const STATIC: &[(&str, &str, &[u8])] = &[
         "wendelin-chart.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../static/wendelin-chart.js"),
+    ),
+    (
+        "web-editor.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../static/web-editor.js"),
+    ),
+    (
+        "web-editor.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../static/web-editor.css"),
     ),
     (
         "uPlot.LICENSE",
@@ -319,6 +330,143 @@ fn page_for(visit: Arc<Visit>, tail: &str) -> Page {
     }
 }
 
+/// What the page editor posts to `/web/<site>/_preview`: the page edited and its unsaved
+/// fields.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreviewBody {
+    page: String,
+    title: Option<String>,
+    content_type: Option<String>,
+    text_content: Option<String>,
+}
+
+/// `POST /web/<site>/_preview`: the page at `page` as it would show in the site with the
+/// posted fields instead of its stored ones — rendered as the logged-in author, drafts
+/// included, never cached. A session must send its CSRF token (X-CSRF-Token), as for
+/// every write; visitors who are not logged in, and pages or sites the author may not
+/// see, get the 404 of a missing page.
+async fn preview(
+    portal: web::Data<Portal>,
+    site: web::Path<String>,
+    auth: Auth,
+    body: web::Json<PreviewBody>,
+) -> Result<HttpResponse, ServerError> {
+    let site = site.into_inner();
+    let body = body.into_inner();
+    if auth.user.login.is_none() || !is_name(&site) {
+        return Ok(not_found());
+    }
+    if let Some(t) = body
+        .content_type
+        .as_deref()
+        .filter(|t| Kind::of(t).is_none())
+    {
+        let known: Vec<&str> = crate::CONTENT_TYPES.iter().map(|(t, _)| *t).collect();
+        return Err(ServerError::BadRequest(format!(
+            "content_type '{t}' is not one of {}",
+            known.join(", ")
+        )));
+    }
+    let timeout = Duration::from_millis(crate::settings().render_timeout_ms);
+    let visit = Arc::new(Visit {
+        portal: portal.clone().into_inner(),
+        user: auth.user,
+        site,
+        arrays: Vec::new(),
+        deadline: Instant::now() + timeout,
+        preview: true,
+        language: String::new(),
+    });
+    let p = portal.clone();
+    let work = blocking_read(&p, move || {
+        Ok(match preview_page(visit, body) {
+            Ok(Some(page)) => page,
+            Ok(None)
+            | Err(CoreError::NotFound(_) | CoreError::Unauthorized(_) | CoreError::Forbidden(_)) => {
+                Page::missing()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "web page preview failed");
+                Page::new(500, "text/html; charset=utf-8", BROKEN.as_bytes().to_vec())
+            }
+        })
+    });
+    let page = match actix_web::rt::time::timeout(timeout + Duration::from_millis(500), work).await
+    {
+        Ok(r) => r?,
+        Err(_) => Page::new(503, "text/html; charset=utf-8", BROKEN.as_bytes().to_vec()),
+    };
+    Ok(
+        HttpResponse::build(StatusCode::from_u16(page.status).unwrap_or(StatusCode::OK))
+            .content_type(page.content_type)
+            .insert_header((header::CONTENT_SECURITY_POLICY, WEB_CSP))
+            .insert_header((header::CACHE_CONTROL, "private, no-store"))
+            .body(page.body),
+    )
+}
+
+fn preview_page(visit: Arc<Visit>, body: PreviewBody) -> CoreResult<Option<Page>> {
+    let site_path = format!("{SITE_FOLDER}/{}", visit.site);
+    let Some(site) = shown(&visit, &site_path, WEB_SITE)? else {
+        return Ok(None);
+    };
+    let Some(mut page) = shown(&visit, body.page.trim_matches('/'), WEB_PAGE)? else {
+        return Ok(None);
+    };
+    if let Value::Object(m) = &mut page {
+        for (key, value) in [
+            ("title", body.title),
+            ("content_type", body.content_type),
+            ("text_content", body.text_content),
+        ] {
+            if let Some(v) = value {
+                m.insert(key.into(), Value::from(v));
+            }
+        }
+    }
+    let (visit, language) = in_site(&visit, &site);
+    let place = Place {
+        site,
+        trail: Vec::new(),
+        base: format!("/web/{}", visit.site),
+        language,
+    };
+    let mut shown_page = show_page(&visit, &place, &page)?;
+    shown_page.cacheable = false;
+    Ok(Some(shown_page))
+}
+
+/// The visit inside `site`: the arrays it publishes, the language shown (the one asked,
+/// else the site's).
+fn in_site(visit: &Arc<Visit>, site: &Value) -> (Arc<Visit>, String) {
+    let arrays: Vec<String> = site
+        .get("arrays")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let language = if visit.language.is_empty() {
+        text(site, "language")
+    } else {
+        visit.language.clone()
+    };
+    let inside = Arc::new(Visit {
+        portal: visit.portal.clone(),
+        user: visit.user.clone(),
+        site: visit.site.clone(),
+        arrays,
+        deadline: visit.deadline,
+        preview: visit.preview,
+        language: language.clone(),
+    });
+    (inside, language)
+}
+
 /// A document as JSON if the visitor may see it here: of type `portal_type`, published
 /// unless previewing.
 fn shown(visit: &Visit, path: &str, portal_type: &str) -> CoreResult<Option<Value>> {
@@ -357,31 +505,8 @@ fn resolve(visit: Arc<Visit>, tail: &str) -> CoreResult<Option<Page>> {
     let Some(site) = shown(&visit, &site_path, WEB_SITE)? else {
         return Ok(None);
     };
-    let arrays: Vec<String> = site
-        .get("arrays")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
     let fallback = text(&site, "language");
-    let language = if visit.language.is_empty() {
-        fallback.clone()
-    } else {
-        visit.language.clone()
-    };
-    let visit = Arc::new(Visit {
-        portal: visit.portal.clone(),
-        user: visit.user.clone(),
-        site: visit.site.clone(),
-        arrays,
-        deadline: visit.deadline,
-        preview: visit.preview,
-        language: language.clone(),
-    });
+    let (visit, language) = in_site(&visit, &site);
     let segments: Vec<&str> = tail.split('/').collect();
     if segments.first() == Some(&"_asset") && segments.len() == 2 {
         return asset(&visit, segments[1], &language, &fallback);

@@ -7,6 +7,7 @@
 
 pub mod http;
 pub mod render;
+pub mod view;
 
 use std::cmp::Ordering;
 use std::sync::OnceLock;
@@ -267,6 +268,8 @@ pub fn module() -> Module {
                 )
                 .workflow("publication_workflow"),
         )
+        .script("WebSite_view", view::site_view)
+        .script("WebPage_view", view::page_view)
 }
 
 /// Orders versions as people count: digit runs by value, the rest as text

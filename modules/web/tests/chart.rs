@@ -1,7 +1,8 @@
 //! A published site's chart in a real browser: Debian's Chromium driven by playwright-core
 //! (`tests/browser/chart.js` beside this file). A logged-out visitor loads the site and
 //! sees the array drawn; a draft page is a 404; zooming refetches at full resolution; the
-//! live chart follows an append; no console error (no CSP violation).
+//! live chart follows an append; no console error (no CSP violation); and a logged-in
+//! author's page editor in the admin UI shows a live preview of what they type.
 //!
 //! Needs `/usr/bin/chromium` (or `WENDELIN_CHROMIUM`), `node`, and the repository's
 //! `tests/browser/node_modules` (`npm ci` there). Without them it prints `skipped: …`, and
@@ -95,6 +96,7 @@ fn published_chart_in_chromium() {
         .env("SCREENSHOTS", &shots)
         .env("TOKEN", &s.manager_token)
         .env("ARRAY", &array)
+        .env("HOME_PAGE", &home)
         .env("LENGTH", length.to_string())
         .env("LOGIN", "boss")
         .env("PASSWORD", "boss-password-1")

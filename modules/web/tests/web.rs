@@ -600,3 +600,255 @@ fn decimation_and_published_array_charts() {
         404
     );
 }
+
+fn ui(s: &TestServer, path: &str, cookie: &str) -> Reply {
+    request_with("GET", &s.url(path), None, &[("Cookie", cookie)])
+}
+
+/// The row of `path` in a module view's table, with its `data-state`.
+fn row_state(html: &str, path: &str) -> Option<String> {
+    let at = html.find(&format!("<tr data-path=\"{path}\" data-state=\""))?;
+    let rest = &html[at..];
+    let state = rest.split("data-state=\"").nth(1)?.split('"').next()?;
+    Some(state.to_owned())
+}
+
+#[test]
+fn site_view_page_editor_and_preview() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(&dir.path().join("var"), None);
+    create(
+        &s,
+        "web_site_module",
+        json!({"portal_type": "Web Site", "id": "lab", "title": "Lab", "front_page": "home",
+               "stylesheet": "theme"}),
+    );
+    let news = create(
+        &s,
+        "web_site_module/lab",
+        json!({"portal_type": "Web Section", "id": "news", "title": "News", "front_page": "newsfront"}),
+    );
+    let archive = create(
+        &s,
+        &news,
+        json!({"portal_type": "Web Section", "id": "archive", "title": "Archive",
+               "listing": "portal_type:\"Web Page\""}),
+    );
+    let home = page(
+        &s,
+        "home",
+        "text/x-tera",
+        "Home <b>",
+        "<p>{{ page.title }}</p>",
+    );
+    let theme = page(&s, "theme", "text/css", "Theme", "body { color: red }");
+    let secret = page(&s, "secret", "text/html", "Secret draft", "<p>hidden</p>");
+    let script = page(&s, "app", "text/javascript", "App", "console.log(1)");
+    publish(&s, "web_site_module/lab");
+    publish(&s, &news);
+    publish(&s, &home);
+    publish(&s, &theme);
+    add_user(&s, "boss", "boss-password-1", &["Manager"]);
+    add_user(&s, "bob", "bob-password-12", &[]);
+    let (boss, boss_csrf) = login(&s, "boss", "boss-password-1");
+    let (bob, bob_csrf) = login(&s, "bob", "bob-password-12");
+
+    // The site's page: sections as a tree and pages, each with its state.
+    let r = ui(&s, "/ui/web_site_module/lab/+module", &boss);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let html = r.text;
+    assert!(html.contains("Module view"), "the view is a tab of the UI");
+    assert_eq!(
+        row_state(&html, &news).as_deref(),
+        Some("published"),
+        "{html}"
+    );
+    assert_eq!(
+        row_state(&html, &archive).as_deref(),
+        Some("draft"),
+        "{html}"
+    );
+    assert!(html.find(&news) < html.find(&archive), "parents first");
+    assert!(html.contains("/web/lab/news/archive/"), "{html}");
+    for (path, state) in [
+        (&home, "published"),
+        (&theme, "published"),
+        (&secret, "draft"),
+        (&script, "draft"),
+    ] {
+        assert_eq!(
+            row_state(&html, path).as_deref(),
+            Some(state),
+            "{path}: {html}"
+        );
+    }
+    // The pages the site names: the front page, the stylesheet, and a section's front page
+    // that does not exist.
+    let named =
+        &html[html.find("id=\"web-named-pages\"").unwrap()..html.find("id=\"web-pages\"").unwrap()];
+    assert!(
+        named.contains("front page") && named.contains(&home),
+        "{named}"
+    );
+    assert!(
+        named.contains("stylesheet") && named.contains(&theme),
+        "{named}"
+    );
+    assert!(
+        named.contains("front page of news") && named.contains("missing"),
+        "{named}"
+    );
+    assert!(!named.contains(&secret), "{named}");
+    // Escaped titles.
+    assert!(
+        html.contains("Home &lt;b&gt;") || html.contains("Home &#60;b&#62;"),
+        "{html}"
+    );
+    assert!(!html.contains("Home <b>"));
+    // A reader sees only what they may View: published documents, not the drafts.
+    let r = ui(&s, "/ui/web_site_module/lab/+module", &bob);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(row_state(&r.text, &news).as_deref(), Some("published"));
+    assert_eq!(row_state(&r.text, &home).as_deref(), Some("published"));
+    for hidden in [&archive, &secret, &script] {
+        assert!(
+            !r.text.contains(hidden.as_str()),
+            "{hidden} shown to a reader: {}",
+            r.text
+        );
+    }
+
+    // The page editor: the body in a code textarea of the page's mode, a preview frame.
+    for (path, mode) in [(&home, "html"), (&theme, "css"), (&script, "javascript")] {
+        let r = ui(&s, &format!("/ui/{path}/+module"), &boss);
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(
+            r.text.contains(&format!(
+                "name=\"text_content\" rows=\"24\" data-code=\"{mode}\""
+            )),
+            "{path}: {}",
+            r.text
+        );
+        assert!(r.text.contains("id=\"web-preview-frame\""), "{}", r.text);
+        assert!(r.text.contains("sandbox=\"allow-scripts\""), "{}", r.text);
+        assert!(r.text.contains("/web-static/web-editor.js"), "{}", r.text);
+        assert!(
+            r.text.contains(&format!("action=\"/ui/{path}/+edit\"")),
+            "{}",
+            r.text
+        );
+    }
+    let r = s.anon("GET", "/web-static/web-editor.js", None);
+    assert_eq!(r.status, 200);
+    assert!(r.text.contains("_preview"));
+
+    // The preview renders the unsaved body as the author, in the site's layout.
+    let draft = json!({"page": secret, "title": "Draft title", "content_type": "text/x-tera",
+                       "text_content": "<p>preview of {{ page.title }}</p>"});
+    let r = with_cookie(
+        &s,
+        "POST",
+        "/web/lab/_preview",
+        Some(&draft),
+        &boss,
+        Some(&boss_csrf),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.text.contains("<p>preview of Draft title</p>"),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.text.contains("site-title"),
+        "inside the layout: {}",
+        r.text
+    );
+    // Nothing was saved.
+    let stored = s.req("GET", &format!("/api/v1/{secret}"), None).json();
+    assert_eq!(stored["text_content"], "<p>hidden</p>");
+    assert_eq!(stored["title"], "Secret draft");
+    // A template error shows its line to the author.
+    let broken =
+        json!({"page": secret, "content_type": "text/x-tera", "text_content": "a\n{{ oops( }}"});
+    let r = with_cookie(
+        &s,
+        "POST",
+        "/web/lab/_preview",
+        Some(&broken),
+        &boss,
+        Some(&boss_csrf),
+    );
+    assert_eq!(r.status, 500);
+    assert!(r.text.contains("template-error"), "{}", r.text);
+    // Without the CSRF token a session may not preview (a cross-site post).
+    let r = with_cookie(&s, "POST", "/web/lab/_preview", Some(&draft), &boss, None);
+    assert_eq!(r.status, 403, "{}", r.text);
+    // A page the user may not see, an anonymous visitor, a missing site: the 404 of a
+    // missing page.
+    let r = with_cookie(
+        &s,
+        "POST",
+        "/web/lab/_preview",
+        Some(&draft),
+        &bob,
+        Some(&bob_csrf),
+    );
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = s.anon("POST", "/web/lab/_preview", Some(&draft));
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = with_cookie(
+        &s,
+        "POST",
+        "/web/nosite/_preview",
+        Some(&draft),
+        &boss,
+        Some(&boss_csrf),
+    );
+    assert_eq!(r.status, 404, "{}", r.text);
+    // Bad input: an unknown content type, an unknown field.
+    let bad = json!({"page": secret, "content_type": "text/x-php"});
+    let r = with_cookie(
+        &s,
+        "POST",
+        "/web/lab/_preview",
+        Some(&bad),
+        &boss,
+        Some(&boss_csrf),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("text/x-php"), "{}", r.text);
+    let bad = json!({"page": secret, "body": "x"});
+    let r = with_cookie(
+        &s,
+        "POST",
+        "/web/lab/_preview",
+        Some(&bad),
+        &boss,
+        Some(&boss_csrf),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    // The editor's form saves through the UI's edit handler.
+    let serial = s.req("GET", &format!("/api/v1/{secret}"), None).json()["serial"]
+        .as_i64()
+        .unwrap();
+    let form = format!(
+        "csrf_token={boss_csrf}&serial={serial}&page={secret}&preview_site=lab&title=Saved&content_type=text%2Fhtml&text_content=%3Cp%3Esaved%3C%2Fp%3E"
+    );
+    let r = wendelin_tests::request_raw(
+        "POST",
+        &s.url(&format!("/ui/{secret}/+edit")),
+        "application/x-www-form-urlencoded",
+        form.as_bytes(),
+        &[("Cookie", &boss)],
+    );
+    assert!(
+        r.status == 303 || r.status == 302,
+        "{} {}",
+        r.status,
+        r.text
+    );
+    let stored = s.req("GET", &format!("/api/v1/{secret}"), None).json();
+    assert_eq!(stored["text_content"], "<p>saved</p>");
+    assert_eq!(stored["title"], "Saved");
+}
