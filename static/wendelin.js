@@ -68,8 +68,12 @@
         if (t.getAttribute("aria-invalid") === "true") wrapper.classList.add("invalid");
         var label = t.id && document.querySelector('label[for="' + t.id + '"]');
         if (label) cm.getInputField().setAttribute("aria-label", label.textContent.trim());
-        // Keep the textarea the form's field (also for htmx and fetch-posted forms).
-        cm.on("change", function () { cm.save(); });
+        // Keep the textarea the form's field (also for htmx and fetch-posted forms), and
+        // tell listeners of the textarea (a live preview) that it changed.
+        cm.on("change", function () {
+          cm.save();
+          t.dispatchEvent(new Event("input", { bubbles: true }));
+        });
       });
     }, function () { /* no editor: the plain textarea works as it is */ });
   }
