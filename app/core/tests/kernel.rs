@@ -77,7 +77,7 @@ fn new(portal_type: &str, fields: Value) -> NewDocument {
 fn call(portal: &Portal, path: &str, name: &str) -> Value {
     match portal.call(&sys(), path, name, &Map::new(), false).unwrap() {
         MethodOutput::Json(v) => v,
-        MethodOutput::Html(h) => Value::from(h),
+        MethodOutput::Html(h) | MethodOutput::Text(h) => Value::from(h),
     }
 }
 

@@ -254,6 +254,9 @@ impl From<Reply> for HttpResponse {
             Reply::Ok(MethodOutput::Html(h)) => HttpResponse::Ok()
                 .content_type("text/html; charset=utf-8")
                 .body(h),
+            Reply::Ok(MethodOutput::Text(t)) => HttpResponse::Ok()
+                .content_type("text/plain; charset=utf-8")
+                .body(t),
             Reply::Created(location, v) => HttpResponse::Created()
                 .insert_header((header::LOCATION, location))
                 .json(v),

@@ -153,6 +153,9 @@ async fn append(
         return match out {
             wendelin_core::MethodOutput::Json(v) => Ok(HttpResponse::Ok().json(v)),
             wendelin_core::MethodOutput::Html(h) => Ok(HttpResponse::Ok().body(h)),
+            wendelin_core::MethodOutput::Text(t) => Ok(HttpResponse::Ok()
+                .content_type("text/plain; charset=utf-8")
+                .body(t)),
         };
     }
     let (dtype, shape, offset) = parse_body(&req, &body)?;

@@ -492,7 +492,7 @@ fn run_script(
     let out = call.invoke(&analysis.path, script, &args)?;
     let value = match out {
         MethodOutput::Json(v) => v,
-        MethodOutput::Html(_) => Value::Null,
+        MethodOutput::Html(_) | MethodOutput::Text(_) => Value::Null,
     };
     let more = match &value {
         Value::Object(o) => {

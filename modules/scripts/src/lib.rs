@@ -132,9 +132,9 @@ fn check_properties(props: &Map<String, Value>) -> CoreResult<()> {
             Permission::ALL.map(|p| p.name()).join(", ")
         )));
     }
-    if !matches!(parsed.result.as_str(), "json" | "html") {
+    if !matches!(parsed.result.as_str(), "json" | "html" | "text") {
         return Err(CoreError::Invalid(format!(
-            "result '{}' is not known; known: json, html",
+            "result '{}' is not known; known: json, html, text",
             parsed.result
         )));
     }
@@ -248,9 +248,11 @@ impl Method for UserScript {
         )
         .and_then(|value| match (self.props.result.as_str(), value) {
             ("html", Value::String(page)) => Ok(MethodOutput::Html(page)),
-            ("html", other) => Err(CoreError::Invalid(format!(
-                "script {} declares an html result but returned {other}, not a string",
-                self.doc.id
+            ("text", Value::String(text)) => Ok(MethodOutput::Text(text)),
+            (kind @ ("html" | "text"), other) => Err(CoreError::Invalid(format!(
+                "script {} declares a{} {kind} result but returned {other}, not a string",
+                self.doc.id,
+                if kind == "html" { "n" } else { "" }
             ))),
             (_, value) => Ok(MethodOutput::Json(value)),
         })

@@ -685,7 +685,7 @@ fn serve(
 fn output(out: MethodOutput) -> Value {
     match out {
         MethodOutput::Json(v) => v,
-        MethodOutput::Html(h) => Value::String(h),
+        MethodOutput::Html(h) | MethodOutput::Text(h) => Value::String(h),
     }
 }
 

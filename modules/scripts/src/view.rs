@@ -55,7 +55,7 @@ pub fn script_view(call: &mut Call<'_>) -> CoreResult<MethodOutput> {
                     MethodOutput::Json(v) => {
                         serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string())
                     }
-                    MethodOutput::Html(h) => h,
+                    MethodOutput::Html(h) | MethodOutput::Text(h) => h,
                 },
             },
             Err(e) => Outcome {

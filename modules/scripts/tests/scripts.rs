@@ -782,6 +782,33 @@ activate("edit", #{ description: "queued by a script" });
         "{}",
         r.content_type
     );
+    // A text result is served as plain text, never as a page; a text script that
+    // returns something other than a string is an error naming it.
+    created(script(
+        &server,
+        "portal_skins",
+        "DataStream_line",
+        r#"`<b>${context.title}</b>`"#,
+        json!({"result": "text"}),
+    ));
+    let r = server.req("GET", &format!("/{s}/line"), None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.text, "<b>source</b>");
+    assert!(
+        r.content_type.starts_with("text/plain"),
+        "{}",
+        r.content_type
+    );
+    created(script(
+        &server,
+        "portal_skins",
+        "DataStream_number",
+        "42",
+        json!({"result": "text"}),
+    ));
+    let r = server.req("GET", &format!("/{s}/number"), None);
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.text.contains("declares a text result"), "{}", r.text);
     let r = script(
         &server,
         "portal_skins",
@@ -790,7 +817,7 @@ activate("edit", #{ description: "queued by a script" });
         json!({"result": "pdf"}),
     );
     assert_eq!(r.status, 422, "{}", r.text);
-    assert!(r.text.contains("known: json, html"), "{}", r.text);
+    assert!(r.text.contains("known: json, html, text"), "{}", r.text);
 }
 
 #[test]

@@ -321,7 +321,7 @@ fn array_info(visit: &Visit, path: &str) -> tera::Result<Value> {
     }
     let call = |name: &str| match visit.portal.call(user, path, name, &Map::new(), false) {
         Ok(MethodOutput::Json(v)) => Ok(v),
-        Ok(MethodOutput::Html(h)) => Ok(Value::from(h)),
+        Ok(MethodOutput::Html(h) | MethodOutput::Text(h)) => Ok(Value::from(h)),
         Err(e) => Err(kernel(e)),
     };
     Ok(json!({
@@ -458,7 +458,7 @@ fn register(tera: &mut Tera, shared: &Shared) {
             .map_err(kernel)?
         {
             MethodOutput::Json(v) => Ok(v),
-            MethodOutput::Html(h) => Ok(Value::from(h)),
+            MethodOutput::Html(h) | MethodOutput::Text(h) => Ok(Value::from(h)),
         }
     });
     let s = shared.clone();

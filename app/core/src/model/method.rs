@@ -20,6 +20,8 @@ pub enum MethodOutput {
     Json(Value),
     /// A page, served as HTML.
     Html(String),
+    /// Plain text, served as `text/plain; charset=utf-8`.
+    Text(String),
 }
 
 /// What a method needs from the portal that runs it, beyond its own call: the data

@@ -916,8 +916,8 @@ pub fn module_tab(
     })?;
     let html = match portal.call(&s.user, &doc.path, &name, &query.to_args(), false)? {
         MethodOutput::Html(h) => h,
-        MethodOutput::Json(_) => {
-            return Err(ServerError::Internal(format!("{name} answered JSON")))
+        MethodOutput::Json(_) | MethodOutput::Text(_) => {
+            return Err(ServerError::Internal(format!("{name} answered no page")))
         }
     };
     // Module views render a whole page in the plain layout: keep what is in its <main>.
