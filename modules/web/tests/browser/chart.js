@@ -147,7 +147,12 @@ async function until(what, fn, ms = 15000) {
     const before = Number(await frame.getAttribute("data-previews"));
     const inside = mp.frameLocator("#web-preview-frame");
     check((await inside.locator("h1").first().textContent()) === "Home", "the stored page previewed");
-    await mp.fill("#field-text_content", "<p id=typed>typed in {{ page.title }}</p>");
+    // The admin UI's code editor (CodeMirror) stands in for the textarea: type into it.
+    const editor = mp.locator(".CodeMirror.code-editor[data-code=html]");
+    await editor.waitFor();
+    await editor.click();
+    await mp.keyboard.press("Control+A");
+    await mp.keyboard.type("<p id=typed>typed in {{ page.title }}</p>");
     await until("the typed preview", async () => (await inside.locator("#typed").count()) === 1);
     check((await inside.locator("#typed").textContent()) === "typed in Home", "rendered as a template");
     check(Number(await frame.getAttribute("data-previews")) > before, "a new preview");
