@@ -246,11 +246,11 @@ def main():
         print(f"\nRight after a write ({WRITES} sequential rounds of PATCH, then GET; end to end):\n")
         print("| page | p50 | p99 | max | server-side p50 | server-side p99 | X-Page-Cache |")
         print("|---|---|---|---|---|---|---|")
-        for name, times, sources, server in missed:
-            server = server or [float("nan")]
+        for name, times, sources, own in missed:
+            own = own or [float("nan")]
             print(f"| {name} | {statistics.median(times) * 1000:.2f} ms | {percentile(times, 99) * 1000:.2f} ms "
-                  f"| {max(times) * 1000:.2f} ms | {statistics.median(server) * 1000:.2f} ms "
-                  f"| {percentile(server, 99) * 1000:.2f} ms "
+                  f"| {max(times) * 1000:.2f} ms | {statistics.median(own) * 1000:.2f} ms "
+                  f"| {percentile(own, 99) * 1000:.2f} ms "
                   f"| {', '.join(f'{k} {v}' for k, v in sorted(sources.items()))} |")
         print(f"\nUnder wrk -c64 while a writer creates {WRITER_RATE} documents/s:\n")
         print("| page | req/s | p50 | p99 | writes landed | writer p50 | writer p99 |")
