@@ -878,7 +878,15 @@ fn the_gallery_shows_thumbnails_of_the_images_one_may_view() {
         assert_eq!(t.status, 404, "{}", t.text());
     }
     // A search keeps the gallery; an image without a picture is a tile without one.
-    let gallery = page(alice, "/ui/image_module?view=gallery&q=alices");
+    // The search is full-text, whose index follows commits by about a second.
+    let mut gallery = String::new();
+    for _ in 0..100 {
+        gallery = page(alice, "/ui/image_module?view=gallery&q=alices");
+        if gallery.contains(&format!("href=\"/ui/{empty}\"")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     assert!(
         gallery.contains("<input type=\"hidden\" name=\"view\" value=\"gallery\">"),
         "{gallery}"
