@@ -727,6 +727,25 @@ mod tests {
                 .all(|(x, y)| x == y || (x.is_nan() && y.is_nan()))
     }
 
+    /// A 1-D float64 array in `dir` holding `values`, in uncompressed chunks of `chunk`.
+    fn f64_array(dir: &std::path::Path, values: &[f64], chunk: u64) -> DataArray {
+        let options = crate::CreateOptions {
+            dtype: crate::Dtype::F64,
+            shape: vec![0],
+            chunk_shape: Some(vec![chunk]),
+            codec: crate::Codec::None,
+            shard_shape: None,
+            fill_value: None,
+            dimension_names: None,
+        };
+        let mut array = DataArray::create(dir, &options).unwrap();
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        array
+            .append(crate::Dtype::F64, &[values.len() as u64], &bytes)
+            .unwrap();
+        array
+    }
+
     #[test]
     fn matches_a_naive_scan_across_chunks_and_slabs() {
         let dir = tempfile::tempdir().unwrap();
@@ -740,18 +759,7 @@ mod tests {
                 }
             })
             .collect();
-        let options = crate::CreateOptions {
-            dtype: crate::Dtype::F64,
-            shape: vec![0],
-            chunk_shape: Some(vec![333]),
-            codec: crate::Codec::None,
-            shard_shape: None,
-            fill_value: None,
-            dimension_names: None,
-        };
-        let mut array = DataArray::create(dir.path(), &options).unwrap();
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        array.append(crate::Dtype::F64, &[n], &bytes).unwrap();
+        let array = f64_array(dir.path(), &values, 333);
         for (start, stop, bins) in [
             (0, n, 1200),
             (0, n, 1),
@@ -808,19 +816,8 @@ mod tests {
                 }
             })
             .collect();
-        let options = crate::CreateOptions {
-            dtype: crate::Dtype::F64,
-            shape: vec![0],
-            // Not a multiple of BLOCK: every chunk ends with a short block.
-            chunk_shape: Some(vec![5_000]),
-            codec: crate::Codec::None,
-            shard_shape: None,
-            fill_value: None,
-            dimension_names: None,
-        };
-        let mut array = DataArray::create(dir.path(), &options).unwrap();
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        array.append(crate::Dtype::F64, &[n], &bytes).unwrap();
+        // Not a multiple of BLOCK: every chunk ends with a short block.
+        let mut array = f64_array(dir.path(), &values, 5_000);
         let check = |array: &DataArray, values: &[f64], start: u64, stop: u64, bins: usize| {
             let d = decimate(array, start, Some(stop), bins, &[]).unwrap();
             let nb = (bins as u64).min(stop - start);
