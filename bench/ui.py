@@ -223,8 +223,8 @@ def main():
             headers={"Authorization": "Bearer " + tokens["erin"]})))["serial"]
         missed = []
         for name, path in [("listbox (erin)", "/ui/data_stream_module"), ("document view (erin)", first)]:
-            times, sources, serial, server = after_writes(base, tokens["erin"], cookies["erin"], path, serial)
-            missed.append((name, times, sources, server))
+            times, sources, serial, own = after_writes(base, tokens["erin"], cookies["erin"], path, serial)
+            missed.append((name, times, sources, own))
         rows = [
             ("GET /ui (ceiling: trivial actix-web handler, same server)", wrk(base + "/ui")),
             ("GET /health (trivial handler, one database read)", wrk(base + "/health")),
