@@ -385,6 +385,13 @@ fn compile(schema: &CatalogSchema, e: &Expr, binds: &mut Vec<Bind>) -> CoreResul
 /// set index (then sorted): reading that many rows costs about a millisecond.
 const FEW_VISIBLE: i64 = 1_000;
 
+/// The same bound for a page without an equality on a catalog column and without words:
+/// there SQLite's alternative is the scope's index (module, portal type), which matches
+/// nearly every row, all then sorted — at 1M documents, 400 ms for a user who sees 5,000
+/// of them, against 3 ms through the security set index (`bench/ui.py`, frank). Reading
+/// and sorting 20,000 rows costs a few milliseconds.
+const SOME_VISIBLE: i64 = 20_000;
+
 /// How many documents the security sets of `visible` hold (all of them for
 /// `Visible::All`), from the counters.
 fn visible_rows(
@@ -842,7 +849,8 @@ struct Plan<'a> {
 
 /// The page's plan on SQLite, as an `INDEXED BY` clause (PostgreSQL plans from its own
 /// statistics):
-/// - a caller who may see few documents in all (anywhere in the catalog): the security
+/// - a caller who may see few documents in all (anywhere in the catalog: at most
+///   `FEW_VISIBLE`, or `SOME_VISIBLE` when nothing else narrows the page): the security
 ///   set index reads just those, whatever the other filters and the sort; any other
 ///   index may walk past millions of rows hidden from them first;
 /// - sorted newest first with an equality on a catalog column: walk that column's
@@ -862,7 +870,12 @@ fn sqlite_hint(conn: &mut DbConnection, plan: &Plan<'_>, s: &Search) -> CoreResu
         .unwrap_or_default();
     let few_visible = match plan.visible {
         crate::access::security::Visible::Sets(sets) if !sets.is_empty() => {
-            visible_rows(conn, plan.visible)? <= FEW_VISIBLE
+            let bound = if plan.equalities.is_empty() && !plan.words {
+                SOME_VISIBLE
+            } else {
+                FEW_VISIBLE
+            };
+            visible_rows(conn, plan.visible)? <= bound
         }
         _ => false,
     };

@@ -49,6 +49,12 @@ function step(name) {
     await page.click(".CodeMirror");
     await page.keyboard.press("Control+A");
     await page.keyboard.type('"hello";\nlet x = ;');
+    // The editor hands what was typed to the form's textarea as it changes; on a loaded
+    // machine that may come after the last key event returns: wait for it before saving.
+    await page.waitForFunction(() => {
+      const t = document.querySelector("textarea[data-code]");
+      return t && t.value === '"hello";\nlet x = ;';
+    }, null, { timeout: 15000 });
     await Promise.all([page.waitForNavigation(), page.click("form.edit button.primary")]);
     const error = await page.locator("main").innerText();
     check(error.includes("line 2, column 9"), "the error names its position, got " + error);
