@@ -117,6 +117,11 @@ fn pages_of(call: &mut Call<'_>, reference: &str, limit: i64) -> CoreResult<Vec<
     } else {
         return Ok(Vec::new());
     };
+    newest(call, query, limit)
+}
+
+/// The documents `query` finds for the caller, newest first, at most `limit` (no count).
+fn newest(call: &mut Call<'_>, query: String, limit: i64) -> CoreResult<Vec<Document>> {
     let search = Search {
         query,
         sort_on: "modification_date desc".into(),
@@ -277,29 +282,14 @@ pub fn page_view(call: &mut Call<'_>) -> CoreResult<MethodOutput> {
             page.path
         )));
     }
-    let search = Search {
-        query: format!("portal_type:\"{WEB_SITE}\""),
-        sort_on: "modification_date desc".into(),
-        limit: 100,
-        offset: 0,
-    };
-    let principals = call.user.principals();
-    let sites = wendelin_core::catalog::search(
-        call.conn,
-        call.registry,
-        None,
-        &principals,
-        &search,
-        Count::None,
-    )?
-    .documents
-    .into_iter()
-    .filter(|d| d.path.starts_with(&format!("{SITE_FOLDER}/")))
-    .map(|d| SiteChoice {
-        id: d.id.clone(),
-        title: d.title.clone(),
-    })
-    .collect();
+    let sites = newest(call, format!("portal_type:\"{WEB_SITE}\""), 100)?
+        .into_iter()
+        .filter(|d| d.path.starts_with(&format!("{SITE_FOLDER}/")))
+        .map(|d| SiteChoice {
+            id: d.id.clone(),
+            title: d.title.clone(),
+        })
+        .collect();
     let content_type = text(&page, "content_type");
     let view = PageView {
         path: page.path.clone(),

@@ -743,16 +743,19 @@ fn site_view_page_editor_and_preview() {
     assert!(r.text.contains("_preview"));
 
     // The preview renders the unsaved body as the author, in the site's layout.
+    let preview = |site: &str, body: &Value| {
+        with_cookie(
+            &s,
+            "POST",
+            &format!("/web/{site}/_preview"),
+            Some(body),
+            &boss,
+            Some(&boss_csrf),
+        )
+    };
     let draft = json!({"page": secret, "title": "Draft title", "content_type": "text/x-tera",
                        "text_content": "<p>preview of {{ page.title }}</p>"});
-    let r = with_cookie(
-        &s,
-        "POST",
-        "/web/lab/_preview",
-        Some(&draft),
-        &boss,
-        Some(&boss_csrf),
-    );
+    let r = preview("lab", &draft);
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(
         r.text.contains("<p>preview of Draft title</p>"),
@@ -771,14 +774,7 @@ fn site_view_page_editor_and_preview() {
     // A template error shows its line to the author.
     let broken =
         json!({"page": secret, "content_type": "text/x-tera", "text_content": "a\n{{ oops( }}"});
-    let r = with_cookie(
-        &s,
-        "POST",
-        "/web/lab/_preview",
-        Some(&broken),
-        &boss,
-        Some(&boss_csrf),
-    );
+    let r = preview("lab", &broken);
     assert_eq!(r.status, 500);
     assert!(r.text.contains("template-error"), "{}", r.text);
     // Without the CSRF token a session may not preview (a cross-site post).
@@ -797,36 +793,15 @@ fn site_view_page_editor_and_preview() {
     assert_eq!(r.status, 404, "{}", r.text);
     let r = s.anon("POST", "/web/lab/_preview", Some(&draft));
     assert_eq!(r.status, 404, "{}", r.text);
-    let r = with_cookie(
-        &s,
-        "POST",
-        "/web/nosite/_preview",
-        Some(&draft),
-        &boss,
-        Some(&boss_csrf),
-    );
+    let r = preview("nosite", &draft);
     assert_eq!(r.status, 404, "{}", r.text);
     // Bad input: an unknown content type, an unknown field.
     let bad = json!({"page": secret, "content_type": "text/x-php"});
-    let r = with_cookie(
-        &s,
-        "POST",
-        "/web/lab/_preview",
-        Some(&bad),
-        &boss,
-        Some(&boss_csrf),
-    );
+    let r = preview("lab", &bad);
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(r.text.contains("text/x-php"), "{}", r.text);
     let bad = json!({"page": secret, "body": "x"});
-    let r = with_cookie(
-        &s,
-        "POST",
-        "/web/lab/_preview",
-        Some(&bad),
-        &boss,
-        Some(&boss_csrf),
-    );
+    let r = preview("lab", &bad);
     assert_eq!(r.status, 400, "{}", r.text);
     // The editor's form saves through the UI's edit handler.
     let serial = s.req("GET", &format!("/api/v1/{secret}"), None).json()["serial"]
