@@ -595,6 +595,17 @@ pub fn add_user(server: &TestServer, login: &str, password: &str, roles: &[&str]
     assert!(ok, "{err}");
 }
 
+/// A new API token of `login` (`wendelin user token add`), as an `Authorization` value.
+pub fn bearer_of(server: &TestServer, login: &str) -> String {
+    let (ok, out, err) = run_cli(
+        &["user", "token", "add", login, "--name", "t"],
+        &server.cli_env(),
+        "",
+    );
+    assert!(ok, "{err}");
+    format!("Bearer {}", out.rsplit(' ').next().unwrap().trim())
+}
+
 /// Logs in with JSON; returns (cookie header value, CSRF token).
 pub fn login(server: &TestServer, login: &str, password: &str) -> (String, String) {
     let r = request_with(

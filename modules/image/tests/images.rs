@@ -583,13 +583,7 @@ fn an_image_one_may_not_view_is_not_found_with_its_conversions() {
 
     let (ok, _, err) = run_cli(&["user", "add", "visitor"], &server.cli_env(), "");
     assert!(ok, "{err}");
-    let (ok, out, err) = run_cli(
-        &["user", "token", "add", "visitor", "--name", "t"],
-        &server.cli_env(),
-        "",
-    );
-    assert!(ok, "{err}");
-    let visitor = format!("Bearer {}", out.rsplit(' ').next().unwrap().trim());
+    let visitor = wendelin_tests::bearer_of(&server, "visitor");
     for q in [
         "",
         "?display=small",

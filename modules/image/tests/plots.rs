@@ -7,7 +7,7 @@ use std::io::Cursor;
 
 use image::{ImageFormat, RgbImage};
 use serde_json::json;
-use wendelin_tests::{add_user, request_raw, request_with, run_cli, TestServer};
+use wendelin_tests::{add_user, request_raw, request_with, TestServer};
 
 /// The colour of a plot's first series (matplotlib's first blue).
 const SERIES: [u8; 3] = [31, 119, 180];
@@ -206,13 +206,7 @@ fn heatmaps_bad_parameters_and_permissions() {
 
     // Who may not View the array sees neither its plot nor that it exists.
     add_user(&server, "eve", "eve-password-1", &[]);
-    let (ok, out, err) = run_cli(
-        &["user", "token", "add", "eve", "--name", "t"],
-        &server.cli_env(),
-        "",
-    );
-    assert!(ok, "{err}");
-    let eve = format!("Bearer {}", out.rsplit(' ').next().unwrap().trim());
+    let eve = wendelin_tests::bearer_of(&server, "eve");
     let hidden = request_with(
         "GET",
         &server.url(&format!("/api/v1/{path}/plot")),
@@ -322,13 +316,7 @@ fn x_from_a_second_array_places_points_by_their_x() {
     // Eve (an Author) may View the plotted array once validated, but not the x array
     // while it is a draft: a 404; once it is validated too, the plot.
     add_user(&server, "eve", "eve-password-1", &["Author"]);
-    let (ok, out, err) = run_cli(
-        &["user", "token", "add", "eve", "--name", "t"],
-        &server.cli_env(),
-        "",
-    );
-    assert!(ok, "{err}");
-    let eve = format!("Bearer {}", out.rsplit(' ').next().unwrap().trim());
+    let eve = wendelin_tests::bearer_of(&server, "eve");
     let r = server.req(
         "POST",
         &format!("/api/v1/{yp}/transitions/validate"),
