@@ -593,8 +593,12 @@ for k in range(3):
     assert r.status_code == 204, r.text
     aid = wait(analysis, "the Data Analysis")
     wait(lambda: (a := array(aid, "counts")) is not None and a.sum() == total, "the counts")
-pi = requests.get(U + "/api/v1/progress_indicator_module/%s-progress" % aid, headers=H).json()
-assert pi["int_offset_index"] == total, pi
+# The script appends before it returns; the offset is written after it, so
+# it may trail the counts by one run: wait for it rather than read it once.
+def offset():
+    r = requests.get(U + "/api/v1/progress_indicator_module/%s-progress" % aid, headers=H)
+    return r.json()["int_offset_index"] == total
+wait(offset, "the progress offset")
 print("ok")
 "#
     );
