@@ -69,6 +69,9 @@ fn declared(t: &PortalType, nullable_optional: bool) -> Vec<(String, Value, bool
                 if let Some(d) = &p.default {
                     m.insert("default".into(), d.clone());
                 }
+                if !p.choices.is_empty() {
+                    m.insert("enum".into(), Value::from(p.choices.clone()));
+                }
             }
             let required = p.required && p.default.is_none();
             if nullable_optional && !p.required {

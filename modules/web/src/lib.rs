@@ -253,6 +253,7 @@ pub fn module() -> Module {
                 .property(
                     PropertyDef::new("content_type", PropertyType::String)
                         .default_value(Value::from("text/html"))
+                        .choices(&CONTENT_TYPES.iter().map(|(t, _)| *t).collect::<Vec<_>>())
                         .describe("text/html, text/markdown, text/x-tera, text/css or text/javascript"),
                 )
                 .property(

@@ -1,8 +1,10 @@
 //! A published site's chart in a real browser: Debian's Chromium driven by playwright-core
 //! (`tests/browser/chart.js` beside this file). A logged-out visitor loads the site and
 //! sees the array drawn; a draft page is a 404; zooming refetches at full resolution; the
-//! live chart follows an append; no console error (no CSP violation); and a logged-in
-//! author's page editor in the admin UI shows a live preview of what they type.
+//! live chart follows an append; no console error (no CSP violation); a logged-in
+//! author's page editor in the admin UI shows a live preview of what they type; and the
+//! author builds a second site with a chart page through the admin UI's forms (add,
+//! choose the content type, publish), which a logged-out visitor then sees drawn.
 //!
 //! Needs `/usr/bin/chromium` (or `WENDELIN_CHROMIUM`), `node`, and the repository's
 //! `tests/browser/node_modules` (`npm ci` there). Without them it prints `skipped: …`, and

@@ -226,6 +226,43 @@ fn publication(s: &TestServer) {
         Some(&json!({"portal_type": "Web Page", "title": "x", "content_type": "image/svg+xml"})),
     );
     assert_eq!(r.status, 422, "{}", r.text);
+    assert!(
+        r.text
+            .contains("one of text/html, text/markdown, text/x-tera"),
+        "{}",
+        r.text
+    );
+    // The declared choices are what the forms offer and what the API describes.
+    let form = s.req("GET", "/ui/web_page_module/+add?type=Web%20Page", None);
+    assert_eq!(form.status, 200, "{}", form.text);
+    assert!(
+        form.text.contains("<select id=\"field-content_type\"")
+            && form
+                .text
+                .contains("<option value=\"text/x-tera\">text/x-tera</option>")
+            && form
+                .text
+                .contains("<option value=\"text/html\" selected>text/html</option>"),
+        "{}",
+        form.text
+    );
+    let api = s.req("GET", "/api/v1/openapi.json", None).json();
+    let schema = &api["components"]["schemas"]["WebPage"]["properties"]["content_type"]["enum"];
+    assert_eq!(
+        schema,
+        &json!([
+            "text/html",
+            "text/markdown",
+            "text/x-tera",
+            "text/css",
+            "text/javascript"
+        ]),
+        "{}",
+        api["components"]["schemas"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect::<Vec<_>>().join(","))
+            .unwrap_or_default()
+    );
     let r = s.req(
         "POST",
         "/api/v1/web_page_module",

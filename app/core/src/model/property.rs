@@ -26,6 +26,9 @@ pub fn check_value(portal_type: &PortalType, def: &PropertyDef, value: Value) ->
             if def.kind == PropertyType::String && s.contains('\n') {
                 return Err(wrong("a single-line string"));
             }
+            if !def.choices.is_empty() && !def.choices.iter().any(|c| c == s) {
+                return Err(wrong(&format!("one of {}", def.choices.join(", "))));
+            }
             value
         }
         PropertyType::Int => match (value.as_i64(), value.as_f64()) {

@@ -70,6 +70,9 @@ pub struct PropertyDef {
     /// `markdown`), which forms edit in a code editor.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    /// For strings: the only values it may hold (empty: any). Forms show a choice list.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<String>,
 }
 
 impl PropertyDef {
@@ -86,7 +89,14 @@ impl PropertyDef {
             description: String::new(),
             set_by_role: None,
             code: None,
+            choices: Vec::new(),
         }
+    }
+    /// Restricts a string property to `values`: anything else is refused (422), and forms
+    /// offer them as a choice list.
+    pub fn choices(mut self, values: &[&str]) -> Self {
+        self.choices = values.iter().map(|v| (*v).to_owned()).collect();
+        self
     }
     /// Marks a text property as code in `language`: forms edit it in a code editor.
     pub fn code(mut self, language: &str) -> Self {

@@ -59,7 +59,8 @@ pub struct Field {
     pub name: String,
     /// Label text.
     pub label: String,
-    /// `text`, `textarea`, `number`, `date`, `datetime-local`, `checkbox`, `relation`, `json`.
+    /// `text`, `textarea`, `number`, `date`, `datetime-local`, `checkbox`, `relation`, `json`,
+    /// `select` (a string with declared choices).
     pub widget: &'static str,
     /// `step` of number inputs.
     pub step: &'static str,
@@ -80,6 +81,9 @@ pub struct Field {
     /// For code: its language, the textarea's `data-code` (the UI script turns it into a
     /// code editor); empty otherwise.
     pub code: String,
+    /// For `select`: the values offered (the stored one first if it is not among them, so
+    /// that saving the form does not change it unnoticed).
+    pub choices: Vec<String>,
 }
 
 fn core_defs() -> Vec<PropertyDef> {
@@ -134,6 +138,7 @@ pub fn fields(pt: &PortalType, values: &Map<String, Value>) -> Vec<Field> {
         .map(|def| {
             let value = values.get(&def.name).or(def.default.as_ref());
             let (widget, step) = match def.kind {
+                PropertyType::String if !def.choices.is_empty() => ("select", ""),
                 PropertyType::String => ("text", ""),
                 PropertyType::Text => ("textarea", ""),
                 PropertyType::Int => ("number", "1"),
@@ -144,11 +149,17 @@ pub fn fields(pt: &PortalType, values: &Map<String, Value>) -> Vec<Field> {
                 PropertyType::Json => ("json", ""),
                 PropertyType::Relation => ("relation", ""),
             };
+            let text = to_text(def.kind, value);
+            let mut choices = def.choices.clone();
+            if !choices.is_empty() && !text.is_empty() && !choices.contains(&text) {
+                choices.insert(0, text.clone());
+            }
             Field {
                 label: label(&def.name),
                 widget,
                 step,
-                value: to_text(def.kind, value),
+                value: text,
+                choices,
                 checked: value.and_then(Value::as_bool).unwrap_or(false),
                 required: def.required,
                 help: def.description.clone(),

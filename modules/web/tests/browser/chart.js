@@ -160,6 +160,51 @@ async function until(what, fn, ms = 15000) {
     const stored = await (await fetch(BASE + "/api/v1/" + process.env.HOME_PAGE, { headers: { authorization: "Bearer " + process.env.TOKEN } })).json();
     check(!stored.text_content.includes("typed"), "nothing saved by the preview");
     await mp.screenshot({ path: path.join(process.env.SCREENSHOTS, "web-editor.png"), fullPage: true });
+
+    step("an author builds a site and a chart page through the admin UI and publishes both");
+    await mp.goto(BASE + "/ui/web_site_module/+add?type=Web%20Site");
+    await mp.fill("#field-id", "lab2");
+    await mp.fill("#field-title", "Lab two");
+    await mp.fill("#field-front_page", "home2");
+    await mp.fill("#field-arrays", process.env.ARRAY);
+    await mp.click("button:has-text('Create')");
+    await mp.waitForURL(/\/ui\/web_site_module\/lab2/);
+    await mp.selectOption("#wf-transition", "publish");
+    await mp.click(".workflow button");
+    const stateOf = async (doc) => JSON.stringify((await (await fetch(BASE + "/api/v1/" + doc, { headers: { authorization: "Bearer " + process.env.TOKEN } })).json()).workflow_states);
+    await until("the site published", async () => (await stateOf("web_site_module/lab2")).includes('"published"'));
+    await mp.goto(BASE + "/ui/web_page_module/+add?type=Web%20Page");
+    await mp.fill("#field-title", "Home two");
+    await mp.fill("#field-page_reference", "home2");
+    // The content type is a choice list (the type declares the five it serves).
+    await mp.selectOption("#field-content_type", "text/x-tera");
+    await mp.fill("#field-text_content", "<h1 id=made>{{ page.title }}</h1>{{ chart(array='" + process.env.ARRAY + "', title='Signal') }}");
+    await mp.click("button:has-text('Create')");
+    await mp.waitForURL(/\/ui\/web_page_module\/[^+]+$/);
+    const made = mp.url().split("/ui/")[1];
+    await mp.selectOption("#wf-transition", "publish_alive");
+    await mp.click(".workflow button");
+    await until("the page published alive", async () => (await stateOf(made)).includes("published_alive"));
+
+    step("a logged-out visitor sees the author's chart");
+    const visitor = await browser.newContext({ viewport: { width: 1000, height: 800 } });
+    const vp = await visitor.newPage();
+    vp.on("console", (m) => {
+      if (m.type() === "error" && !/status of 404/.test(m.text())) problems.push(m.text());
+    });
+    const front = await vp.goto(BASE + "/web/lab2/");
+    check(front.status() === 200, "the author's site: " + front.status());
+    check((await vp.locator("#made").textContent()) === "Home two", "the author's page is the front page");
+    const made2 = vp.locator("div.wendelin-chart").first();
+    await until("the author's chart drawn", async () => (await attr(made2, "data-state")) === "drawn");
+    check(Number(await attr(made2, "data-length")) === LENGTH + 500, "the chart shows the whole array: " + (await attr(made2, "data-length")));
+    const bins = await vp.evaluate(async () => {
+      const src = document.querySelector("div.wendelin-chart").getAttribute("data-src");
+      return (await fetch(src + "?bins=100&start=0&stop=1000")).json();
+    });
+    check(bins.min[0] === 0 && bins.max[99] === 999, "the visitor reads the array's data: " + JSON.stringify(bins).slice(0, 160));
+    await vp.screenshot({ path: path.join(process.env.SCREENSHOTS, "web-author-site.png") });
+    await visitor.close();
     await manager.close();
 
     check(problems.length === 0, "no console errors (CSP violations included): " + problems.join(" | "));
