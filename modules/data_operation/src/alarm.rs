@@ -1,8 +1,11 @@
-//! The periodic step (Wendelin's `ERP5Site_createDataAnalysisList` alarm): one Data
-//! Analysis per (started Data Ingestion × validated Data Transformation of its product),
-//! idempotently, then a run queued for every started analysis with input left.
+//! The periodic step (Wendelin's alarm: `ERP5Site_createDataAnalysisList` and the steps
+//! around it): one Data Analysis per (started Data Ingestion × validated Data
+//! Transformation of its product), idempotently; finished batch ingestions stopped; a run
+//! queued for every started analysis with input left, and the analyses of stopped batch
+//! ingestions stopped once they have read everything.
 
 use serde_json::{json, Map, Value};
+use wendelin_core::activity;
 use wendelin_core::catalog::{self, Count, Search};
 use wendelin_core::db::DbConnection;
 use wendelin_core::document::{self as docs};
@@ -47,13 +50,125 @@ fn search_all(
     }
 }
 
-/// The method: creates the missing analyses and queues the runs due; returns what it did.
+/// The method: creates the missing analyses, stops finished batch ingestions, queues the
+/// runs due and stops the batch analyses that are done; returns what it did.
 pub fn create_method(call: &mut Call<'_>) -> CoreResult<MethodOutput> {
+    // Analyses first: a batch ingestion finished before the first step still gets its
+    // analysis (the create step only looks at started ingestions).
     let created = create_analyses(call.conn, call.registry, call.user)?;
-    let queued = queue_due(call.conn, call.registry, call.host, call.user)?;
-    Ok(MethodOutput::Json(
-        json!({"created": created, "queued": queued}),
-    ))
+    let stopped = stop_finished_batches(call.conn, call.registry, call.host, call.user)?;
+    let (queued, done) = queue_due(call.conn, call.registry, call.host, call.user)?;
+    Ok(MethodOutput::Json(json!({
+        "created": created, "stopped_ingestions": stopped, "queued": queued,
+        "stopped_analyses": done,
+    })))
+}
+
+/// The analyses of `ingestion` (its `causality` back-references).
+fn analyses_of(conn: &mut DbConnection, ingestion: &Document) -> CoreResult<Vec<Document>> {
+    let paths = docs::relations_to(conn, ingestion.uid, Some("causality"))?
+        .remove("causality")
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for path in paths {
+        if let Some(a) = docs::find(conn, &path)? {
+            if a.portal_type == DATA_ANALYSIS {
+                out.push(a);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether `analysis` reads a batch ingestion (an input line of use
+/// `big_data/ingestion/batch`).
+fn reads_batch(conn: &mut DbConnection, analysis: &Document) -> CoreResult<bool> {
+    let (lines, _) = docs::children(conn, analysis.uid, None, 1000, 0)?;
+    for line in lines {
+        let props = line.property_map()?;
+        let quantity = props.get("quantity").and_then(Value::as_f64).unwrap_or(0.0);
+        if quantity < 0.0 && props.get("use").and_then(Value::as_str) == Some(USE_BATCH) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Whether a started ingestion is finished: its `stop_date` has passed, or none of its
+/// streams grew for `idle` (zero: never by idleness).
+fn finished(
+    conn: &mut DbConnection,
+    host: &dyn Host,
+    ingestion: &Document,
+    idle: std::time::Duration,
+) -> CoreResult<bool> {
+    let now = chrono::Utc::now();
+    let props = ingestion.property_map()?;
+    if let Some(stop) = props
+        .get("stop_date")
+        .and_then(Value::as_str)
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+    {
+        if stop <= now {
+            return Ok(true);
+        }
+    }
+    if idle.is_zero() {
+        return Ok(false);
+    }
+    let (lines, _) = docs::children(conn, ingestion.uid, None, 1000, 0)?;
+    let mut newest: Option<chrono::DateTime<chrono::FixedOffset>> = None;
+    for line in lines {
+        let streams = docs::relations_from(conn, line.uid, Some("aggregate"))?
+            .remove("aggregate")
+            .unwrap_or_default();
+        for path in streams {
+            let Some(stream) = docs::find(conn, &path)? else {
+                continue;
+            };
+            let Some(at) = wendelin_data_stream::last_append(host, &stream)?
+                .and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
+            else {
+                continue;
+            };
+            newest = Some(newest.map_or(at, |n| n.max(at)));
+        }
+    }
+    let idle = chrono::Duration::from_std(idle).unwrap_or(chrono::Duration::MAX);
+    Ok(newest.is_some_and(|at| now.signed_duration_since(at) >= idle))
+}
+
+/// Wendelin's first step: stops the started ingestions that a batch analysis reads and
+/// that are finished ([`finished`]); returns their paths.
+pub fn stop_finished_batches(
+    conn: &mut DbConnection,
+    registry: &Registry,
+    host: &dyn Host,
+    user: &User,
+) -> CoreResult<Vec<String>> {
+    let idle = std::time::Duration::from_secs(crate::settings().batch_idle_seconds);
+    let ingestions = search_all(
+        conn,
+        registry,
+        user,
+        "portal_type:\"Data Ingestion\" AND data_ingestion_state:started",
+    )?;
+    let mut stopped = Vec::new();
+    for ingestion in ingestions {
+        let mut batch = false;
+        for a in analyses_of(conn, &ingestion)? {
+            if reads_batch(conn, &a)? {
+                batch = true;
+                break;
+            }
+        }
+        if batch && finished(conn, host, &ingestion, idle)? {
+            host.fire_in(conn, user, &ingestion.path, "stop", &Map::new())?;
+            tracing::info!(ingestion = %ingestion.path, "batch ingestion finished: stopped");
+            stopped.push(ingestion.path);
+        }
+    }
+    Ok(stopped)
 }
 
 /// Paths of the analyses created.
@@ -115,16 +230,7 @@ pub fn create_analyses(
 
 /// Whether an analysis of `ingestion` by `transformation` exists.
 fn exists(conn: &mut DbConnection, ingestion: &Document, tr: &Document) -> CoreResult<bool> {
-    let analyses = docs::relations_to(conn, ingestion.uid, Some("causality"))?
-        .remove("causality")
-        .unwrap_or_default();
-    for path in analyses {
-        let Some(a) = docs::find(conn, &path)? else {
-            continue;
-        };
-        if a.portal_type != DATA_ANALYSIS {
-            continue;
-        }
+    for a in analyses_of(conn, ingestion)? {
         let spec = docs::relations_from(conn, a.uid, Some("specialise"))?;
         if spec.get("specialise").is_some_and(|p| p.contains(&tr.path)) {
             return Ok(true);
@@ -283,28 +389,53 @@ fn create_one(
     Ok(analysis.path)
 }
 
-/// Whether a started analysis has work: a refresh asked, or input beyond its offset.
+/// Whether a started analysis has work: a refresh asked, stream input beyond its offset,
+/// or an input array changed since its last run began (arrays carry no offset the step
+/// could compare: their `zarr.json`, rewritten by every append, is newer than that run).
 pub fn due(conn: &mut DbConnection, host: &dyn Host, analysis: &Document) -> CoreResult<bool> {
     if !exec::in_state(conn, analysis, REFRESH_WORKFLOW, "current")? {
         return Ok(true);
     }
     let lines = exec::load_lines(conn, analysis)?;
-    let offset = lines
+    let pi = lines
         .iter()
         .flat_map(|l| l.aggregates.iter())
         .find(|d| d.portal_type == PROGRESS_INDICATOR)
-        .map(|pi| -> CoreResult<u64> {
-            Ok(pi
-                .property_map()?
-                .get("int_offset_index")
-                .and_then(Value::as_u64)
-                .unwrap_or(0))
-        })
+        .map(Document::property_map)
         .transpose()?
+        .unwrap_or_default();
+    let offset = pi
+        .get("int_offset_index")
+        .and_then(Value::as_u64)
         .unwrap_or(0);
+    // When the last run began: its end less its length, less a second of slack for
+    // clocks that tick coarser than a run.
+    let began = pi
+        .get("last_run")
+        .and_then(Value::as_str)
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|end| {
+            let took = pi
+                .get("state")
+                .and_then(|s| s.get("last_run_seconds"))
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0);
+            let took = std::time::Duration::try_from_secs_f64(took.max(0.0) + 1.0)
+                .unwrap_or(std::time::Duration::from_secs(1));
+            std::time::SystemTime::from(end) - took
+        });
     for line in lines.iter().filter(|l| l.quantity < 0.0) {
         if let Some(stream) = line.stream() {
             if wendelin_data_stream::size_of(host, stream)? > offset {
+                return Ok(true);
+            }
+        }
+        if let Some(array) = line.array() {
+            let meta = wendelin_data_array::array_dir(host, array)?.join("zarr.json");
+            let Ok(changed) = std::fs::metadata(&meta).and_then(|m| m.modified()) else {
+                continue; // not written yet
+            };
+            if began.is_none_or(|b| changed >= b) {
                 return Ok(true);
             }
         }
@@ -312,13 +443,15 @@ pub fn due(conn: &mut DbConnection, host: &dyn Host, analysis: &Document) -> Cor
     Ok(false)
 }
 
-/// Queues a run of every started analysis that is due; returns their paths.
+/// Queues a run of every started analysis that is due, and stops those that are not
+/// due, read a batch ingestion whose ingestion is stopped, and have no run queued or
+/// running (everything is read); returns the paths queued and the paths stopped.
 pub fn queue_due(
     conn: &mut DbConnection,
     registry: &Registry,
     host: &dyn Host,
     user: &User,
-) -> CoreResult<Vec<String>> {
+) -> CoreResult<(Vec<String>, Vec<String>)> {
     let analyses = search_all(
         conn,
         registry,
@@ -326,10 +459,35 @@ pub fn queue_due(
         &format!("portal_type:\"{DATA_ANALYSIS}\" AND data_analysis_state:started"),
     )?;
     let mut queued = Vec::new();
+    let mut stopped = Vec::new();
     for a in analyses {
-        if due(conn, host, &a)? && exec::queue_run(conn, user, &a.path, 0)? {
-            queued.push(a.path);
+        if due(conn, host, &a)? {
+            if exec::queue_run(conn, user, &a.path, 0)? {
+                queued.push(a.path);
+            }
+        } else if reads_batch(conn, &a)?
+            && ingestion_stopped(conn, &a)?
+            && !activity::is_queued(conn, &a.path, crate::EXECUTE)?
+        {
+            host.fire_in(conn, user, &a.path, "stop", &Map::new())?;
+            tracing::info!(analysis = %a.path, "batch analysis done: stopped");
+            stopped.push(a.path);
         }
     }
-    Ok(queued)
+    Ok((queued, stopped))
+}
+
+/// Whether the ingestion `analysis` reads (its `causality`) is stopped.
+fn ingestion_stopped(conn: &mut DbConnection, analysis: &Document) -> CoreResult<bool> {
+    let causes = docs::relations_from(conn, analysis.uid, Some("causality"))?
+        .remove("causality")
+        .unwrap_or_default();
+    for path in causes {
+        if let Some(ingestion) = docs::find(conn, &path)? {
+            if exec::in_state(conn, &ingestion, "data_ingestion_workflow", "stopped")? {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }

@@ -75,6 +75,10 @@ pub struct OperationSettings {
     /// Largest memory a whole-signal operation (rfft) may take; larger inputs are
     /// refused with a message.
     pub memory_budget: u64,
+    /// A started batch ingestion (one an analysis reads with use
+    /// `big_data/ingestion/batch`) whose streams have not grown for this many seconds is
+    /// finished: the periodic step stops it (0: only a passed `stop_date` finishes it).
+    pub batch_idle_seconds: u64,
 }
 
 impl Default for OperationSettings {
@@ -84,6 +88,7 @@ impl Default for OperationSettings {
             max_input_bytes: 8 << 20,
             debounce_millis: 200,
             memory_budget: 256 << 20,
+            batch_idle_seconds: 300,
         }
     }
 }

@@ -664,3 +664,254 @@ print(aid)
         page.text
     );
 }
+
+/// Polls `cond` every 200 ms for up to 60 s.
+fn eventually(what: &str, server: &TestServer, mut cond: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < end {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (_, list, _) = run_cli(&["activities", "list"], &server.cli_env(), "");
+    panic!(
+        "timed out waiting for {what}\nactivities:\n{list}\nserver log:\n{}",
+        server.stderr()
+    );
+}
+
+#[test]
+fn the_periodic_step_stops_finished_batches_and_runs_array_only_analyses() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with_env(
+        &dir.path().join("var"),
+        None,
+        &[
+            ("WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS", "1"),
+            ("WENDELIN_DATA_OPERATION_BATCH_IDLE_SECONDS", "2"),
+        ],
+    );
+    let post = |path: &str, body: serde_json::Value| -> serde_json::Value {
+        let r = server.req("POST", &format!("/api/v1/{path}"), Some(&body));
+        assert!(
+            r.status == 201 || r.status == 200,
+            "{path}: {} {}",
+            r.status,
+            r.text
+        );
+        r.json()
+    };
+    let state = |path: &str, workflow: &str| -> String {
+        let r = server.req("GET", &format!("/api/v1/{path}"), None);
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        r.json()["workflow_states"][workflow]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    // A script operation counting the new bytes of its input into `counts`.
+    post(
+        "portal_skins",
+        serde_json::json!({"portal_type": "Script", "id": "countNewBytes", "body": r#"
+let size = portal.invoke(params.input, "getSize");
+if size > params.offset {
+    portal.invoke(params.counts, "DataArray_append", #{ data: [size - params.offset] });
+}
+#{ offset: size, more: false }
+"#}),
+    );
+    post(
+        "data_operation_module",
+        serde_json::json!({"portal_type": "Data Operation", "id": "count", "script_id": "countNewBytes"}),
+    );
+    server.req(
+        "POST",
+        "/api/v1/data_operation_module/count/transitions/validate",
+        Some(&serde_json::json!({})),
+    );
+    // Two products: `upload` read as a batch, `meter` as a stream.
+    for (product, use_) in [
+        ("upload", "big_data/ingestion/batch"),
+        ("meter", "big_data/ingestion/stream"),
+    ] {
+        let (ok, out, err) = run_cli(
+            &["ingestion", "add", product, "--product", product],
+            &server.cli_env(),
+            "",
+        );
+        assert!(ok, "{out} {err}");
+        let t = format!("data_transformation_module/{product}-count");
+        post(
+            "data_transformation_module",
+            serde_json::json!({"portal_type": "Data Transformation", "id": format!("{product}-count"), "resource": product}),
+        );
+        for body in [
+            serde_json::json!({"id": "input", "quantity": -1.0, "use": use_, "resource": product}),
+            serde_json::json!({"id": "op", "quantity": 0.0, "data_operation": "data_operation_module/count"}),
+            serde_json::json!({"id": "counts", "quantity": 1.0, "aggregated_portal_type_list": ["Data Array"]}),
+            serde_json::json!({"id": "progress", "quantity": 1.0, "aggregated_portal_type_list": ["Progress Indicator"]}),
+        ] {
+            let mut b = body;
+            b["portal_type"] = serde_json::json!("Data Transformation Line");
+            post(&t, b);
+        }
+        post(&format!("{t}/transitions/validate"), serde_json::json!({}));
+    }
+    let mut appended = [0u64; 2];
+    for round in 0..2 {
+        for (i, product) in ["upload", "meter"].into_iter().enumerate() {
+            let r = post(
+                &format!("ingest/{product}/{}.{product}", &product[..1]),
+                serde_json::json!([{"round": round}]),
+            );
+            appended[i] = r["size"].as_u64().unwrap();
+        }
+    }
+    let analysis_of = |product: &str| -> Option<String> {
+        let r = server.req("GET", "/api/v1/data_analysis_module", None);
+        r.json()["items"]
+            .as_array()?
+            .iter()
+            .filter_map(|i| i["id"].as_str())
+            .find(|id| id.ends_with(&format!("-{product}-count")))
+            .map(|id| format!("data_analysis_module/{id}"))
+    };
+    let offset = |analysis: &str| -> u64 {
+        let id = analysis.rsplit('/').next().unwrap();
+        server
+            .req(
+                "GET",
+                &format!("/api/v1/progress_indicator_module/{id}-progress"),
+                None,
+            )
+            .json()["int_offset_index"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    eventually("both analyses to read everything", &server, || {
+        analysis_of("upload").is_some_and(|a| offset(&a) == appended[0])
+            && analysis_of("meter").is_some_and(|a| offset(&a) == appended[1])
+    });
+    let batch = analysis_of("upload").unwrap();
+    let stream = analysis_of("meter").unwrap();
+    let ingestion_of = |analysis: &str| -> String {
+        let r = server.req("GET", &format!("/api/v1/{analysis}"), None);
+        r.json()["causality"].as_str().unwrap().to_owned()
+    };
+    let (batch_ingestion, stream_ingestion) = (ingestion_of(&batch), ingestion_of(&stream));
+    // Idle for 2 s: the batch ingestion is finished, then its analysis (all read).
+    eventually(
+        "the batch ingestion and its analysis stopped",
+        &server,
+        || {
+            state(&batch_ingestion, "data_ingestion_workflow") == "stopped"
+                && state(&batch, "data_analysis_workflow") == "stopped"
+        },
+    );
+    let r = server.req("GET", &format!("/api/v1/{batch_ingestion}"), None);
+    assert!(
+        r.json()["stop_date"].is_string(),
+        "the stop is dated: {}",
+        r.text
+    );
+    assert_eq!(
+        offset(&batch),
+        appended[0],
+        "stopped after reading everything"
+    );
+    // A stream ingestion never finishes by idleness, nor its analysis.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(
+        state(&stream_ingestion, "data_ingestion_workflow"),
+        "started"
+    );
+    assert_eq!(state(&stream, "data_analysis_workflow"), "started");
+
+    // An analysis whose only input is an array (here: the stream analysis' counts),
+    // made by hand: the periodic step finds it due when the array grows.
+    let counts = format!(
+        "data_array_module/{}-counts",
+        stream.rsplit('/').next().unwrap()
+    );
+    post(
+        "data_operation_module",
+        serde_json::json!({"portal_type": "Data Operation", "id": "sum2", "script_id": "aggregate",
+                           "parameters": {"of": "in", "window": 2, "function": "sum", "out": "out"}}),
+    );
+    post(
+        "data_array_module",
+        serde_json::json!({"portal_type": "Data Array", "id": "sums"}),
+    );
+    post(
+        "progress_indicator_module",
+        serde_json::json!({"portal_type": "Progress Indicator", "id": "sums-progress"}),
+    );
+    post(
+        "data_analysis_module",
+        serde_json::json!({"portal_type": "Data Analysis", "id": "sums", "title": "pairwise sums"}),
+    );
+    for body in [
+        serde_json::json!({"id": "in", "quantity": -1.0, "aggregate": [counts]}),
+        serde_json::json!({"id": "op", "quantity": 0.0, "data_operation": "data_operation_module/sum2"}),
+        serde_json::json!({"id": "out", "quantity": 1.0, "aggregate": ["data_array_module/sums"]}),
+        serde_json::json!({"id": "progress", "quantity": 1.0, "aggregate": ["progress_indicator_module/sums-progress"]}),
+    ] {
+        let mut b = body;
+        b["portal_type"] = serde_json::json!("Data Analysis Line");
+        post("data_analysis_module/sums", b);
+    }
+    // An array's values (none while it holds nothing).
+    let values = |path: &str| -> Vec<f64> {
+        let r = server.req(
+            "GET",
+            &format!("/api/v1/{path}/DataArray_getArraySlice"),
+            None,
+        );
+        if r.status != 200 {
+            return Vec::new();
+        }
+        serde_json::from_value(r.json()).unwrap_or_default()
+    };
+    let sums = || values("data_array_module/sums");
+    // The counts hold a row per run of the stream analysis: pairwise sums of them.
+    let counted = values(&counts);
+    assert!(!counted.is_empty(), "the stream analysis counted");
+    eventually("the array-only analysis to run", &server, || {
+        // `sums` exists once the analysis ran (a single count has no pair yet).
+        server
+            .req(
+                "GET",
+                "/api/v1/data_array_module/sums/DataArray_getShape",
+                None,
+            )
+            .status
+            == 200
+            && sums().len() == counted.len() / 2
+    });
+    let s = sums();
+    for (i, v) in s.iter().enumerate() {
+        assert_eq!(
+            *v,
+            counted[2 * i] + counted[2 * i + 1],
+            "{s:?} of {counted:?}"
+        );
+    }
+    // The stream grows: the stream analysis appends a count, and once the counts have
+    // an even length again the array-only analysis follows by itself.
+    for round in 2..4 {
+        post(
+            "ingest/meter/m.meter",
+            serde_json::json!([{"round": round}]),
+        );
+        std::thread::sleep(std::time::Duration::from_millis(700));
+    }
+    eventually(
+        "the array-only analysis to follow its input",
+        &server,
+        || {
+            let c = values(&counts);
+            c.len() > counted.len() + 1 && !sums().is_empty() && sums().len() == c.len() / 2
+        },
+    );
+}
