@@ -254,6 +254,9 @@ fn scaled_jpeg(bytes: &[u8], max_pixels: u64, conversion: &Conversion) -> Option
     // A progressive file of thousands of tiny scans costs time, not pixels: bounded as
     // libjpeg-turbo's own fuzzers and djpeg -maxscan do.
     tj.set_scan_limit(500).ok()?;
+    // As Pillow's draft mode: plain chroma upsampling, not the smoothed one (the resize
+    // that follows smooths anyway).
+    tj.set_fast_upsample(true).ok()?;
     let (sw, sh) = (factor.scale(header.width), factor.scale(header.height));
     let pitch = sw.checked_mul(format.size())?;
     let mut pixels = vec![0u8; pitch.checked_mul(sh)?];
