@@ -309,14 +309,14 @@ fn jpeg_orientation(bytes: &[u8]) -> image::metadata::Orientation {
 fn complete(bytes: &[u8], format: ImageFormat) -> CoreResult<()> {
     let whole = match format {
         ImageFormat::Jpeg => {
-            // By the `FF` bytes, found with memchr's vector search: the scan is most of a
-            // file, and a byte-by-byte window over it cost milliseconds.
-            let last_scan =
-                memchr::memrchr_iter(0xFF, bytes).find(|&at| bytes.get(at + 1) == Some(&0xDA));
-            last_scan.is_some_and(|at| {
-                memchr::memchr_iter(0xFF, &bytes[at..])
-                    .any(|i| bytes.get(at + i + 1) == Some(&0xD9))
-            })
+            // The same test read from both ends, so that neither search crosses the scan
+            // data (most of a file: walking its `FF 00` pairs cost milliseconds): the last
+            // of the `FF DA` and `FF D9` markers is an end of image, and a scan starts
+            // somewhere (then before it), the first `FF DA` being near the start.
+            let last = memchr::memrchr_iter(0xFF, bytes)
+                .find(|&at| matches!(bytes.get(at + 1), Some(0xDA | 0xD9)));
+            last.is_some_and(|at| bytes.get(at + 1) == Some(&0xD9))
+                && memchr::memmem::find(bytes, &[0xFF, 0xDA]).is_some()
         }
         ImageFormat::Gif => bytes.last() == Some(&0x3B),
         _ => true,
@@ -539,6 +539,7 @@ impl Conversion {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use image::ImageEncoder;
 
     fn params<'a>(q: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
         move |k| {
@@ -694,6 +695,34 @@ mod tests {
             let t = image::load_from_memory(&png).unwrap();
             assert_eq!((t.width(), t.height()), (128, 96));
         }
+        // The EXIF orientation (6: turn 90° clockwise), read from the header.
+        // TIFF header, one IFD entry: Orientation (0x0112), SHORT, 1 value, 6.
+        let mut exif = b"II*\0".to_vec();
+        for (v, n) in [
+            (8u32, 4),
+            (1, 2),
+            (0x0112, 2),
+            (3, 2),
+            (1, 4),
+            (6, 4),
+            (0, 4),
+        ] {
+            exif.extend_from_slice(&v.to_le_bytes()[..n]);
+        }
+        let mut rotated = Vec::new();
+        let mut enc = JpegEncoder::new_with_quality(&mut rotated, 90);
+        enc.set_exif_metadata(exif).unwrap();
+        let rgb = image::RgbImage::from_fn(1600, 1200, |x, _| {
+            image::Rgb([if x < 800 { 255 } else { 0 }, 0, 0])
+        });
+        enc.write_image(rgb.as_raw(), 1600, 1200, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        let img = scaled_jpeg(&rotated, 1 << 30, &thumbnail())
+            .unwrap()
+            .to_rgb8();
+        assert_eq!(img.dimensions(), (150, 200));
+        // The left half (red) is now on top.
+        assert!(img.get_pixel(75, 20).0[0] > 200 && img.get_pixel(75, 180).0[0] < 50);
         // The smallest factor covering the box: 3/8 of 1600 for 512 (2/8 would be 400).
         let bytes = turbo_jpeg(1600, 1200, turbojpeg::PixelFormat::RGB, false);
         let c = Conversion {
@@ -726,6 +755,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("truncated"), "{e}");
+        // A progressive file cut after its first scans is truncated too; bytes after the
+        // end marker are not.
+        let progressive = turbo_jpeg(1600, 1200, turbojpeg::PixelFormat::RGB, true);
+        let e = decode_for(
+            &progressive[..progressive.len() * 3 / 4],
+            None,
+            1 << 30,
+            &thumbnail(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("truncated"), "{e}");
+        let mut trailing = bytes.clone();
+        trailing.extend_from_slice(b"trailing bytes \xff\x00");
+        assert!(decode_for(&trailing, None, 1 << 30, &thumbnail()).is_ok());
         // Corrupt scan data with its end marker kept: libjpeg-turbo fails, the whole
         // decode answers (the `image` crate decodes what it can or refuses; never a panic).
         let mut corrupt = bytes.clone();
