@@ -194,10 +194,12 @@ pub fn decode(
     Ok((img, format))
 }
 
-/// [`decode`] for `conversion`: a JPEG much larger than the conversion's box is decoded
-/// at 1/2, 1/4 or 1/8 of its size by the decoder itself (scaled IDCT, as Pillow's draft
-/// mode), never whole; everything else is decoded whole. The same checks as [`decode`]
-/// come first.
+/// [`decode`] for `conversion`: a JPEG at least twice the conversion's box is decoded by
+/// libjpeg-turbo at the smallest of its scaling factors (1/8, 2/8, … 7/8) that still
+/// covers the box (scaled IDCT, as Pillow's draft mode), never whole. Everything else,
+/// and any JPEG libjpeg-turbo will not decode so (CMYK, lossless, a warning such as
+/// extraneous bytes), goes through [`decode`], whose checks and messages apply; the same
+/// checks come first here (format, completeness, pixel limit from the header).
 pub fn decode_for(
     bytes: &[u8],
     declared: Option<ImageFormat>,
@@ -207,54 +209,97 @@ pub fn decode_for(
     if sniff(bytes)? != ImageFormat::Jpeg || declared.is_some_and(|d| d != ImageFormat::Jpeg) {
         return decode(bytes, declared, max_pixels);
     }
-    let bad = |e: &dyn std::fmt::Display| {
-        CoreError::BadRequest(format!("the file is not a readable jpeg image: {e}"))
-    };
     complete(bytes, ImageFormat::Jpeg)?;
-    // The header only (no copy of the file, no pixel): its size.
-    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
-    decoder.read_info().map_err(|e| bad(&e))?;
-    let Some(info) = decoder.info() else {
-        return decode(bytes, declared, max_pixels);
-    };
-    let (w, h) = (u32::from(info.width), u32::from(info.height));
-    // The box as stored and as displayed (the EXIF orientation may swap the sides).
-    let ((aw, ah), (bw, bh)) = (conversion.fit(w, h), conversion.fit(h, w));
-    let side = aw.max(ah).max(bw).max(bh);
-    if side.saturating_mul(2) > w.min(h) || u64::from(w) * u64::from(h) > max_pixels {
-        // Too little to gain, or refused by decode with its message.
-        return decode(bytes, declared, max_pixels);
+    match scaled_jpeg(bytes, max_pixels, conversion) {
+        Some(img) => Ok((img, ImageFormat::Jpeg)),
+        None => decode(bytes, declared, max_pixels),
     }
-    let request = u16::try_from(side).unwrap_or(u16::MAX);
-    // The smallest of 1/8, 1/4, 1/2 still covering the box (the decoder's choice).
-    let (ow, oh) = decoder.scale(request, request).map_err(|e| bad(&e))?;
-    // The decoder checks its output against this (4 channels at most): the scaled size.
-    let scaled_bytes = u64::from(ow) * u64::from(oh) * 4;
-    decoder.set_max_decoding_buffer_size(usize::try_from(scaled_bytes).unwrap_or(usize::MAX));
-    let pixels = decoder.decode().map_err(|e| bad(&e))?;
-    let orientation = decoder
-        .exif_data()
-        .and_then(image::metadata::Orientation::from_exif_chunk)
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let Some(info) = decoder.info() else {
-        return decode(bytes, declared, max_pixels);
+}
+
+/// The scaled decode of [`decode_for`], `None` when it does not apply or libjpeg-turbo
+/// fails (the caller then decodes whole, with the `image` crate's checks and messages).
+fn scaled_jpeg(bytes: &[u8], max_pixels: u64, conversion: &Conversion) -> Option<DynamicImage> {
+    let mut tj = turbojpeg::Decompressor::new().ok()?;
+    // The header only (no pixel): size, colour space, coding.
+    let header = tj.read_header(bytes).ok()?;
+    let (w, h) = (
+        u32::try_from(header.width).ok()?,
+        u32::try_from(header.height).ok()?,
+    );
+    let format = match header.colorspace {
+        turbojpeg::Colorspace::YCbCr | turbojpeg::Colorspace::RGB => turbojpeg::PixelFormat::RGB,
+        turbojpeg::Colorspace::Gray => turbojpeg::PixelFormat::GRAY,
+        // CMYK and YCCK JPEGs are rare: decoded whole (to RGB) by the `image` crate.
+        _ => return None,
     };
-    let (sw, sh) = (u32::from(info.width), u32::from(info.height));
-    let scaled = match info.pixel_format {
-        jpeg_decoder::PixelFormat::RGB24 => {
-            image::RgbImage::from_raw(sw, sh, pixels).map(DynamicImage::ImageRgb8)
+    // The box as stored and as displayed (the EXIF orientation may swap the sides): the
+    // scaled image must cover both.
+    let ((aw, ah), (bw, bh)) = (conversion.fit(w, h), conversion.fit(h, w));
+    let (need_w, need_h) = (aw.max(bh), ah.max(bw));
+    if header.is_lossless
+        || need_w.saturating_mul(2) > w
+        || need_h.saturating_mul(2) > h
+        || u64::from(w) * u64::from(h) > max_pixels
+    {
+        // Lossless JPEGs do not scale; too little to gain; or refused by `decode` with
+        // its message.
+        return None;
+    }
+    let factor = (1..8)
+        .map(|n| turbojpeg::ScalingFactor::new(n, 8))
+        .find(|f| {
+            f.scale(header.width) >= need_w as usize && f.scale(header.height) >= need_h as usize
+        })?;
+    tj.set_scaling_factor(factor).ok()?;
+    // A progressive file of thousands of tiny scans costs time, not pixels: bounded as
+    // libjpeg-turbo's own fuzzers and djpeg -maxscan do.
+    tj.set_scan_limit(500).ok()?;
+    // As Pillow's draft mode: plain chroma upsampling, not the smoothed one (the resize
+    // that follows smooths anyway).
+    tj.set_fast_upsample(true).ok()?;
+    let (sw, sh) = (factor.scale(header.width), factor.scale(header.height));
+    let pitch = sw.checked_mul(format.size())?;
+    let mut pixels = vec![0u8; pitch.checked_mul(sh)?];
+    let out = turbojpeg::Image {
+        pixels: pixels.as_mut_slice(),
+        width: sw,
+        pitch,
+        height: sh,
+        format,
+    };
+    // An error or warning (corrupt data, extraneous bytes): decoded by `decode` instead.
+    if let Err(e) = tj.decompress(bytes, out) {
+        tracing::debug!("libjpeg-turbo did not decode a JPEG ({e}): decoded whole instead");
+        return None;
+    }
+    let (sw, sh) = (u32::try_from(sw).ok()?, u32::try_from(sh).ok()?);
+    let mut img = match format {
+        turbojpeg::PixelFormat::GRAY => {
+            DynamicImage::ImageLuma8(image::GrayImage::from_raw(sw, sh, pixels)?)
         }
-        jpeg_decoder::PixelFormat::L8 => {
-            image::GrayImage::from_raw(sw, sh, pixels).map(DynamicImage::ImageLuma8)
-        }
-        // CMYK and 16-bit JPEGs are rare: decoded whole.
-        _ => None,
+        _ => DynamicImage::ImageRgb8(image::RgbImage::from_raw(sw, sh, pixels)?),
     };
-    let Some(mut img) = scaled else {
-        return decode(bytes, declared, max_pixels);
-    };
-    img.apply_orientation(orientation);
-    Ok((img, ImageFormat::Jpeg))
+    img.apply_orientation(jpeg_orientation(bytes));
+    Some(img)
+}
+
+/// The EXIF orientation of a JPEG, from its APP1 segment (headers only, the bytes
+/// borrowed); none when it has no EXIF or no orientation tag.
+fn jpeg_orientation(bytes: &[u8]) -> image::metadata::Orientation {
+    let options = zune_core::options::DecoderOptions::default()
+        .set_strict_mode(false)
+        .set_max_width(usize::MAX)
+        .set_max_height(usize::MAX);
+    let mut header = zune_jpeg::JpegDecoder::new_with_options(
+        zune_core::bytestream::ZCursor::new(bytes),
+        options,
+    );
+    header
+        .decode_headers()
+        .ok()
+        .and_then(|()| header.exif())
+        .and_then(|exif| image::metadata::Orientation::from_exif_chunk(exif))
+        .unwrap_or(image::metadata::Orientation::NoTransforms)
 }
 
 /// Refuses a JPEG or GIF cut short, which their decoders would fill in silently: a JPEG
@@ -264,14 +309,14 @@ pub fn decode_for(
 fn complete(bytes: &[u8], format: ImageFormat) -> CoreResult<()> {
     let whole = match format {
         ImageFormat::Jpeg => {
-            // By the `FF` bytes, found with memchr's vector search: the scan is most of a
-            // file, and a byte-by-byte window over it cost milliseconds.
-            let last_scan =
-                memchr::memrchr_iter(0xFF, bytes).find(|&at| bytes.get(at + 1) == Some(&0xDA));
-            last_scan.is_some_and(|at| {
-                memchr::memchr_iter(0xFF, &bytes[at..])
-                    .any(|i| bytes.get(at + i + 1) == Some(&0xD9))
-            })
+            // The same test read from both ends, so that neither search crosses the scan
+            // data (most of a file: walking its `FF 00` pairs cost milliseconds): the last
+            // of the `FF DA` and `FF D9` markers is an end of image, and a scan starts
+            // somewhere (then before it), the first `FF DA` being near the start.
+            let last = memchr::memrchr_iter(0xFF, bytes)
+                .find(|&at| matches!(bytes.get(at + 1), Some(0xDA | 0xD9)));
+            last.is_some_and(|at| bytes.get(at + 1) == Some(&0xD9))
+                && memchr::memmem::find(bytes, &[0xFF, 0xDA]).is_some()
         }
         ImageFormat::Gif => bytes.last() == Some(&0x3B),
         _ => true,
@@ -494,6 +539,7 @@ impl Conversion {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use image::ImageEncoder;
 
     fn params<'a>(q: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
         move |k| {
@@ -551,6 +597,195 @@ mod tests {
         assert_eq!(c(None, Some(100)).fit(400, 200), (200, 100));
         assert_eq!(c(Some(1000), Some(1000)).fit(40, 20), (40, 20));
         assert_eq!(c(Some(1), Some(1)).fit(1000, 1), (1, 1));
+    }
+
+    /// A `w` × `h` JPEG written by libjpeg-turbo: quadrants red, green / blue, white
+    /// (their grey levels for `GRAY`), or four CMYK inks; progressive on request.
+    fn turbo_jpeg(
+        w: usize,
+        h: usize,
+        format: turbojpeg::PixelFormat,
+        progressive: bool,
+    ) -> Vec<u8> {
+        let n = format.size();
+        let colours: [[u8; 4]; 4] = match format {
+            turbojpeg::PixelFormat::GRAY => [[76; 4], [150; 4], [29; 4], [255; 4]],
+            turbojpeg::PixelFormat::CMYK => {
+                [[255, 0, 0, 0], [0, 255, 0, 0], [0, 0, 255, 0], [0, 0, 0, 0]]
+            }
+            _ => [
+                [255, 0, 0, 0],
+                [0, 255, 0, 0],
+                [0, 0, 255, 0],
+                [255, 255, 255, 0],
+            ],
+        };
+        let mut pixels = Vec::with_capacity(w * h * n);
+        for y in 0..h {
+            for x in 0..w {
+                let q = usize::from(x >= w / 2) + 2 * usize::from(y >= h / 2);
+                pixels.extend_from_slice(&colours[q][..n]);
+            }
+        }
+        let mut c = turbojpeg::Compressor::new().unwrap();
+        c.set_quality(90).unwrap();
+        c.set_progressive(progressive).unwrap();
+        c.set_subsamp(match format {
+            turbojpeg::PixelFormat::GRAY => turbojpeg::Subsamp::Gray,
+            _ => turbojpeg::Subsamp::Sub2x2,
+        })
+        .unwrap();
+        let image = turbojpeg::Image {
+            pixels: pixels.as_slice(),
+            width: w,
+            pitch: w * n,
+            height: h,
+            format,
+        };
+        c.compress_to_vec(image).unwrap()
+    }
+
+    fn thumbnail() -> Conversion {
+        Conversion {
+            width: Some(128),
+            height: Some(128),
+            output: Output::Png,
+        }
+    }
+
+    #[test]
+    fn large_jpegs_are_decoded_scaled_by_libjpeg_turbo() {
+        // Baseline and progressive colour, and grey: 1/8 covers 128 × 96 of 1600 × 1200.
+        for (format, progressive) in [
+            (turbojpeg::PixelFormat::RGB, false),
+            (turbojpeg::PixelFormat::RGB, true),
+            (turbojpeg::PixelFormat::GRAY, false),
+        ] {
+            let bytes = turbo_jpeg(1600, 1200, format, progressive);
+            let img = scaled_jpeg(&bytes, 1 << 30, &thumbnail());
+            assert!(
+                img.is_some(),
+                "{format:?} progressive {progressive}: not scaled"
+            );
+            let img = img.unwrap();
+            assert_eq!((img.width(), img.height()), (200, 150), "{format:?}");
+            let grey = format == turbojpeg::PixelFormat::GRAY;
+            assert_eq!(img.color().has_color(), !grey, "{format:?}");
+            let rgb = img.to_rgb8();
+            let near = |x, y, q: [u8; 3]| {
+                let p = rgb.get_pixel(x, y).0;
+                assert!(
+                    p.iter().zip(q).all(|(a, b)| a.abs_diff(b) < 40),
+                    "{format:?} ({x}, {y}): {p:?} not {q:?}"
+                );
+            };
+            if grey {
+                near(20, 20, [76; 3]);
+                near(180, 130, [255; 3]);
+            } else {
+                near(20, 20, [255, 0, 0]);
+                near(180, 20, [0, 255, 0]);
+                near(20, 130, [0, 0, 255]);
+                near(180, 130, [255, 255, 255]);
+            }
+            // Through decode_for and the conversion: the same thumbnail.
+            let (img, f) =
+                decode_for(&bytes, Some(ImageFormat::Jpeg), 1 << 30, &thumbnail()).unwrap();
+            assert_eq!(
+                (img.width(), img.height(), f),
+                (200, 150, ImageFormat::Jpeg)
+            );
+            let png = thumbnail().apply(&img).unwrap();
+            let t = image::load_from_memory(&png).unwrap();
+            assert_eq!((t.width(), t.height()), (128, 96));
+        }
+        // The EXIF orientation (6: turn 90° clockwise), read from the header.
+        // TIFF header, one IFD entry: Orientation (0x0112), SHORT, 1 value, 6.
+        let mut exif = b"II*\0".to_vec();
+        for (v, n) in [
+            (8u32, 4),
+            (1, 2),
+            (0x0112, 2),
+            (3, 2),
+            (1, 4),
+            (6, 4),
+            (0, 4),
+        ] {
+            exif.extend_from_slice(&v.to_le_bytes()[..n]);
+        }
+        let mut rotated = Vec::new();
+        let mut enc = JpegEncoder::new_with_quality(&mut rotated, 90);
+        enc.set_exif_metadata(exif).unwrap();
+        let rgb = image::RgbImage::from_fn(1600, 1200, |x, _| {
+            image::Rgb([if x < 800 { 255 } else { 0 }, 0, 0])
+        });
+        enc.write_image(rgb.as_raw(), 1600, 1200, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        let img = scaled_jpeg(&rotated, 1 << 30, &thumbnail())
+            .unwrap()
+            .to_rgb8();
+        assert_eq!(img.dimensions(), (150, 200));
+        // The left half (red) is now on top.
+        assert!(img.get_pixel(75, 20).0[0] > 200 && img.get_pixel(75, 180).0[0] < 50);
+        // The smallest factor covering the box: 3/8 of 1600 for 512 (2/8 would be 400).
+        let bytes = turbo_jpeg(1600, 1200, turbojpeg::PixelFormat::RGB, false);
+        let c = Conversion {
+            width: Some(512),
+            height: Some(512),
+            output: Output::Png,
+        };
+        let img = scaled_jpeg(&bytes, 1 << 30, &c).unwrap();
+        assert_eq!((img.width(), img.height()), (600, 450));
+    }
+
+    #[test]
+    fn other_jpegs_are_decoded_whole_with_the_same_checks() {
+        // CMYK: not scaled, decoded whole (to colour) by the `image` crate.
+        let cmyk = turbo_jpeg(1600, 1200, turbojpeg::PixelFormat::CMYK, false);
+        assert!(scaled_jpeg(&cmyk, 1 << 30, &thumbnail()).is_none());
+        let (img, _) = decode_for(&cmyk, Some(ImageFormat::Jpeg), 1 << 30, &thumbnail()).unwrap();
+        assert_eq!((img.width(), img.height()), (1600, 1200));
+        // A box more than half the image: decoded whole.
+        let small = turbo_jpeg(200, 150, turbojpeg::PixelFormat::RGB, false);
+        assert!(scaled_jpeg(&small, 1 << 30, &thumbnail()).is_none());
+        // Above the pixel limit: refused from the header, with decode's message.
+        let bytes = turbo_jpeg(1600, 1200, turbojpeg::PixelFormat::RGB, false);
+        let e = decode_for(&bytes, None, 1_000_000, &thumbnail())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("above the limit"), "{e}");
+        // Truncated: refused (no end marker), before any decoder runs.
+        let e = decode_for(&bytes[..bytes.len() / 2], None, 1 << 30, &thumbnail())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("truncated"), "{e}");
+        // A progressive file cut after its first scans is truncated too; bytes after the
+        // end marker are not.
+        let progressive = turbo_jpeg(1600, 1200, turbojpeg::PixelFormat::RGB, true);
+        let e = decode_for(
+            &progressive[..progressive.len() * 3 / 4],
+            None,
+            1 << 30,
+            &thumbnail(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("truncated"), "{e}");
+        let mut trailing = bytes.clone();
+        trailing.extend_from_slice(b"trailing bytes \xff\x00");
+        assert!(decode_for(&trailing, None, 1 << 30, &thumbnail()).is_ok());
+        // Corrupt scan data with its end marker kept: libjpeg-turbo fails, the whole
+        // decode answers (the `image` crate decodes what it can or refuses; never a panic).
+        let mut corrupt = bytes.clone();
+        let mid = corrupt.len() / 2;
+        for b in &mut corrupt[mid..mid + 64] {
+            *b = 0xFF;
+        }
+        assert!(scaled_jpeg(&corrupt, 1 << 30, &thumbnail()).is_none());
+        match decode_for(&corrupt, None, 1 << 30, &thumbnail()) {
+            Ok((img, _)) => assert_eq!((img.width(), img.height()), (1600, 1200)),
+            Err(e) => assert!(e.to_string().contains("not a readable jpeg"), "{e}"),
+        }
     }
 
     #[test]
