@@ -1079,6 +1079,21 @@ mod tests {
         check(&again, &values, 0, n + 30_000, 10);
         memory_only(dir.path());
         check(&again, &values, 0, n + 30_000, 10);
+        // A resize along the first axis drops only the summaries of the chunks it cuts
+        // or extends (here 45, cut at 229,003 and rewritten, and 46, erased); the series
+        // reads right, shrunk and grown again (fill values).
+        memory_only(dir.path());
+        check(&again, &values, 0, n + 30_000, 10);
+        let whole = kept(dir.path());
+        assert_eq!(whole, 46, "chunks 0..=45 (46's 3 elements are read)");
+        array.resize(&[n + 29_000]).unwrap();
+        assert_eq!(kept(dir.path()), whole - 1);
+        assert!(on_disk(44) && !on_disk(45) && !on_disk(46));
+        check(&array, &values, 0, n + 29_000, 10);
+        array.resize(&[n + 30_000]).unwrap();
+        values[(n + 29_000) as usize..].fill(0.0);
+        check(&array, &values, 0, n + 30_000, 10);
+        let again = DataArray::open(dir.path()).unwrap();
         // A stale file (the chunk changed without this process knowing) is not used.
         std::fs::copy(
             summary_file(dir.path(), &[], 3),

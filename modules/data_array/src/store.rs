@@ -768,7 +768,14 @@ impl DataArray {
             )));
         }
         check_extent(new_shape, &self.chunk_shape()?)?;
-        crate::decimate::forget(&self.dir);
+        match (old.split_first(), new_shape.split_first()) {
+            // Along the first axis only: the chunks wholly inside both shapes keep their
+            // files and rows, so their summaries stay valid.
+            (Some((&o, o_rest)), Some((&n, n_rest))) if o_rest == n_rest => {
+                crate::decimate::forget_rows(&self.dir, self.chunk_shape()?[0], o.min(n), o.max(n));
+            }
+            _ => crate::decimate::forget(&self.dir),
+        }
         let shrinks = new_shape.iter().zip(&old).any(|(n, o)| n < o);
         let mark = StoreKey::new(RESIZE_MARK).map_err(|e| ArrayError::Storage(e.to_string()))?;
         if shrinks {
