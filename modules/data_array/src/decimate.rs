@@ -5,14 +5,17 @@
 //! server-side plots too.
 //!
 //! Wide bins come from summaries: the minimum and maximum of every [`BLOCK`] elements of
-//! a chunk, computed when a decimation first reads the chunk and kept in memory (at most
+//! a chunk, computed by the append that writes the chunk (`after_append`, from the
+//! appended bytes) or else when a decimation first reads the chunk, and kept in memory (at most
 //! [`SUMMARY_BYTES`] per process) and in the array's directory (`SUMMARY_DIR`, 16 bytes
 //! per 1,024 elements, so another or a restarted process reuses them; not for imported
 //! arrays) while the chunk is unchanged — its file's identity
 //! (device, inode, size, modification and change times) and its number of elements in
 //! the array's shape are the same, and no write of this process touched the array since
 //! ([`forget_rows`] and [`forget`], called by every append, write and resize for the
-//! chunks they rewrite). When each bin spans at least
+//! chunks they rewrite, before rewriting them; an append stores its new summaries after
+//! its chunks and metadata, so a crash leaves no summary or one whose identity no longer
+//! matches — never a stale one used). When each bin spans at least
 //! [`MIN_BLOCKS_PER_BIN`] blocks, the bins' boundaries are moved to the nearest block
 //! boundary (the returned `x` says where each bin starts) and only the partial blocks at
 //! the series' two ends are read: a 100M-element series decimates from ~100k summaries
@@ -487,6 +490,36 @@ fn fold_raw(
     Ok(acc)
 }
 
+/// The kept summary (in memory, else on disk) of chunk `k` (of `c` elements along the
+/// first axis) of the series `at` of the array in `dir`, when it describes the chunk as it
+/// is: the chunk's file has the identity `now` and `rows` elements inside the shape.
+fn known_summary(
+    dir: &Path,
+    at: &[u64],
+    k: u64,
+    c: u64,
+    rows: u64,
+    now: Identity,
+) -> Option<Arc<Summary>> {
+    let key: ChunkKey = (at.to_vec(), k);
+    let valid =
+        |s: &Summary| s.identity == now && s.rows == rows && s.first == k * c && s.chunk == c;
+    let in_memory = summaries()
+        .lock()
+        .ok()
+        .and_then(|s| s.arrays.get(dir).and_then(|m| m.get(&key).cloned()));
+    if let Some(s) = in_memory.filter(|s| valid(s)) {
+        return Some(s);
+    }
+    let s = std::fs::read(summary_file(dir, at, k))
+        .ok()
+        .and_then(|b| decode(&b))
+        .filter(valid)?;
+    let s = Arc::new(s);
+    remember(dir, key, s.clone());
+    Some(s)
+}
+
 /// The summary of chunk `k` (of `c` elements along the first axis) of the series `at`.
 fn chunk_summary(array: &DataArray, at: &[u64], k: u64, c: u64) -> ArrayResult<Arc<Summary>> {
     let shape = array.shape();
@@ -497,24 +530,11 @@ fn chunk_summary(array: &DataArray, at: &[u64], k: u64, c: u64) -> ArrayResult<A
     indices.extend(at.iter().zip(&chunk[1..]).map(|(i, n)| *i / (*n).max(1)));
     let path = array.chunk_path(&indices);
     let before = identity(&path)?;
+    if let Some(s) = known_summary(array.dir(), at, k, c, rows, before) {
+        return Ok(s);
+    }
     let key: ChunkKey = (at.to_vec(), k);
-    let known = summaries()
-        .lock()
-        .ok()
-        .and_then(|s| s.arrays.get(array.dir()).and_then(|m| m.get(&key).cloned()));
-    if let Some(s) = known.filter(|s| s.identity == before && s.rows == rows) {
-        return Ok(s);
-    }
     let file = summary_file(array.dir(), at, k);
-    if let Some(s) = std::fs::read(&file)
-        .ok()
-        .and_then(|b| decode(&b))
-        .filter(|s| s.identity == before && s.rows == rows && s.first == first && s.chunk == c)
-    {
-        let s = Arc::new(s);
-        remember(array.dir(), key, s.clone());
-        return Ok(s);
-    }
     let blocks = usize::try_from(rows.div_ceil(BLOCK)).unwrap_or(0);
     let mut summary = Summary {
         identity: before,
@@ -554,6 +574,161 @@ fn chunk_summary(array: &DataArray, at: &[u64], k: u64, c: u64) -> ArrayResult<A
         store_summary(array.dir(), &file, &summary);
     }
     Ok(summary)
+}
+
+/// Most series (elements of one row: the product of the shape past the first axis) whose
+/// summaries an append keeps up to date; wider arrays get theirs on their first
+/// decimation, as before.
+pub const MAX_MAINTAINED_SERIES: u64 = 16;
+
+/// What an append needs, taken before it writes, to summarize the chunks it writes: the
+/// kept summaries of the old rows of its first chunk (the array's partial tail chunk),
+/// which the write is about to replace.
+pub(crate) struct AppendSummaries {
+    /// Rows before the append.
+    old: u64,
+    /// Chunk length along the first axis.
+    c: u64,
+    /// Every series (indices past the first axis) with its tail chunk's summary, if any.
+    series: Vec<(Vec<u64>, Option<Arc<Summary>>)>,
+}
+
+/// Called by an append before it writes (see [`AppendSummaries`]); `None` when appends do
+/// not maintain the array's summaries: 0-dimensional or complex, chunks shorter than a
+/// block, more than [`MAX_MAINTAINED_SERIES`] series, or imported (a link to another
+/// program's directory, which keeps no summaries on disk).
+pub(crate) fn before_append(array: &DataArray) -> Option<AppendSummaries> {
+    let shape = array.shape();
+    let chunk = array.chunk_shape().ok()?;
+    let (&old, inner) = shape.split_first()?;
+    let c = *chunk.first()?;
+    if array.dtype().is_complex()
+        || c < BLOCK
+        || inner.iter().product::<u64>() > MAX_MAINTAINED_SERIES
+    {
+        return None;
+    }
+    if std::fs::symlink_metadata(array.dir()).map_or(true, |m| m.file_type().is_symlink()) {
+        return None;
+    }
+    let k = old / c;
+    let mut series = Vec::new();
+    let listed = crate::store::for_each_index(inner, |at| {
+        let tail = if old % c == 0 {
+            None
+        } else {
+            let mut indices = vec![k];
+            indices.extend(at.iter().zip(&chunk[1..]).map(|(i, n)| *i / (*n).max(1)));
+            let now = identity(&array.chunk_path(&indices))?;
+            known_summary(array.dir(), at, k, c, old % c, now)
+        };
+        series.push((at.to_vec(), tail));
+        Ok(())
+    });
+    listed.ok()?;
+    Some(AppendSummaries { old, c, series })
+}
+
+/// Called by an append once its chunks and metadata are written, with the rows it
+/// appended (`bytes`, C order, the array's dtype): stores the summaries of the chunks it
+/// wrote, computed from these bytes and the tail chunk's summary taken by
+/// [`before_append`] (a tail chunk without one is left to the next decimation), each
+/// with the identity of the chunk's new file. Failures only leave chunks unsummarized.
+pub(crate) fn after_append(array: &DataArray, plan: AppendSummaries, bytes: &[u8]) {
+    let shape = array.shape();
+    let (Some((&grown, inner)), Ok(chunk)) = (shape.split_first(), array.chunk_shape()) else {
+        return;
+    };
+    let AppendSummaries { old, c, series } = plan;
+    if grown <= old || c == 0 {
+        return;
+    }
+    let dtype = array.dtype();
+    let e = dtype.size();
+    let Ok(row) = usize::try_from(inner.iter().product::<u64>()) else {
+        return;
+    };
+    let strides = crate::store::strides(inner);
+    let dir = array.dir();
+    let (mut values, mut gathered) = (Vec::new(), Vec::new());
+    for (at, tail) in series {
+        let Ok(off) = usize::try_from(at.iter().zip(&strides).map(|(i, s)| i * s).sum::<u64>())
+        else {
+            return;
+        };
+        for k in old / c..=(grown - 1) / c {
+            let first = k * c;
+            let rows = c.min(grown - first);
+            let blocks = usize::try_from(rows.div_ceil(BLOCK)).unwrap_or(0);
+            let mut s = Summary {
+                identity: Identity::Absent,
+                first,
+                chunk: c,
+                rows,
+                min: vec![f64::INFINITY; blocks],
+                max: vec![f64::NEG_INFINITY; blocks],
+            };
+            if first < old {
+                let Some(t) = tail.as_ref().filter(|t| t.min.len() <= blocks) else {
+                    continue;
+                };
+                s.min[..t.min.len()].copy_from_slice(&t.min);
+                s.max[..t.max.len()].copy_from_slice(&t.max);
+            }
+            // The appended rows of this chunk, block by block.
+            let mut i = first.max(old);
+            while i < first + rows {
+                let b = (i - first) / BLOCK;
+                let end = (first + (b + 1) * BLOCK).min(first + rows);
+                let (Ok(r0), Ok(r1), Ok(b)) = (
+                    usize::try_from(i - old),
+                    usize::try_from(end - old),
+                    usize::try_from(b),
+                ) else {
+                    return;
+                };
+                values.clear();
+                if row == 1 {
+                    let Some(part) = bytes.get(r0 * e..r1 * e) else {
+                        return;
+                    };
+                    dtype.extend_f64(part, &mut values);
+                } else {
+                    gathered.clear();
+                    for r in r0..r1 {
+                        let p = (r * row + off) * e;
+                        let Some(v) = bytes.get(p..p + e) else {
+                            return;
+                        };
+                        gathered.extend_from_slice(v);
+                    }
+                    dtype.extend_f64(&gathered, &mut values);
+                }
+                let (Some(lo), Some(hi)) = (s.min.get_mut(b), s.max.get_mut(b)) else {
+                    return;
+                };
+                // NaN compares false: skipped, as f64::min and f64::max skip it.
+                for &v in &values {
+                    if v < *lo {
+                        *lo = v;
+                    }
+                    if v > *hi {
+                        *hi = v;
+                    }
+                }
+                i = end;
+            }
+            let mut indices = vec![k];
+            indices.extend(at.iter().zip(&chunk[1..]).map(|(i, n)| *i / (*n).max(1)));
+            let Ok(now) = identity(&array.chunk_path(&indices)) else {
+                continue;
+            };
+            s.identity = now;
+            store_summary(dir, &summary_file(dir, &at, k), &s);
+            remember(dir, (at.clone(), k), Arc::new(s));
+            crate::store::crash_point(crate::store::CrashAt::SummaryStored);
+        }
+    }
 }
 
 /// The summaries of chunks `from..to`, those not known yet computed by up to
@@ -818,6 +993,9 @@ mod tests {
             .collect();
         // Not a multiple of BLOCK: every chunk ends with a short block.
         let mut array = f64_array(dir.path(), &values, 5_000);
+        // The append summarized every chunk it wrote (41, the last one of 3 elements),
+        // before any decimation.
+        assert_eq!(kept(dir.path()), 41, "summaries kept by the append");
         let check = |array: &DataArray, values: &[f64], start: u64, stop: u64, bins: usize| {
             let d = decimate(array, start, Some(stop), bins, &[]).unwrap();
             let nb = (bins as u64).min(stop - start);
@@ -857,10 +1035,9 @@ mod tests {
             }],
         };
         let before = kept(dir.path());
-        // Chunks 0..40; the last one's 3 elements are read, not summarized.
-        assert_eq!(before, 40, "every whole chunk of the series summarized");
+        assert_eq!(before, 41, "the decimations used the append's summaries");
         let on_disk = |k: u64| summary_file(dir.path(), &[], k).is_file();
-        assert!((0..40).all(on_disk), "the summaries are kept on disk too");
+        assert!((0..41).all(on_disk), "the summaries are kept on disk too");
         // Another process (none in memory) finds them there, and the same bins.
         let memory_only = |dir: &Path| {
             if let Ok(mut s) = summaries().lock() {
@@ -869,6 +1046,7 @@ mod tests {
         };
         memory_only(dir.path());
         check(&array, &values, 0, n, 10);
+        // Chunks 0..40 read from disk; the last one's 3 elements are read, not summarized.
         assert_eq!(kept(dir.path()), 40);
         array
             .write(&region, crate::Dtype::F64, &[1], &1e9f64.to_le_bytes())
@@ -886,11 +1064,12 @@ mod tests {
         let more: Vec<f64> = (0..30_000).map(|i| -1e6 - f64::from(i)).collect();
         let bytes: Vec<u8> = more.iter().flat_map(|v| v.to_le_bytes()).collect();
         let before = kept(dir.path());
+        assert_eq!(before, 40, "chunk 24 summarized again; 40 only on disk");
         array.append(crate::Dtype::F64, &[30_000], &bytes).unwrap();
         assert_eq!(
             kept(dir.path()),
-            before,
-            "the append rewrites the unsummarized tail chunk: the others are kept"
+            before + 7,
+            "the append summarizes chunks 40..=46 (40 from its 3 old rows' summary on disk)"
         );
         values.extend(&more);
         let d = check(&array, &values, 0, n + 30_000, 10);
@@ -900,6 +1079,21 @@ mod tests {
         check(&again, &values, 0, n + 30_000, 10);
         memory_only(dir.path());
         check(&again, &values, 0, n + 30_000, 10);
+        // A resize along the first axis drops only the summaries of the chunks it cuts
+        // or extends (here 45, cut at 229,003 and rewritten, and 46, erased); the series
+        // reads right, shrunk and grown again (fill values).
+        memory_only(dir.path());
+        check(&again, &values, 0, n + 30_000, 10);
+        let whole = kept(dir.path());
+        assert_eq!(whole, 46, "chunks 0..=45 (46's 3 elements are read)");
+        array.resize(&[n + 29_000]).unwrap();
+        assert_eq!(kept(dir.path()), whole - 1);
+        assert!(on_disk(44) && !on_disk(45) && !on_disk(46));
+        check(&array, &values, 0, n + 29_000, 10);
+        array.resize(&[n + 30_000]).unwrap();
+        values[(n + 29_000) as usize..].fill(0.0);
+        check(&array, &values, 0, n + 30_000, 10);
+        let again = DataArray::open(dir.path()).unwrap();
         // A stale file (the chunk changed without this process knowing) is not used.
         std::fs::copy(
             summary_file(dir.path(), &[], 3),
@@ -908,6 +1102,100 @@ mod tests {
         .unwrap();
         memory_only(dir.path());
         check(&again, &values, 0, n + 30_000, 10);
+    }
+
+    /// The summary of chunk `k` of the series `at` computed from the chunk's elements,
+    /// ignoring any kept one.
+    fn recomputed(array: &DataArray, at: &[u64], k: u64) -> Arc<Summary> {
+        if let Ok(mut s) = summaries().lock() {
+            s.arrays.remove(array.dir());
+        }
+        let _ = std::fs::remove_dir_all(array.dir().join(SUMMARY_DIR));
+        chunk_summary(array, at, k, array.chunk_shape().unwrap()[0]).unwrap()
+    }
+
+    #[test]
+    fn appends_keep_summaries_equal_to_those_computed_from_the_chunks() {
+        // 1-D float64 with NaN, appended in pieces that end inside blocks and chunks.
+        let dir = tempfile::tempdir().unwrap();
+        let mut array = f64_array(dir.path(), &[], 3_000);
+        let mut all: Vec<f64> = Vec::new();
+        for (p, len) in [1u64, 1_023, 2, 5_000, 2_999, 17, 10_000, 4_096]
+            .iter()
+            .enumerate()
+        {
+            let piece: Vec<f64> = (0..*len)
+                .map(|i| {
+                    let g = all.len() as u64 + i;
+                    if g % 1_777 == 5 {
+                        f64::NAN
+                    } else {
+                        ((g * 7919 + p as u64) % 10_007) as f64 - 5_000.0
+                    }
+                })
+                .collect();
+            let bytes: Vec<u8> = piece.iter().flat_map(|v| v.to_le_bytes()).collect();
+            array.append(crate::Dtype::F64, &[*len], &bytes).unwrap();
+            all.extend(&piece);
+        }
+        let n = all.len() as u64;
+        let chunks = n.div_ceil(3_000);
+        assert_eq!(kept(dir.path()) as u64, chunks, "every chunk summarized");
+        let kept_now = summaries().lock().unwrap().arrays.get(dir.path()).cloned();
+        let kept_now = kept_now.unwrap();
+        let maintained: Vec<Arc<Summary>> = (0..chunks)
+            .map(|k| {
+                assert!(
+                    summary_file(dir.path(), &[], k).is_file(),
+                    "chunk {k} on disk"
+                );
+                kept_now[&(vec![], k)].clone()
+            })
+            .collect();
+        for (k, m) in maintained.iter().enumerate() {
+            let r = recomputed(&array, &[], k as u64);
+            assert_eq!((m.first, m.rows, m.identity), (r.first, r.rows, r.identity));
+            assert!(same(&m.min, &r.min) && same(&m.max, &r.max), "chunk {k}");
+        }
+        // And the decimation from them is a brute-force min/max over the data.
+        let d = decimate(&array, 0, None, 3, &[]).unwrap();
+        let (lo, hi) = naive_at(&all, &d.x, n);
+        assert!(same(&d.min, &lo) && same(&d.max, &hi), "{d:?}");
+
+        // A 2-D int32 array: every column is a series, each summarized.
+        let dir = tempfile::tempdir().unwrap();
+        let options = crate::CreateOptions {
+            dtype: crate::Dtype::I32,
+            shape: vec![0, 3],
+            chunk_shape: Some(vec![2_048, 2]),
+            codec: crate::Codec::Zstd,
+            shard_shape: None,
+            fill_value: None,
+            dimension_names: None,
+        };
+        let mut array = DataArray::create(dir.path(), &options).unwrap();
+        let mut rows = 0i32;
+        for len in [1_000i32, 3_000, 1, 2_500] {
+            let v: Vec<i32> = (rows..rows + len)
+                .flat_map(|i| [i, -i, (i * 7) % 1000])
+                .collect();
+            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            array
+                .append(crate::Dtype::I32, &[len as u64, 3], &bytes)
+                .unwrap();
+            rows += len;
+        }
+        assert_eq!(kept(dir.path()), 3 * 4, "3 columns × 4 chunks");
+        let maintained = summaries().lock().unwrap().arrays.get(dir.path()).cloned();
+        let maintained = maintained.unwrap();
+        for at in [[0u64], [1], [2]] {
+            for k in 0..4 {
+                let m = &maintained[&(at.to_vec(), k)];
+                let r = recomputed(&array, &at, k);
+                assert_eq!((m.rows, m.identity), (r.rows, r.identity), "{at:?} {k}");
+                assert!(same(&m.min, &r.min) && same(&m.max, &r.max), "{at:?} {k}");
+            }
+        }
     }
 
     #[test]

@@ -674,6 +674,9 @@ impl DataArray {
         if rows_shape[0] == 0 {
             return Ok(shape);
         }
+        // The tail chunk's summary, before the write replaces the chunk (and forget_rows
+        // its summary): the new summaries are computed from it and the appended bytes.
+        let summaries = crate::decimate::before_append(self);
         crate::decimate::forget_rows(
             &self.dir,
             self.chunk_shape()?[0],
@@ -692,6 +695,9 @@ impl DataArray {
             .store_array_subset(&subset, ArrayBytes::new_flen(bytes))?;
         crash_point(CrashAt::AppendMetadata);
         self.array.store_metadata()?;
+        if let Some(plan) = summaries {
+            crate::decimate::after_append(self, plan, bytes);
+        }
         Ok(grown)
     }
 
@@ -762,7 +768,14 @@ impl DataArray {
             )));
         }
         check_extent(new_shape, &self.chunk_shape()?)?;
-        crate::decimate::forget(&self.dir);
+        match (old.split_first(), new_shape.split_first()) {
+            // Along the first axis only: the chunks wholly inside both shapes keep their
+            // files and rows, so their summaries stay valid.
+            (Some((&o, o_rest)), Some((&n, n_rest))) if o_rest == n_rest => {
+                crate::decimate::forget_rows(&self.dir, self.chunk_shape()?[0], o.min(n), o.max(n));
+            }
+            _ => crate::decimate::forget(&self.dir),
+        }
         let shrinks = new_shape.iter().zip(&old).any(|(n, o)| n < o);
         let mark = StoreKey::new(RESIZE_MARK).map_err(|e| ArrayError::Storage(e.to_string()))?;
         if shrinks {
@@ -1061,7 +1074,7 @@ fn map_chunk_file(file: &File) -> ArrayResult<memmap2::Mmap> {
 
 /// Where a test failpoint may kill the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CrashAt {
+pub(crate) enum CrashAt {
     /// After a single-key write's temporary file is synced, before its rename
     /// (`WENDELIN_TEST_CRASH_IN_ARRAY_KEY=1`).
     KeyWritten,
@@ -1077,19 +1090,23 @@ enum CrashAt {
     /// After a shrinking resize's new `zarr.json`, before the chunks past the new shape
     /// are reset (`WENDELIN_TEST_CRASH_IN_ARRAY_RESIZE=1`).
     ResizeReset,
+    /// After an append stored its first chunk summary, before the others
+    /// (`WENDELIN_TEST_CRASH_IN_ARRAY_SUMMARIES=1`).
+    SummaryStored,
 }
 
 /// Test failpoints: the process dies (SIGABRT, no unwinding, no cleanup) at `at` when the
 /// environment asks for it — the crashes the atomicity schemes must survive.
-fn crash_point(at: CrashAt) {
-    type Asked = (bool, Option<String>, bool, bool);
+pub(crate) fn crash_point(at: CrashAt) {
+    type Asked = (bool, Option<String>, bool, bool, bool);
     static CRASH: std::sync::OnceLock<Asked> = std::sync::OnceLock::new();
-    let (meta, txn, resize, key) = CRASH.get_or_init(|| {
+    let (meta, txn, resize, key, summary) = CRASH.get_or_init(|| {
         (
             std::env::var_os("WENDELIN_TEST_CRASH_BEFORE_ARRAY_METADATA").is_some(),
             std::env::var("WENDELIN_TEST_CRASH_IN_ARRAY_TXN").ok(),
             std::env::var_os("WENDELIN_TEST_CRASH_IN_ARRAY_RESIZE").is_some(),
             std::env::var_os("WENDELIN_TEST_CRASH_IN_ARRAY_KEY").is_some(),
+            std::env::var_os("WENDELIN_TEST_CRASH_IN_ARRAY_SUMMARIES").is_some(),
         )
     });
     let hit = match at {
@@ -1098,6 +1115,7 @@ fn crash_point(at: CrashAt) {
         CrashAt::TxnStaged => txn.as_deref() == Some("staged"),
         CrashAt::TxnApplying => txn.as_deref() == Some("applying"),
         CrashAt::ResizeReset => *resize,
+        CrashAt::SummaryStored => *summary,
     };
     if hit {
         std::process::abort();

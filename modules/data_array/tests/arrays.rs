@@ -1080,3 +1080,150 @@ a[:] = np.arange(200, dtype="int32").reshape(50, 4) * 3
         "(51, 4) [0, -1, -2, -3]"
     );
 }
+
+/// The files of the decimation summaries of the 1-D series of every array under `root`.
+fn summary_files(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.parent().and_then(Path::parent).and_then(Path::file_name)
+                == Some(std::ffi::OsStr::new(".wendelin-summaries"))
+                && !p.file_name().unwrap().to_string_lossy().starts_with('.')
+            {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
+/// Decimates the whole 1-D array at `path` into `bins` bins over HTTP, checks the answer
+/// against a brute-force minimum and maximum over its elements (read back whole), and
+/// returns the bins' maxima and minima.
+fn decimation_is_brute_force(server: &TestServer, path: &str, bins: usize) -> (Vec<f64>, Vec<f64>) {
+    let r = server.req("GET", &format!("/api/v1/{path}/decimate?bins={bins}"), None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let d = r.json();
+    let values = as_f64(&read_all(server, path, "").2);
+    let x: Vec<usize> = d["x"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    assert_eq!(x.len(), bins);
+    assert_eq!(d["stop"].as_u64().unwrap() as usize, values.len());
+    let num = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    let (mut lo, mut hi) = (Vec::new(), Vec::new());
+    for (b, &s) in x.iter().enumerate() {
+        let e = x.get(b + 1).copied().unwrap_or(values.len());
+        let part = values[s..e].iter().copied().filter(|v| !v.is_nan());
+        let (l, h) = part.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+            (l.min(v), h.max(v))
+        });
+        assert_eq!(num(&d["min"][b]), l, "bin {b} ({s}..{e}) minimum");
+        assert_eq!(num(&d["max"][b]), h, "bin {b} ({s}..{e}) maximum");
+        lo.push(l);
+        hi.push(h);
+    }
+    (hi, lo)
+}
+
+/// Appends keep the decimation summaries (no decimation asked); region writes change
+/// the decimated answer; crashes in the middle of either never leave a stale summary.
+#[test]
+fn decimation_summaries_follow_appends_writes_and_crashes() {
+    let (dir, mut server) = server();
+    let data = dir.path().join("data");
+    let path = create(
+        &server,
+        json!({"dtype": "float64", "shape": [0], "chunk_shape": [4096], "codec": "none"}),
+    );
+    let piece = |from: usize, n: usize| -> Vec<u8> {
+        let v: Vec<u8> = (from..from + n)
+            .flat_map(|i| {
+                let x = if i % 3_001 == 7 {
+                    f64::NAN
+                } else {
+                    ((i * 7_919) % 10_007) as f64 - 5_000.0
+                };
+                x.to_le_bytes()
+            })
+            .collect();
+        npy("<f8", &[n as u64], &v)
+    };
+    // 100,000 elements in 3 appends ending inside chunks: 25 chunks of 4,096.
+    let mut n = 0;
+    for len in [30_001, 1, 69_998] {
+        let r = post_npy(&server, &path, "append", &piece(n, len));
+        assert_eq!(r.status, 200, "{}", r.text);
+        n += len;
+    }
+    assert_eq!(
+        summary_files(&data).len(),
+        25,
+        "every chunk summarized by the appends, before any decimation"
+    );
+    decimation_is_brute_force(&server, &path, 10);
+
+    // A one-element write and a multi-chunk one change the decimated answer.
+    let r = post_npy(
+        &server,
+        &path,
+        "write?region=54321:54322",
+        &uniform_f64(1, 1e9),
+    );
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = post_npy(
+        &server,
+        &path,
+        "write?region=10000:20000",
+        &uniform_f64(10_000, -1e9),
+    );
+    assert_eq!(r.status, 204, "{}", r.text);
+    let (hi, lo) = decimation_is_brute_force(&server, &path, 10);
+    assert!(hi.contains(&1e9), "{hi:?}");
+    assert!(lo.contains(&-1e9), "{lo:?}");
+
+    // Killed after the first of an append's 6 summaries was stored (its metadata was
+    // written before: the rows are there).
+    server
+        .extra_env
+        .push(("WENDELIN_TEST_CRASH_IN_ARRAY_SUMMARIES".into(), "1".into()));
+    server.kill_and_restart();
+    let crashed = ureq::post(&server.url(&format!("/api/v1/{path}/append")))
+        .set("authorization", &format!("Bearer {}", server.manager_token))
+        .set("content-type", "application/x-npy")
+        .send_bytes(&piece(n, 20_000));
+    assert!(
+        crashed.is_err(),
+        "the server should have died mid-summaries"
+    );
+    server.extra_env.clear();
+    server.kill_and_restart();
+    decimation_is_brute_force(&server, &path, 12);
+
+    // Killed inside a multi-chunk write, after the first chunk of its committed journal
+    // was renamed into place: the next opening finishes it, the decimation shows it.
+    server
+        .extra_env
+        .push(("WENDELIN_TEST_CRASH_IN_ARRAY_TXN".into(), "applying".into()));
+    server.kill_and_restart();
+    let crashed = ureq::post(&server.url(&format!("/api/v1/{path}/write?region=30000:40000")))
+        .set("authorization", &format!("Bearer {}", server.manager_token))
+        .set("content-type", "application/x-npy")
+        .send_bytes(&uniform_f64(10_000, 5e8));
+    assert!(crashed.is_err(), "the server should have died mid-write");
+    server.extra_env.clear();
+    server.kill_and_restart();
+    let (hi, _) = decimation_is_brute_force(&server, &path, 12);
+    assert!(hi.contains(&5e8), "{hi:?}");
+    // And the next append summarizes again.
+    let r = post_npy(&server, &path, "append", &piece(0, 5_000));
+    assert_eq!(r.status, 200, "{}", r.text);
+    decimation_is_brute_force(&server, &path, 12);
+}
