@@ -857,6 +857,11 @@ impl Signal {
         })?)
     }
 
+    /// Bytes of one sample.
+    fn sample_size(&self) -> CoreResult<u64> {
+        Ok(DataArray::with_reader(&self.dir, |a| Ok(a.dtype().size() as u64))?)
+    }
+
     /// Samples `[start, end)` as f64.
     fn read(&self, start: u64, end: u64) -> CoreResult<Vec<f64>> {
         let view = self.view;
@@ -970,11 +975,14 @@ fn derive(
             if start + w > n {
                 return Ok(false);
             }
-            // Whole windows within the budget (at least one).
-            let fit = (max_samples.saturating_sub(w) / h + 1).max(1);
+            // Whole windows of at most the budget of input samples (at least one), in
+            // batches of at most `max_samples` (an f64 copy of each batch's signal and
+            // its rows in memory, not the whole run's).
+            let per_run = (budget / signal.sample_size()?).max(max_samples);
+            let windows_in = |samples: u64| (samples.saturating_sub(w) / h + 1).max(1);
             let avail = (n - start - w) / h + 1;
-            let count = fit.min(avail);
-            let end = start + (count - 1) * h + w;
+            let count = windows_in(per_run).min(avail);
+            let batch = windows_in(max_samples);
             let bins = s.bins() as u64;
             let desc = format!(
                 "stft of {of}: window {w}, hop {h}, {:?}, {:?}",
@@ -985,10 +993,18 @@ fn derive(
                 Prep::Retyped => return Ok(true),
                 Prep::NoArray => return Ok(false),
             };
-            let x = signal.read(start, end)?;
-            let (rows, _) = s.windows(&x);
-            let total = append_rows(&dir, "float64", &[bins], &f64_bytes(&rows))?;
-            progress.rows.insert(out.to_owned(), total);
+            let threads = spectrum::threads();
+            let mut made = 0;
+            while made < count {
+                let k = batch.min(count - made);
+                let from = start + made * h;
+                let x = signal.read(from, from + (k - 1) * h + w)?;
+                let rows = s.windows_le(&x, threads);
+                drop(x);
+                let total = append_rows(&dir, "float64", &[bins], &rows)?;
+                progress.rows.insert(out.to_owned(), total);
+                made += k;
+            }
             Ok(count < avail)
         }
         "aggregate" if spec.contains_key("time") => {
