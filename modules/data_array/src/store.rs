@@ -137,6 +137,9 @@ pub struct AtomicStore {
     root: PathBuf,
     /// The open journal, when writes are being staged.
     txn: Mutex<Option<Txn>>,
+    /// When set, new keys are written unsynced and listed here (see
+    /// [`DataArray::append_deferred`]).
+    deferred: Mutex<Option<Vec<PathBuf>>>,
 }
 
 /// Writes staged for one multi-key transaction.
@@ -159,7 +162,14 @@ impl AtomicStore {
             counter: AtomicU64::new(0),
             root: dir.to_path_buf(),
             txn: Mutex::new(None),
+            deferred: Mutex::new(None),
         })
+    }
+
+    fn deferred(&self) -> Result<std::sync::MutexGuard<'_, Option<Vec<PathBuf>>>, StorageError> {
+        self.deferred
+            .lock()
+            .map_err(|_| StorageError::Other("a writer of this array panicked".into()))
     }
 
     fn journal(&self) -> Result<std::sync::MutexGuard<'_, Option<Txn>>, StorageError> {
@@ -208,6 +218,25 @@ impl AtomicStore {
         File::open(&txn.dir)?.sync_all()?;
         apply_journal(&self.root, &txn.dir)
     }
+}
+
+/// Syncs the files and directories [`DataArray::append_deferred`] listed (each once; a
+/// path gone since, e.g. cut away by a later resize, is skipped).
+pub fn sync_paths(paths: &[PathBuf]) -> ArrayResult<()> {
+    let mut seen = std::collections::HashSet::new();
+    // Files first, then their directories, deepest first.
+    let (dirs, files): (Vec<&PathBuf>, Vec<&PathBuf>) = paths.iter().partition(|p| p.is_dir());
+    for path in files.into_iter().chain(dirs) {
+        if !seen.insert(path) {
+            continue;
+        }
+        match File::open(path) {
+            Ok(f) => f.sync_all()?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Renames a committed journal's staged files over their keys, erases its erased keys and
@@ -385,19 +414,34 @@ impl WritableStorageTraits for AtomicStore {
         let tmp_dir = self.root.join(TMP_DIR);
         std::fs::create_dir_all(&tmp_dir)?;
         let tmp = tmp_dir.join(format!("{}-{n}", std::process::id()));
+        let path = self.inner.key_to_fspath(key);
+        // A new key (no file to replace) may wait for the caller's one sync; a key that
+        // replaces another is synced before its rename, so it is old or new, never torn.
+        let defer = self.deferred()?.is_some() && !path.exists();
         {
             use std::io::Write;
             let mut file = File::create(&tmp)?;
             file.write_all(&value)?;
-            file.sync_all()?;
+            if !defer {
+                file.sync_all()?;
+            }
         }
         crash_point(CrashAt::KeyWritten);
-        let path = self.inner.key_to_fspath(key);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
         std::fs::rename(&tmp, &path)?;
-        if let Some(parent) = path.parent() {
+        if defer {
+            if let Some(list) = self.deferred()?.as_mut() {
+                list.push(path.clone());
+                // The directories between the key and the root got new entries.
+                let mut dir = path.parent();
+                while let Some(d) = dir.filter(|d| d.starts_with(&self.root)) {
+                    list.push(d.to_path_buf());
+                    dir = d.parent();
+                }
+            }
+        } else if let Some(parent) = path.parent() {
             File::open(parent)?.sync_all()?;
         }
         Ok(())
@@ -693,6 +737,28 @@ impl DataArray {
         crash_point(CrashAt::AppendMetadata);
         self.array.store_metadata()?;
         Ok(grown)
+    }
+
+    /// [`DataArray::append`] whose new chunks (keys with no file yet, all past the old
+    /// shape) are renamed into place unsynced, their paths and directories added to
+    /// `unsynced` for one [`sync_paths`] before whatever commit counts on them: a run of
+    /// many appends then waits for the disk once instead of twice per chunk. Keys it
+    /// replaces (the boundary chunk, `zarr.json`) are synced as always. Until that sync, a
+    /// machine crash (not a process crash) may leave new chunks empty past a shape the
+    /// metadata already shows; the caller cuts the array back to what it committed.
+    pub fn append_deferred(
+        &mut self,
+        dtype: Dtype,
+        data_shape: &[u64],
+        bytes: &[u8],
+        unsynced: &mut Vec<PathBuf>,
+    ) -> ArrayResult<Vec<u64>> {
+        *self.store.deferred()? = Some(Vec::new());
+        let result = self.append(dtype, data_shape, bytes);
+        if let Some(list) = self.store.deferred()?.take() {
+            unsynced.extend(list);
+        }
+        result
     }
 
     /// Writes `bytes` into `region` (no steps; its shape, with or without the dimensions
