@@ -1453,3 +1453,51 @@ impl ChunkGrid {
         (0..self.len).filter_map(|i| self.get(i))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_deferred_append_lists_only_the_chunks_it_creates() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a");
+        let options = CreateOptions {
+            dtype: Dtype::I16,
+            shape: vec![0],
+            chunk_shape: Some(vec![4]),
+            shard_shape: None,
+            codec: Codec::None,
+            fill_value: None,
+            dimension_names: None,
+        };
+        DataArray::create(&dir, &options).unwrap();
+        let bytes: Vec<u8> = (0..10i16).flat_map(i16::to_le_bytes).collect();
+        let mut unsynced = Vec::new();
+        let mut a = DataArray::open(&dir).unwrap();
+        a.append_deferred(Dtype::I16, &[3], &bytes[..6], &mut unsynced)
+            .unwrap();
+        // Chunk 0 is new: listed with its directories; zarr.json replaced, not listed.
+        assert!(unsynced.iter().any(|p| p.ends_with("c/0")), "{unsynced:?}");
+        assert!(unsynced.contains(&dir));
+        assert!(!unsynced.iter().any(|p| p.ends_with("zarr.json")));
+        unsynced.clear();
+        // Rows 3..10: chunk 0 is replaced (synced at once), chunks 1 and 2 are new.
+        a.append_deferred(Dtype::I16, &[7], &bytes[6..], &mut unsynced)
+            .unwrap();
+        let files: Vec<_> = unsynced.iter().filter(|p| p.is_file()).collect();
+        assert_eq!(files.len(), 2, "{unsynced:?}");
+        assert!(!unsynced.iter().any(|p| p.ends_with("c/0")));
+        sync_paths(&unsynced).unwrap();
+        // A path cut away meanwhile is skipped.
+        sync_paths(&[dir.join("c/9")]).unwrap();
+        drop(a);
+        let back = DataArray::with_reader(&dir, |a| a.read_box(&[0..10])).unwrap();
+        assert_eq!(back, bytes);
+        // A plain append afterwards syncs as always (nothing left deferred).
+        let mut a = DataArray::open(&dir).unwrap();
+        a.append(Dtype::I16, &[1], &bytes[..2]).unwrap();
+        assert!(a.store.deferred().unwrap().is_none());
+    }
+}
