@@ -672,7 +672,12 @@ fn wav_decode(
         return Ok(false);
     }
     let mut input = unhex(&progress.carry)?;
-    input.extend_from_slice(&payload);
+    if input.is_empty() {
+        input = payload;
+    } else {
+        input.extend_from_slice(&payload);
+        drop(payload);
+    }
     let mut decoder = progress.decoder.clone();
     let decoded = decoder
         .step(&input)
