@@ -1017,17 +1017,19 @@ fn derive(
                 Prep::NoArray => return Ok(false),
             };
             let threads = spectrum::threads();
+            // The rows of every batch, appended at once: one boundary-chunk and metadata
+            // write per run.
+            let mut rows = Vec::new();
             let mut made = 0;
             while made < count {
                 let k = batch.min(count - made);
                 let from = start + made * h;
                 let x = signal.read(from, from + (k - 1) * h + w)?;
-                let rows = s.windows_le(&x, threads);
-                drop(x);
-                let total = append_rows(&dir, "float64", &[bins], &rows)?;
-                progress.rows.insert(out.to_owned(), total);
+                rows.extend_from_slice(&s.windows_le(&x, threads));
                 made += k;
             }
+            let total = append_rows(&dir, "float64", &[bins], &rows)?;
+            progress.rows.insert(out.to_owned(), total);
             Ok(count < avail)
         }
         "aggregate" if spec.contains_key("time") => {
