@@ -1497,7 +1497,8 @@ mod tests {
         // A path cut away meanwhile is skipped.
         sync_paths(&[dir.join("c/9")]).unwrap();
         drop(a);
-        let back = DataArray::with_reader(&dir, |a| a.read_box(&[0..10])).unwrap();
+        let back =
+            DataArray::with_reader(&dir, |a| a.read_box(std::slice::from_ref(&(0..10)))).unwrap();
         assert_eq!(back, bytes);
         // A plain append afterwards syncs as always (nothing left deferred).
         let mut a = DataArray::open(&dir).unwrap();

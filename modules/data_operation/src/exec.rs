@@ -882,7 +882,9 @@ impl Signal {
 
     /// Bytes of one sample.
     fn sample_size(&self) -> CoreResult<u64> {
-        Ok(DataArray::with_reader(&self.dir, |a| Ok(a.dtype().size() as u64))?)
+        Ok(DataArray::with_reader(&self.dir, |a| {
+            Ok(a.dtype().size() as u64)
+        })?)
     }
 
     /// Samples `[start, end)` as f64.

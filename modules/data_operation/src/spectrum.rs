@@ -295,7 +295,9 @@ mod tests {
             window_fn: WindowFn::Hann,
             scale: Scale::Magnitude,
         };
-        let x: Vec<f64> = (0..5000).map(|i| ((i * 7919) % 65536) as f64 - 32768.0).collect();
+        let x: Vec<f64> = (0..5000)
+            .map(|i| ((i * 7919) % 65536) as f64 - 32768.0)
+            .collect();
         let one = s.windows_le(&x, 1);
         assert_eq!(one.len(), s.count(x.len()) * s.bins() * 8);
         for t in [2, 3, 4] {
