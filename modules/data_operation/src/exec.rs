@@ -622,7 +622,7 @@ fn read_payload(
             }
             return Ok((Vec::new(), offset, false));
         }
-        let mut payload = Vec::new();
+        let mut payload = Vec::with_capacity(bytes.len());
         for v in &values {
             if let Some(data) = record_field(v, field) {
                 payload.extend_from_slice(data);
@@ -1021,13 +1021,16 @@ fn derive(
             let threads = spectrum::threads();
             // The rows of every batch, appended at once: one boundary-chunk and metadata
             // write per run.
-            let mut rows = Vec::new();
+            let row = usize::try_from(bins * 8).unwrap_or(usize::MAX);
+            let mut rows = vec![0u8; usize::try_from(count).unwrap_or(0) * row];
             let mut made = 0;
             while made < count {
                 let k = batch.min(count - made);
                 let from = start + made * h;
                 let x = signal.read(from, from + (k - 1) * h + w)?;
-                rows.extend_from_slice(&s.windows_le(&x, threads));
+                let at = usize::try_from(made).unwrap_or(0) * row;
+                let len = usize::try_from(k).unwrap_or(0) * row;
+                s.windows_into(&x, threads, &mut rows[at..at + len]);
                 made += k;
             }
             let total = append_rows(&dir, "float64", &[bins], &rows)?;

@@ -190,11 +190,17 @@ impl Stft {
     /// on up to `threads` threads (each a contiguous run of windows with its own plan, so
     /// the bytes do not depend on the number of threads).
     pub fn windows_le(&self, x: &[f64], threads: usize) -> Vec<u8> {
+        let mut out = vec![0u8; self.count(x.len()) * self.bins() * 8];
+        self.windows_into(x, threads, &mut out);
+        out
+    }
+
+    /// [`Stft::windows_le`] into `out`, which holds exactly those bytes.
+    pub fn windows_into(&self, x: &[f64], threads: usize, out: &mut [u8]) {
         let n = self.count(x.len());
         let row = self.bins() * 8;
-        let mut out = vec![0u8; n * row];
-        if n == 0 {
-            return out;
+        if n == 0 || out.len() != n * row {
+            return;
         }
         let coeffs = self.window_fn.coefficients(self.window);
         let work = |first: usize, rows: &mut [u8]| {
@@ -208,8 +214,8 @@ impl Stft {
         // Below a few windows a thread costs more than it saves.
         let threads = threads.clamp(1, 8).min(n.div_ceil(16));
         if threads == 1 {
-            work(0, &mut out);
-            return out;
+            work(0, out);
+            return;
         }
         let per = n.div_ceil(threads);
         std::thread::scope(|scope| {
@@ -222,7 +228,6 @@ impl Stft {
                 work(0, part);
             }
         });
-        out
     }
 }
 
