@@ -421,7 +421,8 @@ impl WritableStorageTraits for AtomicStore {
         let path = self.inner.key_to_fspath(key);
         // A new key (no file to replace) may wait for the caller's one sync; a key that
         // replaces another is synced before its rename, so it is old or new, never torn.
-        let defer = self.deferred()?.is_some() && !path.exists();
+        let deferring = self.deferred()?.is_some();
+        let defer = deferring && !path.exists();
         {
             use std::io::Write;
             let mut file = File::create(&tmp)?;
@@ -446,7 +447,15 @@ impl WritableStorageTraits for AtomicStore {
                 }
             }
         } else if let Some(parent) = path.parent() {
-            File::open(parent)?.sync_all()?;
+            if deferring {
+                // The key is whole (synced before the rename); the rename itself is made
+                // durable by the caller's one sync, like the new keys.
+                if let Some(list) = self.deferred()?.as_mut() {
+                    list.push(parent.to_path_buf());
+                }
+            } else {
+                File::open(parent)?.sync_all()?;
+            }
         }
         Ok(())
     }
@@ -747,7 +756,8 @@ impl DataArray {
     /// shape) are renamed into place unsynced, their paths and directories added to
     /// `unsynced` for one [`sync_paths`] before whatever commit counts on them: a run of
     /// many appends then waits for the disk once instead of twice per chunk. Keys it
-    /// replaces (the boundary chunk, `zarr.json`) are synced as always. Until that sync, a
+    /// replaces (the boundary chunk, `zarr.json`) are synced before their rename, so each
+    /// holds its old or its new bytes; their directory is listed too. Until that sync, a
     /// machine crash (not a process crash) may leave new chunks empty past a shape the
     /// metadata already shows; the caller cuts the array back to what it committed.
     pub fn append_deferred(
