@@ -220,28 +220,37 @@ impl AtomicStore {
     }
 }
 
-/// Makes durable the files and directories [`DataArray::append_deferred`] listed: one
-/// `syncfs` of their filesystem (one device flush, where a sync per file and directory
-/// costs a flush each: on a virtual disk, milliseconds apiece). It writes out the other
-/// dirty pages of that filesystem too, which the kernel would write back soon anyway.
-/// Paths gone since (cut away by a later resize) are skipped; nothing left, nothing done.
+/// Makes durable the files and directories [`DataArray::append_deferred`] listed. A few
+/// paths (a small append) are synced one by one; more, by one `syncfs` of their
+/// filesystem (one device flush, where a sync per file and directory costs a flush
+/// each: on a virtual disk, milliseconds apiece) — which also writes out the other dirty
+/// pages of that filesystem, soon written back anyway, but worth it only for a large
+/// batch. Paths gone since (cut away by a later resize) are skipped.
 pub fn sync_paths(paths: &[PathBuf]) -> ArrayResult<()> {
     use std::os::unix::fs::MetadataExt;
-    // One syncfs per filesystem the paths are on (arrays may sit on several).
+    let mut unique: Vec<&PathBuf> = paths.iter().collect();
+    unique.sort();
+    unique.dedup();
+    let whole_fs = unique.len() > SYNC_ONE_BY_ONE;
+    // With syncfs: once per filesystem the paths are on (arrays may sit on several).
     let mut devices = std::collections::HashSet::new();
-    for path in paths {
+    for path in unique {
         match File::open(path) {
-            Ok(f) => {
+            Ok(f) if whole_fs => {
                 if devices.insert(f.metadata()?.dev()) {
                     rustix::fs::syncfs(&f).map_err(std::io::Error::from)?;
                 }
             }
+            Ok(f) => f.sync_all()?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
         }
     }
     Ok(())
 }
+
+/// Above this many paths, [`sync_paths`] syncs their filesystem instead of each.
+const SYNC_ONE_BY_ONE: usize = 8;
 
 /// Renames a committed journal's staged files over their keys, erases its erased keys and
 /// removes it. Idempotent: a staged file already renamed is skipped, so re-applying after a
