@@ -18,7 +18,10 @@
 //!   the staged files renamed into place and the journal removed. Whoever opens the array
 //!   next re-applies a committed journal (idempotent) and deletes an uncommitted one, so a
 //!   crash at any point leaves the whole old or the whole new region. Single-chunk writes
-//!   and appends keep the direct path (one key rename, or chunks then `zarr.json`).
+//!   and appends keep the direct path (one key rename, or chunks then `zarr.json`);
+//! - `append_deferred` (analysis runs) renames its *new* keys into place unsynced and lists
+//!   them; the caller makes them durable with one `sync_paths` before the commit that
+//!   counts on them (a process crash loses nothing: the page cache survives it).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
