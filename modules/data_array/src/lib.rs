@@ -60,7 +60,7 @@ pub use dtype::Dtype;
 pub use error::{ArrayError, ArrayResult};
 pub use reduce::Op;
 pub use region::Region;
-pub use store::{Codec, CreateOptions, DataArray};
+pub use store::{sync_paths, Codec, CreateOptions, DataArray};
 
 /// The portal type this module stores arrays for.
 pub const PORTAL_TYPE: &str = "Data Array";

@@ -245,17 +245,32 @@ fn prepare(
     Ok(Prep::Ready(dir))
 }
 
+thread_local! {
+    /// The new chunk files this thread's run appended without syncing them, synced at
+    /// once before the run records its offset ([`sync_appended`]).
+    static UNSYNCED: std::cell::RefCell<Vec<PathBuf>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Makes durable what the run's appends left unsynced: one pass before the offset that
+/// counts on those rows is written, instead of two syncs per chunk while appending.
+fn sync_appended() -> CoreResult<()> {
+    let paths = UNSYNCED.with(|u| std::mem::take(&mut *u.borrow_mut()));
+    wendelin_data_array::sync_paths(&paths).map_err(CoreError::from)
+}
+
 fn append_rows(dir: &std::path::Path, dtype: &str, inner: &[u64], bytes: &[u8]) -> CoreResult<u64> {
     let dtype = Dtype::parse(dtype)?;
-    DataArray::with_writer(dir, |a| {
+    let mut unsynced = Vec::new();
+    let grown = DataArray::with_writer(dir, |a| {
         let row: u64 = inner.iter().product::<u64>() * dtype.size() as u64;
         let n = (bytes.len() as u64).checked_div(row).unwrap_or(0);
         let mut shape = vec![n];
         shape.extend_from_slice(inner);
-        let grown = a.append(dtype, &shape, bytes)?;
+        let grown = a.append_deferred(dtype, &shape, bytes, &mut unsynced)?;
         Ok(grown[0])
-    })
-    .map_err(CoreError::from)
+    });
+    UNSYNCED.with(|u| u.borrow_mut().extend(unsynced));
+    grown.map_err(CoreError::from)
 }
 
 /// Cuts the array in `dir` back to `rows` rows (what a crashed run appended goes).
@@ -285,6 +300,8 @@ fn param_u64(p: &Map<String, Value>, name: &str) -> Option<u64> {
 /// The run of one analysis (the method `DataAnalysis_executeDataOperation`).
 pub fn execute_method(call: &mut Call<'_>) -> CoreResult<MethodOutput> {
     let started = Instant::now();
+    // What a failed run before this one appended is cut below, not synced.
+    UNSYNCED.with(|u| u.borrow_mut().clear());
     let analysis = call.context.clone();
     if analysis.portal_type != crate::DATA_ANALYSIS {
         return Err(CoreError::BadRequest(format!(
@@ -434,6 +451,7 @@ pub fn execute_method(call: &mut Call<'_>) -> CoreResult<MethodOutput> {
     } else {
         0.0
     };
+    sync_appended()?;
     let fresh = docs::get(call.conn, &pi_doc.path)?;
     let patch = DocumentPatch::from_json(json!({
         "serial": fresh.serial,
@@ -604,7 +622,7 @@ fn read_payload(
             }
             return Ok((Vec::new(), offset, false));
         }
-        let mut payload = Vec::new();
+        let mut payload = Vec::with_capacity(bytes.len());
         for v in &values {
             if let Some(data) = record_field(v, field) {
                 payload.extend_from_slice(data);
@@ -654,7 +672,12 @@ fn wav_decode(
         return Ok(false);
     }
     let mut input = unhex(&progress.carry)?;
-    input.extend_from_slice(&payload);
+    if input.is_empty() {
+        input = payload;
+    } else {
+        input.extend_from_slice(&payload);
+        drop(payload);
+    }
     let mut decoder = progress.decoder.clone();
     let decoded = decoder
         .step(&input)
@@ -857,6 +880,13 @@ impl Signal {
         })?)
     }
 
+    /// Bytes of one sample.
+    fn sample_size(&self) -> CoreResult<u64> {
+        Ok(DataArray::with_reader(&self.dir, |a| {
+            Ok(a.dtype().size() as u64)
+        })?)
+    }
+
     /// Samples `[start, end)` as f64.
     fn read(&self, start: u64, end: u64) -> CoreResult<Vec<f64>> {
         let view = self.view;
@@ -970,11 +1000,14 @@ fn derive(
             if start + w > n {
                 return Ok(false);
             }
-            // Whole windows within the budget (at least one).
-            let fit = (max_samples.saturating_sub(w) / h + 1).max(1);
+            // Whole windows of at most the budget of input samples (at least one), in
+            // batches of at most `max_samples` (an f64 copy of each batch's signal and
+            // its rows in memory, not the whole run's).
+            let per_run = (budget / signal.sample_size()?).max(max_samples);
+            let windows_in = |samples: u64| (samples.saturating_sub(w) / h + 1).max(1);
             let avail = (n - start - w) / h + 1;
-            let count = fit.min(avail);
-            let end = start + (count - 1) * h + w;
+            let count = windows_in(per_run).min(avail);
+            let batch = windows_in(max_samples);
             let bins = s.bins() as u64;
             let desc = format!(
                 "stft of {of}: window {w}, hop {h}, {:?}, {:?}",
@@ -985,9 +1018,22 @@ fn derive(
                 Prep::Retyped => return Ok(true),
                 Prep::NoArray => return Ok(false),
             };
-            let x = signal.read(start, end)?;
-            let (rows, _) = s.windows(&x);
-            let total = append_rows(&dir, "float64", &[bins], &f64_bytes(&rows))?;
+            let threads = spectrum::threads();
+            // The rows of every batch, appended at once: one boundary-chunk and metadata
+            // write per run.
+            let row = usize::try_from(bins * 8).unwrap_or(usize::MAX);
+            let mut rows = vec![0u8; usize::try_from(count).unwrap_or(0) * row];
+            let mut made = 0;
+            while made < count {
+                let k = batch.min(count - made);
+                let from = start + made * h;
+                let x = signal.read(from, from + (k - 1) * h + w)?;
+                let at = usize::try_from(made).unwrap_or(0) * row;
+                let len = usize::try_from(k).unwrap_or(0) * row;
+                s.windows_into(&x, threads, &mut rows[at..at + len]);
+                made += k;
+            }
+            let total = append_rows(&dir, "float64", &[bins], &rows)?;
             progress.rows.insert(out.to_owned(), total);
             Ok(count < avail)
         }

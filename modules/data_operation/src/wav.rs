@@ -191,17 +191,27 @@ pub fn decode_frames(wav: &WavFormat, data: &[u8], channels: &mut [Vec<u8>]) -> 
     let n = usize::from(wav.channels);
     let frames = data.len() / fb;
     let sb = wav.format.file_bytes();
+    /// Sample `c` of every frame, `S` bytes each, copied as it is.
+    fn copy<const S: usize>(data: &[u8], fb: usize, c: usize, out: &mut [u8]) {
+        for (o, f) in out.chunks_exact_mut(S).zip(data.chunks_exact(fb)) {
+            o.copy_from_slice(&f[c * S..(c + 1) * S]);
+        }
+    }
     for (c, out) in channels.iter_mut().enumerate().take(n) {
-        out.reserve(frames * wav.format.out_bytes());
-        for f in 0..frames {
-            let s = &data[f * fb + c * sb..f * fb + (c + 1) * sb];
-            match wav.format {
-                SampleFormat::I24 => {
+        let start = out.len();
+        out.resize(start + frames * wav.format.out_bytes(), 0);
+        let dst = &mut out[start..];
+        match wav.format {
+            SampleFormat::I24 => {
+                for (o, f) in dst.chunks_exact_mut(4).zip(data.chunks_exact(fb)) {
+                    let s = &f[c * sb..(c + 1) * sb];
                     let v = i32::from_le_bytes([0, s[0], s[1], s[2]]) >> 8;
-                    out.extend_from_slice(&v.to_le_bytes());
+                    o.copy_from_slice(&v.to_le_bytes());
                 }
-                _ => out.extend_from_slice(s),
             }
+            SampleFormat::U8 => copy::<1>(data, fb, c, dst),
+            SampleFormat::I16 => copy::<2>(data, fb, c, dst),
+            SampleFormat::I32 | SampleFormat::F32 => copy::<4>(data, fb, c, dst),
         }
     }
     frames * fb
