@@ -897,21 +897,30 @@ if size > params.offset {
             "{s:?} of {counted:?}"
         );
     }
-    // The stream grows: the stream analysis appends a count, and once the counts have
-    // an even length again the array-only analysis follows by itself.
-    for round in 2..4 {
+    // The stream grows: the stream analysis appends a count per run; once it counted
+    // twice more (a run may take several appends at once: append until then), the
+    // array-only analysis follows by itself.
+    let before = sums().len();
+    let mut round = 2;
+    eventually("the stream analysis to count twice more", &server, || {
+        if values(&counts).len() >= counted.len() + 2 {
+            return true;
+        }
         post(
             "ingest/meter/m.meter",
             serde_json::json!([{"round": round}]),
         );
+        round += 1;
         std::thread::sleep(std::time::Duration::from_millis(700));
-    }
+        false
+    });
     eventually(
         "the array-only analysis to follow its input",
         &server,
         || {
             let c = values(&counts);
-            c.len() > counted.len() + 1 && !sums().is_empty() && sums().len() == c.len() / 2
+            let s = sums();
+            s.len() > before && s.len() == c.len() / 2
         },
     );
 }
