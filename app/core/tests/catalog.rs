@@ -485,6 +485,44 @@ fn full_text_relevance_security_and_freshness(backend: &str, url: &str) {
     );
     assert_eq!(ft_search(&portal, &bob, "pump").1, 0);
     assert_eq!(ft_search(&portal, &bob, "valve").1, 1);
+    // An edit of properties the entry does not hold (as an analysis run's offset) queues
+    // nothing; one of its text does. Counted inside the edit's transaction, before the
+    // indexer can take the row.
+    let queued = |patch: serde_json::Value| -> i64 {
+        use diesel::prelude::*;
+        use wendelin_core::schema::fulltext_outbox;
+        portal
+            .db
+            .write(|c| {
+                let d = wendelin_core::document::get(c, &secret.path)?;
+                let mut p = patch.clone();
+                p["serial"] = json!(d.serial);
+                wendelin_core::document::update(
+                    c,
+                    &portal.registry,
+                    &d.path,
+                    wendelin_core::DocumentPatch::from_json(p)?,
+                    &User::system(),
+                )?;
+                Ok(fulltext_outbox::table
+                    .filter(fulltext_outbox::uid.eq(d.uid))
+                    .count()
+                    .get_result::<i64>(c)?)
+            })
+            .unwrap()
+    };
+    assert_eq!(
+        queued(json!({"size": 7, "notes": "not full-text"})),
+        0,
+        "{backend}"
+    );
+    assert_eq!(
+        queued(json!({"description": "valve by the door"})),
+        1,
+        "{backend}"
+    );
+    ft.flush(std::time::Duration::from_secs(10)).unwrap();
+    assert_eq!(ft_search(&portal, &bob, "door").1, 1, "{backend}");
     // Sharing changes what the index lets through, too.
     portal
         .db

@@ -920,7 +920,7 @@ pub(crate) fn after_write(
     written: &Written<'_>,
 ) -> CoreResult<()> {
     match *written {
-        Written::Created { doc } | Written::Updated { doc } | Written::StateChanged { doc } => {
+        Written::Created { doc } | Written::Updated { doc, .. } | Written::StateChanged { doc } => {
             index_document(conn, registry, doc)
         }
         _ => Ok(()),

@@ -730,15 +730,50 @@ fn entries(
     Ok(out)
 }
 
-/// The full-text index's after-write hook: an edited or deleted document, and one whose
-/// viewers changed (entries carry the security set), goes to the outbox.
+/// Whether the text an entry holds (title, reference, description, the type's full-text
+/// properties) differs between two versions of a document.
+fn indexed_text_differs(
+    registry: &Registry,
+    before: &document::Document,
+    doc: &document::Document,
+) -> CoreResult<bool> {
+    if before.title != doc.title
+        || before.reference != doc.reference
+        || before.description != doc.description
+        || before.portal_type != doc.portal_type
+    {
+        return Ok(true);
+    }
+    let Some(t) = registry.portal_type(&doc.portal_type) else {
+        return Ok(true);
+    };
+    if !t.properties.iter().any(|p| p.full_text) {
+        return Ok(false);
+    }
+    let (old, new) = (before.property_map()?, doc.property_map()?);
+    Ok(t.properties
+        .iter()
+        .filter(|p| p.full_text)
+        .any(|p| old.get(&p.name) != new.get(&p.name)))
+}
+
+/// The full-text index's after-write hook: a deleted document, one whose viewers changed
+/// (entries carry the security set), and an edited one whose indexed text changed go to
+/// the outbox (an edit of other properties — a Progress Indicator's offset each analysis
+/// run — leaves its entry as it is).
 pub(crate) fn after_write(
     conn: &mut DbConnection,
-    _registry: &Registry,
+    registry: &Registry,
     written: &Written<'_>,
 ) -> CoreResult<()> {
     match *written {
-        Written::Updated { doc } => enqueue(conn, doc.uid),
+        Written::Updated { doc, before } => {
+            if indexed_text_differs(registry, before, doc)? {
+                enqueue(conn, doc.uid)
+            } else {
+                Ok(())
+            }
+        }
         Written::Viewers { uid } | Written::Deleted { uid, .. } => enqueue(conn, uid),
         _ => Ok(()),
     }

@@ -29,6 +29,8 @@ pub enum Written<'a> {
     Updated {
         /// The document as it is now.
         doc: &'a Document,
+        /// The document as it was before the change.
+        before: &'a Document,
     },
     /// A workflow transition moved the document to another state.
     StateChanged {

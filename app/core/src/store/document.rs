@@ -581,8 +581,16 @@ pub fn update(
         return Err(stale(&doc, serial));
     }
     set_relations(conn, registry, editor, &doc, rels)?;
+    let before = doc;
     let doc = get(conn, path)?;
-    notify(conn, registry, Written::Updated { doc: &doc })?;
+    notify(
+        conn,
+        registry,
+        Written::Updated {
+            doc: &doc,
+            before: &before,
+        },
+    )?;
     Ok(doc)
 }
 
