@@ -94,6 +94,33 @@ def rss_peak(pid):
     return 0
 
 
+def tree_bytes(root):
+    """Bytes of the files under `root` (0 when it does not exist)."""
+    total = 0
+    for d, _, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(d, name))
+            except OSError:
+                pass
+    return total
+
+
+def disk_rate(work, mib):
+    """MiB/s of a loop appending 1 MiB and fdatasync'ing, in `work` (deleted after)."""
+    path = os.path.join(work, "disk-rate.bin")
+    block = os.urandom(1 << 20)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    t0 = time.perf_counter()
+    for _ in range(mib):
+        os.write(fd, block)
+        os.fdatasync(fd)
+    dt = time.perf_counter() - t0
+    os.close(fd)
+    os.unlink(path)
+    return mib / dt
+
+
 def numpy_stft(path, frames):
     """Channels split and the STFT of channel 0, block by block (bounded memory)."""
     win = np.hanning(W)
@@ -162,6 +189,8 @@ def measure(srv, work):
             f.write("5\n")
     except OSError:
         pass
+    data_dir = srv.env["WENDELIN_DATA_DIR"]
+    written0 = tree_bytes(data_dir)
     t0 = time.perf_counter()
     srv.step()
     aid = None
@@ -176,7 +205,11 @@ def measure(srv, work):
         time.sleep(0.05)
     t1 = time.perf_counter()
     server_s = t1 - t0
+    written = tree_bytes(data_dir) - written0
     peak = rss_peak(srv.proc.pid)
+    # What the disk takes: the server's output must reach it (fsync'd) before a run
+    # counts, so its write rate bounds the server; numpy writes nothing.
+    disk = disk_rate(work, 256)
     t0 = time.perf_counter()
     rows = numpy_stft(path, frames)
     numpy_s = time.perf_counter() - t0
@@ -186,6 +219,9 @@ def measure(srv, work):
           f"({nbytes / numpy_s / 2**20:.0f} MiB/s, {rows} windows): "
           f"{numpy_s / server_s:.2f}× numpy; peak server RSS {peak / 2**20:.0f} MiB "
           f"(STFT rows when the offset caught up: {at_offset} of {windows})")
+    print(f"    the data directory grew by {written / 2**30:.2f} GiB meanwhile "
+          f"({written / server_s / 2**20:.0f} MiB/s); this disk's 1 MiB write+fdatasync "
+          f"loop right after: {disk:.0f} MiB/s")
 
     # (b) 1 MiB appends: to the long stream vs to a 1 MiB stream.
     srv.post("short.wav", wav_header(2, 48000, 1 << 30) + bytes(RECORD - 44))
