@@ -461,22 +461,28 @@ fn as_f64(data: &[u8]) -> Vec<f64> {
         .collect()
 }
 
-/// Any journal directory left under `root` (there must be none once an array is opened).
-fn journals(root: &Path) -> Vec<PathBuf> {
+/// Every file and directory under `root`.
+fn tree(root: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut todo = vec![root.to_path_buf()];
     while let Some(dir) = todo.pop() {
         for e in std::fs::read_dir(&dir).unwrap().flatten() {
             let p = e.path();
             if p.is_dir() {
-                if p.file_name().is_some_and(|n| n == ".txn") {
-                    found.push(p.clone());
-                }
-                todo.push(p);
+                todo.push(p.clone());
             }
+            found.push(p);
         }
     }
     found
+}
+
+/// Any journal directory left under `root` (there must be none once an array is opened).
+fn journals(root: &Path) -> Vec<PathBuf> {
+    tree(root)
+        .into_iter()
+        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n == ".txn"))
+        .collect()
 }
 
 #[test]
@@ -1083,22 +1089,15 @@ a[:] = np.arange(200, dtype="int32").reshape(50, 4) * 3
 
 /// The files of the decimation summaries of the 1-D series of every array under `root`.
 fn summary_files(root: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.parent().and_then(Path::parent).and_then(Path::file_name)
-                == Some(std::ffi::OsStr::new(".wendelin-summaries"))
+    tree(root)
+        .into_iter()
+        .filter(|p| {
+            p.is_file()
+                && p.parent().and_then(Path::parent).and_then(Path::file_name)
+                    == Some(std::ffi::OsStr::new(".wendelin-summaries"))
                 && !p.file_name().unwrap().to_string_lossy().starts_with('.')
-            {
-                found.push(p);
-            }
-        }
-    }
-    found
+        })
+        .collect()
 }
 
 /// Decimates the whole 1-D array at `path` into `bins` bins over HTTP, checks the answer

@@ -80,6 +80,20 @@ fn analyses_of(conn: &mut DbConnection, ingestion: &Document) -> CoreResult<Vec<
     Ok(out)
 }
 
+/// The started Data Ingestions `user` may View.
+fn started_ingestions(
+    conn: &mut DbConnection,
+    registry: &Registry,
+    user: &User,
+) -> CoreResult<Vec<Document>> {
+    search_all(
+        conn,
+        registry,
+        user,
+        "portal_type:\"Data Ingestion\" AND data_ingestion_state:started",
+    )
+}
+
 /// Whether `analysis` reads a batch ingestion (an input line of use
 /// `big_data/ingestion/batch`).
 fn reads_batch(conn: &mut DbConnection, analysis: &Document) -> CoreResult<bool> {
@@ -147,12 +161,7 @@ pub fn stop_finished_batches(
     user: &User,
 ) -> CoreResult<Vec<String>> {
     let idle = std::time::Duration::from_secs(crate::settings().batch_idle_seconds);
-    let ingestions = search_all(
-        conn,
-        registry,
-        user,
-        "portal_type:\"Data Ingestion\" AND data_ingestion_state:started",
-    )?;
+    let ingestions = started_ingestions(conn, registry, user)?;
     let mut stopped = Vec::new();
     for ingestion in ingestions {
         let mut batch = false;
@@ -177,12 +186,7 @@ pub fn create_analyses(
     registry: &Registry,
     user: &User,
 ) -> CoreResult<Vec<String>> {
-    let ingestions = search_all(
-        conn,
-        registry,
-        user,
-        "portal_type:\"Data Ingestion\" AND data_ingestion_state:started",
-    )?;
+    let ingestions = started_ingestions(conn, registry, user)?;
     if ingestions.is_empty() {
         return Ok(Vec::new());
     }

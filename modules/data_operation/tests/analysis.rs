@@ -417,16 +417,7 @@ fn records_become_columns_with_timestamps_and_window_aggregates() {
     );
     assert!(ok, "{out} {err}");
     // The transformation through the JSON API, as a user would write it.
-    let post = |path: &str, body: serde_json::Value| {
-        let r = server.req("POST", &format!("/api/v1/{path}"), Some(&body));
-        assert!(
-            r.status == 201 || r.status == 200,
-            "{path}: {} {}",
-            r.status,
-            r.text
-        );
-        r.json()
-    };
+    let post = |path: &str, body: serde_json::Value| post_json(&server, path, body);
     post(
         "data_operation_module",
         serde_json::json!({"portal_type": "Data Operation", "id": "columns",
@@ -525,6 +516,45 @@ print("ok")
     assert_eq!(out.trim(), "ok");
 }
 
+/// POSTs `body` to `/api/v1/<path>` as the manager; asserts it was taken (200 or 201) and
+/// returns the answer.
+fn post_json(server: &TestServer, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let r = server.req("POST", &format!("/api/v1/{path}"), Some(&body));
+    assert!(
+        r.status == 201 || r.status == 200,
+        "{path}: {} {}",
+        r.status,
+        r.text
+    );
+    r.json()
+}
+
+/// The Data Operation `count`: a user script appending to the line `counts` how many new
+/// bytes each run found in the stream of the line `input`, and saying how far it read.
+fn count_operation(server: &TestServer, input: &str) {
+    let body = format!(
+        r#"
+let size = portal.invoke(params.{input}, "getSize");
+if size > params.offset {{
+    portal.invoke(params.counts, "DataArray_append", #{{ data: [size - params.offset] }});
+}}
+#{{ offset: size, more: false }}
+"#
+    );
+    for (container, doc) in [
+        (
+            "portal_skins",
+            serde_json::json!({"portal_type": "Script", "id": "countNewBytes", "body": body}),
+        ),
+        (
+            "data_operation_module",
+            serde_json::json!({"portal_type": "Data Operation", "id": "count", "script_id": "countNewBytes"}),
+        ),
+    ] {
+        post_json(server, container, doc);
+    }
+}
+
 #[test]
 fn a_user_script_runs_as_the_operation_with_the_lines_as_arguments() {
     let Some(py) = python() else { return };
@@ -536,30 +566,8 @@ fn a_user_script_runs_as_the_operation_with_the_lines_as_arguments() {
         "",
     );
     assert!(ok, "{out} {err}");
-    let post = |path: &str, body: serde_json::Value| {
-        let r = server.req("POST", &format!("/api/v1/{path}"), Some(&body));
-        assert!(
-            r.status == 201 || r.status == 200,
-            "{path}: {} {}",
-            r.status,
-            r.text
-        );
-    };
-    // Appends how many new bytes each run found, and says how far it read.
-    post(
-        "portal_skins",
-        serde_json::json!({"portal_type": "Script", "id": "countNewBytes", "body": r#"
-let size = portal.invoke(params.meter, "getSize");
-if size > params.offset {
-    portal.invoke(params.counts, "DataArray_append", #{ data: [size - params.offset] });
-}
-#{ offset: size, more: false }
-"#}),
-    );
-    post(
-        "data_operation_module",
-        serde_json::json!({"portal_type": "Data Operation", "id": "count", "script_id": "countNewBytes"}),
-    );
+    let post = |path: &str, body: serde_json::Value| post_json(&server, path, body);
+    count_operation(&server, "meter");
     post(
         "data_transformation_module",
         serde_json::json!({"portal_type": "Data Transformation", "id": "power-count", "resource": "power"}),
@@ -692,16 +700,7 @@ fn the_periodic_step_stops_finished_batches_and_runs_array_only_analyses() {
             ("WENDELIN_DATA_OPERATION_BATCH_IDLE_SECONDS", "2"),
         ],
     );
-    let post = |path: &str, body: serde_json::Value| -> serde_json::Value {
-        let r = server.req("POST", &format!("/api/v1/{path}"), Some(&body));
-        assert!(
-            r.status == 201 || r.status == 200,
-            "{path}: {} {}",
-            r.status,
-            r.text
-        );
-        r.json()
-    };
+    let post = |path: &str, body: serde_json::Value| post_json(&server, path, body);
     let state = |path: &str, workflow: &str| -> String {
         let r = server.req("GET", &format!("/api/v1/{path}"), None);
         assert_eq!(r.status, 200, "{path}: {}", r.text);
@@ -710,21 +709,7 @@ fn the_periodic_step_stops_finished_batches_and_runs_array_only_analyses() {
             .unwrap_or_default()
             .to_owned()
     };
-    // A script operation counting the new bytes of its input into `counts`.
-    post(
-        "portal_skins",
-        serde_json::json!({"portal_type": "Script", "id": "countNewBytes", "body": r#"
-let size = portal.invoke(params.input, "getSize");
-if size > params.offset {
-    portal.invoke(params.counts, "DataArray_append", #{ data: [size - params.offset] });
-}
-#{ offset: size, more: false }
-"#}),
-    );
-    post(
-        "data_operation_module",
-        serde_json::json!({"portal_type": "Data Operation", "id": "count", "script_id": "countNewBytes"}),
-    );
+    count_operation(&server, "input");
     server.req(
         "POST",
         "/api/v1/data_operation_module/count/transitions/validate",
