@@ -76,6 +76,19 @@ def timed_get(base, path, times=5):
     return out
 
 
+def start(env, port):
+    """`wendelin serve` on 127.0.0.1:`port`, once it answers /health."""
+    proc = subprocess.Popen([BIN, "serve", "--bind", f"127.0.0.1:{port}"], env=env,
+                            stdout=subprocess.DEVNULL)
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health")
+            break
+        except OSError:
+            time.sleep(0.05)
+    return proc
+
+
 def main():
     data = tempfile.mkdtemp(prefix="wendelin-web-bench-")
     env = dict(os.environ, WENDELIN_DATA_DIR=data, WENDELIN_LOG="warn",
@@ -86,14 +99,7 @@ def main():
         token = cli(env, "user", "token", "add", "manager", "--name", "bench").split()[-1]
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        proc = subprocess.Popen([BIN, "serve", "--bind", f"127.0.0.1:{port}"], env=env,
-                                stdout=subprocess.DEVNULL)
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(base + "/health")
-                break
-            except OSError:
-                time.sleep(0.05)
+        proc = start(env, port)
 
         _, out, _ = request(base, token, "POST", "/api/v1/data_array_module",
                             {"portal_type": "Data Array", "title": "big", "dtype": "float64", "shape": [0]})
@@ -140,14 +146,7 @@ def main():
         # A new server process: the summaries are read from the array's directory.
         proc.terminate()
         proc.wait()
-        proc = subprocess.Popen([BIN, "serve", "--bind", f"127.0.0.1:{port}"], env=env,
-                                stdout=subprocess.DEVNULL)
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(base + "/health")
-                break
-            except OSError:
-                time.sleep(0.05)
+        proc = start(env, port)
         after_restart = timed_get(base, site_path, 1)[0]
 
         paint = []
