@@ -60,6 +60,17 @@ impl ServerModule for WebModule {
     fn routes(&self, cfg: &mut web::ServiceConfig) {
         routes(cfg);
     }
+
+    /// The public web origin ([`crate::public`]), when `[web] listen` names an address.
+    fn start(&self, portal: &Portal) -> Result<(), ServerError> {
+        let listen = &crate::settings().listen;
+        if listen.trim().is_empty() {
+            return Ok(());
+        }
+        let listener = crate::public::bind(listen.trim())?;
+        crate::public::spawn(listener, portal.clone())?;
+        Ok(())
+    }
 }
 
 /// Registers the web routes.
@@ -113,7 +124,7 @@ const STATIC: &[(&str, &str, &[u8])] = &[
     ),
 ];
 
-async fn static_file(file: web::Path<String>) -> HttpResponse {
+pub(crate) async fn static_file(file: web::Path<String>) -> HttpResponse {
     match STATIC.iter().find(|(n, _, _)| *n == file.as_str()) {
         Some((_, ct, bytes)) => HttpResponse::Ok()
             .content_type(*ct)
@@ -123,13 +134,13 @@ async fn static_file(file: web::Path<String>) -> HttpResponse {
     }
 }
 
-async fn site_root(site: web::Path<String>) -> HttpResponse {
+pub(crate) async fn site_root(site: web::Path<String>) -> HttpResponse {
     HttpResponse::MovedPermanently()
         .insert_header((header::LOCATION, format!("/web/{}/", site.into_inner())))
         .finish()
 }
 
-fn not_found() -> HttpResponse {
+pub(crate) fn not_found() -> HttpResponse {
     HttpResponse::NotFound()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CONTENT_SECURITY_POLICY, WEB_CSP))
@@ -237,7 +248,7 @@ struct Options {
 }
 
 /// `GET /web/<site>/<tail>`.
-async fn serve(
+pub(crate) async fn serve(
     portal: web::Data<Portal>,
     params: web::Path<(String, String)>,
     query: web::Query<Map<String, Value>>,

@@ -6,6 +6,7 @@
 //! a draft is seen only by those who may View it, and only with `?preview=1`.
 
 pub mod http;
+pub mod public;
 pub mod render;
 pub mod view;
 
@@ -84,7 +85,7 @@ impl Kind {
 }
 
 /// The `[web]` section of `wendelin.toml`; each key is also `WENDELIN_WEB_<KEY>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebConfig {
     /// Longest a tera template may render, in milliseconds.
@@ -95,6 +96,10 @@ pub struct WebConfig {
     pub max_search_limit: i64,
     /// Bytes of rendered pages kept in memory by this process.
     pub cache_bytes: u64,
+    /// The address of the public web origin (`127.0.0.1:8081`): a second listener that
+    /// serves published sites to anonymous visitors only, without the sandbox, so that
+    /// pages work offline ([`public`]). Empty: off.
+    pub listen: String,
 }
 
 impl Default for WebConfig {
@@ -104,6 +109,7 @@ impl Default for WebConfig {
             max_output_bytes: 1 << 20,
             max_search_limit: 100,
             cache_bytes: 64 << 20,
+            listen: String::new(),
         }
     }
 }
@@ -116,8 +122,11 @@ pub fn configure(config: WebConfig) {
 }
 
 /// The settings in effect.
-pub fn settings() -> WebConfig {
-    CONFIG.get().copied().unwrap_or_default()
+pub fn settings() -> &'static WebConfig {
+    static DEFAULT: OnceLock<WebConfig> = OnceLock::new();
+    CONFIG
+        .get()
+        .unwrap_or_else(|| DEFAULT.get_or_init(WebConfig::default))
 }
 
 /// Names in URLs and catalog queries: `[A-Za-z0-9_.-]`, 1 to 200 characters.

@@ -8,8 +8,54 @@
 // error), data-points, data-start, data-stop, data-fetches; el.wendelinChart has
 // zoom(start, stop) and reset(). The first chart drawn on a page leaves the Performance
 // API mark "wendelin-chart-drawn" (its startTime: milliseconds since navigation start).
+// On the public web origin ([web] listen) it registers the site's service worker
+// (/web/<site>/_sw.js), which keeps the page and its last data for offline use; on the
+// admin origin pages are sandboxed (an opaque origin, "null") and it does not.
 (function () {
   "use strict";
+
+  var worker = null; // the registration, once ready, if it did not control the page
+  var kept = {}; // URLs already handed to it
+
+  function register() {
+    var site = location.pathname.match(/^\/web\/[^/]+\//);
+    if (self.origin === "null" || !("serviceWorker" in navigator) || !site) {
+      return;
+    }
+    var controlled = !!navigator.serviceWorker.controller;
+    navigator.serviceWorker
+      .register(site[0] + "_sw.js", { scope: site[0] })
+      .then(function () {
+        return navigator.serviceWorker.ready;
+      })
+      .then(function (reg) {
+        if (!controlled) {
+          worker = reg;
+          keep();
+        }
+      })
+      .catch(function () {});
+  }
+
+  // Hands the worker what this page loaded (the page, its scripts, its charts' data)
+  // when it was not controlled from the start, to be stored now; each URL once.
+  function keep() {
+    if (!worker || !worker.active) {
+      return;
+    }
+    var urls = [location.href];
+    performance.getEntriesByType("resource").forEach(function (e) {
+      urls.push(e.name);
+    });
+    urls = urls.filter(function (u) {
+      var fresh = !kept[u];
+      kept[u] = true;
+      return fresh;
+    });
+    if (urls.length) {
+      worker.active.postMessage({ keep: urls });
+    }
+  }
 
   function load(src, bins, range) {
     var url = src + "?format=f64&bins=" + bins;
@@ -95,6 +141,7 @@
         });
       }
       el.setAttribute("data-state", "drawn");
+      setTimeout(keep, 0);
       if (!window.wendelinChartMarked && window.performance && performance.mark) {
         // At the next frame: the canvas is painted with it.
         window.wendelinChartMarked = true;
@@ -140,6 +187,7 @@
   }
 
   function start() {
+    register();
     var charts = document.querySelectorAll("div.wendelin-chart[data-src]");
     for (var i = 0; i < charts.length; i++) {
       setup(charts[i]);
