@@ -8,7 +8,9 @@
 //! only, and a draft is the same 404 as a missing page. Rendered pages are cached per
 //! (path, language, visitor's principals) while the change generation read before the
 //! render is current, and answered with an ETag (304 on `If-None-Match`). Pages under
-//! `/web/` carry [`WEB_CSP`].
+//! `/web/` carry [`WEB_CSP`] here, on the admin UI's origin; the public web origin
+//! ([`crate::public`], `[web] listen`) serves the same pages to anonymous visitors
+//! without the sandbox.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
