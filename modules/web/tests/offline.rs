@@ -17,12 +17,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use wendelin_tests::{
-    add_user, browser_missing, chromium, free_port, login, repo_root, request_with, skip, Reply,
-    TestServer,
+    add_user, browser_missing, chromium, free_port, login, repo_root, request_with, skip,
+    wait_at_most, wendelin_bin, Reply, TestServer,
 };
 
 fn create(s: &TestServer, container: &str, body: Value) -> String {
@@ -249,6 +250,23 @@ fn public_origin_is_anonymous_and_unsandboxed() {
     assert!(sw.text.contains("wendelin-web-"), "{}", sw.text);
     assert_eq!(get(&s.url("/web/lab/_sw.js"), &[]).status, 404);
     assert_eq!(get(&s.url("/web-static/wendelin-sw.js"), &[]).status, 404);
+
+    // An address that cannot be listened on stops `wendelin serve` at start-up, naming
+    // the setting.
+    let log = dir.path().join("other.stderr");
+    let mut child = Command::new(wendelin_bin())
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("WENDELIN_DATA_DIR", dir.path().join("other"))
+        .env("WENDELIN_WEB_LISTEN", "not an address")
+        .env_remove("WENDELIN_DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let status = wait_at_most(&mut child, Duration::from_secs(60));
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert!(status.is_some_and(|s| !s.success()), "{status:?} {err}");
+    assert!(err.contains("[web] listen"), "{err}");
 }
 
 #[test]
