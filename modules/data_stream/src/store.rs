@@ -1,15 +1,31 @@
 //! The stream storage engine: append-only segment files on the local disk, behind the
 //! [`StreamStore`] trait so another backend (S3) can stand in later.
 //!
-//! Layout, per stream: `<root>/<id>/<start offset, 20 digits>.seg` segment files and a
-//! `commit.log` of fixed 16-byte records (`end offset u64 LE`, `crc32 of it u32 LE`,
-//! magic `u32 LE`) in 4096 preallocated slots (zeros until written; a full log is
-//! replaced by a fresh one through rename). Durability protocol of one group commit: the
-//! segment is fdatasync'd, then a commit record naming the end offset is written to the
-//! next slot of `commit.log` and fdatasync'd (an overwrite: no size change to journal); only then are the appenders waiting for bytes up to that offset answered.
-//! On open, the last valid commit record is the stream's size: bytes beyond it (a torn
-//! tail left by a crash between write and commit) are truncated and segments starting
-//! beyond it are deleted.
+//! Layout, per stream: `<root>/<id>/<start offset, 20 digits>.cseg` segment files. A
+//! segment opens with a header of [`HEADER_SLOTS`] commit-record slots of 32 bytes
+//! (zeros when the file is created), then the stream's bytes from `start`. A commit record
+//! holds a sequence number, the committed end offset, the offset `from` which the bytes
+//! of this commit start (within this segment), a crc32 of those bytes and a crc32 of the
+//! record; record `seq` goes to slot `seq % HEADER_SLOTS`, so the header is a ring.
+//!
+//! Durability protocol of one group commit: the bytes are written to the segment, the
+//! record naming the new end is written into the same file's header, and ONE fdatasync
+//! covers both (one device flush per commit, the same as a plain write+fdatasync loop);
+//! only then are the appenders waiting for bytes up to that end answered. Commits are
+//! serialised, so when record `seq` reaches the disk at all, every commit before it was
+//! wholly durable. Within one fdatasync the kernel may write the header before the bytes,
+//! so on open the newest record is trusted only if its bytes are there: the file is long
+//! enough and the crc32 of `from..end` matches; else (a crash during that fdatasync, never
+//! acknowledged) the record before it is used. Bytes beyond the trusted end (a torn tail)
+//! are truncated; a last segment without a trusted record (created, then the crash came
+//! before its first commit) is deleted, and the segment before it is trusted up to its own
+//! newest record. A segment other than the last is complete up to the next one's start:
+//! it was fdatasync'd before the next one was created.
+//!
+//! Streams written by earlier versions have `<start>.seg` segments without a header and a
+//! separate `commit.log` of 16-byte records (two flushes per commit). They are recovered
+//! through that log, kept as they are, and the next append starts a `.cseg` segment at
+//! the committed end; once that segment holds a commit, `commit.log` is removed.
 //!
 //! Appends to one stream are serialised by a mutex held only while the bytes are copied
 //! to the segment (never during fsync), so concurrent appenders queue behind one fsync
@@ -17,7 +33,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
@@ -37,7 +53,7 @@ pub enum StoreError {
         /// The stream's size.
         actual: u64,
     },
-    /// Files on disk contradict the commit log (lost data, manual edits).
+    /// Files on disk contradict the commit records (lost data, manual edits).
     #[error("stream {0} is damaged: {1}")]
     Damaged(u64, String),
     /// An earlier fsync failed: the stream refuses writes until the server restarts.
@@ -96,11 +112,18 @@ impl Default for StoreOptions {
     }
 }
 
-const COMMIT_RECORD: usize = 16;
+/// Size of a commit record in a segment header.
+const RECORD: usize = 32;
+/// Commit-record slots at the head of a segment (a ring: record `seq` is in slot
+/// `seq % HEADER_SLOTS`). Written as zeros when the segment is created, so a commit
+/// overwrites allocated blocks.
+const HEADER_SLOTS: u64 = 1024;
+/// Bytes before a segment's data.
+const HEADER: u64 = HEADER_SLOTS * RECORD as u64;
 const COMMIT_MAGIC: u32 = 0x5744_4c43; // "WDLC"
-/// Record slots of a commit log. The file is written full of zeros once, so a commit
-/// overwrites allocated blocks and its fdatasync needs no metadata (size) update.
-const COMMIT_SLOTS: u64 = 4096;
+
+/// Records of a `commit.log` written by earlier versions (16 bytes: end, crc, magic).
+const LEGACY_RECORD: usize = 16;
 
 /// Segment files on the local disk under one root directory.
 pub struct LocalStore {
@@ -125,21 +148,54 @@ struct Stream {
     writer: Mutex<Writer>,
     sync: Mutex<SyncState>,
     synced: Condvar,
-    commit_log: Mutex<Option<CommitLog>>,
+    /// Sequence number of the newest commit record, and whether a legacy `commit.log`
+    /// is still there to remove after the first commit in a `.cseg` segment.
+    commits: Mutex<Commits>,
     fsync: bool,
 }
 
+/// One segment file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seg {
+    /// Stream offset of its first byte.
+    start: u64,
+    /// Whether it is a headerless `.seg` of an earlier version (read-only).
+    legacy: bool,
+}
+
+impl Seg {
+    fn header(self) -> u64 {
+        if self.legacy {
+            0
+        } else {
+            HEADER
+        }
+    }
+
+    fn path(self, dir: &Path) -> PathBuf {
+        dir.join(if self.legacy {
+            format!("{:020}.seg", self.start)
+        } else {
+            format!("{:020}.cseg", self.start)
+        })
+    }
+}
+
 struct Writer {
-    /// Start offsets of the segments, ascending; the last is being written.
-    segments: Vec<u64>,
+    /// The segments, ascending; the last is being written.
+    segments: Vec<Seg>,
     current: Option<Arc<File>>,
     end: u64,
     last_append: Option<SystemTime>,
+    /// crc32 of the bytes written since the last commit took its share (from
+    /// `pending_from`, in the current segment).
+    pending: crc32fast::Hasher,
+    pending_from: u64,
 }
 
-struct CommitLog {
-    file: File,
-    next_slot: u64,
+struct Commits {
+    seq: u64,
+    legacy_log: bool,
 }
 
 struct SyncState {
@@ -152,10 +208,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a stream lock cannot leave the files half-updated in a way
     // the next commit would not repair (the writer's `end` moves only after a full write).
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn segment_name(start: u64) -> String {
-    format!("{start:020}.seg")
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -248,17 +300,22 @@ impl StreamStore for LocalStore {
         let mut out = Vec::with_capacity(usize::try_from(stop - start).unwrap_or(0));
         let mut pos = start;
         while pos < stop {
-            let i = segments.partition_point(|&s| s <= pos).saturating_sub(1);
-            let seg_start = segments.get(i).copied().unwrap_or(0);
-            let seg_stop = segments.get(i + 1).copied().unwrap_or(u64::MAX).min(stop);
+            let i = segments
+                .partition_point(|s| s.start <= pos)
+                .saturating_sub(1);
+            let seg = segments
+                .get(i)
+                .copied()
+                .ok_or_else(|| StoreError::Damaged(id, format!("no segment holds offset {pos}")))?;
+            let seg_stop = segments.get(i + 1).map_or(u64::MAX, |s| s.start).min(stop);
             let n = usize::try_from(seg_stop - pos)
                 .map_err(|_| StoreError::Damaged(id, "read range too large".into()))?;
             let mut buf = vec![0u8; n];
             let is_last = i + 1 == segments.len();
+            let at = seg.header() + pos - seg.start;
             match (&current, is_last) {
-                (Some(f), true) => f.read_exact_at(&mut buf, pos - seg_start)?,
-                _ => File::open(stream.dir.join(segment_name(seg_start)))?
-                    .read_exact_at(&mut buf, pos - seg_start)?,
+                (Some(f), true) => f.read_exact_at(&mut buf, at)?,
+                _ => File::open(seg.path(&stream.dir))?.read_exact_at(&mut buf, at)?,
             }
             out.extend_from_slice(&buf);
             pos = seg_stop;
@@ -269,13 +326,15 @@ impl StreamStore for LocalStore {
     fn last_append(&self, id: u64) -> StoreResult<Option<SystemTime>> {
         let stream = self.stream(id)?;
         let w = lock(&stream.writer);
-        if w.last_append.is_some() || w.segments.is_empty() {
+        let Some(newest) = w.segments.last() else {
+            return Ok(w.last_append);
+        };
+        if w.last_append.is_some() {
             return Ok(w.last_append);
         }
-        let newest = stream
-            .dir
-            .join(segment_name(w.segments[w.segments.len() - 1]));
-        Ok(std::fs::metadata(newest).and_then(|m| m.modified()).ok())
+        Ok(std::fs::metadata(newest.path(&stream.dir))
+            .and_then(|m| m.modified())
+            .ok())
     }
 
     fn remove(&self, id: u64) -> StoreResult<()> {
@@ -293,79 +352,192 @@ impl StreamStore for LocalStore {
     }
 }
 
+/// A commit record found in a segment header.
+#[derive(Debug, Clone, Copy)]
+struct Record {
+    slot: u64,
+    seq: u64,
+    end: u64,
+    from: u64,
+    crc: u32,
+}
+
+fn commit_record(seq: u64, end: u64, from: u64, crc: u32) -> [u8; RECORD] {
+    let mut r = [0u8; RECORD];
+    r[..8].copy_from_slice(&seq.to_le_bytes());
+    r[8..16].copy_from_slice(&end.to_le_bytes());
+    r[16..24].copy_from_slice(&from.to_le_bytes());
+    r[24..28].copy_from_slice(&crc.to_le_bytes());
+    let check = record_crc(&r[..28]);
+    r[28..].copy_from_slice(&check.to_le_bytes());
+    r
+}
+
+fn record_crc(body: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&COMMIT_MAGIC.to_le_bytes());
+    h.update(body);
+    h.finalize()
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(x)
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut x = [0u8; 4];
+    x.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(x)
+}
+
+/// The well-formed records of a segment header (crc of the record checked; not yet
+/// whether its bytes are there), newest first.
+fn header_records(file: &File) -> StoreResult<Vec<Record>> {
+    let mut header = vec![0u8; HEADER as usize];
+    let len = file.metadata()?.len().min(HEADER) as usize;
+    file.read_exact_at(&mut header[..len], 0)?;
+    let mut found: Vec<Record> = header
+        .chunks_exact(RECORD)
+        .enumerate()
+        .filter(|(_, r)| u32_at(r, 28) == record_crc(&r[..28]))
+        .map(|(slot, r)| Record {
+            slot: slot as u64,
+            seq: u64_at(r, 0),
+            end: u64_at(r, 8),
+            from: u64_at(r, 16),
+            crc: u32_at(r, 24),
+        })
+        .collect();
+    found.sort_unstable_by(|a, b| b.seq.cmp(&a.seq));
+    Ok(found)
+}
+
+/// Whether the bytes `record` commits are in the segment `file` (starting at stream
+/// offset `start`, `len` bytes long): a record may reach the disk before its bytes when
+/// the crash comes during its fdatasync.
+fn record_holds(file: &File, start: u64, len: u64, record: &Record) -> StoreResult<bool> {
+    if record.from < start
+        || record.from > record.end
+        || HEADER + (record.end - start) > len
+        || record.seq % HEADER_SLOTS != record.slot
+    {
+        return Ok(false);
+    }
+    let mut h = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = record.from;
+    while pos < record.end {
+        let n = (record.end - pos).min(buf.len() as u64) as usize;
+        file.read_exact_at(&mut buf[..n], HEADER + pos - start)?;
+        h.update(&buf[..n]);
+        pos += n as u64;
+    }
+    Ok(h.finalize() == record.crc)
+}
+
 impl Stream {
     /// Opens a stream's files, truncating whatever lies beyond the last commit.
     fn recover(id: u64, dir: PathBuf, fsync: bool) -> StoreResult<Stream> {
         let mut segments = Vec::new();
         let mut committed = 0;
-        let mut commit_log = None;
+        let mut seq = 0;
+        let log_path = dir.join("commit.log");
+        let legacy_log = log_path.exists();
         if dir.exists() {
-            let (end, next_slot) = read_commit_log(&dir.join("commit.log"))?;
-            committed = end;
             for entry in std::fs::read_dir(&dir)? {
                 let name = entry?.file_name();
                 let name = name.to_string_lossy();
-                if let Some(start) = name
-                    .strip_suffix(".seg")
-                    .and_then(|s| s.parse::<u64>().ok())
-                {
-                    segments.push(start);
+                let (stem, legacy) = match (name.strip_suffix(".cseg"), name.strip_suffix(".seg")) {
+                    (Some(stem), _) => (stem, false),
+                    (None, Some(stem)) => (stem, true),
+                    _ => continue,
+                };
+                if let Ok(start) = stem.parse::<u64>() {
+                    segments.push(Seg { start, legacy });
                 }
             }
-            segments.sort_unstable();
-            // Segments that start beyond the commit hold only uncommitted bytes.
-            while segments.len() > 1 && segments[segments.len() - 1] >= committed {
-                if let Some(start) = segments.pop() {
-                    std::fs::remove_file(dir.join(segment_name(start)))?;
+            segments.sort_unstable_by_key(|s| (s.start, !s.legacy));
+            // The newest segment with a record whose bytes are there sets the size.
+            let mut trusted = None;
+            while let Some(&last) = segments.last() {
+                if last.legacy {
+                    break;
                 }
-            }
-            if let Some(&last) = segments.last() {
-                let path = dir.join(segment_name(last));
+                let path = last.path(&dir);
                 let file = OpenOptions::new().read(true).write(true).open(&path)?;
                 let len = file.metadata()?.len();
-                let want = committed.checked_sub(last).ok_or_else(|| {
-                    StoreError::Damaged(
-                        id,
-                        format!("segment {last} starts beyond commit {committed}"),
-                    )
-                })?;
+                let records = header_records(&file)?;
+                let mut rejected = Vec::new();
+                for r in &records {
+                    if record_holds(&file, last.start, len, r)? {
+                        trusted = Some(*r);
+                        break;
+                    }
+                    rejected.push(*r);
+                }
+                match trusted {
+                    Some(r) => {
+                        // Records of a commit that never finished: cleared, so that
+                        // bytes appended later cannot be mistaken for theirs.
+                        for bad in rejected.iter().filter(|b| b.seq > r.seq) {
+                            file.write_all_at(&[0u8; RECORD], bad.slot * RECORD as u64)?;
+                        }
+                        let want = HEADER + (r.end - last.start);
+                        if len > want {
+                            tracing::warn!(
+                                stream = id,
+                                torn = len - want,
+                                "truncating an uncommitted tail"
+                            );
+                            file.set_len(want)?;
+                        }
+                        if len > want || !rejected.is_empty() {
+                            file.sync_all()?;
+                        }
+                        committed = r.end;
+                        seq = r.seq;
+                        break;
+                    }
+                    None => {
+                        // Created, then the crash came before its first commit.
+                        tracing::warn!(
+                            stream = id,
+                            segment = last.start,
+                            "removing a segment without a commit"
+                        );
+                        drop(file);
+                        std::fs::remove_file(&path)?;
+                        sync_dir(&dir)?;
+                        segments.pop();
+                    }
+                }
+            }
+            if trusted.is_none() {
+                committed = recover_legacy(id, &dir, &mut segments)?;
+            }
+            // A segment before the last is complete up to the next one's start.
+            for pair in segments.windows(2) {
+                let len = std::fs::metadata(pair[0].path(&dir))?.len();
+                let want = pair[0].header() + (pair[1].start - pair[0].start);
                 if len < want {
                     return Err(StoreError::Damaged(
                         id,
                         format!(
-                            "{} holds {len} bytes, {want} were committed",
-                            path.display()
+                            "segment {} holds {len} bytes, {want} expected",
+                            pair[0].start
                         ),
                     ));
                 }
-                if len > want {
-                    tracing::warn!(
-                        stream = id,
-                        torn = len - want,
-                        "truncating an uncommitted tail"
-                    );
-                    file.set_len(want)?;
-                    file.sync_all()?;
-                }
-            } else if committed > 0 {
-                return Err(StoreError::Damaged(
-                    id,
-                    format!("{committed} bytes committed, no segment"),
-                ));
             }
-            commit_log = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(dir.join("commit.log"))
-                .ok()
-                .map(|file| CommitLog { file, next_slot });
         }
         let current = match segments.last() {
             Some(&last) => Some(Arc::new(
                 OpenOptions::new()
                     .read(true)
                     .write(true)
-                    .open(dir.join(segment_name(last)))?,
+                    .open(last.path(&dir))?,
             )),
             None => None,
         };
@@ -377,6 +549,8 @@ impl Stream {
                 current,
                 end: committed,
                 last_append: None,
+                pending: crc32fast::Hasher::new(),
+                pending_from: committed,
             }),
             sync: Mutex::new(SyncState {
                 durable: committed,
@@ -384,7 +558,10 @@ impl Stream {
                 poisoned: None,
             }),
             synced: Condvar::new(),
-            commit_log: Mutex::new(commit_log),
+            commits: Mutex::new(Commits {
+                seq,
+                legacy_log: legacy_log && log_path.exists(),
+            }),
             fsync,
         })
     }
@@ -394,6 +571,9 @@ impl Stream {
         if let Some(reason) = &lock(&self.sync).poisoned {
             return Err(StoreError::Poisoned(self.id, reason.clone()));
         }
+        // Outside the lock: the commit record's crc of these bytes.
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(data);
         let mut w = lock(&self.writer);
         if let Some(expected) = at {
             if expected != w.end {
@@ -406,10 +586,11 @@ impl Stream {
         if data.is_empty() {
             return Ok(w.end);
         }
-        let seg_start = w.segments.last().copied();
-        let need_new = match seg_start {
+        let need_new = match w.segments.last() {
             None => true,
-            Some(s) => w.end - s >= segment_bytes && w.end > s,
+            // A segment of an earlier version is only read: appends go to a new one.
+            Some(s) if s.legacy => true,
+            Some(s) => w.end - s.start >= segment_bytes && w.end > s.start,
         };
         if need_new {
             if let Some(old) = &w.current {
@@ -418,35 +599,46 @@ impl Stream {
                     old.sync_data()?;
                 }
             }
-            let fresh = w.segments.is_empty();
-            if fresh {
+            if w.segments.is_empty() {
                 std::fs::create_dir_all(&self.dir)?;
                 if let Some(parent) = self.dir.parent() {
                     sync_dir(parent)?;
                 }
             }
+            let seg = Seg {
+                start: w.end,
+                legacy: false,
+            };
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(true)
-                .open(self.dir.join(segment_name(w.end)))?;
+                .open(seg.path(&self.dir))?;
+            file.write_all_at(&vec![0u8; HEADER as usize], 0)?;
             sync_dir(&self.dir)?;
-            let end = w.end;
-            w.segments.push(end);
+            w.segments.push(seg);
             w.current = Some(Arc::new(file));
+            w.pending = crc32fast::Hasher::new();
+            w.pending_from = seg.start;
         }
-        let start = w.segments.last().copied().unwrap_or(0);
+        let seg = w
+            .segments
+            .last()
+            .copied()
+            .ok_or_else(|| StoreError::Damaged(self.id, "no current segment".into()))?;
         let end = w.end;
         let file = w
             .current
             .clone()
             .ok_or_else(|| StoreError::Damaged(self.id, "no current segment".into()))?;
-        if let Err(e) = file.write_all_at(data, end - start) {
+        let at = HEADER + (end - seg.start);
+        if let Err(e) = file.write_all_at(data, at) {
             // Undo a partial write so the next append starts at the committed framing.
-            let _ = file.set_len(end - start);
+            let _ = file.set_len(at);
             return Err(e.into());
         }
+        w.pending.combine(&crc);
         w.end = end + data.len() as u64;
         w.last_append = Some(SystemTime::now());
         Ok(w.end)
@@ -483,88 +675,122 @@ impl Stream {
         }
     }
 
-    /// fsyncs the current segment and records its end in the commit log.
+    /// Writes a commit record naming the current end into the current segment's header
+    /// and fdatasyncs the segment: one flush makes the bytes and their record durable.
+    /// Callers are serialised by [`Stream::wait_durable`].
     fn commit(&self) -> StoreResult<u64> {
-        let (file, end) = {
-            let w = lock(&self.writer);
-            (w.current.clone(), w.end)
+        let (file, end, from, crc) = {
+            let mut w = lock(&self.writer);
+            let end = w.end;
+            let (Some(file), Some(seg)) = (w.current.clone(), w.segments.last().copied()) else {
+                return Ok(end);
+            };
+            if seg.legacy {
+                // Recovered and untouched since: every append starts a `.cseg` first.
+                return Ok(end);
+            }
+            let crc = std::mem::replace(&mut w.pending, crc32fast::Hasher::new()).finalize();
+            let from = std::mem::replace(&mut w.pending_from, end);
+            (file, end, from, crc)
         };
-        let Some(file) = file else { return Ok(end) };
+        let mut commits = lock(&self.commits);
+        let seq = commits.seq + 1;
+        let record = commit_record(seq, end, from, crc);
+        file.write_all_at(&record, (seq % HEADER_SLOTS) * RECORD as u64)?;
         if self.fsync {
             file.sync_data()?;
         }
-        let mut log = lock(&self.commit_log);
-        let record = commit_record(end);
-        match log.as_mut() {
-            Some(l) if l.next_slot < COMMIT_SLOTS => {
-                l.file
-                    .write_all_at(&record, l.next_slot * COMMIT_RECORD as u64)?;
-                if self.fsync {
-                    l.file.sync_data()?;
-                }
-                l.next_slot += 1;
-            }
-            // First commit, or the log is full: a fresh zeroed log holding this record
-            // replaces it atomically.
-            _ => {
-                let tmp = self.dir.join("commit.log.tmp");
-                let mut f = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .open(&tmp)?;
-                let mut zeroed = vec![0u8; (COMMIT_SLOTS as usize) * COMMIT_RECORD];
-                zeroed[..COMMIT_RECORD].copy_from_slice(&record);
-                f.write_all(&zeroed)?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, self.dir.join("commit.log"))?;
-                sync_dir(&self.dir)?;
-                *log = Some(CommitLog {
-                    file: f,
-                    next_slot: 1,
-                });
+        commits.seq = seq;
+        if commits.legacy_log {
+            // The `.cseg` segments now say the size: the old log is no longer read.
+            commits.legacy_log = false;
+            if let Err(e) = std::fs::remove_file(self.dir.join("commit.log")) {
+                tracing::warn!(stream = self.id, error = %e, "cannot remove the old commit.log");
             }
         }
         Ok(end)
     }
 }
 
-fn commit_record(end: u64) -> [u8; COMMIT_RECORD] {
-    let mut r = [0u8; COMMIT_RECORD];
-    r[..8].copy_from_slice(&end.to_le_bytes());
-    let crc = crc32fast::hash(&r[..8]);
-    r[8..12].copy_from_slice(&crc.to_le_bytes());
-    r[12..].copy_from_slice(&COMMIT_MAGIC.to_le_bytes());
-    r
+/// Recovery of the headerless `.seg` segments of earlier versions through their
+/// `commit.log` (`segments` holds no `.cseg` with a commit): deletes segments that start
+/// beyond the commit, truncates the last to it; returns the committed size. An empty
+/// stream's files are removed altogether.
+fn recover_legacy(id: u64, dir: &Path, segments: &mut Vec<Seg>) -> StoreResult<u64> {
+    let log = dir.join("commit.log");
+    let committed = read_commit_log(&log)?;
+    // `.cseg` segments left here hold no commit (removed above); `.seg` segments that
+    // start beyond the commit hold only uncommitted bytes.
+    while segments.len() > 1 && segments[segments.len() - 1].start >= committed {
+        if let Some(seg) = segments.pop() {
+            std::fs::remove_file(seg.path(dir))?;
+        }
+    }
+    if committed == 0 {
+        for seg in segments.drain(..) {
+            std::fs::remove_file(seg.path(dir))?;
+        }
+        if log.exists() {
+            std::fs::remove_file(&log)?;
+        }
+        if dir.exists() {
+            sync_dir(dir)?;
+        }
+        return Ok(0);
+    }
+    let Some(&last) = segments.last() else {
+        return Err(StoreError::Damaged(
+            id,
+            format!("{committed} bytes committed, no segment"),
+        ));
+    };
+    let path = last.path(dir);
+    let file = OpenOptions::new().read(true).write(true).open(&path)?;
+    let len = file.metadata()?.len();
+    let want = committed.checked_sub(last.start).ok_or_else(|| {
+        StoreError::Damaged(
+            id,
+            format!("segment {} starts beyond commit {committed}", last.start),
+        )
+    })?;
+    if len < want {
+        return Err(StoreError::Damaged(
+            id,
+            format!(
+                "{} holds {len} bytes, {want} were committed",
+                path.display()
+            ),
+        ));
+    }
+    if len > want {
+        tracing::warn!(
+            stream = id,
+            torn = len - want,
+            "truncating an uncommitted tail"
+        );
+        file.set_len(want)?;
+        file.sync_all()?;
+    }
+    Ok(committed)
 }
 
-/// The end offset in the last valid record of a commit log (0 when there is none) and
-/// the slot after that record.
-fn read_commit_log(path: &Path) -> StoreResult<(u64, u64)> {
+/// The end offset in the last valid record of a legacy commit log (0 when there is none).
+fn read_commit_log(path: &Path) -> StoreResult<u64> {
     let mut bytes = Vec::new();
     match File::open(path) {
         Ok(mut f) => {
             f.read_to_end(&mut bytes)?;
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, COMMIT_SLOTS)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e.into()),
     }
-    let whole = bytes.len() / COMMIT_RECORD * COMMIT_RECORD;
-    for (slot, r) in bytes[..whole].chunks_exact(COMMIT_RECORD).enumerate().rev() {
-        let mut end = [0u8; 8];
-        end.copy_from_slice(&r[..8]);
-        let mut crc = [0u8; 4];
-        crc.copy_from_slice(&r[8..12]);
-        let mut magic = [0u8; 4];
-        magic.copy_from_slice(&r[12..]);
-        if u32::from_le_bytes(magic) == COMMIT_MAGIC
-            && u32::from_le_bytes(crc) == crc32fast::hash(&r[..8])
-        {
-            return Ok((u64::from_le_bytes(end), slot as u64 + 1));
+    let whole = bytes.len() / LEGACY_RECORD * LEGACY_RECORD;
+    for r in bytes[..whole].chunks_exact(LEGACY_RECORD).rev() {
+        if u32_at(r, 12) == COMMIT_MAGIC && u32_at(r, 8) == crc32fast::hash(&r[..8]) {
+            return Ok(u64_at(r, 0));
         }
     }
-    Ok((0, COMMIT_SLOTS))
+    Ok(0)
 }
 
 #[cfg(test)]
@@ -602,6 +828,14 @@ mod tests {
         assert_eq!(store.size(8).unwrap(), 0);
     }
 
+    fn cseg(store: &LocalStore, id: u64, start: u64) -> PathBuf {
+        Seg {
+            start,
+            legacy: false,
+        }
+        .path(&store.stream_dir(id))
+    }
+
     #[test]
     fn torn_tail_is_truncated_on_recovery() {
         let dir = tempfile::tempdir().unwrap();
@@ -612,44 +846,183 @@ mod tests {
         store
             .append(1, b"world", None, Durability::Durable)
             .unwrap();
-        let seg = store.stream_dir(1).join(segment_name(0));
+        let seg = cseg(&store, 1, 0);
         drop(store);
-        // A crash after a write but before its commit leaves bytes beyond the commit.
+        // A crash after a write but before its commit leaves bytes beyond the commit...
         let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
-        f.write_all(b"TORN").unwrap();
-        // ...and a torn commit record.
-        let mut log = OpenOptions::new()
-            .append(true)
-            .open(dir.path().join("1").join("commit.log"))
-            .unwrap();
-        log.write_all(&[1, 2, 3]).unwrap();
+        std::io::Write::write_all(&mut f, b"TORN").unwrap();
+        // ...and maybe a torn commit record (its crc fails).
+        f.write_all_at(&[7u8; 20], 3 * RECORD as u64).unwrap();
         let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
         assert_eq!(store.size(1).unwrap(), 11);
-        assert_eq!(std::fs::metadata(&seg).unwrap().len(), 11);
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), HEADER + 11);
         let end = store.append(1, b"!", None, Durability::Durable).unwrap();
         assert_eq!(end, 12);
         assert_eq!(store.read(1, 0, 100).unwrap(), b"hello world!");
     }
 
+    /// One fdatasync writes a commit's bytes and its record in any order: a crash during
+    /// it may leave the record on disk without (all of) its bytes. Such a commit was never
+    /// acknowledged: the record before it is used.
     #[test]
-    fn commit_log_rotates_when_full() {
+    fn a_record_whose_bytes_are_missing_is_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
+        store
+            .append(1, b"first ", None, Durability::Durable)
+            .unwrap();
+        store
+            .append(1, b"second", None, Durability::Durable)
+            .unwrap();
+        let seg = cseg(&store, 1, 0);
+        drop(store);
+        // The second commit's page never reached the disk: zeros where its bytes were.
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        f.write_all_at(&[0u8; 6], HEADER + 6).unwrap();
+        drop(f);
+        let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
+        assert_eq!(store.size(1).unwrap(), 6);
+        assert_eq!(store.read(1, 0, 100).unwrap(), b"first ");
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), HEADER + 6);
+        // The rejected record is cleared: bytes appended later (here the same ones)
+        // are committed only by their own record.
+        let f = OpenOptions::new().read(true).open(&seg).unwrap();
+        assert_eq!(header_records(&f).unwrap().len(), 1);
+        drop(f);
+        drop(store);
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        f.write_all_at(b"second", HEADER + 6).unwrap();
+        drop(f);
+        let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
+        assert_eq!(store.size(1).unwrap(), 6);
+        store
+            .append(1, b"third", None, Durability::Durable)
+            .unwrap();
+        drop(store);
+        let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
+        assert_eq!(store.read(1, 0, 100).unwrap(), b"first third");
+    }
+
+    /// The record reached the disk, the file's new size did not (shorter than its end).
+    #[test]
+    fn a_record_beyond_the_file_is_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
+        store.append(2, b"abc", None, Durability::Durable).unwrap();
+        store
+            .append(2, b"defgh", None, Durability::Durable)
+            .unwrap();
+        let seg = cseg(&store, 2, 0);
+        drop(store);
+        OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(HEADER + 5)
+            .unwrap();
+        let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
+        assert_eq!(store.size(2).unwrap(), 3);
+        assert_eq!(store.read(2, 0, 100).unwrap(), b"abc");
+        assert_eq!(store.append(2, b"X", None, Durability::Durable).unwrap(), 4);
+    }
+
+    /// A segment created, then the crash before its first commit: it goes, and the one
+    /// before it is trusted up to its own newest record.
+    #[test]
+    fn a_new_segment_without_a_commit_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path(), opts(4)).unwrap();
+        store.append(3, b"abcd", None, Durability::Durable).unwrap();
+        store.append(3, b"ef", None, Durability::Lazy).unwrap();
+        // Written, never committed (the flusher runs every 100 ms: crash "now").
+        let second = cseg(&store, 3, 4);
+        let first = cseg(&store, 3, 0);
+        let header = std::fs::read(&second).unwrap()[..HEADER as usize].to_vec();
+        drop(store);
+        std::thread::sleep(Duration::from_millis(300));
+        // Whatever the flusher did: put the segment back as it was before its commit.
+        let f = OpenOptions::new().write(true).open(&second).unwrap();
+        f.write_all_at(&vec![0u8; header.len()], 0).unwrap();
+        drop(f);
+        // The first segment's uncommitted tail (synced when the second was started).
+        let mut f = OpenOptions::new().append(true).open(&first).unwrap();
+        std::io::Write::write_all(&mut f, b"zz").unwrap();
+        drop(f);
+        let store = LocalStore::open(dir.path(), opts(4)).unwrap();
+        assert_eq!(store.size(3).unwrap(), 4);
+        assert!(!second.exists());
+        assert_eq!(std::fs::metadata(&first).unwrap().len(), HEADER + 4);
+        store.append(3, b"gh", None, Durability::Durable).unwrap();
+        drop(store);
+        let store = LocalStore::open(dir.path(), opts(4)).unwrap();
+        assert_eq!(store.read(3, 0, 100).unwrap(), b"abcdgh");
+    }
+
+    #[test]
+    fn the_record_ring_wraps() {
         let dir = tempfile::tempdir().unwrap();
         let quick = StoreOptions {
             fsync: false,
             ..opts(1 << 20)
         };
         let store = LocalStore::open(dir.path(), quick).unwrap();
-        for _ in 0..COMMIT_SLOTS + 10 {
+        for _ in 0..HEADER_SLOTS + 10 {
             store.append(5, b"ab", None, Durability::Durable).unwrap();
         }
-        let log = store.stream_dir(5).join("commit.log");
-        assert_eq!(
-            std::fs::metadata(&log).unwrap().len(),
-            COMMIT_SLOTS * COMMIT_RECORD as u64
-        );
         drop(store);
         let store = LocalStore::open(dir.path(), quick).unwrap();
-        assert_eq!(store.size(5).unwrap(), 2 * (COMMIT_SLOTS + 10));
+        assert_eq!(store.size(5).unwrap(), 2 * (HEADER_SLOTS + 10));
+        assert_eq!(
+            store.append(5, b"c", None, Durability::Durable).unwrap(),
+            2 * (HEADER_SLOTS + 10) + 1
+        );
+    }
+
+    fn legacy_record(end: u64) -> [u8; LEGACY_RECORD] {
+        let mut r = [0u8; LEGACY_RECORD];
+        r[..8].copy_from_slice(&end.to_le_bytes());
+        let crc = crc32fast::hash(&r[..8]);
+        r[8..12].copy_from_slice(&crc.to_le_bytes());
+        r[12..].copy_from_slice(&COMMIT_MAGIC.to_le_bytes());
+        r
+    }
+
+    /// Streams of earlier versions (`.seg` without header and a `commit.log`): read as
+    /// they are, appended to in a new `.cseg`, the log removed once that one commits.
+    #[test]
+    fn streams_of_the_old_layout_are_read_and_continued() {
+        let dir = tempfile::tempdir().unwrap();
+        let sdir = dir.path().join("6");
+        std::fs::create_dir_all(&sdir).unwrap();
+        std::fs::write(sdir.join(format!("{:020}.seg", 0)), b"0123456789").unwrap();
+        std::fs::write(sdir.join(format!("{:020}.seg", 10)), b"abcdeTORN").unwrap();
+        // A segment started after the last commit: uncommitted.
+        std::fs::write(sdir.join(format!("{:020}.seg", 15)), b"xx").unwrap();
+        let mut log = vec![0u8; 64 * LEGACY_RECORD];
+        log[..LEGACY_RECORD].copy_from_slice(&legacy_record(10));
+        log[LEGACY_RECORD..2 * LEGACY_RECORD].copy_from_slice(&legacy_record(15));
+        std::fs::write(sdir.join("commit.log"), &log).unwrap();
+        let store = LocalStore::open(dir.path(), opts(8)).unwrap();
+        assert_eq!(store.size(6).unwrap(), 15);
+        assert_eq!(store.read(6, 3, 10).unwrap(), b"3456789abc");
+        assert_eq!(
+            std::fs::metadata(sdir.join(format!("{:020}.seg", 10)))
+                .unwrap()
+                .len(),
+            5
+        );
+        assert!(!sdir.join(format!("{:020}.seg", 15)).exists());
+        assert!(sdir.join("commit.log").exists());
+        store.append(6, b"XYZ", None, Durability::Durable).unwrap();
+        assert!(!sdir.join("commit.log").exists());
+        assert!(cseg(&store, 6, 15).exists());
+        drop(store);
+        let store = LocalStore::open(dir.path(), opts(8)).unwrap();
+        assert_eq!(store.read(6, 0, 100).unwrap(), b"0123456789abcdeXYZ");
+        assert_eq!(
+            store.append(6, b"!", None, Durability::Durable).unwrap(),
+            19
+        );
     }
 
     #[test]
