@@ -410,7 +410,7 @@ fn header_records(file: &File) -> StoreResult<Vec<Record>> {
             crc: u32_at(r, 24),
         })
         .collect();
-    found.sort_unstable_by(|a, b| b.seq.cmp(&a.seq));
+    found.sort_unstable_by_key(|r| std::cmp::Reverse(r.seq));
     Ok(found)
 }
 
