@@ -36,6 +36,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -122,6 +123,9 @@ const HEADER_SLOTS: u64 = 1024;
 const HEADER: u64 = HEADER_SLOTS * RECORD as u64;
 const COMMIT_MAGIC: u32 = 0x5744_4c43; // "WDLC"
 
+/// Appends without a [`Prewrite`] after one was overtaken.
+const PREWRITE_COOLDOWN: u32 = 64;
+
 /// Records of a `commit.log` written by earlier versions (16 bytes: end, crc, magic).
 const LEGACY_RECORD: usize = 16;
 
@@ -152,6 +156,25 @@ struct Stream {
     /// is still there to remove after the first commit in a `.cseg` segment.
     commits: Mutex<Commits>,
     fsync: bool,
+    /// Appends between their write and their answer: a [`Prewrite`] is granted only when
+    /// there are none (it would mostly be overtaken, its bytes written twice).
+    in_flight: AtomicUsize,
+}
+
+/// Counts an append in [`Stream::in_flight`] while it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(n: &'a AtomicUsize) -> InFlight<'a> {
+        n.fetch_add(1, Ordering::SeqCst);
+        InFlight(n)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// One segment file.
@@ -191,6 +214,18 @@ struct Writer {
     /// `pending_from`, in the current segment).
     pending: crc32fast::Hasher,
     pending_from: u64,
+    /// Bumped by every write and new segment: a [`Prewrite`] taken at another epoch
+    /// has been overtaken.
+    epoch: u64,
+    /// The [`Prewrite`] holding the end, if any (its number).
+    prewriter: Option<u64>,
+    prewriters: u64,
+    /// Appends to go before the next [`Prewrite`] is granted: set when one is overtaken
+    /// (concurrent appenders: prewrites would mostly be written twice).
+    prewrite_cooldown: u32,
+    /// How far bytes were written in the current segment (stream offset): prewritten
+    /// bytes of an abandoned body may lie beyond `end` until overwritten.
+    extent: u64,
 }
 
 struct Commits {
@@ -271,6 +306,166 @@ impl LocalStore {
     }
 }
 
+/// A body written to the end of a stream while it arrives, before it is checked and
+/// appended ([`LocalStore::prewrite`], [`Prewrite::piece`], [`LocalStore::append_prewritten`]):
+/// the disk copies and starts writing it back during the receipt, so that the commit's
+/// fdatasync finds little left to do. The bytes lie beyond the stream's end, where nothing
+/// reads them, until the append moves the end over them; a body dropped or overtaken
+/// leaves them as garbage that the next write overwrites (or recovery truncates: no
+/// commit record covers them). Whoever else appends meanwhile overtakes the prewrite
+/// (it never waits for a slow body): the body is then written again at the new end.
+pub struct Prewrite {
+    stream: Arc<Stream>,
+    file: Arc<File>,
+    seg_start: u64,
+    number: u64,
+    epoch: u64,
+    base: u64,
+    written: u64,
+    /// Offset in the file up to which writeback was started.
+    flushed: u64,
+    crc: crc32fast::Hasher,
+    lost: bool,
+    body: Vec<u8>,
+    /// The body's announced length.
+    limit: usize,
+}
+
+impl std::fmt::Debug for Prewrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prewrite")
+            .field("stream", &self.stream.id)
+            .field("base", &self.base)
+            .field("written", &self.written)
+            .field("lost", &self.lost)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prewrite {
+    /// Takes the next piece of the body: kept, and written in place while this prewrite
+    /// still holds the stream's end.
+    pub fn piece(&mut self, piece: &[u8]) {
+        self.body.extend_from_slice(piece);
+        if self.lost || piece.is_empty() {
+            return;
+        }
+        if self.body.len() > self.limit {
+            // More than announced: the segment's room was judged for `limit` bytes.
+            self.lost = true;
+            return;
+        }
+        let at = HEADER + (self.base - self.seg_start) + self.written;
+        {
+            let mut w = lock(&self.stream.writer);
+            if w.prewriter != Some(self.number) || w.epoch != self.epoch || w.end != self.base {
+                self.lost = true;
+                return;
+            }
+            if self.file.write_all_at(piece, at).is_err() {
+                // The append writes the body again and reports the error, if any.
+                self.lost = true;
+                return;
+            }
+            self.written += piece.len() as u64;
+            w.extent = w.extent.max(self.base + self.written);
+        }
+        self.crc.update(piece);
+        if self.stream.fsync {
+            // Whole pages only: a page is written back once.
+            let upto = (at + piece.len() as u64) & !4095;
+            if upto > self.flushed {
+                start_writeback(&self.file, self.flushed, upto - self.flushed);
+                self.flushed = upto;
+            }
+        }
+    }
+
+    /// The body so far.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+}
+
+impl Drop for Prewrite {
+    fn drop(&mut self) {
+        let mut w = lock(&self.stream.writer);
+        if w.prewriter == Some(self.number) {
+            w.prewriter = None;
+        }
+    }
+}
+
+/// Starts writing back `len` bytes of `file` from `offset` (`sync_file_range` with
+/// `SYNC_FILE_RANGE_WRITE`: no wait, no flush, no metadata; durability still comes from
+/// the commit's fdatasync). A failure only loses the head start.
+#[allow(unsafe_code)]
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: sync_file_range only reads its integer arguments; the descriptor is open
+    // for as long as `file` is borrowed.
+    let _ = unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+    };
+}
+
+impl LocalStore {
+    /// A [`Prewrite`] of a body of about `len` bytes at the end of stream `id`, when the
+    /// stream is open, no other append to it is under way and its segment has room;
+    /// otherwise `None` (the body is then appended as usual).
+    pub fn prewrite(&self, id: u64, len: usize) -> Option<Prewrite> {
+        let stream = lock(&self.streams).get(&id)?.clone();
+        let (file, seg_start, number, epoch, base) = {
+            let mut w = lock(&stream.writer);
+            let seg = *w.segments.last()?;
+            let file = w.current.clone()?;
+            if seg.legacy
+                || w.prewriter.is_some()
+                || w.prewrite_cooldown > 0
+                || stream.in_flight.load(Ordering::SeqCst) > 0
+                || w.end - seg.start + len as u64 > self.options.segment_bytes
+                || lock(&stream.sync).poisoned.is_some()
+            {
+                return None;
+            }
+            w.prewriters += 1;
+            let number = w.prewriters;
+            w.prewriter = Some(number);
+            (file, seg.start, number, w.epoch, w.end)
+        };
+        let flushed = (HEADER + (base - seg_start)) & !4095;
+        Some(Prewrite {
+            stream,
+            file,
+            seg_start,
+            number,
+            epoch,
+            base,
+            written: 0,
+            flushed,
+            crc: crc32fast::Hasher::new(),
+            lost: false,
+            body: Vec::with_capacity(len),
+            limit: len,
+        })
+    }
+
+    /// Appends the body of `pre` (see [`Prewrite`]); returns the new size.
+    pub fn append_prewritten(&self, pre: Prewrite, mode: Durability) -> StoreResult<u64> {
+        let stream = pre.stream.clone();
+        let _counted = InFlight::enter(&stream.in_flight);
+        let end = stream.write_prewritten(pre, self.options.segment_bytes)?;
+        match mode {
+            Durability::Durable => stream.wait_durable(end)?,
+            Durability::Lazy => self.start_flusher(),
+        }
+        Ok(end)
+    }
+}
+
 impl StreamStore for LocalStore {
     fn size(&self, id: u64) -> StoreResult<u64> {
         Ok(lock(&self.stream(id)?.sync).durable)
@@ -278,6 +473,7 @@ impl StreamStore for LocalStore {
 
     fn append(&self, id: u64, data: &[u8], at: Option<u64>, mode: Durability) -> StoreResult<u64> {
         let stream = self.stream(id)?;
+        let _counted = InFlight::enter(&stream.in_flight);
         let end = stream.write(data, at, self.options.segment_bytes)?;
         match mode {
             Durability::Durable => stream.wait_durable(end)?,
@@ -551,6 +747,11 @@ impl Stream {
                 last_append: None,
                 pending: crc32fast::Hasher::new(),
                 pending_from: committed,
+                epoch: 0,
+                prewriter: None,
+                prewriters: 0,
+                prewrite_cooldown: 0,
+                extent: committed,
             }),
             sync: Mutex::new(SyncState {
                 durable: committed,
@@ -563,6 +764,7 @@ impl Stream {
                 legacy_log: legacy_log && log_path.exists(),
             }),
             fsync,
+            in_flight: AtomicUsize::new(0),
         })
     }
 
@@ -574,7 +776,26 @@ impl Stream {
         // Outside the lock: the commit record's crc of these bytes.
         let mut crc = crc32fast::Hasher::new();
         crc.update(data);
-        let mut w = lock(&self.writer);
+        let w = lock(&self.writer);
+        self.write_locked(w, data, at, segment_bytes, crc)
+    }
+
+    /// [`Stream::write`] with the writer's lock held and the crc of `data` known.
+    fn write_locked(
+        &self,
+        mut w: MutexGuard<'_, Writer>,
+        data: &[u8],
+        at: Option<u64>,
+        segment_bytes: u64,
+        crc: crc32fast::Hasher,
+    ) -> StoreResult<u64> {
+        // Whoever prewrites at the end is overtaken: it will write again after us.
+        w.epoch += 1;
+        if w.prewriter.take().is_some() {
+            w.prewrite_cooldown = PREWRITE_COOLDOWN;
+        } else {
+            w.prewrite_cooldown = w.prewrite_cooldown.saturating_sub(1);
+        }
         if let Some(expected) = at {
             if expected != w.end {
                 return Err(StoreError::OffsetMismatch {
@@ -594,6 +815,12 @@ impl Stream {
         };
         if need_new {
             if let Some(old) = &w.current {
+                if let Some(&last) = w.segments.last() {
+                    if w.extent > w.end && !last.legacy {
+                        // Prewritten bytes of an abandoned body: not part of the stream.
+                        old.set_len(HEADER + (w.end - last.start))?;
+                    }
+                }
                 // Later commits fsync only the current segment: finish this one first.
                 if self.fsync {
                     old.sync_data()?;
@@ -621,6 +848,7 @@ impl Stream {
             w.current = Some(Arc::new(file));
             w.pending = crc32fast::Hasher::new();
             w.pending_from = seg.start;
+            w.extent = seg.start;
         }
         let seg = w
             .segments
@@ -640,6 +868,37 @@ impl Stream {
         }
         w.pending.combine(&crc);
         w.end = end + data.len() as u64;
+        w.extent = w.extent.max(w.end);
+        w.last_append = Some(SystemTime::now());
+        Ok(w.end)
+    }
+
+    /// Appends the bytes of `pre`: when it still holds the end and wrote them all, they
+    /// are already in place and only the end moves; else they are written as any append.
+    fn write_prewritten(&self, mut pre: Prewrite, segment_bytes: u64) -> StoreResult<u64> {
+        if let Some(reason) = &lock(&self.sync).poisoned {
+            return Err(StoreError::Poisoned(self.id, reason.clone()));
+        }
+        let mut w = lock(&self.writer);
+        let crc = std::mem::replace(&mut pre.crc, crc32fast::Hasher::new());
+        let in_place = !pre.lost
+            && w.prewriter == Some(pre.number)
+            && w.epoch == pre.epoch
+            && w.end == pre.base
+            && pre.written == pre.body.len() as u64
+            && !pre.body.is_empty();
+        if !in_place {
+            drop(w);
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(&pre.body);
+            let w = lock(&self.writer);
+            return self.write_locked(w, &pre.body, None, segment_bytes, crc);
+        }
+        w.epoch += 1;
+        w.prewriter = None;
+        w.pending.combine(&crc);
+        w.end = pre.base + pre.written;
+        w.extent = w.extent.max(w.end);
         w.last_append = Some(SystemTime::now());
         Ok(w.end)
     }
@@ -1023,6 +1282,111 @@ mod tests {
             store.append(6, b"!", None, Durability::Durable).unwrap(),
             19
         );
+    }
+
+    #[test]
+    fn a_prewritten_body_is_appended_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
+        // Only an open stream with a segment takes a prewrite.
+        assert!(store.prewrite(8, 3).is_none());
+        store.append(8, b"abc", None, Durability::Durable).unwrap();
+        let mut pre = store.prewrite(8, 3).unwrap();
+        assert!(store.prewrite(8, 3).is_none(), "one prewrite at a time");
+        pre.piece(b"de");
+        // Beyond the end: not readable yet.
+        assert_eq!(store.read(8, 0, 100).unwrap(), b"abc");
+        pre.piece(b"f");
+        assert_eq!(pre.body(), b"def");
+        assert_eq!(
+            store.append_prewritten(pre, Durability::Durable).unwrap(),
+            6
+        );
+        assert_eq!(store.read(8, 0, 100).unwrap(), b"abcdef");
+        drop(store);
+        let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
+        assert_eq!(store.read(8, 0, 100).unwrap(), b"abcdef");
+    }
+
+    /// More bytes than announced: the prewrite gives up, the body is written whole.
+    #[test]
+    fn a_body_longer_than_announced_is_written_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
+        store.append(11, b"0", None, Durability::Durable).unwrap();
+        let mut pre = store.prewrite(11, 2).unwrap();
+        pre.piece(b"ab");
+        pre.piece(b"cd");
+        assert_eq!(
+            store.append_prewritten(pre, Durability::Durable).unwrap(),
+            5
+        );
+        assert_eq!(store.read(11, 0, 100).unwrap(), b"0abcd");
+    }
+
+    /// Another append while a body arrives overtakes it: the body is written again
+    /// after it, whole.
+    #[test]
+    fn an_overtaken_prewrite_is_written_again_at_the_new_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
+        store.append(9, b"abc", None, Durability::Durable).unwrap();
+        let mut pre = store.prewrite(9, 6).unwrap();
+        pre.piece(b"XXXX");
+        store.append(9, b"12", None, Durability::Durable).unwrap();
+        pre.piece(b"YY");
+        assert_eq!(
+            store.append_prewritten(pre, Durability::Durable).unwrap(),
+            11
+        );
+        assert_eq!(store.read(9, 0, 100).unwrap(), b"abc12XXXXYY");
+        // Appenders meet on this stream: no prewrite for a while.
+        assert!(store.prewrite(9, 1).is_none());
+        for _ in 0..PREWRITE_COOLDOWN {
+            store.append(9, b".", None, Durability::Durable).unwrap();
+        }
+        assert!(store.prewrite(9, 1).is_some());
+        let size = 11 + u64::from(PREWRITE_COOLDOWN);
+        assert_eq!(store.size(9).unwrap(), size);
+        drop(store);
+        let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
+        assert_eq!(store.read(9, 0, 11).unwrap(), b"abc12XXXXYY");
+        assert_eq!(store.size(9).unwrap(), size);
+    }
+
+    /// A body refused (or cut) after some of it was prewritten: its bytes lie beyond the
+    /// end, are overwritten by the next append, and never become part of the stream.
+    #[test]
+    fn an_abandoned_prewrite_leaves_nothing_visible() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
+        store.append(10, b"abc", None, Durability::Durable).unwrap();
+        let mut pre = store.prewrite(10, 7).unwrap();
+        pre.piece(b"garbage");
+        drop(pre);
+        assert_eq!(store.size(10).unwrap(), 3);
+        store.append(10, b"Z", None, Durability::Durable).unwrap();
+        assert_eq!(store.read(10, 0, 100).unwrap(), b"abcZ");
+        let seg = cseg(&store, 10, 0);
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), HEADER + 10);
+        // A crash now: the tail beyond the commit goes.
+        drop(store);
+        let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
+        assert_eq!(store.read(10, 0, 100).unwrap(), b"abcZ");
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), HEADER + 4);
+        // A new prewrite after a dropped one.
+        let mut pre = store.prewrite(10, 2).unwrap();
+        pre.piece(b"qq");
+        drop(pre);
+        drop(store);
+        let store = LocalStore::open(dir.path(), opts(4)).unwrap();
+        assert_eq!(store.size(10).unwrap(), 4);
+        assert!(
+            store.prewrite(10, 2).is_none(),
+            "the segment is full: no prewrite"
+        );
+        store.append(10, b"w", None, Durability::Durable).unwrap();
+        assert_eq!(store.read(10, 0, 100).unwrap(), b"abcZw");
     }
 
     #[test]
