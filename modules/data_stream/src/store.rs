@@ -123,6 +123,9 @@ const HEADER_SLOTS: u64 = 1024;
 const HEADER: u64 = HEADER_SLOTS * RECORD as u64;
 const COMMIT_MAGIC: u32 = 0x5744_4c43; // "WDLC"
 
+/// Bytes of a [`Prewrite`] written before their writeback is started.
+const WRITEBACK_RUN: u64 = 256 << 10;
+
 /// Appends without a [`Prewrite`] after one was overtaken.
 const PREWRITE_COOLDOWN: u32 = 64;
 
@@ -372,9 +375,10 @@ impl Prewrite {
         }
         self.crc.update(piece);
         if self.stream.fsync {
-            // Whole pages only: a page is written back once.
+            // Whole pages only (a page is written back once), and in runs of at least
+            // WRITEBACK_RUN bytes: each start kicks the device.
             let upto = (at + piece.len() as u64) & !4095;
-            if upto > self.flushed {
+            if upto >= self.flushed + WRITEBACK_RUN {
                 start_writeback(&self.file, self.flushed, upto - self.flushed);
                 self.flushed = upto;
             }
