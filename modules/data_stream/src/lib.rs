@@ -19,7 +19,7 @@ use wendelin_core::{
     PortalType, PropertyDef, PropertyType, Protected, User,
 };
 
-pub use store::{Durability, LocalStore, StoreError, StoreOptions, StreamStore};
+pub use store::{Durability, LocalStore, Prewrite, StoreError, StoreOptions, StreamStore};
 
 /// The portal type name.
 pub const DATA_STREAM: &str = "Data Stream";
@@ -127,6 +127,24 @@ pub fn append_checked(
     require_stream(doc)?;
     let size = store(portal)?
         .append(stream_id(doc), data, at, mode)
+        .map_err(core_error)?;
+    for listener in listeners() {
+        listener(portal, doc, size);
+    }
+    Ok(size)
+}
+
+/// [`append_checked`] of a body prewritten while it arrived ([`LocalStore::prewrite`],
+/// taken for the same stream `doc`); the caller checked the body ([`Prewrite::body`]).
+pub fn append_prewritten_checked(
+    portal: &Portal,
+    doc: &Document,
+    pre: Prewrite,
+    mode: Durability,
+) -> CoreResult<u64> {
+    require_stream(doc)?;
+    let size = store(portal)?
+        .append_prewritten(pre, mode)
         .map_err(core_error)?;
     for listener in listeners() {
         listener(portal, doc, size);

@@ -1,15 +1,31 @@
 //! The stream storage engine: append-only segment files on the local disk, behind the
 //! [`StreamStore`] trait so another backend (S3) can stand in later.
 //!
-//! Layout, per stream: `<root>/<id>/<start offset, 20 digits>.seg` segment files and a
-//! `commit.log` of fixed 16-byte records (`end offset u64 LE`, `crc32 of it u32 LE`,
-//! magic `u32 LE`) in 4096 preallocated slots (zeros until written; a full log is
-//! replaced by a fresh one through rename). Durability protocol of one group commit: the
-//! segment is fdatasync'd, then a commit record naming the end offset is written to the
-//! next slot of `commit.log` and fdatasync'd (an overwrite: no size change to journal); only then are the appenders waiting for bytes up to that offset answered.
-//! On open, the last valid commit record is the stream's size: bytes beyond it (a torn
-//! tail left by a crash between write and commit) are truncated and segments starting
-//! beyond it are deleted.
+//! Layout, per stream: `<root>/<id>/<start offset, 20 digits>.cseg` segment files. A
+//! segment opens with a header of [`HEADER_SLOTS`] commit-record slots of 32 bytes
+//! (zeros when the file is created), then the stream's bytes from `start`. A commit record
+//! holds a sequence number, the committed end offset, the offset `from` which the bytes
+//! of this commit start (within this segment), a crc32 of those bytes and a crc32 of the
+//! record; record `seq` goes to slot `seq % HEADER_SLOTS`, so the header is a ring.
+//!
+//! Durability protocol of one group commit: the bytes are written to the segment, the
+//! record naming the new end is written into the same file's header, and ONE fdatasync
+//! covers both (one device flush per commit, the same as a plain write+fdatasync loop);
+//! only then are the appenders waiting for bytes up to that end answered. Commits are
+//! serialised, so when record `seq` reaches the disk at all, every commit before it was
+//! wholly durable. Within one fdatasync the kernel may write the header before the bytes,
+//! so on open the newest record is trusted only if its bytes are there: the file is long
+//! enough and the crc32 of `from..end` matches; else (a crash during that fdatasync, never
+//! acknowledged) the record before it is used. Bytes beyond the trusted end (a torn tail)
+//! are truncated; a last segment without a trusted record (created, then the crash came
+//! before its first commit) is deleted, and the segment before it is trusted up to its own
+//! newest record. A segment other than the last is complete up to the next one's start:
+//! it was fdatasync'd before the next one was created.
+//!
+//! Streams written by earlier versions have `<start>.seg` segments without a header and a
+//! separate `commit.log` of 16-byte records (two flushes per commit). They are recovered
+//! through that log, kept as they are, and the next append starts a `.cseg` segment at
+//! the committed end; once that segment holds a commit, `commit.log` is removed.
 //!
 //! Appends to one stream are serialised by a mutex held only while the bytes are copied
 //! to the segment (never during fsync), so concurrent appenders queue behind one fsync
@@ -17,9 +33,10 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -37,7 +54,7 @@ pub enum StoreError {
         /// The stream's size.
         actual: u64,
     },
-    /// Files on disk contradict the commit log (lost data, manual edits).
+    /// Files on disk contradict the commit records (lost data, manual edits).
     #[error("stream {0} is damaged: {1}")]
     Damaged(u64, String),
     /// An earlier fsync failed: the stream refuses writes until the server restarts.
@@ -96,11 +113,24 @@ impl Default for StoreOptions {
     }
 }
 
-const COMMIT_RECORD: usize = 16;
+/// Size of a commit record in a segment header.
+const RECORD: usize = 32;
+/// Commit-record slots at the head of a segment (a ring: record `seq` is in slot
+/// `seq % HEADER_SLOTS`). Written as zeros when the segment is created, so a commit
+/// overwrites allocated blocks.
+const HEADER_SLOTS: u64 = 1024;
+/// Bytes before a segment's data.
+const HEADER: u64 = HEADER_SLOTS * RECORD as u64;
 const COMMIT_MAGIC: u32 = 0x5744_4c43; // "WDLC"
-/// Record slots of a commit log. The file is written full of zeros once, so a commit
-/// overwrites allocated blocks and its fdatasync needs no metadata (size) update.
-const COMMIT_SLOTS: u64 = 4096;
+
+/// Bytes of a [`Prewrite`] written before their writeback is started.
+const WRITEBACK_RUN: u64 = 256 << 10;
+
+/// Appends without a [`Prewrite`] after one was overtaken.
+const PREWRITE_COOLDOWN: u32 = 64;
+
+/// Records of a `commit.log` written by earlier versions (16 bytes: end, crc, magic).
+const LEGACY_RECORD: usize = 16;
 
 /// Segment files on the local disk under one root directory.
 pub struct LocalStore {
@@ -125,21 +155,85 @@ struct Stream {
     writer: Mutex<Writer>,
     sync: Mutex<SyncState>,
     synced: Condvar,
-    commit_log: Mutex<Option<CommitLog>>,
+    /// Sequence number of the newest commit record, and whether a legacy `commit.log`
+    /// is still there to remove after the first commit in a `.cseg` segment.
+    commits: Mutex<Commits>,
     fsync: bool,
+    /// Appends between their write and their answer: a [`Prewrite`] is granted only when
+    /// there are none (it would mostly be overtaken, its bytes written twice).
+    in_flight: AtomicUsize,
+}
+
+/// Counts an append in [`Stream::in_flight`] while it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(n: &'a AtomicUsize) -> InFlight<'a> {
+        n.fetch_add(1, Ordering::SeqCst);
+        InFlight(n)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One segment file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seg {
+    /// Stream offset of its first byte.
+    start: u64,
+    /// Whether it is a headerless `.seg` of an earlier version (read-only).
+    legacy: bool,
+}
+
+impl Seg {
+    fn header(self) -> u64 {
+        if self.legacy {
+            0
+        } else {
+            HEADER
+        }
+    }
+
+    fn path(self, dir: &Path) -> PathBuf {
+        dir.join(if self.legacy {
+            format!("{:020}.seg", self.start)
+        } else {
+            format!("{:020}.cseg", self.start)
+        })
+    }
 }
 
 struct Writer {
-    /// Start offsets of the segments, ascending; the last is being written.
-    segments: Vec<u64>,
+    /// The segments, ascending; the last is being written.
+    segments: Vec<Seg>,
     current: Option<Arc<File>>,
     end: u64,
     last_append: Option<SystemTime>,
+    /// crc32 of the bytes written since the last commit took its share (from
+    /// `pending_from`, in the current segment).
+    pending: crc32fast::Hasher,
+    pending_from: u64,
+    /// Bumped by every write and new segment: a [`Prewrite`] taken at another epoch
+    /// has been overtaken.
+    epoch: u64,
+    /// The [`Prewrite`] holding the end, if any (its number).
+    prewriter: Option<u64>,
+    prewriters: u64,
+    /// Appends to go before the next [`Prewrite`] is granted: set when one is overtaken
+    /// (concurrent appenders: prewrites would mostly be written twice).
+    prewrite_cooldown: u32,
+    /// How far bytes were written in the current segment (stream offset): prewritten
+    /// bytes of an abandoned body may lie beyond `end` until overwritten.
+    extent: u64,
 }
 
-struct CommitLog {
-    file: File,
-    next_slot: u64,
+struct Commits {
+    seq: u64,
+    legacy_log: bool,
 }
 
 struct SyncState {
@@ -152,10 +246,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a stream lock cannot leave the files half-updated in a way
     // the next commit would not repair (the writer's `end` moves only after a full write).
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn segment_name(start: u64) -> String {
-    format!("{start:020}.seg")
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -219,6 +309,167 @@ impl LocalStore {
     }
 }
 
+/// A body written to the end of a stream while it arrives, before it is checked and
+/// appended ([`LocalStore::prewrite`], [`Prewrite::piece`], [`LocalStore::append_prewritten`]):
+/// the disk copies and starts writing it back during the receipt, so that the commit's
+/// fdatasync finds little left to do. The bytes lie beyond the stream's end, where nothing
+/// reads them, until the append moves the end over them; a body dropped or overtaken
+/// leaves them as garbage that the next write overwrites (or recovery truncates: no
+/// commit record covers them). Whoever else appends meanwhile overtakes the prewrite
+/// (it never waits for a slow body): the body is then written again at the new end.
+pub struct Prewrite {
+    stream: Arc<Stream>,
+    file: Arc<File>,
+    seg_start: u64,
+    number: u64,
+    epoch: u64,
+    base: u64,
+    written: u64,
+    /// Offset in the file up to which writeback was started.
+    flushed: u64,
+    crc: crc32fast::Hasher,
+    lost: bool,
+    body: Vec<u8>,
+    /// The body's announced length.
+    limit: usize,
+}
+
+impl std::fmt::Debug for Prewrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prewrite")
+            .field("stream", &self.stream.id)
+            .field("base", &self.base)
+            .field("written", &self.written)
+            .field("lost", &self.lost)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prewrite {
+    /// Takes the next piece of the body: kept, and written in place while this prewrite
+    /// still holds the stream's end.
+    pub fn piece(&mut self, piece: &[u8]) {
+        self.body.extend_from_slice(piece);
+        if self.lost || piece.is_empty() {
+            return;
+        }
+        if self.body.len() > self.limit {
+            // More than announced: the segment's room was judged for `limit` bytes.
+            self.lost = true;
+            return;
+        }
+        let at = HEADER + (self.base - self.seg_start) + self.written;
+        {
+            let mut w = lock(&self.stream.writer);
+            if w.prewriter != Some(self.number) || w.epoch != self.epoch || w.end != self.base {
+                self.lost = true;
+                return;
+            }
+            if self.file.write_all_at(piece, at).is_err() {
+                // The append writes the body again and reports the error, if any.
+                self.lost = true;
+                return;
+            }
+            self.written += piece.len() as u64;
+            w.extent = w.extent.max(self.base + self.written);
+        }
+        self.crc.update(piece);
+        if self.stream.fsync {
+            // Whole pages only (a page is written back once), and in runs of at least
+            // WRITEBACK_RUN bytes: each start kicks the device.
+            let upto = (at + piece.len() as u64) & !4095;
+            if upto >= self.flushed + WRITEBACK_RUN {
+                start_writeback(&self.file, self.flushed, upto - self.flushed);
+                self.flushed = upto;
+            }
+        }
+    }
+
+    /// The body so far.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+}
+
+impl Drop for Prewrite {
+    fn drop(&mut self) {
+        let mut w = lock(&self.stream.writer);
+        if w.prewriter == Some(self.number) {
+            w.prewriter = None;
+        }
+    }
+}
+
+/// Starts writing back `len` bytes of `file` from `offset` (`sync_file_range` with
+/// `SYNC_FILE_RANGE_WRITE`: no wait, no flush, no metadata; durability still comes from
+/// the commit's fdatasync). A failure only loses the head start.
+#[allow(unsafe_code)]
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: sync_file_range only reads its integer arguments; the descriptor is open
+    // for as long as `file` is borrowed.
+    let _ = unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+    };
+}
+
+impl LocalStore {
+    /// A [`Prewrite`] of a body of about `len` bytes at the end of stream `id`, when the
+    /// stream is open, no other append to it is under way and its segment has room;
+    /// otherwise `None` (the body is then appended as usual).
+    pub fn prewrite(&self, id: u64, len: usize) -> Option<Prewrite> {
+        let stream = lock(&self.streams).get(&id)?.clone();
+        let (file, seg_start, number, epoch, base) = {
+            let mut w = lock(&stream.writer);
+            let seg = *w.segments.last()?;
+            let file = w.current.clone()?;
+            if seg.legacy
+                || w.prewriter.is_some()
+                || w.prewrite_cooldown > 0
+                || stream.in_flight.load(Ordering::SeqCst) > 0
+                || w.end - seg.start + len as u64 > self.options.segment_bytes
+                || lock(&stream.sync).poisoned.is_some()
+            {
+                return None;
+            }
+            w.prewriters += 1;
+            let number = w.prewriters;
+            w.prewriter = Some(number);
+            (file, seg.start, number, w.epoch, w.end)
+        };
+        let flushed = (HEADER + (base - seg_start)) & !4095;
+        Some(Prewrite {
+            stream,
+            file,
+            seg_start,
+            number,
+            epoch,
+            base,
+            written: 0,
+            flushed,
+            crc: crc32fast::Hasher::new(),
+            lost: false,
+            body: Vec::with_capacity(len),
+            limit: len,
+        })
+    }
+
+    /// Appends the body of `pre` (see [`Prewrite`]); returns the new size.
+    pub fn append_prewritten(&self, pre: Prewrite, mode: Durability) -> StoreResult<u64> {
+        let stream = pre.stream.clone();
+        let _counted = InFlight::enter(&stream.in_flight);
+        let end = stream.write_prewritten(pre, self.options.segment_bytes)?;
+        match mode {
+            Durability::Durable => stream.wait_durable(end)?,
+            Durability::Lazy => self.start_flusher(),
+        }
+        Ok(end)
+    }
+}
+
 impl StreamStore for LocalStore {
     fn size(&self, id: u64) -> StoreResult<u64> {
         Ok(lock(&self.stream(id)?.sync).durable)
@@ -226,6 +477,7 @@ impl StreamStore for LocalStore {
 
     fn append(&self, id: u64, data: &[u8], at: Option<u64>, mode: Durability) -> StoreResult<u64> {
         let stream = self.stream(id)?;
+        let _counted = InFlight::enter(&stream.in_flight);
         let end = stream.write(data, at, self.options.segment_bytes)?;
         match mode {
             Durability::Durable => stream.wait_durable(end)?,
@@ -248,17 +500,22 @@ impl StreamStore for LocalStore {
         let mut out = Vec::with_capacity(usize::try_from(stop - start).unwrap_or(0));
         let mut pos = start;
         while pos < stop {
-            let i = segments.partition_point(|&s| s <= pos).saturating_sub(1);
-            let seg_start = segments.get(i).copied().unwrap_or(0);
-            let seg_stop = segments.get(i + 1).copied().unwrap_or(u64::MAX).min(stop);
+            let i = segments
+                .partition_point(|s| s.start <= pos)
+                .saturating_sub(1);
+            let seg = segments
+                .get(i)
+                .copied()
+                .ok_or_else(|| StoreError::Damaged(id, format!("no segment holds offset {pos}")))?;
+            let seg_stop = segments.get(i + 1).map_or(u64::MAX, |s| s.start).min(stop);
             let n = usize::try_from(seg_stop - pos)
                 .map_err(|_| StoreError::Damaged(id, "read range too large".into()))?;
             let mut buf = vec![0u8; n];
             let is_last = i + 1 == segments.len();
+            let at = seg.header() + pos - seg.start;
             match (&current, is_last) {
-                (Some(f), true) => f.read_exact_at(&mut buf, pos - seg_start)?,
-                _ => File::open(stream.dir.join(segment_name(seg_start)))?
-                    .read_exact_at(&mut buf, pos - seg_start)?,
+                (Some(f), true) => f.read_exact_at(&mut buf, at)?,
+                _ => File::open(seg.path(&stream.dir))?.read_exact_at(&mut buf, at)?,
             }
             out.extend_from_slice(&buf);
             pos = seg_stop;
@@ -269,13 +526,15 @@ impl StreamStore for LocalStore {
     fn last_append(&self, id: u64) -> StoreResult<Option<SystemTime>> {
         let stream = self.stream(id)?;
         let w = lock(&stream.writer);
-        if w.last_append.is_some() || w.segments.is_empty() {
+        let Some(newest) = w.segments.last() else {
+            return Ok(w.last_append);
+        };
+        if w.last_append.is_some() {
             return Ok(w.last_append);
         }
-        let newest = stream
-            .dir
-            .join(segment_name(w.segments[w.segments.len() - 1]));
-        Ok(std::fs::metadata(newest).and_then(|m| m.modified()).ok())
+        Ok(std::fs::metadata(newest.path(&stream.dir))
+            .and_then(|m| m.modified())
+            .ok())
     }
 
     fn remove(&self, id: u64) -> StoreResult<()> {
@@ -293,79 +552,192 @@ impl StreamStore for LocalStore {
     }
 }
 
+/// A commit record found in a segment header.
+#[derive(Debug, Clone, Copy)]
+struct Record {
+    slot: u64,
+    seq: u64,
+    end: u64,
+    from: u64,
+    crc: u32,
+}
+
+fn commit_record(seq: u64, end: u64, from: u64, crc: u32) -> [u8; RECORD] {
+    let mut r = [0u8; RECORD];
+    r[..8].copy_from_slice(&seq.to_le_bytes());
+    r[8..16].copy_from_slice(&end.to_le_bytes());
+    r[16..24].copy_from_slice(&from.to_le_bytes());
+    r[24..28].copy_from_slice(&crc.to_le_bytes());
+    let check = record_crc(&r[..28]);
+    r[28..].copy_from_slice(&check.to_le_bytes());
+    r
+}
+
+fn record_crc(body: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&COMMIT_MAGIC.to_le_bytes());
+    h.update(body);
+    h.finalize()
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(x)
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut x = [0u8; 4];
+    x.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(x)
+}
+
+/// The well-formed records of a segment header (crc of the record checked; not yet
+/// whether its bytes are there), newest first.
+fn header_records(file: &File) -> StoreResult<Vec<Record>> {
+    let mut header = vec![0u8; HEADER as usize];
+    let len = file.metadata()?.len().min(HEADER) as usize;
+    file.read_exact_at(&mut header[..len], 0)?;
+    let mut found: Vec<Record> = header
+        .chunks_exact(RECORD)
+        .enumerate()
+        .filter(|(_, r)| u32_at(r, 28) == record_crc(&r[..28]))
+        .map(|(slot, r)| Record {
+            slot: slot as u64,
+            seq: u64_at(r, 0),
+            end: u64_at(r, 8),
+            from: u64_at(r, 16),
+            crc: u32_at(r, 24),
+        })
+        .collect();
+    found.sort_unstable_by_key(|r| std::cmp::Reverse(r.seq));
+    Ok(found)
+}
+
+/// Whether the bytes `record` commits are in the segment `file` (starting at stream
+/// offset `start`, `len` bytes long): a record may reach the disk before its bytes when
+/// the crash comes during its fdatasync.
+fn record_holds(file: &File, start: u64, len: u64, record: &Record) -> StoreResult<bool> {
+    if record.from < start
+        || record.from > record.end
+        || HEADER + (record.end - start) > len
+        || record.seq % HEADER_SLOTS != record.slot
+    {
+        return Ok(false);
+    }
+    let mut h = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = record.from;
+    while pos < record.end {
+        let n = (record.end - pos).min(buf.len() as u64) as usize;
+        file.read_exact_at(&mut buf[..n], HEADER + pos - start)?;
+        h.update(&buf[..n]);
+        pos += n as u64;
+    }
+    Ok(h.finalize() == record.crc)
+}
+
 impl Stream {
     /// Opens a stream's files, truncating whatever lies beyond the last commit.
     fn recover(id: u64, dir: PathBuf, fsync: bool) -> StoreResult<Stream> {
         let mut segments = Vec::new();
         let mut committed = 0;
-        let mut commit_log = None;
+        let mut seq = 0;
+        let log_path = dir.join("commit.log");
+        let legacy_log = log_path.exists();
         if dir.exists() {
-            let (end, next_slot) = read_commit_log(&dir.join("commit.log"))?;
-            committed = end;
             for entry in std::fs::read_dir(&dir)? {
                 let name = entry?.file_name();
                 let name = name.to_string_lossy();
-                if let Some(start) = name
-                    .strip_suffix(".seg")
-                    .and_then(|s| s.parse::<u64>().ok())
-                {
-                    segments.push(start);
+                let (stem, legacy) = match (name.strip_suffix(".cseg"), name.strip_suffix(".seg")) {
+                    (Some(stem), _) => (stem, false),
+                    (None, Some(stem)) => (stem, true),
+                    _ => continue,
+                };
+                if let Ok(start) = stem.parse::<u64>() {
+                    segments.push(Seg { start, legacy });
                 }
             }
-            segments.sort_unstable();
-            // Segments that start beyond the commit hold only uncommitted bytes.
-            while segments.len() > 1 && segments[segments.len() - 1] >= committed {
-                if let Some(start) = segments.pop() {
-                    std::fs::remove_file(dir.join(segment_name(start)))?;
+            segments.sort_unstable_by_key(|s| (s.start, !s.legacy));
+            // The newest segment with a record whose bytes are there sets the size.
+            let mut trusted = None;
+            while let Some(&last) = segments.last() {
+                if last.legacy {
+                    break;
                 }
-            }
-            if let Some(&last) = segments.last() {
-                let path = dir.join(segment_name(last));
+                let path = last.path(&dir);
                 let file = OpenOptions::new().read(true).write(true).open(&path)?;
                 let len = file.metadata()?.len();
-                let want = committed.checked_sub(last).ok_or_else(|| {
-                    StoreError::Damaged(
-                        id,
-                        format!("segment {last} starts beyond commit {committed}"),
-                    )
-                })?;
+                let records = header_records(&file)?;
+                let mut rejected = Vec::new();
+                for r in &records {
+                    if record_holds(&file, last.start, len, r)? {
+                        trusted = Some(*r);
+                        break;
+                    }
+                    rejected.push(*r);
+                }
+                match trusted {
+                    Some(r) => {
+                        // Records of a commit that never finished: cleared, so that
+                        // bytes appended later cannot be mistaken for theirs.
+                        for bad in rejected.iter().filter(|b| b.seq > r.seq) {
+                            file.write_all_at(&[0u8; RECORD], bad.slot * RECORD as u64)?;
+                        }
+                        let want = HEADER + (r.end - last.start);
+                        if len > want {
+                            tracing::warn!(
+                                stream = id,
+                                torn = len - want,
+                                "truncating an uncommitted tail"
+                            );
+                            file.set_len(want)?;
+                        }
+                        if len > want || !rejected.is_empty() {
+                            file.sync_all()?;
+                        }
+                        committed = r.end;
+                        seq = r.seq;
+                        break;
+                    }
+                    None => {
+                        // Created, then the crash came before its first commit.
+                        tracing::warn!(
+                            stream = id,
+                            segment = last.start,
+                            "removing a segment without a commit"
+                        );
+                        drop(file);
+                        std::fs::remove_file(&path)?;
+                        sync_dir(&dir)?;
+                        segments.pop();
+                    }
+                }
+            }
+            if trusted.is_none() {
+                committed = recover_legacy(id, &dir, &mut segments)?;
+            }
+            // A segment before the last is complete up to the next one's start.
+            for pair in segments.windows(2) {
+                let len = std::fs::metadata(pair[0].path(&dir))?.len();
+                let want = pair[0].header() + (pair[1].start - pair[0].start);
                 if len < want {
                     return Err(StoreError::Damaged(
                         id,
                         format!(
-                            "{} holds {len} bytes, {want} were committed",
-                            path.display()
+                            "segment {} holds {len} bytes, {want} expected",
+                            pair[0].start
                         ),
                     ));
                 }
-                if len > want {
-                    tracing::warn!(
-                        stream = id,
-                        torn = len - want,
-                        "truncating an uncommitted tail"
-                    );
-                    file.set_len(want)?;
-                    file.sync_all()?;
-                }
-            } else if committed > 0 {
-                return Err(StoreError::Damaged(
-                    id,
-                    format!("{committed} bytes committed, no segment"),
-                ));
             }
-            commit_log = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(dir.join("commit.log"))
-                .ok()
-                .map(|file| CommitLog { file, next_slot });
         }
         let current = match segments.last() {
             Some(&last) => Some(Arc::new(
                 OpenOptions::new()
                     .read(true)
                     .write(true)
-                    .open(dir.join(segment_name(last)))?,
+                    .open(last.path(&dir))?,
             )),
             None => None,
         };
@@ -377,6 +749,13 @@ impl Stream {
                 current,
                 end: committed,
                 last_append: None,
+                pending: crc32fast::Hasher::new(),
+                pending_from: committed,
+                epoch: 0,
+                prewriter: None,
+                prewriters: 0,
+                prewrite_cooldown: 0,
+                extent: committed,
             }),
             sync: Mutex::new(SyncState {
                 durable: committed,
@@ -384,8 +763,12 @@ impl Stream {
                 poisoned: None,
             }),
             synced: Condvar::new(),
-            commit_log: Mutex::new(commit_log),
+            commits: Mutex::new(Commits {
+                seq,
+                legacy_log: legacy_log && log_path.exists(),
+            }),
             fsync,
+            in_flight: AtomicUsize::new(0),
         })
     }
 
@@ -394,7 +777,29 @@ impl Stream {
         if let Some(reason) = &lock(&self.sync).poisoned {
             return Err(StoreError::Poisoned(self.id, reason.clone()));
         }
-        let mut w = lock(&self.writer);
+        // Outside the lock: the commit record's crc of these bytes.
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(data);
+        let w = lock(&self.writer);
+        self.write_locked(w, data, at, segment_bytes, crc)
+    }
+
+    /// [`Stream::write`] with the writer's lock held and the crc of `data` known.
+    fn write_locked(
+        &self,
+        mut w: MutexGuard<'_, Writer>,
+        data: &[u8],
+        at: Option<u64>,
+        segment_bytes: u64,
+        crc: crc32fast::Hasher,
+    ) -> StoreResult<u64> {
+        // Whoever prewrites at the end is overtaken: it will write again after us.
+        w.epoch += 1;
+        if w.prewriter.take().is_some() {
+            w.prewrite_cooldown = PREWRITE_COOLDOWN;
+        } else {
+            w.prewrite_cooldown = w.prewrite_cooldown.saturating_sub(1);
+        }
         if let Some(expected) = at {
             if expected != w.end {
                 return Err(StoreError::OffsetMismatch {
@@ -406,48 +811,98 @@ impl Stream {
         if data.is_empty() {
             return Ok(w.end);
         }
-        let seg_start = w.segments.last().copied();
-        let need_new = match seg_start {
+        let need_new = match w.segments.last() {
             None => true,
-            Some(s) => w.end - s >= segment_bytes && w.end > s,
+            // A segment of an earlier version is only read: appends go to a new one.
+            Some(s) if s.legacy => true,
+            Some(s) => w.end - s.start >= segment_bytes && w.end > s.start,
         };
         if need_new {
             if let Some(old) = &w.current {
+                if let Some(&last) = w.segments.last() {
+                    if w.extent > w.end && !last.legacy {
+                        // Prewritten bytes of an abandoned body: not part of the stream.
+                        old.set_len(HEADER + (w.end - last.start))?;
+                    }
+                }
                 // Later commits fsync only the current segment: finish this one first.
                 if self.fsync {
                     old.sync_data()?;
                 }
             }
-            let fresh = w.segments.is_empty();
-            if fresh {
+            if w.segments.is_empty() {
                 std::fs::create_dir_all(&self.dir)?;
                 if let Some(parent) = self.dir.parent() {
                     sync_dir(parent)?;
                 }
             }
+            let seg = Seg {
+                start: w.end,
+                legacy: false,
+            };
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(true)
-                .open(self.dir.join(segment_name(w.end)))?;
+                .open(seg.path(&self.dir))?;
+            file.write_all_at(&vec![0u8; HEADER as usize], 0)?;
             sync_dir(&self.dir)?;
-            let end = w.end;
-            w.segments.push(end);
+            w.segments.push(seg);
             w.current = Some(Arc::new(file));
+            w.pending = crc32fast::Hasher::new();
+            w.pending_from = seg.start;
+            w.extent = seg.start;
         }
-        let start = w.segments.last().copied().unwrap_or(0);
+        let seg = w
+            .segments
+            .last()
+            .copied()
+            .ok_or_else(|| StoreError::Damaged(self.id, "no current segment".into()))?;
         let end = w.end;
         let file = w
             .current
             .clone()
             .ok_or_else(|| StoreError::Damaged(self.id, "no current segment".into()))?;
-        if let Err(e) = file.write_all_at(data, end - start) {
+        let at = HEADER + (end - seg.start);
+        if let Err(e) = file.write_all_at(data, at) {
             // Undo a partial write so the next append starts at the committed framing.
-            let _ = file.set_len(end - start);
+            let _ = file.set_len(at);
             return Err(e.into());
         }
+        w.pending.combine(&crc);
         w.end = end + data.len() as u64;
+        w.extent = w.extent.max(w.end);
+        w.last_append = Some(SystemTime::now());
+        Ok(w.end)
+    }
+
+    /// Appends the bytes of `pre`: when it still holds the end and wrote them all, they
+    /// are already in place and only the end moves; else they are written as any append.
+    fn write_prewritten(&self, mut pre: Prewrite, segment_bytes: u64) -> StoreResult<u64> {
+        if let Some(reason) = &lock(&self.sync).poisoned {
+            return Err(StoreError::Poisoned(self.id, reason.clone()));
+        }
+        let mut w = lock(&self.writer);
+        let crc = std::mem::replace(&mut pre.crc, crc32fast::Hasher::new());
+        let in_place = !pre.lost
+            && w.prewriter == Some(pre.number)
+            && w.epoch == pre.epoch
+            && w.end == pre.base
+            && pre.written == pre.body.len() as u64
+            && !pre.body.is_empty();
+        if !in_place {
+            drop(w);
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(&pre.body);
+            let w = lock(&self.writer);
+            return self.write_locked(w, &pre.body, None, segment_bytes, crc);
+        }
+        w.epoch += 1;
+        w.prewriter = None;
+        w.pending.combine(&crc);
+        w.end = pre.base + pre.written;
+        w.extent = w.extent.max(w.end);
         w.last_append = Some(SystemTime::now());
         Ok(w.end)
     }
@@ -483,88 +938,122 @@ impl Stream {
         }
     }
 
-    /// fsyncs the current segment and records its end in the commit log.
+    /// Writes a commit record naming the current end into the current segment's header
+    /// and fdatasyncs the segment: one flush makes the bytes and their record durable.
+    /// Callers are serialised by [`Stream::wait_durable`].
     fn commit(&self) -> StoreResult<u64> {
-        let (file, end) = {
-            let w = lock(&self.writer);
-            (w.current.clone(), w.end)
+        let (file, end, from, crc) = {
+            let mut w = lock(&self.writer);
+            let end = w.end;
+            let (Some(file), Some(seg)) = (w.current.clone(), w.segments.last().copied()) else {
+                return Ok(end);
+            };
+            if seg.legacy {
+                // Recovered and untouched since: every append starts a `.cseg` first.
+                return Ok(end);
+            }
+            let crc = std::mem::replace(&mut w.pending, crc32fast::Hasher::new()).finalize();
+            let from = std::mem::replace(&mut w.pending_from, end);
+            (file, end, from, crc)
         };
-        let Some(file) = file else { return Ok(end) };
+        let mut commits = lock(&self.commits);
+        let seq = commits.seq + 1;
+        let record = commit_record(seq, end, from, crc);
+        file.write_all_at(&record, (seq % HEADER_SLOTS) * RECORD as u64)?;
         if self.fsync {
             file.sync_data()?;
         }
-        let mut log = lock(&self.commit_log);
-        let record = commit_record(end);
-        match log.as_mut() {
-            Some(l) if l.next_slot < COMMIT_SLOTS => {
-                l.file
-                    .write_all_at(&record, l.next_slot * COMMIT_RECORD as u64)?;
-                if self.fsync {
-                    l.file.sync_data()?;
-                }
-                l.next_slot += 1;
-            }
-            // First commit, or the log is full: a fresh zeroed log holding this record
-            // replaces it atomically.
-            _ => {
-                let tmp = self.dir.join("commit.log.tmp");
-                let mut f = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .open(&tmp)?;
-                let mut zeroed = vec![0u8; (COMMIT_SLOTS as usize) * COMMIT_RECORD];
-                zeroed[..COMMIT_RECORD].copy_from_slice(&record);
-                f.write_all(&zeroed)?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, self.dir.join("commit.log"))?;
-                sync_dir(&self.dir)?;
-                *log = Some(CommitLog {
-                    file: f,
-                    next_slot: 1,
-                });
+        commits.seq = seq;
+        if commits.legacy_log {
+            // The `.cseg` segments now say the size: the old log is no longer read.
+            commits.legacy_log = false;
+            if let Err(e) = std::fs::remove_file(self.dir.join("commit.log")) {
+                tracing::warn!(stream = self.id, error = %e, "cannot remove the old commit.log");
             }
         }
         Ok(end)
     }
 }
 
-fn commit_record(end: u64) -> [u8; COMMIT_RECORD] {
-    let mut r = [0u8; COMMIT_RECORD];
-    r[..8].copy_from_slice(&end.to_le_bytes());
-    let crc = crc32fast::hash(&r[..8]);
-    r[8..12].copy_from_slice(&crc.to_le_bytes());
-    r[12..].copy_from_slice(&COMMIT_MAGIC.to_le_bytes());
-    r
+/// Recovery of the headerless `.seg` segments of earlier versions through their
+/// `commit.log` (`segments` holds no `.cseg` with a commit): deletes segments that start
+/// beyond the commit, truncates the last to it; returns the committed size. An empty
+/// stream's files are removed altogether.
+fn recover_legacy(id: u64, dir: &Path, segments: &mut Vec<Seg>) -> StoreResult<u64> {
+    let log = dir.join("commit.log");
+    let committed = read_commit_log(&log)?;
+    // `.cseg` segments left here hold no commit (removed above); `.seg` segments that
+    // start beyond the commit hold only uncommitted bytes.
+    while segments.len() > 1 && segments[segments.len() - 1].start >= committed {
+        if let Some(seg) = segments.pop() {
+            std::fs::remove_file(seg.path(dir))?;
+        }
+    }
+    if committed == 0 {
+        for seg in segments.drain(..) {
+            std::fs::remove_file(seg.path(dir))?;
+        }
+        if log.exists() {
+            std::fs::remove_file(&log)?;
+        }
+        if dir.exists() {
+            sync_dir(dir)?;
+        }
+        return Ok(0);
+    }
+    let Some(&last) = segments.last() else {
+        return Err(StoreError::Damaged(
+            id,
+            format!("{committed} bytes committed, no segment"),
+        ));
+    };
+    let path = last.path(dir);
+    let file = OpenOptions::new().read(true).write(true).open(&path)?;
+    let len = file.metadata()?.len();
+    let want = committed.checked_sub(last.start).ok_or_else(|| {
+        StoreError::Damaged(
+            id,
+            format!("segment {} starts beyond commit {committed}", last.start),
+        )
+    })?;
+    if len < want {
+        return Err(StoreError::Damaged(
+            id,
+            format!(
+                "{} holds {len} bytes, {want} were committed",
+                path.display()
+            ),
+        ));
+    }
+    if len > want {
+        tracing::warn!(
+            stream = id,
+            torn = len - want,
+            "truncating an uncommitted tail"
+        );
+        file.set_len(want)?;
+        file.sync_all()?;
+    }
+    Ok(committed)
 }
 
-/// The end offset in the last valid record of a commit log (0 when there is none) and
-/// the slot after that record.
-fn read_commit_log(path: &Path) -> StoreResult<(u64, u64)> {
+/// The end offset in the last valid record of a legacy commit log (0 when there is none).
+fn read_commit_log(path: &Path) -> StoreResult<u64> {
     let mut bytes = Vec::new();
     match File::open(path) {
         Ok(mut f) => {
             f.read_to_end(&mut bytes)?;
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, COMMIT_SLOTS)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e.into()),
     }
-    let whole = bytes.len() / COMMIT_RECORD * COMMIT_RECORD;
-    for (slot, r) in bytes[..whole].chunks_exact(COMMIT_RECORD).enumerate().rev() {
-        let mut end = [0u8; 8];
-        end.copy_from_slice(&r[..8]);
-        let mut crc = [0u8; 4];
-        crc.copy_from_slice(&r[8..12]);
-        let mut magic = [0u8; 4];
-        magic.copy_from_slice(&r[12..]);
-        if u32::from_le_bytes(magic) == COMMIT_MAGIC
-            && u32::from_le_bytes(crc) == crc32fast::hash(&r[..8])
-        {
-            return Ok((u64::from_le_bytes(end), slot as u64 + 1));
+    let whole = bytes.len() / LEGACY_RECORD * LEGACY_RECORD;
+    for r in bytes[..whole].chunks_exact(LEGACY_RECORD).rev() {
+        if u32_at(r, 12) == COMMIT_MAGIC && u32_at(r, 8) == crc32fast::hash(&r[..8]) {
+            return Ok(u64_at(r, 0));
         }
     }
-    Ok((0, COMMIT_SLOTS))
+    Ok(0)
 }
 
 #[cfg(test)]
@@ -602,6 +1091,14 @@ mod tests {
         assert_eq!(store.size(8).unwrap(), 0);
     }
 
+    fn cseg(store: &LocalStore, id: u64, start: u64) -> PathBuf {
+        Seg {
+            start,
+            legacy: false,
+        }
+        .path(&store.stream_dir(id))
+    }
+
     #[test]
     fn torn_tail_is_truncated_on_recovery() {
         let dir = tempfile::tempdir().unwrap();
@@ -612,44 +1109,288 @@ mod tests {
         store
             .append(1, b"world", None, Durability::Durable)
             .unwrap();
-        let seg = store.stream_dir(1).join(segment_name(0));
+        let seg = cseg(&store, 1, 0);
         drop(store);
-        // A crash after a write but before its commit leaves bytes beyond the commit.
+        // A crash after a write but before its commit leaves bytes beyond the commit...
         let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
-        f.write_all(b"TORN").unwrap();
-        // ...and a torn commit record.
-        let mut log = OpenOptions::new()
-            .append(true)
-            .open(dir.path().join("1").join("commit.log"))
-            .unwrap();
-        log.write_all(&[1, 2, 3]).unwrap();
+        std::io::Write::write_all(&mut f, b"TORN").unwrap();
+        // ...and maybe a torn commit record (its crc fails).
+        f.write_all_at(&[7u8; 20], 3 * RECORD as u64).unwrap();
         let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
         assert_eq!(store.size(1).unwrap(), 11);
-        assert_eq!(std::fs::metadata(&seg).unwrap().len(), 11);
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), HEADER + 11);
         let end = store.append(1, b"!", None, Durability::Durable).unwrap();
         assert_eq!(end, 12);
         assert_eq!(store.read(1, 0, 100).unwrap(), b"hello world!");
     }
 
+    /// One fdatasync writes a commit's bytes and its record in any order: a crash during
+    /// it may leave the record on disk without (all of) its bytes. Such a commit was never
+    /// acknowledged: the record before it is used.
     #[test]
-    fn commit_log_rotates_when_full() {
+    fn a_record_whose_bytes_are_missing_is_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
+        store
+            .append(1, b"first ", None, Durability::Durable)
+            .unwrap();
+        store
+            .append(1, b"second", None, Durability::Durable)
+            .unwrap();
+        let seg = cseg(&store, 1, 0);
+        drop(store);
+        // The second commit's page never reached the disk: zeros where its bytes were.
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        f.write_all_at(&[0u8; 6], HEADER + 6).unwrap();
+        drop(f);
+        let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
+        assert_eq!(store.size(1).unwrap(), 6);
+        assert_eq!(store.read(1, 0, 100).unwrap(), b"first ");
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), HEADER + 6);
+        // The rejected record is cleared: bytes appended later (here the same ones)
+        // are committed only by their own record.
+        let f = OpenOptions::new().read(true).open(&seg).unwrap();
+        assert_eq!(header_records(&f).unwrap().len(), 1);
+        drop(f);
+        drop(store);
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        f.write_all_at(b"second", HEADER + 6).unwrap();
+        drop(f);
+        let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
+        assert_eq!(store.size(1).unwrap(), 6);
+        store
+            .append(1, b"third", None, Durability::Durable)
+            .unwrap();
+        drop(store);
+        let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
+        assert_eq!(store.read(1, 0, 100).unwrap(), b"first third");
+    }
+
+    /// The record reached the disk, the file's new size did not (shorter than its end).
+    #[test]
+    fn a_record_beyond_the_file_is_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
+        store.append(2, b"abc", None, Durability::Durable).unwrap();
+        store
+            .append(2, b"defgh", None, Durability::Durable)
+            .unwrap();
+        let seg = cseg(&store, 2, 0);
+        drop(store);
+        OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(HEADER + 5)
+            .unwrap();
+        let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
+        assert_eq!(store.size(2).unwrap(), 3);
+        assert_eq!(store.read(2, 0, 100).unwrap(), b"abc");
+        assert_eq!(store.append(2, b"X", None, Durability::Durable).unwrap(), 4);
+    }
+
+    /// A segment created, then the crash before its first commit: it goes, and the one
+    /// before it is trusted up to its own newest record.
+    #[test]
+    fn a_new_segment_without_a_commit_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path(), opts(4)).unwrap();
+        store.append(3, b"abcd", None, Durability::Durable).unwrap();
+        store.append(3, b"ef", None, Durability::Lazy).unwrap();
+        // Written, never committed (the flusher runs every 100 ms: crash "now").
+        let second = cseg(&store, 3, 4);
+        let first = cseg(&store, 3, 0);
+        let header = std::fs::read(&second).unwrap()[..HEADER as usize].to_vec();
+        drop(store);
+        std::thread::sleep(Duration::from_millis(300));
+        // Whatever the flusher did: put the segment back as it was before its commit.
+        let f = OpenOptions::new().write(true).open(&second).unwrap();
+        f.write_all_at(&vec![0u8; header.len()], 0).unwrap();
+        drop(f);
+        // The first segment's uncommitted tail (synced when the second was started).
+        let mut f = OpenOptions::new().append(true).open(&first).unwrap();
+        std::io::Write::write_all(&mut f, b"zz").unwrap();
+        drop(f);
+        let store = LocalStore::open(dir.path(), opts(4)).unwrap();
+        assert_eq!(store.size(3).unwrap(), 4);
+        assert!(!second.exists());
+        assert_eq!(std::fs::metadata(&first).unwrap().len(), HEADER + 4);
+        store.append(3, b"gh", None, Durability::Durable).unwrap();
+        drop(store);
+        let store = LocalStore::open(dir.path(), opts(4)).unwrap();
+        assert_eq!(store.read(3, 0, 100).unwrap(), b"abcdgh");
+    }
+
+    #[test]
+    fn the_record_ring_wraps() {
         let dir = tempfile::tempdir().unwrap();
         let quick = StoreOptions {
             fsync: false,
             ..opts(1 << 20)
         };
         let store = LocalStore::open(dir.path(), quick).unwrap();
-        for _ in 0..COMMIT_SLOTS + 10 {
+        for _ in 0..HEADER_SLOTS + 10 {
             store.append(5, b"ab", None, Durability::Durable).unwrap();
         }
-        let log = store.stream_dir(5).join("commit.log");
-        assert_eq!(
-            std::fs::metadata(&log).unwrap().len(),
-            COMMIT_SLOTS * COMMIT_RECORD as u64
-        );
         drop(store);
         let store = LocalStore::open(dir.path(), quick).unwrap();
-        assert_eq!(store.size(5).unwrap(), 2 * (COMMIT_SLOTS + 10));
+        assert_eq!(store.size(5).unwrap(), 2 * (HEADER_SLOTS + 10));
+        assert_eq!(
+            store.append(5, b"c", None, Durability::Durable).unwrap(),
+            2 * (HEADER_SLOTS + 10) + 1
+        );
+    }
+
+    fn legacy_record(end: u64) -> [u8; LEGACY_RECORD] {
+        let mut r = [0u8; LEGACY_RECORD];
+        r[..8].copy_from_slice(&end.to_le_bytes());
+        let crc = crc32fast::hash(&r[..8]);
+        r[8..12].copy_from_slice(&crc.to_le_bytes());
+        r[12..].copy_from_slice(&COMMIT_MAGIC.to_le_bytes());
+        r
+    }
+
+    /// Streams of earlier versions (`.seg` without header and a `commit.log`): read as
+    /// they are, appended to in a new `.cseg`, the log removed once that one commits.
+    #[test]
+    fn streams_of_the_old_layout_are_read_and_continued() {
+        let dir = tempfile::tempdir().unwrap();
+        let sdir = dir.path().join("6");
+        std::fs::create_dir_all(&sdir).unwrap();
+        std::fs::write(sdir.join(format!("{:020}.seg", 0)), b"0123456789").unwrap();
+        std::fs::write(sdir.join(format!("{:020}.seg", 10)), b"abcdeTORN").unwrap();
+        // A segment started after the last commit: uncommitted.
+        std::fs::write(sdir.join(format!("{:020}.seg", 15)), b"xx").unwrap();
+        let mut log = vec![0u8; 64 * LEGACY_RECORD];
+        log[..LEGACY_RECORD].copy_from_slice(&legacy_record(10));
+        log[LEGACY_RECORD..2 * LEGACY_RECORD].copy_from_slice(&legacy_record(15));
+        std::fs::write(sdir.join("commit.log"), &log).unwrap();
+        let store = LocalStore::open(dir.path(), opts(8)).unwrap();
+        assert_eq!(store.size(6).unwrap(), 15);
+        assert_eq!(store.read(6, 3, 10).unwrap(), b"3456789abc");
+        assert_eq!(
+            std::fs::metadata(sdir.join(format!("{:020}.seg", 10)))
+                .unwrap()
+                .len(),
+            5
+        );
+        assert!(!sdir.join(format!("{:020}.seg", 15)).exists());
+        assert!(sdir.join("commit.log").exists());
+        store.append(6, b"XYZ", None, Durability::Durable).unwrap();
+        assert!(!sdir.join("commit.log").exists());
+        assert!(cseg(&store, 6, 15).exists());
+        drop(store);
+        let store = LocalStore::open(dir.path(), opts(8)).unwrap();
+        assert_eq!(store.read(6, 0, 100).unwrap(), b"0123456789abcdeXYZ");
+        assert_eq!(
+            store.append(6, b"!", None, Durability::Durable).unwrap(),
+            19
+        );
+    }
+
+    #[test]
+    fn a_prewritten_body_is_appended_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
+        // Only an open stream with a segment takes a prewrite.
+        assert!(store.prewrite(8, 3).is_none());
+        store.append(8, b"abc", None, Durability::Durable).unwrap();
+        let mut pre = store.prewrite(8, 3).unwrap();
+        assert!(store.prewrite(8, 3).is_none(), "one prewrite at a time");
+        pre.piece(b"de");
+        // Beyond the end: not readable yet.
+        assert_eq!(store.read(8, 0, 100).unwrap(), b"abc");
+        pre.piece(b"f");
+        assert_eq!(pre.body(), b"def");
+        assert_eq!(
+            store.append_prewritten(pre, Durability::Durable).unwrap(),
+            6
+        );
+        assert_eq!(store.read(8, 0, 100).unwrap(), b"abcdef");
+        drop(store);
+        let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
+        assert_eq!(store.read(8, 0, 100).unwrap(), b"abcdef");
+    }
+
+    /// More bytes than announced: the prewrite gives up, the body is written whole.
+    #[test]
+    fn a_body_longer_than_announced_is_written_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
+        store.append(11, b"0", None, Durability::Durable).unwrap();
+        let mut pre = store.prewrite(11, 2).unwrap();
+        pre.piece(b"ab");
+        pre.piece(b"cd");
+        assert_eq!(
+            store.append_prewritten(pre, Durability::Durable).unwrap(),
+            5
+        );
+        assert_eq!(store.read(11, 0, 100).unwrap(), b"0abcd");
+    }
+
+    /// Another append while a body arrives overtakes it: the body is written again
+    /// after it, whole.
+    #[test]
+    fn an_overtaken_prewrite_is_written_again_at_the_new_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
+        store.append(9, b"abc", None, Durability::Durable).unwrap();
+        let mut pre = store.prewrite(9, 6).unwrap();
+        pre.piece(b"XXXX");
+        store.append(9, b"12", None, Durability::Durable).unwrap();
+        pre.piece(b"YY");
+        assert_eq!(
+            store.append_prewritten(pre, Durability::Durable).unwrap(),
+            11
+        );
+        assert_eq!(store.read(9, 0, 100).unwrap(), b"abc12XXXXYY");
+        // Appenders meet on this stream: no prewrite for a while.
+        assert!(store.prewrite(9, 1).is_none());
+        for _ in 0..PREWRITE_COOLDOWN {
+            store.append(9, b".", None, Durability::Durable).unwrap();
+        }
+        assert!(store.prewrite(9, 1).is_some());
+        let size = 11 + u64::from(PREWRITE_COOLDOWN);
+        assert_eq!(store.size(9).unwrap(), size);
+        drop(store);
+        let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
+        assert_eq!(store.read(9, 0, 11).unwrap(), b"abc12XXXXYY");
+        assert_eq!(store.size(9).unwrap(), size);
+    }
+
+    /// A body refused (or cut) after some of it was prewritten: its bytes lie beyond the
+    /// end, are overwritten by the next append, and never become part of the stream.
+    #[test]
+    fn an_abandoned_prewrite_leaves_nothing_visible() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
+        store.append(10, b"abc", None, Durability::Durable).unwrap();
+        let mut pre = store.prewrite(10, 7).unwrap();
+        pre.piece(b"garbage");
+        drop(pre);
+        assert_eq!(store.size(10).unwrap(), 3);
+        store.append(10, b"Z", None, Durability::Durable).unwrap();
+        assert_eq!(store.read(10, 0, 100).unwrap(), b"abcZ");
+        let seg = cseg(&store, 10, 0);
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), HEADER + 10);
+        // A crash now: the tail beyond the commit goes.
+        drop(store);
+        let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
+        assert_eq!(store.read(10, 0, 100).unwrap(), b"abcZ");
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), HEADER + 4);
+        // A new prewrite after a dropped one.
+        let mut pre = store.prewrite(10, 2).unwrap();
+        pre.piece(b"qq");
+        drop(pre);
+        drop(store);
+        let store = LocalStore::open(dir.path(), opts(4)).unwrap();
+        assert_eq!(store.size(10).unwrap(), 4);
+        assert!(
+            store.prewrite(10, 2).is_none(),
+            "the segment is full: no prewrite"
+        );
+        store.append(10, b"w", None, Durability::Durable).unwrap();
+        assert_eq!(store.read(10, 0, 100).unwrap(), b"abcZw");
     }
 
     #[test]

@@ -13,11 +13,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use wendelin_core::{CoreError, Portal, User};
-use wendelin_data_stream::{msgpack, Durability};
-use wendelin_http::body::{content_type, read_body, BodyLimits, Reservation};
+use wendelin_data_stream::{msgpack, Durability, Prewrite};
+use wendelin_http::body::{
+    content_length, content_type, read_body, too_large, BodyLimits, Reservation,
+};
 use wendelin_http::{blocking, Auth, CliCommand, Section, ServerError, ServerModule, Via};
 
-use crate::{Ingested, Payload, PolicySpec, Routes, ROUTE_CAPACITY, ROUTE_TTL};
+use crate::{Ingested, Operation, Payload, PolicySpec, Route, Routes, ROUTE_CAPACITY, ROUTE_TTL};
 
 /// The `[ingestion]` section of `wendelin.toml`; each key is also set by
 /// `WENDELIN_INGESTION_<KEY>`.
@@ -212,11 +214,83 @@ fn ingesting_user(auth: Auth) -> Result<User, ServerError> {
 
 /// A msgpack body, checked completely so that nothing of a malformed one is stored.
 fn msgpack_payload(bytes: Vec<u8>) -> Result<Payload, ServerError> {
+    check_msgpack(&bytes)?;
+    Ok(Payload::Msgpack(bytes))
+}
+
+fn check_msgpack(bytes: &[u8]) -> Result<(), ServerError> {
     if bytes.is_empty() {
         return Err(ServerError::BadRequest("the request body is empty".into()));
     }
-    msgpack::validate(&bytes).map_err(ServerError::BadRequest)?;
-    Ok(Payload::Msgpack(bytes))
+    msgpack::validate(bytes).map_err(ServerError::BadRequest)?;
+    Ok(())
+}
+
+/// The routes the HTTP paths resolved (and checked), kept per user, policy and tag for
+/// [`ROUTE_TTL`]: the lock is held for a lookup or a resolution, never for an append.
+fn http_routes() -> &'static Mutex<Routes> {
+    static ROUTES: OnceLock<Mutex<Routes>> = OnceLock::new();
+    ROUTES.get_or_init(|| Mutex::new(Routes::cached(ROUTE_TTL, ROUTE_CAPACITY)))
+}
+
+/// For a raw msgpack body (no Content-Encoding, a Content-Length) stored as posted on a
+/// route resolved within [`ROUTE_TTL`], a [`Prewrite`] at the stream's end: the body is
+/// then written to the segment while it arrives, so the disk works during the receipt
+/// and the commit's fdatasync finds it mostly written back. `None` (the usual path) when
+/// the route is not kept, the stream is not open, or another body holds its end.
+fn prewrite_for(
+    portal: &Portal,
+    user: &User,
+    policy: &str,
+    tag: &str,
+    req: &HttpRequest,
+) -> Option<(Route, Prewrite)> {
+    let encoded = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    let declared = content_length(req)?;
+    if encoded || declared == 0 || declared > ingest_limits().max_bytes {
+        return None;
+    }
+    let route = http_routes().lock().ok()?.peek(user, policy, tag)?;
+    if route.operation != Operation::Append {
+        return None;
+    }
+    let store = wendelin_data_stream::store(portal).ok()?;
+    let pre = store.prewrite(wendelin_data_stream::stream_id(&route.stream), declared)?;
+    Some((route, pre))
+}
+
+/// [`read_body`] into a [`Prewrite`] (same limits and in-flight reservation), then the
+/// msgpack check and the append, answered once durable. A body refused (malformed, too
+/// large, cut) leaves its prewritten bytes beyond the stream's end, never in it.
+async fn ingest_prewritten(
+    portal: web::Data<Portal>,
+    req: &HttpRequest,
+    payload: web::Payload,
+    route: Route,
+    mut pre: Prewrite,
+) -> Result<Ingested, ServerError> {
+    let limits = ingest_limits();
+    let reservation =
+        Reservation::take(content_length(req).unwrap_or(0), limits.max_inflight_bytes)?;
+    let mut payload = payload;
+    while let Some(piece) = futures_util::StreamExt::next(&mut payload).await {
+        let piece = piece.map_err(|e| {
+            ServerError::BadRequest(format!("the request body could not be read: {e}"))
+        })?;
+        if pre.body().len() + piece.len() > limits.max_bytes {
+            return Err(too_large(pre.body().len() + piece.len(), &limits));
+        }
+        pre.piece(&piece);
+    }
+    check_msgpack(pre.body())?;
+    blocking(move || {
+        let _held = reservation;
+        crate::ingest_prewritten(&portal, route, pre, Durability::Durable)
+    })
+    .await
 }
 
 /// A JSON body: one array of records, one object, or NDJSON (one object per line).
@@ -319,8 +393,15 @@ async fn compat_ingest(
             "the query parameter 'reference' (the fluentd tag) is missing".into(),
         )
     })?;
+    let form = content_type(&req) == "application/x-www-form-urlencoded";
+    if !form {
+        if let Some((route, pre)) = prewrite_for(&portal, &user, policy.as_str(), &tag, &req) {
+            ingest_prewritten(portal, &req, payload, route, pre).await?;
+            return Ok(HttpResponse::NoContent().finish());
+        }
+    }
     let (body, reservation) = read_body(&req, payload, &ingest_limits()).await?;
-    let bytes = if content_type(&req) == "application/x-www-form-urlencoded" {
+    let bytes = if form {
         form_field(&body, "data_chunk")
             .ok_or_else(|| ServerError::BadRequest("the form has no field 'data_chunk'".into()))?
     } else {
@@ -344,6 +425,18 @@ async fn native_ingest(
     let user = ingesting_user(auth)?;
     let (policy, tag) = params.into_inner();
     let kind = content_type(&req);
+    let raw = matches!(
+        kind.as_str(),
+        "application/x-msgpack" | "application/msgpack" | "application/octet-stream" | ""
+    );
+    if raw {
+        if let Some((route, pre)) = prewrite_for(&portal, &user, &policy, &tag, &req) {
+            let done = ingest_prewritten(portal, &req, payload, route, pre).await?;
+            return Ok(HttpResponse::Ok().json(json!({
+                "stream": done.stream, "appended": done.bytes, "size": done.size,
+            })));
+        }
+    }
     let (body, reservation) = read_body(&req, payload, &ingest_limits()).await?;
     let payload = match kind.as_str() {
         "application/x-msgpack" | "application/msgpack" | "application/octet-stream" | "" => {
@@ -376,11 +469,8 @@ async fn ingest_durably(
 ) -> Result<Ingested, ServerError> {
     blocking(move || {
         let _held = reservation;
-        // Resolved (and checked) at most every ROUTE_TTL per user, policy and tag: the
-        // lock is held for a lookup or a resolution, never for the append.
-        static ROUTES: OnceLock<Mutex<Routes>> = OnceLock::new();
-        let route = ROUTES
-            .get_or_init(|| Mutex::new(Routes::cached(ROUTE_TTL, ROUTE_CAPACITY)))
+        // Resolved (and checked) at most every ROUTE_TTL per user, policy and tag.
+        let route = http_routes()
             .lock()
             .map_err(|_| CoreError::Internal("the ingestion route cache is poisoned".into()))?
             .get(&portal, &user, &policy, &tag)?;

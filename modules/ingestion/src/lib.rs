@@ -599,6 +599,18 @@ impl Routes {
         }
     }
 
+    /// The route of `tag` through `policy` for `user` if it is kept and fresh (no
+    /// resolution: no database access).
+    pub fn peek(&self, user: &User, policy: &str, tag: &str) -> Option<Route> {
+        let key = (
+            user.principals().join("\n"),
+            policy.to_owned(),
+            tag.to_owned(),
+        );
+        let (route, at) = self.kept.get(&key)?;
+        (at.elapsed() < self.ttl).then(|| route.clone())
+    }
+
     /// The route of `tag` through `policy` for `user`, resolved when not kept (or kept
     /// longer than the ttl).
     pub fn get(
@@ -665,6 +677,23 @@ pub fn ingest_to(
     Ok(Ingested {
         stream: route.stream.path,
         bytes: bytes.len() as u64,
+        size,
+    })
+}
+
+/// [`ingest_to`] of a msgpack body prewritten while it arrived ([`Prewrite`]), already
+/// checked; `route` is the one the prewrite was taken for.
+pub fn ingest_prewritten(
+    portal: &Portal,
+    route: Route,
+    pre: wendelin_data_stream::Prewrite,
+    mode: Durability,
+) -> CoreResult<Ingested> {
+    let bytes = pre.body().len() as u64;
+    let size = wendelin_data_stream::append_prewritten_checked(portal, &route.stream, pre, mode)?;
+    Ok(Ingested {
+        stream: route.stream.path,
+        bytes,
         size,
     })
 }
