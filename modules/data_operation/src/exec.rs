@@ -251,6 +251,21 @@ thread_local! {
     static UNSYNCED: std::cell::RefCell<Vec<PathBuf>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Samples this thread's run appended to a 1-D output array, kept in memory for the
+/// outputs derived from it in the same run (an STFT of a channel reads its new samples
+/// from here instead of reading back the chunks just written).
+struct Fresh {
+    dir: PathBuf,
+    /// The first row these samples are (the array's rows before the run's append).
+    first: u64,
+    dtype: Dtype,
+    bytes: Vec<u8>,
+}
+
+thread_local! {
+    static FRESH: std::cell::RefCell<Vec<Fresh>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Makes durable what the run's appends left unsynced: one pass before the offset that
 /// counts on those rows is written, instead of two syncs per chunk while appending.
 fn sync_appended() -> CoreResult<()> {
@@ -302,6 +317,7 @@ pub fn execute_method(call: &mut Call<'_>) -> CoreResult<MethodOutput> {
     let started = Instant::now();
     // What a failed run before this one appended is cut below, not synced.
     UNSYNCED.with(|u| u.borrow_mut().clear());
+    FRESH.with(|f| f.borrow_mut().clear());
     let analysis = call.context.clone();
     if analysis.portal_type != crate::DATA_ANALYSIS {
         return Err(CoreError::BadRequest(format!(
@@ -452,6 +468,7 @@ pub fn execute_method(call: &mut Call<'_>) -> CoreResult<MethodOutput> {
         0.0
     };
     sync_appended()?;
+    FRESH.with(|f| f.borrow_mut().clear());
     let fresh = docs::get(call.conn, &pi_doc.path)?;
     let patch = DocumentPatch::from_json(json!({
         "serial": fresh.serial,
@@ -679,7 +696,7 @@ fn wav_decode(
         drop(payload);
     }
     let mut decoder = progress.decoder.clone();
-    let decoded = decoder
+    let mut decoded = decoder
         .step(&input)
         .map_err(|e| CoreError::Invalid(format!("/{} at offset {}: {e}", stream.path, *offset)))?;
     if let Some(w) = decoder.wav {
@@ -718,6 +735,7 @@ fn wav_decode(
             // The arrays' properties commit first; the samples come with the next run.
             return Ok(true);
         }
+        let mut fresh = Vec::new();
         for (reference, dir, inner) in targets {
             let rows = if reference == "frames" {
                 let size = w.format.out_bytes();
@@ -735,10 +753,23 @@ fn wav_decode(
                     .and_then(|c| c.parse::<usize>().ok())
                     .unwrap_or(0);
                 let samples = decoded.channels.get(c).map_or(&[][..], Vec::as_slice);
-                append_rows(&dir, dtype, &inner, samples)?
+                let rows = append_rows(&dir, dtype, &inner, samples)?;
+                let n = (samples.len() / w.format.out_bytes()) as u64;
+                fresh.push((c, dir, rows - n));
+                rows
             };
             progress.rows.insert(reference, rows);
         }
+        let dtype = Dtype::parse(dtype)?;
+        let mut channels = std::mem::take(&mut decoded.channels);
+        FRESH.with(|f| {
+            let mut f = f.borrow_mut();
+            for (c, dir, first) in fresh {
+                if let Some(bytes) = channels.get_mut(c).map(std::mem::take) {
+                    f.push(Fresh { dir, first, dtype, bytes });
+                }
+            }
+        });
     }
     progress.decoder = decoder;
     progress.carry = hex(&input[decoded.used..]);
@@ -887,8 +918,41 @@ impl Signal {
         })?)
     }
 
-    /// Samples `[start, end)` as f64.
+    /// Samples `[start, end)` as f64: those this run appended from memory ([`FRESH`]),
+    /// the others from the array.
     fn read(&self, start: u64, end: u64) -> CoreResult<Vec<f64>> {
+        if self.view.is_none() {
+            let from_memory = FRESH.with(|f| {
+                let f = f.borrow();
+                let fresh = f.iter().find(|x| x.dir == self.dir)?;
+                let size = fresh.dtype.size() as u64;
+                let held = fresh.bytes.len() as u64 / size;
+                if end <= fresh.first || end > fresh.first + held || start > end {
+                    return None;
+                }
+                let mut out = if start < fresh.first {
+                    match self.read_stored(start, fresh.first) {
+                        Ok(v) => v,
+                        Err(e) => return Some(Err(e)),
+                    }
+                } else {
+                    Vec::new()
+                };
+                let at = usize::try_from((start.max(fresh.first) - fresh.first) * size).ok()?;
+                let to = usize::try_from((end - fresh.first) * size).ok()?;
+                out.reserve(to.saturating_sub(at) / fresh.dtype.size().max(1));
+                fresh.dtype.extend_f64(fresh.bytes.get(at..to)?, &mut out);
+                Some(Ok(out))
+            });
+            if let Some(samples) = from_memory {
+                return samples;
+            }
+        }
+        self.read_stored(start, end)
+    }
+
+    /// Samples `[start, end)` as f64, read from the array.
+    fn read_stored(&self, start: u64, end: u64) -> CoreResult<Vec<f64>> {
         let view = self.view;
         Ok(DataArray::with_reader(&self.dir, |a| {
             let shape = a.shape().to_vec();
