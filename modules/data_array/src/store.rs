@@ -255,9 +255,8 @@ pub fn sync_paths(paths: &[PathBuf]) -> ArrayResult<()> {
         workers
             .into_iter()
             .map(|w| {
-                w.join().unwrap_or_else(|_| {
-                    Err(ArrayError::Storage("a sync thread panicked".into()))
-                })
+                w.join()
+                    .unwrap_or_else(|_| Err(ArrayError::Storage("a sync thread panicked".into())))
             })
             .collect()
     });
