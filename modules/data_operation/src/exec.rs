@@ -1090,7 +1090,7 @@ fn derive(
             let per_run = (budget / signal.sample_size()?).max(max_samples);
             let windows_in = |samples: u64| (samples.saturating_sub(w) / h + 1).max(1);
             let avail = (n - start - w) / h + 1;
-            let count = windows_in(per_run).min(avail);
+            let mut count = windows_in(per_run).min(avail);
             let batch = windows_in(max_samples);
             let bins = s.bins() as u64;
             let desc = format!(
@@ -1102,6 +1102,17 @@ fn derive(
                 Prep::Retyped => return Ok(true),
                 Prep::NoArray => return Ok(false),
             };
+            // A run of many rows ends on a chunk boundary, the rest left to the next run
+            // (queued at once): its last chunk is then a new file, never rewritten (a
+            // rewrite reads it back, writes it again and syncs it before its rename).
+            let chunk = DataArray::with_reader(&dir, |a| {
+                Ok(a.chunk_shape()?.first().copied().unwrap_or(1))
+            })?
+            .max(1);
+            let aligned = (done + count) / chunk * chunk;
+            if count >= 2 * chunk && aligned > done {
+                count = aligned - done;
+            }
             let threads = spectrum::threads();
             // The rows of every batch, appended at once: one boundary-chunk and metadata
             // write per run. The buffers are the thread's, kept from run to run: fresh
