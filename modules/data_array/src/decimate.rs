@@ -692,6 +692,15 @@ pub(crate) fn after_append(array: &DataArray, plan: AppendSummaries, bytes: &[u8
                     let Some(part) = bytes.get(r0 * e..r1 * e) else {
                         return;
                     };
+                    if let Some((blo, bhi)) = int_min_max(dtype, part) {
+                        let (Some(lo), Some(hi)) = (s.min.get_mut(b), s.max.get_mut(b)) else {
+                            return;
+                        };
+                        *lo = lo.min(blo);
+                        *hi = hi.max(bhi);
+                        i = end;
+                        continue;
+                    }
                     dtype.extend_f64(part, &mut values);
                 } else {
                     gathered.clear();
@@ -728,6 +737,43 @@ pub(crate) fn after_append(array: &DataArray, plan: AppendSummaries, bytes: &[u8
             remember(dir, (at.clone(), k), Arc::new(s));
             crate::store::crash_point(crate::store::CrashAt::SummaryStored);
         }
+    }
+}
+
+/// Least and greatest of the little-endian integers in `bytes` (an integer `dtype`, at
+/// least one element) as f64, found among the integers themselves: a loop the compiler
+/// vectorises, where converting each to f64 first and comparing did not (an append's
+/// summaries had been 7 % of an analysis run's CPU). The same values as the f64 scan:
+/// integers have no NaN and their conversion to f64 keeps their order. None for other
+/// dtypes or no element.
+fn int_min_max(dtype: crate::Dtype, bytes: &[u8]) -> Option<(f64, f64)> {
+    use crate::Dtype as D;
+    fn scan<const N: usize, T: Ord + Copy>(
+        bytes: &[u8],
+        from: impl Fn([u8; N]) -> T,
+        to: impl Fn(T) -> f64,
+    ) -> Option<(f64, f64)> {
+        let mut values = bytes.chunks_exact(N).map(|c| {
+            let mut a = [0u8; N];
+            a.copy_from_slice(c);
+            from(a)
+        });
+        let first = values.next()?;
+        let (lo, hi) = values.fold((first, first), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        Some((to(lo), to(hi)))
+    }
+    match dtype {
+        D::I8 => scan::<1, i8>(bytes, i8::from_le_bytes, f64::from),
+        D::U8 => scan::<1, u8>(bytes, u8::from_le_bytes, f64::from),
+        D::I16 => scan::<2, i16>(bytes, i16::from_le_bytes, f64::from),
+        D::U16 => scan::<2, u16>(bytes, u16::from_le_bytes, f64::from),
+        D::I32 => scan::<4, i32>(bytes, i32::from_le_bytes, f64::from),
+        D::U32 => scan::<4, u32>(bytes, u32::from_le_bytes, f64::from),
+        #[allow(clippy::cast_precision_loss)]
+        D::I64 => scan::<8, i64>(bytes, i64::from_le_bytes, |v| v as f64),
+        #[allow(clippy::cast_precision_loss)]
+        D::U64 => scan::<8, u64>(bytes, u64::from_le_bytes, |v| v as f64),
+        _ => None,
     }
 }
 
@@ -860,6 +906,32 @@ fn summarized(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn integer_min_max_equals_the_f64_scan() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let bytes: Vec<u8> = (0..4096 * 8)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        use crate::Dtype as D;
+        for dtype in [D::I8, D::U8, D::I16, D::U16, D::I32, D::U32, D::I64, D::U64] {
+            for len in [1, 2, 3, 17, 4096] {
+                let part = &bytes[..len * dtype.size()];
+                let mut values = Vec::new();
+                dtype.extend_f64(part, &mut values);
+                let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                assert_eq!(int_min_max(dtype, part), Some((lo, hi)), "{dtype:?} {len}");
+            }
+            assert_eq!(int_min_max(dtype, &[]), None);
+        }
+        assert_eq!(int_min_max(D::F64, &bytes[..8]), None);
+    }
 
     #[test]
     fn bins_cover_the_series_in_order() {

@@ -320,6 +320,45 @@ fn kill_9_at_20_points_of_an_analysis_changes_no_output_byte() {
     );
 }
 
+/// A run that reads the whole input at once (its STFT of more than two chunks of rows
+/// ends on a chunk boundary, the rest in the next run) writes the same bytes as many
+/// small runs.
+#[test]
+fn one_large_step_writes_the_bytes_of_many_small_ones() {
+    let Some(py) = python() else { return };
+    let script = format!("{PRELUDE}{LONG}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut outputs = Vec::new();
+    // Large: one debounced run after all the appends (no periodic step), 8 MiB per run.
+    // Small: 64 KiB per run.
+    let settings: [&[(&str, &str)]; 2] = [
+        &[
+            ("WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS", "0"),
+            ("WENDELIN_DATA_OPERATION_DEBOUNCE_MILLIS", "10000"),
+        ],
+        &[
+            ("WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS", "1"),
+            ("WENDELIN_DATA_OPERATION_MAX_INPUT_BYTES", "65536"),
+        ],
+    ];
+    for (i, env) in settings.iter().enumerate() {
+        let server = setup(&dir.path().join(i.to_string()), env);
+        let with_frames = |mode| {
+            let mut e = long_env(&server, mode);
+            // 2,343 STFT rows of 129 bins: more than two chunks (1,016 rows each).
+            e.retain(|(k, _)| *k != "FRAMES");
+            e.push(("FRAMES", "300000"));
+            e
+        };
+        python_or_dump(&server, &py, &script, &with_frames("post"));
+        outputs.push(python_or_dump(&server, &py, &script, &with_frames("check")));
+    }
+    assert_eq!(
+        outputs[0], outputs[1],
+        "large and small steps wrote different bytes"
+    );
+}
+
 #[test]
 fn the_page_shows_progress_and_reprocess_and_stop_work() {
     let Some(py) = python() else { return };
