@@ -229,7 +229,7 @@ impl AtomicStore {
 /// flush, where one thread would pay them one after the other). Per path, not `syncfs`:
 /// a file system-wide sync also waits for every other process's dirty pages (a build
 /// beside the server made a run's sync take a second). The files' writeback was started
-/// when they were written ([`start_writeback`]), so little is left to wait for here.
+/// when they were written ([`wendelin_core::store::files::start_writeback`]), so little is left to wait for here.
 /// Paths gone since (cut away by a later resize) are skipped.
 pub fn sync_paths(paths: &[PathBuf]) -> ArrayResult<()> {
     let mut unique: Vec<&PathBuf> = paths.iter().collect();
@@ -274,20 +274,6 @@ fn sync_path(path: &Path) -> ArrayResult<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e.into()),
     }
-}
-
-/// Starts the writeback of `file`'s dirty pages without waiting for it
-/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), so the device works while the caller
-/// computes what comes next and the later [`sync_paths`] finds the bytes mostly written.
-/// Not a durability step (no metadata, no device flush): that remains `sync_paths`'s
-/// `fdatasync`. A hint only: an error is ignored.
-#[allow(unsafe_code)]
-fn start_writeback(file: &File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: sync_file_range only reads its integer arguments; the descriptor is open
-    // (borrowed from `file` for the call's duration). The second of the two places of
-    // the workspace that use `unsafe` (no safe wrapper exists in rustix).
-    let _ = unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
 }
 
 /// Renames a committed journal's staged files over their keys, erases its erased keys and
@@ -475,7 +461,7 @@ impl WritableStorageTraits for AtomicStore {
             let mut file = File::create(&tmp)?;
             file.write_all(&value)?;
             if defer {
-                start_writeback(&file);
+                wendelin_core::store::files::start_writeback(&file, 0, 0);
             } else {
                 file.sync_all()?;
             }
@@ -1185,7 +1171,7 @@ fn read_in_large_folios(map: &memmap2::Mmap) {
 }
 
 /// Maps a chunk file read-only. One of the two places of the workspace that use `unsafe`
-/// (with [`start_writeback`]).
+/// (with [`wendelin_core::store::files::start_writeback`]).
 #[allow(unsafe_code)]
 fn map_chunk_file(file: &File) -> ArrayResult<memmap2::Mmap> {
     // SAFETY: a mapping is only sound while nobody changes or truncates the file under it.

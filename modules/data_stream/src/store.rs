@@ -379,7 +379,11 @@ impl Prewrite {
             // WRITEBACK_RUN bytes: each start kicks the device.
             let upto = (at + piece.len() as u64) & !4095;
             if upto >= self.flushed + WRITEBACK_RUN {
-                start_writeback(&self.file, self.flushed, upto - self.flushed);
+                wendelin_core::store::files::start_writeback(
+                    &self.file,
+                    self.flushed,
+                    upto - self.flushed,
+                );
                 self.flushed = upto;
             }
         }
@@ -398,22 +402,6 @@ impl Drop for Prewrite {
             w.prewriter = None;
         }
     }
-}
-
-/// Starts writing back `len` bytes of `file` from `offset` (`sync_file_range` with
-/// `SYNC_FILE_RANGE_WRITE`: no wait, no flush, no metadata; durability still comes from
-/// the commit's fdatasync). A failure only loses the head start.
-#[allow(unsafe_code)]
-fn start_writeback(file: &File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
-        return;
-    };
-    // SAFETY: sync_file_range only reads its integer arguments; the descriptor is open
-    // for as long as `file` is borrowed.
-    let _ = unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
-    };
 }
 
 impl LocalStore {

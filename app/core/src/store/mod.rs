@@ -3,6 +3,7 @@
 pub mod after_write;
 pub mod db;
 pub mod document;
+pub mod files;
 pub mod generation;
 pub(crate) mod sql;
 pub mod visible;
