@@ -349,8 +349,53 @@ fn delete_hooks_run_after_commit(backend: &str, url: &str) {
     assert!(portal.get(&sys, &other.path).is_ok());
 }
 
+/// An idle worker starts on an activity as soon as the transaction that queued it commits,
+/// not at its next poll (an hour here: without the wake the document would not change).
+fn idle_workers_start_when_an_activity_commits(backend: &str, url: &str) {
+    let portal = Portal::open(registry(), url, 4).unwrap();
+    let sys = User::system();
+    let job = portal
+        .create(
+            &sys,
+            "job_module",
+            NewDocument::from_json(json!({"title": "j"})).unwrap(),
+        )
+        .unwrap();
+    activity::spawn_workers(
+        portal.clone(),
+        &format!("wake-{backend}"),
+        1,
+        std::time::Duration::from_secs(3600),
+    )
+    .unwrap();
+    // Let the worker find the queue empty and start waiting (ordering only, no timing
+    // is asserted).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    portal
+        .activate(
+            &sys,
+            &job.path,
+            "edit",
+            &args(json!({"log": "woken"})),
+            &Activate::default(),
+        )
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if portal.get_json(&sys, &job.path).unwrap()["log"] == "woken" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{backend}: the idle worker did not start on the queued activity"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 wendelin_tests::on_every_backend!(
     queue_priorities_delays_retries_and_parking,
     serialization_tags_admit_one_runner,
-    delete_hooks_run_after_commit
+    delete_hooks_run_after_commit,
+    idle_workers_start_when_an_activity_commits
 );

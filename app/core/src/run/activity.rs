@@ -165,6 +165,8 @@ pub fn activate(
 ) -> CoreResult<i64> {
     check_request(method, args, options)?;
     let at = now();
+    // Idle workers of this process start on it as soon as it commits.
+    crate::store::db::signal_on_commit();
     diesel::insert_into(activities::table)
         .values((
             activities::path.eq(path.trim_matches('/')),
@@ -459,7 +461,9 @@ pub fn run_until_idle(portal: &Portal, worker: &str) -> CoreResult<usize> {
     Ok(n)
 }
 
-/// Starts `count` worker threads polling the queue every `poll` when idle.
+/// Starts `count` worker threads. An idle worker looks again when a transaction of this
+/// process that queued an activity commits ([`activate`] signals it), and every `poll`
+/// (activities queued by other processes, delays that ran out).
 pub fn spawn_workers(
     portal: Portal,
     node: &str,
@@ -472,9 +476,11 @@ pub fn spawn_workers(
         std::thread::Builder::new()
             .name(format!("activity-{i}"))
             .spawn(move || loop {
+                // Read before looking, so a commit between the look and the wait wakes it.
+                let seen = crate::store::db::signals();
                 match run_one(&portal, &worker) {
                     Ok(true) => {}
-                    Ok(false) => std::thread::sleep(poll),
+                    Ok(false) => crate::store::db::wait_for_signal(seen, poll),
                     Err(e) => {
                         tracing::error!(error = %e, %worker, "activity worker failed; pausing");
                         std::thread::sleep(std::time::Duration::from_secs(1));

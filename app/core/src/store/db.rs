@@ -240,7 +240,8 @@ pub fn write_tx<T>(
     conn: &mut DbConnection,
     f: impl FnOnce(&mut DbConnection) -> CoreResult<T>,
 ) -> CoreResult<T> {
-    conn.transaction(|c| {
+    SIGNAL_ON_COMMIT.with(|s| s.set(false));
+    let out = conn.transaction(|c| {
         if let DbConnection::Sqlite(_) = c {
             // A write as the first statement takes SQLite's write lock before any read
             // snapshot exists, like BEGIN IMMEDIATE: a busy writer makes us wait (busy
@@ -248,7 +249,51 @@ pub fn write_tx<T>(
             c.batch_execute("UPDATE documents SET serial = serial WHERE uid = -1")?;
         }
         f(c)
-    })
+    });
+    if SIGNAL_ON_COMMIT.with(|s| s.replace(false)) && out.is_ok() {
+        let (count, changed) = &COMMIT_SIGNAL;
+        *count
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+        changed.notify_all();
+    }
+    out
+}
+
+thread_local! {
+    /// Set by [`signal_on_commit`] inside a [`write_tx`], cleared when it ends.
+    static SIGNAL_ON_COMMIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// How many signalled transactions have committed in this process, and the waiters on it.
+static COMMIT_SIGNAL: (std::sync::Mutex<u64>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// Marks the current [`write_tx`] as one that others in this process wait for (e.g. it
+/// queued work): once it commits, [`wait_for_signal`] returns. Nothing happens if it rolls
+/// back. Other processes do not hear it (they poll).
+pub fn signal_on_commit() {
+    SIGNAL_ON_COMMIT.with(|s| s.set(true));
+}
+
+/// The number of signalled commits so far, to pass to [`wait_for_signal`].
+pub fn signals() -> u64 {
+    *COMMIT_SIGNAL
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Waits until a signalled transaction commits after `seen` was read from [`signals`], or
+/// `timeout` passes.
+pub fn wait_for_signal(seen: u64, timeout: Duration) {
+    let (count, changed) = &COMMIT_SIGNAL;
+    let guard = count
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _ = changed
+        .wait_timeout_while(guard, timeout, |n| *n == seen)
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
 }
 
 /// Starts the thread that checkpoints the SQLite database at `path` every
