@@ -356,6 +356,28 @@ impl TestServer {
         self.req_with(method, path, body, &[])
     }
 
+    /// Creates a document in `container` as the manager (JSON API); returns its path.
+    pub fn create(&self, container: &str, body: serde_json::Value) -> String {
+        let r = self.req("POST", &format!("/api/v1/{container}"), Some(&body));
+        assert!(
+            r.status == 201 || r.status == 200,
+            "{} {}",
+            r.status,
+            r.text
+        );
+        r.json()["path"].as_str().unwrap().to_owned()
+    }
+
+    /// Fires workflow `transition` on the document at `path` as the manager.
+    pub fn fire(&self, path: &str, transition: &str) {
+        let r = self.req(
+            "POST",
+            &format!("/api/v1/{path}/transitions/{transition}"),
+            Some(&serde_json::json!({})),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+
     /// A request as the manager with extra headers.
     pub fn req_with(
         &self,

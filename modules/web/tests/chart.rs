@@ -17,26 +17,6 @@ use std::process::Command;
 use serde_json::json;
 use wendelin_tests::{add_user, browser_missing, chromium, repo_root, skip, TestServer};
 
-fn create(s: &TestServer, container: &str, body: serde_json::Value) -> String {
-    let r = s.req("POST", &format!("/api/v1/{container}"), Some(&body));
-    assert!(
-        r.status == 201 || r.status == 200,
-        "{} {}",
-        r.status,
-        r.text
-    );
-    r.json()["path"].as_str().unwrap().to_owned()
-}
-
-fn fire(s: &TestServer, path: &str, transition: &str) {
-    let r = s.req(
-        "POST",
-        &format!("/api/v1/{path}/transitions/{transition}"),
-        Some(&json!({})),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-}
-
 #[test]
 fn published_chart_in_chromium() {
     let playwright = repo_root().join("tests/browser/node_modules/playwright-core");
@@ -45,8 +25,7 @@ fn published_chart_in_chromium() {
     }
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(&dir.path().join("var"), None);
-    let array = create(
-        &s,
+    let array = s.create(
         "data_array_module",
         json!({"portal_type": "Data Array", "title": "Signal", "dtype": "float64",
                "shape": [0], "chunk_shape": [10000]}),
@@ -66,27 +45,23 @@ fn published_chart_in_chromium() {
         ],
     );
     assert_eq!(r.status, 200, "{}", r.text);
-    create(
-        &s,
+    s.create(
         "web_site_module",
         json!({"portal_type": "Web Site", "id": "lab", "title": "Lab", "front_page": "home",
                "arrays": [array]}),
     );
-    let home = create(
-        &s,
-        "web_page_module",
+    let home = s.create("web_page_module",
         json!({"portal_type": "Web Page", "title": "Home", "page_reference": "home",
                "content_type": "text/x-tera",
                "text_content": format!("<h1>{{{{ page.title }}}}</h1>{{{{ chart(array='{array}', title='Signal', live=1) }}}}")}),
     );
-    create(
-        &s,
+    s.create(
         "web_page_module",
         json!({"portal_type": "Web Page", "title": "Draft", "page_reference": "draft",
                "text_content": "<p>not yet</p>"}),
     );
-    fire(&s, "web_site_module/lab", "publish");
-    fire(&s, &home, "publish_alive");
+    s.fire("web_site_module/lab", "publish");
+    s.fire(&home, "publish_alive");
     add_user(&s, "boss", "boss-password-1", &["Manager"]);
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/browser-screenshots");
     std::fs::create_dir_all(&shots).unwrap();

@@ -20,31 +20,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use wendelin_tests::{
     add_user, browser_missing, chromium, free_port, login, repo_root, request_with, skip,
     wait_at_most, wendelin_bin, Reply, TestServer,
 };
-
-fn create(s: &TestServer, container: &str, body: Value) -> String {
-    let r = s.req("POST", &format!("/api/v1/{container}"), Some(&body));
-    assert!(
-        r.status == 201 || r.status == 200,
-        "{} {}",
-        r.status,
-        r.text
-    );
-    r.json()["path"].as_str().unwrap().to_owned()
-}
-
-fn fire(s: &TestServer, path: &str, transition: &str) {
-    let r = s.req(
-        "POST",
-        &format!("/api/v1/{path}/transitions/{transition}"),
-        Some(&json!({})),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-}
 
 /// A server with the public origin on a free port; returns it with the origin's base URL.
 fn start(dir: &Path) -> (TestServer, String) {
@@ -66,8 +46,7 @@ fn start(dir: &Path) -> (TestServer, String) {
 
 /// A Data Array of `length` float64 values `i % 1000`.
 fn array(s: &TestServer, length: usize) -> String {
-    let array = create(
-        s,
+    let array = s.create(
         "data_array_module",
         json!({"portal_type": "Data Array", "title": "Signal", "dtype": "float64",
                "shape": [0], "chunk_shape": [10000]}),
@@ -93,27 +72,23 @@ fn array(s: &TestServer, length: usize) -> String {
 /// A published site `lab` publishing `array`, its published chart page `home` (front
 /// page) and a draft page `draft`.
 fn site(s: &TestServer, array: &str) -> String {
-    create(
-        s,
+    s.create(
         "web_site_module",
         json!({"portal_type": "Web Site", "id": "lab", "title": "Lab", "front_page": "home",
                "arrays": [array]}),
     );
-    let home = create(
-        s,
-        "web_page_module",
+    let home = s.create("web_page_module",
         json!({"portal_type": "Web Page", "title": "Home", "page_reference": "home",
                "content_type": "text/x-tera",
                "text_content": format!("<h1>{{{{ page.title }}}}</h1>{{{{ chart(array='{array}', title='Signal', live=1) }}}}")}),
     );
-    create(
-        s,
+    s.create(
         "web_page_module",
         json!({"portal_type": "Web Page", "title": "Draft", "page_reference": "draft",
                "text_content": "<p id=draft>not yet</p>"}),
     );
-    fire(s, "web_site_module/lab", "publish");
-    fire(s, &home, "publish_alive");
+    s.fire("web_site_module/lab", "publish");
+    s.fire(&home, "publish_alive");
     home
 }
 

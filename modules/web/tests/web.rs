@@ -9,29 +9,8 @@
 use serde_json::{json, Value};
 use wendelin_tests::{add_user, login, request_with, with_cookie, Reply, TestServer};
 
-fn create(s: &TestServer, container: &str, body: Value) -> String {
-    let r = s.req("POST", &format!("/api/v1/{container}"), Some(&body));
-    assert!(
-        r.status == 201 || r.status == 200,
-        "{} {}",
-        r.status,
-        r.text
-    );
-    r.json()["path"].as_str().unwrap().to_owned()
-}
-
-fn publish(s: &TestServer, path: &str) {
-    let r = s.req(
-        "POST",
-        &format!("/api/v1/{path}/transitions/publish"),
-        Some(&json!({})),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-}
-
 fn page(s: &TestServer, reference: &str, content_type: &str, title: &str, body: &str) -> String {
-    create(
-        s,
+    s.create(
         "web_page_module",
         json!({"portal_type": "Web Page", "title": title, "page_reference": reference,
                "content_type": content_type, "text_content": body}),
@@ -55,8 +34,7 @@ fn publication_versions_sections_and_escaping() {
 }
 
 fn publication(s: &TestServer) {
-    create(
-        s,
+    s.create(
         "web_site_module",
         json!({"portal_type": "Web Site", "id": "demo", "title": "Demo site",
                "front_page": "home", "stylesheet": "theme"}),
@@ -81,7 +59,7 @@ fn publication(s: &TestServer) {
     assert_eq!(anon(s, "/web/demo").status, 301);
 
     for p in ["web_site_module/demo", &home, &news, &theme] {
-        publish(s, p);
+        s.fire(p, "publish");
     }
     let front = anon(s, "/web/demo/");
     assert_eq!(front.status, 200, "{}", front.text);
@@ -157,9 +135,7 @@ fn publication(s: &TestServer) {
     );
 
     // Versions: the highest published one is served.
-    let v2 = create(
-        s,
-        "web_page_module",
+    let v2 = s.create("web_page_module",
         json!({"portal_type": "Web Page", "title": "News v2", "page_reference": "news",
                "version": "2", "content_type": "text/markdown", "text_content": "# Second *edition*"}),
     );
@@ -170,7 +146,7 @@ fn publication(s: &TestServer) {
         "{}",
         r.text
     );
-    publish(s, &v2);
+    s.fire(&v2, "publish");
     let r = anon(s, "/web/demo/news");
     assert!(
         r.text.contains("<h1>Second <em>edition</em></h1>"),
@@ -178,13 +154,12 @@ fn publication(s: &TestServer) {
         r.text
     );
     // Languages: ?language= picks a translation, else the site's language.
-    let fr = create(
-        s,
+    let fr = s.create(
         "web_page_module",
         json!({"portal_type": "Web Page", "title": "Nouvelles", "page_reference": "news",
                "language": "fr", "text_content": "<p>en français</p>"}),
     );
-    publish(s, &fr);
+    s.fire(&fr, "publish");
     assert!(anon(s, "/web/demo/news?language=fr")
         .text
         .contains("en français"));
@@ -194,14 +169,13 @@ fn publication(s: &TestServer) {
         .contains("Second"));
 
     // Sections: a listing by catalog query, published documents only, in the navigation.
-    let section = create(
-        s,
+    let section = s.create(
         "web_site_module/demo",
         json!({"portal_type": "Web Section", "id": "docs", "title": "Documents",
                "listing": "portal_type:\"Web Page\" AND language:\"en\""}),
     );
     assert_eq!(anon(s, "/web/demo/docs/").status, 404);
-    publish(s, &section);
+    s.fire(&section, "publish");
     let r = anon(s, "/web/demo/docs/");
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(
@@ -285,7 +259,7 @@ fn publication(s: &TestServer) {
         "portal_type:\"Web Page\" AND language:\"en\""
     );
     assert_eq!(anon(s, "/web/demo2/").status, 404);
-    publish(s, "web_site_module/demo2");
+    s.fire("web_site_module/demo2", "publish");
     assert!(anon(s, "/web/demo2/").text.contains("Demo copy"));
     let id = home.rsplit('/').next().unwrap();
     let r = s.req("POST", &format!("/api/v1/web_page_module/{id}/clone"), None);
@@ -304,12 +278,11 @@ fn etag_and_cache_invalidation_across_processes() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
     let a = TestServer::start(&data, None);
-    create(
-        &a,
+    a.create(
         "web_site_module",
         json!({"portal_type": "Web Site", "id": "s", "title": "S", "front_page": "home"}),
     );
-    publish(&a, "web_site_module/s");
+    a.fire("web_site_module/s", "publish");
     let home = page(
         &a,
         "home",
@@ -317,7 +290,7 @@ fn etag_and_cache_invalidation_across_processes() {
         "Home",
         "<p>{{ page.title }} one</p>",
     );
-    publish(&a, &home);
+    a.fire(&home, "publish");
     let first = anon(&a, "/web/s/");
     assert_eq!(first.status, 200, "{}", first.text);
     assert_eq!(first.header("x-page-cache"), Some("miss"));
@@ -372,15 +345,14 @@ fn template_limits_errors_and_functions() {
             ("WENDELIN_WEB_MAX_OUTPUT_BYTES", "100000"),
         ],
     );
-    create(
-        &s,
+    s.create(
         "web_site_module",
         json!({"portal_type": "Web Site", "id": "t", "title": "T"}),
     );
-    publish(&s, "web_site_module/t");
+    s.fire("web_site_module/t", "publish");
     let make = |reference: &str, body: &str| {
         let p = page(&s, reference, "text/x-tera", reference, body);
-        publish(&s, &p);
+        s.fire(&p, "publish");
     };
     make(
         "big",
@@ -511,8 +483,7 @@ fn append(s: &TestServer, path: &str, values: &[f64]) {
 fn decimation_and_published_array_charts() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(&dir.path().join("d"), None);
-    let array = create(
-        &s,
+    let array = s.create(
         "data_array_module",
         json!({"portal_type": "Data Array", "title": "Signal", "dtype": "float64",
                "shape": [0], "chunk_shape": [64]}),
@@ -565,8 +536,7 @@ fn decimation_and_published_array_charts() {
     ));
 
     // A site that publishes the array shows its chart to visitors.
-    create(
-        &s,
+    s.create(
         "web_site_module",
         json!({"portal_type": "Web Site", "id": "lab", "title": "Lab", "front_page": "chart",
                "arrays": [array]}),
@@ -583,8 +553,8 @@ fn decimation_and_published_array_charts() {
         anon(&s, &format!("/web/lab/_arrays/{id}/decimate")).status,
         404
     );
-    publish(&s, "web_site_module/lab");
-    publish(&s, &chart);
+    s.fire("web_site_module/lab", "publish");
+    s.fire(&chart, "publish");
     let r = anon(&s, "/web/lab/");
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.text.contains("<p>Signal 1000</p>"), "{}", r.text);
@@ -654,19 +624,15 @@ fn row_state(html: &str, path: &str) -> Option<String> {
 fn site_view_page_editor_and_preview() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(&dir.path().join("var"), None);
-    create(
-        &s,
+    s.create(
         "web_site_module",
         json!({"portal_type": "Web Site", "id": "lab", "title": "Lab", "front_page": "home",
                "stylesheet": "theme"}),
     );
-    let news = create(
-        &s,
-        "web_site_module/lab",
+    let news = s.create("web_site_module/lab",
         json!({"portal_type": "Web Section", "id": "news", "title": "News", "front_page": "newsfront"}),
     );
-    let archive = create(
-        &s,
+    let archive = s.create(
         &news,
         json!({"portal_type": "Web Section", "id": "archive", "title": "Archive",
                "listing": "portal_type:\"Web Page\""}),
@@ -681,10 +647,10 @@ fn site_view_page_editor_and_preview() {
     let theme = page(&s, "theme", "text/css", "Theme", "body { color: red }");
     let secret = page(&s, "secret", "text/html", "Secret draft", "<p>hidden</p>");
     let script = page(&s, "app", "text/javascript", "App", "console.log(1)");
-    publish(&s, "web_site_module/lab");
-    publish(&s, &news);
-    publish(&s, &home);
-    publish(&s, &theme);
+    s.fire("web_site_module/lab", "publish");
+    s.fire(&news, "publish");
+    s.fire(&home, "publish");
+    s.fire(&theme, "publish");
     add_user(&s, "boss", "boss-password-1", &["Manager"]);
     add_user(&s, "bob", "bob-password-12", &[]);
     let (boss, boss_csrf) = login(&s, "boss", "boss-password-1");
