@@ -47,6 +47,12 @@ function step(name) {
 
     step("a body that does not compile is refused, its position shown, the text kept");
     await page.click(".CodeMirror");
+    // The keys go to CodeMirror's own input only once it has the focus: on a loaded
+    // machine the click's focus may come late (the CI run of 2026-12-07 typed into
+    // nothing), so give it the focus through its API and wait until it has it.
+    await page.evaluate(() => document.querySelector(".CodeMirror").CodeMirror.focus());
+    await page.waitForFunction(() => document.querySelector(".CodeMirror").CodeMirror.hasFocus(),
+      null, { timeout: 15000 });
     await page.keyboard.press("Control+A");
     await page.keyboard.type('"hello";\nlet x = ;');
     // The editor hands what was typed to the form's textarea as it changes; on a loaded
