@@ -159,12 +159,40 @@ fn openapi_contract_holds_under_schemathesis() {
     let config_path = dir.path().join("schemathesis.toml");
     std::fs::write(&config_path, &config).unwrap();
 
-    let report = dir.path().join("report");
-    let out_path = dir.path().join("schemathesis.out");
+    let mut status = run_schemathesis(&st, &server, dir.path(), &config_path, 1);
+    if status.is_none() {
+        // Every generated case passed and schemathesis stopped on an error of its own
+        // (e.g. CPython 3.11's "AST constructor recursion depth mismatch" inside
+        // hypothesis, seen once in CI): not a finding about the API. Once more; a second
+        // failure of any kind fails the test.
+        println!("schemathesis failed inside itself with every case passed: running it once more");
+        status = run_schemathesis(&st, &server, dir.path(), &config_path, 2);
+    }
+    assert!(
+        status == Some(true),
+        "schemathesis found contract failures; the server's log is {}",
+        server.stderr_path.display()
+    );
+    // The server survived it.
+    assert_eq!(server.anon("GET", "/health", None).status, 200);
+}
+
+/// Runs schemathesis once (`attempt` names its output files): `Some(true)` when it passed,
+/// `Some(false)` when it failed on the API (or timed out), `None` when every generated
+/// case passed and it failed only on a runtime error of its own.
+fn run_schemathesis(
+    st: &Path,
+    server: &TestServer,
+    dir: &Path,
+    config_path: &Path,
+    attempt: u32,
+) -> Option<bool> {
+    let report = dir.join(format!("report-{attempt}"));
+    let out_path = dir.join(format!("schemathesis-{attempt}.out"));
     let out = std::fs::File::create(&out_path).unwrap();
-    let mut child = Command::new(&st)
+    let mut child = Command::new(st)
         .arg("--config-file")
-        .arg(&config_path)
+        .arg(config_path)
         .arg("run")
         .arg(server.url("/api/v1/openapi.json"))
         .args([
@@ -178,7 +206,7 @@ fn openapi_contract_holds_under_schemathesis() {
         .arg("ndjson")
         .arg("--report-dir")
         .arg(&report)
-        .current_dir(dir.path())
+        .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(out.try_clone().unwrap())
         .stderr(out)
@@ -188,20 +216,27 @@ fn openapi_contract_holds_under_schemathesis() {
     let status = wait_at_most(&mut child, DEADLINE);
     let output = std::fs::read_to_string(&out_path).unwrap_or_default();
     // The summary, and the failures above it (the head is the configuration).
-    let tail: String = {
-        let lines: Vec<&str> = output.lines().collect();
-        lines[lines.len().saturating_sub(250)..].join("\n")
-    };
+    let lines: Vec<&str> = output.lines().collect();
+    let tail = lines[lines.len().saturating_sub(250)..].join("\n");
     println!(
-        "schemathesis ({:.0} s):\n{tail}",
+        "schemathesis, attempt {attempt} ({:.0} s):\n{tail}",
         started.elapsed().as_secs_f64()
     );
     let status = status.unwrap_or_else(|| panic!("schemathesis still running after {DEADLINE:?}"));
-    assert!(
-        status.success(),
-        "schemathesis found contract failures ({status}); the server's log is {}",
-        server.stderr_path.display()
-    );
-    // The server survived it.
-    assert_eq!(server.anon("GET", "/health", None).status, 200);
+    if status.success() {
+        return Some(true);
+    }
+    // "N generated, N passed" with nothing failed, and only runtime errors.
+    let all_passed = lines.iter().any(|l| {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        matches!(words.as_slice(), [n, "generated,", m, "passed"] if n == m)
+    });
+    let own_error = output.contains("Runtime Error")
+        && !output.contains("Network Error")
+        && !output.contains("Failures:");
+    if all_passed && own_error {
+        None
+    } else {
+        Some(false)
+    }
 }
