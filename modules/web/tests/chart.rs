@@ -14,8 +14,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use serde_json::json;
 use wendelin_tests::{add_user, browser_missing, chromium, repo_root, skip, TestServer};
+
+mod common;
+use common::{array, site};
 
 #[test]
 fn published_chart_in_chromium() {
@@ -25,43 +27,9 @@ fn published_chart_in_chromium() {
     }
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(&dir.path().join("var"), None);
-    let array = s.create(
-        "data_array_module",
-        json!({"portal_type": "Data Array", "title": "Signal", "dtype": "float64",
-               "shape": [0], "chunk_shape": [10000]}),
-    );
     let length = 100_000;
-    let values: Vec<f64> = (0..length).map(|i| f64::from(i % 1000)).collect();
-    let body: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let r = wendelin_tests::request_raw(
-        "POST",
-        &s.url(&format!("/api/v1/{array}/append")),
-        "application/octet-stream",
-        &body,
-        &[
-            ("Authorization", &format!("Bearer {}", s.manager_token)),
-            ("X-Array-Dtype", "float64"),
-            ("X-Array-Shape", &length.to_string()),
-        ],
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    s.create(
-        "web_site_module",
-        json!({"portal_type": "Web Site", "id": "lab", "title": "Lab", "front_page": "home",
-               "arrays": [array]}),
-    );
-    let home = s.create("web_page_module",
-        json!({"portal_type": "Web Page", "title": "Home", "page_reference": "home",
-               "content_type": "text/x-tera",
-               "text_content": format!("<h1>{{{{ page.title }}}}</h1>{{{{ chart(array='{array}', title='Signal', live=1) }}}}")}),
-    );
-    s.create(
-        "web_page_module",
-        json!({"portal_type": "Web Page", "title": "Draft", "page_reference": "draft",
-               "text_content": "<p>not yet</p>"}),
-    );
-    s.fire("web_site_module/lab", "publish");
-    s.fire(&home, "publish_alive");
+    let array = array(&s, length);
+    let home = site(&s, &array);
     add_user(&s, "boss", "boss-password-1", &["Manager"]);
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/browser-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
