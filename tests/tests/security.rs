@@ -92,6 +92,34 @@ fn sessions_csrf_and_logout() {
         with_cookie(&server, "GET", "/api/v1/me", None, &cookie, None).json()["login"],
         "alice"
     );
+    // A second, different session cookie (planted by another page on this host name, which
+    // the browser sends first) is refused, not taken for the visitor's; the real one sent
+    // twice is fine.
+    let (bob_cookie, _) = {
+        add_user(&server, "bob", "bob-password-12", &["Author"]);
+        login(&server, "bob", "bob-password-12")
+    };
+    for pair in [
+        format!("{bob_cookie}; {cookie}"),
+        format!("{cookie}; wendelin_session=planted"),
+    ] {
+        let r = with_cookie(&server, "GET", "/api/v1/me", None, &pair, None);
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert!(
+            r.error_message()
+                .contains("two different wendelin_session cookies"),
+            "{}",
+            r.text
+        );
+        let r = with_cookie(&server, "GET", "/ui/data_stream_module", None, &pair, None);
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert!(!r.text.contains("bob"), "{}", r.text);
+    }
+    let twice = format!("{cookie}; {cookie}");
+    assert_eq!(
+        with_cookie(&server, "GET", "/api/v1/me", None, &twice, None).json()["login"],
+        "alice"
+    );
     // A write with the cookie but without the CSRF token is refused and changes nothing.
     let body = json!({"title": "by alice"});
     let r = with_cookie(

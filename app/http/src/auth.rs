@@ -94,7 +94,7 @@ impl FromRequest for Auth {
             .headers()
             .get(header::AUTHORIZATION)
             .map(|v| v.to_str().map(str::to_owned));
-        let cookie = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
+        let cookie = session_cookie(req);
         let csrf_header = req
             .headers()
             .get(CSRF_HEADER)
@@ -136,7 +136,7 @@ impl FromRequest for Auth {
                         return Err(unauthorized("use Authorization: Bearer <token> or Basic"));
                     }
                 }
-                None => match cookie {
+                None => match cookie? {
                     Some(token) => {
                         let t = token.clone();
                         let (user, csrf, generation) = crate::blocking(move || {
@@ -184,6 +184,40 @@ impl FromRequest for Auth {
             Ok(auth)
         })
     }
+}
+
+/// The session cookie's value, refusing a request that carries two different ones.
+///
+/// Browsers do not separate cookies by port, and a parent domain's cookies reach every
+/// subdomain: a page of another origin on this host (a published site's script on the
+/// public web origin, say) can set a `wendelin_session` cookie with a narrower path,
+/// which the browser then sends first, beside the real one. Taking the first would log
+/// the visitor in as whoever planted it; refusing the pair makes the planted cookie only
+/// a nuisance, which the message tells how to clear.
+fn session_cookie(req: &HttpRequest) -> Result<Option<String>, ServerError> {
+    let mut found: Option<String> = None;
+    if let Ok(cookies) = req.cookies() {
+        for c in cookies.iter().filter(|c| c.name() == SESSION_COOKIE) {
+            match &found {
+                Some(v) if v != c.value() => {
+                    tracing::warn!(
+                        path = %req.path(),
+                        address = %client_address(req),
+                        "refused a request carrying two different session cookies"
+                    );
+                    return Err(ServerError::Core(CoreError::BadRequest(format!(
+                        "the request carries two different {SESSION_COOKIE} cookies: one was \
+                         set by another page on this host name or a parent domain (cookies \
+                         are not separated by port). Clear this site's cookies in the \
+                         browser and log in again"
+                    ))));
+                }
+                Some(_) => {}
+                None => found = Some(c.value().to_owned()),
+            }
+        }
+    }
+    Ok(found)
 }
 
 pub fn unauthorized(msg: &str) -> ServerError {
