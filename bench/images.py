@@ -7,7 +7,11 @@ Starts the release `wendelin` binary on a fresh data directory under /tmp, then:
       each is computed, not cached: `X-Image-Conversion: computed`) against Pillow's
       `Image.open` + `thumbnail((W, W))` + PNG save of the same file, interleaved A B A B
       for ROUNDS rounds; the table gives each pair and the median of the per-pair ratios
-      (Pillow time / server time: ≥ 1 means the server is at least as fast);
+      (Pillow time / server time: ≥ 1 means the server is at least as fast). The
+      upload keeps a preview (1536 px) that such thumbnails are resized from, so (a)
+      also gives the upload against Pillow's full decode (`Image.open` + `load`, what
+      the upload's check does), and (a') the thumbnail again with the preview file
+      deleted: the decode of the original, as for images uploaded before previews;
   (b) line plot PNG (800 × 400) of a 10M-point float64 array: `GET …/plot` against
       matplotlib (Agg) plotting the same numpy array and saving a PNG of the same size,
       interleaved likewise (ratio matplotlib / server);
@@ -30,12 +34,14 @@ BIG_GIB = float(sys.argv[2]) if len(sys.argv) > 2 else 1.0
 PART = 4 << 20  # elements per append (32 MiB)
 
 
-def get(srv, path):
+def get(srv, path, source=None):
     r = urllib.request.Request(srv.url(path), headers={"Authorization": "Bearer " + srv.token})
     start = time.perf_counter()
     with urllib.request.urlopen(r, timeout=3600) as resp:
         body = resp.read()
         conversion = resp.headers.get("X-Image-Conversion")
+        if source is not None and resp.headers.get("X-Image-Source") != source:
+            raise SystemExit(f"{path} was converted from {resp.headers.get('X-Image-Source')}, not {source}")
     return time.perf_counter() - start, body, conversion
 
 
@@ -54,6 +60,12 @@ def jpeg_24mp():
     buf = io.BytesIO()
     Image.fromarray(noisy).save(buf, "JPEG", quality=90)
     return buf.getvalue()
+
+
+def pillow_decode(data):
+    start = time.perf_counter()
+    Image.open(io.BytesIO(data)).load()
+    return time.perf_counter() - start
 
 
 def pillow_thumbnail(data, side):
@@ -104,17 +116,32 @@ def main():
               "%.2f %.2f %.2f" % os.getloadavg())
         # (a) thumbnails
         jpeg = jpeg_24mp()
-        image = srv.req("POST", "/api/v1/image_module", {"title": "24 MP"})["path"]
-        put(srv, f"/api/v1/{image}/data", jpeg, "image/jpeg")
         rows = []
         for i in range(ROUNDS):
-            side = 128 + i
-            t, _, conversion = get(srv, f"/api/v1/{image}/data?width={side}&height={side}&format=png")
-            if conversion != "computed":
-                raise SystemExit(f"conversion {side} was {conversion}, not computed")
-            rows.append((t, pillow_thumbnail(jpeg, side)))
-        table(f"(a) thumbnail (≤ 128 px, PNG) of a 6000 × 4000 JPEG ({len(jpeg) >> 20} MiB)",
-              rows, "server", "Pillow")
+            image = srv.req("POST", "/api/v1/image_module", {"title": f"24 MP {i}"})["path"]
+            start = time.perf_counter()
+            put(srv, f"/api/v1/{image}/data", jpeg, "image/jpeg")
+            rows.append((time.perf_counter() - start, pillow_decode(jpeg)))
+        table(f"(a) upload (PUT, checked by a full decode, preview kept) of a 6000 × 4000 JPEG "
+              f"({len(jpeg) >> 20} MiB)", rows, "server", "Pillow open + load")
+        for source in ("preview", "original"):
+            if source == "original":
+                derived = os.path.join(work, "data", "images")
+                for root, _, files in os.walk(derived):
+                    for f in files:
+                        if f.endswith("-preview.raw"):
+                            os.remove(os.path.join(root, f))
+            rows = []
+            for i in range(ROUNDS):
+                side = 128 + i + (ROUNDS if source == "original" else 0)
+                t, _, conversion = get(srv, f"/api/v1/{image}/data?width={side}&height={side}&format=png",
+                                       source)
+                if conversion != "computed":
+                    raise SystemExit(f"conversion {side} was {conversion}, not computed")
+                rows.append((t, pillow_thumbnail(jpeg, side)))
+            name = "(a)" if source == "preview" else "(a') without the preview:"
+            table(f"{name} thumbnail (≤ 128 px, PNG) of a 6000 × 4000 JPEG ({len(jpeg) >> 20} MiB), "
+                  f"resized from the {source}", rows, "server", "Pillow")
         # (b) line plot of 10M points
         a = np.cumsum(np.random.default_rng(2).standard_normal(10_000_000))
         arr = srv.create(title="10M", shape=[0], chunk_shape=[1 << 20])

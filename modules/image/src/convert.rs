@@ -75,6 +75,73 @@ pub struct Checked {
     pub width: u32,
     /// See `width`.
     pub height: u32,
+    /// The preview to keep beside a large original ([`preview`]), in its file format.
+    pub preview: Option<Vec<u8>>,
+}
+
+/// The box a preview is fitted in. An upload at least twice its side is kept with a
+/// preview this size, made from the decode that checks the upload anyway; conversions
+/// that fit in half of it (`thumbnail`, `small`, `medium`, any box up to 768 pixels)
+/// are resized from the preview instead of decoding the original again (the same
+/// margin as Pillow's `thumbnail`, whose draft decode stays at least twice the box).
+pub const PREVIEW_SIDE: u32 = 1536;
+
+/// First bytes of a preview file: then its width and height, the original's width and
+/// height (u32, little-endian), the number of 8-bit channels (1–4) and 3 zero bytes,
+/// then the pixels, row by row.
+const PREVIEW_MAGIC: &[u8; 4] = b"WPV1";
+const PREVIEW_HEADER: usize = 24;
+
+/// The preview file of a decoded upload, when the upload is large enough to need one
+/// and its pixels are 8-bit (16-bit and float images are converted from the original).
+pub fn preview(img: &DynamicImage) -> Option<Vec<u8>> {
+    if img.width().max(img.height()) < 2 * PREVIEW_SIDE {
+        return None;
+    }
+    let channels: u8 = match img {
+        DynamicImage::ImageLuma8(_) => 1,
+        DynamicImage::ImageLumaA8(_) => 2,
+        DynamicImage::ImageRgb8(_) => 3,
+        DynamicImage::ImageRgba8(_) => 4,
+        _ => return None,
+    };
+    let small = img.thumbnail(PREVIEW_SIDE, PREVIEW_SIDE);
+    let mut out = Vec::with_capacity(PREVIEW_HEADER + small.as_bytes().len());
+    out.extend_from_slice(PREVIEW_MAGIC);
+    out.extend_from_slice(&small.width().to_le_bytes());
+    out.extend_from_slice(&small.height().to_le_bytes());
+    out.extend_from_slice(&img.width().to_le_bytes());
+    out.extend_from_slice(&img.height().to_le_bytes());
+    out.extend_from_slice(&[channels, 0, 0, 0]);
+    out.extend_from_slice(small.as_bytes());
+    Some(out)
+}
+
+/// The image in a preview file and the original's width and height; `None` when the
+/// bytes are not a whole preview (a file cut short, say: the conversion then decodes
+/// the original).
+pub fn read_preview(bytes: Vec<u8>) -> Option<(DynamicImage, (u32, u32))> {
+    let head = bytes.get(..PREVIEW_HEADER)?;
+    if &head[..4] != PREVIEW_MAGIC {
+        return None;
+    }
+    let word = |at: usize| head[at..at + 4].try_into().ok().map(u32::from_le_bytes);
+    let (w, h, channels) = (word(4)?, word(8)?, head[20]);
+    let original = (word(12)?, word(16)?);
+    let len = u64::from(w) * u64::from(h) * u64::from(channels);
+    if (bytes.len() - PREVIEW_HEADER) as u64 != len {
+        return None;
+    }
+    let mut pixels = bytes;
+    pixels.drain(..PREVIEW_HEADER);
+    let img = match channels {
+        1 => image::GrayImage::from_raw(w, h, pixels).map(DynamicImage::ImageLuma8),
+        2 => image::GrayAlphaImage::from_raw(w, h, pixels).map(DynamicImage::ImageLumaA8),
+        3 => image::RgbImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgb8),
+        4 => image::RgbaImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgba8),
+        _ => None,
+    }?;
+    Some((img, original))
 }
 
 /// The format an upload declares: `None` for no declaration (`application/octet-stream`
@@ -122,6 +189,7 @@ pub fn check(
         format,
         width: img.width(),
         height: img.height(),
+        preview: preview(&img),
     })
 }
 
@@ -504,9 +572,21 @@ impl Conversion {
         (side(w), side(h))
     }
 
+    /// The output's size for a `w` × `h` original when it may be resized from
+    /// `preview`: the preview is at least twice that size on both sides.
+    pub fn from_preview(&self, (w, h): (u32, u32), preview: &DynamicImage) -> Option<(u32, u32)> {
+        let (ow, oh) = self.fit(w, h);
+        (preview.width() >= 2 * ow && preview.height() >= 2 * oh).then_some((ow, oh))
+    }
+
     /// Resizes and encodes `img` (metadata is not carried over: the encoders write pixels).
     pub fn apply(&self, img: &DynamicImage) -> CoreResult<Vec<u8>> {
-        let (w, h) = self.fit(img.width(), img.height());
+        self.apply_sized(img, self.fit(img.width(), img.height()))
+    }
+
+    /// [`Conversion::apply`] to an output of `(w, h)`: the fit of the original, when `img`
+    /// is its preview.
+    pub fn apply_sized(&self, img: &DynamicImage, (w, h): (u32, u32)) -> CoreResult<Vec<u8>> {
         let resized = if (w, h) == (img.width(), img.height()) {
             img.clone()
         } else {
@@ -643,6 +723,25 @@ mod tests {
             format,
         };
         c.compress_to_vec(image).unwrap()
+    }
+
+    #[test]
+    fn a_preview_is_kept_only_for_large_8_bit_images_and_reads_back() {
+        let rgb = DynamicImage::ImageRgb8(image::RgbImage::from_fn(3100, 40, |x, y| {
+            image::Rgb([(x % 256) as u8, y as u8, 7])
+        }));
+        let file = preview(&rgb).unwrap();
+        let (back, original) = read_preview(file.clone()).unwrap();
+        assert_eq!(original, (3100, 40));
+        assert_eq!((back.width(), back.height()), (1536, 20));
+        assert_eq!(back, rgb.thumbnail(PREVIEW_SIDE, PREVIEW_SIDE));
+        // Cut short, lengthened or of another kind: not a preview.
+        assert!(read_preview(file[..file.len() - 1].to_vec()).is_none());
+        assert!(read_preview([file.as_slice(), &[0]].concat()).is_none());
+        assert!(read_preview(b"WPV2".iter().chain(&file[4..]).copied().collect()).is_none());
+        // Too small to need one; 16-bit pixels are converted from the original.
+        assert!(preview(&rgb.crop_imm(0, 0, 3071, 40)).is_none());
+        assert!(preview(&DynamicImage::ImageRgb16(rgb.to_rgb16())).is_none());
     }
 
     fn thumbnail() -> Conversion {

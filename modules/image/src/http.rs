@@ -368,24 +368,37 @@ async fn download(
         wendelin_http::headers::user_content(&mut resp, Some(convert::mime_of(format)));
         return Ok(resp.body(bytes));
     };
-    let (bytes, how) = blocking_http(move || {
+    let (bytes, how, source) = blocking_http(move || {
         let dir = store::doc_dir(portal.get_ref(), doc.uid)?;
         let file = store::derived_path(&dir, &sha, &conversion.key(), conversion.output.ext())?;
         if let Some(bytes) = store::read(&file)? {
-            return Ok((web::Bytes::from(bytes), "cached"));
+            return Ok((web::Bytes::from(bytes), "cached", None));
         }
         // Identical requests at once: one computes, the others get its bytes.
+        let mut source = "original";
         let (bytes, computed) = store::Flight::run(&file, || {
-            let original = crate::read_original(&portal, &doc, &sha)?;
             let _slot = convert::decode_slot(config.max_decodes);
+            if let Some((preview, size)) = crate::read_preview(&portal, &doc, &sha)? {
+                if let Some(out) = conversion.from_preview(size, &preview) {
+                    source = "preview";
+                    return Ok(conversion.apply_sized(&preview, out)?);
+                }
+            }
+            let original = crate::read_original(&portal, &doc, &sha)?;
             let (img, _) =
                 convert::decode_for(&original, Some(format), config.max_pixels, &conversion)?;
             Ok::<_, ServerError>(conversion.apply(&img)?)
         })?;
-        Ok((bytes, if computed { "computed" } else { "cached" }))
+        let how = if computed { "computed" } else { "cached" };
+        Ok((bytes, how, computed.then_some(source)))
     })
     .await?;
     wendelin_http::headers::user_content(&mut resp, Some(conversion.output.mime()));
     resp.insert_header(("x-image-conversion", how));
+    if let Some(source) = source {
+        // What the conversion was resized from: the preview kept at upload, or a decode
+        // of the original.
+        resp.insert_header(("x-image-source", source));
+    }
     Ok(resp.body(bytes))
 }

@@ -115,6 +115,22 @@ pub fn source_of(doc: &Document) -> Option<(String, image::ImageFormat)> {
     Some((sha, *format))
 }
 
+/// The conversion key of a document's preview ([`convert::preview`]): its file sits
+/// with the conversions, `derived/<sha256>-preview.raw`, and goes with them.
+pub const PREVIEW_KEY: &str = "preview";
+
+/// The preview kept beside the original `sha` of a document and the original's size,
+/// if there is a whole one.
+pub fn read_preview(
+    portal: &Portal,
+    doc: &Document,
+    sha: &str,
+) -> CoreResult<Option<(image::DynamicImage, (u32, u32))>> {
+    let dir = store::doc_dir(portal, doc.uid)?;
+    let file = store::derived_path(&dir, sha, PREVIEW_KEY, "raw")?;
+    Ok(store::read(&file)?.and_then(convert::read_preview))
+}
+
 /// The original's bytes of a document (permission checked by the caller).
 pub fn read_original(portal: &Portal, doc: &Document, sha: &str) -> CoreResult<Vec<u8>> {
     let dir = store::doc_dir(portal, doc.uid)?;
@@ -164,6 +180,15 @@ pub fn store_upload(
     let file = store::original_path(&dir, &sha)?;
     if !file.exists() {
         store::write_atomic(&file, bytes)?;
+    }
+    if let Some(preview) = &info.preview {
+        // Only a cache of the decode: conversions decode the original without it.
+        let kept = store::derived_path(&dir, &sha, PREVIEW_KEY, "raw")
+            .map_err(|e| e.to_string())
+            .and_then(|f| store::write_atomic(&f, preview).map_err(|e| e.to_string()));
+        if let Err(e) = kept {
+            tracing::warn!(path, error = %e, "the preview of an upload could not be kept");
+        }
     }
     let mut properties = Map::new();
     properties.insert(

@@ -937,3 +937,94 @@ fn identical_concurrent_conversions_are_computed_once() {
     );
     assert!(answers.iter().all(|a| a.body == answers[0].body));
 }
+
+/// An upload at least twice the preview's side is kept with a preview, which the
+/// conversions that fit in half of it are resized from (`x-image-source: preview`);
+/// larger ones, and any conversion when the preview is missing or cut short, decode the
+/// original. The preview carries the EXIF orientation and goes when the image is
+/// replaced.
+#[test]
+fn small_conversions_of_a_large_image_are_resized_from_its_preview() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("var");
+    let server = TestServer::start(&data_dir, None);
+    let auth = manager(&server);
+    let path = new_image(&server, "large");
+    let url = format!("/api/v1/{path}/data");
+    // 2400 × 3200 once turned (EXIF orientation 6): red, green / blue, white quadrants
+    // as stored, so the turned picture shows blue top left, red top right.
+    let stored = RgbImage::from_fn(3200, 2400, |x, y| match (x < 1600, y < 1200) {
+        (true, true) => Rgb([255, 0, 0]),
+        (false, true) => Rgb([0, 255, 0]),
+        (true, false) => Rgb([0, 0, 255]),
+        (false, false) => Rgb([255, 255, 255]),
+    });
+    let mut exif = b"II*\0".to_vec();
+    exif.extend_from_slice(&8u32.to_le_bytes());
+    exif.extend_from_slice(&1u16.to_le_bytes());
+    exif.extend_from_slice(&0x0112u16.to_le_bytes());
+    exif.extend_from_slice(&3u16.to_le_bytes());
+    exif.extend_from_slice(&1u32.to_le_bytes());
+    exif.extend_from_slice(&6u16.to_le_bytes());
+    exif.extend_from_slice(&[0, 0]);
+    exif.extend_from_slice(&0u32.to_le_bytes());
+    let mut bytes = Vec::new();
+    let mut enc = JpegEncoder::new_with_quality(&mut bytes, 90);
+    enc.set_exif_metadata(exif).unwrap();
+    enc.write_image(stored.as_raw(), 3200, 2400, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    assert_eq!(put(&server, &url, &auth, "image/jpeg", &bytes).status, 200);
+    let previews = || -> Vec<String> {
+        stored_files(&data_dir)
+            .into_iter()
+            .filter(|f| f.ends_with("-preview.raw"))
+            .collect()
+    };
+    assert_eq!(previews().len(), 1, "{:?}", stored_files(&data_dir));
+    let near = |p: &Rgb<u8>, q: [u8; 3]| p.0.iter().zip(q).all(|(a, b)| a.abs_diff(b) < 40);
+    let convert = |query: &str, source: &str, size: (u32, u32)| {
+        let c = get(&server, &format!("{url}?{query}"), Some(&auth), &[]);
+        assert_eq!(c.status, 200, "{query}: {}", c.text());
+        assert_eq!(c.header("x-image-conversion"), Some("computed"), "{query}");
+        assert_eq!(c.header("x-image-source"), Some(source), "{query}");
+        let t = decoded(&c.body).to_rgb8();
+        assert_eq!(t.dimensions(), size, "{query}");
+        let (w, h) = size;
+        for ((x, y), colour) in [
+            ((w / 6, h / 6), [0, 0, 255]),
+            ((w - w / 6, h / 6), [255, 0, 0]),
+            ((w / 6, h - h / 6), [255, 255, 255]),
+            ((w - w / 6, h - h / 6), [0, 255, 0]),
+        ] {
+            assert!(
+                near(t.get_pixel(x, y), colour),
+                "{query} at {x},{y}: {:?}",
+                t.get_pixel(x, y)
+            );
+        }
+    };
+    // The preview is 1152 × 1536: up to 576 × 768 is resized from it.
+    convert("display=thumbnail", "preview", (96, 128));
+    convert("width=576&height=768", "preview", (576, 768));
+    convert("width=577&height=769", "original", (577, 769));
+    convert("display=large", "original", (960, 1280));
+    // A preview cut short (a crash while it was written, say) is not used.
+    let preview = previews().remove(0);
+    let whole = std::fs::read(&preview).unwrap();
+    std::fs::write(&preview, &whole[..whole.len() - 1]).unwrap();
+    convert("display=small", "original", (240, 320));
+    std::fs::write(&preview, &whole).unwrap();
+    convert("width=300", "preview", (300, 400));
+    // Replaced by a small picture: no preview any more, the old one is gone.
+    let small = encode(&picture(300, 200, 3), ImageFormat::Jpeg);
+    assert_eq!(put(&server, &url, &auth, "image/jpeg", &small).status, 200);
+    assert!(previews().is_empty(), "{:?}", stored_files(&data_dir));
+    let c = get(
+        &server,
+        &format!("{url}?display=thumbnail"),
+        Some(&auth),
+        &[],
+    );
+    assert_eq!(c.status, 200, "{}", c.text());
+    assert_eq!(c.header("x-image-source"), Some("original"));
+}
