@@ -105,7 +105,13 @@ pub fn preview(img: &DynamicImage) -> Option<Vec<u8>> {
         DynamicImage::ImageRgba8(_) => 4,
         _ => return None,
     };
-    let small = img.thumbnail(PREVIEW_SIDE, PREVIEW_SIDE);
+    let (w, h) = Conversion {
+        width: Some(PREVIEW_SIDE),
+        height: Some(PREVIEW_SIDE),
+        output: Output::Png,
+    }
+    .fit(img.width(), img.height());
+    let small = downscale(img, w, h);
     let mut out = Vec::with_capacity(PREVIEW_HEADER + small.as_bytes().len());
     out.extend_from_slice(PREVIEW_MAGIC);
     out.extend_from_slice(&small.width().to_le_bytes());
@@ -115,6 +121,22 @@ pub fn preview(img: &DynamicImage) -> Option<Vec<u8>> {
     out.extend_from_slice(&[channels, 0, 0, 0]);
     out.extend_from_slice(small.as_bytes());
     Some(out)
+}
+
+/// `img` resized to `w` × `h` by an area average (a box filter over the source pixels
+/// each output pixel covers): fast_image_resize's SIMD convolution, or `image`'s
+/// `thumbnail_exact` for a pixel type the former refuses.
+pub fn downscale(img: &DynamicImage, w: u32, h: u32) -> DynamicImage {
+    use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
+    let mut out = DynamicImage::new(w, h, img.color());
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Box));
+    match Resizer::new().resize(img, &mut out, &options) {
+        Ok(()) => out,
+        Err(e) => {
+            tracing::debug!("fast_image_resize refused a {:?} image ({e})", img.color());
+            img.thumbnail_exact(w, h)
+        }
+    }
 }
 
 /// The image in a preview file and the original's width and height; `None` when the
@@ -590,7 +612,7 @@ impl Conversion {
         let resized = if (w, h) == (img.width(), img.height()) {
             img.clone()
         } else {
-            img.thumbnail_exact(w, h)
+            downscale(img, w, h)
         };
         let mut out = Vec::new();
         let failed = |e: image::ImageError| CoreError::Internal(format!("encoding failed: {e}"));
@@ -734,7 +756,7 @@ mod tests {
         let (back, original) = read_preview(file.clone()).unwrap();
         assert_eq!(original, (3100, 40));
         assert_eq!((back.width(), back.height()), (1536, 20));
-        assert_eq!(back, rgb.thumbnail(PREVIEW_SIDE, PREVIEW_SIDE));
+        assert_eq!(back, downscale(&rgb, 1536, 20));
         // Cut short, lengthened or of another kind: not a preview.
         assert!(read_preview(file[..file.len() - 1].to_vec()).is_none());
         assert!(read_preview([file.as_slice(), &[0]].concat()).is_none());
