@@ -518,6 +518,11 @@ fn conversions_are_computed_once_and_follow_the_image() {
 
 /// A JPEG whose EXIF says "rotate 90° clockwise to display" (orientation 6).
 fn jpeg_rotated(w: u32, h: u32) -> Vec<u8> {
+    jpeg_turned(&picture(w, h, 5).to_rgb8())
+}
+
+/// `img` as a JPEG whose EXIF orientation (6) says to turn it 90° clockwise.
+fn jpeg_turned(img: &RgbImage) -> Vec<u8> {
     let mut exif = b"II*\0".to_vec();
     exif.extend_from_slice(&8u32.to_le_bytes());
     exif.extend_from_slice(&1u16.to_le_bytes()); // one entry
@@ -527,13 +532,23 @@ fn jpeg_rotated(w: u32, h: u32) -> Vec<u8> {
     exif.extend_from_slice(&6u16.to_le_bytes());
     exif.extend_from_slice(&[0, 0]);
     exif.extend_from_slice(&0u32.to_le_bytes());
-    let img = picture(w, h, 5).to_rgb8();
     let mut out = Vec::new();
     let mut enc = JpegEncoder::new_with_quality(&mut out, 90);
     enc.set_exif_metadata(exif).unwrap();
+    let (w, h) = img.dimensions();
     enc.write_image(img.as_raw(), w, h, image::ExtendedColorType::Rgb8)
         .unwrap();
     out
+}
+
+/// A `w` × `h` picture of red, green / blue, white quadrants.
+fn quadrants(w: u32, h: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| match (x < w / 2, y < h / 2) {
+        (true, true) => Rgb([255, 0, 0]),
+        (false, true) => Rgb([0, 255, 0]),
+        (true, false) => Rgb([0, 0, 255]),
+        (false, false) => Rgb([255, 255, 255]),
+    })
 }
 
 #[test]
@@ -743,13 +758,7 @@ fn a_large_jpeg_thumbnail_is_decoded_at_a_fraction_of_its_size() {
     let server = TestServer::start(&dir.path().join("var"), None);
     let auth = manager(&server);
     let path = new_image(&server, "quadrants");
-    // 1600 × 1200: red, green / blue, white quadrants.
-    let img = RgbImage::from_fn(1600, 1200, |x, y| match (x < 800, y < 600) {
-        (true, true) => Rgb([255, 0, 0]),
-        (false, true) => Rgb([0, 255, 0]),
-        (true, false) => Rgb([0, 0, 255]),
-        (false, false) => Rgb([255, 255, 255]),
-    });
+    let img = quadrants(1600, 1200);
     let bytes = encode(&DynamicImage::ImageRgb8(img), ImageFormat::Jpeg);
     let url = format!("/api/v1/{path}/data");
     assert_eq!(put(&server, &url, &auth, "image/jpeg", &bytes).status, 200);
@@ -953,26 +962,7 @@ fn small_conversions_of_a_large_image_are_resized_from_its_preview() {
     let url = format!("/api/v1/{path}/data");
     // 2400 × 3200 once turned (EXIF orientation 6): red, green / blue, white quadrants
     // as stored, so the turned picture shows blue top left, red top right.
-    let stored = RgbImage::from_fn(3200, 2400, |x, y| match (x < 1600, y < 1200) {
-        (true, true) => Rgb([255, 0, 0]),
-        (false, true) => Rgb([0, 255, 0]),
-        (true, false) => Rgb([0, 0, 255]),
-        (false, false) => Rgb([255, 255, 255]),
-    });
-    let mut exif = b"II*\0".to_vec();
-    exif.extend_from_slice(&8u32.to_le_bytes());
-    exif.extend_from_slice(&1u16.to_le_bytes());
-    exif.extend_from_slice(&0x0112u16.to_le_bytes());
-    exif.extend_from_slice(&3u16.to_le_bytes());
-    exif.extend_from_slice(&1u32.to_le_bytes());
-    exif.extend_from_slice(&6u16.to_le_bytes());
-    exif.extend_from_slice(&[0, 0]);
-    exif.extend_from_slice(&0u32.to_le_bytes());
-    let mut bytes = Vec::new();
-    let mut enc = JpegEncoder::new_with_quality(&mut bytes, 90);
-    enc.set_exif_metadata(exif).unwrap();
-    enc.write_image(stored.as_raw(), 3200, 2400, image::ExtendedColorType::Rgb8)
-        .unwrap();
+    let bytes = jpeg_turned(&quadrants(3200, 2400));
     assert_eq!(put(&server, &url, &auth, "image/jpeg", &bytes).status, 200);
     let previews = || -> Vec<String> {
         stored_files(&data_dir)
