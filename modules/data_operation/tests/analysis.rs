@@ -1056,9 +1056,12 @@ fn the_command_and_the_server_running_one_analysis_together_corrupt_nothing() {
     let Some(py) = python() else { return };
     let script = format!("{PRELUDE}{LONG}");
     let dir = tempfile::tempdir().unwrap();
+    // Nothing runs before both runners start: no periodic step, the appends' runs an
+    // hour away; then many small steps.
     let env = [
         ("WENDELIN_DATA_OPERATION_MAX_INPUT_BYTES", "32768"),
-        ("WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS", "1"),
+        ("WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS", "0"),
+        ("WENDELIN_DATA_OPERATION_DEBOUNCE_MILLIS", "3600000"),
     ];
     let server = setup(dir.path(), &env);
     let with_frames = |mode| {
@@ -1068,11 +1071,28 @@ fn the_command_and_the_server_running_one_analysis_together_corrupt_nothing() {
         e
     };
     python_or_dump(&server, &py, &script, &with_frames("post"));
-    let (ok, out, err) = run_cli(&["analysis", "run"], &server.cli_env(), "");
+    // The command in a second process, and the server's step (it creates the analysis
+    // and queues its run, which runs at once and queues the next while input remains).
+    let cli_env: Vec<(String, String)> = server
+        .cli_env()
+        .into_iter()
+        .chain(env)
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let command = std::thread::spawn(move || {
+        let env: Vec<(&str, &str)> = cli_env.iter().map(|(k, v)| (&**k, &**v)).collect();
+        run_cli(&["analysis", "run"], &env, "")
+    });
+    post_json(
+        &server,
+        "data_analysis_module/ERP5Site_createDataAnalysisList",
+        serde_json::json!({}),
+    );
+    let (ok, out, err) = command.join().unwrap();
     assert!(ok, "analysis run failed beside the server: {out} {err}");
     let steps: u64 = out
-        .split(" (")
-        .nth(1)
+        .rsplit(" (")
+        .next()
         .and_then(|s| s.split(' ').next())
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
