@@ -23,7 +23,7 @@ pub use model::{error, property, query, schema, types};
 pub use run::{activity, base, dispatch, portal, workflow};
 pub use store::{db, document, generation};
 
-pub use dispatch::{Call, Host, Method, MethodOutput, Mutating, Protected, Step};
+pub use dispatch::{Call, Host, Method, MethodOutput, Mutating, OwnTransactions, Protected, Step};
 pub use document::{Document, DocumentPatch, NewDocument};
 pub use error::{CoreError, CoreResult};
 pub use portal::{Portal, Traversal};

@@ -1,15 +1,23 @@
 //! Running a Data Analysis: `DataAnalysis_executeDataOperation`, one bounded step per
 //! activity, exactly once.
 //!
-//! A run happens inside the activity's write transaction. It first cuts every output
-//! array back to the rows its Progress Indicator records (rows a crashed run appended
-//! after the last committed offset), then reads at most `max_input_bytes` of new input
-//! from the recorded offset, appends to the outputs, and records the new offset, the
-//! decoder's state and the outputs' rows on the Progress Indicator in the same
-//! transaction. A crash anywhere before that commit leaves the old offset and rows, and
-//! the next run cuts and redoes: outputs are neither duplicated nor lost. While input
-//! remains the run queues itself again (serialization tag: the analysis), so a backlog is
-//! worked through in bounded steps and never holds a worker.
+//! A run of a built-in operation holds the analysis' run lock (a file, so that no other
+//! run — another worker, `wendelin analysis run` — cuts or appends beside it) and runs in
+//! three steps, never holding the database's write transaction while it computes:
+//! 1. a short write transaction claims the Progress Indicator (a serial-checked write)
+//!    and, when a refresh was asked for, starts it with the offset and state back to 0;
+//! 2. outside any transaction, every output array is cut back to the rows the Progress
+//!    Indicator records (rows a crashed or failed run appended after the last committed
+//!    offset), at most `max_input_bytes` of new input is read from the recorded offset,
+//!    computed, appended to the outputs and synced;
+//! 3. a short write transaction checks that the Progress Indicator is still as claimed
+//!    and records the new offset, the decoder's state and the outputs' rows.
+//!
+//! A crash anywhere before the last commit leaves the old offset and rows, and the next
+//! run cuts and redoes: outputs are neither duplicated nor lost. While input remains the
+//! run queues itself again (serialization tag: the analysis), so a backlog is worked
+//! through in bounded steps and never holds a worker. A user Script as the operation may
+//! write documents: its run is one write transaction.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,6 +27,7 @@ use rmpv::ValueRef;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use wendelin_core::activity::{self, Activate};
+use wendelin_core::db::{in_transaction, write_tx};
 use wendelin_core::document::{self as docs};
 use wendelin_core::{
     Call, CoreError, CoreResult, Document, DocumentPatch, Host, MethodOutput, User,
@@ -190,7 +199,7 @@ enum Prep {
     /// The array exists with the dtype and row shape asked.
     Ready(PathBuf),
     /// Its document's dtype/shape were just changed: nothing may be appended in this
-    /// transaction (see [`prepare`]); the run queues itself again.
+    /// run (see [`prepare`]); the run queues itself again.
     Retyped,
 }
 
@@ -198,8 +207,8 @@ enum Prep {
 ///
 /// Arrays are created from their document's properties by whoever uses them first (a
 /// viewer too), so the properties must be committed before the array is created: when
-/// they differ, this step only changes them (`Retyped`) and the next run, in a new
-/// transaction, creates the array. An array created with other properties while still
+/// they differ, this step only changes them, in a transaction of their own (`Retyped`),
+/// and the next run creates the array. An array created with other properties while still
 /// empty (e.g. by a viewer before the change) is made again.
 fn prepare(
     call: &mut Call<'_>,
@@ -221,7 +230,10 @@ fn prepare(
         let patch = DocumentPatch::from_json(json!({
             "serial": fresh.serial, "dtype": dtype, "shape": shape, "description": description,
         }))?;
-        docs::update(call.conn, call.registry, &doc.path, patch, call.user)?;
+        let (registry, user) = (call.registry, call.user);
+        write_tx(call.conn, |c| {
+            docs::update(c, registry, &doc.path, patch, user)
+        })?;
         return Ok(Prep::Retyped);
     }
     let dir = wendelin_data_array::array_dir(call.host, &fresh)?;
@@ -321,12 +333,22 @@ fn param_u64(p: &Map<String, Value>, name: &str) -> Option<u64> {
     p.get(name).and_then(Value::as_u64)
 }
 
-/// The run of one analysis (the method `DataAnalysis_executeDataOperation`).
+/// The operations computed in Rust: their runs compute outside any transaction.
+const BUILT_IN: [&str; 5] = [
+    "wav_decode",
+    "records_to_columns",
+    "rfft",
+    "stft",
+    "aggregate",
+];
+
+/// The run of one analysis (the method `DataAnalysis_executeDataOperation`), which
+/// opens its own transactions (`OwnTransactions`): one run of an analysis at a time per
+/// data directory (a lock file), then a short transaction that claims the Progress
+/// Indicator, the computation outside any transaction, and a short one that records it.
+/// A Script as the operation may write documents: its run is one transaction, as is a
+/// run invoked from inside a transaction (a script's).
 pub fn execute_method(call: &mut Call<'_>) -> CoreResult<MethodOutput> {
-    let started = Instant::now();
-    // What a failed run before this one appended is cut below, not synced.
-    UNSYNCED.with(|u| u.borrow_mut().clear());
-    FRESH.with(|f| f.borrow_mut().clear());
     let analysis = call.context.clone();
     if analysis.portal_type != crate::DATA_ANALYSIS {
         return Err(CoreError::BadRequest(format!(
@@ -334,56 +356,216 @@ pub fn execute_method(call: &mut Call<'_>) -> CoreResult<MethodOutput> {
             analysis.path
         )));
     }
-    let states = docs::workflow_states(call.conn, analysis.uid)?;
+    call.require_writable("run a Data Analysis")?;
+    let nested = in_transaction(call.conn);
+    let _running = lock_run(call.host, &analysis, nested)?;
+    let script = operation_of(call.conn, &analysis)?;
+    if script.as_deref().is_some_and(|s| BUILT_IN.contains(&s)) {
+        return run(call, &analysis);
+    }
+    let Call {
+        registry,
+        user,
+        context,
+        holder,
+        args,
+        host,
+        writable,
+        ..
+    } = *call;
+    write_tx(call.conn, |conn| {
+        run(
+            &mut Call {
+                registry,
+                conn,
+                user,
+                context,
+                holder,
+                args,
+                host,
+                writable,
+            },
+            &analysis,
+        )
+    })
+}
+
+/// Holds the analysis' run lock (a file under the data directory, released by the
+/// system when the process dies) until dropped: a second run of the analysis — another
+/// worker, `wendelin analysis run` beside the server — waits for it instead of cutting
+/// and appending beside this one. A run invoked inside a transaction does not wait
+/// (the running one may be waiting for that transaction's write lock): it fails with a
+/// conflict, to be retried.
+fn lock_run(
+    host: &dyn Host,
+    analysis: &Document,
+    nested: bool,
+) -> CoreResult<Option<std::fs::File>> {
+    let Some(data_dir) = host.data_dir() else {
+        // No data directory, no arrays: nothing outside the database to protect.
+        return Ok(None);
+    };
+    let dir = data_dir.join("data_operation").join("runs");
+    std::fs::create_dir_all(&dir)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(format!("{}.lock", analysis.uid)))?;
+    if !nested {
+        file.lock()?;
+        return Ok(Some(file));
+    }
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(CoreError::Conflict(format!(
+            "/{} is being run already; try again once that run ends",
+            analysis.path
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
+/// The `script_id` of the analysis' Data Operation, when it has one.
+fn operation_of(
+    conn: &mut wendelin_core::db::DbConnection,
+    analysis: &Document,
+) -> CoreResult<Option<String>> {
+    let lines = load_lines(conn, analysis)?;
+    let Some(op_path) = lines.iter().find_map(|l| l.operation.clone()) else {
+        return Ok(None);
+    };
+    let op = docs::get(conn, &op_path)?;
+    Ok(op
+        .property_map()?
+        .get("script_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned))
+}
+
+/// What a run claimed: the analysis as of its claim, and the Progress Indicator's serial
+/// after it.
+struct Claim {
+    refresh: String,
+    lines: Vec<Line>,
+    pi_path: String,
+    serial: i64,
+    offset: u64,
+    progress: Progress,
+    op_path: String,
+    script: String,
+    params: Map<String, Value>,
+}
+
+/// The run's first transaction: reads the analysis (None when it is not started) and
+/// claims its Progress Indicator (a serial-checked write the last one checks); a refresh
+/// asked for starts here, its offset and state back to zero in the same transaction.
+fn claim(
+    conn: &mut wendelin_core::db::DbConnection,
+    registry: &wendelin_core::types::Registry,
+    user: &User,
+    host: &dyn Host,
+    analysis: &Document,
+) -> CoreResult<Option<Claim>> {
+    let states = docs::workflow_states(conn, analysis.uid)?;
     if states.get("data_analysis_workflow").map(String::as_str) != Some("started") {
-        return Ok(MethodOutput::Json(
-            json!({"ran": false, "why": "the analysis is not started"}),
-        ));
+        return Ok(None);
     }
     let mut refresh = states
         .get(REFRESH_WORKFLOW)
         .cloned()
         .unwrap_or_else(|| "current".into());
-    let lines = load_lines(call.conn, &analysis)?;
-    let pi_doc = lines
+    let lines = load_lines(conn, analysis)?;
+    let pi_path = lines
         .iter()
         .find_map(|l| l.aggregate_of(PROGRESS_INDICATOR))
-        .cloned()
+        .map(|d| d.path.clone())
         .ok_or_else(|| {
             CoreError::Invalid(format!("/{} has no Progress Indicator line", analysis.path))
         })?;
-    // Claim the Progress Indicator first (a serial-checked write): a second run of this
-    // analysis outside the activity queue's tag (`analysis run`, another node on
-    // PostgreSQL) waits for this transaction and then fails on the serial, instead of
-    // cutting and appending beside this one.
-    let seen = docs::get(call.conn, &pi_doc.path)?;
-    let claim = DocumentPatch::from_json(json!({
+    let op_line = lines
+        .iter()
+        .find(|l| l.operation.is_some())
+        .ok_or_else(|| CoreError::Invalid(format!("/{} has no operation line", analysis.path)))?;
+    let op_path = op_line.operation.clone().unwrap_or_default();
+    let op_props = docs::get(conn, &op_path)?.property_map()?;
+    let script = op_props
+        .get("script_id")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let mut params = op_props
+        .get("parameters")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    params.extend(op_line.parameters.clone());
+    let seen = docs::get(conn, &pi_path)?;
+    let mut claim = json!({
         "serial": seen.serial,
         "last_run": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    }))?;
-    let pi_doc = docs::update(call.conn, call.registry, &pi_doc.path, claim, call.user)?;
-    let pi_props = pi_doc.property_map()?;
-    let mut offset = pi_props
+    });
+    if refresh == "refresh_planned" {
+        // From scratch, durably: a run that stops after this commit starts again from 0.
+        claim["int_offset_index"] = json!(0);
+        claim["state"] = serde_json::to_value(Progress::default())
+            .map_err(|e| CoreError::Internal(e.to_string()))?;
+        host.fire_in(conn, user, &analysis.path, "start_refresh", &Map::new())?;
+        refresh = "refresh_started".into();
+    }
+    let pi = docs::update(
+        conn,
+        registry,
+        &pi_path,
+        DocumentPatch::from_json(claim)?,
+        user,
+    )?;
+    let pi_props = pi.property_map()?;
+    let offset = pi_props
         .get("int_offset_index")
         .and_then(Value::as_u64)
         .unwrap_or(0);
-    let mut progress: Progress = pi_props
+    let progress: Progress = pi_props
         .get("state")
         .cloned()
         .and_then(|v| serde_json::from_value(v).ok())
         .unwrap_or_default();
-    if refresh == "refresh_planned" {
-        offset = 0;
-        progress = Progress::default();
-        call.host.fire_in(
-            call.conn,
-            call.user,
-            &analysis.path,
-            "start_refresh",
-            &Map::new(),
-        )?;
-        refresh = "refresh_started".into();
-    }
+    Ok(Some(Claim {
+        refresh,
+        lines,
+        pi_path,
+        serial: pi.serial,
+        offset,
+        progress,
+        op_path,
+        script,
+        params,
+    }))
+}
+
+/// One run: claim (a transaction), compute (none of its own), record (a transaction).
+fn run(call: &mut Call<'_>, analysis: &Document) -> CoreResult<MethodOutput> {
+    let started = Instant::now();
+    // What a failed run before this one appended is cut below, not synced.
+    UNSYNCED.with(|u| u.borrow_mut().clear());
+    FRESH.with(|f| f.borrow_mut().clear());
+    let (registry, user, host) = (call.registry, call.user, call.host);
+    let Some(claimed) = write_tx(call.conn, |c| claim(c, registry, user, host, analysis))? else {
+        return Ok(MethodOutput::Json(
+            json!({"ran": false, "why": "the analysis is not started"}),
+        ));
+    };
+    let Claim {
+        refresh,
+        lines,
+        pi_path,
+        serial,
+        mut offset,
+        mut progress,
+        op_path,
+        script,
+        params,
+    } = claimed;
     // Exactly once: nothing past what the committed offset accounts for.
     let outputs = Outputs {
         host: call.host,
@@ -397,24 +579,6 @@ pub fn execute_method(call: &mut Call<'_>) -> CoreResult<MethodOutput> {
             )?;
         }
     }
-    let op_line = lines
-        .iter()
-        .find(|l| l.operation.is_some())
-        .ok_or_else(|| CoreError::Invalid(format!("/{} has no operation line", analysis.path)))?;
-    let op_path = op_line.operation.clone().unwrap_or_default();
-    let op = docs::get(call.conn, &op_path)?;
-    let op_props = op.property_map()?;
-    let script = op_props
-        .get("script_id")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
-    let mut params = op_props
-        .get("parameters")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    params.extend(op_line.parameters.clone());
     let budget = settings().max_input_bytes.max(1);
     let before = offset;
     let mut more = match script.as_str() {
@@ -430,7 +594,7 @@ pub fn execute_method(call: &mut Call<'_>) -> CoreResult<MethodOutput> {
         }
         other => run_script(
             call,
-            &analysis,
+            analysis,
             &lines,
             other,
             &params,
@@ -478,26 +642,32 @@ pub fn execute_method(call: &mut Call<'_>) -> CoreResult<MethodOutput> {
     };
     sync_appended()?;
     FRESH.with(|f| f.borrow_mut().clear());
-    let fresh = docs::get(call.conn, &pi_doc.path)?;
-    let patch = DocumentPatch::from_json(json!({
-        "serial": fresh.serial,
-        "int_offset_index": offset,
-        "state": serde_json::to_value(&progress).map_err(|e| CoreError::Internal(e.to_string()))?,
-        "last_run": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "bytes_per_second": rate,
-    }))?;
-    docs::update(call.conn, call.registry, &pi_doc.path, patch, call.user)?;
-    if more {
-        queue_run(call.conn, call.user, &analysis.path, 0)?;
-    } else if refresh == "refresh_started" {
-        call.host.fire_in(
-            call.conn,
-            call.user,
-            &analysis.path,
-            "finish_refresh",
-            &Map::new(),
-        )?;
-    }
+    let state = serde_json::to_value(&progress).map_err(|e| CoreError::Internal(e.to_string()))?;
+    write_tx(call.conn, |c| {
+        let fresh = docs::get(c, &pi_path)?;
+        if fresh.serial != serial {
+            // Someone else wrote the Progress Indicator since the claim: record nothing;
+            // the next run cuts what this one appended and does it again.
+            return Err(CoreError::Conflict(format!(
+                "/{pi_path} changed while /{} ran; its next run does the step again",
+                analysis.path
+            )));
+        }
+        let patch = DocumentPatch::from_json(json!({
+            "serial": fresh.serial,
+            "int_offset_index": offset,
+            "state": state,
+            "last_run": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "bytes_per_second": rate,
+        }))?;
+        docs::update(c, registry, &pi_path, patch, user)?;
+        if more {
+            queue_run(c, user, &analysis.path, 0)?;
+        } else if refresh == "refresh_started" {
+            host.fire_in(c, user, &analysis.path, "finish_refresh", &Map::new())?;
+        }
+        Ok(())
+    })?;
     Ok(MethodOutput::Json(json!({
         "ran": true, "offset": offset, "more": more, "rows": progress.rows,
     })))

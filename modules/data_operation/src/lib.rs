@@ -27,7 +27,8 @@ use serde_json::Value;
 use wendelin_core::base::lifecycle_workflow;
 use wendelin_core::security::permission_map;
 use wendelin_core::{
-    Module, Permission, PortalType, PropertyDef, PropertyType, Protected, Transition, Workflow,
+    Module, OwnTransactions, Permission, PortalType, PropertyDef, PropertyType, Protected,
+    Transition, Workflow,
 };
 
 /// Data Operation.
@@ -292,7 +293,11 @@ pub fn module() -> Module {
         )
         .script(
             EXECUTE,
-            Protected::write(Permission::ModifyPortalContent, exec::execute_method),
+            // Its computation runs outside any transaction; it opens short ones itself.
+            OwnTransactions(Protected::write(
+                Permission::ModifyPortalContent,
+                exec::execute_method,
+            )),
         )
         .script("DataAnalysis_view", view::view_method)
         .script(

@@ -948,3 +948,177 @@ fn the_periodic_step_stops_finished_batches_and_runs_array_only_analyses() {
         },
     );
 }
+
+/// A run that computes for a while (one run reads the whole long WAV): once it has
+/// claimed its Progress Indicator, a user's edits commit while its offset is still the
+/// old one — the run does not hold the database's write transaction while it computes —
+/// and then the run completes with numpy's outputs.
+const EDIT_DURING_RUN: &str = r#"
+import threading
+frames = int(os.environ["FRAMES"])
+samples = rng.integers(-32768, 32767, size=(frames, 2), dtype=np.int16)
+wav = wav_header(2, 8000, frames) + samples.tobytes()
+# A first piece, analysed by the run the create step queues: the outputs get their
+# types (a run of its own), the Progress Indicator its first offset.
+first = 44 + 1000 * 4
+post(wav[:first])
+r = requests.post(U + "/api/v1/data_analysis_module/ERP5Site_createDataAnalysisList", headers=H, json={})
+assert r.status_code == 200, r.text
+aid = wait(analysis, "the Data Analysis")
+A = U + "/api/v1/data_analysis_module/" + aid
+PI = U + "/api/v1/progress_indicator_module/%s-progress" % aid
+def pi():
+    r = requests.get(PI, headers=H)
+    assert r.status_code == 200, r.text
+    return r.json()
+wait(lambda: (a := array(aid, "stft_0")) is not None and len(a) == (1000 - 256) // 128 + 1
+     and len(array(aid, "channel_0")) == 1000 and len(array(aid, "spectrum_0")) == 501, "the first piece")
+before = wait(lambda: (p := pi()).get("int_offset_index", 0) > 0 and p, "the first offset")
+# The rest: nothing runs it (the appends' runs are an hour away) but the POST below.
+step = 1 << 20
+for i in range(first, len(wav), step):
+    post(wav[i:i + step])
+result = {}
+def run():
+    result["r"] = requests.post(A + "/DataAnalysis_executeDataOperation", headers=H, json={})
+    result["t"] = time.time() - t0
+t0 = time.time()
+runner = threading.Thread(target=run)
+runner.start()
+claimed = wait(lambda: (p := pi())["last_run"] != before["last_run"] and p, "the run's claim", 120)
+# The claim is visible while the run's results are not: it committed on its own.
+old = before["int_offset_index"]
+assert claimed["int_offset_index"] == old, ("the claim only became visible with the run's results", claimed)
+# A user edits the analysis and creates a document meanwhile: both commit now.
+serial = requests.get(A, headers=H).json()["serial"]
+r = requests.patch(A, headers=H, json={"serial": serial, "title": "edited during a run"})
+assert r.status_code == 200, (r.status_code, r.text)
+r = requests.post(U + "/api/v1/data_operation_module", headers=H,
+                  json={"portal_type": "Data Operation", "id": "made-during-a-run", "script_id": "noop"})
+assert r.status_code == 201, (r.status_code, r.text)
+# ... while the run has still not recorded anything: the edits did not wait for it.
+assert pi()["int_offset_index"] == old, "the edits waited for the run to commit"
+assert requests.get(A, headers=H).json()["title"] == "edited during a run"
+runner.join()
+assert result["r"].status_code == 200, (result["r"].status_code, result["r"].text)
+assert result["r"].json()["ran"] is True, result["r"].text
+# The run (and the ones it queued for what it left) completes with numpy's outputs.
+def caught_up():
+    c0, c1, st = array(aid, "channel_0"), array(aid, "channel_1"), array(aid, "stft_0")
+    return (c0 is not None and c1 is not None and st is not None and len(c0) == frames
+            and len(c1) == frames and len(st) == (frames - 256) // 128 + 1)
+wait(caught_up, "the outputs", 240)
+assert (array(aid, "channel_0") == samples[:, 0]).all() and (array(aid, "channel_1") == samples[:, 1]).all()
+st = array(aid, "stft_0")
+x = samples[:, 0].astype(np.float64)
+w = np.hanning(256)
+idx = np.arange(len(st))[:, None] * 128 + np.arange(256)[None, :]
+ref = np.abs(np.fft.rfft(x[idx] * w, axis=1))
+assert np.allclose(st, ref, rtol=1e-9, atol=1e-6), "stft"
+print("ok", len(wav), "run took %.1f s" % result["t"])
+"#;
+
+#[test]
+fn a_user_edit_commits_while_an_analysis_run_computes() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // No run but the one the script asks for: no periodic step, appends' runs an hour
+    // later; one run reads the whole stream (it takes seconds in a debug build).
+    let server = setup(
+        dir.path(),
+        &[
+            ("WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS", "0"),
+            ("WENDELIN_DATA_OPERATION_DEBOUNCE_MILLIS", "3600000"),
+            ("WENDELIN_DATA_OPERATION_MAX_INPUT_BYTES", "67108864"),
+            ("WENDELIN_DATA_STREAM_MAX_READ_BYTES", "67108864"),
+        ],
+    );
+    let out = python_or_dump(
+        &server,
+        &py,
+        &format!("{PRELUDE}{EDIT_DURING_RUN}"),
+        &[
+            ("URL", &server.base),
+            ("TOKEN", &server.manager_token),
+            ("PW", FEEDER_PASSWORD),
+            ("FRAMES", "2000000"),
+        ],
+    );
+    eprintln!("{out}");
+    assert!(out.starts_with("ok"), "{out}");
+}
+
+/// `wendelin analysis run` in a second process while the server's activities run the
+/// same analysis in small steps: the runs take turns (the run lock), every step of the
+/// command succeeds, and the outputs are numpy's, no row lost or doubled.
+#[test]
+fn the_command_and_the_server_running_one_analysis_together_corrupt_nothing() {
+    let Some(py) = python() else { return };
+    let script = format!("{PRELUDE}{LONG}");
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing runs before both runners start: no periodic step, the appends' runs an
+    // hour away; then many small steps.
+    let env = [
+        ("WENDELIN_DATA_OPERATION_MAX_INPUT_BYTES", "32768"),
+        ("WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS", "0"),
+        ("WENDELIN_DATA_OPERATION_DEBOUNCE_MILLIS", "3600000"),
+    ];
+    let server = setup(dir.path(), &env);
+    let with_frames = |mode| {
+        let mut e = long_env(&server, mode);
+        e.retain(|(k, _)| *k != "FRAMES");
+        e.push(("FRAMES", "300000"));
+        e
+    };
+    python_or_dump(&server, &py, &script, &with_frames("post"));
+    // The command in a second process, and the server's step (it creates the analysis
+    // and queues its run, which runs at once and queues the next while input remains).
+    let cli_env: Vec<(String, String)> = server
+        .cli_env()
+        .into_iter()
+        .chain(env)
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let command = std::thread::spawn(move || {
+        let env: Vec<(&str, &str)> = cli_env.iter().map(|(k, v)| (&**k, &**v)).collect();
+        run_cli(&["analysis", "run"], &env, "")
+    });
+    post_json(
+        &server,
+        "data_analysis_module/ERP5Site_createDataAnalysisList",
+        serde_json::json!({}),
+    );
+    let (ok, out, err) = command.join().unwrap();
+    assert!(ok, "analysis run failed beside the server: {out} {err}");
+    let steps: u64 = out
+        .rsplit(" (")
+        .next()
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    eprintln!("analysis run beside the server: {out}");
+    assert!(
+        steps >= 2,
+        "the command did no work beside the server: {out}"
+    );
+    python_or_dump(&server, &py, &script, &with_frames("check"));
+    let check = format!(
+        "{PRELUDE}{}",
+        r#"
+frames = int(os.environ["FRAMES"])
+samples = rng.integers(-32768, 32767, size=(frames, 2), dtype=np.int16)
+aid = analysis()
+st = array(aid, "stft_0")
+x = samples[:, 0].astype(np.float64)
+idx = np.arange((frames - 256) // 128 + 1)[:, None] * 128 + np.arange(256)[None, :]
+assert st.shape == idx.shape[:1] + (129,), st.shape
+assert np.allclose(st, np.abs(np.fft.rfft(x[idx] * np.hanning(256), axis=1)), rtol=1e-9, atol=1e-6)
+sp = array(aid, "spectrum_0")
+want = np.abs(np.fft.rfft(x))
+assert np.max(np.abs(sp - want) / np.maximum(np.abs(want), 1e-300)) <= 1e-9
+print("ok")
+"#
+    );
+    let out = python_or_dump(&server, &py, &check, &with_frames("check"));
+    assert_eq!(out.trim(), "ok");
+}

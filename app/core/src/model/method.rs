@@ -128,7 +128,8 @@ where
 pub struct Call<'a> {
     /// Portal types, folders, workflows and scripts.
     pub registry: &'a Registry,
-    /// The connection (and transaction, for mutating calls) the call runs in.
+    /// The connection (and transaction, for mutating calls) the call runs in; outside
+    /// any transaction for a method that opens its own ([`Method::own_transactions`]).
     pub conn: &'a mut DbConnection,
     /// Who calls.
     pub user: &'a User,
@@ -140,8 +141,8 @@ pub struct Call<'a> {
     pub args: &'a Map<String, Value>,
     /// The portal running the call (see [`Host`]).
     pub host: &'a dyn Host,
-    /// Whether the call runs in a write transaction: then the methods it invokes may
-    /// change data too.
+    /// Whether the call may change data (it runs in a write transaction, or opens its
+    /// own): then the methods it invokes may change data too.
     pub writable: bool,
 }
 
@@ -200,6 +201,33 @@ pub trait Method: Send + Sync {
         } else {
             Permission::ModifyPortalContent
         }
+    }
+    /// Whether the method, when it changes data, opens its own short write transactions
+    /// (`store::db::write_tx` on [`Call::conn`]) instead of running inside one the
+    /// portal opens around the whole call: a long computation then does not hold the
+    /// database's write lock. Called from inside a transaction (a script's), its
+    /// transactions nest in that one.
+    fn own_transactions(&self) -> bool {
+        false
+    }
+}
+
+/// Wraps a method that changes data and opens its own write transactions
+/// ([`Method::own_transactions`]); everything else is the wrapped method's.
+pub struct OwnTransactions<M>(pub M);
+
+impl<M: Method> Method for OwnTransactions<M> {
+    fn call(&self, call: &mut Call<'_>) -> CoreResult<MethodOutput> {
+        self.0.call(call)
+    }
+    fn read_only(&self) -> bool {
+        self.0.read_only()
+    }
+    fn permission(&self) -> Permission {
+        self.0.permission()
+    }
+    fn own_transactions(&self) -> bool {
+        !self.0.read_only()
     }
 }
 

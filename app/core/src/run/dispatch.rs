@@ -24,7 +24,7 @@ use crate::store::db::DbConnection;
 use crate::store::document::{self, Document};
 
 pub use crate::model::method::{
-    Call, Host, Method, MethodOutput, Mutating, Protected, ScriptSource,
+    Call, Host, Method, MethodOutput, Mutating, OwnTransactions, Protected, ScriptSource,
 };
 
 /// Which step of the chain a name resolved to.

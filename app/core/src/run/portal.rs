@@ -12,7 +12,7 @@ use crate::model::method::{Call, Host, MethodOutput};
 use crate::model::types::Registry;
 use crate::run::dispatch::{self, Resolution, Target};
 use crate::run::workflow::{self, WorkflowStatus};
-use crate::store::db::{write_tx, Database, DbConnection};
+use crate::store::db::{in_transaction, write_tx, Database, DbConnection};
 use crate::store::document::{self, Document, DocumentPatch, NewDocument};
 
 /// The object server: every read and write of documents goes through here.
@@ -261,7 +261,9 @@ impl Portal {
 
     /// Calls `name` on the object at `path` for `user`, after checking the permission the
     /// method declares. With `allow_writes` false (HTTP GET), methods that change data
-    /// are refused; mutating methods run in one write transaction.
+    /// are refused; mutating methods run in one write transaction, except those that
+    /// open their own ([`crate::model::method::Method::own_transactions`]), which run
+    /// outside any.
     pub fn call(
         &self,
         user: &User,
@@ -274,6 +276,11 @@ impl Portal {
         let mut conn = self.db.conn()?;
         let (doc, found) = self.found(&mut conn, user, path, name)?;
         match &found.target {
+            // Its short transactions are its own; the full-text writer hears of them
+            // once it returns.
+            Target::Method(m) if !m.read_only() && m.own_transactions() && allow_writes => {
+                self.written(self.run(&mut conn, user, &doc, &found.holder, &found, args, true))
+            }
             Target::Method(m) if !m.read_only() && allow_writes => {
                 self.written(write_tx(&mut conn, |c| {
                     // Re-read inside the transaction so the method sees the committed state.
@@ -340,16 +347,25 @@ impl Portal {
             )),
             Target::Method(m) => {
                 security::check(c, &self.registry, user, doc, m.permission())?;
-                m.call(&mut Call {
-                    registry: &self.registry,
-                    conn: c,
-                    user,
-                    context: doc,
-                    holder,
-                    args,
-                    host: self,
-                    writable,
-                })
+                let call = |c: &mut DbConnection| {
+                    m.call(&mut Call {
+                        registry: &self.registry,
+                        conn: c,
+                        user,
+                        context: doc,
+                        holder,
+                        args,
+                        host: self,
+                        writable,
+                    })
+                };
+                // A mutating method invoked outside any transaction (by a method that
+                // opens its own) still runs in one.
+                if writable && !m.read_only() && !m.own_transactions() && !in_transaction(c) {
+                    write_tx(c, call)
+                } else {
+                    call(c)
+                }
             }
         }
     }

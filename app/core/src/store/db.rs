@@ -235,12 +235,18 @@ impl Database {
     }
 }
 
-/// Runs `f` inside a write transaction on `conn` (see [`Database::write`]).
+/// Runs `f` inside a write transaction on `conn` (see [`Database::write`]). Inside a
+/// transaction already (a method that manages its own transactions, called from a
+/// script's), it nests as a savepoint: nothing commits, nor signals, before the outer
+/// transaction does.
 pub fn write_tx<T>(
     conn: &mut DbConnection,
     f: impl FnOnce(&mut DbConnection) -> CoreResult<T>,
 ) -> CoreResult<T> {
-    SIGNAL_ON_COMMIT.with(|s| s.set(false));
+    let outermost = !in_transaction(conn);
+    if outermost {
+        SIGNAL_ON_COMMIT.with(|s| s.set(false));
+    }
     let out = conn.transaction(|c| {
         if let DbConnection::Sqlite(_) = c {
             // A write as the first statement takes SQLite's write lock before any read
@@ -250,7 +256,7 @@ pub fn write_tx<T>(
         }
         f(c)
     });
-    if SIGNAL_ON_COMMIT.with(|s| s.replace(false)) && out.is_ok() {
+    if outermost && SIGNAL_ON_COMMIT.with(|s| s.replace(false)) && out.is_ok() {
         let (count, changed) = &COMMIT_SIGNAL;
         *count
             .lock()
@@ -258,6 +264,23 @@ pub fn write_tx<T>(
         changed.notify_all();
     }
     out
+}
+
+/// Whether `conn` is inside a transaction (or a savepoint of one). A connection whose
+/// transaction state is broken counts as inside one.
+pub fn in_transaction(conn: &mut DbConnection) -> bool {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let depth = match conn {
+        DbConnection::Sqlite(c) => <AnsiTransactionManager as TransactionManager<
+            diesel::SqliteConnection,
+        >>::transaction_manager_status_mut(c)
+        .transaction_depth(),
+        DbConnection::Postgres(c) => <AnsiTransactionManager as TransactionManager<
+            diesel::PgConnection,
+        >>::transaction_manager_status_mut(c)
+        .transaction_depth(),
+    };
+    !matches!(depth, Ok(None))
 }
 
 thread_local! {
