@@ -135,7 +135,7 @@ pub fn append_checked(
 }
 
 /// [`append_checked`] of a body prewritten while it arrived ([`LocalStore::prewrite`],
-/// taken for the same stream `doc`); the caller checked the body ([`Prewrite::pieces`]).
+/// taken for the same stream `doc`); the caller checked the body ([`Prewrite::body`]).
 pub fn append_prewritten_checked(
     portal: &Portal,
     doc: &Document,

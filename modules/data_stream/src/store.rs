@@ -31,7 +31,6 @@
 //! to the segment (never during fsync), so concurrent appenders queue behind one fsync
 //! that covers all of them (group commit, leader/follower).
 
-use actix_web::web::Bytes;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Read;
@@ -330,10 +329,7 @@ pub struct Prewrite {
     flushed: u64,
     crc: crc32fast::Hasher,
     lost: bool,
-    /// The body's pieces as received (shared with the receive buffers, not copied).
-    pieces: Vec<Bytes>,
-    /// Their total length.
-    len: usize,
+    body: Vec<u8>,
     /// The body's announced length.
     limit: usize,
 }
@@ -351,15 +347,13 @@ impl std::fmt::Debug for Prewrite {
 
 impl Prewrite {
     /// Takes the next piece of the body: kept, and written in place while this prewrite
-    /// still holds the stream's end. The write may wait for the disk (dirty-page
-    /// throttling): call it where blocking is allowed, not on an event loop.
-    pub fn piece(&mut self, piece: Bytes) {
-        self.len += piece.len();
-        self.pieces.push(piece.clone());
+    /// still holds the stream's end.
+    pub fn piece(&mut self, piece: &[u8]) {
+        self.body.extend_from_slice(piece);
         if self.lost || piece.is_empty() {
             return;
         }
-        if self.len > self.limit {
+        if self.body.len() > self.limit {
             // More than announced: the segment's room was judged for `limit` bytes.
             self.lost = true;
             return;
@@ -371,7 +365,7 @@ impl Prewrite {
                 self.lost = true;
                 return;
             }
-            if self.file.write_all_at(&piece, at).is_err() {
+            if self.file.write_all_at(piece, at).is_err() {
                 // The append writes the body again and reports the error, if any.
                 self.lost = true;
                 return;
@@ -379,7 +373,7 @@ impl Prewrite {
             self.written += piece.len() as u64;
             w.extent = w.extent.max(self.base + self.written);
         }
-        self.crc.update(&piece);
+        self.crc.update(piece);
         if self.stream.fsync {
             // Whole pages only (a page is written back once), and in runs of at least
             // WRITEBACK_RUN bytes: each start kicks the device.
@@ -395,28 +389,9 @@ impl Prewrite {
         }
     }
 
-    /// The length of the body so far.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether no byte of the body came yet.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The pieces of the body so far, in order.
-    pub fn pieces(&self) -> &[Bytes] {
-        &self.pieces
-    }
-
-    /// The body so far in one buffer (a copy).
-    pub fn body(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.len);
-        for p in &self.pieces {
-            out.extend_from_slice(p);
-        }
-        out
+    /// The body so far.
+    pub fn body(&self) -> &[u8] {
+        &self.body
     }
 }
 
@@ -465,8 +440,7 @@ impl LocalStore {
             flushed,
             crc: crc32fast::Hasher::new(),
             lost: false,
-            pieces: Vec::new(),
-            len: 0,
+            body: Vec::with_capacity(len),
             limit: len,
         })
     }
@@ -903,15 +877,14 @@ impl Stream {
             && w.prewriter == Some(pre.number)
             && w.epoch == pre.epoch
             && w.end == pre.base
-            && pre.written == pre.len as u64
-            && pre.len > 0;
+            && pre.written == pre.body.len() as u64
+            && !pre.body.is_empty();
         if !in_place {
             drop(w);
-            let body = pre.body();
             let mut crc = crc32fast::Hasher::new();
-            crc.update(&body);
+            crc.update(&pre.body);
             let w = lock(&self.writer);
-            return self.write_locked(w, &body, None, segment_bytes, crc);
+            return self.write_locked(w, &pre.body, None, segment_bytes, crc);
         }
         w.epoch += 1;
         w.prewriter = None;
@@ -1312,12 +1285,11 @@ mod tests {
         store.append(8, b"abc", None, Durability::Durable).unwrap();
         let mut pre = store.prewrite(8, 3).unwrap();
         assert!(store.prewrite(8, 3).is_none(), "one prewrite at a time");
-        pre.piece(Bytes::from_static(b"de"));
+        pre.piece(b"de");
         // Beyond the end: not readable yet.
         assert_eq!(store.read(8, 0, 100).unwrap(), b"abc");
-        pre.piece(Bytes::from_static(b"f"));
+        pre.piece(b"f");
         assert_eq!(pre.body(), b"def");
-        assert_eq!((pre.len(), pre.pieces().len()), (3, 2));
         assert_eq!(
             store.append_prewritten(pre, Durability::Durable).unwrap(),
             6
@@ -1335,8 +1307,8 @@ mod tests {
         let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
         store.append(11, b"0", None, Durability::Durable).unwrap();
         let mut pre = store.prewrite(11, 2).unwrap();
-        pre.piece(Bytes::from_static(b"ab"));
-        pre.piece(Bytes::from_static(b"cd"));
+        pre.piece(b"ab");
+        pre.piece(b"cd");
         assert_eq!(
             store.append_prewritten(pre, Durability::Durable).unwrap(),
             5
@@ -1352,9 +1324,9 @@ mod tests {
         let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
         store.append(9, b"abc", None, Durability::Durable).unwrap();
         let mut pre = store.prewrite(9, 6).unwrap();
-        pre.piece(Bytes::from_static(b"XXXX"));
+        pre.piece(b"XXXX");
         store.append(9, b"12", None, Durability::Durable).unwrap();
-        pre.piece(Bytes::from_static(b"YY"));
+        pre.piece(b"YY");
         assert_eq!(
             store.append_prewritten(pre, Durability::Durable).unwrap(),
             11
@@ -1382,7 +1354,7 @@ mod tests {
         let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
         store.append(10, b"abc", None, Durability::Durable).unwrap();
         let mut pre = store.prewrite(10, 7).unwrap();
-        pre.piece(Bytes::from_static(b"garbage"));
+        pre.piece(b"garbage");
         drop(pre);
         assert_eq!(store.size(10).unwrap(), 3);
         store.append(10, b"Z", None, Durability::Durable).unwrap();
@@ -1396,7 +1368,7 @@ mod tests {
         assert_eq!(std::fs::metadata(&seg).unwrap().len(), HEADER + 4);
         // A new prewrite after a dropped one.
         let mut pre = store.prewrite(10, 2).unwrap();
-        pre.piece(Bytes::from_static(b"qq"));
+        pre.piece(b"qq");
         drop(pre);
         drop(store);
         let store = LocalStore::open(dir.path(), opts(4)).unwrap();

@@ -7,7 +7,9 @@
 //! a 204/200 is sent only once the bytes are durable. [`IngestionModule`] declares it all
 //! to the server.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -263,30 +265,56 @@ fn prewrite_for(
 }
 
 /// Bytes of a prewritten body handed at once to a blocking thread to be written (and
-/// checked): the event loop only receives; the copy into the page cache, the crc32 and
-/// the msgpack check of one batch run on another core while the next batch arrives.
+/// checked) while writes are slow ([`writes_are_slow`]).
 const PREWRITE_BATCH: usize = 256 << 10;
+
+/// A piece write that took longer than this waited for the kernel (dirty-page
+/// throttling, writeback): prewrites then leave the event loop for [`SLOW_SPELL`].
+const SLOW_WRITE: Duration = Duration::from_millis(2);
+const SLOW_SPELL: Duration = Duration::from_secs(10);
+
+/// When a prewrite's piece write last took longer than [`SLOW_WRITE`] (milliseconds
+/// since [`epoch`]; 0: never).
+static LAST_SLOW_WRITE: AtomicU64 = AtomicU64::new(0);
+
+fn epoch() -> Instant {
+    static START: OnceLock<Instant> = OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Whether a piece write was slow within the last [`SLOW_SPELL`]: the pieces of new
+/// bodies are then written on the blocking pool rather than on the event loop.
+fn writes_are_slow() -> bool {
+    let last = LAST_SLOW_WRITE.load(Ordering::Relaxed);
+    last != 0 && now_ms().saturating_sub(last) < SLOW_SPELL.as_millis() as u64
+}
 
 /// A [`Prewrite`] and the msgpack check of what it took so far, moved between the event
 /// loop and the blocking thread that writes its batches.
 type Prewriting = (Prewrite, msgpack::Validator);
 
-/// Writes `batch` through the prewrite and feeds it to the check (on a blocking thread:
-/// the write may wait for the disk under dirty-page throttling).
-fn prewrite_batch((mut pre, mut check): Prewriting, batch: Vec<web::Bytes>) -> Prewriting {
-    for piece in batch {
-        check.feed(&piece);
-        pre.piece(piece);
+/// Writes `pieces` through the prewrite and feeds them to the check.
+fn prewrite_pieces(state: &mut Prewriting, pieces: &[web::Bytes]) {
+    for piece in pieces {
+        state.1.feed(piece);
+        state.0.piece(piece);
     }
-    (pre, check)
 }
 
 /// [`read_body`] into a [`Prewrite`] (same limits and in-flight reservation), then the
-/// msgpack check and the append, answered once durable. The pieces are written in
-/// batches of [`PREWRITE_BATCH`] on the blocking pool, one batch at a time and in order,
-/// never on the event loop (a write throttled by the kernel would stall every other
-/// connection of this worker). A body refused (malformed, too large, cut) leaves its
-/// prewritten bytes beyond the stream's end, never in it.
+/// append, answered once durable; the msgpack check runs on each piece as it comes, so
+/// only the commit is left once the last byte is in. Each piece is written as it
+/// arrives, on the event loop: a 32 KiB write into the page cache costs less than
+/// handing it to another thread. A write that waits for the kernel (dirty-page
+/// throttling) would stall every other connection of this worker, though: once one took
+/// longer than [`SLOW_WRITE`], bodies are written in batches of [`PREWRITE_BATCH`] on the
+/// blocking pool (one batch at a time, in order) for [`SLOW_SPELL`]. A body refused
+/// (malformed, too large, cut) leaves its prewritten bytes beyond the stream's end,
+/// never in it.
 async fn ingest_prewritten(
     portal: web::Data<Portal>,
     req: &HttpRequest,
@@ -294,18 +322,11 @@ async fn ingest_prewritten(
     route: Route,
     pre: Prewrite,
 ) -> Result<Ingested, ServerError> {
-    let limits = ingest_limits();
-    let reservation =
-        Reservation::take(content_length(req).unwrap_or(0), limits.max_inflight_bytes)?;
-    let mut payload = payload;
-    let mut idle: Option<Prewriting> = Some((pre, msgpack::Validator::new()));
-    let mut writing: Option<actix_web::rt::task::JoinHandle<Prewriting>> = None;
-    let mut batch: Vec<web::Bytes> = Vec::new();
-    let (mut batched, mut received) = (0usize, 0usize);
-    // The batch in flight, once written (or the prewrite, when none is).
+    type Writing = actix_web::rt::task::JoinHandle<Prewriting>;
+    /// The prewrite, once the batch in flight (if any) is written.
     async fn settle(
         idle: &mut Option<Prewriting>,
-        writing: &mut Option<actix_web::rt::task::JoinHandle<Prewriting>>,
+        writing: &mut Option<Writing>,
     ) -> Result<Prewriting, ServerError> {
         match (writing.take(), idle.take()) {
             (Some(job), _) => job
@@ -315,6 +336,15 @@ async fn ingest_prewritten(
             (None, None) => Err(ServerError::Internal("the prewrite is gone".into())),
         }
     }
+    let limits = ingest_limits();
+    let reservation =
+        Reservation::take(content_length(req).unwrap_or(0), limits.max_inflight_bytes)?;
+    let mut payload = payload;
+    let mut offload = writes_are_slow();
+    let mut idle: Option<Prewriting> = Some((pre, msgpack::Validator::new()));
+    let mut writing: Option<Writing> = None;
+    let mut batch: Vec<web::Bytes> = Vec::new();
+    let (mut batched, mut received) = (0usize, 0usize);
     while let Some(piece) = futures_util::StreamExt::next(&mut payload).await {
         let piece = piece.map_err(|e| {
             ServerError::BadRequest(format!("the request body could not be read: {e}"))
@@ -323,28 +353,40 @@ async fn ingest_prewritten(
         if received > limits.max_bytes {
             return Err(too_large(received, &limits));
         }
+        if !offload {
+            if let Some(state) = idle.as_mut() {
+                let started = Instant::now();
+                prewrite_pieces(state, std::slice::from_ref(&piece));
+                if started.elapsed() > SLOW_WRITE {
+                    LAST_SLOW_WRITE.store(now_ms().max(1), Ordering::Relaxed);
+                    offload = true;
+                }
+                continue;
+            }
+        }
         batched += piece.len();
         batch.push(piece);
         if batched >= PREWRITE_BATCH {
-            let state = settle(&mut idle, &mut writing).await?;
+            let mut state = settle(&mut idle, &mut writing).await?;
             let full = std::mem::take(&mut batch);
             batched = 0;
             writing = Some(actix_web::rt::task::spawn_blocking(move || {
-                prewrite_batch(state, full)
+                prewrite_pieces(&mut state, &full);
+                state
             }));
         }
     }
-    let state = settle(&mut idle, &mut writing).await?;
+    let mut state = settle(&mut idle, &mut writing).await?;
     blocking(move || {
         let _held = reservation;
-        let (pre, check) = prewrite_batch(state, batch);
-        if pre.is_empty() {
+        prewrite_pieces(&mut state, &batch);
+        let (pre, check) = state;
+        if pre.body().is_empty() {
             return Err(CoreError::BadRequest("the request body is empty".into()));
         }
         if !check.finish() {
             // The message that locates the fault (the streaming check only says no).
-            let body = pre.body();
-            msgpack::validate(&body).map_err(CoreError::BadRequest)?;
+            msgpack::validate(pre.body()).map_err(CoreError::BadRequest)?;
             return Err(CoreError::BadRequest(
                 "malformed msgpack: the body is not a sequence of complete values".into(),
             ));
