@@ -48,6 +48,11 @@ pub struct IngestionConfig {
     pub forward_handshake_timeout_secs: u64,
     /// Forward connections served at once; more are closed at accept.
     pub forward_max_connections: usize,
+    /// A prewritten body's piece is written on the event loop as it arrives; once such a
+    /// write takes longer than this many milliseconds (the kernel made it wait), bodies
+    /// are written on the blocking pool for [`SLOW_SPELL`]; 0: always on the blocking
+    /// pool.
+    pub prewrite_slow_ms: u64,
 }
 
 impl Default for IngestionConfig {
@@ -62,6 +67,7 @@ impl Default for IngestionConfig {
             forward_idle_timeout_secs: 60,
             forward_handshake_timeout_secs: 10,
             forward_max_connections: 512,
+            prewrite_slow_ms: 2,
         }
     }
 }
@@ -268,13 +274,12 @@ fn prewrite_for(
 /// checked) while writes are slow ([`writes_are_slow`]).
 const PREWRITE_BATCH: usize = 256 << 10;
 
-/// A piece write that took longer than this waited for the kernel (dirty-page
-/// throttling, writeback): prewrites then leave the event loop for [`SLOW_SPELL`].
-const SLOW_WRITE: Duration = Duration::from_millis(2);
+/// How long prewrites stay off the event loop after a slow piece write
+/// ([`IngestionConfig::prewrite_slow_ms`]).
 const SLOW_SPELL: Duration = Duration::from_secs(10);
 
-/// When a prewrite's piece write last took longer than [`SLOW_WRITE`] (milliseconds
-/// since [`epoch`]; 0: never).
+/// When a prewrite's piece write last took longer than
+/// [`IngestionConfig::prewrite_slow_ms`] (milliseconds since [`epoch`]; 0: never).
 static LAST_SLOW_WRITE: AtomicU64 = AtomicU64::new(0);
 
 fn epoch() -> Instant {
@@ -284,6 +289,16 @@ fn epoch() -> Instant {
 
 fn now_ms() -> u64 {
     u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A piece write slower than this leaves the event loop (`None`: every one does).
+fn slow_write() -> Option<Duration> {
+    let ms = CONFIG
+        .get()
+        .map_or(IngestionConfig::default().prewrite_slow_ms, |c| {
+            c.prewrite_slow_ms
+        });
+    (ms > 0).then(|| Duration::from_millis(ms))
 }
 
 /// Whether a piece write was slow within the last [`SLOW_SPELL`]: the pieces of new
@@ -311,8 +326,9 @@ fn prewrite_pieces(state: &mut Prewriting, pieces: &[web::Bytes]) {
 /// arrives, on the event loop: a 32 KiB write into the page cache costs less than
 /// handing it to another thread. A write that waits for the kernel (dirty-page
 /// throttling) would stall every other connection of this worker, though: once one took
-/// longer than [`SLOW_WRITE`], bodies are written in batches of [`PREWRITE_BATCH`] on the
-/// blocking pool (one batch at a time, in order) for [`SLOW_SPELL`]. A body refused
+/// longer than [`IngestionConfig::prewrite_slow_ms`], bodies are written in batches of
+/// [`PREWRITE_BATCH`] on the blocking pool (one batch at a time, in order) for
+/// [`SLOW_SPELL`]. A body refused
 /// (malformed, too large, cut) leaves its prewritten bytes beyond the stream's end,
 /// never in it.
 async fn ingest_prewritten(
@@ -340,7 +356,8 @@ async fn ingest_prewritten(
     let reservation =
         Reservation::take(content_length(req).unwrap_or(0), limits.max_inflight_bytes)?;
     let mut payload = payload;
-    let mut offload = writes_are_slow();
+    let slow = slow_write();
+    let mut offload = slow.is_none() || writes_are_slow();
     let mut idle: Option<Prewriting> = Some((pre, msgpack::Validator::new()));
     let mut writing: Option<Writing> = None;
     let mut batch: Vec<web::Bytes> = Vec::new();
@@ -354,10 +371,11 @@ async fn ingest_prewritten(
             return Err(too_large(received, &limits));
         }
         if !offload {
-            if let Some(state) = idle.as_mut() {
+            if let Some((pre, check)) = idle.as_mut() {
+                check.feed(&piece);
                 let started = Instant::now();
-                prewrite_pieces(state, std::slice::from_ref(&piece));
-                if started.elapsed() > SLOW_WRITE {
+                pre.piece(&piece);
+                if slow.is_some_and(|slow| started.elapsed() > slow) {
                     LAST_SLOW_WRITE.store(now_ms().max(1), Ordering::Relaxed);
                     offload = true;
                 }

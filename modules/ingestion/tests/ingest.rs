@@ -568,14 +568,25 @@ fn kill_9_rounds(dir: &Path, env: &[(&str, &str)], rounds: usize) {
     assert!(total_acked > 0, "no append was ever acknowledged");
 }
 
-/// Bodies of more than a megabyte are written to the stream while they arrive, in
-/// batches off the event loop, and checked as they pass: the valid ones are stored
-/// whole and in order, a body with a bad byte in its middle or cut short is refused
-/// (400) and leaves nothing in the stream, and the appends after it go on.
+/// Bodies of more than a megabyte are written to the stream while they arrive and
+/// checked as they pass: the valid ones are stored whole and in order, a body with a bad
+/// byte in its middle or cut short is refused (400) and leaves nothing in the stream,
+/// and the appends after it go on. The pieces written on the event loop (as usual; no
+/// write counts as slow here, so none moves them)…
 #[test]
 fn large_bodies_are_written_while_they_arrive_and_checked_whole() {
+    large_bodies(&[("WENDELIN_INGESTION_PREWRITE_SLOW_MS", "600000")]);
+}
+
+/// … and in batches on the blocking pool (as after a slow write).
+#[test]
+fn large_bodies_written_off_the_event_loop_are_checked_whole() {
+    large_bodies(&[("WENDELIN_INGESTION_PREWRITE_SLOW_MS", "0")]);
+}
+
+fn large_bodies(env: &[(&str, &str)]) {
     let dir = tempfile::tempdir().unwrap();
-    let server = setup(dir.path(), &[]);
+    let server = setup(dir.path(), env);
     let (base, token) = (server.base.clone(), server.manager_token.clone());
     let per_body = 1200u64;
     let body = |first: u64| -> (Vec<u8>, Vec<usize>) {
