@@ -67,7 +67,7 @@ impl Default for IngestionConfig {
             forward_idle_timeout_secs: 60,
             forward_handshake_timeout_secs: 10,
             forward_max_connections: 512,
-            prewrite_slow_ms: 2,
+            prewrite_slow_ms: 20,
         }
     }
 }
@@ -375,7 +375,15 @@ async fn ingest_prewritten(
                 check.feed(&piece);
                 let started = Instant::now();
                 pre.piece(&piece);
-                if slow.is_some_and(|slow| started.elapsed() > slow) {
+                let took = started.elapsed();
+                if slow.is_some_and(|slow| took > slow) {
+                    if !writes_are_slow() {
+                        tracing::info!(
+                            ms = took.as_millis() as u64,
+                            bytes = piece.len(),
+                            "a prewrite waited for the disk: bodies are written off the event loop for 10 s"
+                        );
+                    }
                     LAST_SLOW_WRITE.store(now_ms().max(1), Ordering::Relaxed);
                     offload = true;
                 }
