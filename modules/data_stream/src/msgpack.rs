@@ -208,6 +208,94 @@ pub fn validate(bytes: &[u8]) -> Result<usize, String> {
     Ok(count)
 }
 
+/// [`validate`] of a body that arrives in pieces, without keeping it: [`Validator::feed`]
+/// each piece in order, then [`Validator::finish`]. It accepts exactly what [`validate`]
+/// accepts (complete values, nested at most [`MAX_DEPTH`] deep); on a refusal, run
+/// [`validate`] over the whole body for the message that locates the fault. The state
+/// is a few counters and the open containers' item counts: a piece boundary may fall
+/// anywhere, inside a head or a payload.
+#[derive(Debug, Clone, Default)]
+pub struct Validator {
+    /// The head being read (marker and size bytes) and how long it is.
+    head: [u8; 9],
+    have: usize,
+    want: usize,
+    /// Payload bytes of the current value still to pass over.
+    skip: u64,
+    /// Items still to read in each open container, outermost first.
+    open: Vec<u64>,
+    failed: bool,
+}
+
+impl Validator {
+    /// A validator of a body not yet started.
+    pub fn new() -> Validator {
+        Validator::default()
+    }
+
+    /// Takes the next piece of the body; `false` once the body cannot be valid.
+    pub fn feed(&mut self, mut bytes: &[u8]) -> bool {
+        while !self.failed && !bytes.is_empty() {
+            if self.skip > 0 {
+                let n = usize::try_from(self.skip).map_or(bytes.len(), |s| s.min(bytes.len()));
+                bytes = &bytes[n..];
+                self.skip -= n as u64;
+                continue;
+            }
+            if self.want == 0 {
+                let m = bytes[0];
+                let Some(want) = head_len(m) else {
+                    self.failed = true;
+                    break;
+                };
+                self.want = want;
+                self.have = 0;
+            }
+            let n = (self.want - self.have).min(bytes.len());
+            self.head[self.have..self.have + n].copy_from_slice(&bytes[..n]);
+            self.have += n;
+            bytes = &bytes[n..];
+            if self.have == self.want {
+                self.want = 0;
+                self.value();
+            }
+        }
+        !self.failed
+    }
+
+    /// A complete head in `self.head`: opens its container or sets its payload to pass
+    /// over, and closes the containers it completes.
+    fn value(&mut self) {
+        let h = &self.head[..self.have];
+        let m = h[0];
+        let (payload, children) = head_sizes(h);
+        if matches!(m, 0x80..=0x9f | 0xdc..=0xdf) && self.open.len() >= MAX_DEPTH {
+            self.failed = true;
+            return;
+        }
+        self.skip = payload;
+        if children > 0 {
+            self.open.push(children);
+            return;
+        }
+        // The value is started and its size known: it completes the containers it ends
+        // (its payload is still passed over before the next head).
+        while let Some(top) = self.open.last_mut() {
+            *top -= 1;
+            if *top > 0 {
+                break;
+            }
+            self.open.pop();
+        }
+    }
+
+    /// Whether the body fed so far is a sequence of complete values (and not empty of
+    /// them: an empty body is refused by the caller).
+    pub fn finish(&self) -> bool {
+        !self.failed && self.skip == 0 && self.want == 0 && self.open.is_empty()
+    }
+}
+
 /// Decodes the complete values in `bytes` (which start at a value boundary); a value cut
 /// by the end of the slice is left out. Returns the values and how many bytes they used.
 /// Values nested deeper than [`MAX_DEPTH`] are an error, as in [`validate`].
@@ -391,6 +479,99 @@ mod tests {
         assert!(err.contains("byte 3"), "{err}");
         let (vals, used) = decode_prefix(&buf).unwrap();
         assert_eq!((vals.len(), used), (3, 3));
+    }
+
+    /// Feeds `body` to a [`Validator`] in pieces cut after each length of `cuts` (in
+    /// turn, repeated); its verdict.
+    fn fed(body: &[u8], cuts: &[usize]) -> bool {
+        let mut v = Validator::new();
+        let mut rest = body;
+        let mut i = 0;
+        while !rest.is_empty() {
+            let n = cuts[i % cuts.len()].clamp(1, rest.len());
+            v.feed(&rest[..n]);
+            rest = &rest[n..];
+            i += 1;
+        }
+        v.finish()
+    }
+
+    /// The streaming validator agrees with [`validate`] on valid bodies, every
+    /// truncation, corrupted bytes and nesting at the limit, however the body is cut.
+    #[test]
+    fn streaming_validation_agrees_with_validate() {
+        let mut bodies: Vec<Vec<u8>> = Vec::new();
+        let mut chunk = Vec::new();
+        for i in 0..50u64 {
+            let rec = rmpv::Value::Array(vec![
+                rmpv::Value::from(1_700_000_000 + i),
+                rmpv::Value::Map(vec![
+                    (rmpv::Value::from("seq"), rmpv::Value::from(i)),
+                    (
+                        rmpv::Value::from("payload"),
+                        rmpv::Value::from("x".repeat((i * 37 % 300) as usize)),
+                    ),
+                    (rmpv::Value::from("f"), rmpv::Value::F64(i as f64 / 3.0)),
+                    (
+                        rmpv::Value::from("b"),
+                        rmpv::Value::Binary(vec![
+                            7;
+                            if i == 49 {
+                                70_000
+                            } else {
+                                (i * 1013 % 3000) as usize
+                            }
+                        ]),
+                    ),
+                    (rmpv::Value::from("e"), rmpv::Value::Ext(0, vec![1; 8])),
+                    (
+                        rmpv::Value::from("a"),
+                        rmpv::Value::Array((0..i).map(rmpv::Value::from).collect()),
+                    ),
+                ]),
+            ]);
+            rmpv::encode::write_value(&mut chunk, &rec).unwrap();
+        }
+        bodies.push(chunk.clone());
+        bodies.push(nested(MAX_DEPTH));
+        bodies.push(nested(MAX_DEPTH + 1));
+        bodies.push(vec![0xc1]);
+        bodies.push(vec![0xdd, 0xff, 0xff, 0xff, 0xff]);
+        bodies.push(vec![0x92, 0x01]);
+        bodies.push(vec![0x90, 0x80, 0xa0, 0xc4, 0x00]);
+        // Truncations and single corrupted bytes, at pseudo-random places.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |m: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % m as u64) as usize
+        };
+        for _ in 0..100 {
+            let cut = next(chunk.len());
+            bodies.push(chunk[..cut].to_vec());
+            let mut bad = chunk.clone();
+            let at = next(bad.len());
+            bad[at] = next(256) as u8;
+            bodies.push(bad);
+        }
+        let splits: [&[usize]; 6] = [
+            &[1],
+            &[2, 3, 5, 7],
+            &[9, 1],
+            &[4096],
+            &[32 * 1024 - 3, 17],
+            &[usize::MAX],
+        ];
+        for (i, body) in bodies.iter().enumerate() {
+            let expected = validate(body).is_ok();
+            for cuts in splits {
+                assert_eq!(fed(body, cuts), expected, "body {i}, cuts {cuts:?}");
+            }
+        }
+        // Both outcomes were tried.
+        assert!(bodies.iter().any(|b| validate(b).is_ok()));
+        assert!(bodies.iter().filter(|b| validate(b).is_err()).count() > 50);
     }
 
     fn nested(depth: usize) -> Vec<u8> {

@@ -7,7 +7,9 @@
 //! a 204/200 is sent only once the bytes are durable. [`IngestionModule`] declares it all
 //! to the server.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -46,6 +48,11 @@ pub struct IngestionConfig {
     pub forward_handshake_timeout_secs: u64,
     /// Forward connections served at once; more are closed at accept.
     pub forward_max_connections: usize,
+    /// A prewritten body's piece is written on the event loop as it arrives; once such a
+    /// write takes longer than this many milliseconds (the kernel made it wait), bodies
+    /// are written on the blocking pool for [`SLOW_SPELL`]; 0: always on the blocking
+    /// pool.
+    pub prewrite_slow_ms: u64,
 }
 
 impl Default for IngestionConfig {
@@ -60,6 +67,7 @@ impl Default for IngestionConfig {
             forward_idle_timeout_secs: 60,
             forward_handshake_timeout_secs: 10,
             forward_max_connections: 512,
+            prewrite_slow_ms: 20,
         }
     }
 }
@@ -262,32 +270,154 @@ fn prewrite_for(
     Some((route, pre))
 }
 
+/// Bytes of a prewritten body handed at once to a blocking thread to be written (and
+/// checked) while writes are slow ([`writes_are_slow`]).
+const PREWRITE_BATCH: usize = 256 << 10;
+
+/// How long prewrites stay off the event loop after a slow piece write
+/// ([`IngestionConfig::prewrite_slow_ms`]).
+const SLOW_SPELL: Duration = Duration::from_secs(10);
+
+/// When a prewrite's piece write last took longer than
+/// [`IngestionConfig::prewrite_slow_ms`] (milliseconds since [`epoch`]; 0: never).
+static LAST_SLOW_WRITE: AtomicU64 = AtomicU64::new(0);
+
+fn epoch() -> Instant {
+    static START: OnceLock<Instant> = OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A piece write slower than this leaves the event loop (`None`: every one does).
+fn slow_write() -> Option<Duration> {
+    let ms = CONFIG
+        .get()
+        .map_or(IngestionConfig::default().prewrite_slow_ms, |c| {
+            c.prewrite_slow_ms
+        });
+    (ms > 0).then(|| Duration::from_millis(ms))
+}
+
+/// Whether a piece write was slow within the last [`SLOW_SPELL`]: the pieces of new
+/// bodies are then written on the blocking pool rather than on the event loop.
+fn writes_are_slow() -> bool {
+    let last = LAST_SLOW_WRITE.load(Ordering::Relaxed);
+    last != 0 && now_ms().saturating_sub(last) < SLOW_SPELL.as_millis() as u64
+}
+
+/// A [`Prewrite`] and the msgpack check of what it took so far, moved between the event
+/// loop and the blocking thread that writes its batches.
+type Prewriting = (Prewrite, msgpack::Validator);
+
+/// Writes `pieces` through the prewrite and feeds them to the check.
+fn prewrite_pieces(state: &mut Prewriting, pieces: &[web::Bytes]) {
+    for piece in pieces {
+        state.1.feed(piece);
+        state.0.piece(piece);
+    }
+}
+
 /// [`read_body`] into a [`Prewrite`] (same limits and in-flight reservation), then the
-/// msgpack check and the append, answered once durable. A body refused (malformed, too
-/// large, cut) leaves its prewritten bytes beyond the stream's end, never in it.
+/// append, answered once durable; the msgpack check runs on each piece as it comes, so
+/// only the commit is left once the last byte is in. Each piece (what one read of the
+/// socket gave, up to ~128 KiB) is written as it arrives, on the event loop: that write
+/// into the page cache costs less than handing it to another thread (measured: 1-client
+/// throughput fell from 0.48× to 0.42× of the fdatasync loop with every body on the
+/// blocking pool). A write that waits for the kernel (dirty-page throttling) would
+/// stall every other connection of this worker, though: once one took longer than
+/// [`IngestionConfig::prewrite_slow_ms`], bodies are written in batches of
+/// [`PREWRITE_BATCH`] on the blocking pool (one batch at a time, in order) for
+/// [`SLOW_SPELL`]. A body refused (malformed, too large, cut) leaves its prewritten
+/// bytes beyond the stream's end, never in it.
 async fn ingest_prewritten(
     portal: web::Data<Portal>,
     req: &HttpRequest,
     payload: web::Payload,
     route: Route,
-    mut pre: Prewrite,
+    pre: Prewrite,
 ) -> Result<Ingested, ServerError> {
+    type Writing = actix_web::rt::task::JoinHandle<Prewriting>;
+    /// The prewrite, once the batch in flight (if any) is written.
+    async fn settle(
+        idle: &mut Option<Prewriting>,
+        writing: &mut Option<Writing>,
+    ) -> Result<Prewriting, ServerError> {
+        match (writing.take(), idle.take()) {
+            (Some(job), _) => job
+                .await
+                .map_err(|e| ServerError::Internal(format!("a body write failed: {e}"))),
+            (None, Some(state)) => Ok(state),
+            (None, None) => Err(ServerError::Internal("the prewrite is gone".into())),
+        }
+    }
     let limits = ingest_limits();
     let reservation =
         Reservation::take(content_length(req).unwrap_or(0), limits.max_inflight_bytes)?;
     let mut payload = payload;
+    let slow = slow_write();
+    let mut offload = slow.is_none() || writes_are_slow();
+    let mut idle: Option<Prewriting> = Some((pre, msgpack::Validator::new()));
+    let mut writing: Option<Writing> = None;
+    let mut batch: Vec<web::Bytes> = Vec::new();
+    let (mut batched, mut received) = (0usize, 0usize);
     while let Some(piece) = futures_util::StreamExt::next(&mut payload).await {
         let piece = piece.map_err(|e| {
             ServerError::BadRequest(format!("the request body could not be read: {e}"))
         })?;
-        if pre.body().len() + piece.len() > limits.max_bytes {
-            return Err(too_large(pre.body().len() + piece.len(), &limits));
+        received += piece.len();
+        if received > limits.max_bytes {
+            return Err(too_large(received, &limits));
         }
-        pre.piece(&piece);
+        if !offload {
+            if let Some((pre, check)) = idle.as_mut() {
+                check.feed(&piece);
+                let started = Instant::now();
+                pre.piece(&piece);
+                let took = started.elapsed();
+                if slow.is_some_and(|slow| took > slow) {
+                    if !writes_are_slow() {
+                        tracing::info!(
+                            ms = took.as_millis() as u64,
+                            bytes = piece.len(),
+                            "a prewrite waited for the disk: bodies are written off the event loop for 10 s"
+                        );
+                    }
+                    LAST_SLOW_WRITE.store(now_ms().max(1), Ordering::Relaxed);
+                    offload = true;
+                }
+                continue;
+            }
+        }
+        batched += piece.len();
+        batch.push(piece);
+        if batched >= PREWRITE_BATCH {
+            let mut state = settle(&mut idle, &mut writing).await?;
+            let full = std::mem::take(&mut batch);
+            batched = 0;
+            writing = Some(actix_web::rt::task::spawn_blocking(move || {
+                prewrite_pieces(&mut state, &full);
+                state
+            }));
+        }
     }
-    check_msgpack(pre.body())?;
+    let mut state = settle(&mut idle, &mut writing).await?;
     blocking(move || {
         let _held = reservation;
+        prewrite_pieces(&mut state, &batch);
+        let (pre, check) = state;
+        if pre.body().is_empty() {
+            return Err(CoreError::BadRequest("the request body is empty".into()));
+        }
+        if !check.finish() {
+            // The message that locates the fault (the streaming check only says no).
+            msgpack::validate(pre.body()).map_err(CoreError::BadRequest)?;
+            return Err(CoreError::BadRequest(
+                "malformed msgpack: the body is not a sequence of complete values".into(),
+            ));
+        }
         crate::ingest_prewritten(&portal, route, pre, Durability::Durable)
     })
     .await

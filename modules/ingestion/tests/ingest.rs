@@ -568,6 +568,74 @@ fn kill_9_rounds(dir: &Path, env: &[(&str, &str)], rounds: usize) {
     assert!(total_acked > 0, "no append was ever acknowledged");
 }
 
+/// Bodies of more than a megabyte are written to the stream while they arrive and
+/// checked as they pass: the valid ones are stored whole and in order, a body with a bad
+/// byte in its middle or cut short is refused (400) and leaves nothing in the stream,
+/// and the appends after it go on. The pieces written on the event loop (as usual; no
+/// write counts as slow here, so none moves them)…
+#[test]
+fn large_bodies_are_written_while_they_arrive_and_checked_whole() {
+    large_bodies(&[("WENDELIN_INGESTION_PREWRITE_SLOW_MS", "600000")]);
+}
+
+/// … and in batches on the blocking pool (as after a slow write).
+#[test]
+fn large_bodies_written_off_the_event_loop_are_checked_whole() {
+    large_bodies(&[("WENDELIN_INGESTION_PREWRITE_SLOW_MS", "0")]);
+}
+
+fn large_bodies(env: &[(&str, &str)]) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = setup(dir.path(), env);
+    let (base, token) = (server.base.clone(), server.manager_token.clone());
+    let per_body = 1200u64;
+    let body = |first: u64| -> (Vec<u8>, Vec<usize>) {
+        let mut out = Vec::new();
+        let mut starts = Vec::new();
+        for s in first..first + per_body {
+            starts.push(out.len());
+            out.extend(record(1, s, 1000));
+        }
+        (out, starts)
+    };
+    // The first append resolves the route and opens the stream: later ones prewrite.
+    assert_eq!(
+        post_msgpack(&base, &token, "big.temp", &record(1, 0, 10)),
+        Ok(200)
+    );
+    let mut next = 1u64;
+    for round in 0..3 {
+        let (good, _) = body(next);
+        assert!(good.len() > 1 << 20);
+        assert_eq!(post_msgpack(&base, &token, "big.temp", &good), Ok(200));
+        next += per_body;
+        // An invalid marker at a record's start, past the first batches.
+        let (mut bad, starts) = body(next);
+        bad[starts[starts.len() / 2 + round * 100]] = 0xc1;
+        let refused = post_msgpack(&base, &token, "big.temp", &bad).unwrap_err();
+        assert!(
+            refused.starts_with("400") && refused.contains("malformed msgpack"),
+            "{refused}"
+        );
+        // Cut short: the last record is incomplete.
+        let (cut, _) = body(next);
+        let refused = post_msgpack(&base, &token, "big.temp", &cut[..cut.len() - 3]).unwrap_err();
+        assert!(
+            refused.starts_with("400") && refused.contains("truncated"),
+            "{refused}"
+        );
+    }
+    let (good, _) = body(next);
+    assert_eq!(post_msgpack(&base, &token, "big.temp", &good), Ok(200));
+    next += per_body;
+    let records = stream_records(&server, "data_stream_module/big.temp");
+    assert_eq!(
+        records.iter().map(seq).collect::<Vec<_>>(),
+        (0..next).collect::<Vec<_>>(),
+        "every accepted body whole and in order, nothing of a refused one"
+    );
+}
+
 #[test]
 fn thirty_two_clients_on_one_stream() {
     let dir = tempfile::tempdir().unwrap();
