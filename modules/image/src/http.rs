@@ -15,7 +15,7 @@ use wendelin_core::{CoreError, Permission, Portal};
 use wendelin_http::body::{content_length, read_body, too_large, BodyLimits, Reservation};
 use wendelin_http::range::parse_content_range;
 use wendelin_http::{
-    blocking, blocking_http, blocking_read, Auth, Section, ServerError, ServerModule,
+    blocking, blocking_http, blocking_read, Auth, CliCommand, Section, ServerError, ServerModule,
 };
 
 use crate::convert::{self, Conversion};
@@ -37,6 +37,36 @@ impl ServerModule for ImageModule {
     fn routes(&self, cfg: &mut web::ServiceConfig) {
         routes(cfg);
     }
+
+    fn commands(&self) -> Vec<CliCommand> {
+        vec![CliCommand::of::<ImageCli>(|portal, cli| match cli.action {
+            ImageAction::Previews => {
+                let done = crate::make_previews(portal)?;
+                println!(
+                    "{}",
+                    json!({"made": done.made, "skipped": done.skipped, "failed": done.failed})
+                );
+                Ok(())
+            }
+        })]
+    }
+}
+
+/// Images.
+#[derive(Debug, clap::Parser)]
+#[command(name = "image")]
+struct ImageCli {
+    /// What to do.
+    #[command(subcommand)]
+    action: ImageAction,
+}
+
+/// Image sub-commands.
+#[derive(Debug, clap::Subcommand)]
+enum ImageAction {
+    /// Keep a preview beside every image large enough to need one that has none (images
+    /// uploaded before previews existed); prints how many were made, skipped, failed.
+    Previews,
 }
 
 /// Registers `GET|PUT /api/v1/image_module/{id}/data`; must come before the generic

@@ -131,6 +131,78 @@ pub fn read_preview(
     Ok(store::read(&file)?.and_then(convert::read_preview))
 }
 
+/// What [`make_previews`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PreviewsMade {
+    /// Previews written.
+    pub made: u64,
+    /// Images that have a whole preview already, or need none (too small, not 8-bit).
+    pub skipped: u64,
+    /// Images whose original could not be read or decoded (logged).
+    pub failed: u64,
+}
+
+/// Keeps a preview beside every image that needs one and has none (uploaded before
+/// previews existed, or the file lost): `wendelin image previews`. Runs as the system
+/// user over every Image, one decode at a time.
+pub fn make_previews(portal: &Portal) -> CoreResult<PreviewsMade> {
+    let user = User::system();
+    let config = settings();
+    let mut out = PreviewsMade::default();
+    let mut offset = 0;
+    loop {
+        let found = portal.search(
+            &user,
+            &wendelin_core::catalog::Search {
+                query: format!("portal_type:\"{IMAGE}\""),
+                sort_on: "uid".into(),
+                limit: 500,
+                offset,
+            },
+        )?;
+        if found.documents.is_empty() {
+            return Ok(out);
+        }
+        offset += found.documents.len() as i64;
+        for doc in found.documents {
+            let Some((sha, format)) = source_of(&doc) else {
+                out.skipped += 1;
+                continue;
+            };
+            if read_preview(portal, &doc, &sha)?.is_some() {
+                out.skipped += 1;
+                continue;
+            }
+            let made = read_original(portal, &doc, &sha).and_then(|bytes| {
+                let info = convert::check(&bytes, Some(format), config.max_pixels, 1)?;
+                let Some(preview) = info.preview else {
+                    return Ok(false);
+                };
+                // Under the document's lock, as uploads: a replacement committed since
+                // removed the original, and its cleanup would miss this file.
+                let dir = store::doc_dir(portal, doc.uid)?;
+                let _held = store::lock(&dir)?;
+                if !store::original_path(&dir, &sha)?.exists() {
+                    return Ok(false);
+                }
+                store::write_atomic(
+                    &store::derived_path(&dir, &sha, PREVIEW_KEY, "raw")?,
+                    &preview,
+                )?;
+                Ok(true)
+            });
+            match made {
+                Ok(true) => out.made += 1,
+                Ok(false) => out.skipped += 1,
+                Err(e) => {
+                    tracing::warn!(path = %doc.path, error = %e, "no preview made");
+                    out.failed += 1;
+                }
+            }
+        }
+    }
+}
+
 /// The original's bytes of a document (permission checked by the caller).
 pub fn read_original(portal: &Portal, doc: &Document, sha: &str) -> CoreResult<Vec<u8>> {
     let dir = store::doc_dir(portal, doc.uid)?;

@@ -1005,6 +1005,25 @@ fn small_conversions_of_a_large_image_are_resized_from_its_preview() {
     convert("display=small", "original", (240, 320));
     std::fs::write(&preview, &whole).unwrap();
     convert("width=300", "preview", (300, 400));
+    // Lost (or never made: an upload of an earlier version), `wendelin image previews`
+    // makes it again from the original; the second run finds nothing to do.
+    std::fs::remove_file(&preview).unwrap();
+    convert("width=301", "original", (301, 401));
+    let previews_cli = || {
+        let (ok, out, err) = run_cli(&["image", "previews"], &server.cli_env(), "");
+        assert!(ok, "{err}");
+        serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()
+    };
+    assert_eq!(
+        previews_cli(),
+        json!({"made": 1, "skipped": 0, "failed": 0})
+    );
+    assert_eq!(std::fs::read(&preview).unwrap(), whole);
+    convert("width=302", "preview", (302, 403));
+    assert_eq!(
+        previews_cli(),
+        json!({"made": 0, "skipped": 1, "failed": 0})
+    );
     // Replaced by a small picture: no preview any more, the old one is gone.
     let small = encode(&picture(300, 200, 3), ImageFormat::Jpeg);
     assert_eq!(put(&server, &url, &auth, "image/jpeg", &small).status, 200);
