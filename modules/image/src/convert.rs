@@ -90,7 +90,7 @@ pub const PREVIEW_SIDE: u32 = 1536;
 /// height (u32, little-endian), the number of 8-bit channels (1–4) and 3 zero bytes,
 /// then the pixels, row by row.
 const PREVIEW_MAGIC: &[u8; 4] = b"WPV1";
-const PREVIEW_HEADER: usize = 24;
+pub const PREVIEW_HEADER: usize = 24;
 
 /// The preview file of a decoded upload, when the upload is large enough to need one
 /// and its pixels are 8-bit (16-bit and float images are converted from the original).
@@ -139,31 +139,61 @@ pub fn downscale(img: &DynamicImage, w: u32, h: u32) -> DynamicImage {
     }
 }
 
+/// What the first [`PREVIEW_HEADER`] bytes of a preview file say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreviewHeader {
+    /// The preview's width and height.
+    pub size: (u32, u32),
+    /// The original's width and height (its EXIF orientation applied).
+    pub original: (u32, u32),
+    channels: u8,
+}
+
+impl PreviewHeader {
+    /// The header at the start of `head`, if it is one.
+    pub fn parse(head: &[u8]) -> Option<PreviewHeader> {
+        let head = head.get(..PREVIEW_HEADER)?;
+        if &head[..4] != PREVIEW_MAGIC {
+            return None;
+        }
+        let word = |at: usize| head[at..at + 4].try_into().ok().map(u32::from_le_bytes);
+        Some(PreviewHeader {
+            size: (word(4)?, word(8)?),
+            original: (word(12)?, word(16)?),
+            channels: head[20],
+        })
+    }
+
+    /// The length of the whole file this header starts.
+    pub fn file_len(&self) -> u64 {
+        let (w, h) = self.size;
+        PREVIEW_HEADER as u64 + u64::from(w) * u64::from(h) * u64::from(self.channels)
+    }
+
+    /// The preview's image from its pixels (the file after the header).
+    pub fn image(&self, pixels: Vec<u8>) -> Option<DynamicImage> {
+        let (w, h) = self.size;
+        match self.channels {
+            1 => image::GrayImage::from_raw(w, h, pixels).map(DynamicImage::ImageLuma8),
+            2 => image::GrayAlphaImage::from_raw(w, h, pixels).map(DynamicImage::ImageLumaA8),
+            3 => image::RgbImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgb8),
+            4 => image::RgbaImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgba8),
+            _ => None,
+        }
+    }
+}
+
 /// The image in a preview file and the original's width and height; `None` when the
 /// bytes are not a whole preview (a file cut short, say: the conversion then decodes
 /// the original).
 pub fn read_preview(bytes: Vec<u8>) -> Option<(DynamicImage, (u32, u32))> {
-    let head = bytes.get(..PREVIEW_HEADER)?;
-    if &head[..4] != PREVIEW_MAGIC {
-        return None;
-    }
-    let word = |at: usize| head[at..at + 4].try_into().ok().map(u32::from_le_bytes);
-    let (w, h, channels) = (word(4)?, word(8)?, head[20]);
-    let original = (word(12)?, word(16)?);
-    let len = u64::from(w) * u64::from(h) * u64::from(channels);
-    if (bytes.len() - PREVIEW_HEADER) as u64 != len {
+    let header = PreviewHeader::parse(&bytes)?;
+    if bytes.len() as u64 != header.file_len() {
         return None;
     }
     let mut pixels = bytes;
     pixels.drain(..PREVIEW_HEADER);
-    let img = match channels {
-        1 => image::GrayImage::from_raw(w, h, pixels).map(DynamicImage::ImageLuma8),
-        2 => image::GrayAlphaImage::from_raw(w, h, pixels).map(DynamicImage::ImageLumaA8),
-        3 => image::RgbImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgb8),
-        4 => image::RgbaImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgba8),
-        _ => None,
-    }?;
-    Some((img, original))
+    Some((header.image(pixels)?, header.original))
 }
 
 /// The format an upload declares: `None` for no declaration (`application/octet-stream`
@@ -594,11 +624,12 @@ impl Conversion {
         (side(w), side(h))
     }
 
-    /// The output's size for a `w` × `h` original when it may be resized from
-    /// `preview`: the preview is at least twice that size on both sides.
-    pub fn from_preview(&self, (w, h): (u32, u32), preview: &DynamicImage) -> Option<(u32, u32)> {
+    /// The output's size (fitted to the original's) when it may be resized from the
+    /// preview `header` describes: the preview is at least twice that size on both sides.
+    pub fn from_preview(&self, header: &PreviewHeader) -> Option<(u32, u32)> {
+        let ((pw, ph), (w, h)) = (header.size, header.original);
         let (ow, oh) = self.fit(w, h);
-        (preview.width() >= 2 * ow && preview.height() >= 2 * oh).then_some((ow, oh))
+        (pw >= 2 * ow && ph >= 2 * oh).then_some((ow, oh))
     }
 
     /// Resizes and encodes `img` (metadata is not carried over: the encoders write pixels).

@@ -408,11 +408,12 @@ async fn download(
         let mut source = "original";
         let (bytes, computed) = store::Flight::run(&file, || {
             let _slot = convert::decode_slot(config.max_decodes);
-            if let Some((preview, size)) = crate::read_preview(&portal, &doc, &sha)? {
-                if let Some(out) = conversion.from_preview(size, &preview) {
-                    source = "preview";
-                    return Ok(conversion.apply_sized(&preview, out)?);
-                }
+            // The preview's header first: its pixels are read only if it serves.
+            if let Some((preview, out)) =
+                crate::read_preview(&portal, &doc, &sha, |h| conversion.from_preview(h))?
+            {
+                source = "preview";
+                return Ok(conversion.apply_sized(&preview, out)?);
             }
             let original = crate::read_original(&portal, &doc, &sha)?;
             let (img, _) =

@@ -119,16 +119,55 @@ pub fn source_of(doc: &Document) -> Option<(String, image::ImageFormat)> {
 /// with the conversions, `derived/<sha256>-preview.raw`, and goes with them.
 pub const PREVIEW_KEY: &str = "preview";
 
-/// The preview kept beside the original `sha` of a document and the original's size,
-/// if there is a whole one.
-pub fn read_preview(
+/// The open file of the whole preview kept beside the original `sha` of a document,
+/// past its header; `None` when there is none, or it is not whole (its length is not
+/// the one its header gives: a file cut short, say).
+fn open_preview(
     portal: &Portal,
     doc: &Document,
     sha: &str,
-) -> CoreResult<Option<(image::DynamicImage, (u32, u32))>> {
+) -> CoreResult<Option<(std::fs::File, convert::PreviewHeader)>> {
+    use std::io::Read;
     let dir = store::doc_dir(portal, doc.uid)?;
-    let file = store::derived_path(&dir, sha, PREVIEW_KEY, "raw")?;
-    Ok(store::read(&file)?.and_then(convert::read_preview))
+    let path = store::derived_path(&dir, sha, PREVIEW_KEY, "raw")?;
+    let mut file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let mut head = [0u8; convert::PREVIEW_HEADER];
+    if file.read_exact(&mut head).is_err() {
+        return Ok(None);
+    }
+    let Some(header) = convert::PreviewHeader::parse(&head) else {
+        return Ok(None);
+    };
+    if file.metadata()?.len() != header.file_len() {
+        return Ok(None);
+    }
+    Ok(Some((file, header)))
+}
+
+/// The preview kept beside the original `sha` of a document, with what `serves` makes
+/// of its header (e.g. the conversion's output size); its pixels are read only when
+/// `serves` gives something.
+pub fn read_preview<T>(
+    portal: &Portal,
+    doc: &Document,
+    sha: &str,
+    serves: impl FnOnce(&convert::PreviewHeader) -> Option<T>,
+) -> CoreResult<Option<(image::DynamicImage, T)>> {
+    use std::io::Read;
+    let Some((mut file, header)) = open_preview(portal, doc, sha)? else {
+        return Ok(None);
+    };
+    let Some(served) = serves(&header) else {
+        return Ok(None);
+    };
+    let mut pixels =
+        Vec::with_capacity((header.file_len() as usize).saturating_sub(convert::PREVIEW_HEADER));
+    file.read_to_end(&mut pixels)?;
+    Ok(header.image(pixels).map(|img| (img, served)))
 }
 
 /// What [`make_previews`] did.
@@ -169,7 +208,7 @@ pub fn make_previews(portal: &Portal) -> CoreResult<PreviewsMade> {
                 out.skipped += 1;
                 continue;
             };
-            if read_preview(portal, &doc, &sha)?.is_some() {
+            if open_preview(portal, &doc, &sha)?.is_some() {
                 out.skipped += 1;
                 continue;
             }
