@@ -405,13 +405,15 @@ fn lock_run(
         // No data directory, no arrays: nothing outside the database to protect.
         return Ok(None);
     };
-    let dir = data_dir.join("data_operation").join("runs");
-    std::fs::create_dir_all(&dir)?;
+    let path = run_lock_path(data_dir, analysis.uid);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(dir.join(format!("{}.lock", analysis.uid)))?;
+        .open(&path)?;
     if !nested {
         file.lock()?;
         return Ok(Some(file));
@@ -423,6 +425,27 @@ fn lock_run(
             analysis.path
         ))),
         Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
+/// Where the run lock of the analysis `uid` lives under the data directory.
+fn run_lock_path(data_dir: &std::path::Path, uid: i64) -> std::path::PathBuf {
+    data_dir
+        .join("data_operation")
+        .join("runs")
+        .join(format!("{uid}.lock"))
+}
+
+/// Removes a deleted analysis' run lock file (the kernel's delete hook; idempotent). A
+/// run still holding it keeps its open descriptor and fails when it records (the analysis
+/// is gone); uids are never reused, so no later analysis meets the removed file.
+pub(crate) fn purge_run_lock(portal: &wendelin_core::Portal, uid: i64) -> CoreResult<()> {
+    let Some(data_dir) = portal.data_dir() else {
+        return Ok(());
+    };
+    match std::fs::remove_file(run_lock_path(data_dir, uid)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => Ok(other?),
     }
 }
 

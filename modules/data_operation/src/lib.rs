@@ -251,6 +251,7 @@ pub fn module() -> Module {
         .portal_type(
             PortalType::new(DATA_ANALYSIS, ANALYSIS_FOLDER)
                 .describe("A running application of a transformation to live data")
+                .on_delete(exec::purge_run_lock)
                 .property(PropertyDef::new("start_date", PropertyType::DateTime).indexed())
                 .property(PropertyDef::new("stop_date", PropertyType::DateTime).indexed())
                 .property(

@@ -1121,4 +1121,22 @@ print("ok")
     );
     let out = python_or_dump(&server, &py, &check, &with_frames("check"));
     assert_eq!(out.trim(), "ok");
+
+    // Deleting the analysis removes its run lock file (the delete hook).
+    let runs = server.data_dir.join("data_operation").join("runs");
+    let locks = || std::fs::read_dir(&runs).map_or(0, |d| d.count());
+    assert_eq!(locks(), 1, "one run lock file per analysis");
+    let aid = python_or_dump(
+        &server,
+        &py,
+        &format!("{PRELUDE}print(analysis())"),
+        &with_frames("check"),
+    );
+    let r = server.req(
+        "DELETE",
+        &format!("/api/v1/data_analysis_module/{}", aid.trim()),
+        None,
+    );
+    assert!(r.status == 200 || r.status == 204, "{}", r.text);
+    eventually("the run lock removed", &server, || locks() == 0);
 }
