@@ -18,7 +18,11 @@ policy `audio` (product `wav`), and measures:
       every 62.5 ms for SECONDS s): p50, p99, max.
 Everything is deleted at the end. Needs `cargo build --release`, .venv with numpy,
 msgpack and requests; root for clear_refs (else RSS is VmHWM since start).
-Usage: .venv/bin/python bench/analysis.py [GIB] [SECONDS]
+Usage: .venv/bin/python bench/analysis.py [GIB] [SECONDS] [--no-numpy]
+  --no-numpy: the WAV is generated record by record straight into the ingestion (no file,
+  no numpy run): (a) gives the server's time only; for (b) on a long stream without the
+  disk the file would take (8 GiB in, with the outputs, needs ~32 GiB instead of ~40).
+  SECONDS 0 skips (c).
 """
 import faulthandler, os, shutil, signal, statistics, sys, tempfile, threading, time
 
@@ -28,8 +32,10 @@ import requests
 
 import harness  # noqa: E402
 
-GIB = float(sys.argv[1]) if len(sys.argv) > 1 else 1
-SECONDS = float(sys.argv[2]) if len(sys.argv) > 2 else 60
+NO_NUMPY = "--no-numpy" in sys.argv
+ARGS = [a for a in sys.argv[1:] if a != "--no-numpy"]
+GIB = float(ARGS[0]) if len(ARGS) > 0 else 1
+SECONDS = float(ARGS[1]) if len(ARGS) > 1 else 60
 RECORD = 1 << 20
 ROUNDS = 10
 W, H = 4096, 2048
@@ -171,17 +177,33 @@ def measure(srv, work):
     # (a) the file, ingested before any transformation exists.
     path = os.path.join(work, "in.wav")
     rng = np.random.default_rng(1)
-    with open(path, "wb") as f:
-        f.write(wav_header(2, 48000, frames))
+
+    def wav_pieces(piece_bytes):
+        yield wav_header(2, 48000, frames)
         left = frames
         while left:
-            n = min(left, 8 << 20)
-            f.write(rng.integers(-32768, 32767, size=2 * n, dtype=np.int16).tobytes())
+            n = min(left, piece_bytes // 4)
+            yield rng.integers(-32768, 32767, size=2 * n, dtype=np.int16).tobytes()
             left -= n
+
     size = 0
-    with open(path, "rb") as f:
-        while piece := f.read(RECORD):
-            size += srv.post("long.wav", piece)
+    if NO_NUMPY:
+        # Records of exactly RECORD bytes, as read from the file below.
+        buf = b""
+        for piece in wav_pieces(RECORD):
+            buf += piece
+            while len(buf) >= RECORD:
+                size += srv.post("long.wav", buf[:RECORD])
+                buf = buf[RECORD:]
+        if buf:
+            size += srv.post("long.wav", buf)
+    else:
+        with open(path, "wb") as f:
+            for piece in wav_pieces(32 << 20):
+                f.write(piece)
+        with open(path, "rb") as f:
+            while piece := f.read(RECORD):
+                size += srv.post("long.wav", piece)
     srv.cli("analysis", "template-wav", "--product", "wav", "--no-spectrum",
             "--window", str(W), "--hop", str(H))
     try:
@@ -210,15 +232,22 @@ def measure(srv, work):
     # What the disk takes: the server's output must reach it (fsync'd) before a run
     # counts, so its write rate bounds the server; numpy writes nothing.
     disk = disk_rate(work, 256)
-    t0 = time.perf_counter()
-    rows = numpy_stft(path, frames)
-    numpy_s = time.perf_counter() - t0
-    nbytes = os.path.getsize(path)
-    print(f"(a) decode + STFT of {nbytes / 2**30:.2f} GiB: server {server_s:.1f} s "
-          f"({nbytes / server_s / 2**20:.0f} MiB/s), numpy {numpy_s:.1f} s "
-          f"({nbytes / numpy_s / 2**20:.0f} MiB/s, {rows} windows): "
-          f"{numpy_s / server_s:.2f}× numpy; peak server RSS {peak / 2**20:.0f} MiB "
-          f"(STFT rows when the offset caught up: {at_offset} of {windows})")
+    nbytes = size
+    if NO_NUMPY:
+        print(f"(a) decode + STFT of {nbytes / 2**30:.2f} GiB: server {server_s:.1f} s "
+              f"({nbytes / server_s / 2**20:.0f} MiB/s), numpy not run (--no-numpy); "
+              f"peak server RSS {peak / 2**20:.0f} MiB "
+              f"(STFT rows when the offset caught up: {at_offset} of {windows})")
+    else:
+        t0 = time.perf_counter()
+        rows = numpy_stft(path, frames)
+        numpy_s = time.perf_counter() - t0
+        os.unlink(path)  # its room, for the outputs of (b) and (c)
+        print(f"(a) decode + STFT of {nbytes / 2**30:.2f} GiB: server {server_s:.1f} s "
+              f"({nbytes / server_s / 2**20:.0f} MiB/s), numpy {numpy_s:.1f} s "
+              f"({nbytes / numpy_s / 2**20:.0f} MiB/s, {rows} windows): "
+              f"{numpy_s / server_s:.2f}× numpy; peak server RSS {peak / 2**20:.0f} MiB "
+              f"(STFT rows when the offset caught up: {at_offset} of {windows})")
     print(f"    the data directory grew by {written / 2**30:.2f} GiB meanwhile "
           f"({written / server_s / 2**20:.0f} MiB/s); this disk's 1 MiB write+fdatasync "
           f"loop right after: {disk:.0f} MiB/s")
@@ -247,6 +276,8 @@ def measure(srv, work):
           f"{size / 2**30:.2f} GiB stream, {short_m * 1000:.0f} ms on a 1 MiB stream: "
           f"{long_m / short_m:.2f}×")
 
+    if SECONDS <= 0:
+        return
     # (c) steady 1 MiB/s: 64 KiB every 62.5 ms; latency from each ack to its visibility.
     piece = bytes(64 << 10)
     acks = []
