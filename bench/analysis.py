@@ -43,9 +43,10 @@ W, H = 4096, 2048
 
 def wav_header(channels, rate, frames):
     data = frames * channels * 2
-    if data > 0xFFFFFF00:  # a live stream: sizes unknown
-        data = 0xFFFFFFFF - 36
-    return (b"RIFF" + (36 + data).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
+    riff = 36 + data
+    if riff > 0xFFFFFFFF:  # too long for RIFF's sizes: a live stream's header, sizes unknown
+        data = riff = 0xFFFFFFFF
+    return (b"RIFF" + riff.to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
             + (1).to_bytes(2, "little") + channels.to_bytes(2, "little") + rate.to_bytes(4, "little")
             + (rate * channels * 2).to_bytes(4, "little") + (channels * 2).to_bytes(2, "little")
             + (16).to_bytes(2, "little") + b"data" + data.to_bytes(4, "little"))
