@@ -634,25 +634,38 @@ fn run(call: &mut Call<'_>, analysis: &Document) -> CoreResult<MethodOutput> {
             e => e,
         })?,
     };
-    // Outputs computed from other lines, in line order.
-    for line in lines.iter().filter(|l| l.quantity > 0.0) {
-        if line.parameters.contains_key("derive") {
-            let spec = line.parameters.clone();
-            // A derived output that fails (e.g. an rfft above the memory budget) keeps its
-            // error and its recorded rows; the other outputs go on.
-            match derive(call, &lines, line.reference(), &spec, &mut progress, budget) {
-                Ok(m) => {
-                    more |= m;
-                    progress.errors.remove(line.reference());
-                }
-                Err(e @ (CoreError::Invalid(_) | CoreError::BadRequest(_))) => {
-                    tracing::warn!(analysis = %analysis.path, output = line.reference(), error = %e, "derived output failed");
-                    progress
-                        .errors
-                        .insert(line.reference().to_owned(), e.to_string());
-                }
-                Err(e) => return Err(e),
+    // Outputs computed from other lines, in line order; whole-signal spectra (rfft) last.
+    // A spectrum is replaced, not appended: while input is left for a later run (a
+    // backlog), the run that catches up computes it once, instead of every run
+    // recomputing the whole signal.
+    let is_rfft = |l: &&Line| param_str(&l.parameters, "derive", "") == "rfft";
+    let derived: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.quantity > 0.0 && l.parameters.contains_key("derive"))
+        .collect();
+    let ordered = derived
+        .iter()
+        .filter(|l| !is_rfft(l))
+        .chain(derived.iter().filter(|l| is_rfft(l)));
+    for line in ordered {
+        if more && is_rfft(line) {
+            continue;
+        }
+        let spec = line.parameters.clone();
+        // A derived output that fails (e.g. an rfft above the memory budget) keeps its
+        // error and its recorded rows; the other outputs go on.
+        match derive(call, &lines, line.reference(), &spec, &mut progress, budget) {
+            Ok(m) => {
+                more |= m;
+                progress.errors.remove(line.reference());
             }
+            Err(e @ (CoreError::Invalid(_) | CoreError::BadRequest(_))) => {
+                tracing::warn!(analysis = %analysis.path, output = line.reference(), error = %e, "derived output failed");
+                progress
+                    .errors
+                    .insert(line.reference().to_owned(), e.to_string());
+            }
+            Err(e) => return Err(e),
         }
     }
     let elapsed = started.elapsed().as_secs_f64();

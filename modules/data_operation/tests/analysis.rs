@@ -1140,3 +1140,63 @@ print("ok")
     assert!(r.status == 200 || r.status == 204, "{}", r.text);
     eventually("the run lock removed", &server, || locks() == 0);
 }
+
+/// A backlog worked through in several runs computes the whole-signal spectrum once, in
+/// the run that catches up, not in every run: a run that leaves input for the next one
+/// answers with the spectrum's rows unchanged, and the caught-up spectrum equals numpy's.
+const SPECTRUM_ONCE: &str = r#"
+frames = int(os.environ["FRAMES"])
+samples = rng.integers(-32768, 32767, size=(frames, 2), dtype=np.int16)
+wav = wav_header(2, 8000, frames) + samples.tobytes()
+first = 44 + 1000 * 4
+post(wav[:first])
+r = requests.post(U + "/api/v1/data_analysis_module/ERP5Site_createDataAnalysisList", headers=H, json={})
+assert r.status_code == 200, r.text
+aid = wait(analysis, "the Data Analysis")
+wait(lambda: (a := array(aid, "spectrum_0")) is not None and len(a) == 501, "the first spectrum")
+for i in range(first, len(wav), 1 << 20):
+    post(wav[i:i + (1 << 20)])
+# Nothing runs the backlog (the appends' runs are an hour away) but this POST, then
+# the runs it queues.
+r = requests.post(U + "/api/v1/data_analysis_module/%s/DataAnalysis_executeDataOperation" % aid,
+                  headers=H, json={})
+assert r.status_code == 200, r.text
+out = r.json()
+assert out["more"] is True, out
+assert out["rows"]["channel_0"] > 1000, out
+assert out["rows"]["spectrum_0"] == 501, ("a run with input left recomputed the spectrum", out)
+def caught_up():
+    sp = array(aid, "spectrum_0")
+    return [sp] if sp is not None and len(sp) == frames // 2 + 1 else None
+sp = wait(caught_up, "the spectrum of the whole signal", 240)[0]
+want = np.abs(np.fft.rfft(samples[:, 0].astype(np.float64)))
+assert np.max(np.abs(sp - want) / np.maximum(np.abs(want), 1e-300)) <= 1e-9
+assert (array(aid, "channel_0") == samples[:, 0]).all()
+print("ok")
+"#;
+
+#[test]
+fn a_backlog_computes_the_whole_signal_spectrum_once_when_it_catches_up() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = setup(
+        dir.path(),
+        &[
+            ("WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS", "0"),
+            ("WENDELIN_DATA_OPERATION_DEBOUNCE_MILLIS", "3600000"),
+            ("WENDELIN_DATA_OPERATION_MAX_INPUT_BYTES", "262144"),
+        ],
+    );
+    let out = python_or_dump(
+        &server,
+        &py,
+        &format!("{PRELUDE}{SPECTRUM_ONCE}"),
+        &[
+            ("URL", &server.base),
+            ("TOKEN", &server.manager_token),
+            ("PW", FEEDER_PASSWORD),
+            ("FRAMES", "400000"),
+        ],
+    );
+    assert_eq!(out.trim(), "ok");
+}
