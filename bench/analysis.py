@@ -23,6 +23,9 @@ Usage: .venv/bin/python bench/analysis.py [GIB] [SECONDS] [--no-numpy]
   no numpy run): (a) gives the server's time only; for (b) on a long stream without the
   disk the file would take (8 GiB in, with the outputs, needs ~32 GiB instead of ~40).
   SECONDS 0 skips (c).
+  --spectrum: the template's `spectrum_0` too (|rfft| of all of channel 0, refused above
+  the memory budget: 256 MiB by default, ~44 MiB of stereo int16); numpy is not asked to
+  compute it, so use it with --no-numpy to time a backlog with a whole-signal spectrum.
 """
 import faulthandler, os, shutil, signal, statistics, sys, tempfile, threading, time
 
@@ -33,7 +36,8 @@ import requests
 import harness  # noqa: E402
 
 NO_NUMPY = "--no-numpy" in sys.argv
-ARGS = [a for a in sys.argv[1:] if a != "--no-numpy"]
+SPECTRUM = "--spectrum" in sys.argv
+ARGS = [a for a in sys.argv[1:] if a not in ("--no-numpy", "--spectrum")]
 GIB = float(ARGS[0]) if len(ARGS) > 0 else 1
 SECONDS = float(ARGS[1]) if len(ARGS) > 1 else 60
 RECORD = 1 << 20
@@ -205,8 +209,8 @@ def measure(srv, work):
         with open(path, "rb") as f:
             while piece := f.read(RECORD):
                 size += srv.post("long.wav", piece)
-    srv.cli("analysis", "template-wav", "--product", "wav", "--no-spectrum",
-            "--window", str(W), "--hop", str(H))
+    srv.cli("analysis", "template-wav", "--product", "wav",
+            *([] if SPECTRUM else ["--no-spectrum"]), "--window", str(W), "--hop", str(H))
     try:
         with open(f"/proc/{srv.proc.pid}/clear_refs", "w") as f:
             f.write("5\n")
