@@ -26,6 +26,8 @@ Usage: .venv/bin/python bench/analysis.py [GIB] [SECONDS] [--no-numpy]
   --spectrum: the template's `spectrum_0` too (|rfft| of all of channel 0, refused above
   the memory budget: 256 MiB by default, ~44 MiB of stereo int16); numpy is not asked to
   compute it, so use it with --no-numpy to time a backlog with a whole-signal spectrum.
+  BENCH_DIR=<dir>: where the data directory and the WAV file go (default /tmp); e.g.
+  /dev/shm takes the disk out (the server's compute against numpy's, not durability).
 """
 import faulthandler, os, shutil, signal, statistics, sys, tempfile, threading, time
 
@@ -160,7 +162,7 @@ def numpy_stft(path, frames):
 
 def main():
     faulthandler.register(signal.SIGUSR1)  # kill -USR1 <pid>: where it is
-    work = tempfile.mkdtemp(prefix="wendelin-bench-analysis-", dir="/tmp")
+    work = tempfile.mkdtemp(prefix="wendelin-bench-analysis-", dir=os.environ.get("BENCH_DIR", "/tmp"))
     try:
         run(work)
     finally:
