@@ -228,8 +228,9 @@ impl AtomicStore {
 /// once (the file system joins concurrent syncs into one journal commit and device
 /// flush, where one thread would pay them one after the other). Per path, not `syncfs`:
 /// a file system-wide sync also waits for every other process's dirty pages (a build
-/// beside the server made a run's sync take a second). The files' writeback was started
-/// when they were written ([`wendelin_core::store::files::start_writeback`]), so little is left to wait for here.
+/// beside the server made a run's sync take a second). The files were written to the
+/// device directly, or had their writeback started, when they were written
+/// ([`wendelin_core::store::files::write_new`]), so little is left to wait for here.
 /// Paths gone since (cut away by a later resize) are skipped.
 pub fn sync_paths(paths: &[PathBuf]) -> ArrayResult<()> {
     let mut unique: Vec<&PathBuf> = paths.iter().collect();
@@ -437,12 +438,7 @@ impl WritableStorageTraits for AtomicStore {
         if let Some(dir) = staging {
             let name = format!("{n}");
             let path = dir.join(&name);
-            {
-                use std::io::Write;
-                let mut file = File::create(&path)?;
-                file.write_all(&value)?;
-                file.sync_all()?;
-            }
+            wendelin_core::store::files::write_new(&path, &value)?.sync_all()?;
             if let Some(txn) = self.journal()?.as_mut() {
                 txn.staged.push((name, key.as_str().to_string()));
             }
@@ -456,16 +452,13 @@ impl WritableStorageTraits for AtomicStore {
         // replaces another is synced before its rename, so it is old or new, never torn.
         let deferring = self.deferred()?.is_some();
         let defer = deferring && !path.exists();
-        {
-            use std::io::Write;
-            let mut file = File::create(&tmp)?;
-            file.write_all(&value)?;
-            if defer {
-                wendelin_core::store::files::start_writeback(&file, 0, 0);
-            } else {
-                file.sync_all()?;
-            }
+        // Written around the page cache when large (its writeback was the bound of an
+        // analysis' appends), else with its writeback started.
+        let file = wendelin_core::store::files::write_new(&tmp, &value)?;
+        if !defer {
+            file.sync_all()?;
         }
+        drop(file);
         crash_point(CrashAt::KeyWritten);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
