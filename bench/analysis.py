@@ -18,7 +18,7 @@ policy `audio` (product `wav`), and measures:
       every 62.5 ms for SECONDS s): p50, p99, max.
 Everything is deleted at the end. Needs `cargo build --release`, .venv with numpy,
 msgpack and requests; root for clear_refs (else RSS is VmHWM since start).
-Usage: .venv/bin/python bench/analysis.py [GIB] [SECONDS] [--no-numpy]
+Usage: .venv/bin/python bench/analysis.py [GIB] [SECONDS] [--no-numpy] [--spectrum] [--only-a]
   --no-numpy: the WAV is generated record by record straight into the ingestion (no file,
   no numpy run): (a) gives the server's time only; for (b) on a long stream without the
   disk the file would take (8 GiB in, with the outputs, needs ~32 GiB instead of ~40).
@@ -28,6 +28,9 @@ Usage: .venv/bin/python bench/analysis.py [GIB] [SECONDS] [--no-numpy]
   compute it, so use it with --no-numpy to time a backlog with a whole-signal spectrum.
   BENCH_DIR=<dir>: where the data directory and the WAV file go (default /tmp); e.g.
   /dev/shm takes the disk out (the server's compute against numpy's, not durability).
+  --only-a: (a) only, (b) and (c) skipped (shorter runs under the bench lock).
+  BENCH_LOG=<filter>: the server's log filter (default warn; its log goes to stderr),
+  e.g. BENCH_LOG=wendelin_data_operation=debug for the per-run phase timings.
 """
 import faulthandler, os, shutil, signal, statistics, sys, tempfile, threading, time
 
@@ -39,7 +42,8 @@ import harness  # noqa: E402
 
 NO_NUMPY = "--no-numpy" in sys.argv
 SPECTRUM = "--spectrum" in sys.argv
-ARGS = [a for a in sys.argv[1:] if a not in ("--no-numpy", "--spectrum")]
+ONLY_A = "--only-a" in sys.argv
+ARGS = [a for a in sys.argv[1:] if a not in ("--no-numpy", "--spectrum", "--only-a")]
 GIB = float(ARGS[0]) if len(ARGS) > 0 else 1
 SECONDS = float(ARGS[1]) if len(ARGS) > 1 else 60
 RECORD = 1 << 20
@@ -64,7 +68,8 @@ class Server(harness.Server):
 
     def __init__(self, data):
         super().__init__(data, env={"WENDELIN_INGESTION_MAX_BODY_BYTES": str(4 << 20),
-                                    "WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS": "0"},
+                                    "WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS": "0",
+                                    "WENDELIN_LOG": os.environ.get("BENCH_LOG", "warn")},
                          before_serve=lambda s: s.cli("ingestion", "add", "audio", "--product", "wav"))
         self.h = {"Authorization": "Bearer " + self.token}
         self.s = requests.Session()
@@ -259,6 +264,8 @@ def measure(srv, work):
           f"({written / server_s / 2**20:.0f} MiB/s); this disk's 1 MiB write+fdatasync "
           f"loop right after: {disk:.0f} MiB/s")
 
+    if ONLY_A:
+        return
     # (b) 1 MiB appends: to the long stream vs to a 1 MiB stream.
     srv.post("short.wav", wav_header(2, 48000, 1 << 30) + bytes(RECORD - 44))
     srv.step()

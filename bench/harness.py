@@ -66,7 +66,8 @@ class Server:
 
     def __init__(self, data, env=None, before_serve=None):
         self.env = dict(os.environ, WENDELIN_DATA_DIR=data, WENDELIN_LOG="warn",
-                        WENDELIN_MAX_BODY_BYTES=str(64 << 20), WENDELIN_WORKERS="2", **(env or {}))
+                        WENDELIN_MAX_BODY_BYTES=str(64 << 20), WENDELIN_WORKERS="2")
+        self.env.update(env or {})  # the caller's settings win over these defaults
         subprocess.run([BIN, "init"], env=self.env, capture_output=True, check=True)
         self.token = self.cli("user", "token", "add", "manager", "--name", "bench").split()[-1]
         if before_serve:
