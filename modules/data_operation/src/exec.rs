@@ -263,16 +263,42 @@ thread_local! {
     static UNSYNCED: std::cell::RefCell<Vec<PathBuf>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Samples this thread's run appended to a 1-D output array, kept in memory for the
+/// Samples this thread's run appends to a 1-D output array, kept in memory for the
 /// outputs derived from it in the same run (an STFT of a channel reads its new samples
-/// from here instead of reading back the chunks just written).
+/// from here instead of reading back the chunks just written, and while they are being
+/// written: see [`Appending`]).
 struct Fresh {
     dir: PathBuf,
     /// The first row these samples are (the array's rows before the run's append).
     first: u64,
     dtype: Dtype,
-    bytes: Vec<u8>,
+    /// The samples just before `first` (at most [`PREFIX_SAMPLES`]), read before the
+    /// append started: the windows of a derived output that began in earlier runs.
+    prefix: Vec<u8>,
+    bytes: std::sync::Arc<Vec<u8>>,
 }
+
+impl Fresh {
+    /// Rows of the array once the run's append is done.
+    fn end(&self) -> u64 {
+        self.first + self.bytes.len() as u64 / (self.dtype.size().max(1) as u64)
+    }
+}
+
+/// Samples before a run's new ones kept with them ([`Fresh::prefix`]): an STFT's windows
+/// left from the previous run (it ends on a chunk boundary of its rows) start at most a
+/// chunk of rows times the hop plus a window before them.
+const PREFIX_SAMPLES: u64 = 1 << 18;
+
+/// Appends of a run still being written on threads of their own (the channels of a WAV
+/// decode, while the STFT of one of them is computed from [`FRESH`]): per output line,
+/// its rows after the append and the paths left unsynced. All are joined before the run
+/// syncs and records its offset; the scope joins them on every other way out too, so no
+/// write outlives the run (the next one cuts the arrays back).
+type Appending<'scope> = Vec<(
+    String,
+    std::thread::ScopedJoinHandle<'scope, CoreResult<(u64, Vec<PathBuf>)>>,
+)>;
 
 thread_local! {
     static FRESH: std::cell::RefCell<Vec<Fresh>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -295,18 +321,30 @@ fn sync_appended() -> CoreResult<()> {
 }
 
 fn append_rows(dir: &std::path::Path, dtype: &str, inner: &[u64], bytes: &[u8]) -> CoreResult<u64> {
-    let dtype = Dtype::parse(dtype)?;
     let mut unsynced = Vec::new();
-    let grown = DataArray::with_writer(dir, |a| {
+    let grown = append_listing(dir, dtype, inner, bytes, &mut unsynced);
+    UNSYNCED.with(|u| u.borrow_mut().extend(unsynced));
+    grown
+}
+
+/// [`append_rows`] listing the paths it leaves unsynced in `unsynced` (any thread).
+fn append_listing(
+    dir: &std::path::Path,
+    dtype: &str,
+    inner: &[u64],
+    bytes: &[u8],
+    unsynced: &mut Vec<PathBuf>,
+) -> CoreResult<u64> {
+    let dtype = Dtype::parse(dtype)?;
+    DataArray::with_writer(dir, |a| {
         let row: u64 = inner.iter().product::<u64>() * dtype.size() as u64;
         let n = (bytes.len() as u64).checked_div(row).unwrap_or(0);
         let mut shape = vec![n];
         shape.extend_from_slice(inner);
-        let grown = a.append_deferred(dtype, &shape, bytes, &mut unsynced)?;
+        let grown = a.append_deferred(dtype, &shape, bytes, unsynced)?;
         Ok(grown[0])
-    });
-    UNSYNCED.with(|u| u.borrow_mut().extend(unsynced));
-    grown.map_err(CoreError::from)
+    })
+    .map_err(CoreError::from)
 }
 
 /// Cuts the array in `dir` back to `rows` rows (what a crashed run appended goes).
@@ -604,70 +642,92 @@ fn run(call: &mut Call<'_>, analysis: &Document) -> CoreResult<MethodOutput> {
     }
     let budget = settings().max_input_bytes.max(1);
     let before = offset;
-    let mut more = match script.as_str() {
-        "wav_decode" => wav_decode(call, &lines, &params, &mut offset, &mut progress, budget)?,
-        "records_to_columns" => {
-            records_to_columns(call, &lines, &params, &mut offset, &mut progress, budget)?
-        }
-        "rfft" | "stft" | "aggregate" => {
-            let mut spec = params.clone();
-            spec.insert("derive".into(), Value::from(script.clone()));
-            let out = param_str(&params, "out", "out").to_owned();
-            derive(call, &lines, &out, &spec, &mut progress, budget)?
-        }
-        other => run_script(
-            call,
-            analysis,
-            &lines,
-            other,
-            &params,
-            &mut offset,
-            &mut progress,
-        )
-        .map_err(|e| match e {
-            CoreError::NotFound(m) => CoreError::Invalid(format!(
-                "the Data Operation /{op_path} runs '{other}', which is neither a built-in \
+    // The outputs' appends may go on in threads of this scope while the outputs derived
+    // from them are computed; the scope joins them whatever happens.
+    let more = std::thread::scope(|scope| -> CoreResult<bool> {
+        let mut appending: Appending<'_> = Vec::new();
+        let mut more = match script.as_str() {
+            "wav_decode" => wav_decode(
+                call,
+                &lines,
+                &params,
+                &mut offset,
+                &mut progress,
+                budget,
+                scope,
+                &mut appending,
+            )?,
+            "records_to_columns" => {
+                records_to_columns(call, &lines, &params, &mut offset, &mut progress, budget)?
+            }
+            "rfft" | "stft" | "aggregate" => {
+                let mut spec = params.clone();
+                spec.insert("derive".into(), Value::from(script.clone()));
+                let out = param_str(&params, "out", "out").to_owned();
+                derive(call, &lines, &out, &spec, &mut progress, budget)?
+            }
+            other => run_script(
+                call,
+                analysis,
+                &lines,
+                other,
+                &params,
+                &mut offset,
+                &mut progress,
+            )
+            .map_err(|e| match e {
+                CoreError::NotFound(m) => CoreError::Invalid(format!(
+                    "the Data Operation /{op_path} runs '{other}', which is neither a built-in \
                      operation (wav_decode, records_to_columns, rfft, stft, aggregate) nor a \
                      Script found from /{}: {m}",
-                analysis.path
-            )),
-            e => e,
-        })?,
-    };
-    // Outputs computed from other lines, in line order; whole-signal spectra (rfft) last.
-    // A spectrum is replaced, not appended: while input is left for a later run (a
-    // backlog), the run that catches up computes it once, instead of every run
-    // recomputing the whole signal.
-    let is_rfft = |l: &&Line| param_str(&l.parameters, "derive", "") == "rfft";
-    let derived: Vec<&Line> = lines
-        .iter()
-        .filter(|l| l.quantity > 0.0 && l.parameters.contains_key("derive"))
-        .collect();
-    let ordered = derived
-        .iter()
-        .filter(|l| !is_rfft(l))
-        .chain(derived.iter().filter(|l| is_rfft(l)));
-    for line in ordered {
-        if more && is_rfft(line) {
-            continue;
-        }
-        let spec = line.parameters.clone();
-        // A derived output that fails (e.g. an rfft above the memory budget) keeps its
-        // error and its recorded rows; the other outputs go on.
-        match derive(call, &lines, line.reference(), &spec, &mut progress, budget) {
-            Ok(m) => {
-                more |= m;
-                progress.errors.remove(line.reference());
+                    analysis.path
+                )),
+                e => e,
+            })?,
+        };
+        // Outputs computed from other lines, in line order; whole-signal spectra (rfft)
+        // last. A spectrum is replaced, not appended: while input is left for a later run
+        // (a backlog), the run that catches up computes it once, instead of every run
+        // recomputing the whole signal.
+        let is_rfft = |l: &&Line| param_str(&l.parameters, "derive", "") == "rfft";
+        let derived: Vec<&Line> = lines
+            .iter()
+            .filter(|l| l.quantity > 0.0 && l.parameters.contains_key("derive"))
+            .collect();
+        let ordered = derived
+            .iter()
+            .filter(|l| !is_rfft(l))
+            .chain(derived.iter().filter(|l| is_rfft(l)));
+        for line in ordered {
+            if more && is_rfft(line) {
+                continue;
             }
-            Err(e @ (CoreError::Invalid(_) | CoreError::BadRequest(_))) => {
-                tracing::warn!(analysis = %analysis.path, output = line.reference(), error = %e, "derived output failed");
-                progress
-                    .errors
-                    .insert(line.reference().to_owned(), e.to_string());
+            let spec = line.parameters.clone();
+            // A derived output that fails (e.g. an rfft above the memory budget) keeps its
+            // error and its recorded rows; the other outputs go on.
+            match derive(call, &lines, line.reference(), &spec, &mut progress, budget) {
+                Ok(m) => {
+                    more |= m;
+                    progress.errors.remove(line.reference());
+                }
+                Err(e @ (CoreError::Invalid(_) | CoreError::BadRequest(_))) => {
+                    tracing::warn!(analysis = %analysis.path, output = line.reference(), error = %e, "derived output failed");
+                    progress
+                        .errors
+                        .insert(line.reference().to_owned(), e.to_string());
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         }
-    }
+        for (reference, handle) in appending {
+            let (rows, unsynced) = handle.join().map_err(|_| {
+                CoreError::Internal(format!("the append to '{reference}' panicked"))
+            })??;
+            UNSYNCED.with(|u| u.borrow_mut().extend(unsynced));
+            progress.rows.insert(reference, rows);
+        }
+        Ok(more)
+    })?;
     let elapsed = started.elapsed().as_secs_f64();
     progress.processed_bytes += offset - before;
     progress.last_run_seconds = elapsed;
@@ -888,14 +948,19 @@ fn record_field<'a>(v: &'a ValueRef<'a>, field: &str) -> Option<&'a [u8]> {
 }
 
 /// `wav_decode`: the stream's WAV samples into one array per channel (`channel_<n>`
-/// lines) and/or one frames × channels array (a `frames` line).
-fn wav_decode(
+/// lines) and/or one frames × channels array (a `frames` line). The channels are
+/// appended on threads of `scope` (listed in `appending`, their rows recorded when the
+/// run joins them), their samples kept in [`FRESH`] for the outputs derived from them.
+#[allow(clippy::too_many_arguments)]
+fn wav_decode<'scope>(
     call: &mut Call<'_>,
     lines: &[Line],
     params: &Map<String, Value>,
     offset: &mut u64,
     progress: &mut Progress,
     budget: u64,
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    appending: &mut Appending<'scope>,
 ) -> CoreResult<bool> {
     let stream = input_stream(lines)?.clone();
     let field = param_str(params, "field", "data").to_owned();
@@ -950,46 +1015,58 @@ fn wav_decode(
             // The arrays' properties commit first; the samples come with the next run.
             return Ok(true);
         }
-        let mut fresh = Vec::new();
-        for (reference, dir, inner) in targets {
-            let rows = if reference == "frames" {
-                let size = w.format.out_bytes();
-                let n = usize::try_from(decoded.frames).unwrap_or(0);
-                let mut interleaved = Vec::with_capacity(n * size * decoded.channels.len());
-                for f in 0..n {
-                    for c in &decoded.channels {
-                        interleaved.extend_from_slice(&c[f * size..(f + 1) * size]);
-                    }
-                }
-                append_rows(&dir, dtype, &inner, &interleaved)?
-            } else {
-                let c = reference
-                    .strip_prefix("channel_")
-                    .and_then(|c| c.parse::<usize>().ok())
-                    .unwrap_or(0);
-                let samples = decoded.channels.get(c).map_or(&[][..], Vec::as_slice);
-                let rows = append_rows(&dir, dtype, &inner, samples)?;
-                let n = (samples.len() / w.format.out_bytes()) as u64;
-                fresh.push((c, dir, rows - n));
-                rows
-            };
-            progress.rows.insert(reference, rows);
-        }
-        let dtype = Dtype::parse(dtype)?;
-        let mut channels = std::mem::take(&mut decoded.channels);
-        FRESH.with(|f| {
-            let mut f = f.borrow_mut();
-            for (c, dir, first) in fresh {
-                if let Some(bytes) = channels.get_mut(c).map(std::mem::take) {
-                    f.push(Fresh {
-                        dir,
-                        first,
-                        dtype,
-                        bytes,
-                    });
+        for (reference, dir, inner) in targets.iter().filter(|t| t.0 == "frames") {
+            let size = w.format.out_bytes();
+            let n = usize::try_from(decoded.frames).unwrap_or(0);
+            let mut interleaved = Vec::with_capacity(n * size * decoded.channels.len());
+            for f in 0..n {
+                for c in &decoded.channels {
+                    interleaved.extend_from_slice(&c[f * size..(f + 1) * size]);
                 }
             }
-        });
+            let rows = append_rows(dir, dtype, inner, &interleaved)?;
+            progress.rows.insert(reference.clone(), rows);
+        }
+        let dtype_of = Dtype::parse(dtype)?;
+        let channels: Vec<std::sync::Arc<Vec<u8>>> = std::mem::take(&mut decoded.channels)
+            .into_iter()
+            .map(std::sync::Arc::new)
+            .collect();
+        for (reference, dir, inner) in targets.into_iter().filter(|t| t.0 != "frames") {
+            let c = reference
+                .strip_prefix("channel_")
+                .and_then(|c| c.parse::<usize>().ok())
+                .unwrap_or(0);
+            let samples = channels.get(c).cloned().unwrap_or_default();
+            // The samples before the new ones that a derived output may still need, read
+            // now: the append below holds the array's lock until it is done.
+            let derived_from = lines.iter().any(|l| {
+                l.parameters.get("of").and_then(Value::as_str) == Some(reference.as_str())
+            });
+            let first = rows_of(&dir)?;
+            let from = first.saturating_sub(PREFIX_SAMPLES);
+            let prefix = if derived_from && from < first {
+                DataArray::with_reader(&dir, |a| a.read_box(std::slice::from_ref(&(from..first))))?
+            } else {
+                Vec::new()
+            };
+            FRESH.with(|f| {
+                f.borrow_mut().push(Fresh {
+                    dir: dir.clone(),
+                    first,
+                    dtype: dtype_of,
+                    prefix,
+                    bytes: samples.clone(),
+                });
+            });
+            let dtype = dtype.to_owned();
+            let handle = scope.spawn(move || {
+                let mut unsynced = Vec::new();
+                let rows = append_listing(&dir, &dtype, &inner, &samples, &mut unsynced)?;
+                Ok((rows, unsynced))
+            });
+            appending.push((reference, handle));
+        }
     }
     progress.decoder = decoder;
     progress.carry = hex(&input[decoded.used..]);
@@ -1121,7 +1198,19 @@ impl Signal {
         }))
     }
 
+    /// This run's samples of the signal, when it appends them (see [`FRESH`]).
+    fn fresh<T>(&self, f: impl FnOnce(&Fresh) -> T) -> Option<T> {
+        if self.view.is_some() {
+            return None;
+        }
+        FRESH.with(|fresh| fresh.borrow().iter().find(|x| x.dir == self.dir).map(f))
+    }
+
     fn len(&self) -> CoreResult<u64> {
+        // Known without waiting for the append still writing them.
+        if let Some(n) = self.fresh(Fresh::end) {
+            return Ok(n);
+        }
         Ok(DataArray::with_reader(&self.dir, |a| {
             let shape = a.shape();
             Ok(match self.view {
@@ -1133,6 +1222,9 @@ impl Signal {
 
     /// Bytes of one sample.
     fn sample_size(&self) -> CoreResult<u64> {
+        if let Some(n) = self.fresh(|f| f.dtype.size() as u64) {
+            return Ok(n);
+        }
         Ok(DataArray::with_reader(&self.dir, |a| {
             Ok(a.dtype().size() as u64)
         })?)
@@ -1145,36 +1237,46 @@ impl Signal {
         Ok(out)
     }
 
-    /// Samples `[start, end)` as f64 into `out` (cleared first): those this run appended
-    /// from memory ([`FRESH`]), the others from the array.
+    /// Samples `[start, end)` as f64 into `out` (cleared first): those this run appends
+    /// and the ones just before them from memory ([`FRESH`]), the others from the array.
     fn read_into(&self, start: u64, end: u64, out: &mut Vec<f64>) -> CoreResult<()> {
         out.clear();
-        if self.view.is_none() {
-            let from_memory = FRESH.with(|f| {
-                let f = f.borrow();
-                let fresh = f.iter().find(|x| x.dir == self.dir)?;
-                let size = fresh.dtype.size() as u64;
-                let held = fresh.bytes.len() as u64 / size;
-                if end <= fresh.first || end > fresh.first + held || start > end {
-                    return None;
+        let from_memory = self.fresh(|fresh| {
+            let size = fresh.dtype.size().max(1) as u64;
+            let held_before = fresh.prefix.len() as u64 / size;
+            let base = fresh.first - held_before;
+            // Past the run's samples, or wholly before what memory holds: from the array.
+            if end > fresh.end() || start > end || end <= base {
+                return None;
+            }
+            if start < base {
+                if let Err(e) = self.read_stored(start, base, out) {
+                    return Some(Err(e));
                 }
-                let at = usize::try_from((start.max(fresh.first) - fresh.first) * size).ok()?;
+            }
+            out.reserve(usize::try_from(end - start.max(base)).unwrap_or(0));
+            // [start, end) ∩ [base, first): from the prefix; ∩ [first, end): from the run's.
+            let (a, b) = (start.max(base), end.min(fresh.first));
+            if a < b {
+                let at = usize::try_from((a - base) * size).ok()?;
+                let to = usize::try_from((b - base) * size).ok()?;
+                fresh.dtype.extend_f64(fresh.prefix.get(at..to)?, out);
+            }
+            let a = start.max(fresh.first);
+            if a < end {
+                let at = usize::try_from((a - fresh.first) * size).ok()?;
                 let to = usize::try_from((end - fresh.first) * size).ok()?;
-                let bytes = fresh.bytes.get(at..to)?;
-                if start < fresh.first {
-                    if let Err(e) = self.read_stored(start, fresh.first, out) {
-                        return Some(Err(e));
-                    }
-                }
-                out.reserve(bytes.len() / fresh.dtype.size().max(1));
-                fresh.dtype.extend_f64(bytes, out);
-                Some(Ok(()))
-            });
-            if let Some(done) = from_memory {
-                return done;
+                fresh.dtype.extend_f64(fresh.bytes.get(at..to)?, out);
+            }
+            Some(Ok(()))
+        });
+        match from_memory.flatten() {
+            Some(done) => done,
+            None => {
+                out.clear();
+                self.read_stored(start, end, out)
             }
         }
-        self.read_stored(start, end, out)
     }
 
     /// Samples `[start, end)` as f64, read from the array, appended to `out`.
