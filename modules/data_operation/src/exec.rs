@@ -604,9 +604,45 @@ fn claim(
     }))
 }
 
+/// Milliseconds spent in each phase of a run, logged at debug level.
+struct Lap {
+    last: Instant,
+    phases: Vec<(&'static str, f64)>,
+}
+
+impl Lap {
+    fn new() -> Self {
+        Lap {
+            last: Instant::now(),
+            phases: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, phase: &'static str) {
+        let now = Instant::now();
+        self.phases
+            .push((phase, (now - self.last).as_secs_f64() * 1000.0));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Lap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (name, ms)) in self.phases.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{name}={ms:.1}")?;
+        }
+        Ok(())
+    }
+}
+
 /// One run: claim (a transaction), compute (none of its own), record (a transaction).
 fn run(call: &mut Call<'_>, analysis: &Document) -> CoreResult<MethodOutput> {
     let started = Instant::now();
+    let mut lap = Lap::new();
+    tracing::debug!(analysis = %analysis.path, "analysis run starts");
     // What a failed run before this one appended is cut below, not synced.
     UNSYNCED.with(|u| u.borrow_mut().clear());
     FRESH.with(|f| f.borrow_mut().clear());
@@ -616,6 +652,7 @@ fn run(call: &mut Call<'_>, analysis: &Document) -> CoreResult<MethodOutput> {
             json!({"ran": false, "why": "the analysis is not started"}),
         ));
     };
+    lap.mark("claim");
     let Claim {
         refresh,
         lines,
@@ -640,6 +677,7 @@ fn run(call: &mut Call<'_>, analysis: &Document) -> CoreResult<MethodOutput> {
             )?;
         }
     }
+    lap.mark("cut");
     let budget = settings().max_input_bytes.max(1);
     let before = offset;
     // The outputs' appends may go on in threads of this scope while the outputs derived
@@ -685,6 +723,7 @@ fn run(call: &mut Call<'_>, analysis: &Document) -> CoreResult<MethodOutput> {
                 e => e,
             })?,
         };
+        lap.mark("operation");
         // Outputs computed from other lines, in line order; whole-signal spectra (rfft)
         // last. A spectrum is replaced, not appended: while input is left for a later run
         // (a backlog), the run that catches up computes it once, instead of every run
@@ -719,6 +758,7 @@ fn run(call: &mut Call<'_>, analysis: &Document) -> CoreResult<MethodOutput> {
                 Err(e) => return Err(e),
             }
         }
+        lap.mark("derive");
         for (reference, handle) in appending {
             let (rows, unsynced) = handle.join().map_err(|_| {
                 CoreError::Internal(format!("the append to '{reference}' panicked"))
@@ -726,6 +766,7 @@ fn run(call: &mut Call<'_>, analysis: &Document) -> CoreResult<MethodOutput> {
             UNSYNCED.with(|u| u.borrow_mut().extend(unsynced));
             progress.rows.insert(reference, rows);
         }
+        lap.mark("join");
         Ok(more)
     })?;
     let elapsed = started.elapsed().as_secs_f64();
@@ -737,6 +778,7 @@ fn run(call: &mut Call<'_>, analysis: &Document) -> CoreResult<MethodOutput> {
         0.0
     };
     sync_appended()?;
+    lap.mark("sync");
     FRESH.with(|f| f.borrow_mut().clear());
     let state = serde_json::to_value(&progress).map_err(|e| CoreError::Internal(e.to_string()))?;
     write_tx(call.conn, |c| {
@@ -764,6 +806,8 @@ fn run(call: &mut Call<'_>, analysis: &Document) -> CoreResult<MethodOutput> {
         }
         Ok(())
     })?;
+    lap.mark("record");
+    tracing::debug!(analysis = %analysis.path, bytes = offset - before, phases = %lap, "analysis run");
     Ok(MethodOutput::Json(json!({
         "ran": true, "offset": offset, "more": more, "rows": progress.rows,
     })))
