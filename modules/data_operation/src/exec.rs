@@ -1687,4 +1687,58 @@ mod tests {
         cut(&dir, 4).unwrap();
         assert_eq!(rows_of(&dir).unwrap(), 4);
     }
+
+    /// A run's signal reads come from memory where it holds them (the samples it is
+    /// appending and a prefix before them) and from the array elsewhere, whatever the
+    /// range: wholly before the prefix (an STFT catching up from far behind: this
+    /// range once overflowed a capacity computation and panicked the worker), across
+    /// array, prefix and new samples, or inside the new ones. The new samples are not
+    /// in the array here, so a read that went to the array for them would fail.
+    #[test]
+    fn a_signal_reads_any_range_across_the_array_and_the_runs_samples() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        let options = CreateOptions {
+            dtype: Dtype::I16,
+            shape: vec![0],
+            chunk_shape: Some(vec![16]),
+            shard_shape: None,
+            codec: Codec::None,
+            fill_value: None,
+            dimension_names: None,
+        };
+        DataArray::create(&dir, &options).unwrap();
+        let le = |r: std::ops::Range<i16>| r.flat_map(i16::to_le_bytes).collect::<Vec<u8>>();
+        assert_eq!(append_rows(&dir, "int16", &[], &le(0..100)).unwrap(), 100);
+        FRESH.with(|f| {
+            f.borrow_mut().push(Fresh {
+                dir: dir.clone(),
+                first: 100,
+                dtype: Dtype::I16,
+                prefix: le(60..100),
+                bytes: std::sync::Arc::new(le(100..150)),
+            })
+        });
+        let signal = Signal {
+            dir: dir.clone(),
+            view: None,
+        };
+        assert_eq!(signal.len().unwrap(), 150);
+        let mut out = Vec::new();
+        for (start, end) in [
+            (0, 50),
+            (0, 60),
+            (50, 120),
+            (59, 61),
+            (70, 150),
+            (100, 150),
+            (120, 121),
+            (0, 150),
+        ] {
+            signal.read_into(start, end, &mut out).unwrap();
+            let want: Vec<f64> = (start..end).map(|v| v as f64).collect();
+            assert_eq!(out, want, "samples [{start}, {end})");
+        }
+        FRESH.with(|f| f.borrow_mut().clear());
+    }
 }
