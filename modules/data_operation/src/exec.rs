@@ -1466,10 +1466,21 @@ fn derive(
                 count = aligned - done;
             }
             let threads = spectrum::threads();
-            // The rows of every batch, appended at once: one boundary-chunk and metadata
-            // write per run. The buffers are the thread's, kept from run to run: fresh
-            // ones cost the kernel's zeroing of every page, each run (6-8 % of a run's
-            // CPU in a profile).
+            // Batches of whole chunks of rows when the run starts on a chunk boundary:
+            // each batch's rows are appended on a thread while the next batch is
+            // computed (the append, written straight to the device, had taken as long as
+            // the FFTs, one after the other), every piece ending on a chunk boundary so
+            // no chunk is written twice. Otherwise the rows of every batch are appended
+            // at once, at the end: one boundary-chunk rewrite per run.
+            let pipelined = done % chunk == 0 && batch >= chunk;
+            let batch = if pipelined {
+                batch / chunk * chunk
+            } else {
+                batch
+            };
+            // The buffers are the thread's, kept from run to run: fresh ones cost the
+            // kernel's zeroing of every page, each run (6-8 % of a run's CPU in a
+            // profile).
             let row = usize::try_from(bins * 8).unwrap_or(usize::MAX);
             let need = usize::try_from(count).unwrap_or(0) * row;
             let (mut rows, mut x) = STFT_BUFFERS.with(|b| std::mem::take(&mut *b.borrow_mut()));
@@ -1477,19 +1488,52 @@ fn derive(
                 // Every byte of rows[..need] is written by windows_into below.
                 rows.resize(need, 0);
             }
-            let mut made = 0;
-            let computed = (|| {
+            let computed = std::thread::scope(|scope| -> CoreResult<u64> {
+                type Appended = CoreResult<(u64, Vec<PathBuf>)>;
+                let mut appending: Option<std::thread::ScopedJoinHandle<'_, Appended>> = None;
+                // Appends run one at a time, in order; their unsynced paths go to this
+                // thread's list for the run's one sync.
+                let joined = |handle: std::thread::ScopedJoinHandle<'_, Appended>| {
+                    let (total, unsynced) = handle.join().map_err(|_| {
+                        CoreError::Internal(format!("the append to '{out}' panicked"))
+                    })??;
+                    UNSYNCED.with(|u| u.borrow_mut().extend(unsynced));
+                    Ok::<u64, CoreError>(total)
+                };
+                let mut total = 0;
+                let mut rest = &mut rows[..need];
+                let mut pending = 0;
+                let mut made = 0;
                 while made < count {
                     let k = batch.min(count - made);
                     let from = start + made * h;
                     signal.read_into(from, from + (k - 1) * h + w, &mut x)?;
-                    let at = usize::try_from(made).unwrap_or(0) * row;
+                    let at = pending * row;
                     let len = usize::try_from(k).unwrap_or(0) * row;
-                    s.windows_into(&x, threads, &mut rows[at..at + len]);
+                    s.windows_into(&x, threads, &mut rest[at..at + len]);
+                    pending += usize::try_from(k).unwrap_or(0);
                     made += k;
+                    if pipelined || made == count {
+                        let (piece, tail) = std::mem::take(&mut rest).split_at_mut(pending * row);
+                        rest = tail;
+                        pending = 0;
+                        if let Some(previous) = appending.take() {
+                            total = joined(previous)?;
+                        }
+                        let (dir, piece) = (&dir, &*piece);
+                        appending = Some(scope.spawn(move || {
+                            let mut unsynced = Vec::new();
+                            let total =
+                                append_listing(dir, "float64", &[bins], piece, &mut unsynced)?;
+                            Ok((total, unsynced))
+                        }));
+                    }
                 }
-                append_rows(&dir, "float64", &[bins], &rows[..need])
-            })();
+                if let Some(last) = appending.take() {
+                    total = joined(last)?;
+                }
+                Ok(total)
+            });
             if rows.capacity() + x.capacity() * 8 <= KEPT_BUFFER_BYTES {
                 STFT_BUFFERS.with(|b| *b.borrow_mut() = (rows, x));
             }

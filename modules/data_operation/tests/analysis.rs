@@ -330,11 +330,18 @@ fn one_large_step_writes_the_bytes_of_many_small_ones() {
     let dir = tempfile::tempdir().unwrap();
     let mut outputs = Vec::new();
     // Large: one debounced run after all the appends (no periodic step), 8 MiB per run.
-    // Small: 64 KiB per run.
-    let settings: [&[(&str, &str)]; 2] = [
+    // Pieces: the same with 1.5 MiB per run, so the STFT's batches are one chunk of
+    // rows (1,016) each and a run appends them in two pieces, each while the next is
+    // computed. Small: 64 KiB per run.
+    let settings: [&[(&str, &str)]; 3] = [
         &[
             ("WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS", "0"),
             ("WENDELIN_DATA_OPERATION_DEBOUNCE_MILLIS", "10000"),
+        ],
+        &[
+            ("WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS", "0"),
+            ("WENDELIN_DATA_OPERATION_DEBOUNCE_MILLIS", "10000"),
+            ("WENDELIN_DATA_OPERATION_MAX_INPUT_BYTES", "1572864"),
         ],
         &[
             ("WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS", "1"),
@@ -355,6 +362,10 @@ fn one_large_step_writes_the_bytes_of_many_small_ones() {
     }
     assert_eq!(
         outputs[0], outputs[1],
+        "large steps and steps appended in pieces wrote different bytes"
+    );
+    assert_eq!(
+        outputs[0], outputs[2],
         "large and small steps wrote different bytes"
     );
 }
