@@ -31,14 +31,17 @@ pub const DIRECT_MIN_BYTES: usize = 64 << 10;
 /// the 512-byte and 4 KiB logical blocks of the devices it runs on.
 const DIRECT_ALIGN: usize = 4096;
 
-/// Bytes copied per direct write (one aligned buffer of this size per thread).
+/// Bytes copied per direct write (the size of a [`DIRECT_BUFFERS`] buffer, less its alignment slack).
 const DIRECT_PIECE: usize = 1 << 20;
 
-thread_local! {
-    /// The thread's aligned staging buffer for [`write_new`] (a fresh one per file would
-    /// cost the kernel's zeroing of its pages each time).
-    static DIRECT_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
+/// Staging buffers for [`write_new`], each [`DIRECT_PIECE`] + [`DIRECT_ALIGN`] bytes,
+/// shared by all threads (an analysis run appends from short-lived threads: a buffer of
+/// their own would cost the kernel's zeroing of its pages each time). At most
+/// [`DIRECT_BUFFERS_KEPT`] are kept.
+static DIRECT_BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+/// Buffers [`DIRECT_BUFFERS`] keeps between writes.
+const DIRECT_BUFFERS_KEPT: usize = 8;
 
 /// Creates (or truncates) `path` holding `bytes`, for a caller that then makes it durable
 /// (fdatasync) before relying on it. A file of [`DIRECT_MIN_BYTES`] or more is written
@@ -81,11 +84,9 @@ fn write_direct(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<Option<
         Err(e) if refused(&e) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let written = DIRECT_BUFFER.with(|b| -> std::io::Result<bool> {
-        let mut buffer = b.borrow_mut();
-        if buffer.len() < DIRECT_PIECE + DIRECT_ALIGN {
-            buffer.resize(DIRECT_PIECE + DIRECT_ALIGN, 0);
-        }
+    let kept = DIRECT_BUFFERS.lock().ok().and_then(|mut b| b.pop());
+    let mut buffer = kept.unwrap_or_else(|| vec![0; DIRECT_PIECE + DIRECT_ALIGN]);
+    let written = (|| -> std::io::Result<bool> {
         let at = buffer.as_ptr().align_offset(DIRECT_ALIGN);
         let Some(aligned) = buffer.get_mut(at..at + DIRECT_PIECE) else {
             return Ok(false);
@@ -101,8 +102,13 @@ fn write_direct(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<Option<
             }
         }
         Ok(true)
-    })?;
-    if !written {
+    })();
+    if let Ok(mut kept) = DIRECT_BUFFERS.lock() {
+        if kept.len() < DIRECT_BUFFERS_KEPT {
+            kept.push(buffer);
+        }
+    }
+    if !written? {
         return Ok(None);
     }
     file.set_len(bytes.len() as u64)?;
