@@ -295,10 +295,47 @@ const PREFIX_SAMPLES: u64 = 1 << 18;
 /// its rows after the append and the paths left unsynced. All are joined before the run
 /// syncs and records its offset; the scope joins them on every other way out too, so no
 /// write outlives the run (the next one cuts the arrays back).
-type Appending<'scope> = Vec<(
-    String,
-    std::thread::ScopedJoinHandle<'scope, CoreResult<(u64, Vec<PathBuf>)>>,
-)>;
+type Appending<'scope> = Vec<(String, AppendThread<'scope>)>;
+
+/// An append on a thread of a scope: the array's rows after it, and the paths it left
+/// unsynced.
+type AppendThread<'scope> = std::thread::ScopedJoinHandle<'scope, CoreResult<(u64, Vec<PathBuf>)>>;
+
+/// [`append_rows`] on a thread of `scope` (its arguments owned or borrowed for the
+/// scope); [`join_append`] takes its result.
+fn spawn_append<'scope, B>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    dir: impl AsRef<std::path::Path> + Send + 'scope,
+    dtype: &'static str,
+    inner: impl AsRef<[u64]> + Send + 'scope,
+    bytes: B,
+) -> AppendThread<'scope>
+where
+    B: std::ops::Deref + Send + 'scope,
+    B::Target: AsRef<[u8]>,
+{
+    scope.spawn(move || {
+        let mut unsynced = Vec::new();
+        let rows = append_listing(
+            dir.as_ref(),
+            dtype,
+            inner.as_ref(),
+            (*bytes).as_ref(),
+            &mut unsynced,
+        )?;
+        Ok((rows, unsynced))
+    })
+}
+
+/// Waits for an append of [`spawn_append`]: its paths join this thread's unsynced list
+/// (the run's one sync); returns the array's rows after it.
+fn join_append(reference: &str, append: AppendThread<'_>) -> CoreResult<u64> {
+    let (rows, unsynced) = append
+        .join()
+        .map_err(|_| CoreError::Internal(format!("the append to '{reference}' panicked")))??;
+    UNSYNCED.with(|u| u.borrow_mut().extend(unsynced));
+    Ok(rows)
+}
 
 thread_local! {
     static FRESH: std::cell::RefCell<Vec<Fresh>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -759,11 +796,8 @@ fn run(call: &mut Call<'_>, analysis: &Document) -> CoreResult<MethodOutput> {
             }
         }
         lap.mark("derive");
-        for (reference, handle) in appending {
-            let (rows, unsynced) = handle.join().map_err(|_| {
-                CoreError::Internal(format!("the append to '{reference}' panicked"))
-            })??;
-            UNSYNCED.with(|u| u.borrow_mut().extend(unsynced));
+        for (reference, append) in appending {
+            let rows = join_append(&reference, append)?;
             progress.rows.insert(reference, rows);
         }
         lap.mark("join");
@@ -1103,13 +1137,7 @@ fn wav_decode<'scope>(
                     bytes: samples.clone(),
                 });
             });
-            let dtype = dtype.to_owned();
-            let handle = scope.spawn(move || {
-                let mut unsynced = Vec::new();
-                let rows = append_listing(&dir, &dtype, &inner, &samples, &mut unsynced)?;
-                Ok((rows, unsynced))
-            });
-            appending.push((reference, handle));
+            appending.push((reference, spawn_append(scope, dir, dtype, inner, samples)));
         }
     }
     progress.decoder = decoder;
@@ -1489,17 +1517,8 @@ fn derive(
                 rows.resize(need, 0);
             }
             let computed = std::thread::scope(|scope| -> CoreResult<u64> {
-                type Appended = CoreResult<(u64, Vec<PathBuf>)>;
-                let mut appending: Option<std::thread::ScopedJoinHandle<'_, Appended>> = None;
-                // Appends run one at a time, in order; their unsynced paths go to this
-                // thread's list for the run's one sync.
-                let joined = |handle: std::thread::ScopedJoinHandle<'_, Appended>| {
-                    let (total, unsynced) = handle.join().map_err(|_| {
-                        CoreError::Internal(format!("the append to '{out}' panicked"))
-                    })??;
-                    UNSYNCED.with(|u| u.borrow_mut().extend(unsynced));
-                    Ok::<u64, CoreError>(total)
-                };
+                // Appends run one at a time, in order.
+                let mut appending: Option<AppendThread<'_>> = None;
                 let mut total = 0;
                 let mut rest = &mut rows[..need];
                 let mut pending = 0;
@@ -1518,19 +1537,14 @@ fn derive(
                         rest = tail;
                         pending = 0;
                         if let Some(previous) = appending.take() {
-                            total = joined(previous)?;
+                            total = join_append(out, previous)?;
                         }
-                        let (dir, piece) = (&dir, &*piece);
-                        appending = Some(scope.spawn(move || {
-                            let mut unsynced = Vec::new();
-                            let total =
-                                append_listing(dir, "float64", &[bins], piece, &mut unsynced)?;
-                            Ok((total, unsynced))
-                        }));
+                        let piece: &[u8] = piece;
+                        appending = Some(spawn_append(scope, &dir, "float64", [bins], piece));
                     }
                 }
                 if let Some(last) = appending.take() {
-                    total = joined(last)?;
+                    total = join_append(out, last)?;
                 }
                 Ok(total)
             });
