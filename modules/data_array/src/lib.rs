@@ -60,7 +60,9 @@ pub use dtype::Dtype;
 pub use error::{ArrayError, ArrayResult};
 pub use reduce::Op;
 pub use region::Region;
-pub use store::{sync_paths, Codec, CreateOptions, DataArray};
+pub use store::{
+    default_chunk_shape, sync_paths, Codec, CreateOptions, DataArray, MAX_CHUNK_BYTES,
+};
 
 /// The portal type this module stores arrays for.
 pub const PORTAL_TYPE: &str = "Data Array";

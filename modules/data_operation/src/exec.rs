@@ -224,12 +224,26 @@ fn prepare(
     let props = fresh.property_map()?;
     let mut shape = vec![0u64];
     shape.extend_from_slice(inner);
+    // The chunk size the line asks for (`chunk_bytes`), declared on the array's document
+    // unless it already has a chunk shape (its own or one declared before).
+    let chunk_shape: Option<Vec<u64>> = props
+        .get("chunk_shape")
+        .and_then(|v| serde_json::from_value(v.clone()).ok());
+    let asked = match (line.parameters.get("chunk_bytes"), &chunk_shape) {
+        (Some(bytes), None) if !bytes.is_null() => Some(chunk_of(line, dtype, &shape, bytes)?),
+        _ => None,
+    };
     let declared = props.get("dtype").and_then(Value::as_str) == Some(dtype)
-        && props.get("shape") == Some(&json!(shape));
+        && props.get("shape") == Some(&json!(shape))
+        && asked.is_none();
     if !declared {
-        let patch = DocumentPatch::from_json(json!({
+        let mut patch = json!({
             "serial": fresh.serial, "dtype": dtype, "shape": shape, "description": description,
-        }))?;
+        });
+        if let Some(chunk) = asked {
+            patch["chunk_shape"] = json!(chunk);
+        }
+        let patch = DocumentPatch::from_json(patch)?;
         let (registry, user) = (call.registry, call.user);
         write_tx(call.conn, |c| {
             docs::update(c, registry, &doc.path, patch, user)
@@ -238,13 +252,21 @@ fn prepare(
     }
     let dir = wendelin_data_array::array_dir(call.host, &fresh)?;
     if !missing(&dir) {
-        let same = DataArray::with_reader(&dir, |a| {
-            Ok(a.dtype().name() == dtype && a.shape()[1..] == shape[1..])
+        let (same, chunks_as_declared) = DataArray::with_reader(&dir, |a| {
+            let same = a.dtype().name() == dtype && a.shape()[1..] == shape[1..];
+            let chunks = match &chunk_shape {
+                Some(c) => *c == a.chunk_shape()?,
+                None => true,
+            };
+            Ok((same, chunks))
         })?;
-        if same {
+        let rows = rows_of(&dir)?;
+        // An array with rows keeps its chunks whatever the document says now; an empty
+        // one is made again with the declared ones.
+        if same && (chunks_as_declared || rows > 0) {
             return Ok(Prep::Ready(dir));
         }
-        if rows_of(&dir)? > 0 {
+        if rows > 0 {
             return Err(CoreError::Invalid(format!(
                 "the output /{} holds rows of another dtype or shape than {dtype} {shape:?}: \
                  reprocess the analysis from scratch",
@@ -255,6 +277,20 @@ fn prepare(
     }
     wendelin_data_array::ensure(call.host, &fresh)?;
     Ok(Prep::Ready(dir))
+}
+
+/// The chunk shape of about `bytes` per chunk for the rows of `shape` (whole rows, the
+/// first axis filling the rest), checked against the arrays' limit.
+fn chunk_of(line: &Line, dtype: &str, shape: &[u64], bytes: &Value) -> CoreResult<Vec<u64>> {
+    let max = wendelin_data_array::MAX_CHUNK_BYTES;
+    let Some(bytes) = bytes.as_u64().filter(|b| (1..=max).contains(b)) else {
+        return Err(CoreError::Invalid(format!(
+            "the line '{}' asks for chunk_bytes {bytes}: give a number of bytes from 1 to {max}",
+            line.reference()
+        )));
+    };
+    let elem = Dtype::parse(dtype)?.size() as u64;
+    Ok(wendelin_data_array::default_chunk_shape(shape, elem, bytes))
 }
 
 thread_local! {
@@ -272,7 +308,7 @@ struct Fresh {
     /// The first row these samples are (the array's rows before the run's append).
     first: u64,
     dtype: Dtype,
-    /// The samples just before `first` (at most [`PREFIX_SAMPLES`]), read before the
+    /// The samples just before `first` (see [`prefix_start`]), read before the
     /// append started: the windows of a derived output that began in earlier runs.
     prefix: Vec<u8>,
     bytes: std::sync::Arc<Vec<u8>>,
@@ -285,10 +321,45 @@ impl Fresh {
     }
 }
 
-/// Samples before a run's new ones kept with them ([`Fresh::prefix`]): an STFT's windows
-/// left from the previous run (it ends on a chunk boundary of its rows) start at most a
-/// chunk of rows times the hop plus a window before them.
+/// Samples before a run's new ones kept with them ([`Fresh::prefix`]) for a derived
+/// output whose next step is not known from its progress (a whole-signal rfft reads
+/// from the array anyway).
 const PREFIX_SAMPLES: u64 = 1 << 18;
+
+/// Most samples before a run's new ones kept with them: an STFT's windows left from the
+/// previous run (it ends on a chunk boundary of its rows) start a chunk of rows times
+/// the hop plus a window before them at most; past this, they are read from the array.
+const MAX_PREFIX_SAMPLES: u64 = 1 << 20;
+
+/// STFT window and hop when its line gives none.
+const DEFAULT_WINDOW: u64 = 4096;
+const DEFAULT_HOP: u64 = 2048;
+
+/// The first sample of the 1-D output `reference` (now `first` samples long) that the
+/// outputs derived from it still need: where their next step starts (an STFT's next
+/// window, an aggregate's next window), no earlier than [`MAX_PREFIX_SAMPLES`] before
+/// `first`; `first` when nothing is derived from it.
+fn prefix_start(lines: &[Line], reference: &str, progress: &Progress, first: u64) -> u64 {
+    let mut from = first;
+    for line in lines.iter().filter(|l| {
+        l.quantity > 0.0 && l.parameters.get("of").and_then(Value::as_str) == Some(reference)
+    }) {
+        let p = &line.parameters;
+        let done = progress.rows.get(line.reference()).copied().unwrap_or(0);
+        let step = match param_str(p, "derive", "") {
+            "stft" => param_u64(p, "hop").unwrap_or(DEFAULT_HOP),
+            "aggregate" if !p.contains_key("time") => param_u64(p, "window").unwrap_or(1),
+            _ => 0,
+        };
+        let needed = if step > 0 {
+            done.saturating_mul(step)
+        } else {
+            first.saturating_sub(PREFIX_SAMPLES)
+        };
+        from = from.min(needed);
+    }
+    from.max(first.saturating_sub(MAX_PREFIX_SAMPLES))
+}
 
 /// Appends of a run still being written on threads of their own (the channels of a WAV
 /// decode, while the STFT of one of them is computed from [`FRESH`]): per output line,
@@ -1118,12 +1189,9 @@ fn wav_decode<'scope>(
             let samples = channels.get(c).cloned().unwrap_or_default();
             // The samples before the new ones that a derived output may still need, read
             // now: the append below holds the array's lock until it is done.
-            let derived_from = lines.iter().any(|l| {
-                l.parameters.get("of").and_then(Value::as_str) == Some(reference.as_str())
-            });
             let first = rows_of(&dir)?;
-            let from = first.saturating_sub(PREFIX_SAMPLES);
-            let prefix = if derived_from && from < first {
+            let from = prefix_start(lines, &reference, progress, first);
+            let prefix = if from < first {
                 DataArray::with_reader(&dir, |a| a.read_box(std::slice::from_ref(&(from..first))))?
             } else {
                 Vec::new()
@@ -1445,8 +1513,9 @@ fn derive(
         }
         "stft" => {
             let s = Stft {
-                window: usize::try_from(param_u64(spec, "window").unwrap_or(4096)).unwrap_or(0),
-                hop: usize::try_from(param_u64(spec, "hop").unwrap_or(2048)).unwrap_or(0),
+                window: usize::try_from(param_u64(spec, "window").unwrap_or(DEFAULT_WINDOW))
+                    .unwrap_or(0),
+                hop: usize::try_from(param_u64(spec, "hop").unwrap_or(DEFAULT_HOP)).unwrap_or(0),
                 window_fn: serde_json::from_value(
                     spec.get("window_fn").cloned().unwrap_or(json!("hann")),
                 )

@@ -251,6 +251,9 @@ enum AnalysisAction {
         /// grows): for long streams.
         #[arg(long)]
         no_spectrum: bool,
+        /// MiB per chunk of the STFT's array (its line's `chunk_bytes`).
+        #[arg(long, default_value_t = 1)]
+        stft_chunk_mib: u64,
     },
 }
 
@@ -324,6 +327,7 @@ fn run_cli(portal: &Portal, cli: AnalysisCli) -> Result<(), ServerError> {
             window,
             hop,
             no_spectrum,
+            stft_chunk_mib,
         } => {
             let path = crate::template::provision_wav(
                 portal,
@@ -335,6 +339,7 @@ fn run_cli(portal: &Portal, cli: AnalysisCli) -> Result<(), ServerError> {
                     window,
                     hop,
                     spectrum: !no_spectrum,
+                    stft_chunk_bytes: stft_chunk_mib.saturating_mul(1 << 20),
                 },
             )?;
             println!("{path}");

@@ -22,6 +22,11 @@ pub struct WavTemplate {
     /// Whether to keep `spectrum_0`, the |rfft| of all of channel 0 (recomputed whole as
     /// the channel grows, refused above `memory_budget`: leave it out for long streams).
     pub spectrum: bool,
+    /// Bytes per chunk of `stft_0`'s array (its line's `chunk_bytes`; the CLI's default
+    /// is the arrays' 1 MiB). 4 MiB chunks (fewer files) did not make the 1 GiB bench
+    /// faster on this VM (bench/RESULTS.md, 2026-12-07 afternoon), and a viewer reading a
+    /// few rows decodes a whole chunk.
+    pub stft_chunk_bytes: u64,
 }
 
 fn ensure(portal: &Portal, user: &User, folder: &str, body: Value) -> CoreResult<Document> {
@@ -97,7 +102,8 @@ pub fn provision_wav(portal: &Portal, user: &User, t: &WavTemplate) -> CoreResul
         json!({"id": "stft_0", "title": "STFT of channel 0", "quantity": 1.0,
         "use": USE_TRANSIENT, "aggregated_portal_type_list": ["Data Array"],
         "parameters": {"derive": "stft", "of": "channel_0", "window": t.window, "hop": t.hop,
-                       "window_fn": "hann", "scale": "magnitude"}}),
+                       "window_fn": "hann", "scale": "magnitude",
+                       "chunk_bytes": t.stft_chunk_bytes}}),
     );
     lines.push(
         json!({"id": "progress", "title": "progress", "quantity": 1.0,

@@ -11,12 +11,19 @@ const FEEDER_PASSWORD: &str = "feeder-password-1";
 
 /// A server with the policy `audio` (product `wav`), the Author `feeder` and the tutorial
 /// transformation.
+/// The STFT's chunks are 1 MiB (1,016 rows of 129 bins), the array default, so that the
+/// long tests' runs span several chunks.
 fn setup(dir: &Path, env: &[(&str, &str)]) -> TestServer {
-    setup_on(dir, None, env)
+    setup_on(dir, None, env, "1")
 }
 
-/// [`setup`] on a database URL.
-fn setup_on(dir: &Path, database: Option<String>, env: &[(&str, &str)]) -> TestServer {
+/// [`setup`] on a database URL, with `stft_chunk_mib` MiB per chunk of the STFT.
+fn setup_on(
+    dir: &Path,
+    database: Option<String>,
+    env: &[(&str, &str)],
+    stft_chunk_mib: &str,
+) -> TestServer {
     let server = TestServer::start_with_env(&dir.join("var"), database, env);
     let cli = |args: &[&str], stdin: &str| {
         let (ok, out, err) = run_cli(args, &server.cli_env(), stdin);
@@ -56,6 +63,8 @@ fn setup_on(dir: &Path, database: Option<String>, env: &[(&str, &str)]) -> TestS
             "256",
             "--hop",
             "128",
+            "--stft-chunk-mib",
+            stft_chunk_mib,
         ],
         "",
     );
@@ -126,9 +135,11 @@ fn wav_in_pieces_becomes_channels_spectrum_and_stft_incrementally() {
     let Some(py) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
     // No periodic step: the analysis must appear from the appends alone.
-    let server = setup(
+    let server = setup_on(
         dir.path(),
+        None,
         &[("WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS", "0")],
+        "2",
     );
     tutorial(&server, &py);
 }
@@ -144,6 +155,7 @@ fn the_tutorial_on_postgresql() {
         dir.path(),
         Some(pg.new_database()),
         &[("WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS", "0")],
+        "2",
     );
     tutorial(&server, &py);
 }
@@ -200,6 +212,14 @@ wait(lambda: len(array(aid, "spectrum_0")) == total // 2 + 1, "the new spectrum"
 want = np.abs(np.fft.rfft(allch[:, 0].astype(np.float64)))
 s = array(aid, "spectrum_0")
 assert np.max(np.abs(s - want) / np.maximum(np.abs(want), 1e-300)) <= 1e-9
+# The STFT's chunks as the template asked (--stft-chunk-mib 2: 2,032 rows of 129 bins),
+# the channels' the arrays' default (1 MiB).
+def chunks(line):
+    r = requests.get(U + "/api/v1/data_array_module/%s-%s/zarr/zarr.json" % (aid, line), headers=H)
+    assert r.status_code == 200, r.text
+    return r.json()["chunk_grid"]["configuration"]["chunk_shape"]
+assert chunks("stft_0") == [2032, 129], chunks("stft_0")
+assert chunks("channel_0") == [524288], chunks("channel_0")
 print(aid)
 "#
     );
@@ -505,10 +525,17 @@ fn records_become_columns_with_timestamps_and_window_aggregates() {
         serde_json::json!({"parameters": {"derive": "aggregate", "of": "value",
         "window": 4, "function": "mean"}}),
     );
+    // 64 bytes per chunk: 8 float64 rows.
     line(
         "value_max",
         serde_json::json!({"parameters": {"derive": "aggregate", "of": "value",
-        "window": 4, "function": "max"}}),
+        "window": 4, "function": "max", "chunk_bytes": 64}}),
+    );
+    // A chunk size no array can have: this output fails with a message, the others go on.
+    line(
+        "value_min",
+        serde_json::json!({"parameters": {"derive": "aggregate", "of": "value",
+        "window": 4, "function": "min", "chunk_bytes": 0}}),
     );
     line(
         "value_per_10s",
@@ -550,7 +577,15 @@ wait(lambda: (a := array(aid, "value_per_10s")) is not None and len(a) == n // 1
 w = array(aid, "value_per_10s")
 assert (w[:, 0] == 1700000000 + 10 * np.arange(n // 10 - 1)).all(), w[:3]
 assert np.allclose(w[:, 1], (np.arange(n) * 1.5).reshape(-1, 10).sum(axis=1)[:-1], rtol=1e-12)
-print("ok")
+def chunks(line):
+    r = requests.get(U + "/api/v1/data_array_module/%s-%s/zarr/zarr.json" % (aid, line), headers=H)
+    assert r.status_code == 200, r.text
+    return r.json()["chunk_grid"]["configuration"]["chunk_shape"]
+assert chunks("value_max") == [8], chunks("value_max")
+assert chunks("value_mean") == [131072], chunks("value_mean")
+a = array(aid, "value_min")
+assert a is None or len(a) == 0, a
+print(aid)
 "#
     );
     let out = python_or_dump(
@@ -563,7 +598,19 @@ print("ok")
             ("PW", ""),
         ],
     );
-    assert_eq!(out.trim(), "ok");
+    let page = server.req(
+        "GET",
+        &format!(
+            "/api/v1/data_analysis_module/{}/DataAnalysis_view",
+            out.trim()
+        ),
+        None,
+    );
+    assert!(
+        page.text.contains("value_min: ") && page.text.contains("chunk_bytes 0"),
+        "{}",
+        page.text
+    );
 }
 
 /// POSTs `body` to `/api/v1/<path>` as the manager; asserts it was taken (200 or 201) and
