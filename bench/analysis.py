@@ -112,6 +112,19 @@ def rss_peak(pid):
     return 0
 
 
+def io_written(pid):
+    """Bytes the process has caused to be sent to the storage layer (/proc/PID/io's
+    write_bytes: device writes, whatever the file sizes say), 0 when unreadable."""
+    try:
+        with open(f"/proc/{pid}/io") as f:
+            for line in f:
+                if line.startswith("write_bytes:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def tree_bytes(root):
     """Bytes of the files under `root` (0 when it does not exist)."""
     total = 0
@@ -225,6 +238,7 @@ def measure(srv, work):
         pass
     data_dir = srv.env["WENDELIN_DATA_DIR"]
     written0 = tree_bytes(data_dir)
+    device0 = io_written(srv.proc.pid)
     t0 = time.perf_counter()
     srv.step()
     aid = None
@@ -240,6 +254,7 @@ def measure(srv, work):
     t1 = time.perf_counter()
     server_s = t1 - t0
     written = tree_bytes(data_dir) - written0
+    device = io_written(srv.proc.pid) - device0
     peak = rss_peak(srv.proc.pid)
     # What the disk takes: the server's output must reach it (fsync'd) before a run
     # counts, so its write rate bounds the server; numpy writes nothing.
@@ -261,8 +276,9 @@ def measure(srv, work):
               f"{numpy_s / server_s:.2f}× numpy; peak server RSS {peak / 2**20:.0f} MiB "
               f"(STFT rows when the offset caught up: {at_offset} of {windows})")
     print(f"    the data directory grew by {written / 2**30:.2f} GiB meanwhile "
-          f"({written / server_s / 2**20:.0f} MiB/s); this disk's 1 MiB write+fdatasync "
-          f"loop right after: {disk:.0f} MiB/s")
+          f"({written / server_s / 2**20:.0f} MiB/s; the server's device writes "
+          f"{device / 2**30:.2f} GiB); this disk's 1 MiB write+fdatasync loop right after: "
+          f"{disk:.0f} MiB/s")
 
     if ONLY_A:
         return
