@@ -726,10 +726,14 @@ impl Lap {
         }
     }
 
+    /// Adds the time since the last mark to `phase` (phases marked again add up).
     fn mark(&mut self, phase: &'static str) {
         let now = Instant::now();
-        self.phases
-            .push((phase, (now - self.last).as_secs_f64() * 1000.0));
+        let ms = (now - self.last).as_secs_f64() * 1000.0;
+        match self.phases.iter_mut().find(|(name, _)| *name == phase) {
+            Some((_, total)) => *total += ms,
+            None => self.phases.push((phase, ms)),
+        }
         self.last = now;
     }
 }
@@ -1592,13 +1596,16 @@ fn derive(
                 let mut rest = &mut rows[..need];
                 let mut pending = 0;
                 let mut made = 0;
+                let mut lap = Lap::new();
                 while made < count {
                     let k = batch.min(count - made);
                     let from = start + made * h;
                     signal.read_into(from, from + (k - 1) * h + w, &mut x)?;
+                    lap.mark("read");
                     let at = pending * row;
                     let len = usize::try_from(k).unwrap_or(0) * row;
                     s.windows_into(&x, threads, &mut rest[at..at + len]);
+                    lap.mark("fft");
                     pending += usize::try_from(k).unwrap_or(0);
                     made += k;
                     if pipelined || made == count {
@@ -1608,6 +1615,7 @@ fn derive(
                         if let Some(previous) = appending.take() {
                             total = join_append(out, previous)?;
                         }
+                        lap.mark("wait");
                         let piece: &[u8] = piece;
                         appending = Some(spawn_append(scope, &dir, "float64", [bins], piece));
                     }
@@ -1615,6 +1623,8 @@ fn derive(
                 if let Some(last) = appending.take() {
                     total = join_append(out, last)?;
                 }
+                lap.mark("wait");
+                tracing::debug!(output = out, rows = count, phases = %lap, "stft");
                 Ok(total)
             });
             if rows.capacity() + x.capacity() * 8 <= KEPT_BUFFER_BYTES {
