@@ -104,6 +104,10 @@ def array(aid, line):
     if r.status_code != 200:
         return None
     return np.load(io.BytesIO(r.content))
+def chunks(aid, line):
+    r = requests.get(U + "/api/v1/data_array_module/%s-%s/zarr/zarr.json" % (aid, line), headers=H)
+    assert r.status_code == 200, r.text
+    return r.json()["chunk_grid"]["configuration"]["chunk_shape"]
 def wait(cond, what, seconds=60):
     end = time.time() + seconds
     while time.time() < end:
@@ -214,12 +218,8 @@ s = array(aid, "spectrum_0")
 assert np.max(np.abs(s - want) / np.maximum(np.abs(want), 1e-300)) <= 1e-9
 # The STFT's chunks as the template asked (--stft-chunk-mib 2: 2,032 rows of 129 bins),
 # the channels' the arrays' default (1 MiB).
-def chunks(line):
-    r = requests.get(U + "/api/v1/data_array_module/%s-%s/zarr/zarr.json" % (aid, line), headers=H)
-    assert r.status_code == 200, r.text
-    return r.json()["chunk_grid"]["configuration"]["chunk_shape"]
-assert chunks("stft_0") == [2032, 129], chunks("stft_0")
-assert chunks("channel_0") == [524288], chunks("channel_0")
+assert chunks(aid, "stft_0") == [2032, 129], chunks(aid, "stft_0")
+assert chunks(aid, "channel_0") == [524288], chunks(aid, "channel_0")
 print(aid)
 "#
     );
@@ -577,12 +577,8 @@ wait(lambda: (a := array(aid, "value_per_10s")) is not None and len(a) == n // 1
 w = array(aid, "value_per_10s")
 assert (w[:, 0] == 1700000000 + 10 * np.arange(n // 10 - 1)).all(), w[:3]
 assert np.allclose(w[:, 1], (np.arange(n) * 1.5).reshape(-1, 10).sum(axis=1)[:-1], rtol=1e-12)
-def chunks(line):
-    r = requests.get(U + "/api/v1/data_array_module/%s-%s/zarr/zarr.json" % (aid, line), headers=H)
-    assert r.status_code == 200, r.text
-    return r.json()["chunk_grid"]["configuration"]["chunk_shape"]
-assert chunks("value_max") == [8], chunks("value_max")
-assert chunks("value_mean") == [131072], chunks("value_mean")
+assert chunks(aid, "value_max") == [8], chunks(aid, "value_max")
+assert chunks(aid, "value_mean") == [131072], chunks(aid, "value_mean")
 a = array(aid, "value_min")
 assert a is None or len(a) == 0, a
 print(aid)
