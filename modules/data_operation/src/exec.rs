@@ -252,15 +252,14 @@ fn prepare(
     }
     let dir = wendelin_data_array::array_dir(call.host, &fresh)?;
     if !missing(&dir) {
-        let (same, chunks_as_declared) = DataArray::with_reader(&dir, |a| {
+        let (same, chunks_as_declared, rows) = DataArray::with_reader(&dir, |a| {
             let same = a.dtype().name() == dtype && a.shape()[1..] == shape[1..];
             let chunks = match &chunk_shape {
                 Some(c) => *c == a.chunk_shape()?,
                 None => true,
             };
-            Ok((same, chunks))
+            Ok((same, chunks, a.shape().first().copied().unwrap_or(0)))
         })?;
-        let rows = rows_of(&dir)?;
         // An array with rows keeps its chunks whatever the document says now; an empty
         // one is made again with the declared ones.
         if same && (chunks_as_declared || rows > 0) {
