@@ -15,13 +15,14 @@ Ways, interleaved in each round (MiB/s of file bytes):
 Usage: python3 bench/chunk_files.py [DIR] [ROUNDS]   (DIR on the disk under test, default
 /tmp; needs ~1 GiB free)
 """
-import mmap
 import os
 import shutil
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+from chunk_writes import aligned_copy, sync_paths, write_direct
 
 MIB_CHUNK = 1_049_088  # 64 STFT rows of 2049 float64 bins
 TOTAL = 768 * MIB_CHUNK
@@ -30,8 +31,7 @@ BATCH = 24 * MIB_CHUNK
 
 def one(root, nested, size, threads):
     d = tempfile.mkdtemp(prefix="chunk-files-", dir=root)
-    buf = mmap.mmap(-1, (size + 4095) // 4096 * 4096)  # page-aligned, zero padded
-    buf[:size] = os.urandom(size)
+    buf = aligned_copy(os.urandom(size))
     n = TOTAL // size
     per = max(1, BATCH // size)
 
@@ -42,24 +42,17 @@ def one(root, nested, size, threads):
             path = os.path.join(parent, "0")
         else:
             parent, path = d, os.path.join(d, f"c.{i}.0")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644)
-        os.write(fd, buf)
-        os.ftruncate(fd, size)
-        os.close(fd)
+        write_direct(path, buf, size)
         return [path, parent]
-
-    def sync(path):
-        fd = os.open(path, os.O_RDONLY)
-        os.fdatasync(fd)
-        os.close(fd)
 
     t = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         for start in range(0, n, per):
             written = pool.map(write, range(start, min(n, start + per)))
-            paths = sorted({p for pair in written for p in pair} | {d, os.path.join(d, "c")}
-                           if nested else {p for pair in written for p in pair})
-            list(pool.map(sync, [p for p in paths if os.path.exists(p)]))
+            paths = {p for pair in written for p in pair}
+            if nested:
+                paths |= {d, os.path.join(d, "c")}
+            sync_paths(sorted(paths), pool)
     rate = n * size / 2**20 / (time.perf_counter() - t)
     shutil.rmtree(d)
     return rate

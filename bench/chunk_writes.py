@@ -21,31 +21,51 @@ SIZE = 1_049_088
 FILES = 24
 
 
+def aligned_copy(data):
+    """`data` in a page-aligned buffer, zero padded to the block (for O_DIRECT)."""
+    buf = mmap.mmap(-1, (len(data) + 4095) // 4096 * 4096)
+    buf[:len(data)] = data
+    return buf
+
+
+def write_direct(path, aligned, size):
+    """A new file of `size` bytes written as `write_new` does: O_DIRECT from the aligned,
+    padded buffer, then cut to its length."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o644)
+    os.write(fd, aligned)
+    os.ftruncate(fd, size)
+    os.close(fd)
+
+
+def sync_paths(paths, pool):
+    """As `sync_paths` does: fdatasync of every file and fsync of every directory, from
+    the threads of `pool`."""
+    def sync(path):
+        fd = os.open(path, os.O_RDONLY)
+        if os.path.isdir(path):
+            os.fsync(fd)
+        else:
+            os.fdatasync(fd)
+        os.close(fd)
+
+    list(pool.map(sync, paths))
+
+
 def batch(directory, start, data, aligned, direct, pool):
     paths = []
     for i in range(FILES):
         path = os.path.join(directory, f"c{start + i}")
         if direct:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o644)
-            os.write(fd, aligned)  # padded to the block
-            os.ftruncate(fd, SIZE)
+            write_direct(path, aligned, SIZE)
         else:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             os.write(fd, data)
             LIBC.sync_file_range(fd, ctypes.c_longlong(0), ctypes.c_longlong(0),
                                  SYNC_FILE_RANGE_WRITE)
-        os.close(fd)
+            os.close(fd)
         paths.append(path)
-
-    def sync(path):
-        fd = os.open(path, os.O_RDONLY)
-        os.fdatasync(fd)
-        os.close(fd)
-
-    list(pool.map(sync, paths))
-    fd = os.open(directory, os.O_RDONLY)
-    os.fsync(fd)
-    os.close(fd)
+    sync_paths(paths, pool)
+    sync_paths([directory], pool)
 
 
 def one(root, runs, direct, data, aligned, pool):
@@ -66,8 +86,7 @@ def main():
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     runs = int(sys.argv[3]) if len(sys.argv) > 3 else 128
     data = os.urandom(SIZE)
-    aligned = mmap.mmap(-1, (SIZE + 4095) // 4096 * 4096)  # page-aligned, zero padded
-    aligned[:SIZE] = data
+    aligned = aligned_copy(data)
     ratios = []
     with ThreadPoolExecutor(8) as pool:
         for r in range(rounds):
