@@ -18,6 +18,10 @@ end) with the Forward listener on, provisions the policy `bench`, then measures:
   (b) Forward-protocol ingestion of ~100-byte records in PackedForward messages of R
       records each, acknowledged (`chunk`), over K connections;
   (c) the server's peak RSS (VmHWM) after ingesting TOTAL GiB over HTTP.
+  (a') at 1 client, after each HTTP row, the same row against a minimal server
+      (bench/ideal_ingest.py: receive, write, start the writeback every 256 KiB, fdatasync,
+      answer; nothing else): the ceiling of a durable HTTP append with this client on this
+      machine, and the server's share of it;
 Usage: python3 bench/ingest.py [--a-mib 256] [--rounds 5] [--clients 4] [--total-gib 2]
 Needs `cargo build --release -p wendelin-server` and the repository's .venv (msgpack),
 which the tests or .ci/run create.
@@ -166,7 +170,7 @@ def main():
     env = dict(os.environ, WENDELIN_DATA_DIR=os.path.join(tmp, "var"), WENDELIN_LOG="warn",
                WENDELIN_WORKERS="2")
     port, fport = free_port(), free_port()
-    server = None
+    server = ideal = None
     try:
         cli(env, "init")
         token = cli(env, "user", "token", "add", "manager").split()[-1]
@@ -197,8 +201,12 @@ def main():
         time.sleep(3)
         mib = len(body) * n / MIB
         plain = os.path.join(tmp, "plain.bin")
+        ideal = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "ideal_ingest.py"),
+                                  os.path.join(tmp, "ideal.bin")], stdout=subprocess.PIPE, text=True)
+        ideal_port = int(ideal.stdout.readline())
         rows = []  # (name, loop MiB/s per round, HTTP MiB/s per round, server CPU ms/MiB per round)
         nosync = []
+        ceiling = []  # (loop, HTTP, minimal server) MiB/s per round of the 1-client row
         for clients in counts:
             loop, http, cpu = [], [], []
             for r in range(args.rounds):
@@ -208,6 +216,8 @@ def main():
                 before = cpu_seconds(server.pid)
                 http.append(mib / http_ingest(port, token, body, n, clients, f"a{clients}.bulk"))
                 cpu.append((cpu_seconds(server.pid) - before) * 1000 / mib)
+                if clients == 1:
+                    ceiling.append((loop[-1], http[-1], mib / http_ingest(ideal_port, token, body, n, 1, "x")))
             rows.append((f"HTTP ingestion, {clients} client{'s' if clients > 1 else ''} (keep-alive)",
                          loop, http, cpu))
         recs, t_fwd, rec_size = forward_ingest(fport, args.fwd_records, args.fwd_messages, args.fwd_connections)
@@ -228,6 +238,14 @@ def main():
             print(f"| {name} | {statistics.median(loop):.0f} | {statistics.median(http):.0f} "
                   f"| {statistics.median(ratios):.2f}× | {min(ratios):.2f}–{max(ratios):.2f} "
                   f"| {statistics.median(cpu):.2f} |")
+        floor = [c / a for a, _, c in ceiling]
+        share = [h / c for _, h, c in ceiling]
+        print(f"\n(a') the ceiling at 1 client: a minimal server (bench/ideal_ingest.py: receive, write, "
+              f"writeback every 256 KiB, fdatasync, answer; no credentials, no check) right after each "
+              f"1-client HTTP row: {statistics.median(c for _, _, c in ceiling):.0f} MiB/s (median), "
+              f"{statistics.median(floor):.2f}× the fdatasync loop before the pair ({min(floor):.2f}–"
+              f"{max(floor):.2f}); the server reaches {statistics.median(share):.2f}× of it "
+              f"({min(share):.2f}–{max(share):.2f}, median of per-round ratios)")
         print(f"\nplain file append loop without fsync: {statistics.median(nosync):.0f} MiB/s (median of "
               f"{len(nosync)}); every fdatasync loop: {min(min(r[1]) for r in rows):.0f}–"
               f"{max(max(r[1]) for r in rows):.0f} MiB/s")
@@ -238,6 +256,9 @@ def main():
               f"({total / t_total:.0f} MiB/s); server peak RSS (VmHWM) {hwm / MIB:.0f} MiB "
               f"(before this step {hwm_before / MIB:.0f} MiB)")
     finally:
+        if ideal:
+            ideal.kill()
+            ideal.wait()
         if server:
             server.terminate()
             server.wait()
