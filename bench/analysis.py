@@ -29,6 +29,8 @@ Usage: .venv/bin/python bench/analysis.py [GIB] [SECONDS] [--no-numpy] [--spectr
   BENCH_DIR=<dir>: where the data directory and the WAV file go (default /tmp); e.g.
   /dev/shm takes the disk out (the server's compute against numpy's, not durability).
   --only-a: (a) only, (b) and (c) skipped (shorter runs under the bench lock).
+  --float32: the STFT stored as float32 (the template's --stft-dtype float32), and numpy
+  computing it in float32 (numpy 2's float32 FFT: complex64, then abs).
   BENCH_LOG=<filter>: the server's log filter (default warn; its log goes to stderr),
   e.g. BENCH_LOG=wendelin_data_operation=debug for the per-run phase timings.
 """
@@ -43,7 +45,9 @@ import harness  # noqa: E402
 NO_NUMPY = "--no-numpy" in sys.argv
 SPECTRUM = "--spectrum" in sys.argv
 ONLY_A = "--only-a" in sys.argv
-ARGS = [a for a in sys.argv[1:] if a not in ("--no-numpy", "--spectrum", "--only-a")]
+FLOAT32 = "--float32" in sys.argv
+ARGS = [a for a in sys.argv[1:] if a not in ("--no-numpy", "--spectrum", "--only-a", "--float32")]
+DTYPE = np.float32 if FLOAT32 else np.float64
 GIB = float(ARGS[0]) if len(ARGS) > 0 else 1
 SECONDS = float(ARGS[1]) if len(ARGS) > 1 else 60
 RECORD = 1 << 20
@@ -154,7 +158,7 @@ def disk_rate(work, mib):
 
 def numpy_stft(path, frames):
     """Channels split and the STFT of channel 0, block by block (bounded memory)."""
-    win = np.hanning(W)
+    win = np.hanning(W).astype(DTYPE)
     block = (64 << 20) // 4 // H * H  # frames per block, a multiple of the hop
     tail = np.empty(0, dtype=np.int16)
     rows = 0
@@ -167,7 +171,7 @@ def numpy_stft(path, frames):
             x = np.frombuffer(raw, dtype=np.int16).reshape(-1, 2)
             c0, c1 = x[:, 0].copy(), x[:, 1].copy()  # the channel arrays
             del c1
-            sig = np.concatenate([tail, c0]).astype(np.float64)
+            sig = np.concatenate([tail, c0]).astype(DTYPE)
             if len(sig) >= W:
                 n = (len(sig) - W) // H + 1
                 frames_view = np.lib.stride_tricks.sliding_window_view(sig, W)[::H][:n]
@@ -230,7 +234,8 @@ def measure(srv, work):
             while piece := f.read(RECORD):
                 size += srv.post("long.wav", piece)
     srv.cli("analysis", "template-wav", "--product", "wav",
-            *([] if SPECTRUM else ["--no-spectrum"]), "--window", str(W), "--hop", str(H))
+            *([] if SPECTRUM else ["--no-spectrum"]), "--window", str(W), "--hop", str(H),
+            *(["--stft-dtype", "float32"] if FLOAT32 else []))
     try:
         with open(f"/proc/{srv.proc.pid}/clear_refs", "w") as f:
             f.write("5\n")

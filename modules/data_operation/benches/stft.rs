@@ -15,7 +15,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use realfft::RealFftPlanner;
-use wendelin_data_operation::spectrum::{Scale, Stft, WindowFn};
+use wendelin_data_operation::spectrum::{Precision, Scale, Stft, WindowFn};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -71,9 +71,16 @@ fn main() {
     };
 
     for threads in [1, 2] {
-        let t = time(rounds, || s.windows_into(black_box(&x), threads, &mut out));
+        let t = time(rounds, || {
+            s.windows_into(black_box(&x), threads, Precision::Float64, &mut out)
+        });
         report(&format!("windows_into, {threads} thread(s)"), t);
     }
+    let mut narrow = vec![0u8; windows * s.bins() * 4];
+    let t = time(rounds, || {
+        s.windows_into(black_box(&x), 2, Precision::Float32, &mut narrow)
+    });
+    report("windows_into float32, 2 threads", t);
 
     // Its parts on one thread.
     let coeffs = s.window_fn.coefficients(s.window);

@@ -35,7 +35,7 @@ use wendelin_core::{
 use wendelin_data_array::{DataArray, Dtype};
 use wendelin_data_stream::msgpack;
 
-use crate::spectrum::{self, Stft};
+use crate::spectrum::{self, Precision, Stft};
 use crate::wav;
 use crate::{settings, ANALYSIS_LINE, EXECUTE, PROGRESS_INDICATOR, REFRESH_WORKFLOW};
 
@@ -1531,6 +1531,12 @@ fn derive(
                 .map_err(|e| CoreError::Invalid(format!("stft scale: {e} (magnitude, power)")))?,
             };
             s.check().map_err(CoreError::Invalid)?;
+            let precision: Precision =
+                serde_json::from_value(spec.get("dtype").cloned().unwrap_or(json!("float64")))
+                    .map_err(|e| {
+                        CoreError::Invalid(format!("stft dtype: {e} (float64, float32)"))
+                    })?;
+            let dtype = precision.dtype();
             let (w, h) = (s.window as u64, s.hop as u64);
             let start = done * h;
             if start + w > n {
@@ -1549,7 +1555,7 @@ fn derive(
                 "stft of {of}: window {w}, hop {h}, {:?}, {:?}",
                 s.window_fn, s.scale
             );
-            let dir = match prepare(call, &line, "float64", &[bins], &desc)? {
+            let dir = match prepare(call, &line, dtype, &[bins], &desc)? {
                 Prep::Ready(dir) => dir,
                 Prep::Retyped => return Ok(true),
                 Prep::NoArray => return Ok(false),
@@ -1581,7 +1587,9 @@ fn derive(
             // The buffers are the thread's, kept from run to run: fresh ones cost the
             // kernel's zeroing of every page, each run (6-8 % of a run's CPU in a
             // profile).
-            let row = usize::try_from(bins * 8).unwrap_or(usize::MAX);
+            let row = usize::try_from(bins)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(precision.size());
             let need = usize::try_from(count).unwrap_or(0) * row;
             let (mut rows, mut x) = STFT_BUFFERS.with(|b| std::mem::take(&mut *b.borrow_mut()));
             if rows.len() < need {
@@ -1603,7 +1611,7 @@ fn derive(
                     lap.mark("read");
                     let at = pending * row;
                     let len = usize::try_from(k).unwrap_or(0) * row;
-                    s.windows_into(&x, threads, &mut rest[at..at + len]);
+                    s.windows_into(&x, threads, precision, &mut rest[at..at + len]);
                     lap.mark("fft");
                     pending += usize::try_from(k).unwrap_or(0);
                     made += k;
@@ -1616,7 +1624,7 @@ fn derive(
                         }
                         lap.mark("wait");
                         let piece: &[u8] = piece;
-                        appending = Some(spawn_append(scope, &dir, "float64", [bins], piece));
+                        appending = Some(spawn_append(scope, &dir, dtype, [bins], piece));
                     }
                 }
                 if let Some(last) = appending.take() {

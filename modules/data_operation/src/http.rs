@@ -254,6 +254,10 @@ enum AnalysisAction {
         /// MiB per chunk of the STFT's array (its line's `chunk_bytes`).
         #[arg(long, default_value_t = 1)]
         stft_chunk_mib: u64,
+        /// Element type of the STFT's array (its line's `dtype`): float64 (numpy's) or
+        /// float32 (half the bytes, each value rounded once from float64).
+        #[arg(long, default_value = "float64", value_parser = ["float64", "float32"])]
+        stft_dtype: String,
     },
 }
 
@@ -328,7 +332,10 @@ fn run_cli(portal: &Portal, cli: AnalysisCli) -> Result<(), ServerError> {
             hop,
             no_spectrum,
             stft_chunk_mib,
+            stft_dtype,
         } => {
+            let stft_dtype = serde_json::from_value(Value::String(stft_dtype))
+                .map_err(|e| ServerError::BadRequest(format!("--stft-dtype: {e}")))?;
             let path = crate::template::provision_wav(
                 portal,
                 &user,
@@ -340,6 +347,7 @@ fn run_cli(portal: &Portal, cli: AnalysisCli) -> Result<(), ServerError> {
                     hop,
                     spectrum: !no_spectrum,
                     stft_chunk_bytes: stft_chunk_mib.saturating_mul(1 << 20),
+                    stft_dtype,
                 },
             )?;
             println!("{path}");

@@ -50,6 +50,36 @@ pub enum Scale {
     Power,
 }
 
+/// The element type an STFT's rows are stored in: float64 (numpy's), or float32 (half the
+/// bytes to write and read; each value computed in float64, then rounded once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// 8 bytes per value.
+    #[default]
+    Float64,
+    /// 4 bytes per value.
+    Float32,
+}
+
+impl Precision {
+    /// Bytes per value.
+    pub fn size(self) -> usize {
+        match self {
+            Precision::Float64 => 8,
+            Precision::Float32 => 4,
+        }
+    }
+
+    /// The Data Array dtype.
+    pub fn dtype(self) -> &'static str {
+        match self {
+            Precision::Float64 => "float64",
+            Precision::Float32 => "float32",
+        }
+    }
+}
+
 /// A planned real FFT of one length, reused across windows.
 pub struct Rfft {
     plan: Arc<dyn RealToComplex<f64>>,
@@ -100,12 +130,32 @@ impl Rfft {
         out.extend(self.output.iter().map(|c| scale.of(c.re, c.im)));
     }
 
-    /// Like [`Rfft::run`], into `out` as little-endian f64 bytes (`bins() * 8` bytes).
-    fn run_le(&mut self, x: &[f64], window: &[f64], scale: Scale, out: &mut [u8]) {
+    /// Like [`Rfft::run`], into `out` as little-endian bytes of `precision`
+    /// (`bins() * precision.size()` bytes).
+    fn run_le(
+        &mut self,
+        x: &[f64],
+        window: &[f64],
+        scale: Scale,
+        precision: Precision,
+        out: &mut [u8],
+    ) {
         let ok = self.transform(x, Some(window));
-        for (o, c) in out.chunks_exact_mut(8).zip(&self.output) {
-            let v = if ok { scale.of(c.re, c.im) } else { f64::NAN };
-            o.copy_from_slice(&v.to_le_bytes());
+        let values = self
+            .output
+            .iter()
+            .map(|c| if ok { scale.of(c.re, c.im) } else { f64::NAN });
+        match precision {
+            Precision::Float64 => {
+                for (o, v) in out.chunks_exact_mut(8).zip(values) {
+                    o.copy_from_slice(&v.to_le_bytes());
+                }
+            }
+            Precision::Float32 => {
+                for (o, v) in out.chunks_exact_mut(4).zip(values) {
+                    o.copy_from_slice(&(v as f32).to_le_bytes());
+                }
+            }
         }
     }
 }
@@ -191,14 +241,14 @@ impl Stft {
     /// the bytes do not depend on the number of threads).
     pub fn windows_le(&self, x: &[f64], threads: usize) -> Vec<u8> {
         let mut out = vec![0u8; self.count(x.len()) * self.bins() * 8];
-        self.windows_into(x, threads, &mut out);
+        self.windows_into(x, threads, Precision::Float64, &mut out);
         out
     }
 
-    /// [`Stft::windows_le`] into `out`, which holds exactly those bytes.
-    pub fn windows_into(&self, x: &[f64], threads: usize, out: &mut [u8]) {
+    /// [`Stft::windows_le`] in `precision` into `out`, which holds exactly those bytes.
+    pub fn windows_into(&self, x: &[f64], threads: usize, precision: Precision, out: &mut [u8]) {
         let n = self.count(x.len());
-        let row = self.bins() * 8;
+        let row = self.bins() * precision.size();
         if n == 0 || out.len() != n * row {
             return;
         }
@@ -207,7 +257,7 @@ impl Stft {
             let mut f = Rfft::new(self.window);
             for (i, o) in rows.chunks_exact_mut(row).enumerate() {
                 let s = (first + i) * self.hop;
-                f.run_le(&x[s..s + self.window], &coeffs, self.scale, o);
+                f.run_le(&x[s..s + self.window], &coeffs, self.scale, precision, o);
             }
         };
         let work = &work;
@@ -319,5 +369,34 @@ mod tests {
         for (g, m) in rows[(n - 1) * 33..].iter().zip(naive(&last)) {
             assert!((g - m).abs() <= 1e-9 * m.max(1.0), "{g} vs {m}");
         }
+    }
+
+    #[test]
+    fn float32_rows_are_the_float64_values_rounded_once() {
+        let s = Stft {
+            window: 64,
+            hop: 16,
+            window_fn: WindowFn::Hamming,
+            scale: Scale::Magnitude,
+        };
+        let x: Vec<f64> = (0..3000)
+            .map(|i| ((i * 131) % 997) as f64 - 498.0)
+            .collect();
+        let wide = s.windows_le(&x, 1);
+        for t in [1, 2] {
+            let mut narrow = vec![0u8; s.count(x.len()) * s.bins() * 4];
+            s.windows_into(&x, t, Precision::Float32, &mut narrow);
+            assert_eq!(narrow.len() * 2, wide.len());
+            for (n, w) in narrow.chunks_exact(4).zip(wide.chunks_exact(8)) {
+                let w = f64::from_le_bytes(w.try_into().unwrap());
+                assert_eq!(f32::from_le_bytes(n.try_into().unwrap()), w as f32);
+            }
+        }
+        assert_eq!(Precision::Float32.dtype(), "float32");
+        assert_eq!(
+            serde_json::from_value::<Precision>(serde_json::json!("float32")).unwrap(),
+            Precision::Float32
+        );
+        assert!(serde_json::from_value::<Precision>(serde_json::json!("int8")).is_err());
     }
 }

@@ -27,6 +27,9 @@ pub struct WavTemplate {
     /// faster on this VM (bench/RESULTS.md, 2026-12-07 afternoon), and a viewer reading a
     /// few rows decodes a whole chunk.
     pub stft_chunk_bytes: u64,
+    /// The element type of `stft_0` (its line's `dtype`): float64 as numpy computes it,
+    /// or float32, half the bytes.
+    pub stft_dtype: crate::spectrum::Precision,
 }
 
 fn ensure(portal: &Portal, user: &User, folder: &str, body: Value) -> CoreResult<Document> {
@@ -103,7 +106,8 @@ pub fn provision_wav(portal: &Portal, user: &User, t: &WavTemplate) -> CoreResul
         "use": USE_TRANSIENT, "aggregated_portal_type_list": ["Data Array"],
         "parameters": {"derive": "stft", "of": "channel_0", "window": t.window, "hop": t.hop,
                        "window_fn": "hann", "scale": "magnitude",
-                       "chunk_bytes": t.stft_chunk_bytes}}),
+                       "chunk_bytes": t.stft_chunk_bytes,
+                       "dtype": t.stft_dtype.dtype()}}),
     );
     lines.push(
         json!({"id": "progress", "title": "progress", "quantity": 1.0,

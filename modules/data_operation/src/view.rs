@@ -108,7 +108,9 @@ struct DataAnalysisView {
     rate: String,
     last_error: String,
     inputs: Vec<(String, String)>,
-    outputs: Vec<(String, String, String)>,
+    /// Reference, document path, portal type, and the output's error of its last run
+    /// (empty when it was computed).
+    outputs: Vec<(String, String, String, String)>,
 }
 
 fn pairs(v: &Value) -> Vec<Vec<String>> {
@@ -180,6 +182,11 @@ pub fn view_method(call: &mut Call<'_>) -> CoreResult<MethodOutput> {
                     p.first().cloned().unwrap_or_default(),
                     p.get(1).cloned().unwrap_or_default(),
                     p.get(2).cloned().unwrap_or_default(),
+                    p.first()
+                        .and_then(|name| d["output_errors"].get(name))
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned(),
                 )
             })
             .collect(),

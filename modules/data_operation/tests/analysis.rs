@@ -537,6 +537,18 @@ fn records_become_columns_with_timestamps_and_window_aggregates() {
         serde_json::json!({"parameters": {"derive": "aggregate", "of": "value",
         "window": 4, "function": "min", "chunk_bytes": 0}}),
     );
+    // Spectra stored as float32 (half the bytes); an element type no STFT has fails
+    // with a message.
+    line(
+        "value_stft32",
+        serde_json::json!({"parameters": {"derive": "stft", "of": "value",
+        "window": 8, "hop": 4, "window_fn": "hann", "dtype": "float32"}}),
+    );
+    line(
+        "value_stft_int8",
+        serde_json::json!({"parameters": {"derive": "stft", "of": "value",
+        "window": 8, "hop": 4, "dtype": "int8"}}),
+    );
     line(
         "value_per_10s",
         serde_json::json!({"parameters": {"derive": "aggregate", "of": "value",
@@ -581,6 +593,15 @@ assert chunks(aid, "value_max") == [8], chunks(aid, "value_max")
 assert chunks(aid, "value_mean") == [131072], chunks(aid, "value_mean")
 a = array(aid, "value_min")
 assert a is None or len(a) == 0, a
+wait(lambda: (a := array(aid, "value_stft32")) is not None and len(a) == (n - 8) // 4 + 1, "the float32 STFT")
+st = array(aid, "value_stft32")
+x = np.arange(n) * 1.5
+idx = np.arange(len(st))[:, None] * 4 + np.arange(8)[None, :]
+ref = np.abs(np.fft.rfft(x[idx] * np.hanning(8), axis=1))
+assert st.dtype == np.float32 and st.shape == (249, 5), (st.dtype, st.shape)
+assert np.allclose(st, ref.astype(np.float32), rtol=1e-6, atol=1e-4), np.max(np.abs(st - ref))
+a = array(aid, "value_stft_int8")
+assert a is None or len(a) == 0, a
 print(aid)
 "#
     );
@@ -607,6 +628,27 @@ print(aid)
         "{}",
         page.text
     );
+    // Every failing output says why beside it, not only the first one.
+    for (output, why) in [
+        ("value_min", "chunk_bytes 0"),
+        ("value_stft_int8", "stft dtype"),
+    ] {
+        let item = page
+            .text
+            .split("<li>")
+            .find(|li| li.contains(&format!("{output}: /")))
+            .unwrap_or_else(|| panic!("no output {output}: {}", page.text));
+        assert!(
+            item.contains("not computed: ") && item.contains(why),
+            "{output}: {item}"
+        );
+    }
+    let fine = page
+        .text
+        .split("<li>")
+        .find(|li| li.contains("value_stft32: /"))
+        .unwrap();
+    assert!(!fine.contains("not computed"), "{fine}");
 }
 
 /// POSTs `body` to `/api/v1/<path>` as the manager; asserts it was taken (200 or 201) and
