@@ -342,17 +342,23 @@ mod tests {
         assert!((WindowFn::Hamming.coefficients(3)[1] - 1.0).abs() < 1e-15);
     }
 
-    #[test]
-    fn stft_bytes_do_not_depend_on_the_threads() {
+    /// Magnitude spectra of 64-sample windows every 16 samples, and `n` int16-like samples.
+    fn stft_64_16(window_fn: WindowFn, n: usize) -> (Stft, Vec<f64>) {
         let s = Stft {
             window: 64,
             hop: 16,
-            window_fn: WindowFn::Hann,
+            window_fn,
             scale: Scale::Magnitude,
         };
-        let x: Vec<f64> = (0..5000)
+        let x = (0..n)
             .map(|i| ((i * 7919) % 65536) as f64 - 32768.0)
             .collect();
+        (s, x)
+    }
+
+    #[test]
+    fn stft_bytes_do_not_depend_on_the_threads() {
+        let (s, x) = stft_64_16(WindowFn::Hann, 5000);
         let one = s.windows_le(&x, 1);
         assert_eq!(one.len(), s.count(x.len()) * s.bins() * 8);
         for t in [2, 3, 4] {
@@ -373,15 +379,7 @@ mod tests {
 
     #[test]
     fn float32_rows_are_the_float64_values_rounded_once() {
-        let s = Stft {
-            window: 64,
-            hop: 16,
-            window_fn: WindowFn::Hamming,
-            scale: Scale::Magnitude,
-        };
-        let x: Vec<f64> = (0..3000)
-            .map(|i| ((i * 131) % 997) as f64 - 498.0)
-            .collect();
+        let (s, x) = stft_64_16(WindowFn::Hamming, 3000);
         let wide = s.windows_le(&x, 1);
         for t in [1, 2] {
             let mut narrow = vec![0u8; s.count(x.len()) * s.bins() * 4];
