@@ -615,40 +615,43 @@ print(aid)
             ("PW", ""),
         ],
     );
-    let page = server.req(
-        "GET",
-        &format!(
-            "/api/v1/data_analysis_module/{}/DataAnalysis_view",
-            out.trim()
-        ),
-        None,
-    );
+    let page = analysis_page(&server, &out);
     assert!(
-        page.text.contains("value_min: ") && page.text.contains("chunk_bytes 0"),
-        "{}",
-        page.text
+        page.contains("value_min: ") && page.contains("chunk_bytes 0"),
+        "{page}"
     );
     // Every failing output says why beside it, not only the first one.
+    let item = |output: &str| {
+        page.split("<li>")
+            .find(|li| li.contains(&format!("{output}: /")))
+            .unwrap_or_else(|| panic!("no output {output}: {page}"))
+    };
     for (output, why) in [
         ("value_min", "chunk_bytes 0"),
         ("value_stft_int8", "stft dtype"),
     ] {
-        let item = page
-            .text
-            .split("<li>")
-            .find(|li| li.contains(&format!("{output}: /")))
-            .unwrap_or_else(|| panic!("no output {output}: {}", page.text));
+        let li = item(output);
         assert!(
-            item.contains("not computed: ") && item.contains(why),
-            "{output}: {item}"
+            li.contains("not computed: ") && li.contains(why),
+            "{output}: {li}"
         );
     }
-    let fine = page
-        .text
-        .split("<li>")
-        .find(|li| li.contains("value_stft32: /"))
-        .unwrap();
+    let fine = item("value_stft32");
     assert!(!fine.contains("not computed"), "{fine}");
+}
+
+/// The text of the page of the analysis `aid` (its id in the Data Analysis module).
+fn analysis_page(server: &TestServer, aid: &str) -> String {
+    server
+        .req(
+            "GET",
+            &format!(
+                "/api/v1/data_analysis_module/{}/DataAnalysis_view",
+                aid.trim()
+            ),
+            None,
+        )
+        .text
 }
 
 /// POSTs `body` to `/api/v1/<path>` as the manager; asserts it was taken (200 or 201) and
@@ -793,18 +796,10 @@ print(aid)
         ("PW", FEEDER_PASSWORD),
     ];
     let aid = python_or_dump(&server, &py, &script, &env);
-    let page = server.req(
-        "GET",
-        &format!(
-            "/api/v1/data_analysis_module/{}/DataAnalysis_view",
-            aid.trim()
-        ),
-        None,
-    );
+    let page = analysis_page(&server, &aid);
     assert!(
-        page.text.contains("spectrum_0: ") && page.text.contains("memory_budget"),
-        "{}",
-        page.text
+        page.contains("spectrum_0: ") && page.contains("memory_budget"),
+        "{page}"
     );
 }
 
