@@ -10,16 +10,22 @@ thread, one connection at a time, keep-alive. Whatever the wendelin server does 
 this (credentials, the msgpack check, the route, the commit record, the hand-over of the
 fdatasync to another thread) shows as the distance between the two.
 
-Usage: python3 bench/ideal_ingest.py FILE — prints the port it listens on (127.0.0.1),
-then serves until killed.
+With `--direct` it writes as the server does with `[data_stream] direct_writes`: the body is gathered into whole 4 KiB blocks and written with `O_DIRECT` every
+256 KiB, the last block padded with zeros (the next body rewrites it, starting with the
+bytes it kept), then one fdatasync.
+
+Usage: python3 bench/ideal_ingest.py FILE [--direct] — prints the port it listens on
+(127.0.0.1), then serves until killed.
 """
 
 import ctypes
+import mmap
 import os
 import socket
 import sys
 
 WRITEBACK_RUN = 256 << 10
+BLOCK = 4096
 SYNC_FILE_RANGE_WRITE = 2
 LIBC = ctypes.CDLL(None, use_errno=True)
 
@@ -38,7 +44,41 @@ def content_length(head: bytes) -> int:
     return 0
 
 
-def serve_connection(conn: socket.socket, fd: int) -> None:
+class DirectFile:
+    """A file appended with O_DIRECT through a page-aligned stage (an anonymous map)."""
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644)
+        self.stage = mmap.mmap(-1, 2 * WRITEBACK_RUN + BLOCK)
+        self.view = memoryview(self.stage)
+        self.staged = 0  # bytes in the stage
+        self.at = 0  # file offset of the stage's first byte
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.view[self.staged : self.staged + len(data)] = data
+        self.staged += len(data)
+        if self.staged >= WRITEBACK_RUN:
+            self.flush(last=False)
+
+    def flush(self, last: bool) -> None:
+        full = (
+            -(-self.staged // BLOCK) * BLOCK if last else self.staged // BLOCK * BLOCK
+        )
+        if last:
+            self.view[self.staged : full] = bytes(full - self.staged)
+        os.pwrite(self.fd, self.view[:full], self.at)
+        if last:
+            # Keep the partial last block: the next body rewrites it.
+            keep = self.staged // BLOCK * BLOCK
+        else:
+            keep = full
+        rest = self.staged - keep
+        self.view[:rest] = self.view[keep : self.staged]
+        self.staged = rest
+        self.at += keep
+
+
+def serve_connection(conn: socket.socket, fd: int, direct: DirectFile | None) -> None:
     buf = memoryview(bytearray(WRITEBACK_RUN))
     pending = b""
     end = flushed = os.lseek(fd, 0, os.SEEK_END)
@@ -52,26 +92,40 @@ def serve_connection(conn: socket.socket, fd: int) -> None:
         length = content_length(head)
         first = rest[:length]
         pending = rest[length:]
-        end += os.write(fd, first)
         left = length - len(first)
-        while left > 0:
-            got = conn.recv_into(buf, min(left, len(buf)))
-            if not got:
-                return
-            end += os.write(fd, buf[:got])
-            left -= got
-            upto = end & ~4095
-            if upto >= flushed + WRITEBACK_RUN:
-                start_writeback(fd, flushed, upto - flushed)
-                flushed = upto
-        os.fdatasync(fd)
+        if direct:
+            # recv in pieces of at most a run, so that the stage never overflows.
+            direct.write(first)
+            while left > 0:
+                got = conn.recv_into(buf, min(left, len(buf)))
+                if not got:
+                    return
+                direct.write(buf[:got])
+                left -= got
+            direct.flush(last=True)
+            os.fdatasync(direct.fd)
+        else:
+            end += os.write(fd, first)
+            while left > 0:
+                got = conn.recv_into(buf, min(left, len(buf)))
+                if not got:
+                    return
+                end += os.write(fd, buf[:got])
+                left -= got
+                upto = end & ~4095
+                if upto >= flushed + WRITEBACK_RUN:
+                    start_writeback(fd, flushed, upto - flushed)
+                    flushed = upto
+            os.fdatasync(fd)
         conn.sendall(
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
         )
 
 
 def main() -> None:
-    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    path = sys.argv[1]
+    direct = DirectFile(path + ".direct") if "--direct" in sys.argv[2:] else None
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(1)
@@ -79,7 +133,7 @@ def main() -> None:
     while True:
         conn, _ = sock.accept()
         with conn:
-            serve_connection(conn, fd)
+            serve_connection(conn, fd, direct)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,12 @@ end) with the Forward listener on, provisions the policy `bench`, then measures:
   (c) the server's peak RSS (VmHWM) after ingesting TOTAL GiB over HTTP.
   (a') at 1 client, after each HTTP row, the same row against a minimal server
       (bench/ideal_ingest.py: receive, write, start the writeback every 256 KiB, fdatasync,
-      answer; nothing else): the ceiling of a durable HTTP append with this client on this
-      machine, and the server's share of it;
+      answer; nothing else; with `--direct`, when the server runs with `[data_stream]
+      direct_writes`, the writes go with O_DIRECT in whole blocks): the ceiling of a
+      durable HTTP append with this client on this machine, and the server's share of it;
+      and after each fdatasync loop of that row, the same loop writing with O_DIRECT
+      (whole blocks, the last padded and rewritten by the next chunk, as the server
+      writes), for what the device takes when the page cache is left out;
 Usage: python3 bench/ingest.py [--a-mib 256] [--rounds 5] [--clients 4] [--total-gib 2]
 Needs `cargo build --release -p wendelin-server` and the repository's .venv (msgpack),
 which the tests or .ci/run create.
@@ -29,6 +33,7 @@ which the tests or .ci/run create.
 import argparse, http.client, os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
 
 from harness import ROOT, BIN, free_port, cli  # noqa: E402
+from ideal_ingest import WRITEBACK_RUN, DirectFile  # noqa: E402
 
 sys.path.insert(0, next(iter(__import__("glob").glob(os.path.join(ROOT, ".venv/lib/python3*/site-packages"))), ""))
 import msgpack  # noqa: E402
@@ -93,6 +98,21 @@ def file_loop(path, body, count, sync):
             os.fdatasync(fd)
     dt = time.perf_counter() - t0
     os.close(fd)
+    os.unlink(path)
+    return dt
+
+
+def direct_loop(path, body, count):
+    """The fdatasync loop with O_DIRECT writes, as the server's prewrites go."""
+    f = DirectFile(path)
+    t0 = time.perf_counter()
+    for _ in range(count):
+        for i in range(0, len(body), WRITEBACK_RUN):
+            f.write(body[i:i + WRITEBACK_RUN])
+        f.flush(last=True)
+        os.fdatasync(f.fd)
+    dt = time.perf_counter() - t0
+    os.close(f.fd)
     os.unlink(path)
     return dt
 
@@ -201,11 +221,14 @@ def main():
         time.sleep(3)
         mib = len(body) * n / MIB
         plain = os.path.join(tmp, "plain.bin")
+        direct = os.environ.get("WENDELIN_DATA_STREAM_DIRECT_WRITES", "false").lower() in ("true", "1")
         ideal = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "ideal_ingest.py"),
-                                  os.path.join(tmp, "ideal.bin")], stdout=subprocess.PIPE, text=True)
+                                  os.path.join(tmp, "ideal.bin"), *(["--direct"] if direct else [])],
+                                 stdout=subprocess.PIPE, text=True)
         ideal_port = int(ideal.stdout.readline())
         rows = []  # (name, loop MiB/s per round, HTTP MiB/s per round, server CPU ms/MiB per round)
         nosync = []
+        directs = []  # (fdatasync loop, O_DIRECT loop) MiB/s per round of the 1-client row
         ceiling = []  # (loop, HTTP, minimal server) MiB/s per round of the 1-client row
         for clients in counts:
             loop, http, cpu = [], [], []
@@ -213,6 +236,7 @@ def main():
                 loop.append(mib / file_loop(plain, body, n, True))
                 if clients == 1:
                     nosync.append(mib / file_loop(plain, body, n, False))
+                    directs.append((loop[-1], mib / direct_loop(plain, body, n)))
                 before = cpu_seconds(server.pid)
                 http.append(mib / http_ingest(port, token, body, n, clients, f"a{clients}.bulk"))
                 cpu.append((cpu_seconds(server.pid) - before) * 1000 / mib)
@@ -238,14 +262,22 @@ def main():
             print(f"| {name} | {statistics.median(loop):.0f} | {statistics.median(http):.0f} "
                   f"| {statistics.median(ratios):.2f}× | {min(ratios):.2f}–{max(ratios):.2f} "
                   f"| {statistics.median(cpu):.2f} |")
+        direct_ratio = [d / a for a, d in directs]
         floor = [c / a for a, _, c in ceiling]
         share = [h / c for _, h, c in ceiling]
-        print(f"\n(a') the ceiling at 1 client: a minimal server (bench/ideal_ingest.py: receive, write, "
-              f"writeback every 256 KiB, fdatasync, answer; no credentials, no check) right after each "
+        print(f"\n(a') the ceiling at 1 client: a minimal server (bench/ideal_ingest.py"
+              f"{' --direct' if direct else ''}: receive, write{' with O_DIRECT' if direct else ''}, "
+              f"{'every 256 KiB' if direct else 'writeback every 256 KiB'}, fdatasync, answer; no credentials, no check) right after each "
               f"1-client HTTP row: {statistics.median(c for _, _, c in ceiling):.0f} MiB/s (median), "
               f"{statistics.median(floor):.2f}× the fdatasync loop before the pair ({min(floor):.2f}–"
               f"{max(floor):.2f}); the server reaches {statistics.median(share):.2f}× of it "
               f"({min(share):.2f}–{max(share):.2f}, median of per-round ratios)")
+        print(f"\nthe same loop writing with O_DIRECT (server's direct_writes "
+              f"{'on' if direct else 'off'} in this run), after each 1-client fdatasync loop: "
+              f"{statistics.median(d for _, d in directs):.0f} MiB/s (median), "
+              f"{statistics.median(direct_ratio):.2f}× the fdatasync loop "
+              f"({min(direct_ratio):.2f}–{max(direct_ratio):.2f}); the 1-client row is "
+              f"{statistics.median(h / d for (_, d), h in zip(directs, rows[0][2])):.2f}× of it")
         print(f"\nplain file append loop without fsync: {statistics.median(nosync):.0f} MiB/s (median of "
               f"{len(nosync)}); every fdatasync loop: {min(min(r[1]) for r in rows):.0f}–"
               f"{max(max(r[1]) for r in rows):.0f} MiB/s")

@@ -34,6 +34,12 @@ pub struct DataStreamConfig {
     pub max_upload_bytes: usize,
     /// Upload bytes being written at once above which uploads get 503 + Retry-After.
     pub max_inflight_bytes: usize,
+    /// Ingested bodies written to the end of a stream while they arrive go to the
+    /// device with `O_DIRECT` (with `fsync` only; where the file system refuses it, they
+    /// go through the page cache): ~25 % less CPU per ingested MiB, no faster for one
+    /// client on the VMs measured, and the bytes are not left in the page cache for the
+    /// analyses that read them next.
+    pub direct_writes: bool,
 }
 
 impl Default for DataStreamConfig {
@@ -44,6 +50,7 @@ impl Default for DataStreamConfig {
             fsync: true,
             max_upload_bytes: 64 << 20,
             max_inflight_bytes: 256 << 20,
+            direct_writes: false,
         }
     }
 }
@@ -57,6 +64,7 @@ pub fn configure(config: DataStreamConfig) {
         store: StoreOptions {
             segment_bytes: config.segment_bytes.max(1),
             fsync: config.fsync,
+            direct_writes: config.direct_writes,
             ..Default::default()
         },
         max_read_bytes: config.max_read_bytes,

@@ -483,6 +483,19 @@ fn kill_9_across_segment_rotations() {
     );
 }
 
+/// The same with `[data_stream] direct_writes`: each body goes to the device with
+/// `O_DIRECT` in whole blocks, its last block padded with zeros beyond the end (dropped
+/// on restart), the next body rewriting that block.
+#[test]
+fn kill_9_with_direct_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    kill_9_rounds(
+        dir.path(),
+        &[("WENDELIN_DATA_STREAM_DIRECT_WRITES", "true")],
+        10,
+    );
+}
+
 /// Rounds of: writers append records in order, the server is killed (SIGKILL) at a random
 /// moment and restarted; every acknowledged record must be there, in order, undamaged.
 fn kill_9_rounds(dir: &Path, env: &[(&str, &str)], rounds: usize) {
@@ -582,6 +595,15 @@ fn large_bodies_are_written_while_they_arrive_and_checked_whole() {
 #[test]
 fn large_bodies_written_off_the_event_loop_are_checked_whole() {
     large_bodies(&[("WENDELIN_INGESTION_PREWRITE_SLOW_MS", "0")]);
+}
+
+/// … and with `O_DIRECT` (`[data_stream] direct_writes`), where the file system takes it.
+#[test]
+fn large_bodies_written_with_o_direct_are_checked_whole() {
+    large_bodies(&[
+        ("WENDELIN_INGESTION_PREWRITE_SLOW_MS", "600000"),
+        ("WENDELIN_DATA_STREAM_DIRECT_WRITES", "true"),
+    ]);
 }
 
 fn large_bodies(env: &[(&str, &str)]) {

@@ -29,19 +29,81 @@ pub const DIRECT_MIN_BYTES: usize = 64 << 10;
 
 /// The alignment `O_DIRECT` asks of offsets, lengths and buffers: a page, which covers
 /// the 512-byte and 4 KiB logical blocks of the devices it runs on.
-const DIRECT_ALIGN: usize = 4096;
+pub const DIRECT_ALIGN: usize = 4096;
 
-/// Bytes copied per direct write (the size of a [`DIRECT_BUFFERS`] buffer, less its alignment slack).
-const DIRECT_PIECE: usize = 1 << 20;
+/// Bytes of a [`StagingBuffer`]: what [`write_new`] copies per direct write.
+pub const DIRECT_PIECE: usize = 1 << 20;
 
-/// Staging buffers for [`write_new`], each [`DIRECT_PIECE`] + [`DIRECT_ALIGN`] bytes,
-/// shared by all threads (an analysis run appends from short-lived threads: a buffer of
-/// their own would cost the kernel's zeroing of its pages each time). At most
-/// [`DIRECT_BUFFERS_KEPT`] are kept.
-static DIRECT_BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+/// A page-aligned buffer of [`DIRECT_PIECE`] bytes for `O_DIRECT` writes, taken from a
+/// pool shared by all threads and given back when dropped (an analysis run appends from
+/// short-lived threads, and ingestion takes one per body: a fresh buffer each time would
+/// cost the kernel's zeroing of its pages). At most [`STAGING_KEPT`] are kept.
+pub struct StagingBuffer {
+    raw: Vec<u8>,
+    at: usize,
+}
 
-/// Buffers [`DIRECT_BUFFERS`] keeps between writes.
-const DIRECT_BUFFERS_KEPT: usize = 8;
+static STAGING: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+/// Buffers the [`StagingBuffer`] pool keeps between uses.
+const STAGING_KEPT: usize = 8;
+
+impl StagingBuffer {
+    /// A buffer from the pool, or a new zeroed one. Its bytes are whatever the last user
+    /// left: callers write before they read.
+    pub fn take() -> StagingBuffer {
+        let kept = STAGING.lock().ok().and_then(|mut b| b.pop());
+        let raw = kept.unwrap_or_else(|| vec![0; DIRECT_PIECE + DIRECT_ALIGN]);
+        // Never beyond the slack: an offset that cannot align leaves the buffer
+        // unaligned, and the direct write refuses it (its callers then write buffered).
+        let at = raw.as_ptr().align_offset(DIRECT_ALIGN).min(DIRECT_ALIGN);
+        StagingBuffer { raw, at }
+    }
+
+    /// The [`DIRECT_PIECE`] aligned bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.raw[self.at..self.at + DIRECT_PIECE]
+    }
+
+    /// The [`DIRECT_PIECE`] aligned bytes, to fill.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.raw[self.at..self.at + DIRECT_PIECE]
+    }
+}
+
+impl Drop for StagingBuffer {
+    fn drop(&mut self) {
+        if let Ok(mut kept) = STAGING.lock() {
+            if kept.len() < STAGING_KEPT {
+                kept.push(std::mem::take(&mut self.raw));
+            }
+        }
+    }
+}
+
+/// Whether an error is the file system's or device's refusal of `O_DIRECT` (tmpfs at
+/// open, an alignment it does not take at write): the caller writes through the page
+/// cache instead.
+pub fn direct_refused(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EINVAL)
+}
+
+/// Opens the existing file `path` for writing with `O_DIRECT` (`None` where the file
+/// system refuses it). Its writes must be aligned to [`DIRECT_ALIGN`] in offset, length
+/// and memory ([`StagingBuffer`]); they reach the device before they return, and, as
+/// any write, are durable only after an fdatasync.
+pub fn open_direct(path: &std::path::Path) -> std::io::Result<Option<File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+    {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if direct_refused(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
 
 /// Creates (or truncates) `path` holding `bytes`, for a caller that then makes it durable
 /// (fdatasync) before relying on it. A file of [`DIRECT_MIN_BYTES`] or more is written
@@ -72,7 +134,6 @@ pub fn write_new(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<File> 
 fn write_direct(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<Option<File>> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let refused = |e: &std::io::Error| e.raw_os_error() == Some(libc::EINVAL);
     let mut file = match std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -81,35 +142,20 @@ fn write_direct(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<Option<
         .open(path)
     {
         Ok(f) => f,
-        Err(e) if refused(&e) => return Ok(None),
+        Err(e) if direct_refused(&e) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let kept = DIRECT_BUFFERS.lock().ok().and_then(|mut b| b.pop());
-    let mut buffer = kept.unwrap_or_else(|| vec![0; DIRECT_PIECE + DIRECT_ALIGN]);
-    let written = (|| -> std::io::Result<bool> {
-        let at = buffer.as_ptr().align_offset(DIRECT_ALIGN);
-        let Some(aligned) = buffer.get_mut(at..at + DIRECT_PIECE) else {
-            return Ok(false);
-        };
-        for piece in bytes.chunks(DIRECT_PIECE) {
-            let padded = piece.len().next_multiple_of(DIRECT_ALIGN);
-            aligned[..piece.len()].copy_from_slice(piece);
-            aligned[piece.len()..padded].fill(0);
-            match file.write_all(&aligned[..padded]) {
-                Ok(()) => {}
-                Err(e) if refused(&e) => return Ok(false),
-                Err(e) => return Err(e),
-            }
+    let mut buffer = StagingBuffer::take();
+    let aligned = buffer.bytes_mut();
+    for piece in bytes.chunks(DIRECT_PIECE) {
+        let padded = piece.len().next_multiple_of(DIRECT_ALIGN);
+        aligned[..piece.len()].copy_from_slice(piece);
+        aligned[piece.len()..padded].fill(0);
+        match file.write_all(&aligned[..padded]) {
+            Ok(()) => {}
+            Err(e) if direct_refused(&e) => return Ok(None),
+            Err(e) => return Err(e),
         }
-        Ok(true)
-    })();
-    if let Ok(mut kept) = DIRECT_BUFFERS.lock() {
-        if kept.len() < DIRECT_BUFFERS_KEPT {
-            kept.push(buffer);
-        }
-    }
-    if !written? {
-        return Ok(None);
     }
     file.set_len(bytes.len() as u64)?;
     Ok(Some(file))
