@@ -365,7 +365,7 @@ pub struct Prewrite {
 }
 
 /// The `O_DIRECT` side of a [`Prewrite`] ([`StoreOptions::direct_writes`]). Measured on
-/// the VMs this runs on (bench/ingest.py, bench/RESULTS.md, 2026-12-07 20:50–21:45 UTC):
+/// the VMs this runs on (bench/ingest.py, bench/RESULTS.md, 2026-12-07 20:35–21:00 UTC):
 /// the server's CPU per ingested MiB falls by ~25 % (no page-cache copy, no writeback
 /// work), and a 1 MiB write+fdatasync loop goes 0.8–1.2× as fast with `O_DIRECT` on a
 /// quiet machine (2.8× while a build used both cores); but one client's throughput is no
