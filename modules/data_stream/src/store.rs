@@ -40,7 +40,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 
-use actix_web::web::Bytes;
 use wendelin_core::store::files;
 
 /// Errors of the storage engine.
@@ -358,10 +357,7 @@ pub struct Prewrite {
     flushed: u64,
     crc: crc32fast::Hasher,
     lost: bool,
-    /// The body's pieces as they came (kept, not copied: a body that has to be written
-    /// again, or whose check failed, is put together from them).
-    body: Vec<Bytes>,
-    body_len: usize,
+    body: Vec<u8>,
     /// The body's announced length.
     limit: usize,
     /// With [`StoreOptions::direct_writes`]: the body goes to the device in whole blocks.
@@ -409,19 +405,12 @@ impl Prewrite {
 
     /// Takes the next piece of the body: kept, and written in place while this prewrite
     /// still holds the stream's end.
-    pub fn piece(&mut self, piece: Bytes) {
-        self.body_len += piece.len();
-        self.write_piece(&piece);
-        self.body.push(piece);
-    }
-
-    /// Writes the next piece of the body in place (or stages it), unless this prewrite
-    /// is already lost.
-    fn write_piece(&mut self, piece: &[u8]) {
+    pub fn piece(&mut self, piece: &[u8]) {
+        self.body.extend_from_slice(piece);
         if self.lost || piece.is_empty() {
             return;
         }
-        if self.body_len > self.limit {
+        if self.body.len() > self.limit {
             // More than announced: the segment's room was judged for `limit` bytes.
             self.lost = true;
             return;
@@ -461,15 +450,9 @@ impl Prewrite {
         }
     }
 
-    /// The length of the body so far.
-    pub fn body_len(&self) -> usize {
-        self.body_len
-    }
-
-    /// The body so far, put together (a copy: for the rare paths, a body written again
-    /// or refused).
-    pub fn body_copy(&self) -> Vec<u8> {
-        self.body.concat()
+    /// The body so far.
+    pub fn body(&self) -> &[u8] {
+        &self.body
     }
 
     /// Direct: copies `piece` behind the staged bytes, writing the whole blocks each
@@ -609,8 +592,7 @@ impl LocalStore {
             flushed,
             crc: crc32fast::Hasher::new(),
             lost: false,
-            body: Vec::new(),
-            body_len: 0,
+            body: Vec::with_capacity(len),
             limit: len,
             direct,
         })
@@ -1096,19 +1078,18 @@ impl Stream {
         let crc = std::mem::replace(&mut pre.crc, crc32fast::Hasher::new());
         let mut in_place = !pre.lost
             && pre.holds_end(&w)
-            && pre.written == pre.body_len as u64
-            && pre.body_len > 0;
+            && pre.written == pre.body.len() as u64
+            && !pre.body.is_empty();
         if in_place && pre.direct.is_some() {
             // The last block, padded: the zeros lie beyond the end, where nothing reads.
             in_place = pre.write_staged(&mut w, true);
         }
         if !in_place {
             drop(w);
-            let body = pre.body_copy();
             let mut crc = crc32fast::Hasher::new();
-            crc.update(&body);
+            crc.update(&pre.body);
             let w = lock(&self.writer);
-            return self.write_locked(w, &body, None, segment_bytes, crc);
+            return self.write_locked(w, &pre.body, None, segment_bytes, crc);
         }
         w.epoch += 1;
         w.prewriter = None;
@@ -1308,11 +1289,6 @@ mod tests {
             );
         }
         taken
-    }
-
-    /// Hands `piece` to `pre` as the HTTP layer does (a `Bytes` of its own).
-    fn feed(pre: &mut Prewrite, piece: &[u8]) {
-        pre.piece(Bytes::copy_from_slice(piece));
     }
 
     /// `body` in pieces of sizes cycling from `first` (what sockets hand over: a byte,
@@ -1560,11 +1536,11 @@ mod tests {
         store.append(8, b"abc", None, Durability::Durable).unwrap();
         let mut pre = store.prewrite(8, 3).unwrap();
         assert!(store.prewrite(8, 3).is_none(), "one prewrite at a time");
-        feed(&mut pre, b"de");
+        pre.piece(b"de");
         // Beyond the end: not readable yet.
         assert_eq!(store.read(8, 0, 100).unwrap(), b"abc");
-        feed(&mut pre, b"f");
-        assert_eq!(pre.body_copy(), b"def");
+        pre.piece(b"f");
+        assert_eq!(pre.body(), b"def");
         assert_eq!(
             store.append_prewritten(pre, Durability::Durable).unwrap(),
             6
@@ -1582,8 +1558,8 @@ mod tests {
         let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
         store.append(11, b"0", None, Durability::Durable).unwrap();
         let mut pre = store.prewrite(11, 2).unwrap();
-        feed(&mut pre, b"ab");
-        feed(&mut pre, b"cd");
+        pre.piece(b"ab");
+        pre.piece(b"cd");
         assert_eq!(
             store.append_prewritten(pre, Durability::Durable).unwrap(),
             5
@@ -1599,9 +1575,9 @@ mod tests {
         let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
         store.append(9, b"abc", None, Durability::Durable).unwrap();
         let mut pre = store.prewrite(9, 6).unwrap();
-        feed(&mut pre, b"XXXX");
+        pre.piece(b"XXXX");
         store.append(9, b"12", None, Durability::Durable).unwrap();
-        feed(&mut pre, b"YY");
+        pre.piece(b"YY");
         assert_eq!(
             store.append_prewritten(pre, Durability::Durable).unwrap(),
             11
@@ -1629,7 +1605,7 @@ mod tests {
         let store = LocalStore::open(dir.path(), opts(1 << 20)).unwrap();
         store.append(10, b"abc", None, Durability::Durable).unwrap();
         let mut pre = store.prewrite(10, 7).unwrap();
-        feed(&mut pre, b"garbage");
+        pre.piece(b"garbage");
         drop(pre);
         assert_eq!(store.size(10).unwrap(), 3);
         store.append(10, b"Z", None, Durability::Durable).unwrap();
@@ -1643,7 +1619,7 @@ mod tests {
         assert_eq!(std::fs::metadata(&seg).unwrap().len(), HEADER + 4);
         // A new prewrite after a dropped one.
         let mut pre = store.prewrite(10, 2).unwrap();
-        feed(&mut pre, b"qq");
+        pre.piece(b"qq");
         drop(pre);
         drop(store);
         let store = LocalStore::open(dir.path(), opts(4)).unwrap();
@@ -1686,7 +1662,7 @@ mod tests {
             let mut pre = store.prewrite(20, n).unwrap();
             assert_eq!(pre.direct.is_some(), direct, "body {i}: direct when taken");
             for piece in pieces(&body, i) {
-                feed(&mut pre, piece);
+                pre.piece(piece);
             }
             let size = store.append_prewritten(pre, Durability::Durable).unwrap();
             want.extend_from_slice(&body);
@@ -1701,7 +1677,7 @@ mod tests {
         }
         let seg = cseg(&store, 20, 0);
         let mut pre = store.prewrite(20, 5).unwrap();
-        feed(&mut pre, b"tail!");
+        pre.piece(b"tail!");
         store.append_prewritten(pre, Durability::Durable).unwrap();
         want.extend_from_slice(b"tail!");
         let len = std::fs::metadata(&seg).unwrap().len();
@@ -1736,9 +1712,9 @@ mod tests {
         let mut pre = store.prewrite(21, body.len()).unwrap();
         assert_eq!(pre.direct.is_some(), direct);
         let (first, second) = body.split_at(DIRECT_RUN + 100);
-        feed(&mut pre, first);
+        pre.piece(first);
         store.append(21, b"12", None, Durability::Durable).unwrap();
-        feed(&mut pre, second);
+        pre.piece(second);
         let size = store.append_prewritten(pre, Durability::Durable).unwrap();
         let mut want = b"abc12".to_vec();
         want.extend_from_slice(&body);
@@ -1751,7 +1727,7 @@ mod tests {
         }
         want.extend_from_slice(&dots);
         let mut pre = store.prewrite(21, body.len()).unwrap();
-        feed(&mut pre, &body[..DIRECT_RUN + 300]);
+        pre.piece(&body[..DIRECT_RUN + 300]);
         drop(pre);
         assert_eq!(store.size(21).unwrap(), want.len() as u64);
         store.append(21, b"Z", None, Durability::Durable).unwrap();

@@ -316,7 +316,7 @@ type Prewriting = (Prewrite, msgpack::Validator);
 fn prewrite_pieces(state: &mut Prewriting, pieces: &[web::Bytes]) {
     for piece in pieces {
         state.1.feed(piece);
-        state.0.piece(piece.clone());
+        state.0.piece(piece);
     }
 }
 
@@ -377,7 +377,7 @@ async fn ingest_prewritten(
             if let Some((pre, check)) = idle.as_mut() {
                 check.feed(&piece);
                 let started = Instant::now();
-                pre.piece(piece.clone());
+                pre.piece(&piece);
                 let took = started.elapsed();
                 if slow.is_some_and(|slow| took > slow) {
                     if !writes_are_slow() {
@@ -410,12 +410,12 @@ async fn ingest_prewritten(
         let _held = reservation;
         prewrite_pieces(&mut state, &batch);
         let (pre, check) = state;
-        if pre.body_len() == 0 {
+        if pre.body().is_empty() {
             return Err(CoreError::BadRequest("the request body is empty".into()));
         }
         if !check.finish() {
             // The message that locates the fault (the streaming check only says no).
-            msgpack::validate(&pre.body_copy()).map_err(CoreError::BadRequest)?;
+            msgpack::validate(pre.body()).map_err(CoreError::BadRequest)?;
             return Err(CoreError::BadRequest(
                 "malformed msgpack: the body is not a sequence of complete values".into(),
             ));

@@ -689,7 +689,7 @@ pub fn ingest_prewritten(
     pre: wendelin_data_stream::Prewrite,
     mode: Durability,
 ) -> CoreResult<Ingested> {
-    let bytes = pre.body_len() as u64;
+    let bytes = pre.body().len() as u64;
     let size = wendelin_data_stream::append_prewritten_checked(portal, &route.stream, pre, mode)?;
     Ok(Ingested {
         stream: route.stream.path,
