@@ -1291,6 +1291,16 @@ mod tests {
         taken
     }
 
+    /// A store with direct prewrites in a new directory, stream `id` holding `first`;
+    /// and whether the directory takes `O_DIRECT`.
+    fn direct_store(id: u64, first: &[u8]) -> (tempfile::TempDir, bool, Arc<LocalStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let direct = direct_taken(dir.path());
+        let store = LocalStore::open(dir.path(), direct_opts(1 << 30)).unwrap();
+        store.append(id, first, None, Durability::Durable).unwrap();
+        (dir, direct, store)
+    }
+
     /// `body` in pieces of sizes cycling from `first` (what sockets hand over: a byte,
     /// a few KiB, up to 128 KiB).
     fn pieces(body: &[u8], first: usize) -> Vec<&[u8]> {
@@ -1638,10 +1648,7 @@ mod tests {
     /// and after a restart, which drops the zeros padding the last block.
     #[test]
     fn direct_prewrites_append_exactly_wherever_they_end() {
-        let dir = tempfile::tempdir().unwrap();
-        let direct = direct_taken(dir.path());
-        let store = LocalStore::open(dir.path(), direct_opts(1 << 30)).unwrap();
-        store.append(20, b"x", None, Durability::Durable).unwrap();
+        let (dir, direct, store) = direct_store(20, b"x");
         let mut want = b"x".to_vec();
         let sizes = [
             1,
@@ -1704,10 +1711,7 @@ mod tests {
     /// after that append; and one dropped after writing blocks leaves nothing visible.
     #[test]
     fn direct_prewrites_overtaken_or_dropped_leave_the_stream_exact() {
-        let dir = tempfile::tempdir().unwrap();
-        let direct = direct_taken(dir.path());
-        let store = LocalStore::open(dir.path(), direct_opts(1 << 30)).unwrap();
-        store.append(21, b"abc", None, Durability::Durable).unwrap();
+        let (dir, direct, store) = direct_store(21, b"abc");
         let body: Vec<u8> = (0..DIRECT_RUN + 5000).map(|k| (k % 251) as u8).collect();
         let mut pre = store.prewrite(21, body.len()).unwrap();
         assert_eq!(pre.direct.is_some(), direct);
