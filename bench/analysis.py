@@ -31,6 +31,12 @@ Usage: .venv/bin/python bench/analysis.py [GIB] [SECONDS] [--no-numpy] [--spectr
   --only-a: (a) only, (b) and (c) skipped (shorter runs under the bench lock).
   --float32: the STFT stored as float32 (the template's --stft-dtype float32), and numpy
   computing it in float32 (numpy 2's float32 FFT: complex64, then abs).
+  BENCH_KEEP=1: the work directory is left in place (its path printed) instead of deleted.
+  On ext4 without a journal (these VMs) the kernel skips, one by one, every inode freed
+  in the last 5 minutes each time it allocates a new one: a run started within 5 minutes
+  of deleting an earlier run's ~6,000 files spends much of its time there (10.4 s
+  against 5.3-6.1 s, bench/RESULTS.md 2026-12-07 23:20 UTC). Keep the runs' directories
+  and delete them all afterwards, or wait 5 minutes between runs.
   BENCH_LOG=<filter>: the server's log filter (default warn; its log goes to stderr),
   e.g. BENCH_LOG=wendelin_data_operation=debug for the per-run phase timings.
 """
@@ -188,7 +194,10 @@ def main():
     try:
         run(work)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if os.environ.get("BENCH_KEEP"):
+            print(f"kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def run(work):
