@@ -365,11 +365,12 @@ fn prefix_start(lines: &[Line], reference: &str, progress: &Progress, first: u64
 /// its rows after the append and the paths left unsynced. All are joined before the run
 /// syncs and records its offset; the scope joins them on every other way out too, so no
 /// write outlives the run (the next one cuts the arrays back).
-type Appending<'scope> = Vec<(String, AppendThread<'scope>)>;
+type Appending<'scope> = Vec<(String, AppendThread<'scope, std::sync::Arc<Vec<u8>>>)>;
 
-/// An append on a thread of a scope: the array's rows after it, and the paths it left
-/// unsynced.
-type AppendThread<'scope> = std::thread::ScopedJoinHandle<'scope, CoreResult<(u64, Vec<PathBuf>)>>;
+/// An append on a thread of a scope: the array's rows after it and the paths it left
+/// unsynced, and the bytes it appended, handed back (an STFT reuses its buffers).
+type AppendThread<'scope, B> =
+    std::thread::ScopedJoinHandle<'scope, (CoreResult<(u64, Vec<PathBuf>)>, B)>;
 
 /// [`append_rows`] on a thread of `scope` (its arguments owned or borrowed for the
 /// scope); [`join_append`] takes its result.
@@ -379,7 +380,7 @@ fn spawn_append<'scope, B>(
     dtype: &'static str,
     inner: impl AsRef<[u64]> + Send + 'scope,
     bytes: B,
-) -> AppendThread<'scope>
+) -> AppendThread<'scope, B>
 where
     B: std::ops::Deref + Send + 'scope,
     B::Target: AsRef<[u8]>,
@@ -392,19 +393,35 @@ where
             inner.as_ref(),
             (*bytes).as_ref(),
             &mut unsynced,
-        )?;
-        Ok((rows, unsynced))
+        );
+        (rows.map(|rows| (rows, unsynced)), bytes)
     })
 }
 
 /// Waits for an append of [`spawn_append`]: its paths join this thread's unsynced list
-/// (the run's one sync); returns the array's rows after it.
-fn join_append(reference: &str, append: AppendThread<'_>) -> CoreResult<u64> {
-    let (rows, unsynced) = append
+/// (the run's one sync); returns the array's rows after it, and the bytes appended.
+fn join_append<B>(reference: &str, append: AppendThread<'_, B>) -> CoreResult<(u64, B)> {
+    let (appended, bytes) = append
         .join()
-        .map_err(|_| CoreError::Internal(format!("the append to '{reference}' panicked")))??;
+        .map_err(|_| CoreError::Internal(format!("the append to '{reference}' panicked")))?;
+    let (rows, unsynced) = appended?;
     UNSYNCED.with(|u| u.borrow_mut().extend(unsynced));
-    Ok(rows)
+    Ok((rows, bytes))
+}
+
+/// The first `len` bytes of a buffer kept for reuse: an STFT's batch of rows, handed to
+/// the thread that appends it and back.
+struct Piece {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl std::ops::Deref for Piece {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
 }
 
 thread_local! {
@@ -412,10 +429,15 @@ thread_local! {
 }
 
 thread_local! {
-    /// The STFT's row and signal buffers, reused by the thread's next run.
-    static STFT_BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<f64>)> =
-        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    /// The STFT's two piece buffers and its signal buffer, reused by the thread's next
+    /// run.
+    static STFT_BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<u8>, Vec<f64>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
+
+/// Most bytes of rows in one piece an STFT appends (two such buffers per run: one being
+/// computed, one being appended).
+const STFT_PIECE_BYTES: usize = 8 << 20;
 
 /// Largest STFT buffers a thread keeps between runs (bytes, both together).
 const KEPT_BUFFER_BYTES: usize = 64 << 20;
@@ -871,7 +893,7 @@ fn run(call: &mut Call<'_>, analysis: &Document) -> CoreResult<MethodOutput> {
         }
         lap.mark("derive");
         for (reference, append) in appending {
-            let rows = join_append(&reference, append)?;
+            let (rows, _) = join_append(&reference, append)?;
             progress.rows.insert(reference, rows);
         }
         lap.mark("join");
@@ -1572,72 +1594,91 @@ fn derive(
                 count = aligned - done;
             }
             let threads = spectrum::threads();
-            // Batches of whole chunks of rows when the run starts on a chunk boundary:
-            // each batch's rows are appended on a thread while the next batch is
-            // computed (the append, written straight to the device, had taken as long as
-            // the FFTs, one after the other), every piece ending on a chunk boundary so
-            // no chunk is written twice. Otherwise the rows of every batch are appended
-            // at once, at the end: one boundary-chunk rewrite per run.
-            let pipelined = done % chunk == 0 && batch >= chunk;
-            let batch = if pipelined {
-                batch / chunk * chunk
-            } else {
-                batch
-            };
-            // The buffers are the thread's, kept from run to run: fresh ones cost the
-            // kernel's zeroing of every page, each run (6-8 % of a run's CPU in a
-            // profile).
             let row = usize::try_from(bins)
                 .unwrap_or(usize::MAX)
                 .saturating_mul(precision.size());
-            let need = usize::try_from(count).unwrap_or(0) * row;
-            let (mut rows, mut x) = STFT_BUFFERS.with(|b| std::mem::take(&mut *b.borrow_mut()));
-            if rows.len() < need {
-                // Every byte of rows[..need] is written by windows_into below.
-                rows.resize(need, 0);
-            }
-            let computed = std::thread::scope(|scope| -> CoreResult<u64> {
+            // Rows are computed in batches (at most `batch` windows, and at most
+            // STFT_PIECE_BYTES of rows) and appended in pieces that end on chunk
+            // boundaries, each on a thread while the next piece is computed (the append,
+            // written straight to the device, had taken as long as the FFTs, one after
+            // the other): no chunk is written twice, but the first when the run starts
+            // inside one. Two buffers of one piece each, whatever the run's size: the
+            // memory does not grow with [data_operation] max_input_bytes. With chunks
+            // larger than a piece, the run's rows are appended at once, at the end.
+            let batch = batch
+                .min(u64::try_from(STFT_PIECE_BYTES / row.max(1)).unwrap_or(u64::MAX))
+                .max(1);
+            let pipelined = batch >= chunk;
+            let piece_rows = if pipelined {
+                batch / chunk * chunk
+            } else {
+                count
+            };
+            let (first, second, mut x) =
+                STFT_BUFFERS.with(|b| std::mem::take(&mut *b.borrow_mut()));
+            let computed = std::thread::scope(|scope| -> CoreResult<(u64, Vec<u8>, Vec<u8>)> {
                 // Appends run one at a time, in order.
-                let mut appending: Option<AppendThread<'_>> = None;
+                let mut appending: Option<AppendThread<'_, Piece>> = None;
+                let (mut cur, mut spare) = (first, second);
                 let mut total = 0;
-                let mut rest = &mut rows[..need];
-                let mut pending = 0;
                 let mut made = 0;
                 let mut lap = Lap::new();
                 while made < count {
-                    let k = batch.min(count - made);
-                    let from = start + made * h;
-                    signal.read_into(from, from + (k - 1) * h + w, &mut x)?;
-                    lap.mark("read");
-                    let at = pending * row;
-                    let len = usize::try_from(k).unwrap_or(0) * row;
-                    s.windows_into(&x, threads, precision, &mut rest[at..at + len]);
-                    lap.mark("fft");
-                    pending += usize::try_from(k).unwrap_or(0);
-                    made += k;
-                    if pipelined || made == count {
-                        let (piece, tail) = std::mem::take(&mut rest).split_at_mut(pending * row);
-                        rest = tail;
-                        pending = 0;
-                        if let Some(previous) = appending.take() {
-                            total = join_append(out, previous)?;
-                        }
-                        lap.mark("wait");
-                        let piece: &[u8] = piece;
-                        appending = Some(spawn_append(scope, &dir, dtype, [bins], piece));
+                    let into_chunk = (done + made) % chunk;
+                    let n = if pipelined && into_chunk > 0 {
+                        chunk - into_chunk
+                    } else {
+                        piece_rows
                     }
+                    .min(count - made);
+                    let len = usize::try_from(n).unwrap_or(0) * row;
+                    if cur.len() < len {
+                        // Every byte of cur[..len] is written by windows_into below.
+                        cur.resize(len, 0);
+                    }
+                    let mut at = 0;
+                    while at < n {
+                        let k = batch.min(n - at);
+                        let from = start + (made + at) * h;
+                        signal.read_into(from, from + (k - 1) * h + w, &mut x)?;
+                        lap.mark("read");
+                        let rows = usize::try_from(at).unwrap_or(0) * row
+                            ..usize::try_from(at + k).unwrap_or(0) * row;
+                        s.windows_into(&x, threads, precision, &mut cur[rows]);
+                        lap.mark("fft");
+                        at += k;
+                    }
+                    made += n;
+                    if let Some(previous) = appending.take() {
+                        let (rows, piece) = join_append(out, previous)?;
+                        total = rows;
+                        spare = piece.buf;
+                    }
+                    lap.mark("wait");
+                    let piece = Piece {
+                        buf: std::mem::replace(&mut cur, std::mem::take(&mut spare)),
+                        len,
+                    };
+                    appending = Some(spawn_append(scope, &dir, dtype, [bins], piece));
                 }
                 if let Some(last) = appending.take() {
-                    total = join_append(out, last)?;
+                    let (rows, piece) = join_append(out, last)?;
+                    total = rows;
+                    spare = piece.buf;
                 }
                 lap.mark("wait");
                 tracing::debug!(output = out, rows = count, phases = %lap, "stft");
-                Ok(total)
+                Ok((total, cur, spare))
             });
-            if rows.capacity() + x.capacity() * 8 <= KEPT_BUFFER_BYTES {
-                STFT_BUFFERS.with(|b| *b.borrow_mut() = (rows, x));
-            }
-            let total = computed?;
+            let total = match computed {
+                Ok((total, cur, spare)) => {
+                    if cur.capacity() + spare.capacity() + x.capacity() * 8 <= KEPT_BUFFER_BYTES {
+                        STFT_BUFFERS.with(|b| *b.borrow_mut() = (cur, spare, x));
+                    }
+                    total
+                }
+                Err(e) => return Err(e),
+            };
             progress.rows.insert(out.to_owned(), total);
             Ok(count < avail)
         }

@@ -262,7 +262,16 @@ samples = rng.integers(-32768, 32767, size=(frames, 2), dtype=np.int16)
 wav = wav_header(2, 8000, frames) + samples.tobytes()
 if sys.argv[-1] == "post" or os.environ.get("MODE") == "post":
     step = 50001
+    # FIRST: bytes posted and analysed before the rest is posted (a multiple of step).
+    first = int(os.environ.get("FIRST", "0"))
     for i in range(0, len(wav), step):
+        if first and i == first:
+            aid = wait(analysis, "the Data Analysis", 120)
+            sent = sum(len(msgpack.packb([int(time.time()), {"data": wav[j:j + step]}], use_bin_type=True))
+                       for j in range(0, i, step))
+            offset = lambda: requests.get(U + "/api/v1/progress_indicator_module/%s-progress" % aid,
+                                          headers=H).json().get("int_offset_index")
+            wait(lambda: offset() == sent, "the first part to be analysed", 120)
         post(wav[i:i + step])
     print("posted")
 else:
@@ -352,8 +361,11 @@ fn one_large_step_writes_the_bytes_of_many_small_ones() {
     // Large: one debounced run after all the appends (no periodic step), 8 MiB per run.
     // Pieces: the same with 1.5 MiB per run, so the STFT's batches are one chunk of
     // rows (1,016) each and a run appends them in two pieces, each while the next is
-    // computed. Small: 64 KiB per run.
-    let settings: [&[(&str, &str)]; 3] = [
+    // computed. Small: 64 KiB per run. Inside: as Pieces, but the first 100,002 bytes
+    // are analysed before the rest is posted (within the debounce), so the next run
+    // starts 194 rows into a chunk with more than two chunks of rows to make: its
+    // first piece ends on the chunk's boundary, the next ones are whole chunks.
+    let settings: [&[(&str, &str)]; 4] = [
         &[
             ("WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS", "0"),
             ("WENDELIN_DATA_OPERATION_DEBOUNCE_MILLIS", "10000"),
@@ -367,6 +379,11 @@ fn one_large_step_writes_the_bytes_of_many_small_ones() {
             ("WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS", "1"),
             ("WENDELIN_DATA_OPERATION_MAX_INPUT_BYTES", "65536"),
         ],
+        &[
+            ("WENDELIN_DATA_OPERATION_ALARM_INTERVAL_SECONDS", "0"),
+            ("WENDELIN_DATA_OPERATION_DEBOUNCE_MILLIS", "3000"),
+            ("WENDELIN_DATA_OPERATION_MAX_INPUT_BYTES", "1572864"),
+        ],
     ];
     for (i, env) in settings.iter().enumerate() {
         let server = setup(&dir.path().join(i.to_string()), env);
@@ -375,6 +392,9 @@ fn one_large_step_writes_the_bytes_of_many_small_ones() {
             // 2,343 STFT rows of 129 bins: more than two chunks (1,016 rows each).
             e.retain(|(k, _)| *k != "FRAMES");
             e.push(("FRAMES", "300000"));
+            if i == 3 {
+                e.push(("FIRST", "100002"));
+            }
             e
         };
         python_or_dump(&server, &py, &script, &with_frames("post"));
@@ -387,6 +407,10 @@ fn one_large_step_writes_the_bytes_of_many_small_ones() {
     assert_eq!(
         outputs[0], outputs[2],
         "large and small steps wrote different bytes"
+    );
+    assert_eq!(
+        outputs[0], outputs[3],
+        "a run starting inside a chunk wrote different bytes"
     );
 }
 
