@@ -767,17 +767,18 @@ impl DataArray {
         // The tail chunk's summary, before the write replaces the chunk (and forget_rows
         // its summary): the new summaries are computed from it and the appended bytes.
         let summaries = crate::decimate::before_append(self);
+        let chunk = self.chunk_shape()?;
         crate::decimate::forget_rows(
             &self.dir,
-            self.chunk_shape()?[0],
+            chunk[0],
             shape[0],
             shape[0].saturating_add(rows_shape[0]),
         );
         let mut grown = shape.clone();
         grown[0] += rows_shape[0];
-        check_extent(&grown, &self.chunk_shape()?)?;
+        check_extent(&grown, &chunk)?;
         self.array.set_shape(grown.clone())?;
-        let in_place = self.append_in_place(&shape, rows_shape[0], bytes)?;
+        let in_place = self.append_in_place(&shape, &chunk, rows_shape[0], bytes)?;
         if in_place < rows_shape[0] {
             let row = bytes.len() as u64 / rows_shape[0];
             let mut start = vec![0; shape.len()];
@@ -810,8 +811,13 @@ impl DataArray {
     /// file and sync it before its rename (a run of an analysis appending a few samples
     /// rewrote a 1 MiB chunk each time). The bytes are synced with the new chunks: by the
     /// caller's one sync for [`DataArray::append_deferred`], here otherwise.
-    fn append_in_place(&self, shape: &[u64], rows: u64, bytes: &[u8]) -> ArrayResult<u64> {
-        let chunk = self.chunk_shape()?;
+    fn append_in_place(
+        &self,
+        shape: &[u64],
+        chunk: &[u64],
+        rows: u64,
+        bytes: &[u8],
+    ) -> ArrayResult<u64> {
         let Some(&c0) = chunk.first() else {
             return Ok(0);
         };
@@ -834,7 +840,7 @@ impl DataArray {
         let indices: Vec<u64> = std::iter::once(start / c0)
             .chain(shape[1..].iter().map(|_| 0))
             .collect();
-        let path = self.dir.join(self.array.chunk_key(&indices).as_str());
+        let path = self.chunk_path(&indices);
         match self.store.deferred()?.as_mut() {
             Some(list) => list.push(path),
             None => file.sync_data()?,
